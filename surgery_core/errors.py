@@ -1,0 +1,34 @@
+"""Errors that name the file and the problem, so a user can act on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SurgeryError(Exception):
+    """Base class for every error this library raises on purpose."""
+
+
+class InputError(SurgeryError):
+    """A user-supplied file is unusable: ``path`` says which, ``problem`` says why."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class AnnotationError(InputError):
+    """An annotation file cannot be read (malformed, hostile, missing fields, unknown class)."""
+
+
+class ImageError(InputError):
+    """An image cannot be decoded (corrupt, truncated, unsupported, too large)."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint is not a usable state dict for the requested architecture."""
+
+
+class PathNotAllowedError(InputError):
+    """A path lies outside the configured data roots."""
