@@ -1,0 +1,18 @@
+"""The demo model's architecture (an open_clip config shipped in ``model_configs/``) and its weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEMO_ARCH = "Demo-ViT-32"
+DEMO_WEIGHTS = WEIGHTS_DIR / "demo-vit-32.safetensors"
+
+
+def register_demo_models() -> None:
+    """Make the demo architectures known to ``open_clip.create_model`` (idempotent, no I/O beyond JSON)."""
+    if DEMO_ARCH not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
