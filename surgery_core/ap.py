@@ -27,7 +27,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .detections import Detections
-from .matching import _as_thresholds, best_ground_truth, score_order, true_positives
+from .matching import as_iou_thresholds, best_ground_truth, score_order, true_positives
 
 Interp = Literal["voc07", "voc", "coco"]
 INTERPS: tuple[str, ...] = ("voc07", "voc", "coco")
@@ -277,7 +277,7 @@ def evaluate(gt: Detections, det: Detections, num_classes: int,
         raise ValueError(f"interp must be one of {INTERPS}, not {interp!r}")
     if iou is None:
         iou = COCO_IOUS if interp == "coco" else 0.5
-    ts = _as_thresholds(iou)
+    ts = as_iou_thresholds(iou)
     _check(gt, det, num_classes)
     if interp == "coco":
         return _evaluate_coco(gt, det, num_classes, ts)

@@ -7,7 +7,9 @@ Per image and class (DESIGN section 4):
 2. threshold: ``mask = map >= np.percentile(map, p)`` with numpy's default (linear) interpolation over all
    working-map pixels;
 3. morphology: close then open with a ``morph_kernel`` x ``morph_kernel`` rectangle (1 = off), which fills
-   one-pixel gaps and then removes specks smaller than the kernel;
+   gaps narrower than the kernel and then removes specks smaller than it, with OpenCV's default borders
+   (as the seed): erosion counts the outside as foreground, so a region touching the image edge keeps its
+   edge and a speck within ``morph_kernel // 2`` pixels of the edge can survive;
 4. connected components (``connectivity`` 8 or 4), one box per component: a component spanning working
    columns ``a..b`` and rows ``c..d`` becomes ``x = [a, b + 1) * sx``, ``y = [c, d + 1) * sy`` in
    original-image pixels (continuous xyxy, no +1), ``sx = image_w / working_w``;
@@ -76,12 +78,49 @@ def _empty_boxes() -> BoxList:
 
 # --------------------------------------------------------------------------------------------- thresholds
 
+def order_statistics(values: np.ndarray, kth: np.ndarray) -> np.ndarray:
+    """The ``kth`` smallest elements (0-based, sorted unique indices) of a 1-D float32 array, exactly.
+
+    Same values as ``np.partition(values, kth)[kth]``, found faster on large maps: a 4096-bucket histogram
+    over the value range (bucketing is monotone in value, which is all exactness needs) locates each order
+    statistic's bucket, and only the elements of those buckets are sorted.
+    """
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    kth = np.asarray(kth, dtype=np.intp)
+    if flat.size < 8192:
+        return np.partition(flat, kth)[kth]
+    lo, hi = flat.min(), flat.max()
+    n_buckets = 4096
+    span = float(hi) - float(lo)
+    scale = np.float32(n_buckets / span) if np.isfinite(span) and span > 0 else np.float32(np.inf)
+    if not np.isfinite(scale):  # constant, non-finite or vanishingly narrow range
+        return np.partition(flat, kth)[kth]
+    bucket = flat - lo
+    bucket *= scale
+    np.minimum(bucket, n_buckets - 1, out=bucket)
+    bucket = bucket.astype(np.uint16)
+    counts = np.bincount(bucket, minlength=n_buckets)
+    cum = np.cumsum(counts)
+    kb = np.searchsorted(cum, kth, side="right")  # bucket holding each order statistic
+    needed = np.unique(kb)
+    take = np.zeros(n_buckets, bool)
+    take[needed] = True
+    cand = flat[take[bucket]]
+    # Candidates sorted by value are grouped by bucket in bucket order: locate each kth among them.
+    offset = np.zeros(n_buckets, np.int64)
+    offset[needed] = np.cumsum(counts[needed]) - counts[needed]
+    local = offset[kb] + (kth - (cum[kb] - counts[kb]))
+    cand = np.sort(cand) if len(cand) <= 4096 else np.partition(cand, np.unique(local))
+    return cand[local]
+
+
 def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
-    """Thresholds equal, bit for bit, to ``np.percentile(wmap, p)`` for each scalar ``p`` (0-100).
+    """Thresholds equal, bit for bit, to ``np.percentile(wmap, float(p))`` for each ``p`` (0-100).
 
     wmap: float32 working map (any shape, NaN-free). Returns float32 ``[len(percentiles)]`` in the map's
-    units. One partial sort serves every percentile; the interpolation replays numpy's scalar-``q`` path
-    (virtual index ``(n - 1) * p / 100``, float32 two-sided lerp), which the tests compare against numpy.
+    units. One selection pass serves every percentile; the interpolation replays numpy's path for a Python
+    float ``q`` (virtual index ``(n - 1) * p / 100``, two-sided lerp in float32), which the tests compare
+    against numpy. (A numpy-float64 ``q`` makes numpy lerp in float64, which can differ in the last bit.)
     """
     flat = np.asarray(wmap, dtype=np.float32).ravel()
     n = flat.size
@@ -102,10 +141,10 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
         next_idx.append(hi_i)
         gammas.append(v - lo)
     kth = np.unique(np.array(prev_idx + next_idx, dtype=np.intp))
-    part = np.partition(flat, kth)
+    stats = dict(zip(kth.tolist(), order_statistics(flat, kth).tolist()))
     out = np.empty(len(gammas), np.float32)
     for i, (lo_i, hi_i, t) in enumerate(zip(prev_idx, next_idx, gammas)):
-        a, b = part[lo_i], part[hi_i]
+        a, b = np.float32(stats[lo_i]), np.float32(stats[hi_i])
         d = b - a
         # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.
         out[i] = b - d * np.float32(1.0 - t) if t >= 0.5 else a + d * np.float32(t)
@@ -117,9 +156,10 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
 def close_open(mask: np.ndarray, kernel: int) -> np.ndarray:
     """Morphological close then open of a uint8 0/1 mask with a ``kernel`` x ``kernel`` rectangle.
 
-    Equals ``morphologyEx(CLOSE)`` then ``morphologyEx(OPEN)`` with OpenCV's default borders; written as
-    dilate, erode with the doubled kernel (two erosions by a rectangle are one by the summed rectangle),
-    dilate, which saves one pass.
+    Reference semantics: ``cv2.morphologyEx(CLOSE)`` then ``cv2.morphologyEx(OPEN)`` with OpenCV's default
+    borders (outside counts as background for dilation, foreground for erosion, so edge-touching regions
+    keep their edge). Written as dilate, erode with the ``2 * kernel - 1`` rectangle (two erosions by a
+    rectangle are one by their sum), dilate: three passes instead of four.
     """
     if kernel <= 1:
         return mask
@@ -128,53 +168,158 @@ def close_open(mask: np.ndarray, kernel: int) -> np.ndarray:
     return cv2.dilate(cv2.erode(cv2.dilate(mask, k), k2), k)
 
 
-def _component_scores(wmap: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: np.ndarray,
-                      rule: str) -> np.ndarray:
-    """Mean or max of ``wmap`` over each labelled component ``ids`` (rows of ``stats``), float64."""
-    out = np.empty(len(ids), np.float64)
-    for i, k in enumerate(ids):
-        x, y, w, h = stats[k, :4]
-        sel = cv2.compare(labels[y:y + h, x:x + w], int(k), cv2.CMP_EQ)
-        sub = wmap[y:y + h, x:x + w]
+def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of a uint8 0/1 mask, in raster order of each component's first pixel.
+
+    Returns ``(rects, seeds)``: ``rects`` int ``[K, 4]`` as ``(left, top, width, height)`` in mask pixels
+    (the components' bounding boxes) and ``seeds`` int ``[K, 2]`` the ``(x, y)`` of each component's first
+    pixel.
+    """
+    if connectivity != 8:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=connectivity,
+                                                               ltype=_label_type(mask, connectivity))
+        rects = stats[1:, :4].astype(np.int64)
+        # Each label's first pixel in raster order: the first pixel of its top row that carries the label.
+        seeds = np.array([[x + int(np.argmax(labels[y, x:x + w] == k)), y]
+                          for k, (x, y, w, _) in enumerate(rects.tolist(), start=1)], np.int64).reshape(-1, 2)
+        order = np.lexsort((seeds[:, 0], seeds[:, 1]))  # OpenCV's label order is its algorithm's business
+        return rects[order], seeds[order]
+    # Labelling plus OpenCV's statistics pass costs about twice a contour trace: with 8-connectivity the
+    # outer borders (top level of RETR_CCOMP, which also lists islands inside holes) are exactly the
+    # components, their bounding rectangles the components' boxes, and each trace starts at the
+    # component's first pixel in raster order.
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outer = [c for c, link in zip(contours, hierarchy[0]) if link[3] == -1] if contours else []
+    if not outer:
+        return np.zeros((0, 4), np.int64), np.zeros((0, 2), np.int64)
+    rects = np.array([cv2.boundingRect(c) for c in outer], np.int64)
+    seeds = np.array([c[0, 0] for c in outer], np.int64)
+    order = np.lexsort((seeds[:, 0], seeds[:, 1]))
+    return rects[order], seeds[order]
+
+
+def _label_type(mask: np.ndarray, connectivity: int) -> int:
+    """16-bit labels (faster) when even a checkerboard of components could not overflow them."""
+    h, w = mask.shape
+    most = -(-h // 2) * -(-w // 2) if connectivity == 8 else -(-h * w // 2)
+    return cv2.CV_16U if most < 65535 else cv2.CV_32S
+
+
+def _overlapping(rects: np.ndarray) -> np.ndarray:
+    """Which rectangles ``(left, top, width, height)`` intersect another one, bool ``[K]``."""
+    k = len(rects)
+    if k > 512:  # quadratic check would cost more than labelling; treat all as overlapping
+        return np.ones(k, bool)
+    x0, y0 = rects[:, 0], rects[:, 1]
+    x1, y1 = x0 + rects[:, 2], y0 + rects[:, 3]
+    hit = ((x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None])
+           & (y0[:, None] < y1[None, :]) & (y0[None, :] < y1[:, None]))
+    np.fill_diagonal(hit, False)
+    return hit.any(axis=1)
+
+
+def _component_scores(wmap: np.ndarray, mask: np.ndarray, rects: np.ndarray, seeds: np.ndarray,
+                      top: np.ndarray, shared: np.ndarray, connectivity: int, rule: str) -> np.ndarray:
+    """Mean or max of ``wmap`` (0-1) over each component's pixels, float64 ``[K]``.
+
+    mask, rects, seeds: the stack of tiles (see :func:`_threshold_stack`); top: each component's top row
+    within its tile, which is where its pixels sit in ``wmap``; shared: whether another component's
+    rectangle (:func:`_overlapping`, over all components) reaches into this one's.
+    """
+    out = np.empty(len(rects), np.float64)
+    for i, ((x, y, w, h), (sx, sy), y0, own) in enumerate(zip(rects.tolist(), seeds.tolist(), top.tolist(),
+                                                            shared.tolist())):
+        sel = mask[y:y + h, x:x + w]
+        if own:
+            # Another component reaches into this rectangle. Labelling just the rectangle is enough: the
+            # component lies wholly inside it, and cropping can split other components but never join one
+            # to it, so the label under the seed is exactly its pixels.
+            sub_labels = cv2.connectedComponents(np.ascontiguousarray(sel), connectivity=connectivity,
+                                                 ltype=cv2.CV_32S)[1]
+            sel = cv2.compare(sub_labels, int(sub_labels[sy - y, sx - x]), cv2.CMP_EQ)
+        sub = wmap[y0:y0 + h, x:x + w]
         out[i] = cv2.mean(sub, mask=sel)[0] if rule == "mean" else cv2.minMaxLoc(sub, mask=sel)[1]
+    return out
+
+
+def _threshold_stack(wmap: np.ndarray, thresholds: np.ndarray, kernel: int) -> tuple[np.ndarray, int]:
+    """Masks ``wmap >= t`` for every threshold, each closed then opened, stacked in one tall uint8 image.
+
+    Tile ``i`` occupies rows ``[i * pitch, i * pitch + working_h)``; a gap of background rows follows each
+    tile. One OpenCV call per step over the stack saves the per-call overhead of one per threshold. The
+    gap is wide enough that no kernel reaches the next tile, and it is set to what OpenCV assumes outside
+    an image before each step (0 before dilating, 1 before eroding), so every tile comes out exactly as
+    :func:`close_open` of its own mask.
+    """
+    h, w = wmap.shape
+    gap = max(1, kernel - 1)
+    pitch = h + gap
+    stack = np.zeros((len(thresholds), pitch, w), np.uint8)
+    for tile, t in zip(stack, thresholds):
+        np.greater_equal(wmap, t, out=tile[:h].view(bool))
+    stack = stack.reshape(-1, w)
+    if kernel > 1:
+        k = np.ones((kernel, kernel), np.uint8)
+        k2 = np.ones((2 * kernel - 1, 2 * kernel - 1), np.uint8)
+        stack = cv2.dilate(stack, k)
+        stack.reshape(len(thresholds), pitch, w)[:, h:] = 1
+        stack = cv2.erode(stack, k2)
+        stack.reshape(len(thresholds), pitch, w)[:, h:] = 0
+        stack = cv2.dilate(stack, k)
+        stack.reshape(len(thresholds), pitch, w)[:, h:] = 0
+    return stack, pitch
+
+
+def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: int, image_h: int,
+                        params: BoxParams, class_prob: float = 1.0) -> list[BoxList]:
+    """Boxes from one 0-1 working map at each threshold (map units), in original-image pixels.
+
+    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.maps.working_map`); a pixel is
+    foreground at threshold ``t`` when ``wmap >= t``. ``params.percentile`` is not used here. Boxes of one
+    threshold come in raster order of their components' first pixels.
+    """
+    wmap = np.ascontiguousarray(wmap, dtype=np.float32)
+    thresholds = np.asarray(thresholds, dtype=np.float32).reshape(-1)
+    out = [_empty_boxes() for _ in thresholds]
+    if not len(thresholds):
+        return out
+    stack, pitch = _threshold_stack(wmap, thresholds, params.morph_kernel)
+    rects, seeds = find_components(stack, params.connectivity)
+    if not len(rects):
+        return out
+    sx, sy = image_scale(image_w, image_h, params.box_resolution)
+    tile = rects[:, 1] // pitch
+    top = rects[:, 1] - tile * pitch
+    xyxy = np.empty((len(rects), 4), np.float64)
+    xyxy[:, 0] = rects[:, 0] * sx
+    xyxy[:, 1] = top * sy
+    xyxy[:, 2] = (rects[:, 0] + rects[:, 2]) * sx
+    xyxy[:, 3] = (top + rects[:, 3]) * sy
+    shared = _overlapping(rects)  # before filtering: a dropped component still shares its pixels' region
+    if params.min_area > 0:
+        area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+        keep = area >= params.min_area
+        xyxy, rects, seeds, tile, top, shared = (xyxy[keep], rects[keep], seeds[keep], tile[keep], top[keep],
+                                                 shared[keep])
+    score = _component_scores(wmap, stack, rects, seeds, top, shared, params.connectivity, params.score)
+    if params.class_prob_weight:
+        score *= float(class_prob)
+    # Raster order over the stack already groups components by tile, in each tile's own raster order.
+    bounds = np.searchsorted(tile, np.arange(len(thresholds) + 1))
+    for i in range(len(thresholds)):
+        bx, bs = xyxy[bounds[i]:bounds[i + 1]], score[bounds[i]:bounds[i + 1]]
+        if params.nms_iou is not None and len(bs) > 1:
+            keep = _nms(bx, bs, params.nms_iou)
+            bx, bs = bx[keep], bs[keep]
+        if len(bs):
+            out[i] = (bx, bs)
     return out
 
 
 def boxes_at_threshold(wmap: np.ndarray, threshold: float, image_w: int, image_h: int, params: BoxParams,
                        class_prob: float = 1.0) -> BoxList:
-    """Boxes from one 0-1 working map at one threshold (map units), in original-image pixels.
-
-    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.maps.working_map`); threshold: keep
-    pixels ``>= threshold``; ``params.percentile`` is not used here.
-    """
-    mask = np.ascontiguousarray(wmap >= threshold).view(np.uint8)
-    mask = close_open(mask, params.morph_kernel)
-    # 16-bit labels are faster; they overflow only past 65535 components, impossible below 2 * 65535 px.
-    ltype = cv2.CV_16U if mask.size < 131000 else cv2.CV_32S
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=params.connectivity, ltype=ltype)
-    if n <= 1:
-        return _empty_boxes()
-    sx, sy = image_scale(image_w, image_h, params.box_resolution)
-    st = stats[1:].astype(np.float64)
-    xyxy = np.empty((n - 1, 4), np.float64)
-    xyxy[:, 0] = st[:, 0] * sx
-    xyxy[:, 1] = st[:, 1] * sy
-    xyxy[:, 2] = (st[:, 0] + st[:, 2]) * sx
-    xyxy[:, 3] = (st[:, 1] + st[:, 3]) * sy
-    ids = np.arange(1, n)
-    if params.min_area > 0:
-        area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-        keep = area >= params.min_area
-        xyxy, ids = xyxy[keep], ids[keep]
-        if not len(ids):
-            return _empty_boxes()
-    score = _component_scores(wmap, labels, stats, ids, params.score)
-    if params.class_prob_weight:
-        score *= float(class_prob)
-    if params.nms_iou is not None and len(score) > 1:
-        keep = _nms(xyxy, score, params.nms_iou)
-        xyxy, score = xyxy[keep], score[keep]
-    return xyxy, score
+    """Boxes from one 0-1 working map at one threshold; see :func:`boxes_at_thresholds`."""
+    return boxes_at_thresholds(wmap, [threshold], image_w, image_h, params, class_prob)[0]
 
 
 def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
@@ -189,8 +334,8 @@ def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
 def boxes_from_map_sweep(wmap: np.ndarray, image_w: int, image_h: int, params: BoxParams,
                          percentiles: Sequence[float], class_prob: float = 1.0) -> list[BoxList]:
     """Boxes at each percentile of one 0-1 working map, original-image pixels; one list entry per percentile."""
-    thresholds = percentile_thresholds(wmap, percentiles)
-    return [boxes_at_threshold(wmap, t, image_w, image_h, params, class_prob) for t in thresholds]
+    return boxes_at_thresholds(wmap, percentile_thresholds(wmap, percentiles), image_w, image_h, params,
+                               class_prob)
 
 
 def boxes_from_grid_sweep(grid2d: np.ndarray, image_w: int, image_h: int, params: BoxParams,
@@ -257,7 +402,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
                      percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
                      pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
                      class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                     workers: int = 1, chunk_pairs: int = 2048) -> dict[float, Detections]:
+                     workers: int = 1, chunk_pairs: int | None = None) -> dict[float, Detections]:
     """Boxes for many (image, class) pairs at many percentiles, one :class:`Detections` per percentile.
 
     grids: per image a raw ``[num_classes, grid_h, grid_w]`` array (a stacked ``[N, C, gh, gw]`` array works).
@@ -266,7 +411,10 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     both None means every class of every image (the "open" protocol). class_probs: ``[N, C]`` image-level
     class probabilities, required when ``params.class_prob_weight``. image_ids: ``[N]`` dataset image
     index stored in ``Detections.image`` (default: the row). workers: processes (1 = in this process,
-    0 = one per CPU); results are identical and in the same order whatever the count.
+    0 = one per CPU); results are identical and in the same order whatever the count. Workers are spawned
+    (about a second to start), so a script that asks for them needs the ``if __name__ == "__main__":``
+    guard. chunk_pairs: pairs per task (default: about four tasks per worker, 256 to 4096 pairs each).
+    Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     """
     percentiles = tuple(float(p) for p in percentiles)
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
@@ -296,14 +444,17 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     order = np.argsort(pair_image, kind="stable")
     pair_image, pair_class, pair_prob = pair_image[order], pair_class[order], pair_prob[order]
 
+    workers = (os.cpu_count() or 1) if workers == 0 else max(1, workers)
+    if chunk_pairs is None:
+        chunk_pairs = int(np.clip(-(-len(pair_image) // (4 * workers)), 256, 4096))
+    chunk_pairs = max(1, chunk_pairs)
     chunks = []
-    for start in range(0, len(pair_image), max(1, chunk_pairs)):
+    for start in range(0, len(pair_image), chunk_pairs):
         rows = pair_image[start:start + chunk_pairs]
         uniq, local = np.unique(rows, return_inverse=True)
         chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
                                pair_class[start:start + chunk_pairs], pair_prob[start:start + chunk_pairs]),
                        uniq))
-    workers = (os.cpu_count() or 1) if workers == 0 else workers
     if workers > 1 and len(chunks) > 1:
         # spawn, not fork: the caller may hold torch/CUDA threads that a forked child would inherit broken.
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=get_context("spawn"),
@@ -326,7 +477,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
 def extract_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams, *,
                        pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
                        class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                       workers: int = 1, chunk_pairs: int = 2048) -> Detections:
+                       workers: int = 1, chunk_pairs: int | None = None) -> Detections:
     """Boxes for many (image, class) pairs at ``params.percentile``; see :func:`sweep_detections`."""
     return sweep_detections(grids, image_sizes, params, [params.percentile], pair_image=pair_image,
                             pair_class=pair_class, class_probs=class_probs, image_ids=image_ids,

@@ -59,12 +59,11 @@ def upsample(grid: np.ndarray, width: int, height: int) -> np.ndarray:
         return cv2.resize(g, (width, height), interpolation=cv2.INTER_LINEAR)
     if g.ndim != 3:
         raise ValueError(f"grid must be [grid_h, grid_w] or [classes, grid_h, grid_w], got shape {g.shape}")
-    # cv2 resizes at most 512 channels at once (channels last); slices keep memory bounded anyway.
+    # One class at a time: OpenCV's multi-channel path rounds differently in the last bit, and a class's
+    # map (hence its percentile threshold) must not depend on how many classes were upsampled with it.
     out = np.empty((g.shape[0], height, width), np.float32)
-    for start in range(0, g.shape[0], 512):
-        chunk = np.ascontiguousarray(g[start:start + 512].transpose(1, 2, 0))
-        res = cv2.resize(chunk, (width, height), interpolation=cv2.INTER_LINEAR)
-        out[start:start + 512] = res.reshape(height, width, -1).transpose(2, 0, 1)
+    for c in range(g.shape[0]):
+        out[c] = cv2.resize(g[c], (width, height), interpolation=cv2.INTER_LINEAR)
     return out
 
 
@@ -125,9 +124,8 @@ def box_mask(xyxy: np.ndarray, image_w: int, image_h: int,
 
 def _centre_span(lo: float, hi: float, scale: float, n: int) -> tuple[int, int]:
     """Working pixels ``[first, last)`` along one axis whose centres fall in ``[lo, hi)`` (original px)."""
-    # (j + 0.5) * scale >= lo  <=>  j >= lo / scale - 0.5 ; same for < hi.
-    first = max(0, int(np.ceil(lo / scale - 0.5)))
-    last = min(n, int(np.ceil(hi / scale - 0.5)))
+    centres = pixel_centres(n, scale)
+    first, last = np.searchsorted(centres, [lo, hi], side="left").tolist()
     if last <= first:
         j = min(n - 1, max(0, int(np.floor((lo + hi) / 2 / scale))))
         return j, j + 1

@@ -52,13 +52,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _iou_from_parts(iw * ih, box_area(a)[:, None], box_area(b)[None, :])
 
 
+def _paired_iou(a: np.ndarray, area_a: np.ndarray, b: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    iw = np.minimum(a[:, 2], b[:, 2])
+    iw -= np.maximum(a[:, 0], b[:, 0])
+    np.maximum(iw, 0.0, out=iw)
+    ih = np.minimum(a[:, 3], b[:, 3])
+    ih -= np.maximum(a[:, 1], b[:, 1])
+    np.maximum(ih, 0.0, out=ih)
+    iw *= ih
+    return _iou_from_parts(iw, area_a, area_b)
+
+
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise IoU ``[P]`` between two ``[P, 4]`` xyxy box arrays (box i of ``a`` with box i of ``b``)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
-    return _iou_from_parts(iw * ih, box_area(a), box_area(b))
+    return _paired_iou(a, box_area(a), b, box_area(b))
 
 
 def score_order(det: Detections) -> np.ndarray:
@@ -100,6 +109,8 @@ def best_ground_truth(gt: Detections, det: Detections) -> BestMatch:
     has = np.flatnonzero(count > 0)
     if len(has) == 0:
         return BestMatch(best_gt, best_iou)
+    # Areas once per box rather than once per pair.
+    det_area, gt_area = box_area(det.xyxy), box_area(gt.xyxy)
     cum = np.cumsum(count[has])
     # Split the detections that have candidates into chunks of at most ~_PAIR_CHUNK pairs (a detection's
     # pairs never straddle chunks). This loop runs over memory-sized chunks, not over images or boxes.
@@ -113,7 +124,8 @@ def best_ground_truth(gt: Detections, det: Detections) -> BestMatch:
         seg = np.repeat(np.arange(len(d_idx)), c)       # which detection each pair belongs to
         pos = start[d_idx][seg] + (np.arange(total) - seg_start[seg])
         g_idx = gt_order[pos]
-        iou = paired_iou(det.xyxy[d_idx[seg]], gt.xyxy[g_idx])
+        d_pair = d_idx[seg]
+        iou = _paired_iou(det.xyxy[d_pair], det_area[d_pair], gt.xyxy[g_idx], gt_area[g_idx])
         seg_max = np.maximum.reduceat(iou, seg_start)
         hit = np.flatnonzero(iou == seg_max[seg])
         # hit is sorted, so the first hit of each segment is the first maximum (argmax semantics).
@@ -140,7 +152,8 @@ def true_positives(best: BestMatch, order: np.ndarray, threshold: float) -> np.n
     return tp
 
 
-def _as_thresholds(iou: float | Sequence[float]) -> tuple[float, ...]:
+def as_iou_thresholds(iou: float | Sequence[float]) -> tuple[float, ...]:
+    """One threshold or several as a tuple of floats; ValueError when empty or outside (0, 1]."""
     ts = tuple(float(t) for t in np.atleast_1d(np.asarray(iou, dtype=np.float64)))
     if not ts:
         raise ValueError("at least one IoU threshold is needed")
@@ -168,7 +181,7 @@ class MatchResult:
 
 def match(gt: Detections, det: Detections, iou: float | Sequence[float]) -> MatchResult:
     """VOC greedy matching (module docstring) of ``det`` against ``gt`` at each IoU threshold in ``iou``."""
-    ts = _as_thresholds(iou)
+    ts = as_iou_thresholds(iou)
     best = best_ground_truth(gt, det)
     order = score_order(det)
     tp = np.stack([true_positives(best, order, t) for t in ts], axis=1) if len(det) else \

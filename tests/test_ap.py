@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import tarfile
 import warnings
 import xml.etree.ElementTree as ET
@@ -19,7 +20,9 @@ from surgery_core.classes import DIOR_CLASSES, ClassIndex
 from surgery_core.detections import Detections
 from surgery_core.matching import box_iou, match, match_detections, paired_iou
 
-TARBALL = Path("/work/shared/data/dior/DIOR-annotations-hbb.tar.gz")
+# Same place as conftest.py's DIOR_TARBALL: ../shared next to the repository unless SURGERY_SHARED says.
+TARBALL = Path(os.environ.get("SURGERY_SHARED", Path(__file__).resolve().parents[2] / "shared")) \
+    / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
 HBB = "DIOR/Annotations/Horizontal Bounding Boxes/"
 K = len(DIOR_CLASSES)
 SEED_IOUS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
@@ -33,8 +36,8 @@ ZERO_BOX_FILES = ("15504", "15906", "16734")
 
 @pytest.fixture(scope="module")
 def dior_gt(tmp_path_factory) -> Detections:
-    if not TARBALL.exists():
-        pytest.skip(f"{TARBALL} not available")
+    if not TARBALL.is_file():
+        pytest.fail(f"real DIOR annotations not found at {TARBALL} (set SURGERY_SHARED)")
     out = tmp_path_factory.mktemp("dior")
     with tarfile.open(TARBALL, "r:gz") as tar:
         members = {m.name: m for m in tar.getmembers()}

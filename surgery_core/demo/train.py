@@ -1,0 +1,138 @@
+"""Train the demo CLIP contrastively on synthetic scene/caption pairs (no box supervision).
+
+Deterministic for a seed on a given machine: scenes come from ``render_scene`` with one RNG per scene index,
+batches from a seeded permutation, weights from a seeded init; torch runs single-process on the CPU.
+Writes ``<out>/demo-vit-32.safetensors`` (fp16), ``<out>/training_log.json`` (loss curve, wall time,
+configuration) and returns the log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from .model import DEMO_ARCH, register_demo_models
+from .scenes import render_scene
+
+
+def _render(args):
+    seed, i, size = args
+    scene = render_scene(np.random.default_rng([seed, i]), size)
+    return scene.image, scene.caption
+
+
+def render_training_set(seed: int, count: int, size: int, workers: int = 1) -> tuple[np.ndarray, list[str]]:
+    """``count`` scenes as uint8 ``[count, size, size, 3]`` plus captions; scene i uses RNG (seed, i), so the
+    result is the same whatever the number of worker processes."""
+    images = np.empty((count, size, size, 3), np.uint8)
+    captions = []
+    jobs = [(seed, i, size) for i in range(count)]
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            results = pool.imap(_render, jobs, chunksize=64)
+            for i, (img, cap) in enumerate(results):
+                images[i] = img
+                captions.append(cap)
+    else:
+        for i, job in enumerate(jobs):
+            images[i], cap = _render(job)
+            captions.append(cap)
+    return images, captions
+
+
+def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Apply one of 8 flips/rotations per image: top-down scenes and their captions are invariant to them."""
+    out = torch.empty_like(x)
+    for t in range(8):
+        idx = (k == t).nonzero(as_tuple=True)[0]
+        if len(idx):
+            y = torch.rot90(x[idx], t % 4, dims=(2, 3))
+            out[idx] = y.flip(3) if t >= 4 else y
+    return out
+
+
+def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2000, batch: int = 128, lr: float = 1e-3,
+          size: int = 224, threads: int | None = None, log_every: int = 25, device: str = "cpu",
+          render_workers: int = 2) -> dict:
+    """Train and save the demo model. Returns the training log (also written to ``training_log.json``)."""
+    register_demo_models()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    images, captions = render_training_set(seed, scenes, size, render_workers)
+    t_render = time.perf_counter() - t0
+    dev = torch.device(device)
+    model = open_clip.create_model(DEMO_ARCH, pretrained=None, load_weights=False, pretrained_text=False).to(dev)
+    tokenizer = open_clip.get_tokenizer(DEMO_ARCH)
+    tokens = tokenizer(captions).to(dev)
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=dev).view(1, 3, 1, 1)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    warmup = max(1, steps // 20)
+
+    def lr_at(step):
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(scenes, generator=gen)
+    cursor = 0
+    losses = []
+    model.train()
+    t1 = time.perf_counter()
+    for step in range(steps):
+        if cursor + batch > scenes:
+            order, cursor = torch.randperm(scenes, generator=gen), 0
+        idx = order[cursor:cursor + batch]
+        cursor += batch
+        x = torch.from_numpy(images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
+        x = _dihedral(x, torch.randint(0, 8, (batch,), generator=gen)).to(dev)
+        x = (x - mean) / std
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img = F.normalize(model.encode_image(x), dim=-1)
+        txt = F.normalize(model.encode_text(tokens[idx.to(dev)]), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.t()
+        labels = torch.arange(batch, device=dev)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(float(loss))
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            rate = (step + 1) / (time.perf_counter() - t1)
+            print(f"step {step:5d}/{steps} loss {loss.item():.4f} lr {lr_at(step):.2e} "
+                  f"scale {model.logit_scale.exp().item():.1f} ({rate:.2f} steps/s)", flush=True)
+    wall = time.perf_counter() - t0
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    weights = out / "demo-vit-32.safetensors"
+    save_file(state, str(weights), metadata={"arch": DEMO_ARCH, "seed": str(seed), "steps": str(steps)})
+    log = {
+        "arch": DEMO_ARCH, "seed": seed, "scenes": scenes, "scene_size": size, "steps": steps, "batch": batch,
+        "lr": lr, "warmup_steps": warmup, "schedule": "linear warmup + cosine", "optimizer": "AdamW(0.9, 0.98), wd 0.1",
+        "augmentation": "8 dihedral flips/rotations", "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "device": str(dev), "render_seconds": round(t_render, 1), "wall_seconds": round(wall, 1),
+        "loss_every_step": [round(v, 5) for v in losses], "weights_file": weights.name,
+    }
+    (out / "training_log.json").write_text(json.dumps(log))
+    return log

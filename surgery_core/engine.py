@@ -1,0 +1,217 @@
+"""Orchestration: resolve a run's dataset and model, compute missing grids in batches, gather them.
+
+Numerics live in the pure modules (heatmaps, boxes, ap, quality); this module only moves data: a
+``torch.utils.data.DataLoader`` decodes images in worker processes (pinned memory on CUDA), the model runs
+batched under autocast on GPU, each image's grids go to the run store as soon as they exist, so a killed run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
+from .datasets import Dataset, load_coco, load_dior
+from .errors import ImageError, InputError, SurgeryError
+from .heatmaps import METHODS, compute_heatmaps
+from .images import read_image, squash, to_tensor
+from .models import LoadedModel, load_model
+from .store import RunStore, atomic_write_bytes, content_sha256
+
+SAMPLES_ROOT = Path(__file__).parent / "samples" / "dior"
+
+
+def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT) -> Path:
+    """The demo scenes, generated on first use into the cache folder (deterministic for seed and count)."""
+    from .demo.scenes import generate_dataset
+
+    root = cache_dir() / "demo-data" / f"seed{seed}-n{count}"
+    if not (root / ".complete").is_file():
+        generate_dataset(root, seed=seed, count=count)
+    return root
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    """The dataset a run configuration names (demo scenes are generated on first use)."""
+    d = cfg.data
+    if d.kind == "coco":
+        if not d.root:
+            raise InputError(None, "a COCO dataset needs data.root = the annotation JSON")
+        ds = load_coco(d.root, d.images, cfg.classes)
+        return ds.subset(range(min(len(ds), d.limit))) if d.limit else ds
+    if d.kind == "demo":
+        from .demo.scenes import DEMO_CLASSES
+
+        return load_dior(d.root or demo_data_root(), d.split, cfg.classes or DEMO_CLASSES, limit=d.limit)
+    if d.kind == "samples":
+        from .classes import DIOR_CLASSES
+
+        return load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
+                         cfg.classes or DIOR_CLASSES, limit=d.limit)
+    if not d.root:
+        raise InputError(None, "a DIOR dataset needs data.root")
+    from .classes import DIOR_CLASSES
+
+    return load_dior(d.root, d.split, cfg.classes or DIOR_CLASSES, limit=d.limit)
+
+
+def resolve_model(cfg: RunConfig, device: torch.device | str | None = None) -> LoadedModel:
+    from .demo.model import DEMO_ARCH, DEMO_WEIGHTS
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    checkpoint = cfg.model.checkpoint
+    if checkpoint is None and cfg.model.arch == DEMO_ARCH:
+        checkpoint = DEMO_WEIGHTS
+    return load_model(cfg.model.arch, checkpoint, cfg.model.quickgelu, device)
+
+
+class _ImageSet(torch.utils.data.Dataset):
+    """Decodes and squashes images in loader workers; a bad image yields its error text, not an exception."""
+
+    def __init__(self, paths: list[Path | None], size: int, mean, std):
+        self.paths, self.size, self.mean, self.std = paths, size, mean, std
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        path = self.paths[i]
+        try:
+            if path is None:
+                raise ImageError(None, "image file not found next to its annotation")
+            image = read_image(path)
+            return i, torch.from_numpy(to_tensor(squash(image, self.size), self.mean, self.std)), ""
+        except ImageError as exc:
+            return i, None, str(exc)
+
+
+def _collate(items):
+    ok = [(i, x) for i, x, err in items if x is not None]
+    bad = [(i, err) for i, x, err in items if x is None]
+    batch = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], batch, bad
+
+
+@dataclass
+class GridSet:
+    """Raw grids of a run: ``grids[method]`` float32 ``[N, K, gh, gw]``, ``probs`` ``[N, K]``.
+
+    rows: dataset image index of each row (images that failed to decode have no row).
+    """
+
+    key: str
+    classes: tuple[str, ...]
+    rows: np.ndarray
+    grids: dict[str, np.ndarray]
+    probs: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+ProgressFn = Callable[[int, int, float], None]  # (done, total, images per second)
+
+
+def _hash_images(paths: list[Path | None]) -> list[str | None]:
+    def one(p):
+        try:
+            return None if p is None else content_sha256(p)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(pool.map(one, paths))
+
+
+def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: RunStore, *,
+                  batch_size: int = 64, workers: int | None = None, progress: ProgressFn | None = None,
+                  show_bar: bool = False) -> GridSet:
+    """Raw grids for every image of ``dataset``: from the store where present, else computed and stored.
+
+    A second call with the same configuration runs no forward pass. A run killed at any moment keeps every
+    entry already written; the next call computes only the rest.
+    """
+    t0 = time.perf_counter()
+    classes = tuple(dataset.classes)
+    size = cfg.input.size or loaded.image_size
+    if size % loaded.patch_size:
+        raise SurgeryError(f"input size {size} is not a multiple of the patch size {loaded.patch_size}")
+    key = heatmap_key(cfg, loaded.identity, classes, size)
+    paths = [r.path for r in dataset.images]
+    shas = _hash_images(paths)
+    skipped = [{"image_id": dataset.images[i].image_id, "reason": "image file not found"}
+               for i, s in enumerate(shas) if s is None]
+    todo = [i for i, s in enumerate(shas) if s is not None and not store.has(key, s)]
+    device = loaded.device
+    done = 0
+    if todo:
+        if workers is None:
+            workers = 0 if len(todo) < 64 else min(4, os.cpu_count() or 1)
+        loader = torch.utils.data.DataLoader(
+            _ImageSet([paths[i] for i in todo], size, loaded.mean, loaded.std), batch_size=batch_size,
+            num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+            persistent_workers=False)
+        bar = None
+        if show_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="img", desc="heatmaps", file=sys.stderr)
+        t_start = time.perf_counter()
+        for local, batch, bad in loader:
+            for j, err in bad:
+                skipped.append({"image_id": dataset.images[todo[j]].image_id, "reason": err})
+            if batch is not None:
+                out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, tuple(METHODS),
+                                       depth=cfg.surgery_depth, window=cfg.input.window, stride=cfg.input.stride,
+                                       prompt_set=cfg.prompt_set)
+                for b, j in enumerate(local):
+                    store.put(key, shas[todo[j]], {m: g[b] for m, g in out.grids.items()}, out.probs[b])
+            done += len(local) + len(bad)
+            rate = done / max(time.perf_counter() - t_start, 1e-9)
+            if bar is not None:
+                bar.update(len(local) + len(bad))
+                bar.set_postfix_str(f"{rate:.1f} img/s")
+            if progress is not None:
+                progress(done, len(todo), rate)
+        if bar is not None:
+            bar.close()
+    bad_ids = {s["image_id"] for s in skipped}
+    rows, per_method, probs = [], {m: [] for m in cfg.methods}, []
+    for i, s in enumerate(shas):
+        if s is None or dataset.images[i].image_id in bad_ids:
+            continue
+        got = store.get(key, s)
+        if got is None:  # damaged on disk since it was written: recompute this one entry
+            single = dataset.subset([i])
+            compute_grids(cfg, single, loaded, store, batch_size=1, workers=0)
+            got = store.get(key, s)
+            if got is None:
+                raise SurgeryError(f"run store entry for image {dataset.images[i].image_id} cannot be written "
+                                   f"under {store.root}")
+        grids, p = got
+        rows.append(i)
+        for m in cfg.methods:
+            per_method[m].append(grids[m])
+        probs.append(p)
+    k = len(classes)
+    empty = np.zeros((0, k, 1, 1), np.float32)
+    return GridSet(key, classes, np.asarray(rows, np.int64),
+                   {m: np.stack(v) if v else empty for m, v in per_method.items()},
+                   np.stack(probs) if probs else np.zeros((0, k), np.float32), skipped,
+                   computed=len(todo), reused=len(dataset) - len(todo) - sum(s is None for s in shas),
+                   seconds=time.perf_counter() - t0)
+
+
+def write_json(path: Path, doc) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())

@@ -1,0 +1,185 @@
+"""From a run's stored grids to every number of the report: boxes per protocol, AP tables, sweeps, quality.
+
+Protocols (DESIGN section 5), named on every table:
+
+- ``present`` (localisation, the seed's setting): boxes only for the classes annotated in each image,
+  scored by the box rule of the run configuration;
+- ``open`` (detection): boxes for every class on every image, each score multiplied by the image-level
+  class probability (softmax over the class set of the CLS-text cosine, times the model's logit scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ap import COCO_IOUS, evaluate
+from .boxes import BoxParams, sweep_detections
+from .config import RunConfig
+from .datasets import Dataset
+from .detections import Detections
+from .engine import GridSet
+
+PROTOCOL_NOTES = {
+    "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",
+    "open": "open: boxes for every class on every image, score x image-level class probability (detection)",
+}
+INTERP_NOTES = {
+    "voc07": "VOC2007 11-point interpolation, greedy matching, IoU >= t, continuous coordinates",
+    "voc": "VOC2010+ all-point interpolation, greedy matching, IoU >= t, continuous coordinates",
+    "coco": "COCO 101-point interpolation (faster-coco-eval), maxDets 100, area all",
+}
+
+
+def box_params_for(cfg: RunConfig, protocol: str) -> BoxParams:
+    """The run's box parameters, with class-probability weighting forced on under ``open``."""
+    if protocol == "open" and not cfg.boxes.class_prob_weight:
+        return cfg.boxes.model_copy(update={"class_prob_weight": True})
+    return cfg.boxes
+
+
+def present_pairs(dataset: Dataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, class) pairs annotated in each image, for the ``present`` protocol; rows index the grid set."""
+    pr, pc = [], []
+    for r, i in enumerate(rows.tolist()):
+        for c in np.unique(dataset.images[i].labels).tolist():
+            pr.append(r)
+            pc.append(c)
+    return np.asarray(pr, np.int64), np.asarray(pc, np.int64)
+
+
+def ground_truth_for(dataset: Dataset, rows: np.ndarray) -> Detections:
+    """Ground truth of the images that have grids (images skipped for bad data are left out of scoring)."""
+    gt = dataset.ground_truth()
+    return gt[np.isin(gt.image, rows)]
+
+
+@dataclass
+class BoxCache:
+    """Boxes of every (method, protocol, percentile): ``dets[(method, protocol)][percentile]``."""
+
+    dets: dict[tuple[str, str], dict[float, Detections]] = field(default_factory=dict)
+
+    def get(self, method: str, protocol: str, percentile: float) -> Detections:
+        return self.dets[(method, protocol)][float(percentile)]
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        out = {}
+        for (m, proto), by_p in self.dets.items():
+            for p, d in by_p.items():
+                stem = f"{m}|{proto}|{p:g}"
+                out[stem + "|xyxy"] = d.xyxy
+                out[stem + "|score"] = d.score
+                out[stem + "|class_id"] = d.class_id
+                out[stem + "|image"] = d.image
+        return out
+
+    @classmethod
+    def from_npz(cls, z) -> "BoxCache":
+        cache = cls()
+        stems = {k.rsplit("|", 1)[0] for k in z.files}
+        for stem in stems:
+            m, proto, p = stem.split("|")
+            d = Detections(z[stem + "|xyxy"], z[stem + "|score"], z[stem + "|class_id"], z[stem + "|image"])
+            cache.dets.setdefault((m, proto), {})[float(p)] = d
+        return cache
+
+
+def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
+    return tuple(sorted({float(p) for p in (*cfg.sweep_percentiles, *cfg.quality_percentiles,
+                                             cfg.boxes.percentile)}))
+
+
+def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int = 1) -> BoxCache:
+    """Boxes of every method and protocol at every percentile the run needs (one working map per pair)."""
+    sizes = np.asarray([(dataset.images[i].width, dataset.images[i].height) for i in gs.rows], np.int64)
+    sizes = sizes.reshape(-1, 2)
+    pr, pc = present_pairs(dataset, gs.rows)
+    cache = BoxCache()
+    percentiles = all_percentiles(cfg)
+    for m in cfg.methods:
+        for proto in cfg.protocols:
+            pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
+            cache.dets[(m, proto)] = sweep_detections(
+                gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
+                image_ids=gs.rows, workers=workers, **pairs)
+    return cache
+
+
+def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
+              ) -> dict:
+    """AP per method, protocol and interpolation at one percentile (default: the run's), JSON-ready.
+
+    VOC interpolations are scored at each IoU of ``cfg.iou_thresholds``; COCO at those thresholds too and,
+    for its headline ``mAP``, at .50:.05:.95.
+    """
+    p = float(cfg.boxes.percentile if percentile is None else percentile)
+    gt = ground_truth_for(dataset, gs.rows)
+    k = len(gs.classes)
+    out: dict = {}
+    for m in cfg.methods:
+        for proto in cfg.protocols:
+            det = boxes.get(m, proto, p)
+            for interp in cfg.interps:
+                res = evaluate(gt, det, k, cfg.iou_thresholds, interp).to_dict(gs.classes)
+                entry = {"per_iou": res, "note": INTERP_NOTES[interp]}
+                if interp == "coco":
+                    head = evaluate(gt, det, k, COCO_IOUS, "coco")
+                    entry["mAP_50_95"] = None if np.isnan(head.mAP) else float(head.mAP)
+                    entry["per_class_50_95"] = {c: (None if np.isnan(v) else float(v))
+                                                for c, v in zip(gs.classes, head.per_class_ap)}
+                out.setdefault(m, {}).setdefault(proto, {})[interp] = entry
+    return {"percentile": p, "protocol_notes": {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, "tables": out}
+
+
+def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
+                interps: tuple[str, ...] = ("voc07", "voc")) -> dict:
+    """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
+
+    ``table[method][protocol][interp]`` = {"mAP": [P][T], "per_class": {class: [P][T]}, "best": {...}}.
+    """
+    gt = ground_truth_for(dataset, gs.rows)
+    k = len(gs.classes)
+    ps = tuple(float(p) for p in cfg.sweep_percentiles)
+    out: dict = {}
+    for m in cfg.methods:
+        for proto in cfg.protocols:
+            for interp in interps:
+                maps, per_class = [], []
+                for p in ps:
+                    res = evaluate(gt, boxes.get(m, proto, p), k, cfg.iou_thresholds, interp)
+                    maps.append(res.map_per_iou)
+                    per_class.append(res.ap)  # [T, K]
+                maps_a = np.asarray(maps)  # [P, T]
+                pc = np.asarray(per_class)  # [P, T, K]
+                best = np.unravel_index(np.nanargmax(np.nan_to_num(maps_a, nan=-1)), maps_a.shape)
+                out.setdefault(m, {}).setdefault(proto, {})[interp] = {
+                    "mAP": _clean(maps_a),
+                    "per_class": {c: _clean(pc[:, :, j]) for j, c in enumerate(gs.classes)},
+                    "best": {"percentile": ps[best[0]], "iou": float(cfg.iou_thresholds[best[1]]),
+                             "mAP": _clean(maps_a[best])},
+                }
+    return {"percentiles": list(ps), "ious": list(cfg.iou_thresholds), "interps": list(interps),
+            "box_note": f"boxes: {describe_boxes(cfg.boxes)}", "table": out}
+
+
+def describe_boxes(params: BoxParams) -> str:
+    """One line saying exactly how boxes were cut (shown next to every number)."""
+    parts = [f"percentile {params.percentile:g} of the min-max-normalised map",
+             f"working map {params.box_resolution or 'image-size'} px (bilinear)",
+             f"close+open {params.morph_kernel}x{params.morph_kernel}", f"{params.connectivity}-connected components",
+             f"score = {params.score} of map in component" + (" x class prob" if params.class_prob_weight else "")]
+    if params.min_area:
+        parts.append(f"min area {params.min_area:g} px2")
+    if params.nms_iou is not None:
+        parts.append(f"NMS {params.nms_iou:g}")
+    return ", ".join(parts)
+
+
+def _clean(a):
+    """ndarray/float -> nested lists with NaN as None (JSON-safe)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 0:
+        return None if np.isnan(arr) else float(arr)
+    return [_clean(x) for x in arr]

@@ -1,0 +1,191 @@
+"""A run: one configuration, its stored grids, its boxes and every number derived from them.
+
+``Run.open(cfg)`` is what the CLI, the dashboard and the tests call. It computes only what the run store
+lacks; boxes, sweeps and quality are cached in the run's folder (``runs/<run_hash>/``) so that reopening a
+finished run does no work beyond reading files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .ap import APResult, evaluate
+from .boxes import BoxParams, boxes_from_grid
+from .config import RunConfig
+from .datasets import Dataset
+from .detections import Detections
+from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model, write_json
+from .evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
+from .images import read_image
+from .quality import aggregate_quality, quality_records
+from .store import RunStore, atomic_write_bytes, default_store
+
+BOXES_FILE = "boxes.npz"
+
+
+class Run:
+    """Everything one run configuration yields. Build with :meth:`open`."""
+
+    def __init__(self, cfg: RunConfig, store: RunStore, dataset: Dataset, grids: GridSet, model_identity: dict,
+                 model_note: str, loaded=None):
+        self.cfg, self.store, self.dataset, self.grids = cfg, store, dataset, grids
+        self.model_identity, self.model_note = model_identity, model_note
+        self._loaded = loaded
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------------------------------ building
+    @classmethod
+    def open(cls, cfg: RunConfig | None = None, store: RunStore | None = None, *, progress: ProgressFn | None = None,
+             device=None, workers: int | None = None, batch_size: int = 64, show_bar: bool = False) -> "Run":
+        """Load the dataset and model, compute the grids the store lacks, write ``run.json``."""
+        cfg = cfg or RunConfig()
+        store = store or default_store()
+        dataset = load_dataset(cfg)
+        loaded = resolve_model(cfg, device)
+        grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
+                              progress=progress, show_bar=show_bar)
+        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded)
+        write_json(run.run_dir / "config.json", json.loads(cfg.model_dump_json()))
+        write_json(run.run_dir / "run.json", run.summary())
+        return run
+
+    @property
+    def run_hash(self) -> str:
+        return self.cfg.run_hash
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir(self.run_hash)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.grids.classes
+
+    def summary(self) -> dict:
+        """What identifies and describes the run (``run.json``)."""
+        return {
+            "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": json.loads(self.cfg.model_dump_json()),
+            "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
+            "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
+            "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
+            "computed_now": self.grids.computed, "reused": self.grids.reused, "model_note": self.model_note,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    @property
+    def loaded(self):
+        """The model (loaded lazily when a run was reopened without it; needed only for new images)."""
+        if self._loaded is None:
+            self._loaded = resolve_model(self.cfg)
+        return self._loaded
+
+    # ------------------------------------------------------------------------------------------ boxes
+    @cached_property
+    def boxes(self) -> BoxCache:
+        """Boxes at every needed percentile, per method and protocol (cached in ``boxes.npz``)."""
+        path = self.run_dir / BOXES_FILE
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    return BoxCache.from_npz(z)
+            except Exception:  # damaged cache: recompute it
+                pass
+        cache = cut_boxes(self.cfg, self.dataset, self.grids)
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **cache.to_npz_dict())
+        atomic_write_bytes(path, buf.getvalue())
+        return cache
+
+    @cached_property
+    def gt(self) -> Detections:
+        """Ground truth of the images that have grids."""
+        return ground_truth_for(self.dataset, self.grids.rows)
+
+    def detections(self, method: str, protocol: str, percentile: float) -> Detections:
+        """Cached boxes of one method and protocol at a percentile of the run's grid of percentiles."""
+        return self.boxes.get(method, protocol, percentile)
+
+    @lru_cache(maxsize=256)
+    def ap(self, method: str, protocol: str, interp: str, percentile: float, iou: float | tuple[float, ...]
+           ) -> APResult:
+        """AP of one method and protocol from cached boxes (COCO: pass a tuple of IoUs for AP@[.5:.95])."""
+        return evaluate(self.gt, self.detections(method, protocol, percentile), len(self.classes), iou, interp)
+
+    # ------------------------------------------------------------------------------------------ tables
+    def _cached_json(self, name: str, compute):
+        path = self.run_dir / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                pass
+        doc = compute()
+        write_json(path, doc)
+        return doc
+
+    def ap_tables(self) -> dict:
+        """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
+        return self._cached_json("ap_tables.json", lambda: ap_tables(self.cfg, self.dataset, self.grids, self.boxes))
+
+    def sweep(self) -> dict:
+        """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``)."""
+        return self._cached_json("sweep.json", lambda: sweep_table(self.cfg, self.dataset, self.grids, self.boxes))
+
+    def quality(self) -> dict:
+        """The seed's heatmap-quality analysis per method (``quality.json``)."""
+        def compute():
+            sizes = self.image_sizes()
+            out = {}
+            for m in self.cfg.methods:
+                recs = quality_records(self.grids.grids[m], sizes, self.gt, self.cfg.boxes,
+                                       self.cfg.quality_percentiles, image_ids=self.grids.rows)
+                out[m] = aggregate_quality(recs, self.classes)
+            return {"percentiles": list(self.cfg.quality_percentiles), "tolerance_px_at_224": 15,
+                    "gt_response_units": "raw similarity (before min-max), upsampled map", "methods": out}
+        return self._cached_json("quality.json", compute)
+
+    # ------------------------------------------------------------------------------------------ one image
+    def image_sizes(self) -> np.ndarray:
+        return np.asarray([(self.dataset.images[i].width, self.dataset.images[i].height) for i in self.grids.rows],
+                          np.int64).reshape(-1, 2)
+
+    def row_of(self, image_index: int) -> int | None:
+        """Row in the grid set of a dataset image index (None when the image was skipped)."""
+        hit = np.nonzero(self.grids.rows == image_index)[0]
+        return int(hit[0]) if len(hit) else None
+
+    def image(self, image_index: int) -> np.ndarray:
+        rec = self.dataset.images[image_index]
+        if rec.path is None:
+            raise FileNotFoundError(f"image {rec.image_id} is not present next to its annotation")
+        return read_image(rec.path)
+
+    def grid(self, method: str, image_index: int, class_index: int) -> np.ndarray:
+        """Raw similarity grid ``[gh, gw]`` of one image and class."""
+        return self.grids.grids[method][self.row_of(image_index), class_index]
+
+    def boxes_for(self, method: str, image_index: int, class_index: int, percentile: float,
+                  protocol: str = "present") -> tuple[np.ndarray, np.ndarray]:
+        """Boxes of one image and class at any percentile (computed live: one map, microseconds)."""
+        rec = self.dataset.images[image_index]
+        row = self.row_of(image_index)
+        params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
+        return boxes_from_grid(self.grids.grids[method][row, class_index], rec.width, rec.height, params,
+                               float(self.grids.probs[row, class_index]))
+
+
+def model_data_note(cfg: RunConfig) -> str:
+    """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
+    from .demo.model import DEMO_ARCH
+
+    if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
+        return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "
+                "are noise, not a finding. Use a RemoteCLIP or CLIP checkpoint for real data.")
+    return ""

@@ -1,0 +1,128 @@
+"""The run store: raw heatmap grids on disk, keyed by everything that determines them.
+
+Layout under the store root::
+
+    grids/<heatmap_key>/<image_sha[:2]>/<image_sha>.npz   one entry per image: every method's grid + probs
+    runs/<run_hash>/config.json, results.json, ...        one folder per run configuration
+
+An entry is written to a temporary file in the same folder, flushed to disk and renamed into place:
+``os.replace`` is atomic, so a reader sees either no entry or a whole one, whenever the writer is killed.
+Two processes computing the same entry both write whole files; the last rename wins, and both are equal.
+An entry that fails to load (disk corruption) is treated as missing and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SurgeryError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no reader ever sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def content_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+class RunStore:
+    """Grids keyed by (heatmap key, image content hash), and run folders keyed by run hash."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def entry_path(self, key: str, image_sha: str) -> Path:
+        return self.root / "grids" / key / image_sha[:2] / f"{image_sha}.npz"
+
+    def has(self, key: str, image_sha: str) -> bool:
+        return self.entry_path(key, image_sha).is_file()
+
+    def put(self, key: str, image_sha: str, grids: dict[str, np.ndarray], probs: np.ndarray) -> None:
+        """Store one image's raw grids (``{method: [K, gh, gw]}``) and class probabilities ``[K]``."""
+        buf = io.BytesIO()
+        np.savez(buf, probs=probs.astype(np.float32), **{f"grid_{m}": g.astype(np.float32) for m, g in grids.items()})
+        atomic_write_bytes(self.entry_path(key, image_sha), buf.getvalue())
+
+    def get(self, key: str, image_sha: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        """The stored grids and probabilities, or None when absent or unreadable."""
+        path = self.entry_path(key, image_sha)
+        try:
+            with np.load(path) as z:
+                grids = {k[5:]: z[k] for k in z.files if k.startswith("grid_")}
+                return grids, z["probs"]
+        except FileNotFoundError:
+            return None
+        except Exception:  # a damaged entry is recomputed, never served
+            return None
+
+    def run_dir(self, run_hash: str) -> Path:
+        return self.root / "runs" / run_hash
+
+    def list_runs(self) -> list[dict]:
+        """Stored runs (newest first): hash, config, finished time, image count."""
+        out = []
+        runs = self.root / "runs"
+        if not runs.is_dir():
+            return out
+        for d in runs.iterdir():
+            meta = d / "run.json"
+            if meta.is_file():
+                try:
+                    out.append(json.loads(meta.read_text()))
+                except (OSError, json.JSONDecodeError):
+                    continue
+        return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
+
+
+def default_store() -> RunStore:
+    from .config import cache_dir
+
+    root = os.environ.get("SURGERY_STORE")
+    return RunStore(root if root else cache_dir() / "store")
+
+
+def require_within(path: str | Path, roots: list[str | Path]) -> Path:
+    """Resolve ``path`` (symlinks included) and refuse it unless it lies under one of ``roots``."""
+    from .errors import PathNotAllowedError
+
+    resolved = Path(path).expanduser().resolve()
+    for root in roots:
+        r = Path(root).expanduser().resolve()
+        if resolved == r or r in resolved.parents:
+            return resolved
+    raise PathNotAllowedError(path, "outside the configured data roots (" + ", ".join(str(r) for r in roots) + ")")
+
+
+__all__ = ["RunStore", "default_store", "atomic_write_bytes", "atomic_write_text", "content_sha256",
+           "require_within", "SurgeryError"]
