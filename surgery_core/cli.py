@@ -63,6 +63,149 @@ def _cmd_heatmaps(args) -> int:
     return 0
 
 
+def _cmd_demo_generate(args) -> int:
+    from .demo.scenes import generate_dataset
+
+    summary = generate_dataset(args.out, args.seed, args.count, args.size, overwrite=args.overwrite)
+    print(json.dumps({k: summary[k] for k in ("out", "seed", "count", "size", "splits")}, default=str))
+    return 0
+
+
+def _cmd_demo_train(args) -> int:
+    from .demo.model import WEIGHTS_DIR
+    from .demo.train import train
+
+    log = train(Path(args.out or WEIGHTS_DIR), seed=args.seed, scenes=args.scenes, steps=args.steps,
+                batch=args.batch, lr=args.lr, threads=args.threads, device=args.device)
+    print(f"trained {log['steps']} steps in {log['wall_seconds']:.0f} s; final loss "
+          f"{sum(log['loss_every_step'][-50:]) / 50:.4f}; weights in {args.out or WEIGHTS_DIR}")
+    return 0
+
+
+def _cmd_demo_card(args) -> int:
+    from .demo.card import write_model_card
+
+    card = write_model_card()
+    print(card.read_text())
+    return 0
+
+
+def config_from_args(args) -> "RunConfig":
+    """One RunConfig from ``--config FILE`` and/or flags (flags override the file)."""
+    from .boxes import BoxParams
+    from .config import DataConfig, InputConfig, ModelConfig, RunConfig
+
+    cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
+    data = cfg.data.model_dump()
+    if args.dior:
+        data.update(kind="dior", root=args.dior)
+    elif args.coco:
+        data.update(kind="coco", root=args.coco, images=args.images)
+    elif args.samples:
+        data.update(kind="samples", root=None)
+    for k in ("split", "limit"):
+        if getattr(args, k) is not None:
+            data[k] = getattr(args, k)
+    model = cfg.model.model_dump()
+    if args.arch:
+        model.update(arch=args.arch)
+    if args.checkpoint:
+        model.update(checkpoint=args.checkpoint)
+    if args.quickgelu:
+        model.update(quickgelu=True)
+    inp = cfg.input.model_dump()
+    for k in ("size", "window", "stride"):
+        if getattr(args, k) is not None:
+            inp[k] = getattr(args, k)
+    boxes = cfg.boxes.model_dump()
+    for flag, field in (("percentile", "percentile"), ("morph_kernel", "morph_kernel"), ("score", "score"),
+                        ("min_area", "min_area"), ("nms", "nms_iou"), ("box_resolution", "box_resolution")):
+        if getattr(args, flag) is not None:
+            boxes[field] = getattr(args, flag)
+    if args.class_prob_weight:
+        boxes["class_prob_weight"] = True
+    fields = cfg.model_dump()
+    fields.update(data=DataConfig(**data), model=ModelConfig(**model), input=InputConfig(**inp),
+                  boxes=BoxParams(**boxes))
+    if args.methods:
+        fields["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.ious:
+        fields["iou_thresholds"] = tuple(float(t) for t in args.ious.split(","))
+    if args.depth is not None:
+        fields["surgery_depth"] = args.depth
+    if args.figures is not None:
+        fields["figure_samples"] = args.figures
+    return RunConfig(**fields)
+
+
+def _cmd_evaluate(args) -> int:
+    from pydantic import ValidationError
+
+    from .report import write_evaluation
+    from .runs import Run
+    from .store import RunStore, default_store
+
+    try:
+        cfg = config_from_args(args)
+    except ValidationError as exc:
+        raise SurgeryError(f"invalid run configuration: {exc}") from None
+    store = RunStore(args.store) if args.store else default_store()
+    run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
+                   show_bar=True)
+    out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
+    paths = write_evaluation(run, out)
+    s = run.summary()
+    print(f"run {cfg.run_hash}: {s['images_with_grids']}/{s['images']} images with heatmaps "
+          f"({s['computed_now']} computed now, {s['reused']} from the store {store.root})")
+    if s["model_note"]:
+        print(f"WARNING: {s['model_note']}")
+    for sk in s["skipped_images"]:
+        print(f"skipped image {sk['image_id']}: {sk['reason']}")
+    for sk in s["skipped_annotations"]:
+        print(f"skipped annotation {sk['file']}: {sk['reason']}")
+    tables = run.ap_tables()["tables"]
+    interp = cfg.interps[0]
+    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}) per IoU:")
+    for m in cfg.methods:
+        for proto in cfg.protocols:
+            vals = tables[m][proto][interp]["per_iou"]["mAP_per_iou"]
+            print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
+                                                      for k, v in vals.items()))
+    q = run.quality()["methods"]
+    print("pointing game: " + ", ".join(f"{m} {q[m]['pointing_game']['overall']:.3f}" for m in cfg.methods
+                                        if q[m]['pointing_game']['overall'] is not None))
+    print(f"wrote {len(paths)} reports and figures to {out}/")
+    return 0
+
+
+def _add_run_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--config", help="run configuration JSON (flags override it)")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--dior", help="DIOR root (default: the demo scenes)")
+    src.add_argument("--coco", help="COCO annotation JSON")
+    src.add_argument("--samples", action="store_true", help="the five real DIOR pairs shipped with the project")
+    e.add_argument("--images", help="image folder for --coco")
+    e.add_argument("--split", help="train, val, test, trainval or all")
+    e.add_argument("--limit", type=int, help="first N images of the split")
+    e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
+    e.add_argument("--checkpoint", help="local checkpoint (state dict)")
+    e.add_argument("--quickgelu", action="store_true")
+    e.add_argument("--methods", help="comma-separated heatmap methods (default: all four)")
+    e.add_argument("--depth", type=int, help="surgery depth (default 6)")
+    e.add_argument("--size", type=int, help="input size in px")
+    e.add_argument("--window", type=int, help="sliding-window size in px")
+    e.add_argument("--stride", type=int, help="sliding-window stride in px")
+    e.add_argument("--percentile", type=float, help="heatmap threshold percentile (default 90)")
+    e.add_argument("--morph-kernel", dest="morph_kernel", type=int)
+    e.add_argument("--score", choices=["mean", "max"])
+    e.add_argument("--class-prob-weight", dest="class_prob_weight", action="store_true")
+    e.add_argument("--min-area", dest="min_area", type=float)
+    e.add_argument("--nms", type=float, help="NMS IoU (default off)")
+    e.add_argument("--box-resolution", dest="box_resolution", type=int)
+    e.add_argument("--ious", help="comma-separated IoU thresholds (default 0.05,0.1,0.15,0.2,0.3,0.5)")
+    e.add_argument("--figures", type=int, help="three-column PNGs per method (default 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -92,6 +235,42 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     h.set_defaults(func=_cmd_heatmaps)
 
+    e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
+    _add_run_arguments(e)
+    e.add_argument("--out", help="output folder (default: ./surgery_eval/<run hash>)")
+    e.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
+    e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    e.add_argument("--workers", type=int, help="image-decoding worker processes")
+    e.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    e.set_defaults(func=_cmd_evaluate)
+
+    from .scoring import add_score_arguments, run_score
+
+    sc = sub.add_parser("score", help="score an external detection file (CSV or COCO results JSON)")
+    add_score_arguments(sc)
+    sc.set_defaults(func=run_score)
+
+    demo = sub.add_parser("demo", help="the embedded demo world: synthetic scenes and a small CLIP")
+    dsub = demo.add_subparsers(dest="demo_command", required=True)
+    g = dsub.add_parser("generate", help="write synthetic aerial scenes in DIOR's release layout")
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--count", type=int, required=True)
+    g.add_argument("--size", type=int, default=224, help="scene side in px")
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=_cmd_demo_generate)
+    t = dsub.add_parser("train", help="train the demo CLIP on scene captions (CPU, deterministic per seed)")
+    t.add_argument("--out", help="output folder (default: the shipped weights folder)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--scenes", type=int, default=12000)
+    t.add_argument("--steps", type=int, default=2400)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_demo_train)
+    c = dsub.add_parser("card", help="evaluate the shipped demo weights and rewrite their model card")
+    c.set_defaults(func=_cmd_demo_card)
     return p
 
 

@@ -60,7 +60,7 @@ def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2000, batch: int = 128, lr: float = 1e-3,
+def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batch: int = 128, lr: float = 2e-3,
           size: int = 224, threads: int | None = None, log_every: int = 25, device: str = "cpu",
           render_workers: int = 2) -> dict:
     """Train and save the demo model. Returns the training log (also written to ``training_log.json``)."""
@@ -101,8 +101,8 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2000, batc
             order, cursor = torch.randperm(scenes, generator=gen), 0
         idx = order[cursor:cursor + batch]
         cursor += batch
-        x = torch.from_numpy(images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
-        x = _dihedral(x, torch.randint(0, 8, (batch,), generator=gen)).to(dev)
+        x = torch.from_numpy(images[idx.numpy()]).to(dev).permute(0, 3, 1, 2).float().div_(255)
+        x = _dihedral(x, torch.randint(0, 8, (batch,), generator=gen).to(dev))
         x = (x - mean) / std
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -116,7 +116,7 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2000, batc
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss))
+        losses.append(loss.item())
         if log_every and (step % log_every == 0 or step == steps - 1):
             rate = (step + 1) / (time.perf_counter() - t1)
             print(f"step {step:5d}/{steps} loss {loss.item():.4f} lr {lr_at(step):.2e} "

@@ -1,0 +1,166 @@
+"""Run selection: the one place where a run's configuration is chosen, shown (hash) and opened.
+
+The form edits a copy of the current :class:`RunConfig`; "Open run" validates it, makes it the session's run and
+opens it (computing what the run store lacks, with a progress bar). Recent runs of the store reopen in one click.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from pydantic import ValidationError
+
+from surgery_core.config import RunConfig
+from surgery_core.errors import SurgeryError
+from surgery_core.heatmaps import METHODS
+from surgery_core.prompts import PROMPT_SETS
+from surgery_core.runs import Run
+from surgery_core.store import default_store
+
+from . import data, state
+
+KINDS = {"demo": "demo scenes (generated)", "samples": "5 real DIOR samples", "dior": "DIOR folder",
+         "coco": "COCO JSON"}
+SPLITS = ["test", "val", "train", "trainval", "all"]
+KERNELS = [1, 3, 5, 7, 9, 11, 15]
+
+
+def _form_values(cfg: RunConfig) -> dict:
+    b = cfg.boxes
+    return {
+        "f_kind": cfg.data.kind, "f_root": cfg.data.root or "", "f_images": cfg.data.images or "",
+        "f_split": cfg.data.split, "f_limit": cfg.data.limit or 0, "f_arch": cfg.model.arch,
+        "f_ckpt": cfg.model.checkpoint or "", "f_qg": cfg.model.quickgelu, "f_methods": list(cfg.methods),
+        "f_size": cfg.input.size or 0, "f_window": cfg.input.window or 0, "f_stride": cfg.input.stride or 0,
+        "f_depth": cfg.surgery_depth, "f_prompts": cfg.prompt_set, "f_pct": float(b.percentile),
+        "f_kernel": b.morph_kernel, "f_conn": b.connectivity, "f_score": b.score, "f_cpw": b.class_prob_weight,
+        "f_minarea": float(b.min_area), "f_nms": float(b.nms_iou or 0.0), "f_res": b.box_resolution or 0,
+    }
+
+
+def _config_from_form(base: RunConfig) -> RunConfig:
+    s = st.session_state
+    doc = base.model_dump(mode="json")
+    doc["data"].update(kind=s.f_kind, root=s.f_root.strip() or None, images=s.f_images.strip() or None,
+                       split=s.f_split, limit=int(s.f_limit) or None)
+    doc["model"].update(arch=s.f_arch.strip(), checkpoint=s.f_ckpt.strip() or None, quickgelu=bool(s.f_qg))
+    doc["methods"] = [m for m in METHODS if m in s.f_methods]
+    doc["input"].update(size=int(s.f_size) or None, window=int(s.f_window) or None, stride=int(s.f_stride) or None)
+    doc["surgery_depth"] = int(s.f_depth)
+    doc["prompt_set"] = s.f_prompts
+    doc["boxes"].update(percentile=float(s.f_pct), morph_kernel=int(s.f_kernel), connectivity=int(s.f_conn),
+                        score=s.f_score, class_prob_weight=bool(s.f_cpw), min_area=float(s.f_minarea),
+                        nms_iou=float(s.f_nms) or None, box_resolution=int(s.f_res) or None)
+    pct = float(s.f_pct)
+    if pct not in doc["sweep_percentiles"] and pct not in doc["quality_percentiles"]:
+        doc["sweep_percentiles"] = sorted({*doc["sweep_percentiles"], pct})
+    return RunConfig.model_validate(doc)
+
+
+def _load_form(cfg: RunConfig) -> None:
+    if st.session_state.get("_form_for") != cfg.run_hash:
+        st.session_state.update(_form_values(cfg))
+        st.session_state["_form_for"] = cfg.run_hash
+
+
+def _submit() -> None:
+    try:
+        cfg = _config_from_form(state.current_config())
+    except ValidationError as exc:
+        st.session_state["_form_error"] = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return
+    st.session_state.pop("_form_error", None)
+    state.set_config(cfg)
+
+
+def _pick_recent() -> None:
+    meta = st.session_state.get("_recent")
+    if meta:
+        try:
+            state.set_config(RunConfig.model_validate(meta["config"]))
+        except ValidationError as exc:
+            st.session_state["_form_error"] = f"stored run {meta.get('run_hash')} has an unreadable config: {exc}"
+    st.session_state["_recent"] = None
+
+
+def _reset() -> None:
+    state.set_config(state.app_default_config())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _recent_runs(store_root: str) -> list[dict]:
+    return [{"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
+             "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch")}
+            for m in default_store().list_runs()[:30]]
+
+
+def _form(cfg: RunConfig) -> None:
+    _load_form(cfg)
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))), \
+            st.form("run_form", border=False):
+        st.markdown("**Data**")
+        st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
+        st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON (demo/samples: built in)")
+        st.text_input("COCO image folder", key="f_images")
+        c1, c2 = st.columns(2)
+        c1.selectbox("Split", SPLITS, key="f_split")
+        c2.number_input("First N images", 0, step=50, key="f_limit", help="0 = the whole split")
+        st.markdown("**Model**")
+        st.text_input("Architecture", key="f_arch", help="open_clip name, e.g. ViT-B-32, ViT-L-14, RN50; "
+                                                         "Demo-ViT-32 is the shipped demo model")
+        st.text_input("Checkpoint", key="f_ckpt", placeholder="empty: the shipped demo weights",
+                      help="a local state dict (.pt/.safetensors), e.g. RemoteCLIP-ViT-B-32.pt")
+        st.checkbox("QuickGELU (OpenAI CLIP and RemoteCLIP use it)", key="f_qg")
+        st.multiselect("Heatmap methods", list(METHODS), key="f_methods")
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("Input px", 0, step=32, key="f_size", help="0 = the model's own size")
+        c2.number_input("Window", 0, step=32, key="f_window", help="sliding window px; 0 = one pass")
+        c3.number_input("Stride", 0, step=32, key="f_stride", help="0 = the window")
+        c1, c2 = st.columns(2)
+        c1.number_input("Surgery depth", 0, 48, key="f_depth")
+        c2.selectbox("Prompts", list(PROMPT_SETS), key="f_prompts")
+        st.markdown("**Boxes**")
+        c1, c2 = st.columns(2)
+        c1.number_input("Percentile", 0.0, 100.0, step=5.0, key="f_pct")
+        c2.selectbox("Morph kernel", KERNELS, key="f_kernel")
+        c1.selectbox("Connectivity", [8, 4], key="f_conn")
+        c2.selectbox("Score", ["mean", "max"], key="f_score")
+        c1.number_input("Min area px²", 0.0, step=10.0, key="f_minarea")
+        c2.number_input("NMS IoU", 0.0, 1.0, step=0.05, key="f_nms", help="0 = off")
+        c1.number_input("Box map px", 0, step=32, key="f_res", help="working map side; 0 = the image size")
+        c2.checkbox("x class prob", key="f_cpw", help="multiply box scores by the CLS class probability")
+        st.form_submit_button("Open run", type="primary", on_click=_submit, width="stretch")
+    if st.session_state.get("_form_error"):
+        st.sidebar.error(st.session_state["_form_error"])
+
+
+def run_selection(area) -> Run:
+    """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
+    cfg = state.current_config()
+    sb = st.sidebar
+    sb.markdown(f"### Run `{cfg.run_hash}`")
+    summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
+    sb.caption(summary + f" · boxes p{cfg.boxes.percentile:g}")
+    _form(cfg)
+    recent = _recent_runs(str(default_store().root))
+    if recent:
+        sb.selectbox("Recent runs", [None] + recent, key="_recent", on_change=_pick_recent,
+                     format_func=lambda m: "reopen a stored run…" if m is None else
+                     f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · {m['arch']}")
+    sb.button("Back to the default run", on_click=_reset, width="stretch",
+              disabled=cfg == state.app_default_config())
+    try:
+        run = data.open_run(cfg, area)
+    except (SurgeryError, OSError, ValueError) as exc:
+        area.error(f"**Run {cfg.run_hash} cannot be opened.** {exc}", icon=":material/error:")
+        from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
+
+        if cfg.model.arch == DEMO_ARCH and cfg.model.checkpoint is None and not DEMO_WEIGHTS.is_file():
+            area.info("The demo weights are not installed yet (`surgery demo train` writes them). Pick a "
+                      "checkpoint under **Run settings** in the sidebar.")
+        st.stop()
+    g = run.grids
+    sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "
+               f"{g.grids[run.cfg.methods[0]].shape[-2]}x{g.grids[run.cfg.methods[0]].shape[-1]} · "
+               f"heatmap key `{g.key}`")
+    return run

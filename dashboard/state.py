@@ -1,0 +1,242 @@
+"""View state shared by every page, and the permalink that carries it in the URL.
+
+Session state is the source of truth while a session lives; the URL mirrors it after every rerun
+(:func:`sync_url`) and seeds it when a session starts (:func:`init_from_url`), so a pasted link opens exactly
+the same view. URL parameters:
+
+``page``    the page's url path (also the URL path itself),
+``run``     the run configuration: zlib-compressed, base64url JSON of the fields that differ from
+            ``RunConfig()`` (absent: the app's default run; ``-``: ``RunConfig()`` itself),
+``h``       the run hash, for display and to warn when a link no longer yields the same numbers,
+then one parameter per :data:`PARAMS` entry, written only when it differs from its default.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from surgery_core.config import RunConfig
+
+ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+# ------------------------------------------------------------------------------------------ run configuration
+def encode_config(cfg: RunConfig) -> str:
+    """Compact URL-safe text of the fields of ``cfg`` that differ from ``RunConfig()`` ("" for the default)."""
+    doc = cfg.model_dump(mode="json", exclude_defaults=True)
+    if not doc:
+        return ""
+    raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).rstrip(b"=").decode()
+
+
+def decode_config(text: str | None) -> RunConfig:
+    """Inverse of :func:`encode_config`; ValueError (pydantic's included) on anything malformed."""
+    if not text or text == "-":
+        return RunConfig()
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        d = zlib.decompressobj()
+        raw = d.decompress(data, MAX_CONFIG_BYTES)
+        if d.unconsumed_tail:
+            raise ValueError("run configuration too large")
+        doc = json.loads(raw)
+    except (ValueError, zlib.error) as exc:
+        raise ValueError(f"the run parameter of this link is not a readable configuration ({exc})") from exc
+    return RunConfig.model_validate(doc)
+
+
+def app_default_config() -> RunConfig:
+    """The run the app opens with no ``run`` parameter: ``$SURGERY_DASHBOARD_CONFIG`` (JSON text or a JSON
+    file) when set, else ``RunConfig()`` (the demo run)."""
+    spec = os.environ.get(ENV_DEFAULT_CONFIG, "").strip()
+    if not spec:
+        return RunConfig()
+    if spec.startswith("{"):
+        return RunConfig.model_validate_json(spec)
+    return RunConfig.from_file(Path(spec).expanduser())
+
+
+def current_config() -> RunConfig:
+    """The configuration of the run this session looks at."""
+    text = st.session_state.get("_cfg_json")
+    if text:
+        return RunConfig.model_validate_json(text)
+    return app_default_config()
+
+
+def set_config(cfg: RunConfig) -> None:
+    st.session_state["_cfg_json"] = cfg.model_dump_json()
+
+
+def run_param(cfg: RunConfig) -> str | None:
+    """The ``run`` URL parameter for ``cfg`` (None when the app's default run needs no parameter)."""
+    code = encode_config(cfg)
+    if code:
+        return code
+    return None if app_default_config() == cfg else "-"
+
+
+# ------------------------------------------------------------------------------------------ view parameters
+@dataclass(frozen=True)
+class Param:
+    """One piece of view state: its session-state key (also the URL name), kind and default."""
+
+    key: str
+    kind: str  # str | float | int | bool | list | range
+    default: Any  # a value, or a function of the RunConfig
+    doc: str
+
+    def default_for(self, cfg: RunConfig) -> Any:
+        return self.default(cfg) if callable(self.default) else self.default
+
+
+def _default_iou(cfg: RunConfig) -> float:
+    return 0.1 if 0.1 in cfg.iou_thresholds else float(cfg.iou_thresholds[0])
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("sample", "str", "", "image id shown in Compare"),
+    Param("cls", "str", "", "class name shown in Compare"),
+    Param("methods", "list", lambda c: list(c.methods), "heatmap methods shown"),
+    Param("p", "float", lambda c: float(c.boxes.percentile), "heatmap percentile threshold"),
+    Param("iou", "float", _default_iou, "IoU threshold for TP/AP"),
+    Param("proto", "str", "present", "evaluation protocol"),
+    Param("interp", "str", "voc07", "AP interpolation"),
+    Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"),
+    Param("alpha", "float", 0.5, "heatmap opacity"),
+    Param("raw", "bool", False, "show the raw patch grid"),
+    Param("q", "str", "", "Browse: image id search"),
+    Param("bcls", "list", list, "Browse: classes present"),
+    Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
+    Param("bout", "str", "all", "Browse: outcome filter"),
+    Param("bm", "str", lambda c: c.methods[-1], "Browse: method for the outcome filter"),
+    Param("bpage", "int", 1, "Browse: page number"),
+    Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
+)
+PARAM_BY_KEY = {p.key: p for p in PARAMS}
+
+
+def _fmt(kind: str, v: Any) -> str:
+    if kind == "float":
+        return f"{float(v):g}"
+    if kind == "bool":
+        return "1" if v else "0"
+    if kind == "list":
+        return ",".join(str(x) for x in v)
+    if kind == "range":
+        return f"{int(v[0])}-{int(v[1])}"
+    return str(v)
+
+
+def _parse(kind: str, text: str) -> Any:
+    if kind == "float":
+        return float(text)
+    if kind == "int":
+        return int(text)
+    if kind == "bool":
+        return text not in ("0", "false", "False", "")
+    if kind == "list":
+        return [x for x in text.split(",") if x]
+    if kind == "range":
+        a, b = text.split("-", 1)
+        return int(a), int(b)
+    return text
+
+
+def get(key: str, cfg: RunConfig | None = None) -> Any:
+    """A view parameter's value (its default when unset)."""
+    ss = st.session_state
+    if key in ss and ss[key] is not None:
+        return ss[key]
+    return PARAM_BY_KEY[key].default_for(cfg or current_config())
+
+
+def init_from_url() -> None:
+    """Seed session state from the URL once per session (bad values are ignored, with a note)."""
+    ss = st.session_state
+    if ss.get("_url_seeded"):
+        return
+    ss["_url_seeded"] = True
+    qp = st.query_params
+    ss["_url_page"] = qp.get("page")
+    notes = []
+    if "run" in qp:
+        try:
+            cfg = decode_config(qp.get("run"))
+            set_config(cfg)
+            given = qp.get("h")
+            if given and given != cfg.run_hash:
+                notes.append(f"This link was made for run {given}; the same settings now give run {cfg.run_hash} "
+                             "(the library changed what a run covers). Numbers may differ from the link's.")
+        except ValueError as exc:
+            notes.append(f"Could not read the run of this link, showing the default run instead: {exc}")
+    for p in PARAMS:
+        if p.key in qp:
+            try:
+                ss[p.key] = _parse(p.kind, qp.get(p.key))
+            except (TypeError, ValueError):
+                notes.append(f"Ignored URL parameter {p.key}={qp.get(p.key)!r}")
+    ss["_url_notes"] = notes
+
+
+def sync_url(page: str | None = None) -> None:
+    """Write the current view into the URL (only what differs from defaults; nothing when unchanged)."""
+    cfg = current_config()
+    ss = st.session_state
+    if page is not None:
+        ss["_page"] = page
+    out: dict[str, str] = {}
+    if ss.get("_page"):
+        out["page"] = ss["_page"]
+    rp = run_param(cfg)
+    if rp is not None:
+        out["run"] = rp
+    out["h"] = cfg.run_hash
+    for p in PARAMS:
+        v = ss.get(p.key)
+        if v is None or v == p.default_for(cfg):
+            continue
+        if p.kind in ("list", "range"):
+            v = list(v)
+            if v == list(p.default_for(cfg)):
+                continue
+        out[p.key] = _fmt(p.kind, v)
+    if {k: st.query_params.get(k) for k in st.query_params} != out:
+        st.query_params.from_dict(out)
+
+
+def coerce(key: str, options: list, default: Any | None = None) -> Any:
+    """Make the session value of ``key`` one of ``options`` before its widget is drawn (nearest for numbers).
+
+    Returns the value. Lists keep only known options (``default`` when nothing is left).
+    """
+    ss = st.session_state
+    p = PARAM_BY_KEY.get(key)
+    fallback = default if default is not None else (p.default_for(current_config()) if p else options[0])
+    v = ss.get(key)
+    if p is not None and p.kind == "list":
+        keep = [x for x in (v or []) if x in options]
+        if v is None or (not keep and v):
+            keep = [x for x in fallback if x in options]
+        ss[key] = keep
+        return keep
+    if v in options:
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and options and \
+            all(isinstance(o, (int, float)) for o in options):
+        v = min(options, key=lambda o: abs(o - v))
+    else:
+        v = fallback if fallback in options else options[0]
+    ss[key] = v
+    return v
+

@@ -1,0 +1,149 @@
+"""Widgets that recur on several pages, each bound to one piece of view state (:mod:`dashboard.state`), and the
+captions that say how every number was computed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
+from surgery_core.heatmaps import METHODS
+from surgery_core.runs import Run
+
+from . import state
+
+INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
+SESSION = "session"  # persist_state: keep each value across pages
+
+
+def percentiles(run: Run) -> list[float]:
+    """Percentiles with cached boxes (the sweep's, the quality table's and the run's own)."""
+    return [float(p) for p in all_percentiles(run.cfg)]
+
+
+def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
+    opts = list(run.cfg.methods)
+    state.coerce("methods", opts)
+    chosen = where.multiselect(label, opts, key="methods", persist_state=SESSION,
+                               help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
+    return [m for m in opts if m in chosen] or opts
+
+
+def method_one(run: Run, key: str, where=st, label: str = "Method") -> str:
+    opts = list(run.cfg.methods)
+    state.coerce(key, opts)
+    return where.selectbox(label, opts, key=key, persist_state=SESSION,
+                           help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
+
+
+def percentile(run: Run, where=st) -> float:
+    opts = percentiles(run)
+    state.coerce("p", opts)
+    return float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION,
+                                     format_func=lambda v: f"p{v:g}",
+                                     help="Boxes are cut where the min-max-normalised map is at or above this "
+                                          "percentile of its own values (seed: 90; its analysis recommends 75)."))
+
+
+def iou(run: Run, where=st, disabled: bool = False) -> float:
+    opts = [float(t) for t in run.cfg.iou_thresholds]
+    state.coerce("iou", opts)
+    return float(where.select_slider("IoU threshold", opts, key="iou", persist_state=SESSION, disabled=disabled,
+                                     format_func=lambda v: f"{v:g}",
+                                     help="A predicted box is a true positive when its IoU with a still-unmatched "
+                                          "GT box of its class is at least this (greedy, highest score first)."))
+
+
+def protocol(run: Run, where=st) -> str:
+    opts = list(run.cfg.protocols)
+    state.coerce("proto", opts)
+    return where.segmented_control("Protocol", opts, key="proto", persist_state=SESSION, required=True,
+                                   selection_mode="single",
+                                   help="\n".join(f"- {PROTOCOL_NOTES[p]}" for p in opts)) or opts[0]
+
+
+def interp(run: Run, where=st, options: list[str] | None = None) -> str:
+    opts = list(options or run.cfg.interps)
+    state.coerce("interp", opts)
+    return where.segmented_control("Interpolation", opts, key="interp", persist_state=SESSION, required=True,
+                                   selection_mode="single", format_func=INTERP_LABELS.get,
+                                   help="\n".join(f"- **{o}**: {INTERP_NOTES[o]}" for o in opts)) or opts[0]
+
+
+def class_label(run: Run, c: int, image: int | None = None) -> str:
+    name = run.classes[c]
+    if image is None:
+        return name
+    n = int((run.dataset.images[image].labels == c).sum())
+    return f"{name} ({n} GT)" if n else f"{name} (absent)"
+
+
+# ------------------------------------------------------------------------------------------ captions
+def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | None = None,
+        interp: str | None = None, iou: float | None = None, coco95: bool = False,
+        percentile: float | None = None, where=st) -> None:
+    """One caption naming everything a number on screen depends on."""
+    parts = [what] if what else []
+    if method:
+        parts.append(f"method {method}: {METHODS[method].description}")
+    if protocol:
+        parts.append("protocol " + PROTOCOL_NOTES[protocol])
+    if interp:
+        parts.append(INTERP_NOTES[interp])
+    if iou is not None:
+        parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
+    if percentile is not None:
+        params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
+        parts.append("boxes: " + describe_boxes(params))
+    parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
+    where.caption(" · ".join(parts))
+
+
+def banner(run: Run) -> None:
+    """Warnings that must not be missed: the model cannot read the data; the link's run changed."""
+    if run.model_note:
+        st.error(f"**Model/data mismatch.** {run.model_note}", icon=":material/warning:")
+    for note in st.session_state.get("_url_notes", []):
+        st.warning(note, icon=":material/link:")
+    if run.grids.skipped:
+        st.caption(f"{len(run.grids.skipped)} images have no heatmaps (unreadable); see the Run page.")
+
+
+# ------------------------------------------------------------------------------------------ tables
+def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi: float | None = None,
+                 best_per_row: bool = False, fmt: str = "{:.3f}"):
+    """A pandas Styler: white-to-blue background on ``cols`` (no matplotlib needed), the row's best in bold
+    with a star when ``best_per_row``; NaN shown as an em dash."""
+    vals = df[cols].astype(float)
+    lo = np.nanmin(vals.values) if lo is None else lo
+    hi = np.nanmax(vals.values) if hi is None else hi
+    span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
+
+    def colours(col: pd.Series) -> list[str]:
+        out = []
+        for v in col.astype(float):
+            if not np.isfinite(v):
+                out.append("")
+                continue
+            t = float(np.clip((v - lo) / span, 0, 1))
+            r, g, b = (int(255 + (c - 255) * t) for c in (66, 133, 214))
+            out.append(f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}")
+        return out
+
+    best = vals.idxmax(axis=1, skipna=True) if best_per_row and len(cols) > 1 else None
+
+    def marks(row: pd.Series) -> list[str]:
+        return ["font-weight: bold" if best is not None and c == best.get(row.name) else "" for c in row.index]
+
+    def text(v):
+        return "—" if v is None or not np.isfinite(float(v)) else fmt.format(v)
+
+    sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
+    if best is not None:
+        sty = sty.apply(marks, axis=1, subset=cols)
+        starred = {c: (lambda v, c=c: text(v)) for c in cols}
+        sty = sty.format(starred, subset=cols)
+        for idx, col in best.dropna().items():
+            sty = sty.format(lambda v: f"★ {text(v)}", subset=pd.IndexSlice[[idx], [col]])
+    return sty

@@ -1,0 +1,178 @@
+"""What ``surgery evaluate`` writes: the original report's files, for every method, from one run.
+
+``map_results.json``, ``multi_iou_results.json``, ``sweep_results.json``, ``heatmap_quality_analysis.json``,
+``evaluation_report.md`` and, per method, one three-column PNG per sample in ``<method>/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .drawing import encode_png, three_column
+from .engine import write_json
+from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
+from .heatmaps import METHODS
+from .maps import working_map
+from .matching import match_detections
+from .runs import Run
+from .store import atomic_write_bytes, atomic_write_text
+
+
+def header(run: Run) -> dict:
+    """Identification of a run placed at the top of every output file."""
+    s = run.summary()
+    return {k: s[k] for k in ("run_hash", "heatmap_key", "model", "dataset", "split", "images", "images_with_grids",
+                              "skipped_images", "model_note")} | {
+        "box_rule": describe_boxes(run.cfg.boxes), "config": s["config"]}
+
+
+def multi_iou(run: Run) -> dict:
+    """mAP per IoU threshold (the seed's 0.05 ... 0.5 list) per method, protocol and interpolation."""
+    tables = run.ap_tables()["tables"]
+    out = {}
+    for m, by_proto in tables.items():
+        for proto, by_interp in by_proto.items():
+            for interp, entry in by_interp.items():
+                res = entry["per_iou"]
+                out.setdefault(m, {}).setdefault(proto, {})[interp] = {
+                    "mAP_per_iou": res["mAP_per_iou"],
+                    "per_class_per_iou": {c: v["AP_per_iou"] for c, v in res["per_class"].items()},
+                }
+    return out
+
+
+def sample_indices(run: Run, count: int) -> list[int]:
+    """The first ``count`` images that have grids and an image file (deterministic)."""
+    picks = []
+    for i in run.grids.rows.tolist():
+        if run.dataset.images[i].path is not None and run.dataset.images[i].num_objects:
+            picks.append(i)
+        if len(picks) >= count:
+            break
+    return picks
+
+
+def figure(run: Run, method: str, image_index: int, class_index: int, iou: float = 0.5,
+           percentile: float | None = None) -> np.ndarray:
+    """The seed's three-column figure of one sample, class and method (``present`` protocol)."""
+    rec = run.dataset.images[image_index]
+    p = run.cfg.boxes.percentile if percentile is None else percentile
+    image = run.image(image_index)
+    gt = rec.xyxy[rec.labels == class_index]
+    xyxy, score = run.boxes_for(method, image_index, class_index, p)
+    from .detections import Detections
+
+    det = Detections(xyxy, score, np.full(len(score), class_index), np.zeros(len(score), np.int64))
+    gtd = Detections(gt, np.ones(len(gt)), np.full(len(gt), class_index), np.zeros(len(gt), np.int64))
+    matched = match_detections(gtd, det, iou)
+    labels = [f"{s:.2f} IoU {u:.2f} {'TP' if t else 'FP'}"
+              for s, u, t in zip(matched.score, matched.extra["iou"], matched.extra["tp"])]
+    wmap = working_map(run.grid(method, image_index, class_index), rec.width, rec.height, None)
+    cls = run.classes[class_index]
+    titles = (f"{rec.image_id}: {cls} (ground truth)", f"{method}: heatmap of '{cls}'",
+              f"boxes at p{p:g}, IoU {iou:g} (sorted by score)")
+    return three_column(image, gt, wmap, matched.xyxy, labels, titles)
+
+
+def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figure_iou: float = 0.5) -> dict:
+    """Write every output file of ``surgery evaluate`` into ``out``; returns {name: path}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    head = header(run)
+    paths = {}
+    tables = run.ap_tables()
+    paths["map_results"] = out / "map_results.json"
+    write_json(paths["map_results"], head | tables)
+    paths["multi_iou_results"] = out / "multi_iou_results.json"
+    write_json(paths["multi_iou_results"], head | {"ious": list(run.cfg.iou_thresholds),
+                                                   "percentile": tables["percentile"], "results": multi_iou(run)})
+    paths["sweep_results"] = out / "sweep_results.json"
+    write_json(paths["sweep_results"], head | run.sweep())
+    paths["heatmap_quality_analysis"] = out / "heatmap_quality_analysis.json"
+    write_json(paths["heatmap_quality_analysis"], head | run.quality())
+    n = run.cfg.figure_samples if samples is None else samples
+    figures = []
+    for i in sample_indices(run, n):
+        rec = run.dataset.images[i]
+        cls = int(np.bincount(rec.labels).argmax())  # the sample's most frequent class
+        for m in run.cfg.methods:
+            png = out / m / f"sample_{rec.image_id}_{run.classes[cls]}.png"
+            atomic_write_bytes(png, encode_png(figure(run, m, i, cls, figure_iou)))
+            figures.append(png)
+    paths["evaluation_report"] = out / "evaluation_report.md"
+    atomic_write_text(paths["evaluation_report"], markdown_report(run, head, tables, figures, out))
+    return paths
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out: Path) -> str:
+    cfg = run.cfg
+    q = run.quality()
+    lines = [f"# CLIP Surgery evaluation: run `{head['run_hash']}`", ""]
+    if head["model_note"]:
+        lines += [f"> **Warning.** {head['model_note']}", ""]
+    m = head["model"]
+    lines += [
+        f"- Dataset: {head['dataset']} / {head['split']}: {head['images']} images, "
+        f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
+                                                         if head["skipped_images"] else ""),
+        f"- Model: `{m['arch']}`, QuickGELU {m['quickgelu']}, checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
+        f"- Surgery depth {cfg.surgery_depth}, input {cfg.input.size or 'model size'} px"
+        + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
+        f"- Boxes: {head['box_rule']}",
+        f"- Protocols: " + "; ".join(PROTOCOL_NOTES[p] for p in cfg.protocols), "",
+    ]
+    for interp in cfg.interps:
+        lines += [f"## mAP per IoU threshold — {INTERP_NOTES[interp]}", "",
+                  "| method | protocol | " + " | ".join(f"IoU {t:g}" for t in cfg.iou_thresholds)
+                  + (" | AP@[.50:.95] |" if interp == "coco" else " |"),
+                  "|---|---|" + "---|" * (len(cfg.iou_thresholds) + (interp == "coco"))]
+        for meth in cfg.methods:
+            for proto in cfg.protocols:
+                e = tables["tables"][meth][proto][interp]
+                vals = [_fmt(v) for v in e["per_iou"]["mAP_per_iou"].values()]
+                extra = [_fmt(e["mAP_50_95"])] if interp == "coco" else []
+                lines.append(f"| {meth} | {proto} | " + " | ".join(vals + extra) + " |")
+        lines.append("")
+    first = cfg.interps[0]
+    t0 = cfg.iou_thresholds[0]
+    lines += [f"## Per-class AP at IoU {t0:g} ({first}, present protocol)", "",
+              "| class | GT | " + " | ".join(cfg.methods) + " |", "|---|---|" + "---|" * len(cfg.methods)]
+    key = f"{t0:.6g}"
+    for c in run.classes:
+        first_entry = tables["tables"][cfg.methods[0]]["present"][first]["per_iou"]["per_class"][c]
+        if first_entry["n_gt"] == 0:
+            continue
+        vals = [_fmt(tables["tables"][meth]["present"][first]["per_iou"]["per_class"][c]["AP_per_iou"][key])
+                for meth in cfg.methods]
+        lines.append(f"| {c} | {first_entry['n_gt']} | " + " | ".join(vals) + " |")
+    lines += ["", f"## Heatmap quality (the seed's analysis; best-box IoU per (image, class) with GT; "
+                  f"pointing game tolerance 15 px at 224 scale)", ""]
+    for meth in cfg.methods:
+        mq = q["methods"][meth]
+        lines += [f"### {meth} — {METHODS[meth].description}", "",
+                  "| percentile | mean best IoU | max best IoU | boxes / image-class | activation ratio |",
+                  "|---|---|---|---|---|"]
+        for row in mq["by_percentile"]:
+            lines.append(f"| {row['percentile']:g} | {_fmt(row['mean_best_iou'])} | {_fmt(row['max_best_iou'])} | "
+                         f"{row['mean_n_boxes']:.2f} | {_fmt(row['mean_activation_ratio'])} |")
+        g = mq["gt_response"]
+        lines += ["", f"GT response (raw similarity): mean {_fmt(g['mean_mean'])} ± {_fmt(g['mean_std'])}, "
+                      f"max {_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}. Pointing game "
+                      f"{_fmt(mq['pointing_game']['overall'])}, energy pointing game "
+                      f"{_fmt(mq['energy_pointing_game']['overall'])}.", ""]
+    if figures:
+        lines += ["## Figures", "", "Three columns: image + GT (green, solid) | heatmap overlay (jet) | GT vs "
+                  "predictions (red, dashed; score, IoU, TP/FP).", ""]
+        for f in figures:
+            rel = f.relative_to(out)
+            lines.append(f"- [{rel}]({rel})")
+        lines.append("")
+    if head["skipped_images"]:
+        lines += ["## Skipped images", ""] + [f"- {s['image_id']}: {s['reason']}" for s in head["skipped_images"]]
+    return "\n".join(lines) + "\n"
