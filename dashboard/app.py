@@ -11,6 +11,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+print("DEBUG top", file=sys.stderr, flush=True)
 
 from dashboard import sidebar, state, widgets  # noqa: E402
 
@@ -26,6 +27,7 @@ PAGES = {
 }
 page = st.navigation(list(PAGES.values()), position="top")
 name = next(n for n, p in PAGES.items() if p.title == page.title)
+print(f"DEBUG {page.title} {name} {page.url_path}\n", file=sys.stderr, flush=True)
 
 state.init_from_url()
 wanted = st.session_state.pop("_url_page", None)

@@ -153,12 +153,14 @@ def _parse(kind: str, text: str) -> Any:
     return text
 
 
-def get(key: str, cfg: RunConfig | None = None) -> Any:
-    """A view parameter's value (its default when unset)."""
-    ss = st.session_state
-    if key in ss and ss[key] is not None:
-        return ss[key]
-    return PARAM_BY_KEY[key].default_for(cfg or current_config())
+def set_default(key: str, value: Any) -> None:
+    """A default that depends on the open run (e.g. the full object-count range), kept out of the URL."""
+    st.session_state.setdefault("_defaults", {})[key] = value
+
+
+def default(key: str, cfg: RunConfig) -> Any:
+    over = st.session_state.get("_defaults", {})
+    return over[key] if key in over else PARAM_BY_KEY[key].default_for(cfg)
 
 
 def init_from_url() -> None:
@@ -203,26 +205,27 @@ def sync_url(page: str | None = None) -> None:
         out["run"] = rp
     out["h"] = cfg.run_hash
     for p in PARAMS:
-        v = ss.get(p.key)
-        if v is None or v == p.default_for(cfg):
+        v, d = ss.get(p.key), default(p.key, cfg)
+        if v is None or v == d:
             continue
         if p.kind in ("list", "range"):
             v = list(v)
-            if v == list(p.default_for(cfg)):
+            if v == list(d):
                 continue
         out[p.key] = _fmt(p.kind, v)
     if {k: st.query_params.get(k) for k in st.query_params} != out:
         st.query_params.from_dict(out)
 
 
-def coerce(key: str, options: list, default: Any | None = None) -> Any:
+def coerce(key: str, options: list, fallback: Any | None = None) -> Any:
     """Make the session value of ``key`` one of ``options`` before its widget is drawn (nearest for numbers).
 
-    Returns the value. Lists keep only known options (``default`` when nothing is left).
+    Returns the value. Lists keep only known options (``fallback`` when nothing is left).
     """
     ss = st.session_state
     p = PARAM_BY_KEY.get(key)
-    fallback = default if default is not None else (p.default_for(current_config()) if p else options[0])
+    if fallback is None:
+        fallback = default(key, current_config()) if p else options[0]
     v = ss.get(key)
     if p is not None and p.kind == "list":
         keep = [x for x in (v or []) if x in options]

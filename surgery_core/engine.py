@@ -35,9 +35,14 @@ def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT) -> 
     """The demo scenes, generated on first use into the cache folder (deterministic for seed and count)."""
     from .demo.scenes import generate_dataset
 
+    from filelock import FileLock
+
     root = cache_dir() / "demo-data" / f"seed{seed}-n{count}"
     if not (root / ".complete").is_file():
-        generate_dataset(root, seed=seed, count=count)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root) + ".lock"):  # two first uses at once: one generates, the other waits
+            if not (root / ".complete").is_file():
+                generate_dataset(root, seed=seed, count=count, overwrite=True)
     return root
 
 

@@ -1,0 +1,54 @@
+"""Per-class AP: classes x methods at one IoU, interpolation, protocol and percentile; PR curves; CSV."""
+
+import streamlit as st
+
+from dashboard import charts, data, state, widgets
+
+run = data.current_run()
+
+
+@st.fragment
+def view() -> None:
+    c = st.columns([1.5, 2.4, 1.9, 2.4, 3.2], vertical_alignment="bottom")
+    proto = widgets.protocol(run, c[0])
+    interp = widgets.interp(run, c[1])
+    coco95 = False
+    if interp == "coco":
+        coco95 = c[1].toggle("AP@[.50:.95]", key="coco95", persist_state="session",
+                             help="COCO's headline AP: the mean over IoU .50, .55, ... .95")
+    iou = widgets.iou(run, c[2], disabled=coco95)
+    p = widgets.percentile(run, c[3])
+    methods = widgets.methods(run, c[4])
+    widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT", protocol=proto, interp=interp,
+                iou=iou, coco95=coco95, percentile=p)
+
+    results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95) for m in methods}
+    table = data.ap_table(results, run.classes)
+    maps = {m: results[m].mAP for m in methods}
+    best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
+    for col, m in zip(st.columns(len(methods)), methods):
+        col.metric(f"mAP {m}" + (" ★" if m == best else ""), "—" if maps[m] != maps[m] else f"{maps[m]:.4f}",
+                   help=widgets.METHODS[m].description)
+
+    hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
+    st.dataframe(widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True), hide_index=True,
+                 height=min(38 * (len(table) + 1) + 4, 820),
+                 column_config={"class": st.column_config.TextColumn(pinned=True),
+                                "GT": st.column_config.NumberColumn(help="ground-truth boxes")} |
+                               {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}")
+                                for m in methods})
+    st.caption("★ and bold: the best method of the row (ties: the first). Click a header to sort.")
+    iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
+    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
+    st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
+                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
+
+    st.subheader("Precision-recall per class", divider="gray")
+    widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
+                "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
+                interp=interp, iou=iou, protocol=proto, percentile=p)
+    st.plotly_chart(charts.pr_curves(results, run.classes), key="pr", config={"displayModeBar": False})
+    state.sync_url()
+
+
+view()

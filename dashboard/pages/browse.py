@@ -1,0 +1,136 @@
+"""Browse: every sample as a thumbnail with its GT boxes; filter by class, object count and outcome; open one
+in Compare."""
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from dashboard import data, render, state, widgets
+
+OUTCOMES = {
+    "all": "every sample",
+    "miss": "a GT class without any TP at the IoU",
+    "pg": "pointing-game miss on a GT class",
+    "either": "either of the two",
+}
+PER_ROW, ROWS = 6, 4
+
+run = data.current_run()
+key = data.run_key(run)
+rows = run.grids.rows
+recs = run.dataset.images
+
+
+def open_in_compare(image_id: str, cls_name: str | None) -> None:
+    st.session_state["sample"] = image_id
+    if not cls_name:
+        labels = recs[run.dataset.index_of(image_id)].labels
+        cls_name = run.classes[int(labels.min())] if len(labels) else None
+    if cls_name:
+        st.session_state["cls"] = cls_name
+    st.session_state["_goto"] = "compare"
+
+
+def filtered_images(q: str, classes: list[str], n_range) -> np.ndarray:
+    keep = []
+    want = {run.classes.index(c) for c in classes}
+    for i in rows.tolist():
+        r = recs[i]
+        if q and q.lower() not in r.image_id.lower():
+            continue
+        if want and not want <= set(r.labels.tolist()):
+            continue
+        if n_range and not n_range[0] <= r.num_objects <= n_range[1]:
+            continue
+        keep.append(i)
+    return np.asarray(keep, np.int64)
+
+
+def outcome_order(images: np.ndarray, kind: str, method: str, proto: str, p: float, iou: float,
+                  classes: list[str]):
+    """Images with a failed (class) pair, worst best-IoU first, and a caption per image."""
+    df = data.pair_outcomes(key, method, proto, p, iou, run)
+    df = df[df["image"].isin(images)]
+    if classes:
+        df = df[df["class"].isin(classes)]
+    bad = {"miss": df["n_tp"] == 0, "pg": ~df["pointing_hit"].astype(bool),
+           "either": (df["n_tp"] == 0) | ~df["pointing_hit"].astype(bool)}[kind]
+    df = df[bad].sort_values(["best_iou", "image"])
+    captions, first_class = {}, {}
+    for img, g in df.groupby("image", sort=False):
+        first_class[img] = g["class"].iloc[0]
+        captions[img] = " · ".join(
+            f"{r['class']} IoU {r.best_iou:.2f}, {r.n_tp}/{r.n_gt} TP" + ("" if r.pointing_hit else ", PG miss")
+            for _, r in g.head(2).iterrows())
+    order = df.drop_duplicates("image")["image"].to_numpy()
+    return order, captions, first_class
+
+
+@st.fragment
+def view() -> None:
+    n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]
+    lo, hi = int(min(n_objects)), int(max(n_objects))
+    state.set_default("bn", (lo, hi))
+    c = st.columns([1.3, 2.6, 1.8, 2.2, 1.5], vertical_alignment="bottom")
+    q = c[0].text_input("Image id contains", key="q", persist_state="session")
+    state.coerce("bcls", list(run.classes))
+    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session")
+    n_range = None
+    if hi > lo:
+        v = st.session_state.get("bn")
+        if not v or not (lo <= v[0] <= v[1] <= hi):
+            st.session_state["bn"] = (lo, hi)
+        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session")
+    state.coerce("bout", list(OUTCOMES))
+    kind = c[3].selectbox("Outcome", list(OUTCOMES), key="bout", format_func=OUTCOMES.get, persist_state="session",
+                          help="Samples where a method failed on a class it should find: no true positive at the "
+                               "IoU threshold (greedy matching over the run, as AP counts it) or the map's "
+                               "maximum outside every GT box of the class (pointing game). Worst IoU first.")
+    images = filtered_images(q, classes, n_range)
+    captions, first_class = {}, {}
+    if kind != "all":
+        method = widgets.method_one(run, "bm", c[4])
+        k = st.columns([2.4, 1.8, 1.4, 3], vertical_alignment="bottom")
+        p, iou, proto = widgets.percentile(run, k[0]), widgets.iou(run, k[1]), widgets.protocol(run, k[2])
+        with k[3]:
+            widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
+                        method=method, protocol=proto, iou=iou, percentile=p)
+        images, captions, first_class = outcome_order(images, kind, method, proto, p, iou, classes)
+
+    pages = max(1, math.ceil(len(images) / (PER_ROW * ROWS)))
+    state.coerce("bpage", list(range(1, pages + 1)), 1)
+    head = st.columns([3, 1.2, 0.6], vertical_alignment="bottom")
+    head[0].markdown(f"**{len(images)}** of {len(rows)} samples" + (f" · sorted by worst IoU" if kind != "all" else ""))
+    head[1].number_input(f"Page (of {pages})", 1, pages, key="bpage", persist_state="session")
+    heat = head[2].toggle("Heatmaps", key="bheat", disabled=kind == "all", value=True,
+                          help="thumbnails show the method's heatmap of the failed class")
+    start = (st.session_state["bpage"] - 1) * PER_ROW * ROWS
+    shown = images[start:start + PER_ROW * ROWS]
+    sel = [run.classes.index(c) for c in classes]
+    for r0 in range(0, len(shown), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for col, i in zip(cols, shown[r0:r0 + PER_ROW]):
+            i = int(i)
+            rec = recs[i]
+            fc = first_class.get(i)
+            cls_ids = (run.classes.index(fc),) if fc else tuple(sel)
+            if fc and heat:
+                img = render.thumbnail(key, i, 224, cls_ids, run, method, cls_ids[0])
+            else:
+                img = render.thumbnail(key, i, 224, cls_ids, run)
+            with col.container(border=True):
+                st.image(img, width="stretch")
+                names = sorted({run.classes[c] for c in rec.labels})
+                st.caption(captions.get(i) or f"{rec.num_objects} objects: " + ", ".join(names))
+                st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
+                          on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
+                          help="open in Compare")
+    if not len(shown):
+        st.info("No sample matches these filters.")
+    state.sync_url()
+    if st.session_state.pop("_goto", None) == "compare":
+        st.switch_page("pages/compare.py")
+
+
+view()

@@ -1,0 +1,80 @@
+"""Heatmap quality: the seed's per-percentile table, GT responses, pointing game and energy pointing game."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, state, widgets
+
+run = data.current_run()
+data.ensure(run, "quality")
+quality = run.quality()
+key = data.run_key(run)
+
+
+@st.fragment
+def view() -> None:
+    c = st.columns([3, 5], vertical_alignment="bottom")
+    methods = widgets.methods(run, c[0])
+    qm = {m: quality["methods"][m] for m in methods}
+    c[1].caption(f"{qm[methods[0]]['n_pairs']} (sample, GT class) pairs per method · maps min-max normalised and "
+                 f"upsampled to the box working map ({run.cfg.boxes.box_resolution or 'image size'} px) · boxes cut "
+                 "as under Per-class AP, present protocol")
+
+    st.subheader("Boxes per heatmap percentile", divider="gray")
+    rows = [{"method": m, "percentile": r["percentile"], "mean best IoU": r["mean_best_iou"],
+             "max best IoU": r["max_best_iou"], "boxes / pair": r["mean_n_boxes"],
+             "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
+    table = pd.DataFrame(rows)
+    left, right = st.columns([3, 2])
+    with left:
+        widgets.how(run, what="best IoU = largest IoU of any box with any GT box of the class in the sample; "
+                    "activation ratio = share of map pixels >= the threshold (before morphology)",
+                    percentile=run.cfg.boxes.percentile)
+        sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
+        st.dataframe(sty.format("{:.2f}", subset=["boxes / pair"]).format("{:.3f}", subset=["activation ratio"])
+                     .format("p{:g}", subset=["percentile"]), hide_index=True, height=min(36 * (len(table) + 1), 560))
+    ps = quality["percentiles"]
+    right.plotly_chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
+                                    "heatmap percentile", "mean best-box IoU"), key="q_lines",
+                       config={"displayModeBar": False})
+
+    st.subheader("Response inside ground-truth boxes", divider="gray")
+    st.caption(f"Units: {quality['gt_response_units']}; per pair the mean and the max of the map inside the "
+               "union of the class's GT boxes; mean ± std over pairs (population std).")
+    gt = pd.DataFrame([{"method": m, "GT mean": f"{g['mean_mean']:.4f} ± {g['mean_std']:.4f}",
+                        "GT max": f"{g['max_mean']:.4f} ± {g['max_std']:.4f}"}
+                       for m in methods if (g := qm[m]["gt_response"])["mean_mean"] is not None])
+    st.dataframe(gt, hide_index=True)
+    frames = {m: data.pair_quality(key, m, run) for m in methods}
+    a, b = st.columns(2)
+    a.plotly_chart(charts.distributions(frames, "gt_mean", "mean response in GT boxes"), key="d_mean",
+                   config={"displayModeBar": False})
+    b.plotly_chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), key="d_max",
+                   config={"displayModeBar": False})
+
+    st.subheader("Pointing game and energy pointing game", divider="gray")
+    st.caption(f"Pointing game: hit when the map's maximum lies within {quality['tolerance_px_at_224']:g} px (on a "
+               "224 px scale) of a GT box of the class. Energy: share of the 0-1 map's mass inside the class's GT "
+               "boxes. Per class over its pairs; 'overall' over all pairs; 'mean' over classes.")
+    classes = [n for n in run.classes if n in qm[methods[0]]["pointing_game"]["per_class"]]
+    pg = np.array([[qm[m]["pointing_game"]["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
+    en = np.array([[qm[m]["energy_pointing_game"]["per_class"][n]["mean"] for m in methods] for n in classes], float)
+    a, b = st.columns(2)
+    a.plotly_chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), key="pg",
+                   config={"displayModeBar": False})
+    b.plotly_chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes"), key="epg",
+                   config={"displayModeBar": False})
+    summary = pd.DataFrame({"method": methods,
+                            "pairs": [qm[m]["n_pairs"] for m in methods],
+                            "pointing overall": [qm[m]["pointing_game"]["overall"] for m in methods],
+                            "pointing mean over classes": [qm[m]["pointing_game"]["mean_over_classes"] for m in methods],
+                            "energy overall": [qm[m]["energy_pointing_game"]["overall"] for m in methods],
+                            "energy mean over classes": [qm[m]["energy_pointing_game"]["mean_over_classes"]
+                                                         for m in methods]})
+    st.dataframe(widgets.colour_scale(summary, [c for c in summary.columns if c not in ("method", "pairs")], lo=0.0,
+                                      hi=1.0), hide_index=True)
+    state.sync_url()
+
+
+view()

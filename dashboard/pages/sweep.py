@@ -1,0 +1,71 @@
+"""Threshold sweep: mAP against the heatmap percentile and the IoU threshold, per method (``run.sweep()``)."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, state, widgets
+
+run = data.current_run()
+data.ensure(run, "sweep")
+sweep = run.sweep()
+PS, TS = [float(p) for p in sweep["percentiles"]], [float(t) for t in sweep["ious"]]
+
+
+def values(m: str, proto: str, interp: str, cls: str) -> list[list]:
+    t = sweep["table"][m][proto][interp]
+    return t["mAP"] if not cls else t["per_class"][cls]
+
+
+def best_cell(m: str, proto: str, interp: str, cls: str) -> tuple:
+    if not cls:
+        b = sweep["table"][m][proto][interp]["best"]
+        return b["percentile"], b["iou"], b["mAP"]
+    z = np.array([[np.nan if v is None else v for v in r] for r in values(m, proto, interp, cls)], float)
+    if not np.isfinite(z).any():
+        return PS[0], TS[0], None
+    i, j = np.unravel_index(np.nanargmax(z), z.shape)
+    return PS[i], TS[j], float(z[i, j])
+
+
+@st.fragment
+def view() -> None:
+    c = st.columns([1.5, 2.0, 2.6, 2.0, 3.0], vertical_alignment="bottom")
+    proto = widgets.protocol(run, c[0])
+    interp = widgets.interp(run, c[1], options=sweep["interps"])
+    state.coerce("p", PS)
+    p = widgets.percentile(run, c[2])
+    iou = widgets.iou(run, c[3])
+    methods = widgets.methods(run, c[4])
+    with_gt = [n for n in run.classes if any(v is not None for r in values(methods[0], proto, interp, n) for v in r)]
+    state.coerce("sc", [""] + with_gt, "")
+    cls = st.selectbox("Per-class view", [""] + with_gt, key="sc", persist_state="session",
+                       format_func=lambda n: "all classes (mAP)" if not n else n, width=320)
+    what = "mAP" if not cls else f"AP of {cls}"
+    widgets.how(run, what=f"{what} over the sweep grid; {sweep['box_note']} (percentile varies)",
+                protocol=proto, interp=interp)
+
+    left, right = st.columns(2)
+    ti, pi = TS.index(iou), PS.index(p)
+    left.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}")
+    left.plotly_chart(charts.lines(PS, {m: [r[ti] for r in values(m, proto, interp, cls)] for m in methods},
+                                   "heatmap percentile", what, mark_x=p), key="vs_p", config={"displayModeBar": False})
+    right.markdown(f"**{what} vs IoU threshold** at percentile {p:g}")
+    right.plotly_chart(charts.lines(TS, {m: values(m, proto, interp, cls)[pi] for m in methods}, "IoU threshold",
+                                    what, mark_x=iou), key="vs_iou", config={"displayModeBar": False})
+    seed = pd.DataFrame({"method": methods} | {f"IoU {t:g}": [values(m, proto, interp, cls)[pi][j] for m in methods]
+                                               for j, t in enumerate(TS)})
+    cols = [f"IoU {t:g}" for t in TS]
+    st.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
+    st.dataframe(widgets.colour_scale(seed, cols, lo=0.0), hide_index=True)
+
+    st.markdown(f"**Percentile x IoU** · ★ = best setting of each method")
+    best = {m: best_cell(m, proto, interp, cls) for m in methods}
+    st.plotly_chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
+                    key="grid", config={"displayModeBar": False})
+    st.caption(" · ".join(f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None
+                          else f"{m}: no value" for m, b in best.items()))
+    state.sync_url()
+
+
+view()
