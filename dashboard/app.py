@@ -11,29 +11,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
-print("DEBUG top", file=sys.stderr, flush=True)
 
 from dashboard import sidebar, state, widgets  # noqa: E402
 
 st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide")
 
 PAGES = {
-    "browse": st.Page("pages/browse.py", title="Browse", icon=":material/grid_view:", default=True),
-    "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    "ap": st.Page("pages/ap.py", title="Per-class AP", icon=":material/table_chart:", url_path="ap"),
-    "sweep": st.Page("pages/sweep.py", title="Threshold sweep", icon=":material/tune:", url_path="sweep"),
-    "quality": st.Page("pages/quality.py", title="Heatmap quality", icon=":material/insights:", url_path="quality"),
-    "run": st.Page("pages/run.py", title="Run", icon=":material/info:", url_path="run"),
+    "browse": st.Page("views/browse.py", title="Browse", icon=":material/grid_view:", default=True),
+    "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    "ap": st.Page("views/ap.py", title="Per-class AP", icon=":material/table_chart:", url_path="ap"),
+    "sweep": st.Page("views/sweep.py", title="Threshold sweep", icon=":material/tune:", url_path="sweep"),
+    "quality": st.Page("views/quality.py", title="Heatmap quality", icon=":material/insights:", url_path="quality"),
+    "run": st.Page("views/run.py", title="Run", icon=":material/info:", url_path="run"),
 }
 page = st.navigation(list(PAGES.values()), position="top")
 name = next(n for n, p in PAGES.items() if p.title == page.title)
-print(f"DEBUG {page.title} {name} {page.url_path}\n", file=sys.stderr, flush=True)
 
 state.init_from_url()
 wanted = st.session_state.pop("_url_page", None)
 if wanted in PAGES and wanted != name:  # a link that names its page only in ?page=
     st.switch_page(PAGES[wanted], query_params={k: st.query_params.get(k) for k in st.query_params})
 
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-bottom:2rem}</style>")
 top = st.container()
 run = sidebar.run_selection(top)
 st.session_state["_page"] = name

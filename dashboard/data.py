@@ -6,8 +6,9 @@ results per (image, class) pair for browsing and drawing (candidates to move int
 
 from __future__ import annotations
 
-import json
+import inspect
 import os
+import time
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,13 @@ import streamlit as st
 from surgery_core.ap import COCO_IOUS, APResult
 from surgery_core.config import ModelConfig, RunConfig
 from surgery_core.detections import Detections
-from surgery_core.engine import compute_grids, load_dataset, resolve_model, write_json
+from surgery_core.engine import resolve_model
 from surgery_core.evaluation import box_params_for
 from surgery_core.maps import working_map
 from surgery_core.matching import match_detections
 from surgery_core.quality import heatmap_quality, pointing_point, quality_records
-from surgery_core.runs import BOXES_FILE, Run, model_data_note
-from surgery_core.store import default_store, require_within
+from surgery_core.runs import BOXES_FILE, Run
+from surgery_core.store import require_within
 
 ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
 
@@ -91,27 +92,29 @@ def open_run(cfg: RunConfig, area=None) -> Run:
 
 
 def _open(cfg: RunConfig, area) -> Run:
-    """:meth:`Run.open` with the process-wide model cache and a progress bar (mirrors Run.open)."""
+    """:meth:`Run.open` with a progress bar (and the process-wide model when ``Run.open`` takes ``loaded=``)."""
     check_paths(cfg)
     box = area.empty()
     with box.status(f"Opening run {cfg.run_hash}…", expanded=True) as status:
-        status.write(f"Model {cfg.model.arch}" + (f" from {cfg.model.checkpoint}" if cfg.model.checkpoint else ""))
-        loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
-        status.write(f"Dataset {cfg.data.kind} / {cfg.data.split} (demo scenes are generated on first use)")
-        dataset = load_dataset(cfg)
-        bar = status.progress(0.0, text=f"Looking up stored heatmaps of {len(dataset)} images…")
+        status.write(f"Model {cfg.model.arch}" + (f" from {cfg.model.checkpoint}" if cfg.model.checkpoint else "")
+                     + f"; dataset {cfg.data.kind}/{cfg.data.split} (demo scenes are generated on first use)")
+        bar = status.progress(0.0, text="Looking up stored heatmaps…")
 
         def progress(done: int, total: int, rate: float) -> None:
             bar.progress(min(1.0, done / max(total, 1)),
                          text=f"Computing heatmaps: {done}/{total} images, {rate:.1f} images/s")
 
-        store = default_store()
-        grids = compute_grids(cfg, dataset, loaded, store, progress=progress)
-        run = Run(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded)
-        write_json(run.run_dir / "config.json", json.loads(cfg.model_dump_json()))
-        write_json(run.run_dir / "run.json", run.summary())
-        status.update(label=f"Run {cfg.run_hash} open", state="complete", expanded=False)
-    box.empty()
+        kwargs = {}
+        if "loaded" in inspect.signature(Run.open).parameters:
+            kwargs["loaded"] = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
+        t0 = time.perf_counter()
+        run = Run.open(cfg, progress=progress, **kwargs)
+        g = run.grids
+        status.update(label=f"Run {cfg.run_hash} opened in {time.perf_counter() - t0:.1f} s: heatmaps computed for "
+                            f"{g.computed} images, {g.reused} reused from the run store",
+                      state="complete", expanded=False)
+    if not run.grids.computed:
+        box.empty()
     return run
 
 

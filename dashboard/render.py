@@ -52,21 +52,23 @@ def _dashed_line(img, a, b, color, thickness, dash):
 
 
 def _label(img, text, x, y_top, y_bottom, color, scale):
-    """A filled label above the box (below it when there is no room), kept inside the image."""
+    """A filled label above the box (below it when there is no room), kept inside the image; white text on
+    dark fills, black text on light ones."""
+    ink = WHITE if sum(color) < 600 else (0, 0, 0)
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
     h, w = img.shape[:2]
     x = int(min(max(0, x), max(0, w - tw - 4)))
     y = y_top - 3 if y_top - th - base - 3 >= 0 else min(h - base - 1, y_bottom + th + 3)
     cv2.rectangle(img, (x, y - th - 2), (x + tw + 3, y + base - 1), color, -1)
-    cv2.putText(img, text, (x + 2, y - 1), FONT, scale, WHITE, 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x + 2, y - 1), FONT, scale, ink, 1, cv2.LINE_AA)
 
 
 def draw_boxes(img: np.ndarray, xyxy: np.ndarray, scale: float, color, dashed: bool = False,
                labels: list[str] | None = None) -> np.ndarray:
     """Draw boxes (image px, scaled by ``scale`` to display px) in place; returns ``img``."""
     h, w = img.shape[:2]
-    thick = max(1, round(min(h, w) / 220))
-    font = max(0.33, min(0.5, min(h, w) / 900))
+    thick = max(1, round(min(h, w) / 240))
+    font = max(0.36, min(0.62, min(h, w) / 650))
     for k, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy, np.float64).reshape(-1, 4) * scale):
         p1 = (int(round(x1)), int(round(y1)))
         p2 = (max(p1[0], int(round(x2)) - 1), max(p1[1], int(round(y2)) - 1))
@@ -85,23 +87,27 @@ def draw_boxes(img: np.ndarray, xyxy: np.ndarray, scale: float, color, dashed: b
 def draw_point(img: np.ndarray, xy: tuple[float, float], scale: float, hit: bool | None) -> None:
     """The pointing-game point: a white-ringed cross (green ring on a hit, red on a miss, white without GT)."""
     x, y = int(round(xy[0] * scale)), int(round(xy[1] * scale))
-    r = max(4, min(img.shape[:2]) // 45)
+    r = max(5, min(img.shape[:2]) // 32)
     ring = WHITE if hit is None else (GREEN if hit else RED)
-    cv2.circle(img, (x, y), r + 2, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.circle(img, (x, y), r + 2, ring, 2, cv2.LINE_AA)
-    cv2.drawMarker(img, (x, y), WHITE, cv2.MARKER_CROSS, 2 * r, 1, cv2.LINE_AA)
+    cv2.circle(img, (x, y), r, (0, 0, 0), 5, cv2.LINE_AA)
+    cv2.circle(img, (x, y), r, ring, 3, cv2.LINE_AA)
+    cv2.drawMarker(img, (x, y), (0, 0, 0), cv2.MARKER_CROSS, 2 * r - 4, 3, cv2.LINE_AA)
+    cv2.drawMarker(img, (x, y), WHITE, cv2.MARKER_CROSS, 2 * r - 4, 1, cv2.LINE_AA)
 
 
 def encode(img: np.ndarray, fmt: str = ".png") -> bytes:
-    ok, buf = cv2.imencode(fmt, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 88] if fmt == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(fmt, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"{fmt} encoding failed")
     return buf.tobytes()
 
 
 def det_labels(score: np.ndarray, iou: np.ndarray, tp: np.ndarray) -> list[str]:
-    """``0.62 IoU.41 TP`` per predicted box."""
-    return [f"{s:.2f} IoU{i:.2f}".replace("IoU0.", "IoU.") + (" TP" if t else " FP") for s, i, t in zip(score, iou, tp)]
+    """``.62 .41 TP`` per predicted box: score, IoU with the best GT box of the class, TP or FP."""
+    def short(v: float) -> str:
+        return f"{v:.2f}".removeprefix("0")
+    return [f"{short(s)} {short(i)} {'TP' if t else 'FP'}" for s, i, t in zip(score, iou, tp)]
 
 
 # ------------------------------------------------------------------------------------------ cached pictures
@@ -136,11 +142,10 @@ def overlay_png(key: str, image: int, cls: int, method: str, percentile: float, 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def image_with_gt(key: str, image: int, cls: int, side: int, _run) -> bytes:
-    """The plain image with every GT box (the selected class thick green, others thin white) and labels."""
+    """The plain image with every GT box: the selected class green, the other classes white (unlabelled)."""
     rec = _run.dataset.images[image]
     img, s = fit(_run.image(image), side)
     other = rec.labels != cls
-    names = [_run.classes[c] for c in rec.labels]
-    draw_boxes(img, rec.xyxy[other], s, (250, 250, 250), labels=[n for n, o in zip(names, other) if o])
-    draw_boxes(img, rec.xyxy[~other], s, GREEN, labels=[n for n, o in zip(names, other) if not o])
+    draw_boxes(img, rec.xyxy[other], s, (245, 245, 245))
+    draw_boxes(img, rec.xyxy[~other], s, GREEN)
     return encode(img, ".png")

@@ -116,7 +116,7 @@ PARAMS: tuple[Param, ...] = (
     Param("alpha", "float", 0.5, "heatmap opacity"),
     Param("raw", "bool", False, "show the raw patch grid"),
     Param("q", "str", "", "Browse: image id search"),
-    Param("bcls", "list", list, "Browse: classes present"),
+    Param("bcls", "list", lambda c: [], "Browse: classes present"),
     Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
     Param("bout", "str", "all", "Browse: outcome filter"),
     Param("bm", "str", lambda c: c.methods[-1], "Browse: method for the outcome filter"),
@@ -217,10 +217,18 @@ def sync_url(page: str | None = None) -> None:
         st.query_params.from_dict(out)
 
 
+def keep(key: str) -> None:
+    """Write a widget's session value back before the widget is drawn (see :func:`coerce`)."""
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+
+
 def coerce(key: str, options: list, fallback: Any | None = None) -> Any:
     """Make the session value of ``key`` one of ``options`` before its widget is drawn (nearest for numbers).
 
-    Returns the value. Lists keep only known options (``fallback`` when nothing is left).
+    Returns the value. Lists keep only known options (``fallback`` when nothing is left). The value is written
+    back even when valid: a widget's id differs between pages, and a value set through session state is what
+    carries over to the widget of the same key on the next page.
     """
     ss = st.session_state
     p = PARAM_BY_KEY.get(key)
@@ -234,6 +242,7 @@ def coerce(key: str, options: list, fallback: Any | None = None) -> Any:
         ss[key] = keep
         return keep
     if v in options:
+        ss[key] = v
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool) and options and \
             all(isinstance(o, (int, float)) for o in options):

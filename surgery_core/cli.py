@@ -178,6 +178,36 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from pydantic import ValidationError
+
+    from .runs import Run
+    from .sharing import default_samples, write_report
+    from .store import RunStore, default_store
+
+    try:
+        cfg = config_from_args(args)
+    except ValidationError as exc:
+        raise SurgeryError(f"invalid run configuration: {exc}") from None
+    if args.samples_count < 0:
+        raise SurgeryError("--samples-count must be 0 or more")
+    store = RunStore(args.store) if args.store else default_store()
+    run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
+                   show_bar=True)
+    out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
+    samples = default_samples(run, args.samples_count) if args.samples_count else []
+    paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
+    if run.model_note:
+        print(f"WARNING: {run.model_note}")
+    if args.samples_count and len(samples) < args.samples_count:
+        print(f"note: only {len(samples)} of {args.samples_count} samples have an image file and objects")
+    for kind, path in paths.items():
+        print(f"wrote {kind} {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"run {cfg.run_hash}: {len(samples)} samples; absolute paths "
+          f"{'kept' if args.include_paths else 'cut to base names'}")
+    return 0
+
+
 def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--config", help="run configuration JSON (flags override it)")
     src = e.add_mutually_exclusive_group()
@@ -243,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, help="image-decoding worker processes")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     e.set_defaults(func=_cmd_evaluate)
+
+    r = sub.add_parser("report", help="one self-contained HTML report of a run (and optionally a .zip of it)")
+    _add_run_arguments(r)
+    r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
+    r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
+    r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
+                   help="images drawn with the four methods side by side (default 4; 0 = none)")
+    r.add_argument("--include-paths", dest="include_paths", action="store_true",
+                   help="keep absolute paths (dataset root, checkpoint) instead of their base names")
+    r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
+    r.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    r.add_argument("--workers", type=int, help="image-decoding worker processes")
+    r.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    r.set_defaults(func=_cmd_report)
 
     from .scoring import add_score_arguments, run_score
 

@@ -8,7 +8,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ from .errors import ImageError, InputError, SurgeryError
 from .heatmaps import METHODS, compute_heatmaps
 from .images import read_image, squash, to_tensor
 from .models import LoadedModel, load_model
-from .store import RunStore, atomic_write_bytes, content_sha256
+from .store import RunStore, content_sha256
 
 SAMPLES_ROOT = Path(__file__).parent / "samples" / "dior"
 
@@ -216,7 +215,3 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
                    np.stack(probs) if probs else np.zeros((0, k), np.float32), skipped,
                    computed=len(todo), reused=len(dataset) - len(todo) - sum(s is None for s in shas),
                    seconds=time.perf_counter() - t0)
-
-
-def write_json(path: Path, doc) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from .drawing import encode_png, three_column
-from .engine import write_json
 from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
 from .heatmaps import METHODS
 from .maps import working_map
 from .matching import match_detections
 from .runs import Run
-from .store import atomic_write_bytes, atomic_write_text
+from .store import atomic_write_bytes, atomic_write_text, write_json
 
 
 def header(run: Run) -> dict:

@@ -19,11 +19,11 @@ from .boxes import BoxParams, boxes_from_grid
 from .config import RunConfig
 from .datasets import Dataset
 from .detections import Detections
-from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model, write_json
+from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
 from .evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
 from .images import read_image
 from .quality import aggregate_quality, quality_records
-from .store import RunStore, atomic_write_bytes, default_store
+from .store import RunStore, atomic_write_bytes, default_store, write_json
 
 BOXES_FILE = "boxes.npz"
 

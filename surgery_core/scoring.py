@@ -27,9 +27,7 @@ import argparse
 import csv
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -39,6 +37,7 @@ from .ap import COCO_IOUS, INTERPS, evaluate
 from .classes import ClassIndex
 from .detections import Detections
 from .errors import InputError
+from .store import write_json
 
 CSV_COLUMNS = ("image_id", "class", "xmin", "ymin", "xmax", "ymax", "score")
 
@@ -404,20 +403,6 @@ def _load_dataset(root: str, split: str):
     return load_dior(root, split)
 
 
-def write_json(path: str | Path, obj: dict) -> None:
-    """Write strict JSON (no NaN) atomically: a reader never sees half a file."""
-    path = Path(path)
-    text = json.dumps(obj, indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_score(args: argparse.Namespace) -> int:
     """``surgery score``: read the dataset and the detection file, print the table, optionally write JSON.
 
@@ -445,5 +430,5 @@ def run_score(args: argparse.Namespace) -> int:
 
 __all__ = [
     "CSV_COLUMNS", "COCO_IOUS", "read_csv_detections", "read_coco_detections", "read_detections",
-    "score", "protocol_note", "format_score_table", "add_score_arguments", "run_score", "write_json",
+    "score", "protocol_note", "format_score_table", "add_score_arguments", "run_score",
 ]

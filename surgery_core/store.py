@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SurgeryError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -30,6 +33,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -45,6 +49,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, doc) -> None:
+    """Strict JSON (NaN refused: callers turn it into null), written atomically."""
+    atomic_write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def content_sha256(path: Path) -> str:
@@ -124,5 +133,5 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
     raise PathNotAllowedError(path, "outside the configured data roots (" + ", ".join(str(r) for r in roots) + ")")
 
 
-__all__ = ["RunStore", "default_store", "atomic_write_bytes", "atomic_write_text", "content_sha256",
-           "require_within", "SurgeryError"]
+__all__ = ["RunStore", "default_store", "atomic_write_bytes", "atomic_write_text", "write_json",
+           "content_sha256", "require_within"]

@@ -11,12 +11,11 @@ summary = run.summary()
 cfg = run.cfg
 
 st.markdown(f"### Run `{run.run_hash}` · {summary['dataset']}/{summary['split']} · {summary['images']} images")
-c = st.columns(5)
+c = st.columns(4)
 c[0].metric("images with heatmaps", summary["images_with_grids"])
 c[1].metric("GT boxes", len(run.gt))
 c[2].metric("classes", len(run.classes))
 c[3].metric("computed now / reused", f"{summary['computed_now']} / {summary['reused']}")
-c[4].metric("heatmap key", run.grids.key)
 
 data.ensure(run, "ap_tables")
 tables = run.ap_tables()
@@ -30,27 +29,29 @@ for m, by_proto in tables["tables"].items():
                 row["AP .50:.95"] = entry.get("mAP_50_95")
             rows.append(row)
 df = pd.DataFrame(rows)
+df[[c for c in df.columns if c.startswith(("IoU", "AP"))]] = df[[c for c in df.columns
+                                                                if c.startswith(("IoU", "AP"))]].astype(float)
 num = [c for c in df.columns if c.startswith("IoU") or c.startswith("AP")]
-st.subheader("Headline mAP", divider="gray")
+st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
             percentile=tables["percentile"])
-st.dataframe(widgets.colour_scale(df, num, lo=0.0), hide_index=True, height=min(36 * (len(df) + 1), 900))
+st.dataframe(widgets.colour_scale(df, num, lo=0.0), hide_index=True, height=min(35 * (len(df) + 1) + 3, 900))
 with st.expander("What the protocols and interpolations mean"):
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in (PROTOCOL_NOTES | INTERP_NOTES).items()))
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Configuration", divider="gray")
+    st.markdown("#### Configuration")
     st.caption("Everything that changes a number; its hash is the run id. Links carry the fields that differ "
                "from the defaults.")
-    st.json(summary["config"], expanded=1)
+    st.json(summary["config"], expanded=2)
     st.code(f"?run={state.run_param(cfg) or ''}&h={run.run_hash}", language=None)
 with right:
-    st.subheader("Model and data", divider="gray")
+    st.markdown("#### Model and data")
     st.json({"model": summary["model"], "model_note": summary["model_note"] or None,
              "skipped_images": summary["skipped_images"][:50], "skipped_annotations": summary["skipped_annotations"][:50]},
             expanded=2)
     counts = pd.Series(run.dataset.per_class_counts(), name="GT boxes").rename_axis("class").reset_index()
     st.dataframe(counts, hide_index=True)
-st.caption(f"Run folder: {run.run_dir} · finished {summary['finished']}")
+st.caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · finished {summary['finished']}")
 state.sync_url()

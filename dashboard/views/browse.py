@@ -14,7 +14,8 @@ OUTCOMES = {
     "pg": "pointing-game miss on a GT class",
     "either": "either of the two",
 }
-PER_ROW, ROWS = 6, 4
+PER_ROW, ROWS = 8, 3
+THUMB = 200
 
 run = data.current_run()
 key = data.run_key(run)
@@ -73,14 +74,14 @@ def view() -> None:
     lo, hi = int(min(n_objects)), int(max(n_objects))
     state.set_default("bn", (lo, hi))
     c = st.columns([1.3, 2.6, 1.8, 2.2, 1.5], vertical_alignment="bottom")
+    state.keep("q")
     q = c[0].text_input("Image id contains", key="q", persist_state="session")
     state.coerce("bcls", list(run.classes))
     classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session")
     n_range = None
     if hi > lo:
         v = st.session_state.get("bn")
-        if not v or not (lo <= v[0] <= v[1] <= hi):
-            st.session_state["bn"] = (lo, hi)
+        st.session_state["bn"] = tuple(v) if v and lo <= v[0] <= v[1] <= hi else (lo, hi)
         n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session")
     state.coerce("bout", list(OUTCOMES))
     kind = c[3].selectbox("Outcome", list(OUTCOMES), key="bout", format_func=OUTCOMES.get, persist_state="session",
@@ -100,10 +101,13 @@ def view() -> None:
 
     pages = max(1, math.ceil(len(images) / (PER_ROW * ROWS)))
     state.coerce("bpage", list(range(1, pages + 1)), 1)
-    head = st.columns([3, 1.2, 0.6], vertical_alignment="bottom")
-    head[0].markdown(f"**{len(images)}** of {len(rows)} samples" + (f" · sorted by worst IoU" if kind != "all" else ""))
-    head[1].number_input(f"Page (of {pages})", 1, pages, key="bpage", persist_state="session")
-    heat = head[2].toggle("Heatmaps", key="bheat", disabled=kind == "all", value=True,
+    head = st.columns([1.1, 1.1, 5], vertical_alignment="center")
+    head[0].number_input(f"Page (of {pages})", 1, pages, key="bpage", persist_state="session",
+                         label_visibility="collapsed")
+    head[2].markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
+                     + (" · sorted by worst IoU first" if kind != "all" else ""))
+    st.session_state["bheat"] = st.session_state.get("bheat", True)
+    heat = head[1].toggle("Heatmaps", key="bheat", disabled=kind == "all",
                           help="thumbnails show the method's heatmap of the failed class")
     start = (st.session_state["bpage"] - 1) * PER_ROW * ROWS
     shown = images[start:start + PER_ROW * ROWS]
@@ -116,13 +120,14 @@ def view() -> None:
             fc = first_class.get(i)
             cls_ids = (run.classes.index(fc),) if fc else tuple(sel)
             if fc and heat:
-                img = render.thumbnail(key, i, 224, cls_ids, run, method, cls_ids[0])
+                img = render.thumbnail(key, i, THUMB, cls_ids, run, method, cls_ids[0])
             else:
-                img = render.thumbnail(key, i, 224, cls_ids, run)
+                img = render.thumbnail(key, i, THUMB, cls_ids, run)
             with col.container(border=True):
                 st.image(img, width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
-                st.caption(captions.get(i) or f"{rec.num_objects} objects: " + ", ".join(names))
+                st.caption(captions.get(i) or f"{rec.num_objects} object{'s' * (rec.num_objects != 1)}: "
+                           + ", ".join(names))
                 st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
                           on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
                           help="open in Compare")
@@ -130,7 +135,7 @@ def view() -> None:
         st.info("No sample matches these filters.")
     state.sync_url()
     if st.session_state.pop("_goto", None) == "compare":
-        st.switch_page("pages/compare.py")
+        st.switch_page("views/compare.py")
 
 
 view()

@@ -21,7 +21,7 @@ def view() -> None:
                  f"upsampled to the box working map ({run.cfg.boxes.box_resolution or 'image size'} px) · boxes cut "
                  "as under Per-class AP, present protocol")
 
-    st.subheader("Boxes per heatmap percentile", divider="gray")
+    st.markdown("#### Boxes per heatmap percentile")
     rows = [{"method": m, "percentile": r["percentile"], "mean best IoU": r["mean_best_iou"],
              "max best IoU": r["max_best_iou"], "boxes / pair": r["mean_n_boxes"],
              "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
@@ -33,13 +33,13 @@ def view() -> None:
                     percentile=run.cfg.boxes.percentile)
         sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
         st.dataframe(sty.format("{:.2f}", subset=["boxes / pair"]).format("{:.3f}", subset=["activation ratio"])
-                     .format("p{:g}", subset=["percentile"]), hide_index=True, height=min(36 * (len(table) + 1), 560))
+                     .format("p{:g}", subset=["percentile"]), hide_index=True, height=min(35 * (len(table) + 1) + 3, 560))
     ps = quality["percentiles"]
     right.plotly_chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
                                     "heatmap percentile", "mean best-box IoU"), key="q_lines",
                        config={"displayModeBar": False})
 
-    st.subheader("Response inside ground-truth boxes", divider="gray")
+    st.markdown("#### Response inside ground-truth boxes")
     st.caption(f"Units: {quality['gt_response_units']}; per pair the mean and the max of the map inside the "
                "union of the class's GT boxes; mean ± std over pairs (population std).")
     gt = pd.DataFrame([{"method": m, "GT mean": f"{g['mean_mean']:.4f} ± {g['mean_std']:.4f}",
@@ -53,7 +53,7 @@ def view() -> None:
     b.plotly_chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), key="d_max",
                    config={"displayModeBar": False})
 
-    st.subheader("Pointing game and energy pointing game", divider="gray")
+    st.markdown("#### Pointing game and energy pointing game")
     st.caption(f"Pointing game: hit when the map's maximum lies within {quality['tolerance_px_at_224']:g} px (on a "
                "224 px scale) of a GT box of the class. Energy: share of the 0-1 map's mass inside the class's GT "
                "boxes. Per class over its pairs; 'overall' over all pairs; 'mean' over classes.")

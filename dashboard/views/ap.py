@@ -9,11 +9,12 @@ run = data.current_run()
 
 @st.fragment
 def view() -> None:
-    c = st.columns([1.5, 2.4, 1.9, 2.4, 3.2], vertical_alignment="bottom")
+    c = st.columns([1.4, 2.9, 1.8, 2.3, 3.0], vertical_alignment="bottom")
     proto = widgets.protocol(run, c[0])
     interp = widgets.interp(run, c[1])
     coco95 = False
     if interp == "coco":
+        state.keep("coco95")
         coco95 = c[1].toggle("AP@[.50:.95]", key="coco95", persist_state="session",
                              help="COCO's headline AP: the mean over IoU .50, .55, ... .95")
     iou = widgets.iou(run, c[2], disabled=coco95)
@@ -32,7 +33,7 @@ def view() -> None:
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
     st.dataframe(widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True), hide_index=True,
-                 height=min(38 * (len(table) + 1) + 4, 820),
+                 height=min(35 * (len(table) + 1) + 3, 820),
                  column_config={"class": st.column_config.TextColumn(pinned=True),
                                 "GT": st.column_config.NumberColumn(help="ground-truth boxes")} |
                                {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}")
@@ -43,7 +44,7 @@ def view() -> None:
     st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
                        file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
 
-    st.subheader("Precision-recall per class", divider="gray")
+    st.markdown("#### Precision-recall per class")
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)

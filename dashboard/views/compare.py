@@ -58,6 +58,7 @@ def view() -> None:
     proto = widgets.protocol(run, ctl[2])
     state.coerce("alpha", [round(x * 0.05, 2) for x in range(21)], 0.5)
     alpha = ctl[3].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session")
+    state.keep("raw")
     raw = ctl[4].toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
 
     row = run.row_of(image)
@@ -69,10 +70,10 @@ def view() -> None:
         + (", ".join(f"{n} x{c}" for n, c in gt_counts.items()) or "none")
         + f" · **p({cls_name} | image) = {probs[cls]:.3f}** · CLS top: "
         + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3))
-    widgets.how(run, what="labels: score IoU TP/FP per predicted box; ring = pointing-game point (green hit, red "
+    widgets.how(run, what="red label = box score, its IoU with the best GT box, TP/FP; ring = pointing-game point (green hit, red "
                 "miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
 
-    side = 480
+    side = 400
     cols = st.columns(len(methods) + 1)
     cols[0].image(render.image_with_gt(key, image, cls, side, run), width="stretch",
                   caption=f"image · GT {cls_name} green, other classes white")
@@ -87,7 +88,8 @@ def view() -> None:
                (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
         col.markdown(f"**{m}** {hit}  \n{len(d)} boxes, {int(d.extra['tp'].sum())} TP"
                      + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                        else " · class absent"), help=f"{m}: {widgets.METHODS[m].description}")
+                        else " · class absent"))
+        col.caption(widgets.METHODS[m].description)
         if raw:
             col.plotly_chart(charts.patch_grid(info.grid, rec, cls, m), key=f"grid_{m}", config={"displayModeBar": False})
 

@@ -1,0 +1,984 @@
+"""Sharing a run: one self-contained HTML report (and a .zip of its numbers), and stored view snapshots.
+
+Reports
+    :func:`build_report_html` returns ONE HTML file that opens offline with nothing else: the run's
+    configuration, mAP per method, protocol and interpolation, per-class AP tables, the IoU and percentile
+    sweeps as interactive plotly charts (plotly.js inlined once, no CDN), heatmap quality and the pointing
+    games, and the four-way comparison figures of chosen samples as ``data:`` PNGs. The same run and
+    selection give byte-identical files (no timestamps, fixed plotly div ids). Absolute paths of the
+    configuration (dataset root, checkpoint, ...) are cut to their base names unless ``include_paths``.
+    :func:`build_report_zip` packs the same numbers as JSON and CSV, the figures as PNG and the HTML.
+
+Snapshots
+    :class:`SnapshotStore` keeps what a dashboard view shows (its state: page, run configuration and hash,
+    sample, class, methods, thresholds; the numbers and the images on screen), with a title, a note, a UTC
+    time and a schema version, in ONE zip file per snapshot written atomically. A snapshot opens after the
+    run store and the dataset are gone. Damaged files and other schema versions are listed with an
+    ``error`` and never break the listing; ids are validated, so no title or id reaches outside the folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import io
+import json
+import math
+import os
+import re
+import secrets
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import SurgeryError
+from .store import atomic_write_bytes
+
+if TYPE_CHECKING:  # the report half needs the engine (torch); the snapshot half must not
+    from .runs import Run
+
+DEFAULT_SAMPLE_COUNT = 4
+SNAPSHOT_SCHEMA = 1
+SNAPSHOT_SUFFIX = ".snapshot.zip"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same content gives the same bytes
+_COLORS = ["#0b6bcb", "#e8590c", "#2f9e44", "#ae3ec9", "#f59f00", "#1098ad", "#d6336c", "#5c7cfa"]
+
+
+class SnapshotError(SurgeryError):
+    """A snapshot cannot be saved, found or read (the message says which and why)."""
+
+
+# ============================================================================================ helpers
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types from numpy scalars/arrays, tuples, paths; NaN and infinities become None."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(_jsonable(doc), indent=2, sort_keys=False, ensure_ascii=False, allow_nan=False)
+
+
+def _fmt(v, digits: int = 4) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _esc(s) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _slug(text: str, max_len: int = 40, empty: str = "snapshot") -> str:
+    """ASCII, lower case, ``[a-z0-9-]`` only: safe in any file name on any system."""
+    norm = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
+    s = re.sub(r"[^a-z0-9]+", "-", norm).strip("-")[:max_len].strip("-")
+    return s or empty
+
+
+def _clean_text(text: str, max_len: int) -> str:
+    """A title or note without control characters (NUL included), newlines and tabs kept in notes."""
+    text = "" if text is None else str(text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    return text.strip()[:max_len]
+
+
+# Absolute POSIX or Windows paths that start a token (after start, space, quote, '(', '=' or ':').
+_ABS_PATH = re.compile(r"(?:^|(?<=[\s\"'(=:,\[]))(?:[A-Za-z]:[\\/]|[\\/]|~[\\/])(?:[^\\/\s\"'<>,;)\]]+[\\/])*"
+                       r"([^\\/\s\"'<>,;)\]]+)")
+
+
+def scrub_paths(doc: Any, known: list[str] | tuple[str, ...] = ()) -> Any:
+    """``doc`` with every absolute path cut to its base name (``/data/DIOR`` -> ``DIOR``).
+
+    ``known`` are paths replaced first wherever they occur (longest first), the rest is caught by a pattern
+    for absolute paths at the start of a token.
+    """
+    known = sorted({str(k).rstrip("/\\") for k in known if k and os.path.isabs(str(k))}, key=len, reverse=True)
+    pats = [(re.compile(re.escape(k) + r"(?=$|[\\/\s\"'<>,;)\]])"), Path(k).name or ".") for k in known if len(k) > 1]
+
+    def one(s: str) -> str:
+        for pat, base in pats:
+            s = pat.sub(lambda m: base, s)
+        return _ABS_PATH.sub(lambda m: m.group(1) or ".", s)
+
+    def walk(o):
+        if isinstance(o, str):
+            return one(o)
+        if isinstance(o, dict):
+            return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v) for v in o]
+        return o
+
+    return walk(doc)
+
+
+# ============================================================================================ report data
+@dataclass
+class _Sample:
+    image_index: int
+    class_index: int
+    image_id: str
+    class_name: str
+    n_gt: int
+    pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG (empty when unavailable)
+    note: str = ""
+
+    @property
+    def stem(self) -> str:
+        return f"{_slug(self.image_id, 60, 'image')}_{_slug(self.class_name, 40, 'class')}"
+
+
+@dataclass
+class _Parts:
+    head: dict
+    tables: dict
+    multi: dict
+    sweep: dict
+    quality: dict
+    samples: list[_Sample]
+    methods: list[str]
+    classes: list[str]
+    figure_iou: float
+    include_paths: bool
+
+
+def _png(image_rgb) -> bytes:
+    """PNG at zlib level 6: a third smaller than ``drawing.encode_png``'s default on textured scenes."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise SurgeryError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple[int, int]]:
+    """The first ``count`` images with grids, an image file and objects, each with its most frequent class
+    (what ``surgery evaluate`` draws)."""
+    import numpy as np
+
+    from .report import sample_indices
+
+    return [(i, int(np.bincount(run.dataset.images[i].labels).argmax())) for i in sample_indices(run, count)]
+
+
+def _known_paths(run: "Run") -> list[str]:
+    from .config import cache_dir
+
+    cfg = run.cfg
+    out = [cfg.data.root, cfg.data.images, cfg.model.checkpoint, str(run.store.root), str(cache_dir()),
+           str(Path.home())]
+    if getattr(run.dataset, "root", None) is not None:
+        out.append(str(run.dataset.root))
+    for p in list(out):
+        if p and not os.path.isabs(p):
+            out.append(str(Path(p).expanduser().resolve()))
+    return [p for p in out if p]
+
+
+def _collect(run: "Run", samples, include_paths: bool, figure_iou: float = 0.5) -> _Parts:
+    from .report import figure, header, multi_iou
+
+    head = header(run)
+    if not include_paths:
+        head = scrub_paths(head, _known_paths(run))
+    if samples is None:
+        samples = default_samples(run)
+    picked: list[_Sample] = []
+    seen = set()
+    for item in samples:
+        try:
+            i, c = (int(v) for v in item)
+        except (TypeError, ValueError):
+            raise SurgeryError(f"a sample is (image index, class index), not {item!r}") from None
+        if not 0 <= i < len(run.dataset):
+            raise SurgeryError(f"sample image index {i} is outside the dataset (0..{len(run.dataset) - 1})")
+        if not 0 <= c < len(run.classes):
+            raise SurgeryError(f"sample class index {c} is outside the class list (0..{len(run.classes) - 1})")
+        if (i, c) in seen:
+            continue
+        seen.add((i, c))
+        rec = run.dataset.images[i]
+        s = _Sample(i, c, str(rec.image_id), run.classes[c], int((rec.labels == c).sum()))
+        if run.row_of(i) is None:
+            s.note = "this image has no heatmaps in the run (skipped: see the configuration section)"
+        else:
+            try:
+                for m in run.cfg.methods:
+                    s.pngs[m] = _png(figure(run, m, i, c, figure_iou))
+            except (FileNotFoundError, OSError, SurgeryError) as exc:
+                s.pngs = {}
+                msg = str(exc)
+                s.note = f"image not available: {msg if include_paths else scrub_paths(msg, _known_paths(run))}"
+        picked.append(s)
+    return _Parts(head=head, tables=run.ap_tables(), multi=multi_iou(run), sweep=run.sweep(),
+                  quality=run.quality(), samples=picked, methods=list(run.cfg.methods),
+                  classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths)
+
+
+# ============================================================================================ charts
+def _iou_chart(p: _Parts, cfg) -> "Any":
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    protos, interps = list(cfg.protocols), list(cfg.interps)
+    titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
+    fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.16)
+    ious = [float(t) for t in cfg.iou_thresholds]
+    pct = p.tables["percentile"]
+    for r, pr in enumerate(protos):
+        for c, it in enumerate(interps):
+            for k, m in enumerate(p.methods):
+                vals = list(p.tables["tables"][m][pr][it]["per_iou"]["mAP_per_iou"].values())
+                fig.add_trace(go.Scatter(
+                    x=ious, y=vals, mode="lines+markers", name=m, legendgroup=m, showlegend=(r == 0 and c == 0),
+                    line=dict(color=_COLORS[k % len(_COLORS)], width=2),
+                    hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>percentile {pct:g}<br>"
+                                   "IoU ≥ %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
+    fig.update_xaxes(title_text="IoU threshold", title_font_size=11)
+    fig.update_yaxes(title_text="mAP", title_font_size=11, col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=300 * len(protos) + 80, margin=dict(l=50, r=20, t=60, b=50),
+                      title=dict(text=f"mAP vs IoU threshold, boxes at percentile {pct:g}", font_size=14),
+                      legend=dict(orientation="h", y=-0.12))
+    return fig
+
+
+def _percentile_chart(p: _Parts, cfg) -> "Any":
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    sw = p.sweep
+    protos, interps = list(cfg.protocols), list(sw["interps"])
+    ious, pcts = [float(t) for t in sw["ious"]], [float(x) for x in sw["percentiles"]]
+    default_t = ious.index(0.5) if 0.5 in ious else 0
+    titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
+    fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
+                        horizontal_spacing=0.05, vertical_spacing=0.16)
+    owner = []  # IoU index of each trace
+    for t, iou in enumerate(ious):
+        for r, pr in enumerate(protos):
+            for c, it in enumerate(interps):
+                for k, m in enumerate(p.methods):
+                    grid = sw["table"][m][pr][it]["mAP"]
+                    fig.add_trace(go.Scatter(
+                        x=pcts, y=[row[t] for row in grid], mode="lines+markers", name=m, legendgroup=m,
+                        showlegend=(r == 0 and c == 0), visible=(t == default_t),
+                        line=dict(color=_COLORS[k % len(_COLORS)], width=2),
+                        hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>IoU ≥ {iou:g}<br>"
+                                       "percentile %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
+                    owner.append(t)
+    buttons = [dict(label=f"IoU ≥ {iou:g}", method="update",
+                    args=[{"visible": [o == t for o in owner]},
+                          {"title.text": f"mAP vs threshold percentile, IoU ≥ {iou:g}"}])
+               for t, iou in enumerate(ious)]
+    fig.update_xaxes(title_text="threshold percentile of the map", title_font_size=11)
+    fig.update_yaxes(title_text="mAP", title_font_size=11, col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=300 * len(protos) + 110, margin=dict(l=50, r=20, t=100, b=50),
+                      title=dict(text=f"mAP vs threshold percentile, IoU ≥ {ious[default_t]:g}", font_size=14),
+                      legend=dict(orientation="h", y=-0.12),
+                      updatemenus=[dict(type="buttons", direction="right", buttons=buttons, active=default_t,
+                                        x=0, xanchor="left", y=1.16, yanchor="bottom", showactive=True)])
+    return fig
+
+
+# ============================================================================================ HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1400px;
+padding:0 18px 60px;color:#1d2733;line-height:1.4}
+h1{font-size:1.5em;margin:18px 0 4px}h2{font-size:1.25em;border-bottom:2px solid #dde3ea;padding-bottom:3px;
+margin-top:34px}h3{font-size:1.05em;margin:18px 0 6px}
+nav{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #eee;z-index:10}
+nav a{margin-right:14px;color:#0b6bcb;text-decoration:none;font-size:.92em}
+table{border-collapse:collapse;font-size:.84em;margin:6px 14px 12px 0}
+th,td{border:1px solid #d6dde5;padding:2px 7px;text-align:right}th{background:#f2f5f8}
+td.l,th.l{text-align:left}td.best{font-weight:700;background:#e5f4e8}
+td.best::after{content:" \\2605";color:#2f9e44;font-size:.8em}
+caption{caption-side:top;text-align:left;font-size:.92em;color:#4a5866;padding:2px 0}
+.flex{display:flex;flex-wrap:wrap;align-items:flex-start}.note{color:#4a5866;font-size:.9em}
+.warn{background:#fff4e5;border:1px solid #f59f00;padding:8px 12px;border-radius:4px}
+details{margin:6px 0}summary{cursor:pointer;font-weight:600}
+.quad{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:4px 12px}
+figure{margin:6px 0 14px}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.88em;color:#4a5866}dl.kv{display:grid;grid-template-columns:max-content auto;gap:2px 14px}
+dl.kv dt{font-weight:600}dl.kv dd{margin:0}code{background:#f2f5f8;padding:0 3px;border-radius:3px}
+pre{background:#f7f9fb;border:1px solid #e3e8ee;padding:8px;overflow:auto;font-size:.82em}
+"""
+
+
+def _table(caption: str, header: list[str], rows: list[list[tuple[str, str]]], left_cols: int = 1) -> str:
+    """rows: lists of (text, css class) cells; the first ``left_cols`` columns are left-aligned labels."""
+    out = [f"<table><caption>{_esc(caption)}</caption><thead><tr>"]
+    out += [f"<th class=\"l\">{_esc(h)}</th>" if j < left_cols else f"<th>{_esc(h)}</th>"
+            for j, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>")
+        for j, (text, cls) in enumerate(row):
+            classes = " ".join(x for x in ("l" if j < left_cols else "", cls) if x)
+            out.append(f"<td class=\"{classes}\">{_esc(text)}</td>" if classes else f"<td>{_esc(text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _best_cells(values: list) -> list[tuple[str, str]]:
+    """Cells of one row with the best (highest) value marked; ties all marked, but nothing is marked when
+    every value is equal (all 0, say); None is n/a."""
+    nums = [v for v in values if v is not None]
+    top = max(nums) if nums else None
+    some_worse = bool(nums) and min(nums) < top
+    return [(_fmt(v), "best" if (some_worse and v is not None and v == top) else "") for v in values]
+
+
+def _section_config(p: _Parts, run) -> str:
+    h, cfg = p.head, run.cfg
+    m = h["model"]
+    conf = h["config"]
+    items = [
+        ("run hash", h["run_hash"]), ("heatmap key", h["heatmap_key"]),
+        ("model", f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), checkpoint "
+                  f"{conf['model'].get('checkpoint') or 'shipped demo weights'}, sha256 "
+                  f"{m.get('checkpoint_sha256') or 'none'}"),
+        ("dataset", f"{h['dataset']} / {h['split']} ({conf['data']['kind']}"
+                    + (f", root {conf['data']['root']}" if conf["data"].get("root") else "")
+                    + (f", first {conf['data']['limit']} images" if conf["data"].get("limit") else "") + ")"),
+        ("images", f"{h['images']} in the split, {h['images_with_grids']} with heatmaps, "
+                   f"{len(h['skipped_images'])} skipped"),
+        ("heatmaps", f"methods {', '.join(cfg.methods)}; surgery depth {cfg.surgery_depth}; prompt set "
+                     f"{cfg.prompt_set}; input {cfg.input.size or 'model size'} px"
+                     + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px"
+                        if cfg.input.window else "")),
+        ("box rule", h["box_rule"]),
+        ("protocols", "; ".join(p.tables["protocol_notes"][pr] for pr in cfg.protocols)),
+        ("interpolations", "; ".join(f"{it}: {p.tables['tables'][p.methods[0]][cfg.protocols[0]][it]['note']}"
+                                     for it in cfg.interps)),
+        ("IoU thresholds", ", ".join(f"{t:g}" for t in cfg.iou_thresholds)),
+        ("sweep percentiles", ", ".join(f"{x:g}" for x in cfg.sweep_percentiles)),
+    ]
+    out = ["<section id=\"configuration\"><h2>Run configuration</h2>"]
+    if h.get("model_note"):
+        out.append(f"<p class=\"warn\"><strong>Warning.</strong> {_esc(h['model_note'])}</p>")
+    out.append("<dl class=\"kv\">" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items) + "</dl>")
+    if h["skipped_images"]:
+        out.append("<h3>Skipped images</h3><ul>" + "".join(
+            f"<li>{_esc(s.get('image_id'))}: {_esc(s.get('reason'))}</li>" for s in h["skipped_images"]) + "</ul>")
+    out.append("<details><summary>Full configuration (JSON"
+               + ("" if p.include_paths else "; absolute paths cut to base names") + ")</summary><pre>"
+               + _esc(json.dumps(conf, indent=2, sort_keys=True)) + "</pre></details></section>")
+    return "".join(out)
+
+
+def _section_map(p: _Parts, cfg) -> str:
+    pct = p.tables["percentile"]
+    out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
+           f"<p class=\"note\">Boxes at percentile {pct:g} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
+           "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. Best method per "
+           "column and protocol marked.</p>"]
+    for it in cfg.interps:
+        note = p.tables["tables"][p.methods[0]][cfg.protocols[0]][it]["note"]
+        ious = [f"{t:.6g}" for t in cfg.iou_thresholds]
+        header = ["method", "protocol"] + [f"IoU ≥ {k}" for k in ious] + ["mean over IoUs"]
+        if it == "coco":
+            header.append("AP@[.50:.95]")
+        rows = []
+        for pr in cfg.protocols:
+            cols = []
+            for m in p.methods:
+                e = p.tables["tables"][m][pr][it]
+                vals = [e["per_iou"]["mAP_per_iou"].get(k) for k in ious] + [e["per_iou"]["mAP"]]
+                if it == "coco":
+                    vals.append(e.get("mAP_50_95"))
+                cols.append(vals)
+            # mark the best method per column within the protocol
+            marks = [_best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
+            for k, m in enumerate(p.methods):
+                rows.append([(m, ""), (pr, "")] + [marks[j][k] for j in range(len(cols[0]))])
+        out.append(_table(f"mAP — {it}: {note}; percentile {pct:g}", header, rows, left_cols=2))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _section_per_class(p: _Parts, cfg) -> str:
+    pct = p.tables["percentile"]
+    out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
+           f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
+           f"columns: methods; best method per row marked (ties all marked; no mark when all are equal). Boxes at "
+           f"percentile {pct:g}.</p>"]
+    first = True
+    for pr in cfg.protocols:
+        for it in cfg.interps:
+            note = p.tables["tables"][p.methods[0]][pr][it]["note"]
+            keys = [(f"{t:.6g}", f"IoU ≥ {t:g}") for t in cfg.iou_thresholds] + [("mean", "mean over IoUs")]
+            if it == "coco":
+                keys.append(("coco5095", "AP@[.50:.95]"))
+            tables = []
+            for key, label in keys:
+                rows = []
+                for c in p.classes:
+                    vals = []
+                    for m in p.methods:
+                        e = p.tables["tables"][m][pr][it]
+                        pc = e["per_iou"]["per_class"][c]
+                        if key == "mean":
+                            vals.append(pc["AP"])
+                        elif key == "coco5095":
+                            vals.append((e.get("per_class_50_95") or {}).get(c))
+                        else:
+                            vals.append(pc["AP_per_iou"].get(key))
+                    n_gt = p.tables["tables"][p.methods[0]][pr][it]["per_iou"]["per_class"][c]["n_gt"]
+                    rows.append([(c, ""), (str(n_gt), "")] + _best_cells(vals))
+                tables.append(_table(f"AP per class — protocol {pr}, {it}, {label}, percentile {pct:g}",
+                                     ["class", "GT"] + p.methods, rows, left_cols=1))
+            out.append(f"<details{' open' if first else ''}><summary>Protocol {_esc(pr)}, {_esc(it)} "
+                       f"({_esc(note)})</summary><div class=\"flex\">{''.join(tables)}</div></details>")
+            first = False
+    out.append("</section>")
+    return "".join(out)
+
+
+def _section_sweep(p: _Parts, cfg, plot_html: list[str]) -> str:
+    sw = p.sweep
+    out = ["<section id=\"sweep\"><h2>Threshold sweeps</h2>",
+           f"<p class=\"note\">Interactive (hover for values; the buttons pick the IoU threshold of the percentile "
+           f"sweep). {_esc(sw['box_note'])}; only the percentile changes along the percentile sweep.</p>",
+           "<h3 id=\"iou-sweep\">mAP vs IoU threshold</h3>", plot_html[0],
+           "<h3 id=\"percentile-sweep\">mAP vs threshold percentile</h3>", plot_html[1]]
+    rows = []
+    for m in p.methods:
+        for pr in cfg.protocols:
+            for it in sw["interps"]:
+                b = sw["table"][m][pr][it]["best"]
+                rows.append([(m, ""), (pr, ""), (it, ""), (f"{b['percentile']:g}", ""), (f"{b['iou']:g}", ""),
+                             (_fmt(b["mAP"]), "")])
+    out.append(_table("Best operating point of the sweep (highest mAP over percentile x IoU)",
+                      ["method", "protocol", "interp", "percentile", "IoU", "mAP"], rows, left_cols=3))
+    parts = []
+    for pr in cfg.protocols:
+        for it in sw["interps"]:
+            rows = []
+            for m in p.methods:
+                for a, pc in enumerate(sw["percentiles"]):
+                    rows.append([(m, ""), (f"{pc:g}", "")] + [(_fmt(v), "") for v in sw["table"][m][pr][it]["mAP"][a]])
+            parts.append(_table(f"mAP over percentile x IoU — protocol {pr}, {it}",
+                                ["method", "percentile"] + [f"IoU ≥ {t:g}" for t in sw["ious"]], rows, left_cols=1))
+    out.append("<details><summary>Sweep tables (every value of the charts)</summary><div class=\"flex\">"
+               + "".join(parts) + "</div></details></section>")
+    return "".join(out)
+
+
+def _section_quality(p: _Parts, cfg) -> str:
+    from .heatmaps import METHODS
+
+    q = p.quality
+    tol = q.get("tolerance_px_at_224", 15)
+    out = ["<section id=\"quality\"><h2>Heatmap quality and pointing game</h2>",
+           f"<p class=\"note\">Over the (image, class) pairs with ground truth (present protocol). Pointing game: the "
+           f"map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
+           f"share of the map's energy inside the class's GT boxes. Best-box IoU: the best IoU of any box cut at the "
+           f"percentile with a GT box of the pair. GT response: {_esc(q.get('gt_response_units', ''))}.</p>"]
+    rows = []
+    cols = {"n": [], "pg": [], "pgc": [], "epg": [], "epgc": []}
+    for m in p.methods:
+        mq = q["methods"][m]
+        cols["n"].append(mq["n_pairs"])
+        cols["pg"].append(mq["pointing_game"]["overall"])
+        cols["pgc"].append(mq["pointing_game"]["mean_over_classes"])
+        cols["epg"].append(mq["energy_pointing_game"]["overall"])
+        cols["epgc"].append(mq["energy_pointing_game"]["mean_over_classes"])
+    marks = {k: _best_cells(v) for k, v in cols.items() if k != "n"}
+    for k, m in enumerate(p.methods):
+        g = q["methods"][m]["gt_response"]
+        rows.append([(m, ""), (str(cols["n"][k]), ""), marks["pg"][k], marks["pgc"][k], marks["epg"][k],
+                     marks["epgc"][k], (f"{_fmt(g['mean_mean'])} ± {_fmt(g['mean_std'])}", ""),
+                     (f"{_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}", "")])
+    out.append(_table("Pointing game and GT response per method (best per column marked)",
+                      ["method", "pairs", "pointing game (over pairs)", "pointing game (mean over classes)",
+                       "energy PG (over pairs)", "energy PG (mean over classes)", "GT mean response (mean ± std)",
+                       "GT max response (mean ± std)"], rows))
+    per_pct = []
+    for m in p.methods:
+        rows = [[(f"{r['percentile']:g}", ""), (_fmt(r["mean_best_iou"]), ""), (_fmt(r["max_best_iou"]), ""),
+                 (_fmt(r["mean_n_boxes"], 2), ""), (_fmt(r["mean_activation_ratio"]), "")]
+                for r in q["methods"][m]["by_percentile"]]
+        per_pct.append(_table(f"{m} — {METHODS[m].description if m in METHODS else ''}",
+                              ["percentile", "mean best-box IoU", "max best-box IoU", "boxes / pair",
+                               "activation ratio"], rows))
+    out.append("<h3>Best-box IoU per threshold percentile</h3><div class=\"flex\">" + "".join(per_pct) + "</div>")
+    rows = []
+    for c in p.classes:
+        pcs = [q["methods"][m]["pointing_game"]["per_class"].get(c) for m in p.methods]
+        if not any(pcs):
+            continue
+        n = next(x["n"] for x in pcs if x)
+        rows.append([(c, ""), (str(n), "")] + _best_cells([x["accuracy"] if x else None for x in pcs]))
+    if rows:
+        out.append("<details><summary>Pointing game per class</summary>"
+                   + _table("Pointing game accuracy per class (pairs = images with the class)",
+                            ["class", "pairs"] + p.methods, rows) + "</details>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _section_samples(p: _Parts, cfg) -> str:
+    from .heatmaps import METHODS
+
+    pct = p.tables["percentile"]
+    out = ["<section id=\"samples\"><h2>Four-way comparison of samples</h2>",
+           f"<p class=\"note\">Per method, three columns: image + GT boxes of the class (green, solid) | heatmap "
+           f"overlay (jet, min-max normalised) | GT vs boxes cut at percentile {pct:g} (red, dashed; score, IoU "
+           f"with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol).</p>"]
+    if not p.samples:
+        out.append("<p>No sample selected.</p>")
+    for s in p.samples:
+        out.append(f"<h3 id=\"sample-{_esc(s.stem)}\">Image {_esc(s.image_id)} — {_esc(s.class_name)} "
+                   f"({s.n_gt} GT box{'es' if s.n_gt != 1 else ''})</h3>")
+        if s.note:
+            out.append(f"<p class=\"warn\">{_esc(s.note)}</p>")
+        out.append("<div class=\"quad\">")
+        for m, png in s.pngs.items():
+            uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            desc = METHODS[m].description if m in METHODS else ""
+            out.append(f"<figure><img src=\"{uri}\" alt=\"{_esc(m)}: image {_esc(s.image_id)}, class "
+                       f"{_esc(s.class_name)}\"><figcaption><strong>{_esc(m)}</strong> — {_esc(desc)}"
+                       f"</figcaption></figure>")
+        out.append("</div>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _render_html(p: _Parts, run) -> str:
+    cfg = run.cfg
+    plot_cfg = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
+    figs = [("surgery-iou-sweep", _iou_chart(p, cfg)), ("surgery-percentile-sweep", _percentile_chart(p, cfg))]
+    plots = [fig.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=div_id, config=plot_cfg,
+                         default_height=f"{fig.layout.height}px", default_width="100%")
+             for k, (div_id, fig) in enumerate(figs)]
+    from . import __version__
+
+    title = f"CLIP Surgery report — run {p.head['run_hash']}"
+    nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
+        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
+        ("quality", "Quality"), ("samples", "Samples")))
+    body = [
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        f"<meta name=\"generator\" content=\"surgery_core {_esc(__version__)}\">",
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1><p class=\"note\">{_esc(p.head['model'].get('arch'))} on {_esc(p.head['dataset'])} / "
+        f"{_esc(p.head['split'])}, {p.head['images_with_grids']} images with heatmaps. A self-contained file: the "
+        "charts and images are embedded, nothing is fetched.</p>",
+        f"<nav>{nav}</nav>",
+        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_sweep(p, cfg, plots),
+        _section_quality(p, cfg), _section_samples(p, cfg),
+        "</body></html>\n",
+    ]
+    return "\n".join(body)
+
+
+def build_report_html(run: "Run", samples: list[tuple[int, int]] | None = None, include_paths: bool = False) -> str:
+    """One self-contained HTML report of ``run`` (see the module docstring).
+
+    samples: (dataset image index, class index) pairs to draw; None = :func:`default_samples`.
+    include_paths: keep absolute paths of the configuration (default: cut to base names).
+    """
+    return _render_html(_collect(run, samples, include_paths), run)
+
+
+# ============================================================================================ zip
+def _csv(rows: list[list]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for r in rows:
+        w.writerow(["" if v is None else (f"{v:.10g}" if isinstance(v, float) else v) for v in r])
+    return buf.getvalue().encode()
+
+
+def _per_class_csv(p: _Parts, cfg) -> bytes:
+    rows = [["protocol", "interp", "iou", "percentile", "class", "n_gt", *p.methods, "best"]]
+    pct = p.tables["percentile"]
+    for pr in cfg.protocols:
+        for it in cfg.interps:
+            keys = [f"{t:.6g}" for t in cfg.iou_thresholds] + ["mean"] + (["0.50:0.95"] if it == "coco" else [])
+            for key in keys:
+                for c in p.classes:
+                    vals = []
+                    for m in p.methods:
+                        e = p.tables["tables"][m][pr][it]
+                        pc = e["per_iou"]["per_class"][c]
+                        vals.append(pc["AP"] if key == "mean" else
+                                    (e.get("per_class_50_95") or {}).get(c) if key == "0.50:0.95" else
+                                    pc["AP_per_iou"].get(key))
+                    nums = [v for v in vals if v is not None]
+                    best = ";".join(m for m, v in zip(p.methods, vals) if nums and v == max(nums) > min(nums))
+                    n_gt = p.tables["tables"][p.methods[0]][pr][it]["per_iou"]["per_class"][c]["n_gt"]
+                    rows.append([pr, it, key, pct, c, n_gt, *vals, best])
+    return _csv(rows)
+
+
+def _map_csv(p: _Parts, cfg) -> bytes:
+    rows = [["method", "protocol", "interp", "iou", "percentile", "mAP"]]
+    for m in p.methods:
+        for pr in cfg.protocols:
+            for it in cfg.interps:
+                e = p.tables["tables"][m][pr][it]
+                for k, v in e["per_iou"]["mAP_per_iou"].items():
+                    rows.append([m, pr, it, k, p.tables["percentile"], v])
+                rows.append([m, pr, it, "mean", p.tables["percentile"], e["per_iou"]["mAP"]])
+                if it == "coco":
+                    rows.append([m, pr, it, "0.50:0.95", p.tables["percentile"], e.get("mAP_50_95")])
+    return _csv(rows)
+
+
+def _sweep_csv(p: _Parts, cfg) -> bytes:
+    sw = p.sweep
+    rows = [["method", "protocol", "interp", "percentile", "iou", "mAP"]]
+    for m in p.methods:
+        for pr in cfg.protocols:
+            for it in sw["interps"]:
+                grid = sw["table"][m][pr][it]["mAP"]
+                for a, pc in enumerate(sw["percentiles"]):
+                    for t, iou in enumerate(sw["ious"]):
+                        rows.append([m, pr, it, pc, iou, grid[a][t]])
+    return _csv(rows)
+
+
+def _zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            png = name.endswith(".png")
+            info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def build_report_zip(run: "Run", samples: list[tuple[int, int]] | None = None, include_paths: bool = False) -> bytes:
+    """A .zip of the report: ``report.html``, the numbers as JSON (``numbers/``) and CSV (``tables/``), the
+    sample figures as PNG (``images/<image>_<class>/<method>.png``) and a README. Deterministic."""
+    p = _collect(run, samples, include_paths)
+    return _zip_from_parts(p, run, _render_html(p, run))
+
+
+def _zip_from_parts(p: _Parts, run, html_text: str) -> bytes:
+    cfg = run.cfg
+    head = p.head
+    sample_docs = []
+    images = []
+    for s in p.samples:
+        members = {m: f"images/{s.stem}/{m}.png" for m in s.pngs}
+        images += [(members[m], png) for m, png in s.pngs.items()]
+        sample_docs.append({"image_index": s.image_index, "image_id": s.image_id, "class_index": s.class_index,
+                            "class": s.class_name, "n_gt": s.n_gt, "figure_iou": p.figure_iou,
+                            "percentile": p.tables["percentile"], "images": members, "note": s.note})
+    numbers = [
+        ("numbers/config.json", {"run_hash": head["run_hash"], "heatmap_key": head["heatmap_key"],
+                                 "model": head["model"], "box_rule": head["box_rule"], "config": head["config"]}),
+        ("numbers/map_results.json", head | p.tables),
+        ("numbers/multi_iou_results.json", head | {"ious": list(cfg.iou_thresholds),
+                                                   "percentile": p.tables["percentile"], "results": p.multi}),
+        ("numbers/sweep_results.json", head | p.sweep),
+        ("numbers/heatmap_quality_analysis.json", head | p.quality),
+        ("numbers/samples.json", {"samples": sample_docs}),
+    ]
+    readme = (f"CLIP Surgery report of run {head['run_hash']}\n\n"
+              "report.html                 the self-contained report (opens offline)\n"
+              "numbers/*.json              the numbers (same files as `surgery evaluate`), config and samples\n"
+              "tables/map.csv              mAP per method, protocol, interp and IoU\n"
+              "tables/per_class_ap.csv     AP per class x method, per protocol, interp and IoU\n"
+              "tables/sweep.csv            mAP per method, protocol, interp, percentile and IoU\n"
+              "images/<image>_<class>/     the three-column figure of each method\n")
+    members = [("README.txt", readme.encode()), ("report.html", html_text.encode())]
+    members += [(n, (_dumps(d) + "\n").encode()) for n, d in numbers]
+    members += [("tables/map.csv", _map_csv(p, cfg)), ("tables/per_class_ap.csv", _per_class_csv(p, cfg)),
+                ("tables/sweep.csv", _sweep_csv(p, cfg))]
+    members += images
+    return _zip_bytes(members)
+
+
+def write_report(run: "Run", out_html: str | Path | None, out_zip: str | Path | None = None,
+                 samples: list[tuple[int, int]] | None = None, include_paths: bool = False) -> dict[str, Path]:
+    """Build the parts once and write the HTML and/or the zip atomically; returns {"html"/"zip": path}."""
+    p = _collect(run, samples, include_paths)
+    text = _render_html(p, run)
+    out = {}
+    if out_html:
+        out["html"] = Path(out_html)
+        atomic_write_bytes(out["html"], text.encode())
+    if out_zip:
+        out["zip"] = Path(out_zip)
+        atomic_write_bytes(out["zip"], _zip_from_parts(p, run, text))
+    return out
+
+
+# ============================================================================================ snapshots
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")  # ids we make: YYYYmmddTHHMMSSZ-<slug>-<8 hex>
+
+
+@dataclass(frozen=True)
+class SnapshotMeta:
+    """One entry of :meth:`SnapshotStore.list`. ``error`` is set (and the rest may be empty) when the file
+    cannot be read or has another schema version."""
+
+    id: str
+    title: str = ""
+    note: str = ""
+    created: str = ""  # ISO 8601, UTC
+    schema: int | None = None
+    run_hash: str | None = None
+    page: str | None = None
+    size: int = 0
+    image_count: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A stored view: its state, the numbers and the images it showed."""
+
+    meta: SnapshotMeta
+    state: dict
+    numbers: dict
+    images: dict[str, bytes]
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    @property
+    def title(self) -> str:
+        return self.meta.title
+
+    @property
+    def note(self) -> str:
+        return self.meta.note
+
+    @property
+    def created(self) -> str:
+        return self.meta.created
+
+
+def view_state(run: "Run | None" = None, page: str = "", *, image_index: int | None = None,
+               class_index: int | None = None, methods: list[str] | tuple[str, ...] | None = None,
+               percentile: float | None = None, iou: float | None = None, protocol: str | None = None,
+               interp: str | None = None, **extra) -> dict:
+    """A snapshot state dict: page, run configuration and hash, sample (index and id), class (index and
+    name), methods and thresholds; ``extra`` keys are kept as they are (JSON values)."""
+    state: dict = {"page": page}
+    if run is not None:
+        state |= {"run_hash": run.run_hash, "config": json.loads(run.cfg.model_dump_json()),
+                  "model": run.model_identity, "dataset": run.dataset.name, "split": run.dataset.split}
+        if image_index is not None:
+            state["image_id"] = str(run.dataset.images[image_index].image_id)
+        if class_index is not None:
+            state["class"] = run.classes[class_index]
+    state |= {"image_index": image_index, "class_index": class_index,
+              "methods": list(methods) if methods is not None else (list(run.cfg.methods) if run else None),
+              "percentile": percentile if percentile is not None else (run.cfg.boxes.percentile if run else None),
+              "iou": iou, "protocol": protocol, "interp": interp}
+    return _jsonable(state | extra)
+
+
+def _now_utc() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+
+
+def _image_ext(data: bytes) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.lstrip()[:5] in (b"<svg ", b"<?xml"):
+        return "svg"
+    return "bin"
+
+
+class SnapshotStore:
+    """Snapshots of dashboard views, one ``<id>.snapshot.zip`` per snapshot under ``root``.
+
+    A file holds ``snapshot.json`` (schema, id, title, note, created, state, numbers, image index) and the
+    images as ``images/NNN.<ext>``. Default root: ``<run store root>/snapshots``.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        if root is None:
+            from .store import default_store
+
+            root = default_store().root / "snapshots"
+        self.root = Path(root).expanduser()
+
+    @classmethod
+    def for_store(cls, store) -> "SnapshotStore":
+        return cls(Path(store.root) / "snapshots")
+
+    # ------------------------------------------------------------------------------------------ paths
+    @staticmethod
+    def validate_id(snapshot_id: str) -> str:
+        """The id itself when it names a file in the store (letters, digits, ``._-``, no leading dot, no
+        ``..``, no separators, NUL or other characters), else :class:`SnapshotError`."""
+        if not isinstance(snapshot_id, str) or not _ID_RE.fullmatch(snapshot_id) or ".." in snapshot_id:
+            raise SnapshotError(f"not a snapshot id: {snapshot_id!r}")
+        return snapshot_id
+
+    def path_of(self, snapshot_id: str) -> Path:
+        path = self.root / (self.validate_id(snapshot_id) + SNAPSHOT_SUFFIX)
+        if path.parent.resolve() != self.root.resolve():  # belt and braces: never outside the root
+            raise SnapshotError(f"not a snapshot id: {snapshot_id!r}")
+        return path
+
+    def new_id(self, title: str, when: _dt.datetime | None = None) -> str:
+        when = when or _now_utc()
+        return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{_slug(title)}-{secrets.token_hex(4)}"
+
+    # ------------------------------------------------------------------------------------------ writing
+    def save(self, state: dict, title: str, note: str = "", numbers: dict | None = None,
+             images: dict[str, bytes] | None = None) -> str:
+        """Store one snapshot atomically; returns its id. ``state`` and ``numbers`` must be JSON values
+        (numpy scalars/arrays are converted, NaN becomes null); ``images`` maps any name to image bytes."""
+        title = _clean_text(title, 200) or "untitled"
+        note = _clean_text(note, 10_000)
+        if not isinstance(state, dict):
+            raise SnapshotError("a snapshot state is a dict")
+        try:
+            state_j, numbers_j = _jsonable(state), _jsonable(numbers or {})
+        except TypeError as exc:
+            raise SnapshotError(f"a snapshot holds JSON values only: {exc}") from None
+        images = images or {}
+        index, members = [], []
+        for k, (name, data) in enumerate(images.items()):
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise SnapshotError(f"image {name!r} is {type(data).__name__}, not bytes")
+            member = f"images/{k:03d}.{_image_ext(bytes(data))}"
+            index.append({"name": str(name), "member": member, "bytes": len(data)})
+            members.append((member, bytes(data)))
+        when = _now_utc()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(8):
+            sid = self.new_id(title, when)
+            path = self.path_of(sid)
+            if not path.exists():
+                break
+        else:  # pragma: no cover - 8 collisions of 32 random bits
+            raise SnapshotError("could not find a free snapshot id")
+        doc = {"schema": SNAPSHOT_SCHEMA, "kind": "surgery-snapshot", "id": sid, "title": title, "note": note,
+               "created": when.isoformat().replace("+00:00", "Z"), "run_hash": state_j.get("run_hash"),
+               "page": state_j.get("page"), "state": state_j, "numbers": numbers_j, "images": index}
+        body = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1).encode()
+        atomic_write_bytes(path, _zip_bytes([("snapshot.json", body)] + members))
+        return sid
+
+    def delete(self, snapshot_id: str) -> None:
+        """Remove a snapshot (damaged ones included); an unknown id is an error."""
+        path = self.path_of(snapshot_id)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise SnapshotError(f"no snapshot {snapshot_id!r} in {self.root}") from None
+
+    # ------------------------------------------------------------------------------------------ reading
+    def _read(self, path: Path, with_images: bool) -> tuple[SnapshotMeta, dict, dict[str, bytes]]:
+        sid = path.name[: -len(SNAPSHOT_SUFFIX)]
+        size = path.stat().st_size
+        try:
+            with zipfile.ZipFile(path) as z:
+                doc = json.loads(z.read("snapshot.json").decode("utf-8"))
+                if not isinstance(doc, dict):
+                    raise ValueError("snapshot.json is not an object")
+                schema = doc.get("schema")
+                if not isinstance(schema, int) or isinstance(schema, bool):
+                    raise ValueError(f"snapshot.json has no schema version ({schema!r})")
+                if schema != SNAPSHOT_SCHEMA:
+                    side = "older" if schema < SNAPSHOT_SCHEMA else "newer"
+                    hint = "" if side == "older" else "; update surgery_core to open it"
+                    meta = SnapshotMeta(id=sid, title=str(doc.get("title", "")), note=str(doc.get("note", "")),
+                                        created=str(doc.get("created", "")), schema=schema, size=size,
+                                        error=f"schema version {schema} is {side} than the version this "
+                                              f"program reads ({SNAPSHOT_SCHEMA}){hint}")
+                    return meta, {}, {}
+                for key in ("title", "note", "created", "state", "numbers", "images"):
+                    if key not in doc:
+                        raise ValueError(f"snapshot.json lacks {key!r}")
+                images: dict[str, bytes] = {}
+                if with_images:
+                    for item in doc["images"]:
+                        images[item["name"]] = z.read(item["member"])
+                meta = SnapshotMeta(id=sid, title=str(doc["title"]), note=str(doc["note"]),
+                                    created=str(doc["created"]), schema=schema, run_hash=doc.get("run_hash"),
+                                    page=doc.get("page"), size=size, image_count=len(doc["images"]))
+                return meta, doc, images
+        except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError, OSError, TypeError,
+                EOFError, RuntimeError, NotImplementedError, zipfile.LargeZipFile) as exc:
+            what = {zipfile.BadZipFile: "not a zip file (damaged or truncated)",
+                    json.JSONDecodeError: "snapshot.json is not valid JSON"}.get(type(exc))
+            msg = what or f"{type(exc).__name__}: {exc}"
+            return SnapshotMeta(id=sid, size=size, error=f"unreadable snapshot: {msg}"), {}, {}
+
+    def list(self, query: str = "") -> list[SnapshotMeta]:
+        """Snapshots, newest first; ``query`` keeps those whose title, note or id contain every word of it
+        (case-insensitive). Unreadable files are listed with ``error`` set."""
+        if not self.root.is_dir():
+            return []
+        words = [w for w in str(query or "").casefold().split() if w]
+        out = []
+        for path in self.root.iterdir():
+            name = path.name
+            if name.startswith(".") or not name.endswith(SNAPSHOT_SUFFIX) or not path.is_file():
+                continue
+            try:
+                meta, _, _ = self._read(path, with_images=False)
+                mtime = path.stat().st_mtime
+            except OSError as exc:  # vanished between listing and reading
+                meta, mtime = SnapshotMeta(id=name[: -len(SNAPSHOT_SUFFIX)], error=f"unreadable snapshot: {exc}"), 0
+            hay = f"{meta.title}\n{meta.note}\n{meta.id}".casefold()
+            if all(w in hay for w in words):
+                out.append((meta.created or _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"),
+                            meta.id, meta))
+        out.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        return [m for _, _, m in out]
+
+    def load(self, snapshot_id: str) -> Snapshot:
+        """The whole snapshot (state, numbers, images): needs nothing but its file."""
+        path = self.path_of(snapshot_id)
+        if not path.is_file():
+            raise SnapshotError(f"no snapshot {snapshot_id!r} in {self.root}")
+        meta, doc, images = self._read(path, with_images=True)
+        if meta.error:
+            raise SnapshotError(f"snapshot {snapshot_id}: {meta.error}")
+        return Snapshot(meta=meta, state=doc["state"], numbers=doc["numbers"], images=images)
+
+
+__all__ = ["build_report_html", "build_report_zip", "write_report", "default_samples", "scrub_paths",
+           "SnapshotStore", "Snapshot", "SnapshotMeta", "SnapshotError", "view_state", "SNAPSHOT_SCHEMA",
+           "DEFAULT_SAMPLE_COUNT"]
