@@ -34,8 +34,8 @@ if wanted in PAGES and wanted != name:  # a link that names its page only in ?pa
 
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-bottom:2rem}</style>")
 top = st.container()
-run = sidebar.run_selection(top)
 st.session_state["_page"] = name
+run = sidebar.run_selection(top)
 widgets.banner(run)
 state.sync_url(name)
 page.run()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,14 +75,11 @@ def _slot(run_hash: str, stamp: tuple) -> _Slot:
     return _Slot()
 
 
-def cached_run(cfg: RunConfig) -> Run | None:
-    """The run if this process has it open already (no work, no output)."""
-    return _slot(cfg.run_hash, checkpoint_stamp(cfg)).run
-
-
 def open_run(cfg: RunConfig, area=None) -> Run:
     """The Run of ``cfg``: instantly when open in this process, else loaded (and computed where the store lacks
-    grids) with a visible progress bar in ``area`` (a Streamlit container)."""
+    grids) with a visible progress bar in ``area`` (a Streamlit container). Paths are checked against
+    ``$SURGERY_DATA_ROOTS`` every time, also for runs another session opened."""
+    check_paths(cfg)
     slot = _slot(cfg.run_hash, checkpoint_stamp(cfg))
     if slot.run is None:
         with slot.lock:
@@ -92,29 +89,30 @@ def open_run(cfg: RunConfig, area=None) -> Run:
 
 
 def _open(cfg: RunConfig, area) -> Run:
-    """:meth:`Run.open` with a progress bar (and the process-wide model when ``Run.open`` takes ``loaded=``)."""
-    check_paths(cfg)
-    box = area.empty()
-    with box.status(f"Opening run {cfg.run_hash}…", expanded=True) as status:
-        status.write(f"Model {cfg.model.arch}" + (f" from {cfg.model.checkpoint}" if cfg.model.checkpoint else "")
-                     + f"; dataset {cfg.data.kind}/{cfg.data.split} (demo scenes are generated on first use)")
-        bar = status.progress(0.0, text="Looking up stored heatmaps…")
+    """:meth:`Run.open` with a progress bar while heatmaps are computed (and the process-wide model when
+    ``Run.open`` takes ``loaded=``); a note afterwards says what was computed."""
+    bar = None
 
-        def progress(done: int, total: int, rate: float) -> None:
-            bar.progress(min(1.0, done / max(total, 1)),
-                         text=f"Computing heatmaps: {done}/{total} images, {rate:.1f} images/s")
+    def progress(done: int, total: int, rate: float) -> None:
+        nonlocal bar
+        text = f"Run {cfg.run_hash}: computing heatmaps, {done}/{total} images, {rate:.1f} images/s"
+        if bar is None:
+            bar = area.progress(0.0, text=text)
+        bar.progress(min(1.0, done / max(total, 1)), text=text)
 
-        kwargs = {}
-        if "loaded" in inspect.signature(Run.open).parameters:
-            kwargs["loaded"] = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
-        t0 = time.perf_counter()
+    kwargs = {}
+    if "loaded" in inspect.signature(Run.open).parameters:
+        kwargs["loaded"] = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
+    t0 = time.perf_counter()
+    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
+                    "(demo scenes are generated on first use)…", show_time=True):
         run = Run.open(cfg, progress=progress, **kwargs)
-        g = run.grids
-        status.update(label=f"Run {cfg.run_hash} opened in {time.perf_counter() - t0:.1f} s: heatmaps computed for "
-                            f"{g.computed} images, {g.reused} reused from the run store",
-                      state="complete", expanded=False)
-    if not run.grids.computed:
-        box.empty()
+    if bar is not None:
+        bar.empty()
+    if run.grids.computed:
+        area.success(f"Run {cfg.run_hash} opened in {time.perf_counter() - t0:.1f} s: heatmaps computed for "
+                     f"{run.grids.computed} images, {run.grids.reused} reused from the run store.",
+                     icon=":material/check_circle:")
     return run
 
 
@@ -162,7 +160,7 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=32, show_spinner="Pointing game per sample and class (once per run and method)…")
 def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
     """Per (image, class) pair with ground truth: pointing-game hit, energy share, GT response (raw similarity),
     from :func:`surgery_core.quality.quality_records` (no percentile-dependent figures)."""
@@ -217,8 +215,12 @@ class PanelInfo:
     best_iou: float | None
 
 
-def panel(run: Run, method: str, image: int, cls: int, percentile: float, protocol: str, iou: float) -> PanelInfo:
-    """Everything the Compare page draws for one method (boxes live at any percentile, as the library cuts them)."""
+@st.cache_resource(max_entries=512, show_spinner=False)
+def panel(key: str, method: str, image: int, cls: int, percentile: float, protocol: str, iou: float,
+          _run: Run) -> PanelInfo:
+    """Everything the Compare page draws for one method (boxes live at any percentile, as the library cuts them).
+    Cached per run key and settings (read-only: callers must not modify it)."""
+    run = _run
     rec = run.dataset.images[image]
     params = box_params_for(run.cfg, protocol).model_copy(update={"percentile": float(percentile)})
     grid = run.grid(method, image, cls)

@@ -158,6 +158,7 @@ def run_selection(area) -> Run:
         if cfg.model.arch == DEMO_ARCH and cfg.model.checkpoint is None and not DEMO_WEIGHTS.is_file():
             area.info("The demo weights are not installed yet (`surgery demo train` writes them). Pick a "
                       "checkpoint under **Run settings** in the sidebar.")
+        state.sync_url()
         st.stop()
     g = run.grids
     sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "

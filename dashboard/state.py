@@ -18,6 +18,7 @@ import json
 import os
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,12 @@ def decode_config(text: str | None) -> RunConfig:
 def app_default_config() -> RunConfig:
     """The run the app opens with no ``run`` parameter: ``$SURGERY_DASHBOARD_CONFIG`` (JSON text or a JSON
     file) when set, else ``RunConfig()`` (the demo run)."""
-    spec = os.environ.get(ENV_DEFAULT_CONFIG, "").strip()
+    return _config_from_spec(os.environ.get(ENV_DEFAULT_CONFIG, "").strip())
+
+
+@lru_cache(maxsize=64)
+def _config_from_spec(spec: str) -> RunConfig:
+    """A RunConfig from JSON text or a JSON file path ("" = the default); frozen, so safe to share."""
     if not spec:
         return RunConfig()
     if spec.startswith("{"):
@@ -69,13 +75,14 @@ def app_default_config() -> RunConfig:
 def current_config() -> RunConfig:
     """The configuration of the run this session looks at."""
     text = st.session_state.get("_cfg_json")
-    if text:
-        return RunConfig.model_validate_json(text)
-    return app_default_config()
+    return _config_from_spec(text) if text else app_default_config()
 
 
-def set_config(cfg: RunConfig) -> None:
+def set_config(cfg: RunConfig, from_link: bool = False) -> None:
+    """Make ``cfg`` the session's run (notes about the link that opened the session go with the old run)."""
     st.session_state["_cfg_json"] = cfg.model_dump_json()
+    if not from_link:
+        st.session_state["_url_notes"] = []
 
 
 def run_param(cfg: RunConfig) -> str | None:
@@ -175,7 +182,7 @@ def init_from_url() -> None:
     if "run" in qp:
         try:
             cfg = decode_config(qp.get("run"))
-            set_config(cfg)
+            set_config(cfg, from_link=True)
             given = qp.get("h")
             if given and given != cfg.run_hash:
                 notes.append(f"This link was made for run {given}; the same settings now give run {cfg.run_hash} "

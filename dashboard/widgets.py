@@ -25,8 +25,8 @@ def percentiles(run: Run) -> list[float]:
 def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     opts = list(run.cfg.methods)
     state.coerce("methods", opts)
-    chosen = where.multiselect(label, opts, key="methods", persist_state=SESSION,
-                               help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
+    chosen = where.pills(label, opts, selection_mode="multi", key="methods", persist_state=SESSION,
+                         help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts)) or []
     return [m for m in opts if m in chosen] or opts
 
 
@@ -113,8 +113,8 @@ def banner(run: Run) -> None:
 # ------------------------------------------------------------------------------------------ tables
 def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi: float | None = None,
                  best_per_row: bool = False, fmt: str = "{:.3f}"):
-    """A pandas Styler: white-to-blue background on ``cols`` (no matplotlib needed), the row's best in bold
-    with a star when ``best_per_row``; NaN shown as an em dash."""
+    """A pandas Styler: white-to-blue background on ``cols`` (no matplotlib needed); with ``best_per_row`` the
+    row's best value (every tie, and only when above zero) in bold with a star; NaN shown as an em dash."""
     vals = df[cols].astype(float)
     lo = np.nanmin(vals.values) if lo is None else lo
     hi = np.nanmax(vals.values) if hi is None else hi
@@ -131,19 +131,30 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
             out.append(f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}")
         return out
 
-    best = vals.idxmax(axis=1, skipna=True) if best_per_row and len(cols) > 1 else None
-
-    def marks(row: pd.Series) -> list[str]:
-        return ["font-weight: bold" if best is not None and c == best.get(row.name) else "" for c in row.index]
+    best = None
+    if best_per_row and len(cols) > 1:
+        top = vals.max(axis=1, skipna=True)
+        best = vals.eq(top, axis=0) & (top > 0).to_numpy()[:, None]
 
     def text(v):
         return "—" if v is None or not np.isfinite(float(v)) else fmt.format(v)
 
     sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
     if best is not None:
-        sty = sty.apply(marks, axis=1, subset=cols)
-        starred = {c: (lambda v, c=c: text(v)) for c in cols}
-        sty = sty.format(starred, subset=cols)
-        for idx, col in best.dropna().items():
+        sty = sty.apply(lambda _: np.where(best, "font-weight: bold", ""), axis=None, subset=cols)
+        for idx, col in best.stack().loc[lambda s: s].index:
             sty = sty.format(lambda v: f"★ {text(v)}", subset=pd.IndexSlice[[idx], [col]])
     return sty
+
+
+ROW_PX = 32  # row height of every table
+
+
+def table(data, n_rows: int, cap: int = 900, where=st, **kw) -> None:
+    """``st.dataframe`` exactly as tall as its rows (scrolling beyond ``cap`` px), index hidden."""
+    where.dataframe(data, hide_index=True, height=min(ROW_PX * (n_rows + 1) + 2, cap), row_height=ROW_PX, **kw)
+
+
+def chart(fig, key: str, where=st) -> None:
+    """A plotly figure without the mode bar."""
+    where.plotly_chart(fig, key=key, config={"displayModeBar": False})

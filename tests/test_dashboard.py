@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 
@@ -191,7 +190,7 @@ def test_compare_panel_matches_library(dashboard_env, test_run):
     image = int(test_run.grids.rows[0])
     rec = test_run.dataset.images[image]
     cls = int(rec.labels[0])
-    info = data.panel(test_run, "vv_mixed", image, cls, 75.0, "present", 0.1)
+    info = data.panel(data.run_key(test_run), "vv_mixed", image, cls, 75.0, "present", 0.1, test_run)
     xyxy, score = test_run.boxes_for("vv_mixed", image, cls, 75.0, "present")
     np.testing.assert_array_equal(info.det.xyxy, xyxy)
     np.testing.assert_array_equal(info.det.score, score)
@@ -299,7 +298,7 @@ def test_sweep_per_class_view(dashboard_env, test_run):
     for m in test_run.cfg.methods:
         row = seed[seed["method"] == m].iloc[0]
         assert row["IoU 0.05"] == pytest.approx(sweep["table"][m]["present"]["voc07"]["mAP"][pi][0], nan_ok=True)
-    cls = next(c for c in at.selectbox(key="sc").options if c)
+    cls = test_run.classes[int(test_run.gt.class_id[0])]
     at.selectbox(key="sc").set_value(cls).run()
     ok(at)
     assert at.query_params["sc"] == cls
@@ -341,7 +340,7 @@ def test_permalink_reopens_the_same_view(dashboard_env, test_run):
     at.button(key="next").click().run()
     at.select_slider(key="p").set_value(75.0).run()
     at.select_slider(key="iou").set_value(0.3).run()
-    at.multiselect(key="methods").set_value(["standard", "vv_mixed"]).run()
+    at.pills(key="methods").set_value(["standard", "vv_mixed"]).run()
     link = dict(at.query_params)
     assert link["page"] == "compare" and link["h"] == test_run.run_hash
     again = app(link)  # a new session opened on the root URL with the link's parameters
@@ -371,16 +370,20 @@ def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
 # ------------------------------------------------------------------------------------------ run selection
 def test_sidebar_form_opens_a_new_run_with_progress(dashboard_env, test_run):
     at = app()
-    at.number_input(key="f_limit").set_value(8).run()
+    at.number_input(key="f_limit").set_value(6)  # form widgets: committed by the submit button
+    at.selectbox(key="f_split").set_value("val")
     at.number_input(key="f_pct").set_value(80.0)
     at.get("form_submit_button")[0].click().run()
     ok(at)
     new = test_run.cfg.model_copy(update={
-        "data": test_run.cfg.data.model_copy(update={"limit": 8}),
+        "data": test_run.cfg.data.model_copy(update={"limit": 6, "split": "val"}),
         "boxes": test_run.cfg.boxes.model_copy(update={"percentile": 80.0})})
     assert at.query_params["h"] == new.run_hash
     assert new.run_hash in "\n".join(m.value for m in at.sidebar.markdown)
-    assert len(at.image) == 8
+    assert any("heatmaps computed for 6 images" in s.value for s in at.success)
+    assert len(at.image) == 6
+    at.run()  # the run is cached now: no note, no work
+    assert not at.success
     back = [b for b in at.sidebar.button if "default run" in b.label][0]
     back.click().run()
     assert at.query_params["h"] == test_run.run_hash
@@ -402,3 +405,39 @@ def test_model_note_is_shown_for_real_imagery(dashboard_env, test_run):
     at = app({"run": encode_config(cfg)})
     assert not at.exception
     assert any("Model/data mismatch" in e.value for e in at.error)
+
+
+def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
+    """No run parameter, no $SURGERY_DASHBOARD_CONFIG: the demo run (RunConfig()), or, before the demo weights
+    exist, a message saying how to get them."""
+    from surgery_core.config import RunConfig
+    from surgery_core.demo.model import DEMO_WEIGHTS
+
+    monkeypatch.delenv("SURGERY_DASHBOARD_CONFIG")
+    at = app()
+    assert not at.exception
+    assert at.query_params["h"] == RunConfig().run_hash and "run" not in at.query_params
+    if DEMO_WEIGHTS.is_file():
+        ok(at)
+        assert RunConfig().run_hash in "\n".join(m.value for m in at.sidebar.markdown)
+        assert len(at.image) == 24
+    else:
+        assert any("cannot be opened" in e.value for e in at.error)
+        assert any("demo weights are not installed" in i.value for i in at.info)
+
+
+def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, tmp_path):
+    """With $SURGERY_DATA_ROOTS set, a link naming data elsewhere is refused, even when the run is open."""
+    from dashboard.state import encode_config
+    from surgery_core.engine import demo_data_root
+
+    root = demo_data_root()  # the demo scenes, named by path: same images, so the stored grids are reused
+    cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"root": str(root)})})
+    link = {"run": encode_config(cfg)}
+    assert not app(link).error  # open in this process now
+    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(tmp_path))
+    at = app(link)
+    assert not at.exception
+    assert any("outside the configured data roots" in e.value for e in at.error), [e.value for e in at.error]
+    monkeypatch.setenv("SURGERY_DATA_ROOTS", os.pathsep.join([str(tmp_path), dashboard_env["SURGERY_CACHE"]]))
+    assert not app(link).error

@@ -32,13 +32,11 @@ def view() -> None:
                    help=widgets.METHODS[m].description)
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
-    st.dataframe(widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True), hide_index=True,
-                 height=min(35 * (len(table) + 1) + 3, 820),
-                 column_config={"class": st.column_config.TextColumn(pinned=True),
-                                "GT": st.column_config.NumberColumn(help="ground-truth boxes")} |
-                               {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}")
-                                for m in methods})
-    st.caption("★ and bold: the best method of the row (ties: the first). Click a header to sort.")
+    widgets.table(widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True), len(table), 820,
+                  column_config={"class": st.column_config.TextColumn(pinned=True),
+                                 "GT": st.column_config.NumberColumn(help="ground-truth boxes")}
+                  | {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}") for m in methods})
+    st.caption("★ and bold: the best method of the row (every tie; none when all are 0). Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
     st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
@@ -48,7 +46,7 @@ def view() -> None:
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)
-    st.plotly_chart(charts.pr_curves(results, run.classes), key="pr", config={"displayModeBar": False})
+    widgets.chart(charts.pr_curves(results, run.classes), "pr")
     state.sync_url()
 
 

@@ -68,6 +68,27 @@ def outcome_order(images: np.ndarray, kind: str, method: str, proto: str, p: flo
     return order, captions, first_class
 
 
+def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, method: str | None) -> None:
+    """The grid: each sample with its GT boxes (of the failed class over its heatmap when ``method`` is given)."""
+    sel = tuple(run.classes.index(c) for c in classes)
+    for r0 in range(0, len(shown), PER_ROW):
+        for col, i in zip(st.columns(PER_ROW), shown[r0:r0 + PER_ROW].tolist()):
+            rec, fc = recs[i], first_class.get(i)
+            if fc:
+                k = (run.classes.index(fc),)
+                img = render.thumbnail(key, i, THUMB, k, run, method or "", k[0] if method else -1)
+            else:
+                img = render.thumbnail(key, i, THUMB, sel, run)
+            with col.container(border=True):
+                st.image(img, width="stretch")
+                names = sorted({run.classes[c] for c in rec.labels})
+                st.caption(captions.get(i) or f"{rec.num_objects} object{'s' * (rec.num_objects != 1)}: "
+                           + ", ".join(names))
+                st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
+                          on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
+                          help="open in Compare")
+
+
 @st.fragment
 def view() -> None:
     n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]
@@ -89,21 +110,19 @@ def view() -> None:
                                "IoU threshold (greedy matching over the run, as AP counts it) or the map's "
                                "maximum outside every GT box of the class (pointing game). Worst IoU first.")
     images = filtered_images(q, classes, n_range)
-    captions, first_class = {}, {}
+    captions, first_class, method = {}, {}, None
     if kind != "all":
         method = widgets.method_one(run, "bm", c[4])
-        k = st.columns([2.4, 1.8, 1.4, 3], vertical_alignment="bottom")
+        k = st.columns([2.6, 2.2, 1.4, 2.6], vertical_alignment="bottom")
         p, iou, proto = widgets.percentile(run, k[0]), widgets.iou(run, k[1]), widgets.protocol(run, k[2])
-        with k[3]:
-            widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
-                        method=method, protocol=proto, iou=iou, percentile=p)
+        widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
+                    method=method, protocol=proto, iou=iou, percentile=p)
         images, captions, first_class = outcome_order(images, kind, method, proto, p, iou, classes)
 
     pages = max(1, math.ceil(len(images) / (PER_ROW * ROWS)))
     state.coerce("bpage", list(range(1, pages + 1)), 1)
     head = st.columns([1.1, 1.1, 5], vertical_alignment="center")
-    head[0].number_input(f"Page (of {pages})", 1, pages, key="bpage", persist_state="session",
-                         label_visibility="collapsed")
+    head[0].number_input("Page", 1, pages, key="bpage", persist_state="session", label_visibility="collapsed")
     head[2].markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
                      + (" · sorted by worst IoU first" if kind != "all" else ""))
     st.session_state["bheat"] = st.session_state.get("bheat", True)
@@ -111,26 +130,7 @@ def view() -> None:
                           help="thumbnails show the method's heatmap of the failed class")
     start = (st.session_state["bpage"] - 1) * PER_ROW * ROWS
     shown = images[start:start + PER_ROW * ROWS]
-    sel = [run.classes.index(c) for c in classes]
-    for r0 in range(0, len(shown), PER_ROW):
-        cols = st.columns(PER_ROW)
-        for col, i in zip(cols, shown[r0:r0 + PER_ROW]):
-            i = int(i)
-            rec = recs[i]
-            fc = first_class.get(i)
-            cls_ids = (run.classes.index(fc),) if fc else tuple(sel)
-            if fc and heat:
-                img = render.thumbnail(key, i, THUMB, cls_ids, run, method, cls_ids[0])
-            else:
-                img = render.thumbnail(key, i, THUMB, cls_ids, run)
-            with col.container(border=True):
-                st.image(img, width="stretch")
-                names = sorted({run.classes[c] for c in rec.labels})
-                st.caption(captions.get(i) or f"{rec.num_objects} object{'s' * (rec.num_objects != 1)}: "
-                           + ", ".join(names))
-                st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
-                          on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
-                          help="open in Compare")
+    thumbnails(shown, classes, captions, first_class, method if heat else None)
     if not len(shown):
         st.info("No sample matches these filters.")
     state.sync_url()

@@ -37,14 +37,14 @@ def view() -> None:
     state.coerce("sample", ids)
     if st.session_state.get("cls") not in run.classes:
         pick_class(force=True)
-    top = st.columns([0.45, 2.2, 0.45, 2.2, 3.6], vertical_alignment="bottom")
-    top[0].button("", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev")
+    top = st.columns([0.75, 2.0, 0.75, 2.0, 3.4], vertical_alignment="bottom")
+    top[0].button("Prev", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev")
     if len(ids) <= 5000:
         top[1].selectbox("Sample", ids, key="sample", persist_state="session", on_change=pick_class,
                          help="image id; Browse finds samples by class, count and outcome")
     else:
         top[1].text_input("Sample (image id)", key="sample", on_change=pick_class)
-    top[2].button("", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next")
+    top[2].button("Next", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next")
     image = index_of[st.session_state["sample"]]
     rec = run.dataset.images[image]
     cls_name = top[3].selectbox("Class", list(run.classes), key="cls", persist_state="session",
@@ -70,8 +70,8 @@ def view() -> None:
         + (", ".join(f"{n} x{c}" for n, c in gt_counts.items()) or "none")
         + f" · **p({cls_name} | image) = {probs[cls]:.3f}** · CLS top: "
         + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3))
-    widgets.how(run, what="red label = box score, its IoU with the best GT box, TP/FP; ring = pointing-game point (green hit, red "
-                "miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
+    widgets.how(run, what="red label = box score, its IoU with the best GT box, TP/FP; ring = pointing-game point "
+                "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
 
     side = 400
     cols = st.columns(len(methods) + 1)
@@ -79,10 +79,9 @@ def view() -> None:
                   caption=f"image · GT {cls_name} green, other classes white")
     panels = {}
     for col, m in zip(cols[1:], methods):
-        info = data.panel(run, m, image, cls, p, proto, iou)
+        info = data.panel(key, m, image, cls, p, proto, iou, run)
         panels[m] = info
-        png = render.overlay_png(key, image, cls, m, p, proto, iou, alpha, side, run, info)
-        col.image(png, width="stretch")
+        col.image(render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info), width="stretch")
         d = info.det
         hit = ("—" if info.pointing_hit is None else
                (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
@@ -91,15 +90,15 @@ def view() -> None:
                         else " · class absent"))
         col.caption(widgets.METHODS[m].description)
         if raw:
-            col.plotly_chart(charts.patch_grid(info.grid, rec, cls, m), key=f"grid_{m}", config={"displayModeBar": False})
+            widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
 
-    with st.expander("Boxes of every method", expanded=False):
+    if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({
             "method": m, "x1": i.det.xyxy[:, 0], "y1": i.det.xyxy[:, 1], "x2": i.det.xyxy[:, 2],
             "y2": i.det.xyxy[:, 3], "score": i.det.score, "IoU": i.det.extra["iou"],
             "TP": i.det.extra["tp"]}) for m, i in panels.items()], ignore_index=True)
-        st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                                            for c in ("score", "IoU")})
+        widgets.table(table, len(table), 420,
+                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("score", "IoU")})
     state.sync_url()
 
 

@@ -23,7 +23,7 @@ def view() -> None:
 
     st.markdown("#### Boxes per heatmap percentile")
     rows = [{"method": m, "percentile": r["percentile"], "mean best IoU": r["mean_best_iou"],
-             "max best IoU": r["max_best_iou"], "boxes / pair": r["mean_n_boxes"],
+             "max best IoU": r["max_best_iou"], "boxes / (sample, class)": r["mean_n_boxes"],
              "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
     table = pd.DataFrame(rows)
     left, right = st.columns([3, 2])
@@ -32,12 +32,11 @@ def view() -> None:
                     "activation ratio = share of map pixels >= the threshold (before morphology)",
                     percentile=run.cfg.boxes.percentile)
         sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
-        st.dataframe(sty.format("{:.2f}", subset=["boxes / pair"]).format("{:.3f}", subset=["activation ratio"])
-                     .format("p{:g}", subset=["percentile"]), hide_index=True, height=min(35 * (len(table) + 1) + 3, 560))
+        sty = sty.format("{:.2f}", subset=["boxes / (sample, class)"]).format("{:.3f}", subset=["activation ratio"])
+        widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), 560)
     ps = quality["percentiles"]
-    right.plotly_chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
-                                    "heatmap percentile", "mean best-box IoU"), key="q_lines",
-                       config={"displayModeBar": False})
+    widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
+                               "heatmap percentile", "mean best-box IoU"), "q_lines", right)
 
     st.markdown("#### Response inside ground-truth boxes")
     st.caption(f"Units: {quality['gt_response_units']}; per pair the mean and the max of the map inside the "
@@ -45,13 +44,11 @@ def view() -> None:
     gt = pd.DataFrame([{"method": m, "GT mean": f"{g['mean_mean']:.4f} ± {g['mean_std']:.4f}",
                         "GT max": f"{g['max_mean']:.4f} ± {g['max_std']:.4f}"}
                        for m in methods if (g := qm[m]["gt_response"])["mean_mean"] is not None])
-    st.dataframe(gt, hide_index=True)
+    widgets.table(gt, len(gt))
     frames = {m: data.pair_quality(key, m, run) for m in methods}
     a, b = st.columns(2)
-    a.plotly_chart(charts.distributions(frames, "gt_mean", "mean response in GT boxes"), key="d_mean",
-                   config={"displayModeBar": False})
-    b.plotly_chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), key="d_max",
-                   config={"displayModeBar": False})
+    widgets.chart(charts.distributions(frames, "gt_mean", "mean response in GT boxes"), "d_mean", a)
+    widgets.chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), "d_max", b)
 
     st.markdown("#### Pointing game and energy pointing game")
     st.caption(f"Pointing game: hit when the map's maximum lies within {quality['tolerance_px_at_224']:g} px (on a "
@@ -61,19 +58,13 @@ def view() -> None:
     pg = np.array([[qm[m]["pointing_game"]["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
     en = np.array([[qm[m]["energy_pointing_game"]["per_class"][n]["mean"] for m in methods] for n in classes], float)
     a, b = st.columns(2)
-    a.plotly_chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), key="pg",
-                   config={"displayModeBar": False})
-    b.plotly_chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes"), key="epg",
-                   config={"displayModeBar": False})
-    summary = pd.DataFrame({"method": methods,
-                            "pairs": [qm[m]["n_pairs"] for m in methods],
-                            "pointing overall": [qm[m]["pointing_game"]["overall"] for m in methods],
-                            "pointing mean over classes": [qm[m]["pointing_game"]["mean_over_classes"] for m in methods],
-                            "energy overall": [qm[m]["energy_pointing_game"]["overall"] for m in methods],
-                            "energy mean over classes": [qm[m]["energy_pointing_game"]["mean_over_classes"]
-                                                         for m in methods]})
-    st.dataframe(widgets.colour_scale(summary, [c for c in summary.columns if c not in ("method", "pairs")], lo=0.0,
-                                      hi=1.0), hide_index=True)
+    widgets.chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), "pg", a)
+    widgets.chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes"), "epg", b)
+    games = {"pointing": "pointing_game", "energy": "energy_pointing_game"}
+    summary = pd.DataFrame({"method": methods, "pairs": [qm[m]["n_pairs"] for m in methods]}
+                           | {f"{g} {agg.replace('_', ' ')}": [qm[m][k][agg] for m in methods]
+                              for g, k in games.items() for agg in ("overall", "mean_over_classes")})
+    widgets.table(widgets.colour_scale(summary, list(summary.columns[2:]), lo=0.0, hi=1.0), len(summary))
     state.sync_url()
 
 

@@ -1,5 +1,7 @@
 """Run: what was computed, from what, and the headline mAP table of the run's own box settings."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -8,7 +10,10 @@ from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES
 
 run = data.current_run()
 summary = run.summary()
-cfg = run.cfg
+try:  # when the run was opened, not now
+    summary["finished"] = json.loads((run.run_dir / "run.json").read_text()).get("finished", "?")
+except (OSError, ValueError):
+    pass
 
 st.markdown(f"### Run `{run.run_hash}` · {summary['dataset']}/{summary['split']} · {summary['images']} images")
 c = st.columns(4)
@@ -29,13 +34,12 @@ for m, by_proto in tables["tables"].items():
                 row["AP .50:.95"] = entry.get("mAP_50_95")
             rows.append(row)
 df = pd.DataFrame(rows)
-df[[c for c in df.columns if c.startswith(("IoU", "AP"))]] = df[[c for c in df.columns
-                                                                if c.startswith(("IoU", "AP"))]].astype(float)
-num = [c for c in df.columns if c.startswith("IoU") or c.startswith("AP")]
+num = [c for c in df.columns if c.startswith(("IoU", "AP"))]
+df[num] = df[num].astype(float)
 st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
             percentile=tables["percentile"])
-st.dataframe(widgets.colour_scale(df, num, lo=0.0), hide_index=True, height=min(35 * (len(df) + 1) + 3, 900))
+widgets.table(widgets.colour_scale(df, num, lo=0.0), len(df))
 with st.expander("What the protocols and interpolations mean"):
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in (PROTOCOL_NOTES | INTERP_NOTES).items()))
 
@@ -45,13 +49,15 @@ with left:
     st.caption("Everything that changes a number; its hash is the run id. Links carry the fields that differ "
                "from the defaults.")
     st.json(summary["config"], expanded=2)
-    st.code(f"?run={state.run_param(cfg) or ''}&h={run.run_hash}", language=None)
+    link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
+    st.caption("Link to this run (every page's URL is a permalink of its view):")
+    st.code(f"{st.context.url or ''}?{link}", language=None, wrap_lines=True)
 with right:
     st.markdown("#### Model and data")
     st.json({"model": summary["model"], "model_note": summary["model_note"] or None,
-             "skipped_images": summary["skipped_images"][:50], "skipped_annotations": summary["skipped_annotations"][:50]},
-            expanded=2)
+             "skipped_images": summary["skipped_images"][:50],
+             "skipped_annotations": summary["skipped_annotations"][:50]}, expanded=2)
     counts = pd.Series(run.dataset.per_class_counts(), name="GT boxes").rename_axis("class").reset_index()
-    st.dataframe(counts, hide_index=True)
+    widgets.table(counts, len(counts))
 st.caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · finished {summary['finished']}")
 state.sync_url()

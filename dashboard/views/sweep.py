@@ -48,21 +48,21 @@ def view() -> None:
     left, right = st.columns(2)
     ti, pi = TS.index(iou), PS.index(p)
     left.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}")
-    left.plotly_chart(charts.lines(PS, {m: [r[ti] for r in values(m, proto, interp, cls)] for m in methods},
-                                   "heatmap percentile", what, mark_x=p), key="vs_p", config={"displayModeBar": False})
+    widgets.chart(charts.lines(PS, {m: [r[ti] for r in values(m, proto, interp, cls)] for m in methods},
+                               "heatmap percentile", what, mark_x=p), "vs_p", left)
     right.markdown(f"**{what} vs IoU threshold** at percentile {p:g}")
-    right.plotly_chart(charts.lines(TS, {m: values(m, proto, interp, cls)[pi] for m in methods}, "IoU threshold",
-                                    what, mark_x=iou), key="vs_iou", config={"displayModeBar": False})
+    widgets.chart(charts.lines(TS, {m: values(m, proto, interp, cls)[pi] for m in methods}, "IoU threshold",
+                               what, mark_x=iou), "vs_iou", right)
     seed = pd.DataFrame({"method": methods} | {f"IoU {t:g}": [values(m, proto, interp, cls)[pi][j] for m in methods]
                                                for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
     st.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
-    st.dataframe(widgets.colour_scale(seed, cols, lo=0.0), hide_index=True)
+    widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed))
 
-    st.markdown(f"**Percentile x IoU** · ★ = best setting of each method")
+    st.markdown("**Percentile x IoU** · ★ = best setting of each method")
     best = {m: best_cell(m, proto, interp, cls) for m in methods}
-    st.plotly_chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
-                    key="grid", config={"displayModeBar": False})
+    widgets.chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
+                  "grid")
     st.caption(" · ".join(f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None
                           else f"{m}: no value" for m, b in best.items()))
     state.sync_url()

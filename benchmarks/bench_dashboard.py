@@ -1,0 +1,176 @@
+"""Dashboard responsiveness: time from a control change to a redrawn Compare page on the demo run.
+
+Measured with ``streamlit.testing.v1.AppTest``: each change reruns the whole script (frame, sidebar, page), an
+upper bound of what a browser waits for, where only the Compare fragment reruns. The run is opened and its
+boxes cut before timing starts ("once the run is cached"). Reported per control: the first time a setting is
+seen (overlays drawn and encoded) and again (encoded images served from ``st.cache_data``).
+
+    python benchmarks/bench_dashboard.py                 # demo run (shipped weights; else random weights)
+    python benchmarks/bench_dashboard.py --browser       # also time it in headless chromium (Playwright)
+
+Writes into ``$SURGERY_CACHE`` like the app itself (the demo scenes and the run store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+APP = str(REPO / "dashboard" / "app.py")
+
+
+def demo_config():
+    from surgery_core.config import ModelConfig, RunConfig, cache_dir
+    from surgery_core.demo.model import DEMO_WEIGHTS
+
+    if DEMO_WEIGHTS.is_file():
+        return RunConfig(), "shipped demo weights"
+    import torch
+    from safetensors.torch import save_file
+
+    from surgery_core.models import load_model
+
+    ckpt = cache_dir() / "bench" / "random-demo.safetensors"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in load_model("Demo-ViT-32").model.state_dict().items()}, str(ckpt))
+    return RunConfig(model=ModelConfig(checkpoint=str(ckpt))), "RANDOM weights (demo weights not installed yet)"
+
+
+def summary(name: str, xs: list[float]) -> str:
+    xs = sorted(xs)
+    return (f"{name:<34} n={len(xs):>3}  median {statistics.median(xs) * 1e3:7.1f} ms  "
+            f"p90 {xs[int(0.9 * (len(xs) - 1))] * 1e3:7.1f} ms  max {xs[-1] * 1e3:7.1f} ms")
+
+
+def bench_apptest(repeats: int) -> dict[str, list[float]]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=600).run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
+    percentiles = [float(o.removeprefix("p")) for o in at.select_slider(key="p").options]
+    ious = [float(o) for o in at.select_slider(key="iou").options]
+    out: dict[str, list[float]] = {}
+
+    def timed(name: str, change) -> None:
+        before = [im.proto.imgs[0].url for im in at.image]
+        t0 = time.perf_counter()
+        change().run()
+        out.setdefault(name, []).append(time.perf_counter() - t0)
+        assert not at.exception, at.exception
+        assert len(at.image) == len(before)
+
+    for rnd in ("first", "cached"):
+        for k in range(repeats):
+            timed(f"percentile ({rnd})", lambda: at.select_slider(key="p").set_value(percentiles[k % len(percentiles)]))
+            timed(f"IoU ({rnd})", lambda: at.select_slider(key="iou").set_value(ious[k % len(ious)]))
+            timed(f"opacity ({rnd})", lambda: at.slider(key="alpha").set_value(round(0.05 * (k % 21), 2)))
+        # next sample: new images the first time, cached the second (same walk from the same start)
+        at.selectbox(key="sample").set_value(at.selectbox(key="sample").options[0]).run()
+        for _ in range(repeats):
+            timed(f"next sample ({rnd})", lambda: at.button(key="next").click())
+    return out
+
+
+def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """In headless chromium: click -> URL updated (the last thing a rerun does) -> new images loaded.
+
+    "protocol" and "next sample" are clicks; "percentile" is a key press on the slider, which Streamlit sends
+    after its slider debounce (about 200 ms of the figure is that debounce)."""
+    import re
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
+                             "--server.headless", "true"], cwd=REPO, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    out: dict[str, list[float]] = {}
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                  args=["--headless", "--no-sandbox", "--disable-gpu"])
+            pg = b.new_page(viewport={"width": 1500, "height": 1000})
+            pg.set_default_timeout(600_000)
+            pg.goto(f"http://127.0.0.1:{port}/compare")
+            pg.wait_for_selector(idle)
+            pg.wait_for_url(re.compile("sample="))
+
+            def timed(name: str, act) -> None:
+                pg.wait_for_selector(idle)
+                url = pg.url
+                t0 = time.perf_counter()
+                act()
+                pg.wait_for_url(lambda u: u != url)
+                pg.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMain] img')]"
+                                     ".every(i => i.complete && i.naturalWidth > 0)")
+                out.setdefault(name, []).append(time.perf_counter() - t0)
+
+            slider = pg.locator('.st-key-p input[type="range"] >> visible=true').first
+            for rnd in ("first", "cached"):
+                for k in range(repeats):
+                    slider.focus()
+                    timed(f"browser percentile ({rnd})",
+                          lambda: slider.press("ArrowLeft" if (k // 4) % 2 == 0 else "ArrowRight"))
+                    proto = "open" if k % 2 == 0 else "present"
+                    timed(f"browser protocol ({rnd})", lambda: pg.locator(
+                        ".st-key-proto button >> visible=true", has_text=proto).first.click())
+                nxt = pg.locator(".st-key-next button >> visible=true").first
+                for _ in range(repeats):
+                    timed(f"browser next sample ({rnd})", nxt.click)
+                prv = pg.locator(".st-key-prev button >> visible=true").first
+                for _ in range(repeats):
+                    timed("browser previous (back over seen samples)", prv.click)
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--browser", action="store_true", help="also time the percentile slider in chromium")
+    args = ap.parse_args()
+
+    from surgery_core.runs import Run
+
+    cfg, weights = demo_config()
+    os.environ["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()
+    t0 = time.perf_counter()
+    run = Run.open(cfg)
+    run.boxes
+    print(f"run {cfg.run_hash}: {len(run.grids.rows)} demo images, {weights}; opened and boxes cut in "
+          f"{time.perf_counter() - t0:.1f} s (before timing)")
+    results = bench_apptest(args.repeats)
+    if args.browser:
+        results |= bench_browser(args.repeats, {"SURGERY_DASHBOARD_CONFIG": cfg.model_dump_json()})
+    print("control change -> redrawn Compare page (AppTest: full script rerun; browser: fragment rerun):")
+    for name, xs in results.items():
+        print("  " + summary(name, xs))
+    print(json.dumps({k: statistics.median(v) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

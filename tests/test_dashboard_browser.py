@@ -1,0 +1,154 @@
+"""The dashboard in a real browser: ``streamlit run dashboard/app.py`` on a free localhost port, driven by
+headless Debian chromium through Playwright. Fails on any exception the app shows
+(``[data-testid="stException"]``). Skipped only when /usr/bin/chromium is absent (CI installs it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_dashboard import APP, PAGES, REPO, dashboard_env, test_run  # noqa: F401  (shared session fixtures)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(dashboard_env, tmp_path_factory):  # noqa: F811
+    if not CHROMIUM.is_file():
+        pytest.skip("headless browser test needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, **dashboard_env}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
+                                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false"],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+        pg.set_default_timeout(90_000)
+        yield pg
+        browser.close()
+
+
+def settle(pg) -> None:
+    """Wait until the script (and any fragment rerun) has finished, then check for exceptions."""
+    pg.wait_for_selector(IDLE)
+    time.sleep(0.4)
+    pg.wait_for_selector(IDLE)
+    errors = pg.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def one(pg, selector: str, **kw):
+    """The single visible element matching ``selector`` (waits while a rerun briefly shows old and new ones)."""
+    loc = pg.locator(selector + " >> visible=true", **kw)
+    deadline = time.monotonic() + 20
+    while loc.count() != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return loc.first
+
+
+def test_every_page_opens_without_exception(server, page, test_run, tmp_path):  # noqa: F811
+    for name in PAGES:
+        page.goto(f"{server}/{'' if name == 'browse' else name}")
+        settle(page)
+        page.wait_for_url(re.compile(rf"[?&]page={name}(&|$)"))
+        assert f"h={test_run.run_hash}" in page.url
+        assert page.locator('[data-testid="stSidebar"]').inner_text().count(test_run.run_hash) >= 1
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
+    page.goto(f"{server}/")
+    settle(page)
+    assert page.locator('[data-testid="stImage"]').count() == 24
+
+
+def test_controls_redraw_in_the_browser(server, page, test_run):  # noqa: F811
+    ids = [test_run.dataset.images[i].image_id for i in test_run.grids.rows]
+    page.goto(f"{server}/compare")
+    settle(page)
+    page.wait_for_url(re.compile(rf"sample={ids[0]}"))
+    one(page, ".st-key-next button").click()
+    page.wait_for_url(re.compile(rf"sample={ids[1]}"))
+    settle(page)
+    slider = one(page, '.st-key-p input[type="range"]')
+    slider.focus()
+    slider.press("ArrowLeft")
+    page.wait_for_url(re.compile(r"[?&]p=85(&|$)"))
+    settle(page)
+    one(page, ".st-key-raw label").click()
+    page.wait_for_url(re.compile(r"[?&]raw=1(&|$)"))
+    settle(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == len(test_run.cfg.methods)
+
+    page.goto(f"{server}/ap")
+    settle(page)
+    one(page, ".st-key-proto button", has_text="open").click()
+    page.wait_for_url(re.compile(r"proto=open"))
+    settle(page)
+    assert "protocol open" in page.locator('[data-testid="stMain"]').inner_text()
+
+
+def test_browse_opens_a_sample_in_compare(server, page, test_run):  # noqa: F811
+    page.goto(f"{server}/")
+    settle(page)
+    button = page.locator('[class*="st-key-open_"] button').nth(2)
+    label = button.inner_text().strip().split()[-1]
+    button.click()
+    page.wait_for_url(re.compile(rf"/compare\?.*sample={label}"))
+    settle(page)
+
+
+def test_pasted_link_opens_the_same_view(server, page, test_run):  # noqa: F811
+    ids = [test_run.dataset.images[i].image_id for i in test_run.grids.rows]
+    page.goto(f"{server}/?page=compare&sample={ids[3]}&p=75&iou=0.3&methods=standard,vv_mixed")
+    settle(page)
+    page.wait_for_url(re.compile(r"/compare\?"))
+    for part in (f"sample={ids[3]}", "p=75", "iou=0.3", "methods=standard%2Cvv_mixed"):
+        assert part in page.url, (part, page.url)
+    assert page.locator('[data-testid="stImage"]').count() == 3
