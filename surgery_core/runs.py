@@ -41,12 +41,16 @@ class Run:
     # ------------------------------------------------------------------------------------------ building
     @classmethod
     def open(cls, cfg: RunConfig | None = None, store: RunStore | None = None, *, progress: ProgressFn | None = None,
-             device=None, workers: int | None = None, batch_size: int = 64, show_bar: bool = False) -> "Run":
-        """Load the dataset and model, compute the grids the store lacks, write ``run.json``."""
+             device=None, workers: int | None = None, batch_size: int = 64, show_bar: bool = False,
+             loaded=None) -> "Run":
+        """Load the dataset and model, compute the grids the store lacks, write ``run.json``.
+
+        loaded: an already loaded model for ``cfg.model`` (the dashboard keeps one per process).
+        """
         cfg = cfg or RunConfig()
         store = store or default_store()
         dataset = load_dataset(cfg)
-        loaded = resolve_model(cfg, device)
+        loaded = loaded or resolve_model(cfg, device)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
         run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded)
@@ -60,7 +64,9 @@ class Run:
 
     @property
     def run_dir(self) -> Path:
-        return self.store.run_dir(self.run_hash)
+        # The heatmap key carries the checkpoint's content hash: a checkpoint replaced at the same path must
+        # not be served the boxes and metrics cached for the old one.
+        return self.store.run_dir(f"{self.run_hash}-{self.grids.key[:8]}")
 
     @property
     def classes(self) -> tuple[str, ...]:
