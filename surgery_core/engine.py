@@ -196,7 +196,8 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
         if s is None or dataset.images[i].image_id in bad_ids:
             continue
         got = store.get(key, s)
-        if got is None:  # damaged on disk since it was written: recompute this one entry
+        if got is None:  # damaged on disk since it was written: drop it and recompute this one entry
+            store.entry_path(key, s).unlink(missing_ok=True)
             single = dataset.subset([i])
             compute_grids(cfg, single, loaded, store, batch_size=1, workers=0)
             got = store.get(key, s)
