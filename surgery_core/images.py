@@ -34,16 +34,19 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     path = Path(path)
     if not data:
         raise ImageError(path, "empty file")
+    _check_complete(data, path)
     try:
         import io
         with Image.open(io.BytesIO(data)) as probe:  # reads the header only
             w, h = probe.size
+    except Image.DecompressionBombError:
+        raise ImageError(path, "image header claims far more pixels than any scene (decompression-bomb guard)") \
+            from None
     except Exception as exc:  # PIL raises many types for unreadable headers
         raise ImageError(path, f"not a readable image ({type(exc).__name__}: {str(exc)[:120]})") from None
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageError(path, f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {MAX_IMAGE_PIXELS / 1e6:.0f} MP "
                                "limit (decompression-bomb guard)")
-    _check_complete(data, path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageError(path, "corrupt or unsupported image data")

@@ -24,9 +24,9 @@ from surgery_core.images import decode_image, read_image
 CLI = [sys.executable, "-m", "surgery_core.cli"]
 
 
-def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+def _png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -46,7 +46,7 @@ def test_image_modes_become_rgb(kind):
     elif kind == "rgba":
         data = _png(np.dstack([RGB, np.full((40, 50), 128, np.uint8)]))
     elif kind == "16bit":
-        data = _png((RGB[:, :, 0].astype(np.uint16) * 257), mode="I;16")
+        data = _png(RGB[:, :, 0].astype(np.uint16) * 257)
     elif kind == "palette":
         buf = io.BytesIO()
         Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE).save(buf, format="PNG")
