@@ -31,6 +31,7 @@ def _reference_tokens(visual, images, depth):
     """Both paths with plain per-head loops of matrix products (no SDPA, no fused projections)."""
     x, _ = embed(visual, images)
     blocks = list(visual.transformer.resblocks)
+    depth = min(depth, len(blocks))  # a depth beyond the tower means every block (the demo ViT has 4)
     for blk in blocks[: len(blocks) - depth]:
         x = blk(x)
     x_ori, x_new = x.clone(), x.clone()
