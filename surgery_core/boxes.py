@@ -22,10 +22,7 @@ Sweeps over many percentiles reuse one working map: :func:`boxes_from_grid_sweep
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Literal, Sequence
 
 import cv2
@@ -34,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .detections import Detections
 from .maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
+from .parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
@@ -412,8 +410,8 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     class probabilities, required when ``params.class_prob_weight``. image_ids: ``[N]`` dataset image
     index stored in ``Detections.image`` (default: the row). workers: processes (1 = in this process,
     0 = one per CPU); results are identical and in the same order whatever the count. Workers are spawned
-    (about a second to start), so a script that asks for them needs the ``if __name__ == "__main__":``
-    guard. chunk_pairs: pairs per task (default: about four tasks per worker, 256 to 4096 pairs each).
+    (about a second to start; see :mod:`surgery_core.parallel`). chunk_pairs: pairs per task (default:
+    about four tasks per worker, 256 to 4096 pairs each).
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     """
     percentiles = tuple(float(p) for p in percentiles)
@@ -444,7 +442,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     order = np.argsort(pair_image, kind="stable")
     pair_image, pair_class, pair_prob = pair_image[order], pair_class[order], pair_prob[order]
 
-    workers = (os.cpu_count() or 1) if workers == 0 else max(1, workers)
+    workers = resolve_workers(workers)
     if chunk_pairs is None:
         chunk_pairs = int(np.clip(-(-len(pair_image) // (4 * workers)), 256, 4096))
     chunk_pairs = max(1, chunk_pairs)
@@ -456,11 +454,8 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
                                pair_class[start:start + chunk_pairs], pair_prob[start:start + chunk_pairs]),
                        uniq))
     if workers > 1 and len(chunks) > 1:
-        # spawn, not fork: the caller may hold torch/CUDA threads that a forked child would inherit broken.
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=get_context("spawn"),
-                                 initializer=_worker_init) as pool:
-            results = list(pool.map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                                    [percentiles] * len(chunks)))
+        results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
+                            [percentiles] * len(chunks), workers=workers, initializer=_worker_init)
     else:
         results = [_run_chunk(c, params, percentiles) for c, _ in chunks]
 

@@ -26,10 +26,7 @@ Conventions (all at the working resolution of :mod:`surgery_core.maps`, i.e. ``p
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from typing import Sequence
 
 import numpy as np
@@ -37,6 +34,7 @@ import numpy as np
 from .boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
 from .detections import Detections
 from .maps import box_mask, image_scale, raw_working_map, working_map
+from .parallel import resolve_workers, spawn_map
 
 #: The pointing game's customary tolerance, in pixels of a 224-pixel image.
 DEFAULT_TOLERANCE_PX_AT_224 = 15.0
@@ -162,7 +160,7 @@ def quality_records(grids: Sequence[np.ndarray], image_sizes: np.ndarray, gt: De
     ``(width, height)``; gt: ground truth whose ``image`` holds dataset image indices, matched to rows
     through ``image_ids`` (default: row = image index). GT of images without a grid is ignored.
     Records come sorted by image, then class. workers: processes, as in
-    :func:`surgery_core.boxes.sweep_detections` (spawned: scripts need the ``__main__`` guard).
+    :func:`surgery_core.boxes.sweep_detections`.
     """
     sizes = np.asarray(image_sizes, np.int64).reshape(-1, 2)
     ids = np.arange(len(grids)) if image_ids is None else np.asarray(image_ids, np.int64)
@@ -179,16 +177,14 @@ def quality_records(grids: Sequence[np.ndarray], image_sizes: np.ndarray, gt: De
             tasks.append((np.asarray(grids[row], np.float32)[int(cls[s])], int(w), int(h), xyxy[s:e],
                           int(img[s]), int(cls[s])))
     percentiles = tuple(float(p) for p in percentiles)
-    workers = (os.cpu_count() or 1) if workers == 0 else max(1, workers)
+    workers = resolve_workers(workers)
     if workers == 1 or len(tasks) < 2:
         return _quality_chunk(tasks, params, percentiles, tolerance_px_at_224)
     size = -(-len(tasks) // (4 * workers))
     chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
-    # spawn, not fork: the caller may hold torch/CUDA threads that a forked child would inherit broken.
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=get_context("spawn")) as pool:
-        parts = pool.map(_quality_chunk, chunks, [params] * len(chunks), [percentiles] * len(chunks),
-                         [tolerance_px_at_224] * len(chunks))
-        return [rec for part in parts for rec in part]
+    parts = spawn_map(_quality_chunk, chunks, [params] * len(chunks), [percentiles] * len(chunks),
+                      [tolerance_px_at_224] * len(chunks), workers=workers)
+    return [rec for part in parts for rec in part]
 
 
 def _quality_chunk(tasks: list, params: BoxParams, percentiles: tuple[float, ...],

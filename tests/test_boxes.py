@@ -402,3 +402,23 @@ def test_worker_processes_give_identical_results():
         np.testing.assert_array_equal(one[p].score, two[p].score)
         np.testing.assert_array_equal(one[p].image, two[p].image)
         np.testing.assert_array_equal(one[p].class_id, two[p].class_id)
+
+
+def test_workers_never_rerun_the_callers_main_script(tmp_path, monkeypatch):
+    # Streamlit installs the page script as __main__ and keeps it there; a spawned worker that re-ran it
+    # would die (the CI failure after the dashboard tests). A script that explodes on import stands in.
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('the caller script ran again in a worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    fake_main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    grids, sizes = batch(6, 2)
+    params = BoxParams(percentile=80)
+    one = sweep_detections(grids, sizes, params, [80], workers=1, chunk_pairs=3)
+    two = sweep_detections(grids, sizes, params, [80], workers=2, chunk_pairs=3)
+    np.testing.assert_array_equal(one[80.0].xyxy, two[80.0].xyxy)
+    assert sys.modules["__main__"] is fake_main
