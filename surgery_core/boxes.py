@@ -166,6 +166,59 @@ def close_open(mask: np.ndarray, kernel: int) -> np.ndarray:
     return cv2.dilate(cv2.erode(cv2.dilate(mask, k), k2), k)
 
 
+@dataclass(frozen=True)
+class _Runs:
+    """Horizontal runs of foreground of a uint8 0/1 mask, in raster order, grouped into components.
+
+    Run ``i`` covers row ``row[i]``, columns ``[x0[i], x1[i])``, and belongs to component ``comp[i]``;
+    components are numbered in raster order of their first pixel. ``rects`` int ``[K, 4]`` holds each
+    component's ``(left, top, width, height)``, ``seeds`` int ``[K, 2]`` its first pixel ``(x, y)``.
+    """
+
+    width: int
+    row: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+    comp: np.ndarray
+    rects: np.ndarray
+    seeds: np.ndarray
+
+
+def _mask_runs(mask: np.ndarray, connectivity: int) -> _Runs:
+    """Label ``mask`` once (OpenCV) and describe every component by its runs (see :class:`_Runs`).
+
+    Everything a box needs, rectangle and score, is a reduction over a component's runs, which are tens
+    per component where pixels are thousands: no per-component Python loop, no contour tracing.
+    """
+    h, w = mask.shape
+    labels = cv2.connectedComponents(mask, connectivity=connectivity, ltype=_label_type(mask, connectivity))[1]
+    padded = np.zeros((h, w + 2), np.int8)
+    padded[:, 1:-1] = mask != 0
+    edge = np.diff(padded, axis=1).ravel()  # +1 where a run starts, -1 one past where it ends
+    start, stop = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    row = start // (w + 1)
+    x0, x1 = start - row * (w + 1), stop - row * (w + 1)
+    label = labels.ravel()[row * w + x0]
+    # Runs are in raster order, so each label's first run holds its first pixel.
+    first_label, first = np.unique(label, return_index=True)
+    order = np.argsort(first, kind="stable")
+    first = first[order]
+    comp_of_label = np.zeros(int(first_label.max(initial=0)) + 1, np.intp)
+    comp_of_label[first_label[order]] = np.arange(len(first))
+    comp = comp_of_label[label]
+    k = len(first)
+    left = np.full(k, w, np.int64)
+    np.minimum.at(left, comp, x0)
+    right = np.zeros(k, np.int64)
+    np.maximum.at(right, comp, x1)
+    bottom = np.zeros(k, np.int64)
+    np.maximum.at(bottom, comp, row)
+    top = row[first]
+    rects = np.stack([left, top, right - left, bottom + 1 - top], axis=1).reshape(-1, 4)
+    seeds = np.stack([x0[first], top], axis=1).reshape(-1, 2).astype(np.int64)
+    return _Runs(w, row, x0, x1, comp, rects, seeds)
+
+
 def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of a uint8 0/1 mask, in raster order of each component's first pixel.
 
@@ -173,27 +226,8 @@ def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray
     (the components' bounding boxes) and ``seeds`` int ``[K, 2]`` the ``(x, y)`` of each component's first
     pixel.
     """
-    if connectivity != 8:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=connectivity,
-                                                               ltype=_label_type(mask, connectivity))
-        rects = stats[1:, :4].astype(np.int64)
-        # Each label's first pixel in raster order: the first pixel of its top row that carries the label.
-        seeds = np.array([[x + int(np.argmax(labels[y, x:x + w] == k)), y]
-                          for k, (x, y, w, _) in enumerate(rects.tolist(), start=1)], np.int64).reshape(-1, 2)
-        order = np.lexsort((seeds[:, 0], seeds[:, 1]))  # OpenCV's label order is its algorithm's business
-        return rects[order], seeds[order]
-    # Labelling plus OpenCV's statistics pass costs about twice a contour trace: with 8-connectivity the
-    # outer borders (top level of RETR_CCOMP, which also lists islands inside holes) are exactly the
-    # components, their bounding rectangles the components' boxes, and each trace starts at the
-    # component's first pixel in raster order.
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    outer = [c for c, link in zip(contours, hierarchy[0]) if link[3] == -1] if contours else []
-    if not outer:
-        return np.zeros((0, 4), np.int64), np.zeros((0, 2), np.int64)
-    rects = np.array([cv2.boundingRect(c) for c in outer], np.int64)
-    seeds = np.array([c[0, 0] for c in outer], np.int64)
-    order = np.lexsort((seeds[:, 0], seeds[:, 1]))
-    return rects[order], seeds[order]
+    runs = _mask_runs(np.ascontiguousarray(mask, np.uint8), connectivity)
+    return runs.rects, runs.seeds
 
 
 def _label_type(mask: np.ndarray, connectivity: int) -> int:
@@ -203,40 +237,25 @@ def _label_type(mask: np.ndarray, connectivity: int) -> int:
     return cv2.CV_16U if most < 65535 else cv2.CV_32S
 
 
-def _overlapping(rects: np.ndarray) -> np.ndarray:
-    """Which rectangles ``(left, top, width, height)`` intersect another one, bool ``[K]``."""
-    k = len(rects)
-    if k > 512:  # quadratic check would cost more than labelling; treat all as overlapping
-        return np.ones(k, bool)
-    x0, y0 = rects[:, 0], rects[:, 1]
-    x1, y1 = x0 + rects[:, 2], y0 + rects[:, 3]
-    hit = ((x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None])
-           & (y0[:, None] < y1[None, :]) & (y0[None, :] < y1[:, None]))
-    np.fill_diagonal(hit, False)
-    return hit.any(axis=1)
+def _component_scores(values: np.ndarray, runs: _Runs, rule: str) -> np.ndarray:
+    """Mean or max of ``values`` over each component's pixels, float64 ``[K]``.
 
-
-def _component_scores(wmap: np.ndarray, mask: np.ndarray, rects: np.ndarray, seeds: np.ndarray,
-                      top: np.ndarray, shared: np.ndarray, connectivity: int, rule: str) -> np.ndarray:
-    """Mean or max of ``wmap`` (0-1) over each component's pixels, float64 ``[K]``.
-
-    mask, rects, seeds: the stack of tiles (see :func:`_threshold_stack`); top: each component's top row
-    within its tile, which is where its pixels sit in ``wmap``; shared: whether another component's
-    rectangle (:func:`_overlapping`, over all components) reaches into this one's.
+    values: the mask's pixels' values, flattened row-major, plus one trailing element (so that a run
+    ending at the last pixel still has an index one past it). Run sums are taken left to right in float64.
     """
-    out = np.empty(len(rects), np.float64)
-    for i, ((x, y, w, h), (sx, sy), y0, own) in enumerate(zip(rects.tolist(), seeds.tolist(), top.tolist(),
-                                                            shared.tolist())):
-        sel = mask[y:y + h, x:x + w]
-        if own:
-            # Another component reaches into this rectangle. Labelling just the rectangle is enough: the
-            # component lies wholly inside it, and cropping can split other components but never join one
-            # to it, so the label under the seed is exactly its pixels.
-            sub_labels = cv2.connectedComponents(np.ascontiguousarray(sel), connectivity=connectivity,
-                                                 ltype=cv2.CV_32S)[1]
-            sel = cv2.compare(sub_labels, int(sub_labels[sy - y, sx - x]), cv2.CMP_EQ)
-        sub = wmap[y0:y0 + h, x:x + w]
-        out[i] = cv2.mean(sub, mask=sel)[0] if rule == "mean" else cv2.minMaxLoc(sub, mask=sel)[1]
+    k = len(runs.rects)
+    if not k:
+        return np.zeros(0, np.float64)
+    bounds = np.empty(2 * len(runs.row), np.intp)
+    bounds[0::2] = runs.row * runs.width + runs.x0
+    bounds[1::2] = runs.row * runs.width + runs.x1
+    if rule == "mean":
+        run_sum = np.add.reduceat(values, bounds, dtype=np.float64)[0::2]
+        return (np.bincount(runs.comp, weights=run_sum, minlength=k)
+                / np.bincount(runs.comp, weights=runs.x1 - runs.x0, minlength=k))
+    run_max = np.maximum.reduceat(values, bounds)[0::2].astype(np.float64)
+    out = np.full(k, -np.inf)
+    np.maximum.at(out, runs.comp, run_max)
     return out
 
 
@@ -282,9 +301,14 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
     if not len(thresholds):
         return out
     stack, pitch = _threshold_stack(wmap, thresholds, params.morph_kernel)
-    rects, seeds = find_components(stack, params.connectivity)
+    runs = _mask_runs(stack, params.connectivity)
+    rects = runs.rects
     if not len(rects):
         return out
+    h, w = wmap.shape
+    values = np.zeros(stack.size + 1, np.float32)
+    values[:-1].reshape(len(thresholds), pitch, w)[:, :h] = wmap
+    score = _component_scores(values, runs, params.score)
     sx, sy = image_scale(image_w, image_h, params.box_resolution)
     tile = rects[:, 1] // pitch
     top = rects[:, 1] - tile * pitch
@@ -293,13 +317,10 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
     xyxy[:, 1] = top * sy
     xyxy[:, 2] = (rects[:, 0] + rects[:, 2]) * sx
     xyxy[:, 3] = (top + rects[:, 3]) * sy
-    shared = _overlapping(rects)  # before filtering: a dropped component still shares its pixels' region
     if params.min_area > 0:
         area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
         keep = area >= params.min_area
-        xyxy, rects, seeds, tile, top, shared = (xyxy[keep], rects[keep], seeds[keep], tile[keep], top[keep],
-                                                 shared[keep])
-    score = _component_scores(wmap, stack, rects, seeds, top, shared, params.connectivity, params.score)
+        xyxy, score, tile = xyxy[keep], score[keep], tile[keep]
     if params.class_prob_weight:
         score *= float(class_prob)
     # Raster order over the stack already groups components by tile, in each tile's own raster order.
@@ -391,11 +412,6 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...])
     return out
 
 
-def _worker_init() -> None:
-    # Each worker is one of the processes sharing the cores: OpenCV's own thread pool would oversubscribe.
-    cv2.setNumThreads(1)
-
-
 def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams,
                      percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
                      pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
@@ -411,7 +427,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     index stored in ``Detections.image`` (default: the row). workers: processes (1 = in this process,
     0 = one per CPU); results are identical and in the same order whatever the count. Workers are spawned
     (about a second to start; see :mod:`surgery_core.parallel`). chunk_pairs: pairs per task (default:
-    about four tasks per worker, 256 to 4096 pairs each).
+    about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     """
     percentiles = tuple(float(p) for p in percentiles)
@@ -444,7 +460,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
 
     workers = resolve_workers(workers)
     if chunk_pairs is None:
-        chunk_pairs = int(np.clip(-(-len(pair_image) // (4 * workers)), 256, 4096))
+        chunk_pairs = int(np.clip(-(-len(pair_image) // (16 * workers)), 128, 4096))
     chunk_pairs = max(1, chunk_pairs)
     chunks = []
     for start in range(0, len(pair_image), chunk_pairs):
@@ -455,7 +471,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
                        uniq))
     if workers > 1 and len(chunks) > 1:
         results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                            [percentiles] * len(chunks), workers=workers, initializer=_worker_init)
+                            [percentiles] * len(chunks), workers=workers)
     else:
         results = [_run_chunk(c, params, percentiles) for c, _ in chunks]
 
