@@ -27,7 +27,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .detections import Detections
-from .matching import as_iou_thresholds, best_ground_truth, score_order, true_positives
+from .matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
 
 Interp = Literal["voc07", "voc", "coco"]
 INTERPS: tuple[str, ...] = ("voc07", "voc", "coco")
@@ -153,12 +153,26 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> fl
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
+@dataclass(frozen=True)
+class VocMatch:
+    """What VOC-style AP needs from matching, at any IoU threshold and either interpolation: each
+    detection's best ground truth and the visiting order (class, then descending score)."""
+
+    best: BestMatch
+    order: np.ndarray
+
+
+def voc_match(gt: Detections, det: Detections) -> VocMatch:
+    """The threshold-free part of VOC matching, to reuse across IoU thresholds and interpolations."""
+    return VocMatch(best_ground_truth(gt, det), score_order(det))
+
+
 def _evaluate_voc(gt: Detections, det: Detections, num_classes: int, ts: tuple[float, ...],
-                  use_07: bool) -> APResult:
+                  use_07: bool, match: VocMatch | None = None) -> APResult:
     n_gt = np.bincount(gt.class_id, minlength=num_classes).astype(np.int64)
     n_det = np.bincount(det.class_id, minlength=num_classes).astype(np.int64)
-    best = best_ground_truth(gt, det)
-    order = score_order(det)
+    match = voc_match(gt, det) if match is None else match
+    best, order = match.best, match.order
     cls_sorted = det.class_id[order]
     lo = np.searchsorted(cls_sorted, np.arange(num_classes), side="left")
     hi = np.searchsorted(cls_sorted, np.arange(num_classes), side="right")
@@ -265,11 +279,14 @@ def _evaluate_coco(gt: Detections, det: Detections, num_classes: int, ts: tuple[
 
 
 def evaluate(gt: Detections, det: Detections, num_classes: int,
-             iou: float | Sequence[float] | None = None, interp: Interp = "voc07") -> APResult:
+             iou: float | Sequence[float] | None = None, interp: Interp = "voc07",
+             match: VocMatch | None = None) -> APResult:
     """AP of ``det`` against ``gt`` for classes ``0..num_classes-1``.
 
     iou: one threshold or several; default 0.5 for VOC, COCO's .50:.05:.95 for "coco".
     interp: "voc07" (11-point), "voc" (all-point, VOC2010+) or "coco" (faster-coco-eval).
+    match: :func:`voc_match` of these very ``gt`` and ``det``, when already computed (VOC interps only;
+    matching is most of the cost, and it does not depend on the threshold or the interpolation).
     Raises ValueError for an unknown interp, thresholds outside (0, 1], class ids outside the range or
     non-finite scores.
     """
@@ -281,4 +298,6 @@ def evaluate(gt: Detections, det: Detections, num_classes: int,
     _check(gt, det, num_classes)
     if interp == "coco":
         return _evaluate_coco(gt, det, num_classes, ts)
-    return _evaluate_voc(gt, det, num_classes, ts, use_07=(interp == "voc07"))
+    if match is not None and len(match.order) != len(det):
+        raise ValueError(f"match is for {len(match.order)} detections, not {len(det)}")
+    return _evaluate_voc(gt, det, num_classes, ts, use_07=(interp == "voc07"), match=match)

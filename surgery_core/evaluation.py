@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ap import COCO_IOUS, evaluate
+from .ap import COCO_IOUS, evaluate, voc_match
 from .boxes import BoxParams, sweep_detections
 from .config import RunConfig
 from .datasets import Dataset
@@ -152,14 +152,16 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
     out: dict = {}
     for m in cfg.methods:
         for proto in cfg.protocols:
+            results: dict[str, list] = {interp: [] for interp in interps}
+            for p in ps:
+                det = boxes.get(m, proto, p)
+                match = voc_match(gt, det) if any(i != "coco" for i in interps) else None  # shared by the interps
+                for interp in interps:
+                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match)
+                    results[interp].append((res.map_per_iou, res.ap))  # not the PR curves: [T] and [T, K]
             for interp in interps:
-                maps, per_class = [], []
-                for p in ps:
-                    res = evaluate(gt, boxes.get(m, proto, p), k, cfg.iou_thresholds, interp)
-                    maps.append(res.map_per_iou)
-                    per_class.append(res.ap)  # [T, K]
-                maps_a = np.asarray(maps)  # [P, T]
-                pc = np.asarray(per_class)  # [P, T, K]
+                maps_a = np.asarray([r[0] for r in results[interp]])  # [P, T]
+                pc = np.asarray([r[1] for r in results[interp]])  # [P, T, K]
                 best = np.unravel_index(np.nanargmax(np.nan_to_num(maps_a, nan=-1)), maps_a.shape)
                 out.setdefault(m, {}).setdefault(proto, {})[interp] = {
                     "mAP": _clean(maps_a),

@@ -72,8 +72,13 @@ def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def score_order(det: Detections) -> np.ndarray:
     """Indices of ``det`` sorted by class, then descending score; ties keep input order (stable)."""
-    # np.lexsort is stable: the last key is primary.
-    return np.lexsort((-det.score, det.class_id))
+    # Two stable sorts equal np.lexsort((-score, class_id)) at half its cost: numpy radix-sorts the
+    # class ids when they fit 16 bits.
+    by_score = np.argsort(-det.score, kind="stable")
+    cls = det.class_id[by_score]
+    if len(cls) and 0 <= cls.min() and cls.max() < 2 ** 16:
+        cls = cls.astype(np.uint16)
+    return by_score[np.argsort(cls, kind="stable")]
 
 
 @dataclass(frozen=True)

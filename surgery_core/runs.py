@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ap import APResult, evaluate
+from .ap import APResult, VocMatch, evaluate, voc_match
 from .boxes import BoxParams, boxes_from_grid
 from .config import RunConfig
 from .datasets import Dataset
@@ -118,11 +118,21 @@ class Run:
         """Cached boxes of one method and protocol at a percentile of the run's grid of percentiles."""
         return self.boxes.get(method, protocol, percentile)
 
+    @lru_cache(maxsize=64)
+    def match(self, method: str, protocol: str, percentile: float) -> VocMatch:
+        """VOC matching of the cached boxes of one method, protocol and percentile (any IoU, either interp)."""
+        return voc_match(self.gt, self.detections(method, protocol, percentile))
+
     @lru_cache(maxsize=256)
     def ap(self, method: str, protocol: str, interp: str, percentile: float, iou: float | tuple[float, ...]
            ) -> APResult:
-        """AP of one method and protocol from cached boxes (COCO: pass a tuple of IoUs for AP@[.5:.95])."""
-        return evaluate(self.gt, self.detections(method, protocol, percentile), len(self.classes), iou, interp)
+        """AP of one method and protocol from cached boxes (COCO: pass a tuple of IoUs for AP@[.5:.95]).
+
+        VOC interps reuse the matching of the same boxes: another IoU or interpolation costs only the AP.
+        """
+        det = self.detections(method, protocol, percentile)
+        match = None if interp == "coco" else self.match(method, protocol, percentile)
+        return evaluate(self.gt, det, len(self.classes), iou, interp, match=match)
 
     # ------------------------------------------------------------------------------------------ tables
     def _cached_json(self, name: str, compute):

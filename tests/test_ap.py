@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.ap import COCO_IOUS, evaluate, voc_ap
+from surgery_core.ap import COCO_IOUS, evaluate, voc_ap, voc_match
 from surgery_core.classes import DIOR_CLASSES, ClassIndex
 from surgery_core.detections import Detections
 from surgery_core.matching import box_iou, match, match_detections, paired_iou
@@ -329,6 +329,19 @@ def test_voc_matches_devkit_reference_on_dior(dior_gt, seed):
     # The case must exercise the hard parts: contested ground truth, ties in score, zero-area boxes.
     assert (m.best_gt >= 0).sum() > m.tp[:, 0].sum() + 100
     assert len(np.unique(det.score)) < len(det) // 10 and (det.area == 0).sum() > 5
+
+
+def test_a_reused_match_gives_the_same_ap_and_a_foreign_one_is_refused(dior_gt):
+    det = synth_detections(dior_gt, 4, int(dior_gt.image.max()) + 1)
+    shared = voc_match(dior_gt, det)
+    score_first = np.lexsort((-det.score, det.class_id))  # the visiting order's definition
+    assert np.array_equal(shared.order, score_first)
+    for interp in ("voc07", "voc"):
+        for iou in (0.1, SEED_IOUS):
+            fresh, reused = evaluate(dior_gt, det, K, iou, interp), evaluate(dior_gt, det, K, iou, interp, match=shared)
+            assert np.array_equal(fresh.ap, reused.ap, equal_nan=True) and fresh.mAP == reused.mAP
+    with pytest.raises(ValueError, match="detections"):
+        evaluate(dior_gt, det[np.arange(10)], K, 0.5, "voc", match=shared)
 
 
 def test_matching_is_independent_of_chunk_size(dior_gt, monkeypatch):
