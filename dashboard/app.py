@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import sidebar, state, widgets  # noqa: E402
+from dashboard import sidebar, snapshot_ui, state, widgets  # noqa: E402
 
 st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide")
 
@@ -23,6 +23,8 @@ PAGES = {
     "sweep": st.Page("views/sweep.py", title="Threshold sweep", icon=":material/tune:", url_path="sweep"),
     "quality": st.Page("views/quality.py", title="Heatmap quality", icon=":material/insights:", url_path="quality"),
     "run": st.Page("views/run.py", title="Run", icon=":material/info:", url_path="run"),
+    "snapshots": st.Page("views/snapshots.py", title="Snapshots", icon=":material/photo_library:",
+                         url_path="snapshots"),
 }
 page = st.navigation(list(PAGES.values()), position="top")
 name = next(n for n, p in PAGES.items() if p.title == page.title)
@@ -35,8 +37,16 @@ if wanted in PAGES and wanted != name:  # a link that names its page only in ?pa
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-bottom:2rem}</style>")
 top = st.container()
 st.session_state["_page"] = name
+snapshot_ui.begin()  # the page registers what it shows, for "Save snapshot"
+if name == "snapshots":  # stored views open from their files alone: no run is opened (it may be gone)
+    st.sidebar.caption("Snapshots open from their files alone: no run is opened on this page.")
+    state.sync_url(name)
+    page.run()
+    state.sync_url(name)
+    st.stop()
 run = sidebar.run_selection(top)
 widgets.banner(run)
 state.sync_url(name)
 page.run()
 state.sync_url(name)
+snapshot_ui.save_control(run)

@@ -129,6 +129,7 @@ PARAMS: tuple[Param, ...] = (
     Param("bm", "str", lambda c: c.methods[-1], "Browse: method for the outcome filter"),
     Param("bpage", "int", 1, "Browse: page number"),
     Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
+    Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"),
 )
 PARAM_BY_KEY = {p.key: p for p in PARAMS}
 

@@ -11,7 +11,7 @@ from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentile
 from surgery_core.heatmaps import METHODS
 from surgery_core.runs import Run
 
-from . import state
+from . import snapshot_ui, state
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
 SESSION = "session"  # persist_state: keep each value across pages
@@ -97,7 +97,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
         params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
         parts.append("boxes: " + describe_boxes(params))
     parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
-    where.caption(" · ".join(parts))
+    where.caption(snapshot_ui.shown_caption(" · ".join(parts)))
 
 
 def banner(run: Run) -> None:
@@ -157,4 +157,4 @@ def table(data, n_rows: int, cap: int = 900, where=st, **kw) -> None:
 
 def chart(fig, key: str, where=st) -> None:
     """A plotly figure without the mode bar."""
-    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    where.plotly_chart(snapshot_ui.shown_chart(key, fig), key=key, config={"displayModeBar": False})

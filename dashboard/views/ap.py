@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from dashboard import charts, data, state, widgets
+from dashboard import charts, data, snapshot_ui, state, widgets
 
 run = data.current_run()
 
 
 @st.fragment
 def view() -> None:
+    snapshot_ui.begin()
     c = st.columns([1.4, 2.9, 1.8, 2.3, 3.0], vertical_alignment="bottom")
     proto = widgets.protocol(run, c[0])
     interp = widgets.interp(run, c[1])
@@ -20,6 +21,7 @@ def view() -> None:
     iou = widgets.iou(run, c[2], disabled=coco95)
     p = widgets.percentile(run, c[3])
     methods = widgets.methods(run, c[4])
+    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, coco95=coco95)
     widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT", protocol=proto, interp=interp,
                 iou=iou, coco95=coco95, percentile=p)
 
@@ -27,22 +29,26 @@ def view() -> None:
     table = data.ap_table(results, run.classes)
     maps = {m: results[m].mAP for m in methods}
     best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
+    snapshot_ui.shown_numbers("mAP", {f"mAP {m}" + (" ★" if m == best else ""): maps[m] for m in methods})
     for col, m in zip(st.columns(len(methods)), methods):
         col.metric(f"mAP {m}" + (" ★" if m == best else ""), "—" if maps[m] != maps[m] else f"{maps[m]:.4f}",
                    help=widgets.METHODS[m].description)
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
-    widgets.table(widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True), len(table), 820,
+    sty = widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True)
+    snapshot_ui.shown_table("AP per class", sty)
+    widgets.table(sty, len(table), 820,
                   column_config={"class": st.column_config.TextColumn(pinned=True),
                                  "GT": st.column_config.NumberColumn(help="ground-truth boxes")}
                   | {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}") for m in methods})
-    st.caption("★ and bold: the best method of the row (every tie; none when all are 0). Click a header to sort.")
+    st.caption(snapshot_ui.shown_caption("★ and bold: the best method of the row (every tie; none when all are 0). "
+                                         "Click a header to sort."))
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
     st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
                        file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
 
-    st.markdown("#### Precision-recall per class")
+    st.markdown(snapshot_ui.shown_markdown("#### Precision-recall per class"))
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from dashboard import data, render, state, widgets
+from dashboard import data, render, snapshot_ui, state, widgets
 
 OUTCOMES = {
     "all": "every sample",
@@ -80,10 +80,11 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
             else:
                 img = render.thumbnail(key, i, THUMB, sel, run)
             with col.container(border=True):
-                st.image(img, width="stretch")
+                st.image(snapshot_ui.shown_image(rec.image_id, img, rec.image_id), width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
-                st.caption(captions.get(i) or f"{rec.num_objects} object{'s' * (rec.num_objects != 1)}: "
-                           + ", ".join(names))
+                st.caption(snapshot_ui.shown_caption(captions.get(i) or f"{rec.num_objects} object"
+                                                     f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names),
+                                                     rec.image_id))
                 st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
                           on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
                           help="open in Compare")
@@ -91,6 +92,7 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
 
 @st.fragment
 def view() -> None:
+    snapshot_ui.begin()
     n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]
     lo, hi = int(min(n_objects)), int(max(n_objects))
     state.set_default("bn", (lo, hi))
@@ -111,10 +113,12 @@ def view() -> None:
                                "maximum outside every GT box of the class (pointing game). Worst IoU first.")
     images = filtered_images(q, classes, n_range)
     captions, first_class, method = {}, {}, None
+    snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind)
     if kind != "all":
         method = widgets.method_one(run, "bm", c[4])
         k = st.columns([2.6, 2.2, 1.4, 2.6], vertical_alignment="bottom")
         p, iou, proto = widgets.percentile(run, k[0]), widgets.iou(run, k[1]), widgets.protocol(run, k[2])
+        snapshot_ui.shown_state(methods=[method], percentile=p, iou=iou, protocol=proto)
         widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
                     method=method, protocol=proto, iou=iou, percentile=p)
         images, captions, first_class = outcome_order(images, kind, method, proto, p, iou, classes)
@@ -123,8 +127,9 @@ def view() -> None:
     state.coerce("bpage", list(range(1, pages + 1)), 1)
     head = st.columns([1.1, 1.1, 5], vertical_alignment="center")
     head[0].number_input("Page", 1, pages, key="bpage", persist_state="session", label_visibility="collapsed")
-    head[2].markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
-                     + (" · sorted by worst IoU first" if kind != "all" else ""))
+    snapshot_ui.shown_state(page_number=st.session_state["bpage"])
+    head[2].markdown(snapshot_ui.shown_markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
+                                                + (" · sorted by worst IoU first" if kind != "all" else "")))
     st.session_state["bheat"] = st.session_state.get("bheat", True)
     heat = head[1].toggle("Heatmaps", key="bheat", disabled=kind == "all",
                           help="thumbnails show the method's heatmap of the failed class")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, render, state, widgets
+from dashboard import charts, data, render, snapshot_ui, state, widgets
 
 run = data.current_run()
 key = data.run_key(run)
@@ -34,6 +34,7 @@ def pick_class(force: bool = False) -> None:
 
 @st.fragment
 def view() -> None:
+    snapshot_ui.begin()
     state.coerce("sample", ids)
     if st.session_state.get("cls") not in run.classes:
         pick_class(force=True)
@@ -60,34 +61,39 @@ def view() -> None:
     alpha = ctl[3].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session")
     state.keep("raw")
     raw = ctl[4].toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
+    snapshot_ui.shown_state(image_index=image, class_index=cls, methods=methods, percentile=p, iou=iou, protocol=proto,
+                            alpha=alpha)
 
     row = run.row_of(image)
     probs = run.grids.probs[row]
     top3 = np.argsort(-probs)[:3]
     gt_counts = pd.Series([run.classes[c] for c in rec.labels]).value_counts()
-    st.markdown(
+    st.markdown(snapshot_ui.shown_markdown(
         f"**{rec.image_id}** · {rec.width}x{rec.height} px · GT: "
         + (", ".join(f"{n} x{c}" for n, c in gt_counts.items()) or "none")
         + f" · **p({cls_name} | image) = {probs[cls]:.3f}** · CLS top: "
-        + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3))
+        + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3)))
     widgets.how(run, what="red label = box score, its IoU with the best GT box, TP/FP; ring = pointing-game point "
                 "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
 
     side = 400
     cols = st.columns(len(methods) + 1)
-    cols[0].image(render.image_with_gt(key, image, cls, side, run), width="stretch",
+    cols[0].image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run),
+                                          f"image · GT {cls_name} green, other classes white"), width="stretch",
                   caption=f"image · GT {cls_name} green, other classes white")
     panels = {}
     for col, m in zip(cols[1:], methods):
         info = data.panel(key, m, image, cls, p, proto, iou, run)
         panels[m] = info
-        col.image(render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info), width="stretch")
+        col.image(snapshot_ui.shown_image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run,
+                                                                info), widgets.METHODS[m].description),
+                  width="stretch")
         d = info.det
         hit = ("—" if info.pointing_hit is None else
                (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-        col.markdown(f"**{m}** {hit}  \n{len(d)} boxes, {int(d.extra['tp'].sum())} TP"
+        col.markdown(snapshot_ui.shown_markdown(f"**{m}** {hit}  \n{len(d)} boxes, {int(d.extra['tp'].sum())} TP"
                      + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                        else " · class absent"))
+                        else " · class absent"), m))
         col.caption(widgets.METHODS[m].description)
         if raw:
             widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
@@ -97,7 +103,7 @@ def view() -> None:
             "method": m, "x1": i.det.xyxy[:, 0], "y1": i.det.xyxy[:, 1], "x2": i.det.xyxy[:, 2],
             "y2": i.det.xyxy[:, 3], "score": i.det.score, "IoU": i.det.extra["iou"],
             "TP": i.det.extra["tp"]}) for m, i in panels.items()], ignore_index=True)
-        widgets.table(table, len(table), 420,
+        widgets.table(snapshot_ui.shown_table("every predicted box", table), len(table), 420,
                       column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("score", "IoU")})
     state.sync_url()
 

@@ -1,12 +1,20 @@
-"""Run: what was computed, from what, and the headline mAP table of the run's own box settings."""
+"""Run: what was computed, from what, the headline mAP table of the run's own box settings, and the run's
+self-contained report (one HTML file, or a .zip with its numbers) to download."""
 
 import json
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, state, widgets
+from dashboard import data, snapshot_ui, state, widgets
+from surgery_core import sharing
+from surgery_core.errors import SurgeryError
 from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES
+
+MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids
 
 run = data.current_run()
 summary = run.summary()
@@ -16,11 +24,11 @@ except (OSError, ValueError):
     pass
 
 st.markdown(f"### Run `{run.run_hash}` · {summary['dataset']}/{summary['split']} · {summary['images']} images")
-c = st.columns(4)
-c[0].metric("images with heatmaps", summary["images_with_grids"])
-c[1].metric("GT boxes", len(run.gt))
-c[2].metric("classes", len(run.classes))
-c[3].metric("computed now / reused", f"{summary['computed_now']} / {summary['reused']}")
+counts_now = snapshot_ui.shown_numbers("run", {
+    "images with heatmaps": summary["images_with_grids"], "GT boxes": len(run.gt), "classes": len(run.classes),
+    "computed now / reused": f"{summary['computed_now']} / {summary['reused']}"})
+for col, (label, value) in zip(st.columns(4), counts_now.items()):
+    col.metric(label, value)
 
 data.ensure(run, "ap_tables")
 tables = run.ap_tables()
@@ -39,7 +47,8 @@ df[num] = df[num].astype(float)
 st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
             percentile=tables["percentile"])
-widgets.table(widgets.colour_scale(df, num, lo=0.0), len(df))
+snapshot_ui.shown_state(percentile=tables["percentile"])
+widgets.table(widgets.colour_scale(snapshot_ui.shown_table("headline mAP", df), num, lo=0.0), len(df))
 with st.expander("What the protocols and interpolations mean"):
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in (PROTOCOL_NOTES | INTERP_NOTES).items()))
 
@@ -48,16 +57,101 @@ with left:
     st.markdown("#### Configuration")
     st.caption("Everything that changes a number; its hash is the run id. Links carry the fields that differ "
                "from the defaults.")
-    st.json(summary["config"], expanded=2)
+    st.json(snapshot_ui.shown_numbers("configuration", summary["config"], style="json"), expanded=2)
     link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
     st.caption("Link to this run (every page's URL is a permalink of its view):")
     st.code(f"{st.context.url or ''}?{link}", language=None, wrap_lines=True)
 with right:
     st.markdown("#### Model and data")
-    st.json({"model": summary["model"], "model_note": summary["model_note"] or None,
-             "skipped_images": summary["skipped_images"][:50],
-             "skipped_annotations": summary["skipped_annotations"][:50]}, expanded=2)
+    st.json(snapshot_ui.shown_numbers("model and data", {
+        "model": summary["model"], "model_note": summary["model_note"] or None,
+        "skipped_images": summary["skipped_images"][:50],
+        "skipped_annotations": summary["skipped_annotations"][:50]}, style="json"), expanded=2)
     counts = pd.Series(run.dataset.per_class_counts(), name="GT boxes").rename_axis("class").reset_index()
-    widgets.table(counts, len(counts))
-st.caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · finished {summary['finished']}")
+    widgets.table(snapshot_ui.shown_table("GT boxes per class", counts), len(counts))
+st.caption(snapshot_ui.shown_caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · "
+                                     f"finished {summary['finished']}"))
+
+
+# ------------------------------------------------------------------------------------------ report
+@st.cache_data(max_entries=2, show_spinner=False)
+def report_files(key: str, samples: tuple, include_paths: bool, _run) -> tuple[bytes, bytes]:
+    """The HTML report and the .zip of one selection, built once (``sharing.write_report``)."""
+    with tempfile.TemporaryDirectory(prefix="surgery-report-") as tmp:
+        out = sharing.write_report(_run, Path(tmp) / "report.html", Path(tmp) / "report.zip",
+                                   samples=[tuple(s) for s in samples], include_paths=include_paths)
+        return out["html"].read_bytes(), out["zip"].read_bytes()
+
+
+def main_class(image: int) -> int:
+    """The sample's most frequent GT class (the class ``sharing.default_samples`` draws)."""
+    return int(np.bincount(run.dataset.images[image].labels).argmax())
+
+
+def pick_samples() -> tuple[list[tuple[int, int]] | None, str | None]:
+    """The chosen (image, class) samples, or (None, message) when the typed ids are not in the run."""
+    recs = run.dataset.images
+    options = [recs[i].image_id for i in run.grids.rows.tolist() if recs[i].num_objects]
+    ss = st.session_state
+    if ss.get("_report_samples_for") != run.run_hash or "report_samples" not in ss:  # a new run: its defaults
+        ss["report_samples"] = [recs[i].image_id for i, _ in sharing.default_samples(run)]
+        ss["_report_samples_for"] = run.run_hash
+    label = "Samples drawn in the report (each for its most frequent class)"
+    help_ = ("Four-way figures of these images, every method, at the run's percentile and IoU 0.5. Default: the "
+             f"first {sharing.DEFAULT_SAMPLE_COUNT} images with heatmaps and objects, as `surgery evaluate` draws.")
+    if len(options) <= MAX_SAMPLE_OPTIONS:
+        if isinstance(ss["report_samples"], str):
+            ss["report_samples"] = [x.strip() for x in ss["report_samples"].split(",") if x.strip()]
+        known = set(options)
+        ss["report_samples"] = [x for x in ss["report_samples"] if x in known]
+        ids = st.multiselect(label, options, key="report_samples", help=help_)
+    else:
+        if isinstance(ss["report_samples"], list):
+            ss["report_samples"] = ", ".join(ss["report_samples"])
+        text = st.text_input(label + ", image ids separated by commas", key="report_samples", help=help_)
+        ids = [s.strip() for s in text.split(",") if s.strip()]
+        known = set(options)
+        unknown = [s for s in ids if s not in known]
+        if unknown:
+            return None, ("Not images of this run with heatmaps and objects: " + ", ".join(unknown[:20])
+                          + (" …" if len(unknown) > 20 else ""))
+    picks = [run.dataset.index_of(s) for s in ids]
+    return [(i, main_class(i)) for i in picks], None
+
+
+st.markdown("#### Share this run")
+st.caption("One self-contained HTML file (opens offline: configuration, mAP per method, protocol and "
+           "interpolation, per-class AP, sweep charts, heatmap quality, pointing games, sample figures), or a .zip "
+           "with the same numbers as JSON and CSV, the figures as PNG and the HTML. Same run and selection, same "
+           "bytes.")
+samples, problem = pick_samples()
+paths = st.checkbox("Include absolute paths (dataset root, checkpoint, run store)", key="report_paths",
+                    help="Off: every absolute path is cut to its base name, so the report names no folder of "
+                         "this machine.")
+if problem:
+    st.error(problem, icon=":material/error:")
+else:
+    wanted = (data.run_key(run), tuple(samples), bool(paths))
+    if st.button("Build report", icon=":material/description:", key="report_build",
+                 help="Draws the sample figures and the charts (a few seconds); the files are kept for this "
+                      "selection"):
+        st.session_state["_report_for"] = wanted
+    if st.session_state.get("_report_for") == wanted:
+        try:
+            with st.spinner("Building the report…", show_time=True):
+                html_bytes, zip_bytes = report_files(*wanted[:3], run)
+        except (SurgeryError, OSError, ValueError) as exc:
+            st.error(f"**The report could not be built.** {exc}", icon=":material/error:")
+        else:
+            a, b, c = st.columns([1, 1, 3], vertical_alignment="center")
+            a.download_button("Download HTML report", html_bytes, file_name=f"surgery_report_{run.run_hash}.html",
+                              mime="text/html", icon=":material/download:", on_click="ignore", key="report_html")
+            b.download_button("Download .zip", zip_bytes, file_name=f"surgery_report_{run.run_hash}.zip",
+                              mime="application/zip", icon=":material/folder_zip:", on_click="ignore",
+                              key="report_zip")
+            c.caption(f"HTML {len(html_bytes) / 1e6:.1f} MB · zip {len(zip_bytes) / 1e6:.1f} MB · "
+                      f"{len(samples)} sample{'s' * (len(samples) != 1)} · paths "
+                      + ("included" if paths else "cut to base names"))
+    else:
+        st.caption("Pick the samples, then **Build report** to get the download buttons.")
 state.sync_url()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, state, widgets
+from dashboard import charts, data, snapshot_ui, state, widgets
 
 run = data.current_run()
 data.ensure(run, "sweep")
@@ -30,6 +30,7 @@ def best_cell(m: str, proto: str, interp: str, cls: str) -> tuple:
 
 @st.fragment
 def view() -> None:
+    snapshot_ui.begin()
     c = st.columns([1.5, 2.0, 2.6, 2.0, 3.0], vertical_alignment="bottom")
     proto = widgets.protocol(run, c[0])
     interp = widgets.interp(run, c[1], options=sweep["interps"])
@@ -42,29 +43,31 @@ def view() -> None:
     cls = st.selectbox("Per-class view", [""] + with_gt, key="sc", persist_state="session",
                        format_func=lambda n: "all classes (mAP)" if not n else n, width=320)
     what = "mAP" if not cls else f"AP of {cls}"
+    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
     widgets.how(run, what=f"{what} over the sweep grid; {sweep['box_note']} (percentile varies)",
                 protocol=proto, interp=interp)
 
     left, right = st.columns(2)
     ti, pi = TS.index(iou), PS.index(p)
-    left.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}")
+    left.markdown(snapshot_ui.shown_markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}"))
     widgets.chart(charts.lines(PS, {m: [r[ti] for r in values(m, proto, interp, cls)] for m in methods},
                                "heatmap percentile", what, mark_x=p), "vs_p", left)
-    right.markdown(f"**{what} vs IoU threshold** at percentile {p:g}")
+    right.markdown(snapshot_ui.shown_markdown(f"**{what} vs IoU threshold** at percentile {p:g}"))
     widgets.chart(charts.lines(TS, {m: values(m, proto, interp, cls)[pi] for m in methods}, "IoU threshold",
                                what, mark_x=iou), "vs_iou", right)
     seed = pd.DataFrame({"method": methods} | {f"IoU {t:g}": [values(m, proto, interp, cls)[pi][j] for m in methods]
                                                for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
-    st.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
-    widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed))
+    st.markdown(snapshot_ui.shown_markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}"))
+    widgets.table(widgets.colour_scale(snapshot_ui.shown_table("seed table", seed), cols, lo=0.0), len(seed))
 
-    st.markdown("**Percentile x IoU** · ★ = best setting of each method")
+    st.markdown(snapshot_ui.shown_markdown("**Percentile x IoU** · ★ = best setting of each method"))
     best = {m: best_cell(m, proto, interp, cls) for m in methods}
     widgets.chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
                   "grid")
-    st.caption(" · ".join(f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None
-                          else f"{m}: no value" for m, b in best.items()))
+    st.caption(snapshot_ui.shown_caption(" · ".join(
+        f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None else f"{m}: no value"
+        for m, b in best.items())))
     state.sync_url()
 
 

@@ -1,0 +1,349 @@
+"""Snapshots of what a page shows: the registry the views fill while they draw, the "Save snapshot" control, and
+the read-only replay of a stored snapshot.
+
+Registry
+    Views declare what they display as they display it. Every ``shown_*`` function returns its argument, so it
+    wraps the value where it is drawn (``st.image(snapshot_ui.shown_image(m, png))``): the state the view used
+    (:func:`shown_state`), text with numbers (:func:`shown_markdown`, :func:`shown_caption`; ``widgets.how``
+    registers every "how was this computed" caption), tables, metrics, JSON, images (the bytes as displayed)
+    and plotly charts (``widgets.chart`` registers them). The registry lives in session state as an ordered
+    list of blocks; :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment
+    reruns on its own (first line of each ``view()``), so it always holds what is on screen now.
+
+Saving
+    :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
+    :meth:`surgery_core.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.sharing.view_state`
+    (page, run configuration and hash, sample, class, methods, thresholds, the page's permalink), ``numbers`` =
+    ``{"blocks": [...]}`` (tables as columns + rows, charts as plotly JSON, text verbatim), ``images`` = the
+    displayed bytes. Snapshots live in ``SnapshotStore.for_store(default_store())``: ``<run store>/snapshots``.
+
+Replay
+    :func:`render_snapshot` draws a stored snapshot from its file alone: no run, no dataset, nothing recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from surgery_core.sharing import Snapshot, SnapshotError, SnapshotStore, view_state
+from surgery_core.store import default_store
+
+REG = "_snap_shown"
+PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "ap": "Per-class AP", "sweep": "Threshold sweep",
+               "quality": "Heatmap quality", "run": "Run"}
+IMAGES_PER_ROW = 8
+# view_state's own arguments; every other shown_state value is kept as an extra key
+_STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")
+
+
+def snapshot_store() -> SnapshotStore:
+    """The snapshots folder next to the run store (``$SURGERY_STORE/snapshots``)."""
+    return SnapshotStore.for_store(default_store())
+
+
+def permalink(snapshot_id: str) -> str:
+    """The query string that opens a snapshot (``?page=snapshots&snapshot=<id>``)."""
+    return "?" + urlencode({"page": "snapshots", "snapshot": snapshot_id})
+
+
+# ------------------------------------------------------------------------------------------ registry
+def begin() -> None:
+    """Start an empty registry (a script run or a page fragment starts drawing)."""
+    st.session_state[REG] = {"state": {}, "blocks": []}
+
+
+def _reg() -> dict:
+    reg = st.session_state.get(REG)
+    if not isinstance(reg, dict):
+        begin()
+        reg = st.session_state[REG]
+    return reg
+
+
+def _add(kind: str, **block) -> None:
+    _reg()["blocks"].append({"kind": kind} | block)
+
+
+def shown_state(**values) -> None:
+    """The view's state as the view used it (after coercion): ``image_index``, ``class_index``, ``methods``,
+    ``percentile``, ``iou``, ``protocol``, ``interp`` and any other JSON value (kept as an extra key)."""
+    _reg()["state"].update(values)
+
+
+def shown_markdown(text: str, name: str | None = None) -> str:
+    """Markdown on screen (``name``: the image it sits under, if any)."""
+    _add("markdown", text=str(text), name=name)
+    return text
+
+
+def shown_caption(text: str, name: str | None = None) -> str:
+    """A caption on screen: how the numbers near it were computed."""
+    _add("caption", text=str(text), name=name)
+    return text
+
+
+def shown_table(name: str, data, caption: str | None = None):
+    """A table on screen (a DataFrame or a pandas Styler; the unformatted values are stored)."""
+    _add("table", name=name, data=data, caption=caption)
+    return data
+
+
+def shown_numbers(name: str, values: dict, caption: str | None = None, style: str = "metrics") -> dict:
+    """Named numbers on screen; ``style`` ``metrics`` (one st.metric each) or ``json``."""
+    _add("numbers", name=name, values=values, caption=caption, style=style)
+    return values
+
+
+def shown_image(name: str, data: bytes, caption: str | None = None) -> bytes:
+    """An image on screen, as the bytes handed to ``st.image`` (PNG or JPEG)."""
+    _add("image", name=name, data=data, caption=caption)
+    return data
+
+
+def shown_chart(name: str, fig):
+    """A plotly figure on screen (stored as plotly JSON: its data and layout)."""
+    _add("chart", name=name, fig=fig)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ serialising
+def _records(data) -> dict:
+    """``{"columns": [...], "rows": [[...]]}`` of a DataFrame or Styler; NaN/NA as None."""
+    import pandas as pd
+
+    df = getattr(data, "data", data) if not isinstance(data, pd.DataFrame) else data
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame(df)
+    df = df.reset_index(drop=True)
+    obj = df.astype(object).where(df.notna(), None)
+    return {"columns": [str(c) for c in df.columns], "rows": obj.values.tolist()}
+
+
+def _plotly_json(fig) -> dict:
+    try:
+        return json.loads(fig.to_json())
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"a chart could not be stored: {exc}") from None
+
+
+def collect(reg: dict | None = None) -> tuple[dict, dict, dict[str, bytes]]:
+    """(view state values, numbers, images) of the registry, ready for :meth:`SnapshotStore.save`."""
+    reg = _reg() if reg is None else reg
+    blocks, images = [], {}
+    for b in reg.get("blocks", []):
+        kind = b["kind"]
+        if kind in ("markdown", "caption"):
+            blocks.append({"kind": kind, "text": b["text"], "name": b.get("name")})
+        elif kind == "table":
+            blocks.append({"kind": "table", "name": b["name"], "caption": b.get("caption")} | _records(b["data"]))
+        elif kind == "numbers":
+            blocks.append({k: b.get(k) for k in ("kind", "name", "values", "caption", "style")})
+        elif kind == "chart":
+            blocks.append({"kind": "chart", "name": b["name"], "figure": _plotly_json(b["fig"])})
+        elif kind == "image":
+            key, n = str(b["name"]), 2
+            while key in images:  # unique keys; the block keeps the name shown
+                key, n = f"{b['name']} ({n})", n + 1
+            images[key] = bytes(b["data"])
+            blocks.append({"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")})
+    return dict(reg.get("state", {})), {"blocks": blocks}, images
+
+
+def snapshot_state(run, page: str, values: dict, link: dict) -> dict:
+    """The stored state: :func:`view_state` of the values a view declared, with its page title and link."""
+    kw = {k: values[k] for k in _STATE_ARGS if k in values}
+    extra = {k: v for k, v in values.items() if k not in _STATE_ARGS}
+    return view_state(run, page, **kw, **extra, page_title=PAGE_TITLES.get(page, page), link=link)
+
+
+def default_title(page: str, values: dict, run) -> str:
+    parts = [PAGE_TITLES.get(page, page)]
+    if values.get("image_index") is not None:
+        parts.append(str(run.dataset.images[values["image_index"]].image_id))
+    if values.get("class_index") is not None:
+        parts.append(run.classes[values["class_index"]])
+    parts.append(f"run {run.run_hash}")
+    return " · ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ save control
+def _save(run) -> None:
+    ss = st.session_state
+    ss.pop("_snap_error", None)
+    ss.pop("_snap_saved", None)
+    page = ss.get("_page") or ""
+    try:
+        values, numbers, images = collect()
+        if not numbers["blocks"]:
+            raise SnapshotError(f"the {PAGE_TITLES.get(page, page)} page registered nothing to store")
+        title = str(ss.get("snap_title") or "").strip() or default_title(page, values, run)
+        link = {k: st.query_params.get(k) for k in st.query_params}
+        state = snapshot_state(run, page, values, link)
+        sid = snapshot_store().save(state, title, str(ss.get("snap_note") or ""), numbers=numbers, images=images)
+    except (SnapshotError, OSError, TypeError, ValueError) as exc:
+        ss["_snap_error"] = f"Snapshot not saved: {exc}"
+        return
+    ss["_snap_saved"] = sid
+    ss["snap_title"], ss["snap_note"] = "", ""
+
+
+def save_control(run, where=None) -> None:
+    """The "Save snapshot" popover (title, note, Save) and the outcome of the last save."""
+    where = st.sidebar if where is None else where
+    with where.popover("Save snapshot", icon=":material/photo_camera:", width="stretch",
+                       help="Store this view (its state, numbers and images) with a title and a note; "
+                            "the Snapshots page lists them."):
+        with st.form("snap_form", border=False):
+            st.text_input("Title", key="snap_title", max_chars=200,
+                          placeholder="empty: page, sample, class and run")
+            st.text_area("Note", key="snap_note", max_chars=10_000, height=90)
+            st.form_submit_button("Save", type="primary", icon=":material/save:", on_click=_save, args=(run,),
+                                  key="snap_save", width="stretch")
+        st.caption(f"Stored in {snapshot_store().root}")
+    if st.session_state.get("_snap_error"):
+        where.error(st.session_state["_snap_error"], icon=":material/error:")
+    sid = st.session_state.get("_snap_saved")
+    if sid:
+        where.success(f"Snapshot saved: `{sid}` · [open it]({permalink(sid)})", icon=":material/check_circle:")
+
+
+# ------------------------------------------------------------------------------------------ replay
+def _fmt_metric(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _table(block: dict, key: str) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(block.get("rows") or [], columns=block.get("columns") or [])
+    if block.get("name"):
+        st.markdown(f"**{block['name']}**")
+    if block.get("caption"):
+        st.caption(block["caption"])
+    st.dataframe(df, hide_index=True, key=key)
+
+
+def _numbers(block: dict) -> None:
+    values = block.get("values") or {}
+    if block.get("style") == "json" or not values:
+        st.markdown(f"**{block.get('name', '')}**")
+        st.json(values, expanded=2)
+    else:
+        for col, (k, v) in zip(st.columns(len(values)), values.items()):
+            col.metric(str(k), _fmt_metric(v))
+    if block.get("caption"):
+        st.caption(block["caption"])
+
+
+def _chart(block: dict, key: str) -> None:
+    import plotly.io as pio
+
+    try:
+        fig = pio.from_json(json.dumps(block["figure"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        st.warning(f"Chart {block.get('name')!r} of this snapshot cannot be drawn: {exc}")
+        return
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
+
+def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
+    for start in range(0, len(row), IMAGES_PER_ROW):
+        part = row[start:start + IMAGES_PER_ROW]
+        for col, b in zip(st.columns(len(part)), part):
+            data = images.get(b.get("image"))
+            if data is None:
+                col.warning(f"image {b.get('name')!r} is missing from the snapshot file")
+            else:
+                col.image(data, width="stretch", caption=b.get("caption") or None)
+            for t in under.get(b.get("name"), []):
+                (col.caption if t["kind"] == "caption" else col.markdown)(t["text"])
+
+
+def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") -> None:
+    """Draw stored blocks in their order; consecutive images side by side, each with its named text under it."""
+    blocks = list((numbers or {}).get("blocks") or [])
+    k = 0
+    while k < len(blocks):
+        b = blocks[k]
+        if b.get("kind") == "image":
+            row, under, names = [], {}, set()
+            while k < len(blocks):
+                c = blocks[k]
+                if c.get("kind") == "image":
+                    row.append(c)
+                    names.add(c.get("name"))
+                elif c.get("kind") in ("markdown", "caption") and c.get("name") in names:
+                    under.setdefault(c["name"], []).append(c)
+                else:
+                    break
+                k += 1
+            _image_row(row, images, under)
+            continue
+        kind = b.get("kind")
+        if kind == "markdown":
+            st.markdown(b.get("text", ""))
+        elif kind == "caption":
+            st.caption(b.get("text", ""))
+        elif kind == "table":
+            _table(b, f"{key}_t{k}")
+        elif kind == "numbers":
+            _numbers(b)
+        elif kind == "chart":
+            _chart(b, f"{key}_c{k}")
+        else:
+            st.warning(f"This snapshot holds a block of unknown kind {kind!r} (skipped).")
+        k += 1
+
+
+STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "split": "split",
+                "image_id": "sample", "class": "class", "methods": "methods", "percentile": "heatmap percentile",
+                "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
+
+
+def state_rows(state: dict) -> list[dict]:
+    """The state as (what, value) rows for display (only what the view used)."""
+    rows = []
+    for k, label in STATE_LABELS.items():
+        v = state.get(k)
+        if v is None or v == "" or v == []:
+            continue
+        rows.append({"what": label, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)})
+    model = state.get("model")
+    if model:
+        rows.append({"what": "model", "value": json.dumps(model) if not isinstance(model, str) else model})
+    return rows
+
+
+def render_snapshot(snap: Snapshot) -> None:
+    """A stored view, read-only: title, note, time, state, then the blocks as they were on screen."""
+    s = snap.state
+    st.markdown(f"### {snap.title}")
+    st.caption(f"Snapshot `{snap.id}` · saved {snap.created} (UTC) · {s.get('page_title') or s.get('page')} page "
+               f"of run `{s.get('run_hash')}` · read-only: the stored numbers and images, nothing recomputed")
+    if snap.note:
+        st.markdown(snap.note)
+    left, right = st.columns([2, 3])
+    with left:
+        import pandas as pd
+
+        rows = state_rows(s)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="snap_state")
+    with right:
+        with st.expander("Run configuration at the time"):
+            st.json(s.get("config") or {}, expanded=1)
+        link = s.get("link") or {}
+        if link:
+            st.caption("Live view of these settings (recomputed from the run; the numbers may differ if the run "
+                       "or the library changed since):")
+            st.code("?" + urlencode(link), language=None, wrap_lines=True)
+    st.divider()
+    render_blocks(snap.numbers, snap.images)
