@@ -28,7 +28,7 @@ from surgery_core.quality import heatmap_quality, pointing_point, quality_record
 from surgery_core.runs import BOXES_FILE, Run
 from surgery_core.store import require_within
 
-ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
+ENV_MODEL_LOAD_LOG = "SURGERY_MODEL_LOAD_LOG"
 
 
 # ------------------------------------------------------------------------------------------ opening a run
@@ -46,21 +46,50 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
         return (str(path), "missing")
 
 
+def allowed_roots() -> list[Path]:
+    """Where the dashboard may read datasets and checkpoints named in a text box or a link.
+
+    The configured roots (``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` and ``$SURGERY_DATA_ROOTS``), or,
+    with none configured, the cache folder (demo scenes) and the run store; always the files shipped with
+    the package (real DIOR samples, demo weights) and the paths of the app's default run (the operator's)."""
+    from surgery_core.config import cache_dir
+    from surgery_core.demo.model import WEIGHTS_DIR
+    from surgery_core.engine import SAMPLES_ROOT
+    from surgery_core.store import default_store
+
+    from .state import app_default_config, configured_data_roots
+
+    roots = list(configured_data_roots()) or [cache_dir(), default_store().root]
+    d = app_default_config()
+    operator = [Path(p) for p in (d.data.root, d.data.images, d.model.checkpoint) if p]
+    return roots + [SAMPLES_ROOT, WEIGHTS_DIR] + operator
+
+
 def check_paths(cfg: RunConfig) -> None:
-    """Refuse data and checkpoint paths outside ``$SURGERY_DATA_ROOTS`` (os.pathsep-separated) when it is set:
-    links carry paths, and a shared server should not open whatever a link names."""
-    roots = [r for r in os.environ.get(ENV_DATA_ROOTS, "").split(os.pathsep) if r]
-    if not roots:
-        return
-    for p in (cfg.data.root, cfg.data.images, cfg.model.checkpoint):
-        if p:
+    """Refuse data and checkpoint paths outside :func:`allowed_roots` (symlinks and ``..`` resolved) with a
+    :class:`PathNotAllowedError` naming the path and the roots: links and text boxes carry paths, and a shared
+    server must not open whatever they name. Nothing is read before this passes."""
+    paths = [p for p in (cfg.data.root, cfg.data.images, cfg.model.checkpoint) if p]
+    if paths:
+        roots = allowed_roots()
+        for p in paths:
             require_within(p, roots)
+
+
+def _count_model_load(model_json: str) -> None:
+    """One line per model load in ``$SURGERY_MODEL_LOAD_LOG`` (when set): the load benchmark counts them."""
+    log = os.environ.get(ENV_MODEL_LOAD_LOG)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{time.time():.3f} pid={os.getpid()} {model_json}\n")
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def _model(model_json: str, stamp: tuple):
     """The model, loaded once per process per checkpoint file version."""
-    return resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)))
+    loaded = resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)))
+    _count_model_load(model_json)
+    return loaded
 
 
 @dataclass
@@ -78,7 +107,7 @@ def _slot(run_hash: str, stamp: tuple) -> _Slot:
 def open_run(cfg: RunConfig, area=None) -> Run:
     """The Run of ``cfg``: instantly when open in this process, else loaded (and computed where the store lacks
     grids) with a visible progress bar in ``area`` (a Streamlit container). Paths are checked against
-    ``$SURGERY_DATA_ROOTS`` every time, also for runs another session opened."""
+    the data roots (:func:`check_paths`) every time, also for runs another session opened."""
     check_paths(cfg)
     slot = _slot(cfg.run_hash, checkpoint_stamp(cfg))
     if slot.run is None:

@@ -10,7 +10,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from surgery_core.config import RunConfig
-from surgery_core.errors import SurgeryError
+from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.heatmaps import METHODS
 from surgery_core.prompts import PROMPT_SETS
 from surgery_core.runs import Run
@@ -69,21 +69,39 @@ def _submit() -> None:
         st.session_state["_form_error"] = "; ".join(
             f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         return
+    _accept(cfg)
+
+
+def _accept(cfg: RunConfig) -> bool:
+    """Make ``cfg`` the session's run unless it names a path outside the data roots (then the form says so and
+    the current run stays: nothing of the refused path is opened)."""
+    try:
+        data.check_paths(cfg)
+    except PathNotAllowedError as exc:
+        st.session_state["_form_error"] = _refusal(exc)
+        return False
     st.session_state.pop("_form_error", None)
     state.set_config(cfg)
+    return True
+
+
+def _refusal(exc: PathNotAllowedError) -> str:
+    return (f"**Path refused: `{exc.path}`** is {exc.problem}. The dashboard reads datasets and checkpoints only "
+            "under its data roots (`data_roots` in `$SURGERY_DASHBOARD_CONFIG`, or `$SURGERY_DATA_ROOTS`).")
 
 
 def _pick_recent() -> None:
     meta = st.session_state.get("_recent")
     if meta:
         try:
-            state.set_config(RunConfig.model_validate(meta["config"]))
+            _accept(RunConfig.model_validate(meta["config"]))
         except ValidationError as exc:
             st.session_state["_form_error"] = f"stored run {meta.get('run_hash')} has an unreadable config: {exc}"
     st.session_state["_recent"] = None
 
 
 def _reset() -> None:
+    st.session_state.pop("_form_error", None)
     state.set_config(state.app_default_config())
 
 
@@ -151,6 +169,11 @@ def run_selection(area) -> Run:
               disabled=cfg == state.app_default_config())
     try:
         run = data.open_run(cfg, area)
+    except PathNotAllowedError as exc:  # a link (or the recent-runs list) named a path outside the data roots
+        sb.error(_refusal(exc), icon=":material/block:")
+        area.error(f"**Run {cfg.run_hash} cannot be opened.** {_refusal(exc)}", icon=":material/block:")
+        state.sync_url()
+        st.stop()
     except (SurgeryError, OSError, ValueError) as exc:
         area.error(f"**Run {cfg.run_hash} cannot be opened.** {exc}", icon=":material/error:")
         from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS

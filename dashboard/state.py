@@ -27,6 +27,7 @@ import streamlit as st
 from surgery_core.config import RunConfig
 
 ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
+ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
 MAX_CONFIG_BYTES = 64 * 1024
 
 
@@ -59,17 +60,40 @@ def decode_config(text: str | None) -> RunConfig:
 def app_default_config() -> RunConfig:
     """The run the app opens with no ``run`` parameter: ``$SURGERY_DASHBOARD_CONFIG`` (JSON text or a JSON
     file) when set, else ``RunConfig()`` (the demo run)."""
-    return _config_from_spec(os.environ.get(ENV_DEFAULT_CONFIG, "").strip())
+    return _dashboard_config(os.environ.get(ENV_DEFAULT_CONFIG, "").strip())[0]
+
+
+def configured_data_roots() -> tuple[Path, ...]:
+    """The data roots the operator configured: ``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` (relative ones
+    from the config file's folder) and ``$SURGERY_DATA_ROOTS`` (os.pathsep-separated); () when neither."""
+    env = tuple(Path(r).expanduser() for r in os.environ.get(ENV_DATA_ROOTS, "").split(os.pathsep) if r.strip())
+    return _dashboard_config(os.environ.get(ENV_DEFAULT_CONFIG, "").strip())[1] + env
+
+
+@lru_cache(maxsize=8)
+def _dashboard_config(spec: str) -> tuple[RunConfig, tuple[Path, ...]]:
+    """The dashboard configuration: a RunConfig document (JSON text or a JSON file) plus an optional
+    dashboard-only ``data_roots`` list, which is not part of the run (nor of its hash)."""
+    if not spec:
+        return RunConfig(), ()
+    if spec.startswith("{"):
+        text, base = spec, Path.cwd()
+    else:
+        path = Path(spec).expanduser()
+        text, base = path.read_text(), path.resolve().parent
+    doc = json.loads(text)
+    roots = doc.pop("data_roots", None) if isinstance(doc, dict) else None
+    if roots is None:
+        roots = []
+    if isinstance(roots, str) or not all(isinstance(r, str) and r.strip() for r in roots):
+        raise ValueError(f"{ENV_DEFAULT_CONFIG}: data_roots must be a list of folder paths, got {roots!r}")
+    return RunConfig.model_validate(doc), tuple(base / Path(r).expanduser() for r in roots)
 
 
 @lru_cache(maxsize=64)
 def _config_from_spec(spec: str) -> RunConfig:
-    """A RunConfig from JSON text or a JSON file path ("" = the default); frozen, so safe to share."""
-    if not spec:
-        return RunConfig()
-    if spec.startswith("{"):
-        return RunConfig.model_validate_json(spec)
-    return RunConfig.from_file(Path(spec).expanduser())
+    """A RunConfig from JSON text (a session's run); frozen, so safe to share."""
+    return RunConfig.model_validate_json(spec)
 
 
 def current_config() -> RunConfig:

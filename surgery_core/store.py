@@ -130,7 +130,9 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
         r = Path(root).expanduser().resolve()
         if resolved == r or r in resolved.parents:
             return resolved
-    raise PathNotAllowedError(path, "outside the configured data roots (" + ", ".join(str(r) for r in roots) + ")")
+    where = "" if str(resolved) == str(path) else f" (resolves to {resolved})"
+    allowed = ", ".join(str(Path(r).expanduser().resolve()) for r in roots) or "none"
+    raise PathNotAllowedError(path, f"outside the configured data roots{where}; allowed roots: {allowed}")
 
 
 __all__ = ["RunStore", "default_store", "atomic_write_bytes", "atomic_write_text", "write_json",
