@@ -1,2 +1,2 @@
-"""The Streamlit dashboard: ``streamlit run dashboard/app.py`` (pages call :mod:`surgery_core`, no numerics here
-beyond the few per-pair tables of :mod:`dashboard.data`)."""
+"""The Streamlit dashboard: ``streamlit run dashboard/app.py`` (pages call :mod:`surgery_core`, no numerics and no
+drawing here: per-pair tables are :mod:`surgery_core.pairs`, pictures :mod:`surgery_core.drawing`)."""

@@ -1,7 +1,7 @@
-"""The run a session looks at, opened once per process, and the few per-pair tables the library lacks.
+"""The run a session looks at, opened once per process, and the per-pair tables cached per session settings.
 
-Everything numeric comes from :mod:`surgery_core`. The functions under "per-pair tables" only gather library
-results per (image, class) pair for browsing and drawing (candidates to move into ``surgery_core``).
+Everything numeric comes from :mod:`surgery_core`; the functions under "per-pair tables" are Streamlit caches
+around :mod:`surgery_core.pairs` (results gathered per (image, class) pair for browsing and drawing).
 """
 
 from __future__ import annotations
@@ -13,18 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
+from surgery_core import pairs
 from surgery_core.ap import COCO_IOUS, APResult
 from surgery_core.config import ModelConfig, RunConfig
-from surgery_core.detections import Detections
 from surgery_core.engine import resolve_model
-from surgery_core.evaluation import box_params_for
-from surgery_core.maps import working_map
-from surgery_core.matching import match_detections
-from surgery_core.quality import heatmap_quality, pointing_point, quality_records
 from surgery_core.runs import BOXES_FILE, Run
 from surgery_core.store import require_within
 
@@ -189,97 +184,28 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables
+# The numbers are :mod:`surgery_core.pairs`; here they are only cached per run key and settings.
+PanelInfo = pairs.Panel
+ap_table = pairs.ap_table
+
+
 @st.cache_data(max_entries=32, show_spinner="Pointing game per sample and class (once per run and method)…")
 def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
-    """Per (image, class) pair with ground truth: pointing-game hit, energy share, GT response (raw similarity),
-    from :func:`surgery_core.quality.quality_records` (no percentile-dependent figures)."""
-    recs = quality_records(_run.grids.grids[method], _run.image_sizes(), _run.gt, _run.cfg.boxes, (),
-                           image_ids=_run.grids.rows)
-    return pd.DataFrame({
-        "image": [r.image for r in recs], "class_id": [r.class_id for r in recs],
-        "pointing_hit": [r.pointing_hit for r in recs], "energy": [r.energy for r in recs],
-        "gt_mean": [r.gt_mean for r in recs], "gt_max": [r.gt_max for r in recs],
-    })
+    """:func:`surgery_core.pairs.pair_quality`, cached per run key and method."""
+    return pairs.pair_quality(_run, method)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: float, _run: Run) -> pd.DataFrame:
-    """Per (image, class) pair with ground truth, for one method: GT count, detections, true positives at ``iou``
-    (greedy matching over the whole run, as AP scores them), best IoU of any detection, pointing-game hit.
-
-    Columns: image (dataset index), image_id, class_id, class, n_gt, n_det, n_tp, best_iou, pointing_hit, energy.
-    """
+    """:func:`surgery_core.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
+    settings, with the cached :func:`pair_quality`."""
     ensure(_run, "boxes")
-    gt = _run.gt
-    k = len(_run.classes)
-    det = match_detections(gt, _run.detections(method, protocol, float(percentile)), float(iou))
-    gpair, n_gt = np.unique(gt.image * k + gt.class_id, return_counts=True)
-    dpair = det.image * k + det.class_id
-    pos = np.searchsorted(gpair, dpair)
-    ok = (pos < len(gpair)) & (gpair[np.minimum(pos, len(gpair) - 1)] == dpair)
-    n_det = np.bincount(pos[ok], minlength=len(gpair))
-    n_tp = np.bincount(pos[ok], weights=det.extra["tp"][ok].astype(float), minlength=len(gpair)).astype(int)
-    best = np.zeros(len(gpair))
-    np.maximum.at(best, pos[ok], det.extra["iou"][ok])
-    images, classes = gpair // k, gpair % k
-    df = pd.DataFrame({
-        "image": images, "image_id": [_run.dataset.images[i].image_id for i in images], "class_id": classes,
-        "class": [_run.classes[c] for c in classes], "n_gt": n_gt, "n_det": n_det, "n_tp": n_tp, "best_iou": best,
-    })
-    q = pair_quality(key, method, _run)[["image", "class_id", "pointing_hit", "energy"]]
-    return df.merge(q, on=["image", "class_id"], how="left")
-
-
-@dataclass
-class PanelInfo:
-    """One method's view of one image and class: boxes with their labels, and the heatmap's figures."""
-
-    method: str
-    map01: np.ndarray  # normalised grid upsampled to the image size (what is drawn)
-    grid: np.ndarray  # raw similarity grid
-    det: Detections  # boxes with extra tp / iou
-    point: tuple[float, float]  # pointing-game point, original px
-    pointing_hit: bool | None  # None: no GT of the class in the image
-    energy: float | None
-    best_iou: float | None
+    return pairs.pair_outcomes(_run, method, protocol, percentile, iou, quality=pair_quality(key, method, _run))
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
 def panel(key: str, method: str, image: int, cls: int, percentile: float, protocol: str, iou: float,
-          _run: Run) -> PanelInfo:
-    """Everything the Compare page draws for one method (boxes live at any percentile, as the library cuts them).
-    Cached per run key and settings (read-only: callers must not modify it)."""
-    run = _run
-    rec = run.dataset.images[image]
-    params = box_params_for(run.cfg, protocol).model_copy(update={"percentile": float(percentile)})
-    grid = run.grid(method, image, cls)
-    xyxy, score = run.boxes_for(method, image, cls, percentile, protocol)
-    n = len(score)
-    det = Detections(xyxy, score, np.full(n, cls), np.full(n, image))
-    sel = rec.labels == cls
-    gt = Detections(rec.xyxy[sel], np.ones(int(sel.sum())), np.full(int(sel.sum()), cls),
-                    np.full(int(sel.sum()), image))
-    det = match_detections(gt, det, float(iou))
-    wmap = working_map(grid, rec.width, rec.height, params.box_resolution)
-    point = pointing_point(wmap, rec.width, rec.height, params.box_resolution)
-    hit = energy = best = None
-    if sel.any():
-        q = heatmap_quality(grid, rec.width, rec.height, rec.xyxy[sel], params, (float(percentile),))
-        hit, energy, best = q.pointing_hit, q.energy, q.best_iou[0]
-    return PanelInfo(method, working_map(grid, rec.width, rec.height, None), grid, det, point, hit, energy, best)
-
-
-def ap_table(results: dict[str, APResult], classes: tuple[str, ...]) -> pd.DataFrame:
-    """Classes x methods AP table (fractions) with GT and detection counts, and an ``mAP`` row last."""
-    methods = list(results)
-    first = results[methods[0]]
-    df = pd.DataFrame({"class": list(classes), "GT": first.n_gt.astype(int)})
-    for m in methods:
-        df[m] = results[m].per_class_ap
-    for m in methods:
-        df[f"det {m}"] = results[m].n_det.astype(int)
-    df = df[df["GT"] > 0].reset_index(drop=True)
-    row = {"class": "mAP", "GT": int(first.n_gt.sum())}
-    row.update({m: results[m].mAP for m in methods})
-    row.update({f"det {m}": int(results[m].n_det.sum()) for m in methods})
-    return pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+          _run: Run) -> pairs.Panel:
+    """:func:`surgery_core.pairs.panel`, cached per run key and settings (read-only: callers must not modify
+    it)."""
+    return pairs.panel(_run, method, image, cls, percentile, protocol, iou)

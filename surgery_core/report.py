@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .drawing import encode_png, three_column
+from .drawing import det_labels, encode_png, three_column
 from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
 from .heatmaps import METHODS
 from .maps import working_map
@@ -66,8 +66,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     det = Detections(xyxy, score, np.full(len(score), class_index), np.zeros(len(score), np.int64))
     gtd = Detections(gt, np.ones(len(gt)), np.full(len(gt), class_index), np.zeros(len(gt), np.int64))
     matched = match_detections(gtd, det, iou)
-    labels = [f"{s:.2f} IoU {u:.2f} {'TP' if t else 'FP'}"
-              for s, u, t in zip(matched.score, matched.extra["iou"], matched.extra["tp"])]
+    labels = det_labels(matched.score, matched.extra["iou"], matched.extra["tp"], compact=False)
     wmap = working_map(run.grid(method, image_index, class_index), rec.width, rec.height, None)
     cls = run.classes[class_index]
     titles = (f"{rec.image_id}: {cls} (ground truth)", f"{method}: heatmap of '{cls}'",

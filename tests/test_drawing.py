@@ -1,0 +1,115 @@
+"""The seed's views as :mod:`surgery_core.drawing` draws them for the report, the shared HTML and the dashboard:
+checked on pixels (where boxes, labels, the point and the heatmap land, and in which colour)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from surgery_core import drawing
+from surgery_core.drawing import GREEN, RED
+
+
+def grey(h=200, w=300, v=128) -> np.ndarray:
+    return np.full((h, w, 3), v, np.uint8)
+
+
+def is_colour(px, colour, tol=40) -> bool:
+    return bool(np.abs(px.astype(int) - np.asarray(colour)).max() <= tol)
+
+
+def test_fit_scales_the_longer_side():
+    img, s = drawing.fit(grey(200, 300), 150)
+    assert img.shape == (100, 150, 3) and s == pytest.approx(0.5)
+    img, s = drawing.fit(grey(200, 300), None)
+    assert img.shape == (200, 300, 3) and s == 1.0
+
+
+def test_overlay_is_jet_blended_with_the_given_opacity():
+    image = grey()
+    m = np.zeros((4, 6), np.float32)
+    m[0, 0] = 1.0  # hot corner, cold elsewhere
+    np.testing.assert_array_equal(drawing.overlay(image, m, 0.0), image)
+    full = drawing.overlay(image, m, 1.0)
+    assert full[0, 0, 0] > 100 and full[0, 0, 2] < 30  # jet: high is (dark) red
+    assert full[-1, -1, 2] > 100 and full[-1, -1, 0] < 30  # low is (dark) blue
+    half = drawing.overlay(image, m, 0.5).astype(int)
+    assert np.abs(half - (full.astype(int) + 128) / 2).max() <= 1
+
+
+def test_gt_solid_predictions_dashed_with_labels():
+    img = grey()
+    drawing.draw_boxes(img, np.array([[50, 60, 150, 160]]), GREEN)
+    top = img[60, 50:150]
+    assert all(is_colour(px, GREEN) for px in top[2:-2])  # solid edge
+    assert is_colour(img[110, 100], (128, 128, 128), 0)  # inside untouched
+    img = grey()
+    drawing.draw_boxes(img, np.array([[50, 60, 250, 160]]), RED, dashed=True, labels=[".62 .41 TP"])
+    edge = [is_colour(px, RED) for px in img[160 - 1, 55:245]]
+    assert any(edge) and not all(edge)  # dashes and gaps along the bottom edge
+    label = img[40:59, 50:120]  # the label sits above the box: a red fill with white text
+    assert (np.abs(label.astype(int) - RED).max(axis=2) <= 40).sum() > 300
+    assert (label.min(axis=2) > 200).sum() > 20
+
+
+def test_boxes_are_scaled_to_the_display_size():
+    img, s = drawing.fit(grey(400, 600), 300)
+    drawing.draw_boxes(img, np.array([[100, 100, 300, 300]]), GREEN, scale=s)
+    assert is_colour(img[50, 100], GREEN) and is_colour(img[100, 50], GREEN)
+    assert not is_colour(img[100, 100], GREEN)
+
+
+@pytest.mark.parametrize("hit,ring", [(True, GREEN), (False, RED), (None, (255, 255, 255))])
+def test_pointing_point_ring_colour(hit, ring):
+    img = grey(320, 320)
+    drawing.draw_point(img, (100, 100), hit)
+    r = max(5, 320 // 32)
+    assert any(is_colour(img[y, 100], ring, 40) for y in range(100 - r - 2, 100 - r + 3))  # the ring above it
+
+
+def test_det_labels():
+    s, i, t = np.array([0.625, 1.0]), np.array([0.41, 0.0]), np.array([True, False])
+    assert drawing.det_labels(s, i, t) == [".62 .41 TP", "1.00 .00 FP"]
+    assert drawing.det_labels(s, i, t, compact=False) == ["0.62 IoU 0.41 TP", "1.00 IoU 0.00 FP"]
+
+
+def test_method_view_draws_every_layer():
+    image = grey(400, 400)
+    m = np.zeros((8, 8), np.float32)
+    gt, det = np.array([[40, 40, 200, 200]]), np.array([[220, 220, 380, 380]])
+    view = drawing.method_view(image, m, gt, det, [".50 .00 FP"], (300, 100), False, 0.5, side=200)
+    assert view.shape == (200, 200, 3)
+    assert is_colour(view[20, 60], GREEN)  # GT at half scale
+    assert any(is_colour(px, RED) for px in view[110, 112:188])  # a dash of the prediction's top edge
+    assert int(view[150, 50, 2]) > int(view[150, 50, 0]) + 40  # cold map: blue tint
+    r = max(5, 200 // 32)
+    assert any(is_colour(view[y, 150], RED, 40) for y in range(50 - r - 2, 50 - r + 3))  # miss ring at (300, 100) / 2
+    bare = drawing.method_view(image, m, gt, det, alpha=0.0, side=200)
+    assert is_colour(bare[150, 50], (128, 128, 128), 0)  # no heatmap at opacity 0
+
+
+def test_gt_view_other_classes_white():
+    view = drawing.gt_view(grey(), np.array([[10, 10, 100, 100]]), np.array([[150, 20, 280, 180]]))
+    assert is_colour(view[10, 50], GREEN) and is_colour(view[20, 200], drawing.OTHER)
+
+
+def test_three_column_layout():
+    image = grey(120, 160)
+    fig = drawing.three_column(image, np.array([[10, 30, 80, 100]]), np.ones((4, 4), np.float32),
+                               np.array([[90, 30, 150, 100]]), ["0.90 IoU 0.00 FP"])
+    assert fig.shape == (120 + 22, 3 * 160 + 12, 3)
+    body = fig[22:]
+    left, mid, right = body[:, :160], body[:, 166:326], body[:, 332:]
+    assert is_colour(left[30, 40], GREEN) and not any(is_colour(px, RED) for px in left[30, 95:145])
+    assert int(mid[60, 80, 0]) > int(mid[60, 80, 2]) + 40  # hot map everywhere: red tint
+    assert is_colour(right[30, 40], GREEN) and any(is_colour(px, RED) for px in right[99, 92:148])
+
+
+def test_encoders_round_trip():
+    img = drawing.method_view(grey(), np.random.default_rng(0).random((7, 7)).astype(np.float32),
+                              np.array([[10, 10, 90, 90]]), np.zeros((0, 4)))
+    png = cv2.cvtColor(cv2.imdecode(np.frombuffer(drawing.encode_png(img, 6), np.uint8), 1), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(png, img)
+    jpg = cv2.cvtColor(cv2.imdecode(np.frombuffer(drawing.encode_jpg(img), np.uint8), 1), cv2.COLOR_BGR2RGB)
+    assert np.abs(jpg.astype(int) - img).mean() < 3
