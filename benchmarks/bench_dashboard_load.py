@@ -227,8 +227,13 @@ def toggle(pg, key: str):
     return click
 
 
-async def session(browser, url: str, n: int, deadline: float, stats: Stats, timeout: float, seed: int) -> None:
+async def session(browser, url: str, n: int, deadline: float, stats: Stats, timeout: float, seed: int,
+                  think: float = 0.0) -> None:
     rng = random.Random(seed)
+
+    async def pause():  # a user looks at the result before the next change (0: back to back, a stress test)
+        if think > 0:
+            await asyncio.sleep(think * rng.uniform(0.5, 1.5))
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = await ctx.new_page()
     pg.set_default_timeout(timeout * 1000)
@@ -247,16 +252,19 @@ async def session(browser, url: str, n: int, deadline: float, stats: Stats, time
                 if time.monotonic() >= deadline:
                     break
                 await interact(pg, watch, lambda p=page: nav(pg, p), "navigate", f"{where} {page}", stats, timeout)
+                await pause()
                 for kind, key in controls:
                     if time.monotonic() >= deadline:
                         break
                     act = slider(pg, key, rng) if kind == "slider" else toggle(pg, key)
                     await interact(pg, watch, act, kind, f"{where} {page}/{key}", stats, timeout)
+                    await pause()
     finally:
         await ctx.close()
 
 
-async def drive(url: str, sessions: int, duration: float, timeout: float) -> tuple[Stats, Stats, float]:
+async def drive(url: str, sessions: int, duration: float, timeout: float, think: float = 0.0
+                ) -> tuple[Stats, Stats, float]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -275,7 +283,7 @@ async def drive(url: str, sessions: int, duration: float, timeout: float) -> tup
         warm_s = time.monotonic() - t0
         stats = Stats()
         deadline = time.monotonic() + duration
-        await asyncio.gather(*(session(browser, url, i, deadline, stats, timeout, i) for i in range(sessions)))
+        await asyncio.gather(*(session(browser, url, i, deadline, stats, timeout, i, think) for i in range(sessions)))
         await browser.close()
     return warm, stats, warm_s
 
@@ -291,6 +299,8 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load after warm-up")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before an interaction counts as failed")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="seconds a session waits after each interaction (uniform 0.5x-1.5x; 0 = back to back)")
     ap.add_argument("--limit", type=int, default=None, help="first N scenes of the demo test split (default: all)")
     ap.add_argument("--cache", default=None, help="cache/run store folder to use and keep (default: a fresh "
                                                   "temporary folder, removed afterwards)")
@@ -311,7 +321,7 @@ def main() -> None:
     sampler = MemorySampler(proc.pid)
     sampler.start()
     try:
-        warm, stats, warm_s = asyncio.run(drive(url, args.sessions, args.duration, args.timeout))
+        warm, stats, warm_s = asyncio.run(drive(url, args.sessions, args.duration, args.timeout, args.think))
     finally:
         sampler.stop_.set()
         sampler.join()
@@ -327,7 +337,8 @@ def main() -> None:
     errors = warm.errors + stats.errors
 
     print(f"\nDashboard load: {args.sessions} sessions x {args.duration:g} s on run {run_hash} "
-          f"({os.cpu_count()} CPUs; load average before {load_before[0]:.2f}, after {load_after[0]:.2f})")
+          f"({os.cpu_count()} CPUs, {args.think:g} s think time; load average before {load_before[0]:.2f}, "
+          f"after {load_after[0]:.2f})")
     print(f"warm-up (1 session, every page): {warm_s:.1f} s")
     print(f"interactions: {stats.interactions} finished ({stats.interactions / args.duration:.2f}/s)")
     print(f"errors: {len(errors)}")
