@@ -45,6 +45,7 @@ if name == "snapshots":  # stored views open from their files alone: no run is o
     state.sync_url(name)
     st.stop()
 run = sidebar.run_selection(top)
+widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short
 widgets.banner(run)
 state.sync_url(name)
 page.run()

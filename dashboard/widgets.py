@@ -122,9 +122,7 @@ def settle_heap() -> None:
 
 
 def banner(run: Run) -> None:
-    """Warnings that must not be missed: the model cannot read the data; the link's run changed. (Also settles
-    the heap once per process: the frame calls this on every page, right after the run is open.)"""
-    settle_heap()
+    """Warnings that must not be missed: the model cannot read the data; the link's run changed."""
     if run.model_note:
         st.error(f"**Model/data mismatch.** {run.model_note}", icon=":material/warning:")
     for note in st.session_state.get("_url_notes", []):
