@@ -62,7 +62,7 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
     cls = at.selectbox(key="cls").value
     live_md, live_caps, live_images = markdown(at), captions(at), image_urls(at)
     prob_line = next(m.value for m in at.markdown if "p(" in m.value)
-    panel_lines = [m.value for m in at.markdown if "boxes," in m.value]
+    panel_lines = [m.value for m in at.markdown if re.search(r"\d+ box(es)?, \d+ TP", m.value)]
     assert len(panel_lines) == len(test_run.cfg.methods)
 
     meta = save(at, "Compare check", "why this sample\nsecond line")

@@ -91,7 +91,8 @@ def view() -> None:
         d = info.det
         hit = ("—" if info.pointing_hit is None else
                (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-        col.markdown(snapshot_ui.shown_markdown(f"**{m}** {hit}  \n{len(d)} boxes, {int(d.extra['tp'].sum())} TP"
+        col.markdown(snapshot_ui.shown_markdown(f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, "
+                                                f"{int(d.extra['tp'].sum())} TP"
                      + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
                         else " · class absent"), m))
         col.caption(widgets.METHODS[m].description)
