@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,18 +39,80 @@ def demo_env(tmp_path_factory) -> dict:
     return {**os.environ, "SURGERY_CACHE": str(cache), "SURGERY_STORE": str(cache / "store")}
 
 
+@contextmanager
+def environ(values: dict[str, str], also: tuple[str, ...] = ()):
+    """Set ``values`` in ``os.environ``; afterwards restore those keys and ``also`` (keys set meanwhile) to what
+    they were, absent included."""
+    saved = {k: os.environ.get(k) for k in (*values, *also)}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(demo_env):
     """Keep this process's generated data and run store out of the user's home too."""
-    old = {k: os.environ.get(k) for k in ("SURGERY_CACHE", "SURGERY_STORE")}
-    os.environ["SURGERY_CACHE"] = demo_env["SURGERY_CACHE"]
-    os.environ["SURGERY_STORE"] = demo_env["SURGERY_STORE"]
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ({k: demo_env[k] for k in ("SURGERY_CACHE", "SURGERY_STORE")}):
+        yield
+
+
+# ------------------------------------------------------------------------------------ dashboard tests
+DASHBOARD_LIMIT = 40  # scenes of the demo test split used by the dashboard tests
+
+
+def _dashboard_config(base: Path):
+    """The run the dashboard tests open: the shipped demo weights if present, else a random checkpoint in
+    ``base`` (its heatmaps mean nothing; the app must work anyway)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from surgery_core.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
+    from surgery_core.models import load_model
+
+    data = DataConfig(limit=DASHBOARD_LIMIT)
+    if DEMO_WEIGHTS.is_file():
+        return RunConfig(data=data)
+    ckpt = base / "random-demo.safetensors"
+    if not ckpt.is_file():
+        torch.manual_seed(0)
+        model = load_model(DEMO_ARCH).model
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    return RunConfig(data=data, model=ModelConfig(checkpoint=str(ckpt)))
+
+
+@pytest.fixture(scope="session")
+def dashboard_env(tmp_path_factory) -> dict[str, str]:
+    """Environment of the dashboard tests (also set in ``os.environ`` for in-process AppTests), with the test
+    run computed once per session: grids, boxes, AP tables, sweep and quality are in its store before any app
+    test runs. Defined here, once, so every dashboard test module shares the one run."""
+    base = tmp_path_factory.getbasetemp() / "dashboard"
+    base.mkdir(exist_ok=True)
+    env = {"SURGERY_CACHE": str(base / "cache"), "SURGERY_STORE": str(base / "store")}
+    with environ(env, also=("SURGERY_DASHBOARD_CONFIG",)):
+        from surgery_core.runs import Run
+
+        cfg = _dashboard_config(base)
+        run = Run.open(cfg)
+        run.boxes, run.ap_tables(), run.sweep(), run.quality()
+        env["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()
+        os.environ.update(env)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def test_run(dashboard_env):
+    """The dashboard tests' run, opened from the store :func:`dashboard_env` filled."""
+    from surgery_core.config import RunConfig
+    from surgery_core.runs import Run
+
+    return Run.open(RunConfig.model_validate_json(dashboard_env["SURGERY_DASHBOARD_CONFIG"]))
 
 
 @pytest.fixture(scope="session")

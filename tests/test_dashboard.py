@@ -1,7 +1,7 @@
 """The Streamlit dashboard through ``streamlit.testing.v1.AppTest``: every page, the main interactions, permalinks.
 
-The app runs on a small demo run (the first LIMIT test scenes): the shipped demo weights when present, else a
-random-weight checkpoint written to a temporary folder (its heatmaps mean nothing; the app must work anyway).
+The app runs on a small demo run, the fixtures ``dashboard_env`` and ``test_run`` of ``conftest.py`` (the first
+``DASHBOARD_LIMIT`` test scenes; the shipped demo weights when present, else a random-weight checkpoint).
 ``SURGERY_CACHE``/``SURGERY_STORE`` point into pytest's temporary folder, so nothing is written to ``~``.
 """
 
@@ -17,63 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboard" / "app.py")
-LIMIT = 40  # scenes of the demo test split used by the dashboard tests
 PAGES = ("browse", "compare", "ap", "sweep", "quality", "run")
-_ENV_KEYS = ("SURGERY_CACHE", "SURGERY_STORE", "SURGERY_DASHBOARD_CONFIG")
-
-
-def _dashboard_config(base: Path):
-    """The run the tests open: the shipped demo weights if present, else a random checkpoint in ``base``."""
-    import torch
-    from safetensors.torch import save_file
-
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
-    from surgery_core.demo.model import DEMO_WEIGHTS
-    from surgery_core.models import load_model
-
-    data = DataConfig(limit=LIMIT)
-    if DEMO_WEIGHTS.is_file():
-        return RunConfig(data=data)
-    ckpt = base / "random-demo.safetensors"
-    if not ckpt.is_file():
-        torch.manual_seed(0)
-        model = load_model("Demo-ViT-32").model
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-    return RunConfig(data=data, model=ModelConfig(checkpoint=str(ckpt)))
-
-
-@pytest.fixture(scope="session")
-def dashboard_env(tmp_path_factory) -> dict[str, str]:
-    """Environment of the dashboard tests (also set in ``os.environ`` for in-process AppTests), with the test
-    run computed once: grids, boxes, AP tables, sweep and quality are in its store before any app test runs."""
-    base = tmp_path_factory.getbasetemp() / "dashboard"
-    base.mkdir(exist_ok=True)
-    env = {"SURGERY_CACHE": str(base / "cache"), "SURGERY_STORE": str(base / "store")}
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
-    os.environ.update(env)
-    from surgery_core.runs import Run
-
-    cfg = _dashboard_config(base)
-    run = Run.open(cfg)
-    run.boxes, run.ap_tables(), run.sweep(), run.quality()
-    env["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(scope="session")
-def test_run(dashboard_env):
-    from surgery_core.config import RunConfig
-    from surgery_core.runs import Run
-
-    return Run.open(RunConfig.model_validate_json(dashboard_env["SURGERY_DASHBOARD_CONFIG"]))
-
-
 def app(query: dict | None = None):
     from streamlit.testing.v1 import AppTest
 

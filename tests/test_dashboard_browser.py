@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_dashboard import APP, PAGES, REPO, dashboard_env, test_run  # noqa: F401  (shared session fixtures)
+from test_dashboard import APP, PAGES, REPO
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(dashboard_env, tmp_path_factory):  # noqa: F811
+def server(dashboard_env, tmp_path_factory):
     if not CHROMIUM.is_file():
         pytest.skip("headless browser test needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium)")
     port = _free_port()
@@ -95,7 +95,7 @@ def one(pg, selector: str, **kw):
     return loc.first
 
 
-def test_every_page_opens_without_exception(server, page, test_run, tmp_path):  # noqa: F811
+def test_every_page_opens_without_exception(server, page, test_run, tmp_path):
     for name in PAGES:
         page.goto(f"{server}/{'' if name == 'browse' else name}")
         settle(page)
@@ -108,7 +108,7 @@ def test_every_page_opens_without_exception(server, page, test_run, tmp_path):  
     assert page.locator('[data-testid="stImage"]').count() == 24
 
 
-def test_controls_redraw_in_the_browser(server, page, test_run):  # noqa: F811
+def test_controls_redraw_in_the_browser(server, page, test_run):
     ids = [test_run.dataset.images[i].image_id for i in test_run.grids.rows]
     page.goto(f"{server}/compare")
     settle(page)
@@ -134,7 +134,7 @@ def test_controls_redraw_in_the_browser(server, page, test_run):  # noqa: F811
     assert "protocol open" in page.locator('[data-testid="stMain"]').inner_text()
 
 
-def test_browse_opens_a_sample_in_compare(server, page, test_run):  # noqa: F811
+def test_browse_opens_a_sample_in_compare(server, page, test_run):
     page.goto(f"{server}/")
     settle(page)
     button = page.locator('[class*="st-key-open_"] button').nth(2)
@@ -144,7 +144,7 @@ def test_browse_opens_a_sample_in_compare(server, page, test_run):  # noqa: F811
     settle(page)
 
 
-def test_pasted_link_opens_the_same_view(server, page, test_run):  # noqa: F811
+def test_pasted_link_opens_the_same_view(server, page, test_run):
     ids = [test_run.dataset.images[i].image_id for i in test_run.grids.rows]
     page.goto(f"{server}/?page=compare&sample={ids[3]}&p=75&iou=0.3&methods=standard,vv_mixed")
     settle(page)

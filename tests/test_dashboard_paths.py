@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from test_dashboard import app, dashboard_env, ok, test_run  # noqa: F401  (shared session fixtures and helpers)
+from test_dashboard import app, ok
 
 
 @pytest.fixture()
-def roots(tmp_path, test_run):  # noqa: F811
+def roots(tmp_path, test_run):
     """``allowed/`` (the one data root) and ``outside/`` beside it, each holding a copy of the test checkpoint."""
     from surgery_core.demo.model import DEMO_WEIGHTS
 
@@ -45,7 +45,7 @@ def _submit(at, **fields):
     return at.get("form_submit_button")[0].click().run()
 
 
-def _assert_refused(at, path: str, allowed: Path, test_run, before: set[str]) -> str:  # noqa: F811
+def _assert_refused(at, path: str, allowed: Path, test_run, before: set[str]) -> str:
     """The sidebar names the refused path and the allowed roots; the session keeps its run; nothing was opened."""
     assert not at.exception, [e.message for e in at.exception]
     msgs = [e.value for e in at.sidebar.error]
@@ -58,7 +58,7 @@ def _assert_refused(at, path: str, allowed: Path, test_run, before: set[str]) ->
     return refusal[0]
 
 
-def test_dotdot_escaping_a_root_is_refused(dashboard_env, test_run, roots, monkeypatch):  # noqa: F811
+def test_dotdot_escaping_a_root_is_refused(dashboard_env, test_run, roots, monkeypatch):
     allowed, outside = roots
     monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
     before = _stored_runs()
@@ -70,7 +70,7 @@ def test_dotdot_escaping_a_root_is_refused(dashboard_env, test_run, roots, monke
     assert f"resolves to {outside}" in msg
 
 
-def test_absolute_path_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):  # noqa: F811
+def test_absolute_path_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):
     allowed, outside = roots
     monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
     before = _stored_runs()
@@ -81,7 +81,7 @@ def test_absolute_path_outside_is_refused(dashboard_env, test_run, roots, monkey
     assert at.text_input(key="f_ckpt").value == path
 
 
-def test_symlink_inside_a_root_pointing_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):  # noqa: F811
+def test_symlink_inside_a_root_pointing_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):
     allowed, outside = roots
     (allowed / "models").symlink_to(outside, target_is_directory=True)
     monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
@@ -92,7 +92,7 @@ def test_symlink_inside_a_root_pointing_outside_is_refused(dashboard_env, test_r
     assert f"resolves to {outside / 'model.safetensors'}" in msg
 
 
-def test_permalink_naming_an_outside_checkpoint_is_refused(dashboard_env, test_run, roots, monkeypatch):  # noqa: F811
+def test_permalink_naming_an_outside_checkpoint_is_refused(dashboard_env, test_run, roots, monkeypatch):
     from dashboard.state import encode_config
 
     allowed, outside = roots
@@ -109,7 +109,7 @@ def test_permalink_naming_an_outside_checkpoint_is_refused(dashboard_env, test_r
     assert _stored_runs() == before  # the run of the link was never opened
 
 
-def test_path_inside_a_root_from_the_dashboard_config_opens(dashboard_env, test_run, roots, monkeypatch):  # noqa: F811
+def test_path_inside_a_root_from_the_dashboard_config_opens(dashboard_env, test_run, roots, monkeypatch):
     """``data_roots`` in the dashboard configuration (relative to the config file) admits a checkpoint inside;
     it is not part of the run, so the default run keeps its hash."""
     allowed, outside = roots
@@ -135,7 +135,7 @@ def test_path_inside_a_root_from_the_dashboard_config_opens(dashboard_env, test_
     assert at.query_params["h"] == new.run_hash
 
 
-def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatch):  # noqa: F811
+def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatch):
     """Nothing configured: the cache (demo scenes), the run store, the shipped samples and demo weights, and the
     paths of the app's default run are allowed; anything else is refused."""
     from dashboard.data import allowed_roots, check_paths

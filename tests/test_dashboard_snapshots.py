@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_dashboard import app, dashboard_env, goto, markdown, ok, test_run  # noqa: F401  (fixtures)
+from test_dashboard import app, goto, markdown, ok
 
 ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
 
