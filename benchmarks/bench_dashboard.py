@@ -125,34 +125,21 @@ def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
     "protocol" and "next sample" are clicks; "percentile" is a key press on the slider, which Streamlit sends
     after its slider debounce (about 200 ms of the figure is that debounce)."""
     import re
-    import socket
-    import subprocess
-    import urllib.request
 
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-                             "--server.headless", "true"], cwd=REPO, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from dashboard import serving
+
+    proc, base = serving.start({**os.environ, **env})
     idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
     out: dict[str, list[float]] = {}
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                  args=["--headless", "--no-sandbox", "--disable-gpu"])
+            b = p.chromium.launch(executable_path=str(serving.CHROMIUM), args=serving.CHROMIUM_ARGS)
             pg = b.new_page(viewport={"width": 1500, "height": 1000})
             pg.set_default_timeout(600_000)
             pg.add_init_script(WS_LOG)
-            pg.goto(f"http://127.0.0.1:{port}/compare")
+            pg.goto(f"{base}/compare")
             pg.wait_for_selector(idle)
             pg.wait_for_url(re.compile("sample="))
 
@@ -188,8 +175,7 @@ def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
                     timed("browser previous (back over seen samples)", prv.click)
             b.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        serving.stop(proc)
     return out
 
 

@@ -20,7 +20,7 @@ IoU sliders on Compare and Sweep, switches the protocol on Sweep and Per-class A
 - the machine's load average before and after (the figures depend on what else runs).
 
     python benchmarks/bench_dashboard_load.py                      # 8 sessions, 60 s, demo run
-    python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache /tmp/bench-cache
+    python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache bench-cache
 
 Needs Debian chromium (/usr/bin/chromium) and the ``playwright`` Python package (no browser download).
 """
@@ -33,37 +33,27 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-APP = str(REPO / "dashboard" / "app.py")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+from dashboard import serving  # noqa: E402
+from dashboard.serving import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from dashboard.state import PAGE_TITLES  # noqa: E402
+
 QUIET_S = 0.3
 
 ERRORS_JS = """() => [...document.querySelectorAll(
     '[data-testid="stException"], [data-testid="stAlertContentError"]')].map(e => e.innerText.slice(0, 300))"""
-NAV = {"browse": "Browse", "compare": "Compare", "ap": "Per-class AP", "sweep": "Threshold sweep",
-       "quality": "Heatmap quality", "run": "Run"}
 
 
-# ------------------------------------------------------------------------------------------ server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+# ------------------------------------------------------------------------------------------ the run
 def prepare(env: dict[str, str], limit: int | None) -> str:
     """Compute the run (grids, boxes, AP tables, sweep, quality) into the isolated store; its hash."""
     os.environ.update(env)
@@ -79,28 +69,6 @@ def prepare(env: dict[str, str], limit: int | None) -> str:
     if limit:
         env["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()
     return cfg.run_hash
-
-
-def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-                                 "--server.address", "127.0.0.1", "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            sys.exit(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -209,7 +177,7 @@ async def interact(pg, watch: Watch, action, kind: str, where: str, stats: Stats
 
 
 async def nav(pg, page: str) -> None:
-    await pg.locator('[data-testid="stTopNavLink"]', has_text=NAV[page]).first.click()
+    await pg.locator('[data-testid="stTopNavLink"]', has_text=PAGE_TITLES[page]).first.click()
 
 
 def slider(pg, key: str, rng: random.Random):
@@ -317,7 +285,10 @@ def main() -> None:
     env.update(SURGERY_CACHE=str(cache), SURGERY_STORE=str(cache / "store"), SURGERY_MODEL_LOAD_LOG=str(loads_log))
     load_before = os.getloadavg()
     run_hash = prepare(env, args.limit)
-    proc, url = start_server(env, work / "server.log")
+    try:
+        proc, url = serving.start(env, work / "server.log")
+    except RuntimeError as exc:
+        sys.exit(str(exc))
     sampler = MemorySampler(proc.pid)
     sampler.start()
     try:
@@ -326,11 +297,7 @@ def main() -> None:
         sampler.stop_.set()
         sampler.join()
         hwm_kb = max(sampler.hwm_kb, _status_kb(proc.pid, "VmHWM"))
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        serving.stop(proc, timeout=15)
     load_after = os.getloadavg()
     loads = [ln for ln in loads_log.read_text().splitlines() if ln.strip()] if loads_log.is_file() else []
     all_lat = [x for xs in stats.latency.values() for x in xs]

@@ -16,16 +16,11 @@ from dashboard import sidebar, snapshot_ui, state, widgets  # noqa: E402
 
 st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide")
 
-PAGES = {
-    "browse": st.Page("views/browse.py", title="Browse", icon=":material/grid_view:", default=True),
-    "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    "ap": st.Page("views/ap.py", title="Per-class AP", icon=":material/table_chart:", url_path="ap"),
-    "sweep": st.Page("views/sweep.py", title="Threshold sweep", icon=":material/tune:", url_path="sweep"),
-    "quality": st.Page("views/quality.py", title="Heatmap quality", icon=":material/insights:", url_path="quality"),
-    "run": st.Page("views/run.py", title="Run", icon=":material/info:", url_path="run"),
-    "snapshots": st.Page("views/snapshots.py", title="Snapshots", icon=":material/photo_library:",
-                         url_path="snapshots"),
-}
+ICONS = {"browse": "grid_view", "compare": "compare", "ap": "table_chart", "sweep": "tune", "quality": "insights",
+         "run": "info", "snapshots": "photo_library"}
+PAGES = {name: st.Page(f"views/{name}.py", title=title, icon=f":material/{ICONS[name]}:", default=name == "browse",
+                       url_path=None if name == "browse" else name)
+         for name, title in state.PAGE_TITLES.items()}
 page = st.navigation(list(PAGES.values()), position="top")
 name = next(n for n, p in PAGES.items() if p.title == page.title)
 

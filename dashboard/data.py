@@ -6,7 +6,6 @@ around :mod:`surgery_core.pairs` (results gathered per (image, class) pair for b
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import time
@@ -113,8 +112,8 @@ def open_run(cfg: RunConfig, area=None) -> Run:
 
 
 def _open(cfg: RunConfig, area) -> Run:
-    """:meth:`Run.open` with a progress bar while heatmaps are computed (and the process-wide model when
-    ``Run.open`` takes ``loaded=``); a note afterwards says what was computed."""
+    """:meth:`Run.open` with the process-wide model and a progress bar while heatmaps are computed; a note
+    afterwards says what was computed."""
     bar = None
 
     def progress(done: int, total: int, rate: float) -> None:
@@ -124,13 +123,11 @@ def _open(cfg: RunConfig, area) -> Run:
             bar = area.progress(0.0, text=text)
         bar.progress(min(1.0, done / max(total, 1)), text=text)
 
-    kwargs = {}
-    if "loaded" in inspect.signature(Run.open).parameters:
-        kwargs["loaded"] = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
+    loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
     t0 = time.perf_counter()
     with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
-        run = Run.open(cfg, progress=progress, **kwargs)
+        run = Run.open(cfg, progress=progress, loaded=loaded)
     if bar is not None:
         bar.empty()
     if run.grids.computed:
@@ -185,10 +182,6 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
 
 # ------------------------------------------------------------------------------------------ per-pair tables
 # The numbers are :mod:`surgery_core.pairs`; here they are only cached per run key and settings.
-PanelInfo = pairs.Panel
-ap_table = pairs.ap_table
-
-
 @st.cache_data(max_entries=32, show_spinner="Pointing game per sample and class (once per run and method)…")
 def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
     """:func:`surgery_core.pairs.pair_quality`, cached per run key and method."""

@@ -33,9 +33,9 @@ import streamlit as st
 from surgery_core.sharing import Snapshot, SnapshotError, SnapshotStore, view_state
 from surgery_core.store import default_store
 
+from .state import PAGE_TITLES
+
 REG = "_snap_shown"
-PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "ap": "Per-class AP", "sweep": "Threshold sweep",
-               "quality": "Heatmap quality", "run": "Run"}
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
 _STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")

@@ -29,6 +29,9 @@ from surgery_core.config import RunConfig
 ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
 ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
 MAX_CONFIG_BYTES = 64 * 1024
+#: The app's pages (``?page=`` names) and their titles, in navigation order.
+PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "ap": "Per-class AP", "sweep": "Threshold sweep",
+               "quality": "Heatmap quality", "run": "Run", "snapshots": "Snapshots"}
 
 
 # ------------------------------------------------------------------------------------------ run configuration

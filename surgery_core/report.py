@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import pairs
 from .drawing import det_labels, encode_png, three_column
 from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
 from .heatmaps import METHODS
-from .maps import working_map
-from .matching import match_detections
 from .runs import Run
 from .store import atomic_write_bytes, atomic_write_text, write_json
 
@@ -55,23 +54,23 @@ def sample_indices(run: Run, count: int) -> list[int]:
 
 def figure(run: Run, method: str, image_index: int, class_index: int, iou: float = 0.5,
            percentile: float | None = None) -> np.ndarray:
-    """The seed's three-column figure of one sample, class and method (``present`` protocol)."""
+    """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
+    their matches of :func:`surgery_core.pairs.panel`, as the dashboard's Compare page shows them."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.percentile if percentile is None else percentile
-    image = run.image(image_index)
-    gt = rec.xyxy[rec.labels == class_index]
-    xyxy, score = run.boxes_for(method, image_index, class_index, p)
-    from .detections import Detections
-
-    det = Detections(xyxy, score, np.full(len(score), class_index), np.zeros(len(score), np.int64))
-    gtd = Detections(gt, np.ones(len(gt)), np.full(len(gt), class_index), np.zeros(len(gt), np.int64))
-    matched = match_detections(gtd, det, iou)
-    labels = det_labels(matched.score, matched.extra["iou"], matched.extra["tp"], compact=False)
-    wmap = working_map(run.grid(method, image_index, class_index), rec.width, rec.height, None)
+    panel = pairs.panel(run, method, image_index, class_index, p, "present", iou)
+    d = panel.det
+    labels = det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False)
     cls = run.classes[class_index]
     titles = (f"{rec.image_id}: {cls} (ground truth)", f"{method}: heatmap of '{cls}'",
               f"boxes at p{p:g}, IoU {iou:g} (sorted by score)")
-    return three_column(image, gt, wmap, matched.xyxy, labels, titles)
+    return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
+                        titles)
+
+
+def main_class(rec) -> int:
+    """A sample's most frequent GT class: the class its report figures are drawn for."""
+    return int(np.bincount(rec.labels).argmax())
 
 
 def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figure_iou: float = 0.5) -> dict:
@@ -94,7 +93,7 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
     figures = []
     for i in sample_indices(run, n):
         rec = run.dataset.images[i]
-        cls = int(np.bincount(rec.labels).argmax())  # the sample's most frequent class
+        cls = main_class(rec)
         for m in run.cfg.methods:
             png = out / m / f"sample_{rec.image_id}_{run.classes[cls]}.png"
             atomic_write_bytes(png, encode_png(figure(run, m, i, cls, figure_iou)))

@@ -174,11 +174,9 @@ def _png(image_rgb) -> bytes:
 def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple[int, int]]:
     """The first ``count`` images with grids, an image file and objects, each with its most frequent class
     (what ``surgery evaluate`` draws)."""
-    import numpy as np
+    from .report import main_class, sample_indices
 
-    from .report import sample_indices
-
-    return [(i, int(np.bincount(run.dataset.images[i].labels).argmax())) for i in sample_indices(run, count)]
+    return [(i, main_class(run.dataset.images[i])) for i in sample_indices(run, count)]
 
 
 def _known_paths(run: "Run") -> list[str]:

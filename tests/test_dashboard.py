@@ -225,9 +225,10 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
 
 def test_ap_csv_content(dashboard_env, test_run):
     from dashboard import data
+    from surgery_core import pairs
 
     results = {m: data.ap_result(test_run, m, "open", "voc07", 75.0, 0.05) for m in test_run.cfg.methods}
-    table = data.ap_table(results, test_run.classes)
+    table = pairs.ap_table(results, test_run.classes)
     rows = list(csv.DictReader(io.StringIO(table.to_csv(index=False))))
     assert rows[-1]["class"] == "mAP"
     assert set(test_run.cfg.methods) <= set(rows[0])

@@ -307,13 +307,13 @@ def test_report_command(run, tmp_path, rand_checkpoint, capsys):
 def test_report_renders_offline_in_chromium(report, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
+
     path = tmp_path / "report.html"
     path.write_text(report)
     errors, blocked = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             ctx = browser.new_context(viewport={"width": 1300, "height": 900})
 

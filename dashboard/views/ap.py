@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import charts, data, snapshot_ui, state, widgets
+from surgery_core import pairs
 
 run = data.current_run()
 
@@ -26,7 +27,7 @@ def view() -> None:
                 iou=iou, coco95=coco95, percentile=p)
 
     results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95) for m in methods}
-    table = data.ap_table(results, run.classes)
+    table = pairs.ap_table(results, run.classes)
     maps = {m: results[m].mAP for m in methods}
     best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
     snapshot_ui.shown_numbers("mAP", {f"mAP {m}" + (" ★" if m == best else ""): maps[m] for m in methods})

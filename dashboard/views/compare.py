@@ -78,9 +78,9 @@ def view() -> None:
 
     side = 400
     cols = st.columns(len(methods) + 1)
-    cols[0].image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run),
-                                          f"image · GT {cls_name} green, other classes white"), width="stretch",
-                  caption=f"image · GT {cls_name} green, other classes white")
+    legend = f"image · GT {cls_name} green, other classes white"
+    cols[0].image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run), legend),
+                  width="stretch", caption=legend)
     panels = {}
     for col, m in zip(cols[1:], methods):
         info = data.panel(key, m, image, cls, p, proto, iou, run)

@@ -5,7 +5,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +12,7 @@ from dashboard import data, snapshot_ui, state, widgets
 from surgery_core import sharing
 from surgery_core.errors import SurgeryError
 from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES
+from surgery_core.report import main_class
 
 MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids
 
@@ -83,11 +83,6 @@ def report_files(key: str, samples: tuple, include_paths: bool, _run) -> tuple[b
         return out["html"].read_bytes(), out["zip"].read_bytes()
 
 
-def main_class(image: int) -> int:
-    """The sample's most frequent GT class (the class ``sharing.default_samples`` draws)."""
-    return int(np.bincount(run.dataset.images[image].labels).argmax())
-
-
 def pick_samples() -> tuple[list[tuple[int, int]] | None, str | None]:
     """The chosen (image, class) samples, or (None, message) when the typed ids are not in the run."""
     recs = run.dataset.images
@@ -116,7 +111,7 @@ def pick_samples() -> tuple[list[tuple[int, int]] | None, str | None]:
             return None, ("Not images of this run with heatmaps and objects: " + ", ".join(unknown[:20])
                           + (" …" if len(unknown) > 20 else ""))
     picks = [run.dataset.index_of(s) for s in ids]
-    return [(i, main_class(i)) for i in picks], None
+    return [(i, main_class(run.dataset.images[i])) for i in picks], None
 
 
 st.markdown("#### Share this run")

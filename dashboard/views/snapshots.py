@@ -98,7 +98,7 @@ def show_list() -> None:
                 delete_controls(m.id, right)
                 continue
             left.markdown(f"**{m.title}**")
-            left.caption(f"{m.created} · {snapshot_ui.PAGE_TITLES.get(m.page, m.page)} page · run `{m.run_hash}` · "
+            left.caption(f"{m.created} · {state.PAGE_TITLES.get(m.page, m.page)} page · run `{m.run_hash}` · "
                          f"{m.image_count} image{'s' * (m.image_count != 1)} · `{m.id}` · "
                          f"[permalink]({snapshot_ui.permalink(m.id)})")
             if m.note:

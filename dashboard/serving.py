@@ -1,0 +1,62 @@
+"""The dashboard as a separate ``streamlit run`` process on a free local port, and the headless chromium that
+drives it: one place for both, shared by the browser tests and the dashboard benchmarks."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+REPO = APP.parents[1]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium package; nothing is downloaded
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(env: dict[str, str], log: Path | None = None, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Start the app with environment ``env`` (output to ``log``, else discarded) and wait until its health
+    endpoint answers; returns the process and its URL. RuntimeError (with the log's tail) when it does not
+    start within ``timeout`` seconds; the process is then killed."""
+    port = free_port()
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+                                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log:
+            out.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            tail = log.read_text(errors="replace")[-3000:] if log else "(no log kept)"
+            raise RuntimeError(f"streamlit did not start:\n{tail}")
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate the app, killing it when it does not exit within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
