@@ -159,12 +159,13 @@ def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
                 out.setdefault(name.replace("browser", "  server part of"), []).append(max(0.0, last - p0) / 1e3)
 
             slider = pg.locator('.st-key-p input[type="range"] >> visible=true').first
+            proto = "present"  # the run's protocol when the page opens
             for rnd in ("first", "cached"):
                 for k in range(repeats):
                     slider.focus()
                     timed(f"browser percentile ({rnd})",
                           lambda: slider.press("ArrowLeft" if (k // 4) % 2 == 0 else "ArrowRight"))
-                    proto = "open" if k % 2 == 0 else "present"
+                    proto = "open" if proto == "present" else "present"  # the one not selected now
                     timed(f"browser protocol ({rnd})", lambda: pg.locator(
                         ".st-key-proto button >> visible=true", has_text=proto).first.click())
                 nxt = pg.locator(".st-key-next button >> visible=true").first
