@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "DEMO_CLASSES", "CLASS_WORDS", "PLAIN_BACKGROUND", "GENERATOR_VERSION", "Scene", "render_scene",
-    "generate_dataset", "is_complete",
+    "generate_dataset", "is_complete", "render_chunk",
 ]
 
 #: The DIOR classes the generator draws, in DIOR's exact spelling.
@@ -1340,6 +1340,18 @@ def render_scene(rng: np.random.Generator, size: int = 224, plain: bool = False)
         if scene is not None:
             return scene
     raise RuntimeError("could not place any object in 20 scenes (this should not happen)")
+
+
+def render_chunk(seed: int, start: int, stop: int, size: int) -> tuple[np.ndarray, list[str]]:
+    """Scenes ``start..stop-1`` of a training set (scene i uses RNG (seed, i)): uint8 ``[n, 3, size, size]``
+    (channels first, the layout the model reads) plus their captions."""
+    images = np.empty((stop - start, 3, size, size), np.uint8)
+    captions = []
+    for j, i in enumerate(range(start, stop)):
+        scene = render_scene(np.random.default_rng([seed, i]), size)
+        images[j] = scene.image.transpose(2, 0, 1)
+        captions.append(scene.caption)
+    return images, captions
 
 
 def _try_scene(rng: np.random.Generator, size: int, plain: bool) -> Scene | None:
