@@ -1,9 +1,10 @@
 """How long `surgery demo train` takes on this machine, from a short real run of the shipped recipe.
 
 Renders ``--scenes`` scenes and trains ``--steps`` steps of the shipped recipe (batch 128, 224 px, the demo
-architecture) exactly as ``surgery_core.demo.train.train`` does, then projects the full recipe (12,000 scenes,
-2,400 steps) from the measured rendering time per scene and the step time after the first ``--skip`` steps
-(start-up). The projection is only as good as the machine is quiet: the load average is printed before and after.
+architecture) exactly as ``surgery_core.demo.train.train`` does, then projects the full recipe (``train``'s
+default scenes and steps) from the measured rendering time per scene and the step time after the first
+``--skip`` steps (start-up). The projection is only as good as the machine is quiet: the load average is
+printed before and after.
 
     python benchmarks/bench_demo_training.py [--steps 60] [--scenes 1024]
 """
@@ -25,12 +26,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--scenes", type=int, default=1024)
     ap.add_argument("--skip", type=int, default=5, help="first steps left out of the step time (start-up)")
-    ap.add_argument("--full-scenes", type=int, default=12000)
-    ap.add_argument("--full-steps", type=int, default=2400)
-    args = ap.parse_args()
+    import inspect
+
     import torch
 
     from surgery_core.demo import train as T
+
+    recipe = inspect.signature(T.train).parameters
+    ap.add_argument("--full-scenes", type=int, default=recipe["scenes"].default)
+    ap.add_argument("--full-steps", type=int, default=recipe["steps"].default)
+    args = ap.parse_args()
 
     stamps: list[float] = []
     real_print = print

@@ -31,12 +31,14 @@ SAMPLES_ROOT = Path(__file__).parent / "samples" / "dior"
 
 
 def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT) -> Path:
-    """The demo scenes, generated on first use into the cache folder (deterministic for seed and count)."""
-    from .demo.scenes import generate_dataset
+    """The demo scenes, generated on first use into the cache folder (deterministic for seed and count).
+
+    The folder names the generator version too: scenes cached by an older generator are never reused."""
+    from .demo.scenes import GENERATOR_VERSION, generate_dataset
 
     from filelock import FileLock
 
-    root = cache_dir() / "demo-data" / f"seed{seed}-n{count}"
+    root = cache_dir() / "demo-data" / f"seed{seed}-n{count}-g{GENERATOR_VERSION}"
     if not (root / ".complete").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root) + ".lock"):  # two first uses at once: one generates, the other waits

@@ -351,3 +351,16 @@ def test_bad_arguments_are_refused(tmp_path):
         generate_dataset(tmp_path / "a", seed=1, count=0)
     with pytest.raises(ValueError):
         generate_dataset(tmp_path / "b", seed=1, count=3, split_fractions=(1, -1, 0))
+
+
+def test_training_set_is_the_same_in_any_number_of_workers_and_groups():
+    """The training renderer (chunks, worker processes, groups) gives exactly the scenes of render_scene."""
+    from surgery_core.demo.train import render_training_set
+
+    images, captions = render_training_set(3, 23, 96, workers=2, chunk=5, group=12)
+    serial, serial_captions = render_training_set(3, 23, 96)
+    assert images.shape == (23, 3, 96, 96) and images.dtype == np.uint8
+    assert np.array_equal(images, serial) and captions == serial_captions
+    for i in (0, 11, 12, 22):  # both sides of a group boundary
+        scene = render_scene(np.random.default_rng([3, i]), 96)
+        assert np.array_equal(images[i], scene.image.transpose(2, 0, 1)) and captions[i] == scene.caption

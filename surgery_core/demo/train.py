@@ -23,18 +23,28 @@ from .model import DEMO_ARCH, register_demo_models
 from .scenes import render_chunk
 
 
-def render_training_set(seed: int, count: int, size: int, workers: int = 1,
-                        chunk: int = 250) -> tuple[np.ndarray, list[str]]:
+def render_training_set(seed: int, count: int, size: int, workers: int = 1, chunk: int = 250,
+                        group: int = 8000) -> tuple[np.ndarray, list[str]]:
     """``count`` scenes as uint8 ``[count, 3, size, size]`` (channels first, the layout the model reads, so a
-    batch needs no transpose) plus captions; the same whatever the number of worker processes."""
-    starts = list(range(0, count, chunk))
-    stops = [min(s + chunk, count) for s in starts]
-    if workers > 1 and len(starts) > 1:
-        parts = spawn_map(render_chunk, [seed] * len(starts), starts, stops, [size] * len(starts), workers=workers)
-    else:
-        parts = [render_chunk(seed, a, b, size) for a, b in zip(starts, stops)]
-    images = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, 3, size, size), np.uint8)
-    return images, [c for p in parts for c in p[1]]
+    batch needs no transpose) plus captions; the same whatever the number of worker processes.
+
+    Rendered ``group`` scenes at a time into one preallocated array, so that memory stays near the array's
+    own size (12,000 scenes at 224 px are 1.8 GB) instead of doubling while the workers' results come back."""
+    images = np.empty((count, 3, size, size), np.uint8)
+    captions: list[str] = []
+    for g0 in range(0, count, group):
+        starts = list(range(g0, min(g0 + group, count), chunk))
+        stops = [min(s + chunk, count, g0 + group) for s in starts]
+        if workers > 1 and len(starts) > 1:
+            parts = spawn_map(render_chunk, [seed] * len(starts), starts, stops, [size] * len(starts),
+                              workers=workers)
+        else:
+            parts = [render_chunk(seed, a, b, size) for a, b in zip(starts, stops)]
+        for a, (imgs, caps) in zip(starts, parts):
+            images[a:a + len(imgs)] = imgs
+            captions += caps
+        del parts
+    return images, captions
 
 
 def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
