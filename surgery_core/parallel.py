@@ -1,4 +1,4 @@
-"""Worker processes for the CPU-bound box and quality loops: one place for how they are started.
+"""Worker processes for the CPU-bound loops (boxes, quality, demo scene rendering): one place for how they start.
 
 Workers are *spawned*, not forked: the caller may hold torch/CUDA threads that a forked child would inherit
 in a broken state. A spawned child normally re-imports the caller's ``__main__`` script first, which runs any
