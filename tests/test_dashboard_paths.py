@@ -33,6 +33,15 @@ def roots(tmp_path, test_run):
     return allowed.resolve(), outside.resolve()
 
 
+@pytest.fixture()
+def confined(dashboard_env, roots, monkeypatch):
+    """``(allowed, outside, before)``: ``allowed`` made the one data root through ``$SURGERY_DATA_ROOTS``, and
+    the runs stored before the test, which a refused path must leave as they are."""
+    allowed, outside = roots
+    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
+    return allowed, outside, _stored_runs()
+
+
 def _stored_runs() -> set[str]:
     from surgery_core.store import default_store
 
@@ -58,10 +67,8 @@ def _assert_refused(at, path: str, allowed: Path, test_run, before: set[str]) ->
     return refusal[0]
 
 
-def test_dotdot_escaping_a_root_is_refused(dashboard_env, test_run, roots, monkeypatch):
-    allowed, outside = roots
-    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
-    before = _stored_runs()
+def test_dotdot_escaping_a_root_is_refused(test_run, confined):
+    allowed, outside, before = confined
     at = app()
     ok(at)
     path = f"{allowed}/../outside"
@@ -70,10 +77,8 @@ def test_dotdot_escaping_a_root_is_refused(dashboard_env, test_run, roots, monke
     assert f"resolves to {outside}" in msg
 
 
-def test_absolute_path_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):
-    allowed, outside = roots
-    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
-    before = _stored_runs()
+def test_absolute_path_outside_is_refused(test_run, confined):
+    allowed, outside, before = confined
     at = app()
     path = str(outside / "model.safetensors")
     _assert_refused(_submit(at, f_ckpt=path), path, allowed, test_run, before)
@@ -81,23 +86,19 @@ def test_absolute_path_outside_is_refused(dashboard_env, test_run, roots, monkey
     assert at.text_input(key="f_ckpt").value == path
 
 
-def test_symlink_inside_a_root_pointing_outside_is_refused(dashboard_env, test_run, roots, monkeypatch):
-    allowed, outside = roots
+def test_symlink_inside_a_root_pointing_outside_is_refused(test_run, confined):
+    allowed, outside, before = confined
     (allowed / "models").symlink_to(outside, target_is_directory=True)
-    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
-    before = _stored_runs()
     at = app()
     path = str(allowed / "models" / "model.safetensors")
     msg = _assert_refused(_submit(at, f_ckpt=path), path, allowed, test_run, before)
     assert f"resolves to {outside / 'model.safetensors'}" in msg
 
 
-def test_permalink_naming_an_outside_checkpoint_is_refused(dashboard_env, test_run, roots, monkeypatch):
+def test_permalink_naming_an_outside_checkpoint_is_refused(test_run, confined):
     from dashboard.state import encode_config
 
-    allowed, outside = roots
-    monkeypatch.setenv("SURGERY_DATA_ROOTS", str(allowed))
-    before = _stored_runs()
+    allowed, outside, before = confined
     path = str(outside / "model.safetensors")
     cfg = test_run.cfg.model_copy(update={"model": test_run.cfg.model.model_copy(update={"checkpoint": path})})
     at = app({"run": encode_config(cfg), "h": cfg.run_hash})
