@@ -75,8 +75,8 @@ def _cmd_demo_train(args) -> int:
     from .demo.model import WEIGHTS_DIR
     from .demo.train import train
 
-    log = train(Path(args.out or WEIGHTS_DIR), seed=args.seed, scenes=args.scenes, steps=args.steps,
-                batch=args.batch, lr=args.lr, threads=args.threads, device=args.device)
+    recipe = {k: getattr(args, k) for k in ("seed", "scenes", "steps", "batch", "lr") if getattr(args, k) is not None}
+    log = train(Path(args.out or WEIGHTS_DIR), threads=args.threads, device=args.device, **recipe)
     print(f"trained {log['steps']} steps in {log['wall_seconds']:.0f} s; final loss "
           f"{sum(log['loss_every_step'][-50:]) / 50:.4f}; weights in {args.out or WEIGHTS_DIR}")
     return 0
@@ -305,11 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_demo_generate)
     t = dsub.add_parser("train", help="train the demo CLIP on scene captions (CPU, deterministic per seed)")
     t.add_argument("--out", help="output folder (default: the shipped weights folder)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--scenes", type=int, default=12000)
-    t.add_argument("--steps", type=int, default=2400)
-    t.add_argument("--batch", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    for name, kind in (("seed", int), ("scenes", int), ("steps", int), ("batch", int), ("lr", float)):
+        t.add_argument(f"--{name}", type=kind, help="default: the shipped recipe (surgery_core.demo.train.train)")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_demo_train)

@@ -68,6 +68,8 @@ def write_model_card(store=None) -> Path:
     meas = measure(store)
     cfg = json.loads((CONFIG_DIR / f"{DEMO_ARCH}.json").read_text())
     pg = meas["pointing_game"]
+    vis = cfg["vision_cfg"]
+    grid = vis["image_size"] // vis["patch_size"]
     lines = [
         f"# Model card: `{DEMO_ARCH}` (the embedded demo CLIP)", "",
         "A small open_clip CLIP trained from scratch, contrastively, on synthetic top-down scenes and their "
@@ -75,10 +77,12 @@ def write_model_card(store=None) -> Path:
         "whose heatmaps mean something on a machine with no download. **It has never seen a real image**: on "
         "real imagery (DIOR) its heatmaps are noise.", "",
         "## Architecture", "", "```json", json.dumps(cfg, indent=2), "```", "",
-        f"Vision: ViT, 224 px input, 32 px patches (a 7x7 grid, like RemoteCLIP ViT-B/32). Weights: "
+        f"Vision: ViT, {vis['image_size']} px input, {vis['patch_size']} px patches (a {grid}x{grid} grid"
+        + (", like RemoteCLIP ViT-B/32" if grid == 7 else "") + "). Weights: "
         f"`{DEMO_WEIGHTS.name}` (safetensors, fp16, {DEMO_WEIGHTS.stat().st_size / 1e6:.1f} MB).", "",
         "## Training", "",
-        f"- Data: {log['scenes']} scenes rendered by `surgery_core.demo.scenes.render_scene` with RNG (seed "
+        f"- Data: {log['scenes']} scenes rendered by `surgery_core.demo.scenes.render_scene` (generator "
+        f"v{log.get('generator_version', 1)}) with RNG (seed "
         f"{log['seed']}, i), {log['scene_size']} px, {log['augmentation']}.",
         f"- {log['steps']} steps of batch {log['batch']}, {log['optimizer']}, lr {log['lr']} with "
         f"{log['schedule']} ({log['warmup_steps']} warm-up steps), learnable temperature.",

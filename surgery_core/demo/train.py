@@ -2,7 +2,7 @@
 
 Deterministic for a seed on a given machine: scenes come from ``render_scene`` with one RNG per scene index,
 batches from a seeded permutation, weights from a seeded init; torch runs single-process on the CPU.
-Writes ``<out>/demo-vit-32.safetensors`` (fp16), ``<out>/training_log.json`` (loss curve, wall time,
+Writes ``<out>/<arch lower-cased>.safetensors`` (fp16), ``<out>/training_log.json`` (loss curve, wall time,
 configuration) and returns the log.
 """
 
@@ -18,9 +18,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from ..images import squash
 from ..parallel import spawn_map
 from .model import DEMO_ARCH, register_demo_models
-from .scenes import render_chunk
+from .scenes import GENERATOR_VERSION, render_chunk
 
 
 def render_training_set(seed: int, count: int, size: int, workers: int = 1, chunk: int = 250,
@@ -47,6 +48,15 @@ def render_training_set(seed: int, count: int, size: int, workers: int = 1, chun
     return images, captions
 
 
+def squash_all(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 ``[n, 3, s, s]`` scenes squashed to ``side`` px exactly as the evaluation squashes its inputs
+    (:func:`surgery_core.images.squash`), so that a model with a smaller input trains on what it will see."""
+    out = np.empty((len(images), 3, side, side), np.uint8)
+    for i, im in enumerate(images):
+        out[i] = squash(np.ascontiguousarray(im.transpose(1, 2, 0)), side).transpose(2, 0, 1)
+    return out
+
+
 def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Apply one of 8 flips/rotations per image: top-down scenes and their captions are invariant to them."""
     out = torch.empty_like(x)
@@ -60,8 +70,10 @@ def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batch: int = 128, lr: float = 2e-3,
           size: int = 224, threads: int | None = None, log_every: int = 25, device: str = "cpu",
-          render_workers: int = 2) -> dict:
-    """Train and save the demo model. Returns the training log (also written to ``training_log.json``)."""
+          render_workers: int = 2, arch: str = DEMO_ARCH) -> dict:
+    """Train and save the demo model. Returns the training log (also written to ``training_log.json``).
+
+    Scenes are rendered at ``size`` px and squashed to the model's own input side when that differs."""
     register_demo_models()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,11 +81,14 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batc
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    images, captions = render_training_set(seed, scenes, size, render_workers)
-    t_render = time.perf_counter() - t0
     dev = torch.device(device)
-    model = open_clip.create_model(DEMO_ARCH, pretrained=None, load_weights=False, pretrained_text=False).to(dev)
-    tokenizer = open_clip.get_tokenizer(DEMO_ARCH)
+    model = open_clip.create_model(arch, pretrained=None, load_weights=False, pretrained_text=False).to(dev)
+    tokenizer = open_clip.get_tokenizer(arch)
+    input_size = model.visual.image_size[0]
+    images, captions = render_training_set(seed, scenes, size, render_workers)
+    if input_size != size:
+        images = squash_all(images, input_size)
+    t_render = time.perf_counter() - t0
     tokens = tokenizer(captions).to(dev)
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=dev).view(1, 3, 1, 1)
@@ -125,10 +140,11 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batc
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    weights = out / "demo-vit-32.safetensors"
-    save_file(state, str(weights), metadata={"arch": DEMO_ARCH, "seed": str(seed), "steps": str(steps)})
+    weights = out / f"{arch.lower()}.safetensors"
+    save_file(state, str(weights), metadata={"arch": arch, "seed": str(seed), "steps": str(steps)})
     log = {
-        "arch": DEMO_ARCH, "seed": seed, "scenes": scenes, "scene_size": size, "steps": steps, "batch": batch,
+        "arch": arch, "seed": seed, "scenes": scenes, "generator_version": GENERATOR_VERSION, "scene_size": size, "input_size": input_size, "steps": steps,
+        "batch": batch,
         "lr": lr, "warmup_steps": warmup, "schedule": "linear warmup + cosine", "optimizer": "AdamW(0.9, 0.98), wd 0.1",
         "augmentation": "8 dihedral flips/rotations", "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "device": str(dev), "render_seconds": round(t_render, 1), "wall_seconds": round(wall, 1),
