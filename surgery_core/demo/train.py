@@ -143,9 +143,9 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batc
     weights = out / f"{arch.lower()}.safetensors"
     save_file(state, str(weights), metadata={"arch": arch, "seed": str(seed), "steps": str(steps)})
     log = {
-        "arch": arch, "seed": seed, "scenes": scenes, "generator_version": GENERATOR_VERSION, "scene_size": size, "input_size": input_size, "steps": steps,
-        "batch": batch,
-        "lr": lr, "warmup_steps": warmup, "schedule": "linear warmup + cosine", "optimizer": "AdamW(0.9, 0.98), wd 0.1",
+        "arch": arch, "seed": seed, "scenes": scenes, "generator_version": GENERATOR_VERSION, "scene_size": size,
+        "input_size": input_size, "steps": steps, "batch": batch, "lr": lr, "warmup_steps": warmup,
+        "schedule": "linear warmup + cosine", "optimizer": "AdamW(0.9, 0.98), wd 0.1",
         "augmentation": "8 dihedral flips/rotations", "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "device": str(dev), "render_seconds": round(t_render, 1), "wall_seconds": round(wall, 1),
         "loss_every_step": [round(v, 5) for v in losses], "weights_file": weights.name,
