@@ -22,6 +22,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -31,23 +32,42 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def recipe(name, image=224, patch=32, render=224, scenes=12000, steps=2400, lr=2e-3, layers=4, width=128,
-           batch=128):
-    return dict(name=name, image=image, patch=patch, render=render, scenes=scenes, steps=steps, lr=lr,
-                layers=layers, width=width, batch=batch)
+def _shipped() -> dict:
+    """The shipped recipe: ``train()``'s defaults and the shipped architecture's vision tower."""
+    import inspect
+
+    from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH
+    from surgery_core.demo.train import train
+
+    defaults = {k: v.default for k, v in inspect.signature(train).parameters.items()}
+    vision = json.loads((CONFIG_DIR / f"{DEMO_ARCH}.json").read_text())["vision_cfg"]
+    return dict(image=vision["image_size"], patch=vision["patch_size"], render=defaults["size"],
+                scenes=defaults["scenes"], steps=defaults["steps"], lr=defaults["lr"], layers=vision["layers"],
+                width=vision["width"], batch=defaults["batch"])
+
+
+SHIPPED = _shipped()
+
+
+def recipe(name, **changes):
+    """The shipped recipe with ``changes`` (image, patch, render, scenes, steps, lr, layers, width, batch)."""
+    unknown = set(changes) - set(SHIPPED)
+    if unknown:
+        raise ValueError(f"recipe {name}: unknown fields {sorted(unknown)}")
+    return dict(SHIPPED, name=name, **changes)
 
 
 RECIPES = [
-    recipe("b32"),                                              # the shipped recipe
+    recipe("b32"),                                   # the shipped recipe
     recipe("b32_long", steps=4800),
     recipe("b32_w192l6", layers=6, width=192),
-    recipe("p16_112_sq", image=112, patch=16),
+    recipe("p16_112_sq", image=112, patch=16),       # rendered at 224, squashed to 112
     recipe("p16_112_sq_long", image=112, patch=16, scenes=24000, steps=4800),
     recipe("p16_112_native", image=112, patch=16, render=112),
     recipe("p16_96_native", image=96, patch=16, render=96, scenes=20000, steps=2000),  # the issue's trial shape
     recipe("p16_96_sq", image=96, patch=16, scenes=20000, steps=2000),
     recipe("p16_160_sq", image=160, patch=16),
-    recipe("p16_224", patch=16),                                # 14x14 grid
+    recipe("p16_224", patch=16),                     # 14x14 grid
     recipe("p16w64l4b96", patch=16, width=64, batch=96),
     recipe("p16w64l4b96_24k", patch=16, width=64, batch=96, scenes=24000),
     recipe("p16w96l3b96s2000", patch=16, width=96, layers=3, batch=96, steps=2000),
@@ -75,6 +95,7 @@ def _run_one(r: dict, recipes: list[dict], work: Path, out: Path, device: str) -
 
     import surgery_core.demo.train as T
     from surgery_core.config import ModelConfig, RunConfig
+    from surgery_core.demo.card import measure_run
     from surgery_core.runs import Run
     from surgery_core.store import RunStore
 
@@ -97,22 +118,16 @@ def _run_one(r: dict, recipes: list[dict], work: Path, out: Path, device: str) -
                   size=r["render"], device=device, log_every=0, arch=arch)
     t_train = time.time() - t0
     t0 = time.time()
-    weights = work / "runs" / r["name"] / f"{arch.lower()}.safetensors"
+    weights = work / "runs" / r["name"] / log["weights_file"]
     run = Run.open(RunConfig(model=ModelConfig(arch=arch, checkpoint=str(weights))),
                    RunStore(work / "store" / r["name"]), device=device, workers=1)
-    probs = run.grids.probs
-    hits = [int(np.argmax(probs[row])) in set(run.dataset.images[i].labels.tolist())
-            for row, i in enumerate(run.grids.rows.tolist())]
-    q = run.quality()["methods"]
-    res = dict(r, train_s=round(t_train, 1), eval_s=round(time.time() - t0, 1),
-               final_loss=float(np.mean(log["loss_every_step"][-50:])), zero_shot=float(np.mean(hits)),
-               pointing_game={m: q[m]["pointing_game"]["overall"] for m in q},
-               pointing_game_per_class={m: {c: v["accuracy"] for c, v in q[m]["pointing_game"]["per_class"].items()}
-                                        for m in q})
+    res = dict(r, train_s=round(t_train, 1), final_loss=float(np.mean(log["loss_every_step"][-50:])),
+               **measure_run(run))  # the figures the model card reports, computed the same way
+    res["eval_s"] = round(time.time() - t0, 1)
     (out / f"res_{r['name']}.json").write_text(json.dumps(res, indent=1))
     pg = " ".join(f"{m} {v:.3f}" for m, v in res["pointing_game"].items())
     print(f"{r['name']:22s} train {t_train:6.0f} s  score {res['eval_s']:4.0f} s  loss {res['final_loss']:.3f}  "
-          f"zero-shot {res['zero_shot']:.3f}  pointing game: {pg}", flush=True)
+          f"zero-shot {res['zero_shot_top1_in_scene']:.3f}  pointing game: {pg}", flush=True)
 
 
 def _worker(r, recipes, work, out, device):
@@ -128,8 +143,9 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated recipe names (default: all)")
     ap.add_argument("--parallel", type=int, default=8, help="recipes trained at once")
     ap.add_argument("--render-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    ap.add_argument("--work", default="/tmp/sweep_demo_recipes")
-    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/sweep_demo_recipes/results"))
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "sweep_demo_recipes"),
+                    help="training sets, weights, run stores (default: sweep_demo_recipes in the temp folder)")
+    ap.add_argument("--out", help="result JSON files (default: <work>/results)")
     ap.add_argument("--smoke", action="store_true", help="300 scenes and 6 steps per recipe (checks the plumbing)")
     args = ap.parse_args()
     if args.device is None:
@@ -142,7 +158,8 @@ def main() -> None:
     recipes = [r for r in RECIPES if not args.only or r["name"] in args.only.split(",")]
     if args.smoke:
         recipes = [dict(r, scenes=300, steps=6) for r in recipes]
-    work, out = Path(args.work), Path(args.out)
+    work = Path(args.work)
+    out = Path(args.out) if args.out else work / "results"
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SURGERY_CACHE", str(work / "cache"))  # the test split, generated once here

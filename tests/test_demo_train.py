@@ -9,7 +9,7 @@ import numpy as np
 import open_clip
 from safetensors.torch import load_file
 
-from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH
+from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS
 from surgery_core.demo.scenes import GENERATOR_VERSION, render_scene
 from surgery_core.demo.train import render_training_set, squash_all, train
 from surgery_core.images import squash
@@ -20,8 +20,8 @@ TINY = dict(scenes=40, steps=3, batch=16, render_workers=1, log_every=0)
 
 def test_training_writes_loadable_weights_and_a_complete_log(tmp_path):
     log = train(tmp_path, **TINY)
-    weights = tmp_path / f"{DEMO_ARCH.lower()}.safetensors"
-    loaded = load_model(DEMO_ARCH, weights)  # strict load into the shipped architecture
+    assert log["weights_file"] == DEMO_WEIGHTS.name
+    loaded = load_model(DEMO_ARCH, tmp_path / log["weights_file"])  # strict load into the shipped architecture
     assert loaded.image_size == 224 and loaded.patch_size == 32
     on_disk = json.loads((tmp_path / "training_log.json").read_text())
     assert on_disk == log
@@ -33,7 +33,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     la, lb = train(a, **TINY), train(b, **TINY)
     assert la["loss_every_step"] == lb["loss_every_step"]
-    wa, wb = load_file(a / f"{DEMO_ARCH.lower()}.safetensors"), load_file(b / f"{DEMO_ARCH.lower()}.safetensors")
+    wa, wb = load_file(a / la["weights_file"]), load_file(b / lb["weights_file"])
     assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
 
 
@@ -53,5 +53,5 @@ def test_a_smaller_input_trains_on_scenes_squashed_like_the_evaluation_input(tmp
     open_clip.add_model_config(tmp_path / "cfg")
     log = train(tmp_path / "out", arch="Test-Demo-ViT-16-112", **TINY)
     assert log["input_size"] == 112 and log["scene_size"] == 224
-    loaded = load_model("Test-Demo-ViT-16-112", tmp_path / "out" / "test-demo-vit-16-112.safetensors")
+    loaded = load_model("Test-Demo-ViT-16-112", tmp_path / "out" / log["weights_file"])
     assert loaded.image_size == 112 and loaded.patch_size == 16

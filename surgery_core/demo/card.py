@@ -45,7 +45,11 @@ def measure(store=None) -> dict:
     """Zero-shot accuracy and the pointing game of the shipped weights on the demo test split."""
     from ..runs import Run
 
-    run = Run.open(RunConfig(), store)
+    return measure_run(Run.open(RunConfig(), store))
+
+
+def measure_run(run) -> dict:
+    """What the card reports of an opened run (``runs.Run``): zero-shot accuracy, pointing game, mAP."""
     probs = run.grids.probs
     hits = [int(np.argmax(probs[r])) in set(run.dataset.images[i].labels.tolist())
             for r, i in enumerate(run.grids.rows.tolist())]

@@ -9,7 +9,14 @@ import open_clip
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEMO_ARCH = "Demo-ViT-32"
-DEMO_WEIGHTS = WEIGHTS_DIR / "demo-vit-32.safetensors"
+
+
+def weights_file_name(arch: str) -> str:
+    """The file ``surgery demo train`` writes an architecture's weights to (``demo-vit-32.safetensors``)."""
+    return f"{arch.lower()}.safetensors"
+
+
+DEMO_WEIGHTS = WEIGHTS_DIR / weights_file_name(DEMO_ARCH)
 
 
 def register_demo_models() -> None:

@@ -2,8 +2,8 @@
 
 Deterministic for a seed on a given machine: scenes come from ``render_scene`` with one RNG per scene index,
 batches from a seeded permutation, weights from a seeded init; torch runs single-process on the CPU.
-Writes ``<out>/<arch lower-cased>.safetensors`` (fp16), ``<out>/training_log.json`` (loss curve, wall time,
-configuration) and returns the log.
+Writes the weights to ``<out>/`` under :func:`~.model.weights_file_name` (fp16 safetensors) and
+``<out>/training_log.json`` (loss curve, wall time, configuration), and returns the log.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..images import squash
 from ..parallel import spawn_map
-from .model import DEMO_ARCH, register_demo_models
+from .model import DEMO_ARCH, register_demo_models, weights_file_name
 from .scenes import GENERATOR_VERSION, render_chunk
 
 
@@ -140,7 +140,7 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batc
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    weights = out / f"{arch.lower()}.safetensors"
+    weights = out / weights_file_name(arch)
     save_file(state, str(weights), metadata={"arch": arch, "seed": str(seed), "steps": str(steps)})
     log = {
         "arch": arch, "seed": seed, "scenes": scenes, "generator_version": GENERATOR_VERSION, "scene_size": size,
