@@ -141,16 +141,24 @@ def config_from_args(args) -> "RunConfig":
 def _cmd_evaluate(args) -> int:
     from pydantic import ValidationError
 
+    from .distributed import launch_from_env, run_sharded
     from .report import write_evaluation
     from .runs import Run
-    from .store import RunStore, default_store
+    from .store import RunStore, default_store, default_store_root
 
     try:
         cfg = config_from_args(args)
     except ValidationError as exc:
         raise SurgeryError(f"invalid run configuration: {exc}") from None
+    device = args.device
+    launch = launch_from_env()
+    if launch is not None:  # under torchrun: every rank computes its share of the grids, then rank 0 goes on
+        device = run_sharded(cfg, args.store or default_store_root(), launch, device=args.device,
+                             batch_size=args.batch_size, workers=args.workers)
+        if not launch.is_main:
+            return 0
     store = RunStore(args.store) if args.store else default_store()
-    run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
+    run = Run.open(cfg, store, device=device, workers=args.workers, batch_size=args.batch_size,
                    show_bar=True)
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)

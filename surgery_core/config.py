@@ -101,12 +101,18 @@ class RunConfig(_Frozen):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
 
-def heatmap_key(cfg: RunConfig, model_identity: dict, classes: tuple[str, ...], input_size: int) -> str:
-    """16 hex digits over what determines raw grids: model content, depth, input, prompts, classes."""
+#: The CPU preprocessing of ``images.squash`` as the heatmap key records it.
+CPU_RESIZE = "squash, cv2 bicubic"
+
+
+def heatmap_key(cfg: RunConfig, model_identity: dict, classes: tuple[str, ...], input_size: int,
+                resize: str = CPU_RESIZE) -> str:
+    """16 hex digits over what determines raw grids: model content, depth, input (size, windows, how images were
+    decoded and resized), prompts, classes."""
     doc = {
         "version": HEATMAP_VERSION, "model": model_identity, "depth": cfg.surgery_depth,
         "input": {"size": input_size, "window": cfg.input.window, "stride": cfg.input.stride,
-                  "resize": "squash, cv2 bicubic"},
+                  "resize": resize},
         "prompts": [cfg.prompt_set, prompt_set_fingerprint(cfg.prompt_set)], "classes": list(classes),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

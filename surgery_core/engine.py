@@ -19,8 +19,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
+from .config import CPU_RESIZE, DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
 from .datasets import Dataset, load_coco, load_dior
+from .device_images import RESIZE as DEVICE_RESIZE
+from .device_images import DeviceImageBatches
 from .errors import ImageError, InputError, SurgeryError
 from .heatmaps import METHODS, compute_heatmaps
 from .images import read_image, squash, to_tensor
@@ -153,21 +155,25 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     size = cfg.input.size or loaded.image_size
     if size % loaded.patch_size:
         raise SurgeryError(f"input size {size} is not a multiple of the patch size {loaded.patch_size}")
-    key = heatmap_key(cfg, loaded.identity, classes, size)
+    device = loaded.device
+    # On a GPU, images are decoded and squashed on the card (device_images); the key says which path made them.
+    key = heatmap_key(cfg, loaded.identity, classes, size,
+                      resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE)
     paths = [r.path for r in dataset.images]
     shas = _hash_images(paths)
     skipped = [{"image_id": dataset.images[i].image_id, "reason": "image file not found"}
                for i, s in enumerate(shas) if s is None]
     todo = [i for i, s in enumerate(shas) if s is not None and not store.has(key, s)]
-    device = loaded.device
     done = 0
     if todo:
-        if workers is None:
-            workers = 0 if len(todo) < 64 else min(4, os.cpu_count() or 1)
-        loader = torch.utils.data.DataLoader(
-            _ImageSet([paths[i] for i in todo], size, loaded.mean, loaded.std), batch_size=batch_size,
-            num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-            persistent_workers=False)
+        if device.type == "cuda":
+            loader = DeviceImageBatches([paths[i] for i in todo], size, loaded.mean, loaded.std, batch_size, device)
+        else:
+            if workers is None:
+                workers = 0 if len(todo) < 64 else min(4, os.cpu_count() or 1)
+            loader = torch.utils.data.DataLoader(
+                _ImageSet([paths[i] for i in todo], size, loaded.mean, loaded.std), batch_size=batch_size,
+                num_workers=workers, collate_fn=_collate, persistent_workers=False)
         bar = None
         if show_bar:
             from tqdm import tqdm

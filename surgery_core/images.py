@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -29,8 +29,9 @@ def _check_complete(data: bytes, path: Path) -> None:
         raise ImageError(path, "truncated PNG (no IEND chunk)")
 
 
-def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
-    """Decode image bytes to uint8 RGB ``[H, W, 3]``; ImageError naming ``path`` when impossible."""
+def check_image_bytes(data: bytes, path: str | Path = "<bytes>") -> tuple[int, int]:
+    """``(width, height)`` from the header, after the checks every decoder needs: not empty, not truncated,
+    a readable header, not a decompression bomb. ImageError naming ``path`` otherwise."""
     path = Path(path)
     if not data:
         raise ImageError(path, "empty file")
@@ -42,11 +43,20 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     except Image.DecompressionBombError:
         raise ImageError(path, "image header claims far more pixels than any scene (decompression-bomb guard)") \
             from None
+    except UnidentifiedImageError:  # its text names an in-memory buffer, which means nothing to a user
+        raise ImageError(path, "not a readable image (no known image format)") from None
     except Exception as exc:  # PIL raises many types for unreadable headers
         raise ImageError(path, f"not a readable image ({type(exc).__name__}: {str(exc)[:120]})") from None
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageError(path, f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {MAX_IMAGE_PIXELS / 1e6:.0f} MP "
                                "limit (decompression-bomb guard)")
+    return w, h
+
+
+def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
+    """Decode image bytes to uint8 RGB ``[H, W, 3]``; ImageError naming ``path`` when impossible."""
+    path = Path(path)
+    check_image_bytes(data, path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageError(path, "corrupt or unsupported image data")

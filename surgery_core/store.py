@@ -69,7 +69,12 @@ class RunStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from .errors import InputError
+
+            raise InputError(self.root, f"cannot create the run store folder ({exc.strerror or exc})") from None
 
     def entry_path(self, key: str, image_sha: str) -> Path:
         return self.root / "grids" / key / image_sha[:2] / f"{image_sha}.npz"
@@ -114,11 +119,16 @@ class RunStore:
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 
-def default_store() -> RunStore:
+def default_store_root() -> Path:
+    """``$SURGERY_STORE``, else ``store/`` in the cache folder."""
     from .config import cache_dir
 
     root = os.environ.get("SURGERY_STORE")
-    return RunStore(root if root else cache_dir() / "store")
+    return Path(root) if root else cache_dir() / "store"
+
+
+def default_store() -> RunStore:
+    return RunStore(default_store_root())
 
 
 def require_within(path: str | Path, roots: list[str | Path]) -> Path:
@@ -135,5 +145,5 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
     raise PathNotAllowedError(path, f"outside the configured data roots{where}; allowed roots: {allowed}")
 
 
-__all__ = ["RunStore", "default_store", "atomic_write_bytes", "atomic_write_text", "write_json",
-           "content_sha256", "require_within"]
+__all__ = ["RunStore", "default_store", "default_store_root", "atomic_write_bytes", "atomic_write_text",
+           "write_json", "content_sha256", "require_within"]

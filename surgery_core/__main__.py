@@ -1,0 +1,7 @@
+"""``python -m surgery_core ...`` is the ``surgery`` command (the form torchrun launches)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
