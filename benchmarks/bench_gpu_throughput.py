@@ -53,7 +53,7 @@ def main():
            "batch": args.batch, "results": {}}
     print(f"{out['device']}, torch {torch.__version__}, autocast {dtype}, batch {args.batch}")
     for arch in args.archs.split(","):
-        loaded = load_model(arch, device=dev)
+        loaded = load_model(arch, device=dev, random_weights=True)
         model = loaded.model
         size = loaded.image_size
         images = torch.randn(args.batch, 3, size, size, device=dev)

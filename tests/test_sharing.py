@@ -40,7 +40,7 @@ def rand_checkpoint(tmp_path_factory) -> Path:
     from surgery_core.models import load_model
 
     torch.manual_seed(0)
-    model = load_model("Demo-ViT-32").model
+    model = load_model("Demo-ViT-32", random_weights=True).model
     path = tmp_path_factory.mktemp("secret-models") / "nested" / "rand.safetensors"
     path.parent.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
