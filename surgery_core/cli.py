@@ -26,10 +26,13 @@ def _progress(args):
 
 
 def _libraries(bars) -> None:
-    """Import torch and open_clip under a status line: about 5 s on a cold start before anything else shows."""
-    with bars.status("loading torch and open_clip"):
+    """Import torch, open_clip and the library under a status line: about 5 s on a cold start, before anything
+    else can show."""
+    with bars.status("loading libraries (torch, open_clip)"):
         import open_clip  # noqa: F401
         import torch  # noqa: F401
+
+        from . import runs  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
 
 
 def _cmd_dataset(args) -> int:
@@ -212,11 +215,11 @@ def config_from_args(args) -> "RunConfig":
 
 def _open_run(args):
     """The run of ``args`` (configuration first, so bad options fail before any work), with progress."""
+    bars = _progress(args)
+    _libraries(bars)
     from .runs import Run
     from .store import RunStore, default_store
 
-    bars = _progress(args)
-    _libraries(bars)
     cfg = config_from_args(args)
     store = RunStore(args.store) if args.store else default_store()
     run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
@@ -225,9 +228,9 @@ def _open_run(args):
 
 
 def _cmd_evaluate(args) -> int:
+    cfg, store, run = _open_run(args)
     from .report import write_evaluation
 
-    cfg, store, run = _open_run(args)
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
     s = run.summary()
@@ -255,11 +258,11 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .sharing import default_samples, write_report
-
     if args.samples_count < 0:
         raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
     cfg, store, run = _open_run(args)
+    from .sharing import default_samples, write_report
+
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []
     paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)

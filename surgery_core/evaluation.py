@@ -33,6 +33,18 @@ INTERP_NOTES = {
 }
 
 
+# TP/FP of single-sample views: heatmap boxes come from a coarse patch grid (7x7 for ViT-B/32), so at IoU 0.5
+# nearly every box reads FP; 0.1 is the seed report's second threshold.
+VIEW_IOU = 0.1
+
+
+def view_iou(cfg: RunConfig) -> float:
+    """The IoU threshold at which views of single samples mark boxes TP or FP (the dashboard's Compare page
+    and the figures of ``surgery evaluate`` alike): :data:`VIEW_IOU` when the run scores it, else the run's
+    first threshold."""
+    return VIEW_IOU if VIEW_IOU in cfg.iou_thresholds else float(cfg.iou_thresholds[0])
+
+
 def box_params_for(cfg: RunConfig, protocol: str) -> BoxParams:
     """The run's box parameters, with class-probability weighting forced on under ``open``."""
     if protocol == "open" and not cfg.boxes.class_prob_weight:

@@ -193,9 +193,11 @@ def _known_paths(run: "Run") -> list[str]:
     return [p for p in out if p]
 
 
-def _collect(run: "Run", samples, include_paths: bool, figure_iou: float = 0.5) -> _Parts:
+def _collect(run: "Run", samples, include_paths: bool, figure_iou: float | None = None) -> _Parts:
+    from .evaluation import view_iou
     from .report import figure, header, multi_iou
 
+    figure_iou = view_iou(run.cfg) if figure_iou is None else figure_iou  # the dashboard's Compare threshold
     head = header(run)
     if not include_paths:
         head = scrub_paths(head, _known_paths(run))
@@ -351,6 +353,8 @@ def _best_cells(values: list) -> list[tuple[str, str]]:
 
 
 def _section_config(p: _Parts, run) -> str:
+    from .report import input_size
+
     h, cfg = p.head, run.cfg
     m = h["model"]
     conf = h["config"]
@@ -365,7 +369,7 @@ def _section_config(p: _Parts, run) -> str:
         ("images", f"{h['images']} in the split, {h['images_with_grids']} with heatmaps, "
                    f"{len(h['skipped_images'])} skipped"),
         ("heatmaps", f"methods {', '.join(cfg.methods)}; surgery depth {cfg.surgery_depth}; prompt set "
-                     f"{cfg.prompt_set}; input {cfg.input.size or 'model size'} px"
+                     f"{cfg.prompt_set}; {input_size(run)}"
                      + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px"
                         if cfg.input.window else "")),
         ("box rule", h["box_rule"]),
