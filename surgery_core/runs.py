@@ -56,8 +56,9 @@ class Run:
         cfg = cfg or RunConfig()
         store = store or default_store()
         bars = Progress(show_bar)
-        dataset = load_dataset(cfg, bars)
+        # The model first: a bad checkpoint is refused before the demo scenes are generated or DIOR is read.
         loaded = loaded or resolve_model(cfg, device, random_weights=random_weights, bars=bars)
+        dataset = load_dataset(cfg, bars)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
         run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
