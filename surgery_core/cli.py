@@ -88,7 +88,7 @@ def _cmd_heatmaps(args) -> int:
     from .demo.model import DEMO_ARCH
 
     arch = args.arch or DEMO_ARCH
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(_device(args))
     with bars.status(f"model: loading {arch}"):
         loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
     size = args.size or loaded.image_size
@@ -222,9 +222,26 @@ def _open_run(args):
 
     cfg = config_from_args(args)
     store = RunStore(args.store) if args.store else default_store()
-    run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
+    run = Run.open(cfg, store, device=_device(args), workers=args.workers, batch_size=args.batch_size,
                    show_bar=bars.enabled, random_weights=args.random_weights)
     return cfg, store, run
+
+
+def _device(args) -> str:
+    """``--device`` checked against what this machine has (default: cuda when present, else cpu)."""
+    import torch
+
+    if not args.device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError:
+        raise SurgeryError(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SurgeryError(f"--device {args.device}: no CUDA device is available here (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SurgeryError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return args.device
 
 
 def _cmd_evaluate(args) -> int:
@@ -361,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
     r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
-                   help="images drawn with the four methods side by side (default 4; 0 = none)")
+                   help="images drawn with every method side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
     r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
@@ -403,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SurgeryError as exc:
         print(f"surgery {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be written or read (a folder that does not exist, no space, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"surgery {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"surgery {args.command}: interrupted (everything already written to the run store is kept)",

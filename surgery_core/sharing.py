@@ -4,7 +4,7 @@ Reports
     :func:`build_report_html` returns ONE HTML file that opens offline with nothing else: the run's
     configuration, mAP per method, protocol and interpolation, per-class AP tables, the IoU and percentile
     sweeps as interactive plotly charts (plotly.js inlined once, no CDN), heatmap quality and the pointing
-    games, and the four-way comparison figures of chosen samples as ``data:`` PNGs. The same run and
+    games, and the comparison figures (every method) of chosen samples as ``data:`` PNGs. The same run and
     selection give byte-identical files (no timestamps, fixed plotly div ids). Absolute paths of the
     configuration (dataset root, checkpoint, ...) are cut to their base names unless ``include_paths``.
     :func:`build_report_zip` packs the same numbers as JSON and CSV, the figures as PNG and the HTML.

@@ -205,3 +205,16 @@ def test_the_real_process_prints_one_line_and_no_traceback(tmp_path, demo_env, a
                          env=demo_env, timeout=300)
     assert_one_line_refusal(res.returncode, res.stdout, res.stderr, *needles)
     assert res.stdout == ""
+
+
+def test_unwritable_outputs_and_unknown_devices_are_one_line(env, capfd):
+    assert_one_line_refusal(*run_main(capfd, ["heatmaps", "--image", SAMPLE_IMAGE, "--classes", "ship", "--out",
+                                              str(env / "no" / "such" / "folder" / "x.npz")]),
+                            "x.npz: No such file or directory")
+    assert_one_line_refusal(*run_main(capfd, ["heatmaps", "--image", str(env / "none.jpg"), "--classes", "ship",
+                                              "--out", str(env / "x.npz")]), "none.jpg")
+    assert_one_line_refusal(*run_main(capfd, ["heatmaps", "--device", "gpu", "--image", SAMPLE_IMAGE,
+                                              "--classes", "ship", "--out", str(env / "x.npz")]), "--device gpu")
+    if not torch.cuda.is_available():
+        assert_one_line_refusal(*run_main(capfd, ["evaluate", "--device", "cuda"]),
+                                "--device cuda: no CUDA device is available")
