@@ -282,7 +282,8 @@ def _cmd_report(args) -> int:
 
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []
-    paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
+    with run.bars.status(f"report: {len(samples)} samples x {len(cfg.methods)} methods, charts, HTML"):
+        paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
     if run.model_note:
         print(f"WARNING: {run.model_note}")
     if args.samples_count and len(samples) < args.samples_count:
