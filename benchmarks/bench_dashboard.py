@@ -48,7 +48,8 @@ def demo_config():
     ckpt = cache_dir() / "bench" / "random-demo.safetensors"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in load_model("Demo-ViT-32").model.state_dict().items()}, str(ckpt))
+    state = load_model("Demo-ViT-32", random_weights=True).model.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(ckpt))
     return RunConfig(model=ModelConfig(checkpoint=str(ckpt))), "RANDOM weights (demo weights not installed yet)"
 
 

@@ -91,7 +91,7 @@ def throughput(args, device: torch.device, paths: list[Path]) -> dict:
     dtype = autocast_dtype(device)
     out = {}
     for arch in args.archs.split(","):
-        loaded = load_model(arch, device=device)
+        loaded = load_model(arch, device=device, random_weights=True)
         model, size = loaded.model, loaded.image_size
         ensemble_text_features(loaded, DIOR_CLASSES)  # once per (model, class list), as in a run
         res = {}

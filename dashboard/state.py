@@ -135,7 +135,9 @@ class Param:
 
 
 def _default_iou(cfg: RunConfig) -> float:
-    return 0.1 if 0.1 in cfg.iou_thresholds else float(cfg.iou_thresholds[0])
+    from surgery_core.evaluation import view_iou  # one rule for Compare and the report figures
+
+    return view_iou(cfg)
 
 
 PARAMS: tuple[Param, ...] = (

@@ -10,6 +10,31 @@ from pathlib import Path
 from .errors import SurgeryError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``surgery evaluate: error: ...``), like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _progress(args):
+    """Phases report on stderr when it is a terminal, or when --progress asks (--no-progress: never)."""
+    from .progress import Progress
+
+    on = getattr(args, "progress", None)
+    return Progress(sys.stderr.isatty() if on is None else on)
+
+
+def _libraries(bars) -> None:
+    """Import torch, open_clip and the library under a status line: about 5 s on a cold start, before anything
+    else can show."""
+    with bars.status("loading libraries (torch, open_clip)"):
+        import open_clip  # noqa: F401
+        import torch  # noqa: F401
+
+        from . import runs  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
+
+
 def _cmd_dataset(args) -> int:
     from .datasets import load_coco, load_dior
 
@@ -34,7 +59,25 @@ def _cmd_dataset(args) -> int:
     return 0
 
 
+def _class_names_note(classes: list[str]) -> str | None:
+    """A note naming the ``--classes`` entries that are not DIOR classes (any accepted spelling), or None."""
+    from .classes import DIOR_CLASSES, ClassIndex
+
+    index = ClassIndex(DIOR_CLASSES)
+    unknown = [c for c in classes if index.lookup(c) is None]
+    if not unknown:
+        return None
+    names = ", ".join(repr(c) for c in unknown)
+    return (f"{names} {'is not a DIOR class' if len(unknown) == 1 else 'are not DIOR classes'}: treated as "
+            f"{'a free-text query' if len(unknown) == 1 else 'free-text queries'} (prompts built from the text as given)")
+
+
 def _cmd_heatmaps(args) -> int:
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if not classes:
+        raise SurgeryError("--classes needs at least one class name")
+    bars = _progress(args)
+    _libraries(bars)
     import numpy as np
     import torch
 
@@ -42,24 +85,31 @@ def _cmd_heatmaps(args) -> int:
     from .images import read_image, squash, to_tensor
     from .models import load_model
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loaded = load_model(args.arch, args.checkpoint, args.quickgelu, device)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    if not classes:
-        raise SurgeryError("--classes needs at least one class name")
+    from .demo.model import DEMO_ARCH
+
+    arch = args.arch or DEMO_ARCH
+    device = torch.device(_device(args))
+    with bars.status(f"model: loading {arch}"):
+        loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
-        raise SurgeryError(f"--size {size} is not a multiple of the patch size {loaded.patch_size}")
+        raise SurgeryError(f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
     image = read_image(args.image)
+    note = _class_names_note(classes)
+    if note:  # after the inputs are known to be good, so that an error stays the only line
+        print(f"surgery heatmaps: note: {note}", file=sys.stderr)
     x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(device)
     window = args.window if args.window else None
-    out = compute_heatmaps(loaded, x, classes, DEFAULT_METHODS, depth=args.depth, window=window,
-                           stride=args.stride, query_mode=args.query)
+    with bars.status(f"heatmaps: {len(classes)} classes, text features and one dual-path pass"):
+        out = compute_heatmaps(loaded, x, classes, DEFAULT_METHODS, depth=args.depth, window=window,
+                               stride=args.stride, query_mode=args.query)
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = arrays["standard"].shape
+    weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
+               "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
-          f"({args.arch}, input {size}px, surgery depth {args.depth})")
+          f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
     return 0
 
 
@@ -90,76 +140,130 @@ def _cmd_demo_card(args) -> int:
     return 0
 
 
+# Command-line options of a run and the configuration key each one sets (section, key); the same table names
+# the option in a validation error when the value came from the command line.
+RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "split": ("data", "split"), "limit": ("data", "limit"),
+    "arch": ("model", "arch"), "checkpoint": ("model", "checkpoint"), "quickgelu": ("model", "quickgelu"),
+    "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
+    "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
+    "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
+    "class_prob_weight": ("boxes", "class_prob_weight"),
+    "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
+    "figures": ("figure_samples",),
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _csv_floats(flag: str, text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise SurgeryError(f"{flag} {text}: must be comma-separated numbers, e.g. 0.1,0.5") from None
+    if not values:
+        raise SurgeryError(f"{flag} {text!r}: needs at least one number")
+    return values
+
+
 def config_from_args(args) -> "RunConfig":
-    """One RunConfig from ``--config FILE`` and/or flags (flags override the file)."""
-    from .boxes import BoxParams
-    from .config import DataConfig, InputConfig, ModelConfig, RunConfig
+    """One RunConfig from ``--config FILE`` and/or flags (flags override the file).
 
-    cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
-    data = cfg.data.model_dump()
-    if args.dior:
-        data.update(kind="dior", root=args.dior)
-    elif args.coco:
-        data.update(kind="coco", root=args.coco, images=args.images)
-    elif args.samples:
-        data.update(kind="samples", root=None)
-    for k in ("split", "limit"):
-        if getattr(args, k) is not None:
-            data[k] = getattr(args, k)
-    model = cfg.model.model_dump()
-    if args.arch:
-        model.update(arch=args.arch)
-    if args.checkpoint:
-        model.update(checkpoint=args.checkpoint)
-    if args.quickgelu:
-        model.update(quickgelu=True)
-    inp = cfg.input.model_dump()
-    for k in ("size", "window", "stride"):
-        if getattr(args, k) is not None:
-            inp[k] = getattr(args, k)
-    boxes = cfg.boxes.model_dump()
-    for flag, field in (("percentile", "percentile"), ("morph_kernel", "morph_kernel"), ("score", "score"),
-                        ("min_area", "min_area"), ("nms", "nms_iou"), ("box_resolution", "box_resolution")):
-        if getattr(args, flag) is not None:
-            boxes[field] = getattr(args, flag)
-    if args.class_prob_weight:
-        boxes["class_prob_weight"] = True
-    fields = cfg.model_dump()
-    fields.update(data=DataConfig(**data), model=ModelConfig(**model), input=InputConfig(**inp),
-                  boxes=BoxParams(**boxes))
-    if args.methods:
-        fields["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if args.ious:
-        fields["iou_thresholds"] = tuple(float(t) for t in args.ious.split(","))
-    if args.depth is not None:
-        fields["surgery_depth"] = args.depth
-    if args.figures is not None:
-        fields["figure_samples"] = args.figures
-    return RunConfig(**fields)
-
-
-def _cmd_evaluate(args) -> int:
+    Errors say which option or configuration key (and file) holds the bad value and what is allowed."""
     from pydantic import ValidationError
 
+    from .config import RunConfig, explain_validation_error, read_config_file
+
+    doc = read_config_file(args.config) if args.config else {}
+    names: dict[tuple[str, ...], str] = {}  # configuration paths whose values came from the command line
+
+    def put(path: tuple[str, ...], value, flag: str) -> None:
+        target = doc
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):  # the file's section is not an object: validation names it
+                return
+        target[path[-1]] = value
+        names[path] = flag
+
+    if args.dior:
+        put(("data", "kind"), "dior", "--dior")
+        put(("data", "root"), args.dior, "--dior")
+    elif args.coco:
+        put(("data", "kind"), "coco", "--coco")
+        put(("data", "root"), args.coco, "--coco")
+        put(("data", "images"), args.images, "--images")
+    elif args.samples:
+        put(("data", "kind"), "samples", "--samples")
+        put(("data", "root"), None, "--samples")
+    for dest, path in RUN_OPTIONS.items():
+        value = getattr(args, dest)
+        if value is None or value is False:  # not given (store_true flags only ever turn a setting on)
+            continue
+        if dest == "methods":
+            value = tuple(m.strip() for m in value.split(",") if m.strip())
+        elif dest == "ious":
+            value = _csv_floats("--ious", value)
+        put(path, value, _flag(dest))
+    try:
+        return RunConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise SurgeryError(explain_validation_error(exc, names, args.config)) from None
+
+
+def _open_run(args):
+    """The run of ``args`` (configuration first, so bad options fail before any work), with progress.
+
+    Under torchrun every rank first computes its share of the grids into the store (``distributed``); then
+    rank 0 opens the run as one process would and the other ranks get None (they print nothing more)."""
+    bars = _progress(args)
+    _libraries(bars)
     from .distributed import launch_from_env, run_sharded
-    from .report import write_evaluation
     from .runs import Run
     from .store import RunStore, default_store, default_store_root
 
-    try:
-        cfg = config_from_args(args)
-    except ValidationError as exc:
-        raise SurgeryError(f"invalid run configuration: {exc}") from None
-    device = args.device
+    cfg = config_from_args(args)
     launch = launch_from_env()
-    if launch is not None:  # under torchrun: every rank computes its share of the grids, then rank 0 goes on
+    if launch is not None:
         device = run_sharded(cfg, args.store or default_store_root(), launch, device=args.device,
-                             batch_size=args.batch_size, workers=args.workers)
+                             batch_size=args.batch_size, workers=args.workers, progress=bars.enabled,
+                             random_weights=args.random_weights)
         if not launch.is_main:
-            return 0
+            return None
+    else:
+        device = _device(args)
     store = RunStore(args.store) if args.store else default_store()
     run = Run.open(cfg, store, device=device, workers=args.workers, batch_size=args.batch_size,
-                   show_bar=True)
+                   show_bar=bars.enabled, random_weights=args.random_weights)
+    return cfg, store, run
+
+
+def _device(args) -> str:
+    """``--device`` checked against what this machine has (default: cuda when present, else cpu)."""
+    import torch
+
+    if not args.device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError:
+        raise SurgeryError(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SurgeryError(f"--device {args.device}: no CUDA device is available here (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SurgeryError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return args.device
+
+
+def _cmd_evaluate(args) -> int:
+    opened = _open_run(args)
+    if opened is None:  # a torchrun rank other than 0: its share is in the store
+        return 0
+    cfg, store, run = opened
+    from .report import write_evaluation
+
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
     s = run.summary()
@@ -187,24 +291,18 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from pydantic import ValidationError
-
-    from .runs import Run
-    from .sharing import default_samples, write_report
-    from .store import RunStore, default_store
-
-    try:
-        cfg = config_from_args(args)
-    except ValidationError as exc:
-        raise SurgeryError(f"invalid run configuration: {exc}") from None
     if args.samples_count < 0:
-        raise SurgeryError("--samples-count must be 0 or more")
-    store = RunStore(args.store) if args.store else default_store()
-    run = Run.open(cfg, store, device=args.device, workers=args.workers, batch_size=args.batch_size,
-                   show_bar=True)
+        raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
+    opened = _open_run(args)
+    if opened is None:  # a torchrun rank other than 0: its share is in the store
+        return 0
+    cfg, store, run = opened
+    from .sharing import default_samples, write_report
+
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []
-    paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
+    with run.bars.status(f"report: {len(samples)} samples x {len(cfg.methods)} methods, charts, HTML"):
+        paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
     if run.model_note:
         print(f"WARNING: {run.model_note}")
     if args.samples_count and len(samples) < args.samples_count:
@@ -241,12 +339,21 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--nms", type=float, help="NMS IoU (default off)")
     e.add_argument("--box-resolution", dest="box_resolution", type=int)
     e.add_argument("--ious", help="comma-separated IoU thresholds (default 0.05,0.1,0.15,0.2,0.3,0.5)")
-    e.add_argument("--figures", type=int, help="three-column PNGs per method (default 10)")
+    e.add_argument("--figures", type=int, help="samples drawn as figures (default 10): per method a three-column "
+                                               "PNG, and one PNG of every method side by side")
+    e.add_argument("--random-weights", dest="random_weights", action="store_true",
+                   help="allow an architecture without --checkpoint: random weights, for tests only")
+    _add_progress_argument(e)
+
+
+def _add_progress_argument(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars and status lines on stderr (default: when stderr is a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("dataset", help="read a dataset's annotations and print counts and quirks")
     src = d.add_mutually_exclusive_group(required=True)
@@ -258,11 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_dataset)
 
     h = sub.add_parser("heatmaps", help="the four raw heatmap grids of one image, as .npz")
-    h.add_argument("--arch", required=True, help="open_clip architecture, e.g. ViT-B-32")
-    h.add_argument("--checkpoint", help="local checkpoint file (state dict)")
+    h.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
+    h.add_argument("--checkpoint", help="local checkpoint file (state dict); required except for the demo model")
+    h.add_argument("--random-weights", dest="random_weights", action="store_true",
+                   help="allow an architecture without --checkpoint: random weights, for tests only")
     h.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP, RemoteCLIP)")
     h.add_argument("--image", required=True)
-    h.add_argument("--classes", required=True, help="comma-separated class names")
+    h.add_argument("--classes", required=True,
+                   help="comma-separated DIOR class names; other text is allowed and used as a free-text query")
     h.add_argument("--out", required=True, help="output .npz")
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
@@ -271,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--query", action="store_true",
                    help="single-text feature surgery per name (free-text queries) instead of class-set mode")
     h.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    _add_progress_argument(h)
     h.set_defaults(func=_cmd_heatmaps)
 
     e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
@@ -287,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
     r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
-                   help="images drawn with the four methods side by side (default 4; 0 = none)")
+                   help="images drawn with every method side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
     r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
@@ -328,8 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SurgeryError as exc:
-        print(f"surgery {args.command}: error: {exc}", file=sys.stderr)
+        print(f"surgery {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be written or read (a folder that does not exist, no space, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"surgery {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"surgery {args.command}: interrupted (everything already written to the run store is kept)",
+              file=sys.stderr)
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from .errors import InputError
 from .heatmaps import DEFAULT_METHODS, METHODS
 from .prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
 
@@ -90,7 +91,12 @@ class RunConfig(_Frozen):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
-        return cls.model_validate_json(Path(path).read_text())
+        """The configuration in a JSON file; InputError naming the file, the key and the rule otherwise."""
+        doc = read_config_file(path)
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            raise InputError(path, explain_validation_error(exc)) from None
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -116,3 +122,135 @@ def heatmap_key(cfg: RunConfig, model_identity: dict, classes: tuple[str, ...], 
         "prompts": [cfg.prompt_set, prompt_set_fingerprint(cfg.prompt_set)], "classes": list(classes),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ errors in user terms
+def read_config_file(path: str | Path) -> dict:
+    """The JSON object in a configuration file, unvalidated; InputError naming the file when it is missing,
+    unreadable, not JSON or not an object."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a run configuration file (JSON)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "configuration file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a run configuration: the file is not UTF-8 text (JSON expected)") from None
+    except OSError as exc:
+        raise InputError(path, f"configuration file cannot be read ({exc.strerror or exc})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise InputError(path, f"a run configuration is a JSON object ({{\"data\": ..., \"model\": ...}}), "
+                               f"this file holds a JSON {_json_kind(doc)}")
+    return doc
+
+
+def _json_kind(v) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(v), "null")
+
+
+def _field_info(model: type[BaseModel], loc: tuple):
+    """(FieldInfo of ``loc``'s last named field, the model that holds it), walking nested configurations."""
+    info, owner = None, model
+    for part in loc:
+        if not isinstance(part, str):
+            continue  # an index into a tuple: the constraint is the field's own
+        fields = getattr(owner, "model_fields", None)
+        if not fields or part not in fields:
+            return None, owner
+        info = fields[part]
+        ann = info.annotation
+        owner = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return info, owner
+
+
+def _bounds(info) -> str | None:
+    """The numeric range a field allows, in words (``must be between 0 and 100``), from its constraints."""
+    if info is None:
+        return None
+    lo = hi = None
+    lo_strict = hi_strict = False
+    for m in info.metadata:
+        for attr, strict, is_lo in (("ge", False, True), ("gt", True, True), ("le", False, False),
+                                    ("lt", True, False)):
+            v = getattr(m, attr, None)
+            if v is None:
+                continue
+            if is_lo:
+                lo, lo_strict = v, strict
+            else:
+                hi, hi_strict = v, strict
+    if lo is not None and hi is not None and not lo_strict and not hi_strict:
+        return f"must be between {lo:g} and {hi:g}"
+    parts = []
+    if lo is not None:
+        parts.append(f"greater than {lo:g}" if lo_strict else f"at least {lo:g}")
+    if hi is not None:
+        parts.append(f"less than {hi:g}" if hi_strict else f"at most {hi:g}")
+    return "must be " + " and ".join(parts) if parts else None
+
+
+def _shown(v) -> str:
+    """A configuration value as it reads in JSON."""
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def explain_validation_error(exc: ValidationError, names: dict[tuple, str] | None = None,
+                             source: str | Path | None = None, model: type[BaseModel] | None = None) -> str:
+    """One line per problem of a validation error, joined by "; ", in the user's terms: which option or
+    configuration key, what was given, what is allowed (``--percentile -5: must be between 0 and 100``).
+
+    names: the user's name for a configuration path, e.g. ``{("boxes", "percentile"): "--percentile"}`` for
+    values that came from command-line options; other paths are named as configuration keys
+    (``boxes.percentile``), followed by ``in <source>`` when ``source`` (the file) is given.
+    """
+    model = model or RunConfig
+    names = names or {}
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        field_loc = tuple(p for p in loc if isinstance(p, str))
+        flag = names.get(field_loc)
+        key = ".".join(str(p) for p in loc) or "the configuration"
+        where = f" (in {source})" if source and not flag else ""
+        given = err.get("input")
+        kind = err.get("type", "")
+        info, _ = _field_info(model, loc)
+        if kind == "extra_forbidden":
+            holder = model
+            if len(loc) > 1:
+                parent, _ = _field_info(model, loc[:-1])
+                holder = parent.annotation if parent is not None else None
+            known = list(getattr(holder, "model_fields", None) or {})
+            out.append(f"unknown configuration key {key}{where}" + (f"; known here: {', '.join(known)}"
+                                                                   if known else ""))
+            continue
+        if kind == "missing":
+            out.append(f"configuration key {key}{where}: required, missing")
+            continue
+        if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            rule = _bounds(info) or err["msg"].replace("Input should be", "must be")
+        elif kind == "literal_error":
+            rule = f"must be {err['ctx']['expected']}"
+        elif kind == "value_error":
+            rule = str(err["ctx"]["error"]) if err.get("ctx") else err["msg"].removeprefix("Value error, ")
+        elif kind == "model_type":
+            rule = "must be a JSON object of its keys"
+        else:
+            rule = err["msg"].replace("Input should be", "must be")
+        if flag:  # as typed on the command line: --percentile -5
+            shown = ",".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+            shown = f"{shown:g}" if isinstance(shown, float) else shown
+            out.append(f"{flag} {shown}: {rule}")
+        elif kind == "model_type":
+            out.append(f"configuration key {key}{where}: {rule}")
+        else:
+            out.append(f"configuration key {key} = {_shown(given)}{where}: {rule}")
+    return "; ".join(out) or str(exc).splitlines()[0]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -126,33 +125,29 @@ def check_agreement(run_hash: str, store_root: Path) -> None:
 
 
 def compute_shard(cfg, store, launch: Launch, *, device: torch.device, batch_size: int = 64,
-                  workers: int | None = None) -> None:
-    """Grids of this rank's share of the images, into ``store`` (progress bar on stderr, nothing on stdout)."""
-    from tqdm import tqdm
-
+                  workers: int | None = None, progress: bool = False, random_weights: bool = False) -> None:
+    """Grids of this rank's share of the images, into ``store`` (with ``progress``: a bar on stderr naming the
+    rank; nothing on stdout)."""
     from .engine import compute_grids, load_dataset, resolve_model
+    from .progress import Progress
 
+    loaded = resolve_model(cfg, device, random_weights=random_weights)
     dataset = load_dataset(cfg)
     mine = shard(len(dataset), launch.rank, launch.world)
-    loaded = resolve_model(cfg, device)
-    bar = tqdm(total=len(mine), unit="img", desc=f"heatmaps rank {launch.rank}/{launch.world}", file=sys.stderr,
-               position=launch.local_rank, leave=False)
-    last = [0]
+    with Progress(progress).bar(f"heatmaps rank {launch.rank}/{launch.world}", len(mine), "img") as bar:
+        last = [0]
 
-    def progress(done, total, rate):
-        bar.update(done - last[0])
-        last[0] = done
-        bar.set_postfix_str(f"{rate:.1f} img/s")
+        def advance(done, total, rate):
+            bar.update(done - last[0])
+            last[0] = done
+            bar.set_postfix_str(f"{rate:.1f} img/s")
 
-    try:
         compute_grids(cfg, dataset.subset(list(mine)), loaded, store, batch_size=batch_size, workers=workers,
-                      progress=progress)
-    finally:
-        bar.close()
+                      progress=advance)
 
 
 def run_sharded(cfg, store_root: str | Path, launch: Launch, *, device: str | None = None, batch_size: int = 64,
-                workers: int | None = None) -> torch.device:
+                workers: int | None = None, progress: bool = False, random_weights: bool = False) -> torch.device:
     """Every rank's part of a sharded run, up to and including the barrier; returns this rank's device.
 
     Afterwards only rank 0 should go on (open the run: it finds every grid in the store). The store is opened
@@ -168,7 +163,8 @@ def run_sharded(cfg, store_root: str | Path, launch: Launch, *, device: str | No
     dist.init_process_group(backend, timeout=BARRIER_TIMEOUT)
     try:
         check_agreement(cfg.run_hash, Path(store_root).expanduser())
-        compute_shard(cfg, RunStore(store_root), launch, device=dev, batch_size=batch_size, workers=workers)
+        compute_shard(cfg, RunStore(store_root), launch, device=dev, batch_size=batch_size, workers=workers,
+                      progress=progress, random_weights=random_weights)
         dist.barrier()
     except LaunchRefused:
         if not launch.is_main:

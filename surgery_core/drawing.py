@@ -153,25 +153,180 @@ def thumbnail(image: np.ndarray, gt_xyxy: np.ndarray, side: int, map01: np.ndarr
     return draw_boxes(img, gt_xyxy, GREEN, scale=s)
 
 
-def caption_bar(width: int, text: str, height: int = 22) -> np.ndarray:
-    bar = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(bar, text[: max(10, width // 7)], (4, height - 7), FONT, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
+# ------------------------------------------------------------------------------------------ report figures
+PANEL_MIN = 448  # px: the longer side of each panel of a report figure, at least (224 px demo scenes: 2x)
+TITLE_SCALE = 0.55  # Hershey font scale of figure titles: about 10 px per character, 15 px capitals
+INK = (20, 20, 20)
+
+
+def _wrap(text: str, width: int, scale: float, thick: int = 1) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` px (a word longer than that gets its own
+    line, cut at the last character that fits)."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            cand = f"{line} {word}" if line else word
+            if cv2.getTextSize(cand, FONT, scale, thick)[0][0] <= width or not line:
+                line = cand
+            else:
+                lines.append(line)
+                line = word
+            while cv2.getTextSize(line, FONT, scale, thick)[0][0] > width and len(line) > 1:
+                cut = len(line) - 1
+                while cut > 1 and cv2.getTextSize(line[:cut], FONT, scale, thick)[0][0] > width:
+                    cut -= 1
+                lines.append(line[:cut])
+                line = line[cut:]
+        lines.append(line)
+    return lines
+
+
+def title_bar(width: int, text: str, scale: float = TITLE_SCALE, bold: bool = False) -> np.ndarray:
+    """A white bar holding ``text`` whole, wrapped onto as many lines as ``width`` px needs."""
+    thick = 2 if bold else 1
+    lines = _wrap(text, width - 12, scale, thick)
+    (_, th), base = cv2.getTextSize("Ag", FONT, scale, thick)
+    step = th + base + 6
+    bar = np.full((step * len(lines) + 8, width, 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(bar, line, (6, 6 + th + k * step), FONT, scale, INK, thick, cv2.LINE_AA)
     return bar
+
+
+def colour_bar(height: int, ticks: list[tuple[float, str]] | None = None, title: str = "heatmap (jet)",
+               scale: float = 0.45) -> np.ndarray:
+    """The jet scale of the heatmap overlays as a vertical bar ``height`` px tall: 1 at the top, 0 at the bottom,
+    ``ticks`` (position 0-1, label) written beside it (default 0, 0.5, 1) and ``title`` along its side."""
+    ticks = ticks if ticks is not None else [(1.0, "1"), (0.5, "0.5"), (0.0, "0")]
+    pad = 10
+    strip_w = 18
+    label_w = max([cv2.getTextSize(t, FONT, scale, 1)[0][0] for _, t in ticks] + [0])
+    (_, th), base = cv2.getTextSize("0", FONT, scale, 1)
+    title_h = th + base + 8
+    width = pad + strip_w + 6 + label_w + 6 + title_h
+    out = np.full((height, width, 3), 255, np.uint8)
+    top, bottom = pad, height - pad - 1
+    ramp = np.linspace(1.0, 0.0, bottom - top + 1, dtype=np.float32)[:, None].repeat(strip_w, 1)
+    out[top:bottom + 1, pad:pad + strip_w] = jet(ramp)
+    cv2.rectangle(out, (pad, top), (pad + strip_w - 1, bottom), INK, 1)
+    for pos, text in ticks:
+        y = int(round(bottom - pos * (bottom - top)))
+        cv2.line(out, (pad + strip_w, y), (pad + strip_w + 4, y), INK, 1)
+        ty = int(min(max(y + th // 2, th + 1), height - base - 1))
+        cv2.putText(out, text, (pad + strip_w + 6, ty), FONT, scale, INK, 1, cv2.LINE_AA)
+    # the title along the bar: drawn horizontally on its own canvas, turned a quarter counter-clockwise
+    lines = _wrap(title, bottom - top, scale)[:2]
+    canvas = np.full((title_h * len(lines), bottom - top + 1, 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        tw = cv2.getTextSize(line, FONT, scale, 1)[0][0]
+        cv2.putText(canvas, line, ((canvas.shape[1] - tw) // 2, k * title_h + th + 3), FONT, scale, INK, 1,
+                    cv2.LINE_AA)
+    turned = cv2.rotate(canvas, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    x0 = width - title_h - 2
+    if turned.shape[1] > title_h:  # two lines: widen the bar to hold them
+        out = np.hstack([out, np.full((height, turned.shape[1] - title_h, 3), 255, np.uint8)])
+    out[top:top + turned.shape[0], x0:x0 + turned.shape[1]] = turned
+    return out
+
+
+def _pad_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    out = np.full((h, w, 3), 255, np.uint8)
+    out[: img.shape[0], : img.shape[1]] = img
+    return out
+
+
+def _row(cells: list[np.ndarray], gap: int = 10) -> np.ndarray:
+    """Cells side by side, top-aligned on white, ``gap`` px apart."""
+    h = max(c.shape[0] for c in cells)
+    parts = []
+    for k, c in enumerate(cells):
+        if k:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+        parts.append(_pad_to(c, h, c.shape[1]))
+    return np.hstack(parts)
+
+
+def _stack(rows: list[np.ndarray], gap: int = 10) -> np.ndarray:
+    """Rows one under another, left-aligned on white, ``gap`` px apart."""
+    w = max(r.shape[1] for r in rows)
+    parts = []
+    for k, r in enumerate(rows):
+        if k:
+            parts.append(np.full((gap, w, 3), 255, np.uint8))
+        parts.append(_pad_to(r, r.shape[0], w))
+    return np.vstack(parts)
+
+
+def panel_side(image: np.ndarray) -> int:
+    """Display side of report-figure panels: the image's own longer side, at least :data:`PANEL_MIN` px."""
+    return max(PANEL_MIN, max(image.shape[:2]))
+
+
+def _text_scale(side: int) -> float:
+    """Title font scale for panels of ``side`` px: the same share of the panel from 448 px (0.55) up to 0.9."""
+    return min(0.9, TITLE_SCALE * side / PANEL_MIN)
 
 
 def three_column(image: np.ndarray, gt_xyxy: np.ndarray, map01: np.ndarray, det_xyxy: np.ndarray,
                  det_labels: list[str] | None = None, titles: tuple[str, str, str] | None = None,
-                 alpha: float = 0.5) -> np.ndarray:
-    """The seed's figure: image + GT (green solid) | heatmap overlay (jet) | GT (green) vs predictions (red
-    dashed, labelled), side by side at the image's size, each with a title bar."""
+                 alpha: float = 0.5, side: int | None = None, scale_ticks: list[tuple[float, str]] | None = None,
+                 scale_title: str = "heatmap: min-max normalised similarity", heading: str | None = None
+                 ) -> np.ndarray:
+    """The seed's figure: image + GT (green solid) | heatmap overlay (jet) with its colour bar | GT (green) vs
+    predictions (red dashed, labelled), side by side, each under its title (wrapped, never cut).
+
+    side: display side of each panel in px (default :func:`panel_side`: the image's own, at least 448 px).
+    scale_ticks: the colour bar's (position 0-1, label) ticks. heading: an optional line above everything."""
+    side = side or panel_side(image)
+    ts = _text_scale(side)
     empty = np.zeros((0, 4))
-    left = gt_view(image, gt_xyxy)
-    mid = method_view(image, map01, empty, empty, alpha=alpha)
-    right = method_view(image, None, gt_xyxy, det_xyxy, det_labels)
+    left = gt_view(image, gt_xyxy, side=side)
+    mid = method_view(image, map01, empty, empty, alpha=alpha, side=side)
+    right = method_view(image, None, gt_xyxy, det_xyxy, det_labels, side=side)
     titles = titles or ("image + ground truth", "heatmap (jet)", "GT (green) vs predictions (red, dashed)")
-    cols = [np.vstack([caption_bar(image.shape[1], t), c]) for t, c in zip(titles, (left, mid, right))]
-    gap = np.full((cols[0].shape[0], 6, 3), 255, np.uint8)
-    return np.hstack([cols[0], gap, cols[1], gap, cols[2]])
+    bar = colour_bar(mid.shape[0], scale_ticks, scale_title, scale=ts * 0.82)
+    heads = [title_bar(c.shape[1], t, ts) for t, c in zip(titles, (left, mid, right))]
+    head_h = max(h.shape[0] for h in heads)
+    cols = [np.vstack([_pad_to(h, head_h, c.shape[1]), c]) for h, c in zip(heads, (left, mid, right))]
+    cols[1] = np.hstack([cols[1], np.vstack([np.full((head_h, bar.shape[1], 3), 255, np.uint8), bar])])
+    fig = _row(cols)
+    if heading:
+        fig = _stack([title_bar(fig.shape[1], heading, ts, bold=True), fig], gap=0)
+    return fig
+
+
+def comparison(image: np.ndarray, gt_xyxy: np.ndarray, other_xyxy: np.ndarray | None, first_title: str,
+               panels: list[dict], heading: str = "", side: int | None = None, alpha: float = 0.5,
+               scale_ticks: list[tuple[float, str]] | None = None,
+               scale_title: str = "each heatmap: min-max normalised similarity", max_cols: int = 5) -> np.ndarray:
+    """One sample, every method at once, as on the dashboard's Compare page: the image with its GT boxes (the
+    class green, other classes white), then per method the heatmap overlay with GT (green), predictions (red,
+    dashed, labelled) and the pointing-game point; one colour bar for all maps; a heading above.
+
+    panels: per method ``{"title", "map01", "det_xyxy", "labels", "point", "hit"}`` (any number of them).
+    Panels fill rows of at most ``max_cols``, rows as even as possible.
+    """
+    side = side or panel_side(image)
+    ts = _text_scale(side)
+    cells = [(first_title, gt_view(image, gt_xyxy, other_xyxy, side=side))]
+    for p in panels:
+        cells.append((p["title"], method_view(image, p["map01"], gt_xyxy, p["det_xyxy"], p.get("labels"),
+                                              p.get("point"), p.get("hit"), alpha, side)))
+    n = len(cells)
+    rows_n = -(-n // max_cols)
+    ncols = -(-n // rows_n)
+    width = max(c.shape[1] for _, c in cells)
+    heads = [title_bar(width, t, ts) for t, _ in cells]
+    head_h = max(h.shape[0] for h in heads)
+    tiles = [np.vstack([_pad_to(h, head_h, width), _pad_to(c, c.shape[0], width)]) for h, (_, c) in zip(heads, cells)]
+    rows = [_row(tiles[r * ncols:(r + 1) * ncols]) for r in range(rows_n)]
+    body = _stack(rows)
+    bar = colour_bar(max(c.shape[0] for _, c in cells), scale_ticks, scale_title, scale=ts * 0.82)
+    body = _row([body, np.vstack([np.full((head_h, bar.shape[1], 3), 255, np.uint8), bar])])
+    if heading:
+        body = _stack([title_bar(body.shape[1], heading, ts, bold=True), body], gap=0)
+    return body
 
 
 # ------------------------------------------------------------------------------------------ encoding

@@ -27,12 +27,17 @@ from .errors import ImageError, InputError, SurgeryError
 from .heatmaps import METHODS, compute_heatmaps
 from .images import read_image, squash, to_tensor
 from .models import LoadedModel, load_model
+from .progress import QUIET, Progress
 from .store import RunStore, content_sha256
 
 SAMPLES_ROOT = Path(__file__).parent / "samples" / "dior"
+# What the dashboard, the reports and the snapshots call these datasets (``Dataset.name``), so that nobody
+# cites the synthetic demo scenes, or the five shipped pictures, as results on DIOR.
+DEMO_DATASET_NAME = "demo world (synthetic scenes)"
+SAMPLES_DATASET_NAME = "DIOR samples ({n} real images)"
 
 
-def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT) -> Path:
+def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT, bars: Progress = QUIET) -> Path:
     """The demo scenes, generated on first use into the cache folder (deterministic for seed and count).
 
     The folder names the generator version too: scenes cached by an older generator are never reused."""
@@ -45,12 +50,24 @@ def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT) -> 
         root.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root) + ".lock"):  # two first uses at once: one generates, the other waits
             if not (root / ".complete").is_file():
-                generate_dataset(root, seed=seed, count=count, overwrite=True)
+                with bars.bar(f"demo scenes (first use, into {root.parent})", count, "scene") as bar:
+                    generate_dataset(root, seed=seed, count=count, overwrite=True, progress=bar.update)
     return root
 
 
-def load_dataset(cfg: RunConfig) -> Dataset:
-    """The dataset a run configuration names (demo scenes are generated on first use)."""
+def load_dataset(cfg: RunConfig, bars: Progress = QUIET) -> Dataset:
+    """The dataset a run configuration names (demo scenes are generated on first use).
+
+    Its ``name`` says what it is: ``DIOR`` for a DIOR folder, :data:`DEMO_DATASET_NAME` for the demo scenes,
+    :data:`SAMPLES_DATASET_NAME` for the real DIOR pictures shipped with the package."""
+    d = cfg.data
+    if d.kind == "demo" and not d.root:
+        demo_data_root(bars=bars)  # generated on first use, with its own bar
+    with bars.status(f"dataset: reading {d.kind} {d.split} annotations"):
+        return _load_dataset(cfg)
+
+
+def _load_dataset(cfg: RunConfig) -> Dataset:
     d = cfg.data
     if d.kind == "coco":
         if not d.root:
@@ -60,12 +77,16 @@ def load_dataset(cfg: RunConfig) -> Dataset:
     if d.kind == "demo":
         from .demo.scenes import DEMO_CLASSES
 
-        return load_dior(d.root or demo_data_root(), d.split, cfg.classes or DEMO_CLASSES, limit=d.limit)
+        ds = load_dior(d.root or demo_data_root(), d.split, cfg.classes or DEMO_CLASSES, limit=d.limit)
+        ds.name = DEMO_DATASET_NAME
+        return ds
     if d.kind == "samples":
         from .classes import DIOR_CLASSES
 
-        return load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
-                         cfg.classes or DIOR_CLASSES, limit=d.limit)
+        ds = load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
+                       cfg.classes or DIOR_CLASSES, limit=d.limit)
+        ds.name = SAMPLES_DATASET_NAME.format(n=len(ds))
+        return ds
     if not d.root:
         raise InputError(None, "a DIOR dataset needs data.root")
     from .classes import DIOR_CLASSES
@@ -73,14 +94,16 @@ def load_dataset(cfg: RunConfig) -> Dataset:
     return load_dior(d.root, d.split, cfg.classes or DIOR_CLASSES, limit=d.limit)
 
 
-def resolve_model(cfg: RunConfig, device: torch.device | str | None = None) -> LoadedModel:
-    from .demo.model import DEMO_ARCH, DEMO_WEIGHTS
-
+def resolve_model(cfg: RunConfig, device: torch.device | str | None = None, *, random_weights: bool = False,
+                  bars: Progress = QUIET) -> LoadedModel:
+    """The model a run configuration names (the demo architecture without a checkpoint: its shipped weights;
+    any other architecture without one is refused unless ``random_weights``; see :func:`load_model`)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    checkpoint = cfg.model.checkpoint
-    if checkpoint is None and cfg.model.arch == DEMO_ARCH:
-        checkpoint = DEMO_WEIGHTS
-    return load_model(cfg.model.arch, checkpoint, cfg.model.quickgelu, device)
+    m = cfg.model
+    what = (f"checkpoint {Path(m.checkpoint).name}" if m.checkpoint else
+            "random weights" if random_weights else "shipped demo weights")
+    with bars.status(f"model: loading {m.arch} ({what}) on {device.type}"):
+        return load_model(m.arch, m.checkpoint, m.quickgelu, device, random_weights=random_weights)
 
 
 class _ImageSet(torch.utils.data.Dataset):
@@ -131,15 +154,20 @@ class GridSet:
 ProgressFn = Callable[[int, int, float], None]  # (done, total, images per second)
 
 
-def _hash_images(paths: list[Path | None]) -> list[str | None]:
+def _hash_images(paths: list[Path | None], bars: Progress = QUIET) -> list[str | None]:
     def one(p):
         try:
             return None if p is None else content_sha256(p)
         except OSError:
             return None
 
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(one, paths))
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool, \
+            bars.bar("image hashes (run-store keys)", len(paths) if len(paths) > 2000 else 0, "img") as bar:
+        out = []
+        for h in pool.map(one, paths):
+            out.append(h)
+            bar.update(1)
+        return out
 
 
 def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: RunStore, *,
@@ -160,12 +188,19 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     key = heatmap_key(cfg, loaded.identity, classes, size,
                       resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE)
     paths = [r.path for r in dataset.images]
-    shas = _hash_images(paths)
+    bars = Progress(show_bar)
+    shas = _hash_images(paths, bars)
     skipped = [{"image_id": dataset.images[i].image_id, "reason": "image file not found"}
                for i, s in enumerate(shas) if s is None]
     todo = [i for i, s in enumerate(shas) if s is not None and not store.has(key, s)]
     done = 0
     if todo:
+        from .prompts import PROMPT_SETS, ensemble_text_features
+
+        # Computed once per model and class list (cached on the model): shown apart from the heatmap bar.
+        with bars.status(f"text features: {len(classes)} classes x {len(PROMPT_SETS[cfg.prompt_set])}"
+                         f" prompts ({cfg.prompt_set})"):
+            ensemble_text_features(loaded, classes, cfg.prompt_set)
         if device.type == "cuda":
             loader = DeviceImageBatches([paths[i] for i in todo], size, loaded.mean, loaded.std, batch_size, device)
         else:

@@ -20,6 +20,7 @@ from .config import RunConfig
 from .datasets import Dataset
 from .detections import Detections
 from .engine import GridSet
+from .progress import QUIET, Progress
 
 PROTOCOL_NOTES = {
     "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",
@@ -30,6 +31,18 @@ INTERP_NOTES = {
     "voc": "VOC2010+ all-point interpolation, greedy matching, IoU >= t, continuous coordinates",
     "coco": "COCO 101-point interpolation (faster-coco-eval), maxDets 100, area all",
 }
+
+
+# TP/FP of single-sample views: heatmap boxes come from a coarse patch grid (7x7 for ViT-B/32), so at IoU 0.5
+# nearly every box reads FP; 0.1 is the seed report's second threshold.
+VIEW_IOU = 0.1
+
+
+def view_iou(cfg: RunConfig) -> float:
+    """The IoU threshold at which views of single samples mark boxes TP or FP (the dashboard's Compare page
+    and the figures of ``surgery evaluate`` alike): :data:`VIEW_IOU` when the run scores it, else the run's
+    first threshold."""
+    return VIEW_IOU if VIEW_IOU in cfg.iou_thresholds else float(cfg.iou_thresholds[0])
 
 
 def box_params_for(cfg: RunConfig, protocol: str) -> BoxParams:
@@ -91,11 +104,13 @@ def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
                                              cfg.boxes.percentile)}))
 
 
-def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None) -> BoxCache:
+def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None,
+              bars: Progress = QUIET) -> BoxCache:
     """Boxes of every method and protocol at every percentile the run needs (one working map per pair).
 
     workers: processes; None = one per CPU for DIOR-scale runs (> 20,000 pairs), else this process only
-    (starting workers costs about a second). Results are identical whatever the count.
+    (starting workers costs about a second). Results are identical whatever the count. bars: a bar per
+    (method, protocol) done.
     """
     sizes = np.asarray([(dataset.images[i].width, dataset.images[i].height) for i in gs.rows], np.int64)
     sizes = sizes.reshape(-1, 2)
@@ -105,17 +120,20 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     if workers is None:
         n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in cfg.protocols else 0)
         workers = 0 if n_pairs > 20_000 else 1
-    for m in cfg.methods:
-        for proto in cfg.protocols:
-            pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
-            cache.dets[(m, proto)] = sweep_detections(
-                gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
-                image_ids=gs.rows, workers=workers, **pairs)
+    with bars.bar(f"boxes at {len(percentiles)} percentiles", len(cfg.methods) * len(cfg.protocols),
+                  "method x protocol") as bar:
+        for m in cfg.methods:
+            for proto in cfg.protocols:
+                pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
+                cache.dets[(m, proto)] = sweep_detections(
+                    gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
+                    image_ids=gs.rows, workers=workers, **pairs)
+                bar.update(1)
     return cache
 
 
-def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
-              ) -> dict:
+def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
+              bars: Progress = QUIET) -> dict:
     """AP per method, protocol and interpolation at one percentile (default: the run's), JSON-ready.
 
     VOC interpolations are scored at each IoU of ``cfg.iou_thresholds``; COCO at those thresholds too and,
@@ -125,23 +143,26 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
     out: dict = {}
-    for m in cfg.methods:
-        for proto in cfg.protocols:
-            det = boxes.get(m, proto, p)
-            for interp in cfg.interps:
-                res = evaluate(gt, det, k, cfg.iou_thresholds, interp).to_dict(gs.classes)
-                entry = {"per_iou": res, "note": INTERP_NOTES[interp]}
-                if interp == "coco":
-                    head = evaluate(gt, det, k, COCO_IOUS, "coco")
-                    entry["mAP_50_95"] = None if np.isnan(head.mAP) else float(head.mAP)
-                    entry["per_class_50_95"] = {c: (None if np.isnan(v) else float(v))
-                                                for c, v in zip(gs.classes, head.per_class_ap)}
-                out.setdefault(m, {}).setdefault(proto, {})[interp] = entry
+    with bars.bar(f"AP at p{p:g}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps),
+                  "method x protocol x interp") as bar:
+        for m in cfg.methods:
+            for proto in cfg.protocols:
+                det = boxes.get(m, proto, p)
+                for interp in cfg.interps:
+                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp).to_dict(gs.classes)
+                    entry = {"per_iou": res, "note": INTERP_NOTES[interp]}
+                    if interp == "coco":
+                        head = evaluate(gt, det, k, COCO_IOUS, "coco")
+                        entry["mAP_50_95"] = None if np.isnan(head.mAP) else float(head.mAP)
+                        entry["per_class_50_95"] = {c: (None if np.isnan(v) else float(v))
+                                                    for c, v in zip(gs.classes, head.per_class_ap)}
+                    out.setdefault(m, {}).setdefault(proto, {})[interp] = entry
+                    bar.update(1)
     return {"percentile": p, "protocol_notes": {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, "tables": out}
 
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
-                interps: tuple[str, ...] = ("voc07", "voc")) -> dict:
+                interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET) -> dict:
     """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
 
     ``table[method][protocol][interp]`` = {"mAP": [P][T], "per_class": {class: [P][T]}, "best": {...}}.
@@ -150,25 +171,30 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
     k = len(gs.classes)
     ps = tuple(float(p) for p in cfg.sweep_percentiles)
     out: dict = {}
-    for m in cfg.methods:
-        for proto in cfg.protocols:
-            results: dict[str, list] = {interp: [] for interp in interps}
-            for p in ps:
-                det = boxes.get(m, proto, p)
-                match = voc_match(gt, det) if any(i != "coco" for i in interps) else None  # shared by the interps
+    with bars.bar(f"sweep {len(ps)} percentiles x {len(cfg.iou_thresholds)} IoUs",
+                  len(cfg.methods) * len(cfg.protocols) * len(ps), "method x protocol x percentile") as bar:
+        for m in cfg.methods:
+            for proto in cfg.protocols:
+                results: dict[str, list] = {interp: [] for interp in interps}
+                for p in ps:
+                    det = boxes.get(m, proto, p)
+                    # one matching shared by the VOC interps
+                    match = voc_match(gt, det) if any(i != "coco" for i in interps) else None
+                    for interp in interps:
+                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp,
+                                       match=None if interp == "coco" else match)
+                        results[interp].append((res.map_per_iou, res.ap))  # not the PR curves: [T] and [T, K]
+                    bar.update(1)
                 for interp in interps:
-                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match)
-                    results[interp].append((res.map_per_iou, res.ap))  # not the PR curves: [T] and [T, K]
-            for interp in interps:
-                maps_a = np.asarray([r[0] for r in results[interp]])  # [P, T]
-                pc = np.asarray([r[1] for r in results[interp]])  # [P, T, K]
-                best = np.unravel_index(np.nanargmax(np.nan_to_num(maps_a, nan=-1)), maps_a.shape)
-                out.setdefault(m, {}).setdefault(proto, {})[interp] = {
-                    "mAP": _clean(maps_a),
-                    "per_class": {c: _clean(pc[:, :, j]) for j, c in enumerate(gs.classes)},
-                    "best": {"percentile": ps[best[0]], "iou": float(cfg.iou_thresholds[best[1]]),
-                             "mAP": _clean(maps_a[best])},
-                }
+                    maps_a = np.asarray([r[0] for r in results[interp]])  # [P, T]
+                    pc = np.asarray([r[1] for r in results[interp]])  # [P, T, K]
+                    best = np.unravel_index(np.nanargmax(np.nan_to_num(maps_a, nan=-1)), maps_a.shape)
+                    out.setdefault(m, {}).setdefault(proto, {})[interp] = {
+                        "mAP": _clean(maps_a),
+                        "per_class": {c: _clean(pc[:, :, j]) for j, c in enumerate(gs.classes)},
+                        "best": {"percentile": ps[best[0]], "iou": float(cfg.iou_thresholds[best[1]]),
+                                 "mAP": _clean(maps_a[best])},
+                    }
     return {"percentiles": list(ps), "ious": list(cfg.iou_thresholds), "interps": list(interps),
             "box_note": f"boxes: {describe_boxes(cfg.boxes)}", "table": out}
 

@@ -8,8 +8,9 @@ or ``{'model': ...}`` wrapper and a ``module.`` prefix (DataParallel) are unwrap
 from __future__ import annotations
 
 import hashlib
-import pickle
 import logging
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,39 +34,109 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _sniff(head: bytes) -> str:
+    """What the first bytes of a file look like, in words (for refusals of files that are not checkpoints)."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive"
+    if head.startswith(b"\x80"):
+        return "a pickle"
+    if _looks_like_safetensors(head):
+        return "a safetensors file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    if "\x00" in text:
+        return "unrecognised binary data"
+    stripped = text.lstrip()
+    kind = "a JSON file" if stripped[:1] in ("{", "[") else "a text file"
+    first = stripped.splitlines()[0] if stripped.strip() else ""
+    return f"{kind} ({first[:40]!r}{'...' if len(first) > 40 else ''})" if first else kind
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """safetensors: an 8-byte little-endian header length, then a JSON object."""
+    return len(head) > 8 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < (1 << 40)
+
+
+def _zip_has_data_pkl(path: Path) -> bool:
+    """True when a zip archive lists a PyTorch ``data.pkl`` (False too when it cannot be listed: truncated)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True  # a zip whose directory cannot be read: say "truncated" rather than "not a checkpoint"
+
+
+_EXPECTED = "expected a PyTorch state dict (.pt, .pth, .bin) or a .safetensors file"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint file into a flat ``{name: tensor}`` dict, unwrapping common wrappers.
 
-    ``.safetensors`` files are read with safetensors; anything else with ``torch.load(weights_only=True)``.
-    Raises CheckpointError naming the file when it is missing, truncated, holds code or is not a state dict.
+    ``.safetensors`` files (by name or by content) are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``. Raises CheckpointError naming the file and the problem for anything that
+    is not such a state dict, whatever its bytes: missing, a folder, empty, text, a zip or pickle of something
+    else, truncated, holding code, a safetensors header that does not match its data.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, f"is a folder, not a checkpoint file; {_EXPECTED}")
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not head:
+        raise CheckpointError(path, f"empty file (0 bytes), not a checkpoint; {_EXPECTED}")
+    kind = _sniff(head)
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
         from safetensors.torch import load_file
         try:
             obj = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
+        except BaseException as exc:  # noqa: BLE001 - a lying header can raise a Rust panic (a BaseException)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            seen = "" if kind == "a safetensors file" else f" (the file is {kind})"
+            raise CheckpointError(path, f"not a readable safetensors file: {why}{seen}") from None
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if kind != "a pickle":
+                raise CheckpointError(path, f"not a checkpoint: the file is {kind}; {_EXPECTED}") from None
             why = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
             raise CheckpointError(path, "refused: not a plain state dict that weights_only=True can read "
                                         "(not a PyTorch checkpoint, or a pickle that needs code or objects "
                                         f"to load; nothing in it was run): {why}") from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise CheckpointError(path, f"truncated or not a PyTorch checkpoint ({str(exc)[:200]})") from None
+        except MemoryError:
+            raise CheckpointError(path, f"not a checkpoint: reading it as one asked for more memory than there "
+                                        f"is (the file is {kind})") from None
+        except Exception as exc:  # noqa: BLE001 - the unpickler fails on arbitrary bytes with any error type
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            if kind == "a zip archive" and not _zip_has_data_pkl(path):
+                problem = f"not a checkpoint: a zip archive without the data.pkl of a PyTorch checkpoint; {_EXPECTED}"
+            elif kind in ("a zip archive", "a pickle"):
+                problem = f"truncated or not a PyTorch checkpoint ({kind}: {why})"
+            else:
+                problem = f"not a checkpoint: the file is {kind}; {_EXPECTED}"
+            raise CheckpointError(path, problem) from None
     for _ in range(3):
         if isinstance(obj, dict):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
             if inner is not None:
                 obj = inner
-    if not isinstance(obj, dict) or not obj:
-        raise CheckpointError(path, f"not a state dict (found {type(obj).__name__})")
+    if not isinstance(obj, dict):
+        raise CheckpointError(path, f"not a state dict (found {type(obj).__name__}, expected a dict of tensors)")
+    if not obj:
+        raise CheckpointError(path, "not a state dict: an empty dict (no tensors)")
     state = {}
     for k, v in obj.items():
         if not isinstance(k, str):
@@ -141,13 +212,15 @@ def _check_surgery_compatible(model, arch: str) -> None:
 
 
 def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool = False,
-               device: str | torch.device = "cpu") -> LoadedModel:
-    """Build ``arch`` with open_clip (random init, no download) and load ``checkpoint`` strictly.
+               device: str | torch.device = "cpu", *, random_weights: bool = False) -> LoadedModel:
+    """Build ``arch`` with open_clip (no download) and load ``checkpoint`` strictly.
 
     quickgelu: use QuickGELU activations, as OpenAI CLIP and RemoteCLIP (fine-tuned from it) do.
-    checkpoint None gives random weights: for tests only, heatmaps of it mean nothing.
+    checkpoint None: the demo architecture loads its shipped weights; any other architecture is refused
+    (CheckpointError saying how to pass one) unless ``random_weights``, which keeps the initialisation (seeded,
+    so the same for every call): for tests and throughput figures only, its heatmaps mean nothing.
     """
-    from .demo.model import register_demo_models  # demo architectures are registered open_clip configs
+    from .demo.model import DEMO_ARCH, DEMO_WEIGHTS, register_demo_models  # demo archs are open_clip configs
 
     register_demo_models()
     if ":" in arch:
@@ -160,11 +233,20 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     level = root_logger.level
     root_logger.setLevel(logging.ERROR)  # open_clip warns that no pretrained weights were loaded: by design
     try:
-        model = open_clip.create_model(arch, pretrained=None, load_weights=False, force_quick_gelu=quickgelu,
-                                       pretrained_text=False, device="cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights are the same on every call (the run store keys them alike)
+            model = open_clip.create_model(arch, pretrained=None, load_weights=False, force_quick_gelu=quickgelu,
+                                           pretrained_text=False, device="cpu")
     finally:
         root_logger.setLevel(level)
-    _check_surgery_compatible(model, arch)
+    _check_surgery_compatible(model, arch)  # first: a ResNet needs another architecture, not a checkpoint
+    if checkpoint is None and not random_weights:
+        if arch != DEMO_ARCH:
+            raise CheckpointError(None, f"architecture {arch} needs a checkpoint: without one its weights are "
+                                        "random and its heatmaps mean nothing. Give a local state dict "
+                                        "(--checkpoint FILE, or model.checkpoint in a run configuration), or "
+                                        "ask for random weights explicitly (--random-weights, for tests)")
+        checkpoint = DEMO_WEIGHTS
     sha = None
     if checkpoint is not None:
         checkpoint = Path(checkpoint)

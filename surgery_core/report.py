@@ -1,7 +1,8 @@
 """What ``surgery evaluate`` writes: the original report's files, for every method, from one run.
 
 ``map_results.json``, ``multi_iou_results.json``, ``sweep_results.json``, ``heatmap_quality_analysis.json``,
-``evaluation_report.md`` and, per method, one three-column PNG per sample in ``<method>/``.
+``evaluation_report.md``, per method one three-column PNG per sample in ``<method>/``, and per sample one PNG
+of every method side by side in ``compare/``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from . import pairs
-from .drawing import det_labels, encode_png, three_column
-from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
+from .drawing import comparison, det_labels, encode_png, three_column
+from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from .heatmaps import METHODS
 from .runs import Run
 from .store import atomic_write_bytes, atomic_write_text, write_json
@@ -52,20 +53,62 @@ def sample_indices(run: Run, count: int) -> list[int]:
     return picks
 
 
-def figure(run: Run, method: str, image_index: int, class_index: int, iou: float = 0.5,
+def _scale_ticks(grid: np.ndarray) -> list[tuple[float, str]]:
+    """Colour-bar ticks of one min-max normalised map: 0 and 1 with the raw similarity they stand for."""
+    return [(1.0, f"1 = max {float(grid.max()):.3f}"), (0.5, "0.5"), (0.0, f"0 = min {float(grid.min()):.3f}")]
+
+
+def figure(run: Run, method: str, image_index: int, class_index: int, iou: float | None = None,
            percentile: float | None = None) -> np.ndarray:
     """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
-    their matches of :func:`surgery_core.pairs.panel`, as the dashboard's Compare page shows them."""
+    their matches of :func:`surgery_core.pairs.panel`, as the dashboard's Compare page shows them.
+
+    iou: TP/FP threshold (default :func:`~surgery_core.evaluation.view_iou`, the dashboard's);
+    percentile: default the run's."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.percentile if percentile is None else percentile
+    iou = view_iou(run.cfg) if iou is None else iou
     panel = pairs.panel(run, method, image_index, class_index, p, "present", iou)
     d = panel.det
     labels = det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False)
     cls = run.classes[class_index]
-    titles = (f"{rec.image_id}: {cls} (ground truth)", f"{method}: heatmap of '{cls}'",
-              f"boxes at p{p:g}, IoU {iou:g} (sorted by score)")
+    n_gt = int((rec.labels == class_index).sum())
+    titles = (f"{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
+              f"{method}: heatmap of '{cls}' (jet, min-max normalised)",
+              f"{len(d)} box{'es' if len(d) != 1 else ''} at p{p:g}, {int(d.extra['tp'].sum())} TP at IoU "
+              f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
-                        titles)
+                        titles, scale_ticks=_scale_ticks(panel.grid),
+                        scale_title="min-max normalised similarity (raw at 0 and 1)")
+
+
+def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
+                      percentile: float | None = None, methods: tuple[str, ...] | None = None) -> np.ndarray:
+    """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
+    its GT boxes, then per method the heatmap with GT, boxes (``present`` protocol) and pointing-game point."""
+    rec = run.dataset.images[image_index]
+    p = run.cfg.boxes.percentile if percentile is None else percentile
+    iou = view_iou(run.cfg) if iou is None else iou
+    cls = run.classes[class_index]
+    sel = rec.labels == class_index
+    panels = []
+    for m in methods or run.cfg.methods:
+        pn = pairs.panel(run, m, image_index, class_index, p, "present", iou)
+        d = pn.det
+        hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
+        best = "" if pn.best_iou is None else f", best IoU {pn.best_iou:.2f}"
+        panels.append({"title": f"{m}: {len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
+                                f"{best}{hit}", "map01": pn.map01, "det_xyxy": d.xyxy,
+                       "labels": det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False),
+                       "point": pn.point, "hit": pn.pointing_hit})
+    n_gt = int(sel.sum())
+    heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
+               f"boxes at p{p:g} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP at "
+               f"IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+    return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
+                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
+                      scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
+                      scale_title="each heatmap: min-max normalised similarity")
 
 
 def main_class(rec) -> int:
@@ -73,8 +116,12 @@ def main_class(rec) -> int:
     return int(np.bincount(rec.labels).argmax())
 
 
-def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figure_iou: float = 0.5) -> dict:
-    """Write every output file of ``surgery evaluate`` into ``out``; returns {name: path}."""
+def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figure_iou: float | None = None
+                     ) -> dict:
+    """Write every output file of ``surgery evaluate`` into ``out``; returns {name: path}.
+
+    figure_iou: TP/FP threshold of the figures (default :func:`~surgery_core.evaluation.view_iou`, the
+    dashboard's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     head = header(run)
@@ -90,24 +137,41 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
     paths["heatmap_quality_analysis"] = out / "heatmap_quality_analysis.json"
     write_json(paths["heatmap_quality_analysis"], head | run.quality())
     n = run.cfg.figure_samples if samples is None else samples
-    figures = []
-    for i in sample_indices(run, n):
-        rec = run.dataset.images[i]
-        cls = main_class(rec)
-        for m in run.cfg.methods:
-            png = out / m / f"sample_{rec.image_id}_{run.classes[cls]}.png"
-            atomic_write_bytes(png, encode_png(figure(run, m, i, cls, figure_iou)))
-            figures.append(png)
+    iou = view_iou(run.cfg) if figure_iou is None else figure_iou
+    figures, compared = [], []
+    picks = sample_indices(run, n)
+    with run.bars.bar("figures", len(picks) * (len(run.cfg.methods) + 1), "png") as bar:
+        for i in picks:
+            rec = run.dataset.images[i]
+            cls = main_class(rec)
+            for m in run.cfg.methods:
+                png = out / m / f"sample_{rec.image_id}_{run.classes[cls]}.png"
+                atomic_write_bytes(png, encode_png(figure(run, m, i, cls, iou)))
+                figures.append(png)
+                bar.update(1)
+            png = out / "compare" / f"sample_{rec.image_id}_{run.classes[cls]}.png"
+            atomic_write_bytes(png, encode_png(comparison_figure(run, i, cls, iou)))
+            compared.append(png)
+            bar.update(1)
     paths["evaluation_report"] = out / "evaluation_report.md"
-    atomic_write_text(paths["evaluation_report"], markdown_report(run, head, tables, figures, out))
+    atomic_write_text(paths["evaluation_report"], markdown_report(run, head, tables, figures, out, compared, iou))
     return paths
+
+
+def input_size(run: Run) -> str:
+    """The input size in words: ``input 448 px`` as configured, or ``input 224 px (the model's own)``."""
+    cfg = run.cfg
+    if cfg.input.size:
+        return f"input {cfg.input.size} px"
+    return f"input {run.loaded.image_size} px (the model's own)"
 
 
 def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out: Path) -> str:
+def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out: Path,
+                    compared: list[Path] = (), figure_iou: float | None = None) -> str:
     cfg = run.cfg
     q = run.quality()
     lines = [f"# CLIP Surgery evaluation: run `{head['run_hash']}`", ""]
@@ -119,7 +183,7 @@ def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out
         f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
                                                          if head["skipped_images"] else ""),
         f"- Model: `{m['arch']}`, QuickGELU {m['quickgelu']}, checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
-        f"- Surgery depth {cfg.surgery_depth}, input {cfg.input.size or 'model size'} px"
+        f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",
         f"- Protocols: " + "; ".join(PROTOCOL_NOTES[p] for p in cfg.protocols), "",
@@ -163,9 +227,22 @@ def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out
                       f"max {_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}. Pointing game "
                       f"{_fmt(mq['pointing_game']['overall'])}, energy pointing game "
                       f"{_fmt(mq['energy_pointing_game']['overall'])}.", ""]
+    if figures or compared:
+        iou = view_iou(cfg) if figure_iou is None else figure_iou
+        lines += ["## Figures", "", f"Boxes at percentile {cfg.boxes.percentile:g}, present protocol, TP/FP at IoU >= "
+                  f"{iou:g} (the dashboard's default). Heatmaps in jet, min-max normalised per image and class "
+                  "(the colour bar gives the raw similarity at 0 and 1).", ""]
+    if compared:
+        lines += ["Every method side by side, one picture per sample: the image with its GT boxes (class green, "
+                  "others white), then each method's heatmap with GT (green), boxes (red, dashed; score, IoU, "
+                  "TP/FP) and the pointing-game point.", ""]
+        for f in compared:
+            rel = f.relative_to(out)
+            lines.append(f"- [{rel}]({rel})")
+        lines.append("")
     if figures:
-        lines += ["## Figures", "", "Three columns: image + GT (green, solid) | heatmap overlay (jet) | GT vs "
-                  "predictions (red, dashed; score, IoU, TP/FP).", ""]
+        lines += ["Per method, three columns: image + GT (green, solid) | heatmap overlay (jet) with its colour bar | "
+                  "GT vs predictions (red, dashed; score, IoU, TP/FP).", ""]
         for f in figures:
             rel = f.relative_to(out)
             lines.append(f"- [{rel}]({rel})")

@@ -22,6 +22,7 @@ from .detections import Detections
 from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
 from .evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
 from .images import read_image
+from .progress import QUIET, Progress
 from .quality import aggregate_quality, quality_records
 from .store import RunStore, atomic_write_bytes, default_store, write_json
 
@@ -32,28 +33,35 @@ class Run:
     """Everything one run configuration yields. Build with :meth:`open`."""
 
     def __init__(self, cfg: RunConfig, store: RunStore, dataset: Dataset, grids: GridSet, model_identity: dict,
-                 model_note: str, loaded=None):
+                 model_note: str, loaded=None, bars: Progress = QUIET, random_weights: bool = False):
         self.cfg, self.store, self.dataset, self.grids = cfg, store, dataset, grids
         self.model_identity, self.model_note = model_identity, model_note
         self._loaded = loaded
+        self.bars = bars  # where phases computed later (boxes, AP, sweep, quality) show their progress
+        self.random_weights = random_weights
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
     def open(cls, cfg: RunConfig | None = None, store: RunStore | None = None, *, progress: ProgressFn | None = None,
              device=None, workers: int | None = None, batch_size: int = 64, show_bar: bool = False,
-             loaded=None) -> "Run":
+             loaded=None, random_weights: bool = False) -> "Run":
         """Load the dataset and model, compute the grids the store lacks, write ``run.json``.
 
         loaded: an already loaded model for ``cfg.model`` (the dashboard keeps one per process).
+        show_bar: every phase that takes time (scenes, dataset, model, text features, heatmaps, and later
+        boxes, AP, sweep, quality) shows a bar or a status line on stderr.
+        random_weights: allow an architecture without a checkpoint (tests only; see :func:`load_model`).
         """
         cfg = cfg or RunConfig()
         store = store or default_store()
-        dataset = load_dataset(cfg)
-        loaded = loaded or resolve_model(cfg, device)
+        bars = Progress(show_bar)
+        # The model first: a bad checkpoint is refused before the demo scenes are generated or DIOR is read.
+        loaded = loaded or resolve_model(cfg, device, random_weights=random_weights, bars=bars)
+        dataset = load_dataset(cfg, bars)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
-        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded)
+        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
         write_json(run.run_dir / "config.json", json.loads(cfg.model_dump_json()))
         write_json(run.run_dir / "run.json", run.summary())
         return run
@@ -87,7 +95,7 @@ class Run:
     def loaded(self):
         """The model (loaded lazily when a run was reopened without it; needed only for new images)."""
         if self._loaded is None:
-            self._loaded = resolve_model(self.cfg)
+            self._loaded = resolve_model(self.cfg, random_weights=self.random_weights)
         return self._loaded
 
     # ------------------------------------------------------------------------------------------ boxes
@@ -101,7 +109,7 @@ class Run:
                     return BoxCache.from_npz(z)
             except Exception:  # damaged cache: recompute it
                 pass
-        cache = cut_boxes(self.cfg, self.dataset, self.grids)
+        cache = cut_boxes(self.cfg, self.dataset, self.grids, bars=self.bars)
         import io
 
         buf = io.BytesIO()
@@ -148,21 +156,26 @@ class Run:
 
     def ap_tables(self) -> dict:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
-        return self._cached_json("ap_tables.json", lambda: ap_tables(self.cfg, self.dataset, self.grids, self.boxes))
+        return self._cached_json("ap_tables.json", lambda: ap_tables(self.cfg, self.dataset, self.grids, self.boxes,
+                                                                  bars=self.bars))
 
     def sweep(self) -> dict:
         """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``)."""
-        return self._cached_json("sweep.json", lambda: sweep_table(self.cfg, self.dataset, self.grids, self.boxes))
+        return self._cached_json("sweep.json", lambda: sweep_table(self.cfg, self.dataset, self.grids, self.boxes,
+                                                                    bars=self.bars))
 
     def quality(self) -> dict:
         """The seed's heatmap-quality analysis per method (``quality.json``)."""
         def compute():
             sizes = self.image_sizes()
             out = {}
-            for m in self.cfg.methods:
-                recs = quality_records(self.grids.grids[m], sizes, self.gt, self.cfg.boxes,
-                                       self.cfg.quality_percentiles, image_ids=self.grids.rows)
-                out[m] = aggregate_quality(recs, self.classes)
+            with self.bars.bar(f"quality at {len(self.cfg.quality_percentiles)} percentiles", len(self.cfg.methods),
+                               "method") as bar:
+                for m in self.cfg.methods:
+                    recs = quality_records(self.grids.grids[m], sizes, self.gt, self.cfg.boxes,
+                                           self.cfg.quality_percentiles, image_ids=self.grids.rows)
+                    out[m] = aggregate_quality(recs, self.classes)
+                    bar.update(1)
             return {"percentiles": list(self.cfg.quality_percentiles), "tolerance_px_at_224": 15,
                     "gt_response_units": "raw similarity (before min-max), upsampled map", "methods": out}
         return self._cached_json("quality.json", compute)

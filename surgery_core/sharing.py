@@ -4,7 +4,7 @@ Reports
     :func:`build_report_html` returns ONE HTML file that opens offline with nothing else: the run's
     configuration, mAP per method, protocol and interpolation, per-class AP tables, the IoU and percentile
     sweeps as interactive plotly charts (plotly.js inlined once, no CDN), heatmap quality and the pointing
-    games, and the four-way comparison figures of chosen samples as ``data:`` PNGs. The same run and
+    games, and the comparison figures (every method) of chosen samples as ``data:`` PNGs. The same run and
     selection give byte-identical files (no timestamps, fixed plotly div ids). Absolute paths of the
     configuration (dataset root, checkpoint, ...) are cut to their base names unless ``include_paths``.
     :func:`build_report_zip` packs the same numbers as JSON and CSV, the figures as PNG and the HTML.
@@ -193,9 +193,11 @@ def _known_paths(run: "Run") -> list[str]:
     return [p for p in out if p]
 
 
-def _collect(run: "Run", samples, include_paths: bool, figure_iou: float = 0.5) -> _Parts:
+def _collect(run: "Run", samples, include_paths: bool, figure_iou: float | None = None) -> _Parts:
+    from .evaluation import view_iou
     from .report import figure, header, multi_iou
 
+    figure_iou = view_iou(run.cfg) if figure_iou is None else figure_iou  # the dashboard's Compare threshold
     head = header(run)
     if not include_paths:
         head = scrub_paths(head, _known_paths(run))
@@ -351,6 +353,8 @@ def _best_cells(values: list) -> list[tuple[str, str]]:
 
 
 def _section_config(p: _Parts, run) -> str:
+    from .report import input_size
+
     h, cfg = p.head, run.cfg
     m = h["model"]
     conf = h["config"]
@@ -365,7 +369,7 @@ def _section_config(p: _Parts, run) -> str:
         ("images", f"{h['images']} in the split, {h['images_with_grids']} with heatmaps, "
                    f"{len(h['skipped_images'])} skipped"),
         ("heatmaps", f"methods {', '.join(cfg.methods)}; surgery depth {cfg.surgery_depth}; prompt set "
-                     f"{cfg.prompt_set}; input {cfg.input.size or 'model size'} px"
+                     f"{cfg.prompt_set}; {input_size(run)}"
                      + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px"
                         if cfg.input.window else "")),
         ("box rule", h["box_rule"]),

@@ -82,7 +82,7 @@ def _dashboard_config(base: Path):
     ckpt = base / "random-demo.safetensors"
     if not ckpt.is_file():
         torch.manual_seed(0)
-        model = load_model(DEMO_ARCH).model
+        model = load_model(DEMO_ARCH, random_weights=True).model
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
     return RunConfig(data=data, model=ModelConfig(checkpoint=str(ckpt)))
 

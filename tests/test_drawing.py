@@ -96,14 +96,56 @@ def test_gt_view_other_classes_white():
 
 def test_three_column_layout():
     image = grey(120, 160)
+    titles = ("00001: airplane, 1 GT box (green)", "vv_mixed: heatmap of 'airplane' (jet, min-max normalised)",
+              "1 box at p90, 0 TP at IoU >= 0.1 (red dashed: score, IoU, TP/FP) and a title long enough to wrap")
     fig = drawing.three_column(image, np.array([[10, 30, 80, 100]]), np.ones((4, 4), np.float32),
-                               np.array([[90, 30, 150, 100]]), ["0.90 IoU 0.00 FP"])
-    assert fig.shape == (120 + 22, 3 * 160 + 12, 3)
-    body = fig[22:]
-    left, mid, right = body[:, :160], body[:, 166:326], body[:, 332:]
-    assert is_colour(left[30, 40], GREEN) and not any(is_colour(px, RED) for px in left[30, 95:145])
-    assert int(mid[60, 80, 0]) > int(mid[60, 80, 2]) + 40  # hot map everywhere: red tint
-    assert is_colour(right[30, 40], GREEN) and any(is_colour(px, RED) for px in right[99, 92:148])
+                               np.array([[90, 30, 150, 100]]), ["0.90 IoU 0.00 FP"], titles)
+    side = drawing.PANEL_MIN  # a 160 px image is drawn at 448 px: readable at the figure's own size
+    ph, s = 336, side / 160  # panel height and scale
+    head = max(drawing.title_bar(side, t).shape[0] for t in titles)
+    bar_w = drawing.colour_bar(ph).shape[1]
+    assert fig.shape == (head + ph, 3 * side + bar_w + 2 * 10, 3)
+    left, mid = fig[head:, :side], fig[head:, side + 10:2 * side + 10]
+    right = fig[head:, 2 * side + bar_w + 20:]
+    assert is_colour(left[round(30 * s), round(40 * s)], GREEN)
+    assert not any(is_colour(px, RED) for px in left[round(30 * s), round(95 * s):round(145 * s)])
+    assert int(mid[ph // 2, side // 2, 0]) > int(mid[ph // 2, side // 2, 2]) + 40  # hot map everywhere: red tint
+    assert is_colour(right[round(30 * s), round(40 * s)], GREEN)
+    assert any(is_colour(px, RED) for px in right[round(100 * s) - 1, round(92 * s):round(148 * s)])
+    scale = fig[head:, 2 * side + 10:2 * side + 10 + bar_w]  # the colour bar: jet, red on top, blue below
+    col = scale[:, 10 + 9]
+    assert col[12, 0] > 100 and col[12, 2] < 60 and col[ph - 13, 2] > 100 and col[ph - 13, 0] < 60
+
+
+def test_titles_wrap_instead_of_being_cut():
+    text = "boxes at p90, IoU 0.1 (sorted by score; labels: score, IoU with the best GT box, TP or FP)"
+    lines = drawing._wrap(text, 200, drawing.TITLE_SCALE)
+    assert len(lines) > 1 and " ".join(lines) == text
+    assert all(cv2.getTextSize(x, drawing.FONT, drawing.TITLE_SCALE, 1)[0][0] <= 200 for x in lines)
+    assert drawing.title_bar(200, text).shape[0] > drawing.title_bar(200, "short").shape[0]
+
+
+@pytest.mark.parametrize("methods,rows,cols", [(4, 1, 5), (10, 3, 4)])
+def test_comparison_puts_every_method_beside_the_image(methods, rows, cols):
+    image = grey(224, 224)
+    hot = np.zeros((7, 7), np.float32)
+    hot[3, 3] = 1.0
+    panels = [{"title": f"m{k}: 1 box", "map01": hot, "det_xyxy": np.array([[90.0, 90, 130, 130]]),
+               "labels": ["0.90 IoU 0.50 TP"], "point": (112, 112), "hit": True} for k in range(methods)]
+    fig = drawing.comparison(image, np.array([[80, 80, 140, 140]]), np.array([[5, 5, 40, 40]]), "image", panels,
+                             heading="image 1, class airplane")
+    side = drawing.PANEL_MIN
+    head = drawing.title_bar(fig.shape[1], "image 1, class airplane", bold=True).shape[0]
+    tile_h = drawing.title_bar(side, "m0: 1 box").shape[0] + side
+    bar_w = drawing.colour_bar(side).shape[1]
+    assert fig.shape == (head + rows * tile_h + (rows - 1) * 10, cols * side + cols * 10 + bar_w, 3)
+    for k in range(1, methods + 1):  # every method panel: heatmap hot in the centre, blue at the corner
+        r, c = divmod(k, cols)
+        y0, x0 = head + r * (tile_h + 10) + tile_h - side, c * (side + 10)
+        tile = fig[y0:y0 + side, x0:x0 + side]
+        assert tile[side - 5, side - 5, 2] > tile[side - 5, side - 5, 0] + 40, k
+    original = fig[head + tile_h - side:head + tile_h, :side]
+    assert is_colour(original[side - 5, side - 5], (128, 128, 128), 5)  # the first tile: no heatmap
 
 
 def test_encoders_round_trip():

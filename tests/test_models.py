@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from surgery_core.models import load_model, read_state_dict
 @pytest.fixture(scope="module")
 def demo_state():
     torch.manual_seed(3)
-    return load_model("Demo-ViT-32").model.state_dict()
+    return load_model("Demo-ViT-32", random_weights=True).model.state_dict()
 
 
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "module_prefix"])
@@ -54,15 +55,81 @@ def test_resnet_architecture_refused_clearly():
         load_model("RN50")
 
 
-@pytest.mark.parametrize("content,problem", [
-    (b"", "truncated or not a PyTorch checkpoint"),
-    (b"not a checkpoint at all", "refused: not a plain state dict"),
-])
-def test_garbage_files(tmp_path, content, problem):
-    f = tmp_path / "bad.pt"
+def _lying_safetensors() -> bytes:
+    """A safetensors header that promises 4 MB of float32 data followed by 16 bytes."""
+    import json
+    import struct
+
+    head = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}).encode()
+    return struct.pack("<Q", len(head)) + head + b"\0" * 16
+
+
+def _zip_without_torch() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", "hello")
+    return buf.getvalue()
+
+
+# Whatever the bytes, a refusal naming the file and what it holds (these used to end in IndexError, KeyError).
+GARBAGE = {
+    "empty": (b"", "empty file (0 bytes)"),
+    "text": (b"this is not a checkpoint", "not a checkpoint: the file is a text file"),
+    "hello": (b"hello world", "not a checkpoint: the file is a text file"),
+    "json": (b'{"state_dict": {"a": 1}}', "not a checkpoint: the file is a JSON file"),
+    "random": (bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)), "not a checkpoint"),
+    "zip": (_zip_without_torch(), "a zip archive without the data.pkl"),
+    "lying-safetensors": (_lying_safetensors(), "not a readable safetensors file"),
+}
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+@pytest.mark.parametrize("suffix", [".pt", ".bin"])
+def test_garbage_files(tmp_path, name, suffix):
+    content, problem = GARBAGE[name]
+    f = tmp_path / f"bad{suffix}"
     f.write_bytes(content)
-    with pytest.raises(CheckpointError, match=problem):
+    with pytest.raises(CheckpointError, match=re.escape(problem)) as e:
         read_state_dict(f)
+    assert str(e.value).startswith(str(f))
+
+
+def test_a_folder_and_a_missing_file_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        read_state_dict(tmp_path)
+    with pytest.raises(CheckpointError, match="checkpoint file not found"):
+        read_state_dict(tmp_path / "nope.pt")
+
+
+def test_a_pickle_of_something_else_is_not_a_state_dict(tmp_path):
+    for obj, problem in (({}, "an empty dict"), (torch.zeros(3), "found Tensor"), ([1, 2], "found list")):
+        f = tmp_path / "other.pt"
+        torch.save(obj, f)
+        with pytest.raises(CheckpointError, match=problem):
+            read_state_dict(f)
+
+
+def test_an_architecture_without_a_checkpoint_is_refused_unless_asked():
+    with pytest.raises(CheckpointError, match="ViT-B-32 needs a checkpoint.*--random-weights"):
+        load_model("ViT-B-32")
+    a = load_model("Demo-ViT-32", random_weights=True)
+    b = load_model("Demo-ViT-32", random_weights=True)
+    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(v, w, msg=k)  # random weights are seeded: the run store keys them alike
+    assert a.checkpoint is None and a.checkpoint_sha256 is None
+
+
+def test_the_demo_architecture_loads_its_shipped_weights():
+    from surgery_core.demo.model import DEMO_WEIGHTS
+    from surgery_core.models import file_sha256
+
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip("demo weights not installed")
+    loaded = load_model("Demo-ViT-32")
+    assert loaded.checkpoint == str(DEMO_WEIGHTS) and loaded.checkpoint_sha256 == file_sha256(DEMO_WEIGHTS)
 
 
 def test_truncated_checkpoint(tmp_path, demo_state):

@@ -40,7 +40,7 @@ def rand_checkpoint(tmp_path_factory) -> Path:
     from surgery_core.models import load_model
 
     torch.manual_seed(0)
-    model = load_model("Demo-ViT-32").model
+    model = load_model("Demo-ViT-32", random_weights=True).model
     path = tmp_path_factory.mktemp("secret-models") / "nested" / "rand.safetensors"
     path.parent.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
@@ -151,7 +151,8 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
                 "samples", "surgery-iou-sweep", "surgery-percentile-sweep"):
         assert sid in doc.ids, sid
     # configuration: hash, model identity, dataset, box rule
-    for part in (run.run_hash, run.grids.key, "Demo-ViT-32", run.model_identity["checkpoint_sha256"], "DIOR / test",
+    for part in (run.run_hash, run.grids.key, "Demo-ViT-32", run.model_identity["checkpoint_sha256"],
+                 "demo world (synthetic scenes) / test", "input 224 px (the model's own)",
                  "percentile 90 of the min-max-normalised map"):
         assert part in text, part
     # mAP per method and protocol for every interpolation, equal to the live numbers

@@ -18,13 +18,13 @@ torch.manual_seed(0)
 def demo_random():
     """The demo architecture (6 blocks, width 128) with random weights: fast, and a real open_clip ViT."""
     torch.manual_seed(0)
-    return load_model("Demo-ViT-32")
+    return load_model("Demo-ViT-32", random_weights=True)
 
 
 @pytest.fixture(scope="module")
 def vit_b32():
     torch.manual_seed(0)
-    return load_model("ViT-B-32")
+    return load_model("ViT-B-32", random_weights=True)
 
 
 def _reference_tokens(visual, images, depth):
@@ -128,7 +128,7 @@ def test_standard_is_plain_cosine(demo_random):
 @pytest.mark.parametrize("arch,size,grid", [("ViT-B-32", 224, 7), ("ViT-B-32", 448, 14),
                                             ("ViT-B-16", 224, 14), ("ViT-B-16", 448, 28)])
 def test_grid_shapes(arch, size, grid):
-    loaded = load_model(arch)
+    loaded = load_model(arch, random_weights=True)
     out = compute_heatmaps(loaded, torch.randn(1, 3, size, size), ["ship", "harbor"])
     for g in out.grids.values():
         assert g.shape == (1, 2, grid, grid) and g.dtype == np.float32

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import data, snapshot_ui, state, widgets
 from surgery_core import sharing
 from surgery_core.errors import SurgeryError
-from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES
+from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
 from surgery_core.report import main_class
 
 MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids
@@ -92,7 +92,8 @@ def pick_samples() -> tuple[list[tuple[int, int]] | None, str | None]:
         ss["report_samples"] = [recs[i].image_id for i, _ in sharing.default_samples(run)]
         ss["_report_samples_for"] = run.run_hash
     label = "Samples drawn in the report (each for its most frequent class)"
-    help_ = ("Four-way figures of these images, every method, at the run's percentile and IoU 0.5. Default: the "
+    help_ = (f"Figures of these images, every method, at the run's percentile and IoU {view_iou(run.cfg):g} (as on "
+             "Compare). Default: the "
              f"first {sharing.DEFAULT_SAMPLE_COUNT} images with heatmaps and objects, as `surgery evaluate` draws.")
     if len(options) <= MAX_SAMPLE_OPTIONS:
         if isinstance(ss["report_samples"], str):

@@ -22,6 +22,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -1434,7 +1435,8 @@ def is_complete(out: Path | str) -> bool:
 
 
 def generate_dataset(out: Path | str, seed: int, count: int, size: int = 224,
-                     split_fractions=(0.6, 0.2, 0.2), overwrite: bool = False, jpeg_quality: int = 92) -> dict:
+                     split_fractions=(0.6, 0.2, 0.2), overwrite: bool = False, jpeg_quality: int = 92,
+                     progress: Callable[[int], None] | None = None) -> dict:
     """Write ``count`` scenes to ``out`` in DIOR's release layout and return a summary.
 
     Layout: ``JPEGImages-trainval/NNNNN.jpg`` (train and val ids), ``JPEGImages-test/NNNNN.jpg``,
@@ -1447,6 +1449,8 @@ def generate_dataset(out: Path | str, seed: int, count: int, size: int = 224,
     Files are written into a sibling ``.<name>.partial`` folder that is renamed to ``out`` at the end, so a
     crashed run leaves no ``out`` (or none with ``.complete``). An existing non-empty ``out`` is an error
     unless ``overwrite``.
+
+    progress: called with 1 after each scene is written (a progress bar's ``update``).
 
     Returns ``{"out", "seed", "count", "size", "splits": {split: n_images},
     "objects": {split: {class: n_objects}}, "images_with_class": {class: n_images}}``.
@@ -1487,6 +1491,8 @@ def generate_dataset(out: Path | str, seed: int, count: int, size: int = 224,
         objects[split].update(c for c, _ in scene.objects)
         images_with.update({c for c, _ in scene.objects})
         captions.append(json.dumps({"id": image_id, "caption": scene.caption}, ensure_ascii=False))
+        if progress is not None:
+            progress(1)
     for split, lst in ids.items():
         (tmp / "ImageSets" / "Main" / f"{split}.txt").write_bytes("".join(f"{x}\n" for x in lst).encode())
     (tmp / "captions.jsonl").write_bytes(("\n".join(captions) + "\n").encode("utf-8"))
