@@ -23,7 +23,7 @@ Sweeps over many percentiles reuse one working map: :func:`boxes_from_grid_sweep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -416,7 +416,8 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
                      percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
                      pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
                      class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                     workers: int = 1, chunk_pairs: int | None = None) -> dict[float, Detections]:
+                     workers: int = 1, chunk_pairs: int | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[float, Detections]:
     """Boxes for many (image, class) pairs at many percentiles, one :class:`Detections` per percentile.
 
     grids: per image a raw ``[num_classes, grid_h, grid_w]`` array (a stacked ``[N, C, gh, gw]`` array works).
@@ -429,6 +430,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     (about a second to start; see :mod:`surgery_core.parallel`). chunk_pairs: pairs per task (default:
     about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
+    progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
     """
     percentiles = tuple(float(p) for p in percentiles)
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
@@ -469,11 +471,18 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
         chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
                                pair_class[start:start + chunk_pairs], pair_prob[start:start + chunk_pairs]),
                        uniq))
+    def tick(k: int) -> None:
+        if progress is not None:
+            progress(len(chunks[k][0].pair_class))
+
     if workers > 1 and len(chunks) > 1:
         results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                            [percentiles] * len(chunks), workers=workers)
+                            [percentiles] * len(chunks), workers=workers, on_result=tick)
     else:
-        results = [_run_chunk(c, params, percentiles) for c, _ in chunks]
+        results = []
+        for k, (c, _) in enumerate(chunks):
+            results.append(_run_chunk(c, params, percentiles))
+            tick(k)
 
     out: dict[float, Detections] = {}
     for pi, p in enumerate(percentiles):

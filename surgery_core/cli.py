@@ -68,8 +68,9 @@ def _class_names_note(classes: list[str]) -> str | None:
     if not unknown:
         return None
     names = ", ".join(repr(c) for c in unknown)
-    return (f"{names} {'is not a DIOR class' if len(unknown) == 1 else 'are not DIOR classes'}: treated as "
-            f"{'a free-text query' if len(unknown) == 1 else 'free-text queries'} (prompts built from the text as given)")
+    one = len(unknown) == 1
+    return (f"{names} {'is not a DIOR class' if one else 'are not DIOR classes'}: treated as "
+            f"{'a free-text query' if one else 'free-text queries'} (prompts built from the text as given)")
 
 
 def _cmd_heatmaps(args) -> int:

@@ -109,8 +109,8 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     """Boxes of every method and protocol at every percentile the run needs (one working map per pair).
 
     workers: processes; None = one per CPU for DIOR-scale runs (> 20,000 pairs), else this process only
-    (starting workers costs about a second). Results are identical whatever the count. bars: a bar per
-    (method, protocol) done.
+    (starting workers costs about a second). Results are identical whatever the count. bars: a bar counting
+    the (image, class) maps cut.
     """
     sizes = np.asarray([(dataset.images[i].width, dataset.images[i].height) for i in gs.rows], np.int64)
     sizes = sizes.reshape(-1, 2)
@@ -120,15 +120,16 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     if workers is None:
         n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in cfg.protocols else 0)
         workers = 0 if n_pairs > 20_000 else 1
-    with bars.bar(f"boxes at {len(percentiles)} percentiles", len(cfg.methods) * len(cfg.protocols),
-                  "method x protocol") as bar:
+    n_maps = {"present": len(pr), "open": len(gs.rows) * len(gs.classes)}
+    total = len(cfg.methods) * sum(n_maps[proto] for proto in cfg.protocols)
+    with bars.bar(f"boxes ({len(cfg.methods)} methods x {'+'.join(cfg.protocols)}, {len(percentiles)} percentiles)",
+                  total, "map") as bar:
         for m in cfg.methods:
             for proto in cfg.protocols:
                 pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
                 cache.dets[(m, proto)] = sweep_detections(
                     gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
-                    image_ids=gs.rows, workers=workers, **pairs)
-                bar.update(1)
+                    image_ids=gs.rows, workers=workers, progress=bar.update, **pairs)
     return cache
 
 

@@ -71,11 +71,12 @@ def init_worker() -> None:
     keep_freed_memory()
 
 
-def spawn_map(fn: Callable[..., Any], *iterables: Iterable[Any], workers: int) -> list[Any]:
+def spawn_map(fn: Callable[..., Any], *iterables: Iterable[Any], workers: int,
+              on_result: Callable[[int], None] | None = None) -> list[Any]:
     """``[fn(*args) for args in zip(*iterables)]`` over ``workers`` spawned processes, results in order.
 
     ``fn`` must be an importable module-level function of :mod:`surgery_core`; each worker runs
-    :func:`init_worker` first.
+    :func:`init_worker` first. on_result: called with each result's index as it is collected (progress).
     """
     args = list(zip(*iterables))
     if not args:
@@ -86,4 +87,9 @@ def spawn_map(fn: Callable[..., Any], *iterables: Iterable[Any], workers: int) -
         # swap also covers Pythons that start them one submit at a time.
         with _bare_main():
             futures = [pool.submit(fn, *a) for a in args]
-        return [f.result() for f in futures]
+        out = []
+        for i, f in enumerate(futures):
+            out.append(f.result())
+            if on_result is not None:
+                on_result(i)
+        return out
