@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
     r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
-                   help="images drawn with the four methods side by side (default 4; 0 = none)")
+                   help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
     r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
