@@ -25,7 +25,7 @@ once, so its bias is added once, whatever the number of softmaxes summed).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import torch
@@ -34,13 +34,27 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AttnContext:
-    """What an attention variant may read besides ``q, k, v``.
+    """What an attention variant may read besides ``q, k, v``, and the shared self-attentions of one block.
 
     h: the block's attention input ``ln_1(x)`` ``[B, N, D]`` (original path). grid: ``(gh, gw)`` patches.
+    q, k, v: per-head ``[B, H, N, d_h]``.
     """
 
     h: torch.Tensor
     grid: tuple[int, int]
+    q: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def self_attn(self, which: str) -> torch.Tensor:
+        """``softmax(p p^T s) v`` for ``p`` = ``"q"``, ``"k"`` or ``"v"``, computed once per block whichever
+        variants ask for it (SCLIP, ClearCLIP, SegEarth-OV and CLIP Surgery share them)."""
+        out = self._memo.get(which)
+        if out is None:
+            p = {"q": self.q, "k": self.k, "v": self.v}[which]
+            out = self._memo[which] = F.scaled_dot_product_attention(p, p, self.v)
+        return out
 
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, AttnContext], torch.Tensor]
@@ -99,7 +113,7 @@ class Method:
 
 def attn_vv(q, k, v, ctx):
     """CLIP Surgery: softmax(v v^T s) v."""
-    return F.scaled_dot_product_attention(v, v, v)
+    return ctx.self_attn("v")
 
 
 def attn_identity(q, k, v, ctx):
@@ -109,18 +123,17 @@ def attn_identity(q, k, v, ctx):
 
 def attn_qq_kk(q, k, v, ctx):
     """SCLIP: [softmax(q q^T s) + softmax(k k^T s)] v, rows sum to 2 (summed, not averaged)."""
-    return F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)
+    return ctx.self_attn("q") + ctx.self_attn("k")
 
 
 def attn_qq(q, k, v, ctx):
     """ClearCLIP: softmax(q q^T s) v."""
-    return F.scaled_dot_product_attention(q, q, v)
+    return ctx.self_attn("q")
 
 
 def attn_qq_kk_vv(q, k, v, ctx):
     """SegEarth-OV: [softmax(q q^T s) + softmax(k k^T s) + softmax(v v^T s)] v, rows sum to 3."""
-    return (F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)
-            + F.scaled_dot_product_attention(v, v, v))
+    return ctx.self_attn("q") + ctx.self_attn("k") + ctx.self_attn("v")
 
 
 NACLIP_SIGMA = 5.0  # patches; sinahmr/NACLIP naclip.py gaussian_std=5. (test_all.sh: "reduced naclip 5 on")
@@ -159,16 +172,18 @@ def attn_gem(q, k, v, ctx):
     """GEM's self-self attention (WalBouss/GEM, gem/gem_utils.py SelfSelfAttention, ss_attn_iter=1, no fixed
     temperature): for p in (v, k, q), per head, p is L2-normalised, clustered once (p <- softmax(t p p^T) p),
     renormalised, then A_p = softmax(t p p^T); output mean_p(A_p) v. Inverse temperature
-    t = d_h ** -0.5 * mean over tokens of ||ln_1(x)|| (norm over the full width), per image."""
+    t = d_h ** -0.5 * mean over tokens of ||ln_1(x)|| (norm over the full width), per image.
+
+    The three p run as one batch of fused attentions, t folded into the query (``softmax(t a b^T) c`` =
+    SDPA(t a, b, c, scale=1)).
+    """
+    b = q.shape[0]
     scale = q.shape[-1] ** -0.5
-    t = (ctx.h.float().norm(dim=-1).mean(dim=-1) * scale).to(q.dtype)[:, None, None, None]
-    out = 0
-    for p in (v, k, q):
-        p = F.normalize(p, dim=-1)
-        p = ((p @ p.transpose(-2, -1)) * t).softmax(dim=-1) @ p
-        p = F.normalize(p, dim=-1)
-        out = out + ((p @ p.transpose(-2, -1)) * t).softmax(dim=-1) @ v
-    return out / 3
+    t = (ctx.h.float().norm(dim=-1).mean(dim=-1) * scale).to(q.dtype)[:, None, None, None].repeat(3, 1, 1, 1)
+    p = F.normalize(torch.cat([v, k, q]), dim=-1)
+    p = F.normalize(F.scaled_dot_product_attention(p * t, p, p, scale=1.0), dim=-1)
+    out = F.scaled_dot_product_attention(p * t, p, v.repeat(3, 1, 1, 1), scale=1.0)
+    return (out[:b] + out[b:2 * b] + out[2 * b:]) / 3
 
 
 # ------------------------------------------------------------------------------------------ registries
@@ -326,3 +341,15 @@ for _m in (
 SEED_METHODS = ("standard", "vv_qk", "vv_vv", "vv_mixed")
 #: Every registered method, in registry order (the order that fixes each method's colour).
 DEFAULT_METHODS = tuple(METHODS)
+
+# One colour per method, fixed by registry order, used by every chart of the dashboard and the HTML report, so
+# that a method keeps its colour whichever subset is shown (the seed's four keep the colours they had).
+METHOD_COLORS = ("#0b6bcb", "#e8590c", "#2f9e44", "#ae3ec9", "#f59f00", "#1098ad", "#d6336c", "#5c7cfa",
+                 "#862e9c", "#495057", "#94d82d", "#c92a2a")
+
+
+def method_color(name: str) -> str:
+    """Hex colour of a registered method (registry order); an unregistered name gets the last colour."""
+    order = list(METHODS)
+    i = order.index(name) if name in order else len(METHOD_COLORS) - 1
+    return METHOD_COLORS[i % len(METHOD_COLORS)]

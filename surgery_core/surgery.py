@@ -115,7 +115,7 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
         q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
         active = [s for s in specs if idx >= first[s.name]]
-        ctx = AttnContext(h, grid)
+        ctx = AttnContext(h, grid, q, k, v)
         outs = [F.scaled_dot_product_attention(q, k, v)] + [s.attention(q, k, v, ctx) for s in active]
         b, _, n, _ = q.shape
         both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)

@@ -8,6 +8,8 @@ models are open_clip ViT-B/32 and ViT-B/16 with random weights, and random (non-
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -54,17 +56,20 @@ def vit_b32():
     return _model("ViT-B-32")
 
 
+@functools.lru_cache(maxsize=None)
 def _omega_official_way(gh, gw, sigma=5.0):
-    """NACLIP's prior built as the official code builds it: a (2gh-1)x(2gw-1) Gaussian window correlated with
-    one-hot images of every cell, then a zero CLS row and column."""
+    """NACLIP's prior built as the official code builds it: a (2gh-1)x(2gw-1) Gaussian window (from a
+    linspace of offsets) placed on every cell, i.e. what correlating one-hot cell images with the window
+    gives (row p = the window centred on cell p, read at every cell q), then a zero CLS row and column."""
     c = 1 / (sigma * 2 ** 0.5)
     k1 = torch.linspace(-(gh - 1) * c, (gh - 1) * c, 2 * gh - 1, dtype=torch.float64)
     k2 = torch.linspace(-(gw - 1) * c, (gw - 1) * c, 2 * gw - 1, dtype=torch.float64)
     window = torch.exp(-(torch.stack(torch.meshgrid(k1, k2, indexing="ij")) ** 2).sum(0))
-    onehot = torch.eye(gh * gw, dtype=torch.float64).view(gh * gw, 1, gh, gw)
-    out = F.conv2d(onehot, window[None, None], padding="same").view(gh * gw, gh * gw)
-    full = torch.zeros(gh * gw + 1, gh * gw + 1, dtype=torch.float64)
-    full[1:, 1:] = out
+    n = gh * gw
+    full = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+    for p in range(n):
+        rp, cp = divmod(p, gw)
+        full[1 + p, 1:] = window[gh - 1 - rp:2 * gh - 1 - rp, gw - 1 - cp:2 * gw - 1 - cp].reshape(-1)
     return full.float()
 
 
@@ -175,8 +180,8 @@ def test_new_methods_equal_per_head_loops(vit, size):
 
 def test_new_methods_with_sliding_windows(vit):
     visual = vit.model.visual
-    # B/32: overlapping windows (cells averaged over up to four crops); B/16: four disjoint crops (cheaper).
-    window, stride = vit.image_size, (224 if vit.patch_size == 16 else 96)
+    # B/32: nine overlapping windows (cells averaged over up to four crops); B/16: four disjoint crops (cheaper).
+    window, stride = vit.image_size, (224 if vit.patch_size == 16 else 128)
     images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(4))
     out = compute_heatmaps(vit, images, CLASSES, NEW, depth=DEPTH, window=window, stride=stride, prompt_set=PROMPTS)
     text = ensemble_text_features(vit, CLASSES, PROMPTS)
