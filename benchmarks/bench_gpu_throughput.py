@@ -130,7 +130,6 @@ def throughput(args, device: torch.device, paths: list[Path]) -> dict:
         out[f"{arch}@{size}"] = {k: round(v, 3 if k.startswith("ratio") else 1) for k, v in res.items()}
         r = out[f"{arch}@{size}"]
         print(f"{arch}@{size}: " + " | ".join(f"{k} {v:,}" for k, v in r.items()), flush=True)
-        del loaded, model, images
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return out

@@ -13,7 +13,11 @@ MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
 def method_color(methods: list[str], m: str) -> str:
-    return COLORS[methods.index(m) % len(COLORS)] if m in methods else COLORS[0]
+    """The colour of method ``m``, the same on every page and chart: fixed by the registry's order
+    (``surgery_core.methods.method_color``); ``methods`` (the methods shown) no longer matters."""
+    from surgery_core.methods import method_color as registry_color
+
+    return registry_color(m)
 
 
 def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
@@ -77,8 +81,10 @@ def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious
                    best: dict[str, tuple[float, float, float]], title: str) -> go.Figure:
     """Percentile x IoU heat map per method (value text), the best cell of each marked with a star."""
     methods = list(tables)
-    fig = make_subplots(rows=1, cols=len(methods), subplot_titles=methods, horizontal_spacing=0.04,
-                        shared_yaxes=True)
+    ncol = min(len(methods), 5)  # wrap: ten methods in one row would be unreadable
+    nrow = math.ceil(len(methods) / ncol)
+    fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=methods, horizontal_spacing=0.04,
+                        vertical_spacing=0.12 if nrow > 1 else 0.0, shared_yaxes=True)
     z_all = np.array([[[np.nan if v is None else v for v in r] for r in tables[m]] for m in methods], float)
     zmax = float(np.nanmax(z_all)) if np.isfinite(z_all).any() else 1.0
     xs = [f"{t:g}" for t in ious]
@@ -89,17 +95,17 @@ def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious
                                  text=np.where(np.isfinite(z), np.round(z, 3), np.nan), texttemplate="%{text:.3f}",
                                  textfont=dict(size=9), showscale=j == len(methods) - 1,
                                  hovertemplate=f"{m}<br>IoU %{{x}} · %{{y}}<br>{title} %{{z:.4f}}<extra></extra>"),
-                      row=1, col=j + 1)
+                      row=j // ncol + 1, col=j % ncol + 1)
         if m in best and best[m][2] is not None:
             bp, bi, bv = best[m]
             fig.add_trace(go.Scatter(x=[f"{bi:g}"], y=[f"p{bp:g}"], mode="markers", showlegend=False,
                                      marker=dict(symbol="star", size=16, color="#f59f00",
                                                  line=dict(color="black", width=1)),
                                      hovertemplate=f"best {m}: {title} {bv:.4f} at p{bp:g}, IoU {bi:g}"
-                                                   "<extra></extra>"), row=1, col=j + 1)
+                                                   "<extra></extra>"), row=j // ncol + 1, col=j % ncol + 1)
     fig.update_xaxes(title_text="IoU threshold", type="category")
     fig.update_yaxes(type="category")
-    fig.update_layout(height=360, margin=MARGIN)
+    fig.update_layout(height=360 * nrow, margin=MARGIN)
     return fig
 
 

@@ -140,10 +140,17 @@ def _default_iou(cfg: RunConfig) -> float:
     return view_iou(cfg)
 
 
+def _seed_first(methods) -> list[str]:
+    """Methods shown by default: the seed's four when the run has them (the run may hold all ten)."""
+    from surgery_core.methods import SEED_METHODS
+
+    return [m for m in methods if m in SEED_METHODS] or list(methods)
+
+
 PARAMS: tuple[Param, ...] = (
     Param("sample", "str", "", "image id shown in Compare"),
     Param("cls", "str", "", "class name shown in Compare"),
-    Param("methods", "list", lambda c: list(c.methods), "heatmap methods shown"),
+    Param("methods", "list", lambda c: _seed_first(c.methods), "heatmap methods shown"),
     Param("p", "float", lambda c: float(c.boxes.percentile), "heatmap percentile threshold"),
     Param("iou", "float", _default_iou, "IoU threshold for TP/AP"),
     Param("proto", "str", "present", "evaluation protocol"),
@@ -155,7 +162,7 @@ PARAMS: tuple[Param, ...] = (
     Param("bcls", "list", lambda c: [], "Browse: classes present"),
     Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
     Param("bout", "str", "all", "Browse: outcome filter"),
-    Param("bm", "str", lambda c: c.methods[-1], "Browse: method for the outcome filter"),
+    Param("bm", "str", lambda c: _seed_first(c.methods)[-1], "Browse: method for the outcome filter"),
     Param("bpage", "int", 1, "Browse: page number"),
     Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
     Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"),

@@ -24,11 +24,26 @@ def percentiles(run: Run) -> list[float]:
     return [float(p) for p in all_percentiles(run.cfg)]
 
 
+def method_help(opts) -> str:
+    """Hover text of a method picker: what each method does and where its definition comes from."""
+    return "\n".join(f"- **{m}**: {METHODS[m].description} *Source: {METHODS[m].source}.*" for m in opts)
+
+
+def _all_methods(opts: list[str]) -> None:
+    st.session_state["methods"] = list(opts)
+
+
 def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
+    """Method picker: the run's methods as pills (default: the seed's four when the run has them), an "All"
+    button under it; each method's description and source on hover. Returns the chosen methods in run order."""
     opts = list(run.cfg.methods)
-    state.coerce("methods", opts)
-    chosen = where.pills(label, opts, selection_mode="multi", key="methods", persist_state=SESSION,
-                         help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts)) or []
+    state.coerce("methods", opts)  # default (state.PARAMS): the seed's four
+    box = where.container()
+    chosen = box.pills(label, opts, selection_mode="multi", key="methods", persist_state=SESSION,
+                       help=method_help(opts)) or []
+    if len(opts) > len(chosen):
+        box.button(f"All {len(opts)} methods", key="methods_all", on_click=_all_methods, args=(opts,),
+                   help="show every method of the run", type="tertiary")
     return [m for m in opts if m in chosen] or opts
 
 

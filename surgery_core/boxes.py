@@ -56,6 +56,10 @@ class BoxParams(BaseModel):
     nms_iou: float | None = Field(None, ge=0.0, le=1.0, description="NMS IoU per image and class; None = off")
     box_resolution: int | None = Field(DEFAULT_BOX_RESOLUTION, ge=1,
                                        description="working map side in pixels; None = the image's own size")
+    refine: Literal["none", "pamr"] = Field(
+        "none", description="refine each class map before thresholding: none, or pamr (10 iterations, "
+                            "dilations 8 and 16 px at the model's input size, guided by the image; NACLIP's "
+                            "setting). Applied by the run (evaluation.cut_boxes, Run.boxes_for), see refine.py")
 
     @field_validator("morph_kernel")
     @classmethod

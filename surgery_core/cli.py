@@ -101,16 +101,42 @@ def _cmd_heatmaps(args) -> int:
         print(f"surgery heatmaps: note: {note}", file=sys.stderr)
     x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(device)
     window = args.window if args.window else None
-    with bars.status(f"heatmaps: {len(classes)} classes, text features and one dual-path pass"):
-        out = compute_heatmaps(loaded, x, classes, DEFAULT_METHODS, depth=args.depth, window=window,
+    methods = _method_list(args.methods) if args.methods else DEFAULT_METHODS
+    with bars.status(f"heatmaps: {len(methods)} methods x {len(classes)} classes, text features and one pass"):
+        out = compute_heatmaps(loaded, x, classes, methods, depth=args.depth, window=window,
                                stride=args.stride, query_mode=args.query)
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
-    k, gh, gw = arrays["standard"].shape
+    k, gh, gw = next(iter(arrays.values())).shape
     weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
                "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
+    return 0
+
+
+def _method_list(text: str) -> tuple[str, ...]:
+    """``--methods a,b`` as a tuple of registered names; an unknown name is a one-line error."""
+    from .methods import METHODS
+
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise SurgeryError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                           f"registered: {', '.join(METHODS)} (see 'surgery methods')")
+    return names
+
+
+def _cmd_methods(args) -> int:
+    from .methods import METHODS, PATHS, SEED_METHODS
+
+    for m in METHODS.values():
+        path = PATHS.get(m.tokens)
+        blocks = "whole tower" if path is None else ("last block" if path.blocks == "last" else "last --depth blocks")
+        print(f"{m.name:<12} {m.description}")
+        print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
+              f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
+        print(f"{'':<12} source: {m.source}")
     return 0
 
 
@@ -149,7 +175,7 @@ RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
     "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
     "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
-    "class_prob_weight": ("boxes", "class_prob_weight"),
+    "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
     "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
     "figures": ("figure_samples",),
 }
@@ -204,7 +230,7 @@ def config_from_args(args) -> "RunConfig":
         if value is None or value is False:  # not given (store_true flags only ever turn a setting on)
             continue
         if dest == "methods":
-            value = tuple(m.strip() for m in value.split(",") if m.strip())
+            value = _method_list(value)
         elif dest == "ious":
             value = _csv_floats("--ious", value)
         put(path, value, _flag(dest))
@@ -327,7 +353,7 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
     e.add_argument("--checkpoint", help="local checkpoint (state dict)")
     e.add_argument("--quickgelu", action="store_true")
-    e.add_argument("--methods", help="comma-separated heatmap methods (default: all four)")
+    e.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
@@ -339,6 +365,8 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--min-area", dest="min_area", type=float)
     e.add_argument("--nms", type=float, help="NMS IoU (default off)")
     e.add_argument("--box-resolution", dest="box_resolution", type=int)
+    e.add_argument("--refine", choices=["none", "pamr"],
+                   help="refine maps before the threshold: pamr = NACLIP's PAMR, 10 iterations, dilations 8, 16")
     e.add_argument("--ious", help="comma-separated IoU thresholds (default 0.05,0.1,0.15,0.2,0.3,0.5)")
     e.add_argument("--figures", type=int, help="samples drawn as figures (default 10): per method a three-column "
                                                "PNG, and one PNG of every method side by side")
@@ -365,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print a JSON object")
     d.set_defaults(func=_cmd_dataset)
 
-    h = sub.add_parser("heatmaps", help="the four raw heatmap grids of one image, as .npz")
+    h = sub.add_parser("heatmaps", help="the raw heatmap grids of one image (every method by default), as .npz")
     h.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
     h.add_argument("--checkpoint", help="local checkpoint file (state dict); required except for the demo model")
     h.add_argument("--random-weights", dest="random_weights", action="store_true",
@@ -378,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
-    h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks with the v-v path")
+    h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks of the v-v and GEM paths")
+    h.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     h.add_argument("--query", action="store_true",
                    help="single-text feature surgery per name (free-text queries) instead of class-set mode")
     h.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -399,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
     r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
-                   help="images drawn with every method side by side (default 4; 0 = none)")
+                   help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
     r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
@@ -407,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="image-decoding worker processes")
     r.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     r.set_defaults(func=_cmd_report)
+
+    ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")
+    ms.set_defaults(func=_cmd_methods)
 
     from .scoring import add_score_arguments, run_score
 

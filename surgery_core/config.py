@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
 from .errors import InputError
-from .heatmaps import DEFAULT_METHODS, METHODS
+from .methods import DEFAULT_METHODS, METHODS
 from .prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
 
 # Bump when the grid computation changes in a way the other key fields do not capture.
@@ -58,12 +58,16 @@ class InputConfig(_Frozen):
     stride: int | None = Field(None, ge=1, description="sliding-window stride in px; None = the window")
 
 
+#: (section, field, default) of fields left out of the run hash while at their default.
+_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"),)
+
+
 class RunConfig(_Frozen):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     input: InputConfig = InputConfig()
     methods: tuple[str, ...] = DEFAULT_METHODS
-    surgery_depth: int = Field(6, ge=0, description="final blocks that also run the v-v path")
+    surgery_depth: int = Field(6, ge=0, description="final blocks that also run the v-v and GEM paths")
     prompt_set: str = DEFAULT_PROMPT_SET
     classes: tuple[str, ...] | None = Field(None, description="class list; None = the dataset's")
     boxes: BoxParams = BoxParams()
@@ -99,7 +103,12 @@ class RunConfig(_Frozen):
             raise InputError(path, explain_validation_error(exc)) from None
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        doc = self.model_dump(mode="json")
+        # Fields added after runs were stored leave the hash of a configuration at their default unchanged.
+        for section, name, default in _HASH_NEUTRAL_DEFAULTS:
+            if doc[section].get(name) == default:
+                del doc[section][name]
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @property
     def run_hash(self) -> str:

@@ -24,7 +24,8 @@ from .datasets import Dataset, load_coco, load_dior
 from .device_images import RESIZE as DEVICE_RESIZE
 from .device_images import DeviceImageBatches
 from .errors import ImageError, InputError, SurgeryError
-from .heatmaps import METHODS, compute_heatmaps
+from .heatmaps import compute_heatmaps
+from .methods import get_method
 from .images import read_image, squash, to_tensor
 from .models import LoadedModel, load_model
 from .progress import QUIET, Progress
@@ -149,6 +150,7 @@ class GridSet:
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    input_size: int = 0  # square input side in px the grids were computed at
 
 
 ProgressFn = Callable[[int, int, float], None]  # (done, total, images per second)
@@ -192,7 +194,13 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     shas = _hash_images(paths, bars)
     skipped = [{"image_id": dataset.images[i].image_id, "reason": "image file not found"}
                for i, s in enumerate(shas) if s is None]
-    todo = [i for i, s in enumerate(shas) if s is not None and not store.has(key, s)]
+    # Each method's grids are stored under its name and definition version: a method added (or redefined)
+    # since an entry was written is missing from it and computed alone, never read from an older definition.
+    stored = {m: get_method(m).store_name for m in cfg.methods}
+    want = set(stored.values())
+    missing = {i: want - store.stored_names(key, s) for i, s in enumerate(shas) if s is not None}
+    todo = [i for i, miss in missing.items() if miss]
+    need = tuple(m for m in cfg.methods if any(stored[m] in missing[i] for i in todo))
     done = 0
     if todo:
         from .prompts import PROMPT_SETS, ensemble_text_features
@@ -219,11 +227,11 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
             for j, err in bad:
                 skipped.append({"image_id": dataset.images[todo[j]].image_id, "reason": err})
             if batch is not None:
-                out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, tuple(METHODS),
+                out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, need,
                                        depth=cfg.surgery_depth, window=cfg.input.window, stride=cfg.input.stride,
                                        prompt_set=cfg.prompt_set)
                 for b, j in enumerate(local):
-                    store.put(key, shas[todo[j]], {m: g[b] for m, g in out.grids.items()}, out.probs[b])
+                    store.put(key, shas[todo[j]], {stored[m]: g[b] for m, g in out.grids.items()}, out.probs[b])
             done += len(local) + len(bad)
             rate = done / max(time.perf_counter() - t_start, 1e-9)
             if bar is not None:
@@ -239,7 +247,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
         if s is None or dataset.images[i].image_id in bad_ids:
             continue
         got = store.get(key, s)
-        if got is None:  # damaged on disk since it was written: drop it and recompute this one entry
+        if got is None or not want <= set(got[0]):  # damaged on disk since written: drop it, recompute this entry
             store.entry_path(key, s).unlink(missing_ok=True)
             single = dataset.subset([i])
             compute_grids(cfg, single, loaded, store, batch_size=1, workers=0)
@@ -250,7 +258,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
         grids, p = got
         rows.append(i)
         for m in cfg.methods:
-            per_method[m].append(grids[m])
+            per_method[m].append(grids[stored[m]])
         probs.append(p)
     k = len(classes)
     empty = np.zeros((0, k, 1, 1), np.float32)
@@ -258,4 +266,4 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
                    {m: np.stack(v) if v else empty for m, v in per_method.items()},
                    np.stack(probs) if probs else np.zeros((0, k), np.float32), skipped,
                    computed=len(todo), reused=len(dataset) - len(todo) - sum(s is None for s in shas),
-                   seconds=time.perf_counter() - t0)
+                   seconds=time.perf_counter() - t0, input_size=size)

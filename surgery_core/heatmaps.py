@@ -1,102 +1,68 @@
-"""The four heatmap types from one forward pass (DESIGN section 3), as raw similarity grids.
+"""Heatmaps of every registered method from one forward pass (DESIGN section 3), as raw similarity grids.
 
 A grid is float32 ``[num_classes, grid_h, grid_w]`` per image: the similarity of each patch token to each
-class BEFORE any min-max normalisation (``maps.py`` normalises and upsamples). Methods are registered by
-name with a one-line description, so the CLI and the app list what the registry holds.
+class BEFORE any min-max normalisation (``maps.py`` normalises and upsamples). The methods themselves are
+data in ``methods.py`` (registry: token source, CLS source, scoring, description, source); this module only
+scores tokens and handles sliding windows.
+
+Public entry point for a batch of images: :func:`compute_heatmaps` (``loaded, images, classes, methods``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .methods import (DEFAULT_METHODS, METHODS, ORI, SCORERS, SEED_METHODS, Method, feature_surgery,  # noqa: F401
+                      get_method, paths_for, register_method, single_text_surgery)
 from .models import LoadedModel, autocast_dtype
 from .prompts import DEFAULT_PROMPT_SET, ensemble_text_features
-from .surgery import SurgeryTokens, surgery_forward
+from .surgery import SurgeryTokens, TowerTokens, tower_forward
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    tokens: str  # "ori" | "vv" | "mixed"
-    surgery: bool  # feature surgery (True) or plain cosine (False)
-    description: str
+def _as_tower(toks) -> TowerTokens:
+    if isinstance(toks, SurgeryTokens):
+        return TowerTokens({ORI: toks.ori, "vv": toks.vv}, toks.grid)
+    return toks
 
 
-METHODS: dict[str, Method] = {}
+def method_tokens(method: Method, toks: TowerTokens) -> torch.Tensor:
+    """The ``[B, 1 + N, D]`` tokens a method scores: its path's patches, CLS from the path or from ``ori``."""
+    if method.tokens not in toks.tokens:
+        raise ValueError(f"method {method.name!r} needs token source {method.tokens!r}, which this pass did "
+                         f"not compute (computed: {list(toks.tokens)})")
+    t = toks.tokens[method.tokens]
+    if method.cls == "ori" and method.tokens != ORI:
+        t = torch.cat([toks.tokens[ORI][:, :1], t[:, 1:]], dim=1)
+    return t
 
 
-def register_method(method: Method) -> Method:
-    if method.name in METHODS:
-        raise ValueError(f"heatmap method {method.name!r} is already registered")
-    METHODS[method.name] = method
-    return method
-
-
-for _m in (
-    Method("standard", "ori", False, "Plain CLIP: q-k tokens, cosine similarity (the seed's baseline)."),
-    Method("vv_qk", "ori", True, "q-k tokens with feature surgery: the effect of feature surgery alone."),
-    Method("vv_vv", "vv", True, "v-v path end to end (its own CLS) with feature surgery."),
-    Method("vv_mixed", "mixed", True, "Published CLIP Surgery: CLS from q-k, patches from v-v, feature surgery."),
-):
-    register_method(_m)
-DEFAULT_METHODS = tuple(METHODS)
-
-
-def feature_surgery(tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """Class-set feature surgery, closed form. tokens ``[B, N, D]`` (CLS first) and text ``[K, D]``,
-    both L2-normalised. Returns ``[B, N, K]``:
-
-    r = tokens @ text^T; w = softmax(2 r_cls) / mean(softmax(2 r_cls)) over classes, per image;
-    sim = r * w - mean_over_classes(r * w).
-    """
-    r = tokens @ text.t()
-    p = (2 * r[:, :1, :]).softmax(dim=-1)
-    rw = r * (p / p.mean(dim=-1, keepdim=True))
-    return rw - rw.mean(dim=-1, keepdim=True)
-
-
-def single_text_surgery(tokens: torch.Tensor, text: torch.Tensor, redundant: torch.Tensor) -> torch.Tensor:
-    """Single-text feature surgery: ``tokens @ (text - redundant)^T``, redundant = ensemble of ``""``."""
-    return tokens @ (text - redundant).t()
-
-
-def _tokens_for(method: Method, toks: SurgeryTokens) -> torch.Tensor:
-    t = {"ori": toks.ori, "vv": toks.vv}.get(method.tokens)
-    return toks.mixed if t is None else t
-
-
-def similarity_grids(toks: SurgeryTokens, text: torch.Tensor, methods=DEFAULT_METHODS,
+def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
                      redundant: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Raw similarity grids ``{method: [B, K, gh, gw]}`` (float32) from one pass's tokens.
 
-    text ``[K, D]`` normalised. redundant: None for class-set mode, else the empty-string feature ``[1, D]``
-    for single-text mode.
+    toks: ``TowerTokens`` (or the seed's ``SurgeryTokens``). text ``[K, D]`` normalised. redundant: None for
+    class-set mode, else the empty-string feature ``[1, D]`` for single-text mode.
     """
+    toks = _as_tower(toks)
     gh, gw = toks.grid
     out = {}
     for name in methods:
-        m = METHODS[name]
-        tokens = F.normalize(_tokens_for(m, toks).float(), dim=-1)
-        if not m.surgery:
-            sim = tokens @ text.t()
-        elif redundant is None:
-            sim = feature_surgery(tokens, text)
-        else:
-            sim = single_text_surgery(tokens, text, redundant)
+        m = get_method(name)
+        tokens = F.normalize(method_tokens(m, toks).float(), dim=-1)
+        sim = SCORERS[m.scoring](tokens, text, redundant)
         b, _, k = sim.shape
         out[name] = sim[:, 1:].transpose(1, 2).reshape(b, k, gh, gw)
     return out
 
 
-def class_probabilities(toks: SurgeryTokens, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def class_probabilities(toks, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """``[B, K]`` image-level class probabilities: softmax over the class set of the scaled cosine between
     the q-k CLS token (what ``encode_image`` returns) and each class's text feature."""
-    cls = F.normalize(toks.ori[:, 0].float(), dim=-1)
+    cls = F.normalize(_as_tower(toks).tokens[ORI][:, 0].float(), dim=-1)
     return (logit_scale.exp().float() * cls @ text.t()).softmax(dim=-1)
 
 
@@ -122,7 +88,10 @@ def window_origins(size: int, window: int, stride: int) -> list[int]:
 def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods=DEFAULT_METHODS,
                      depth: int = 6, window: int | None = None, stride: int | None = None,
                      prompt_set: str = DEFAULT_PROMPT_SET, query_mode: bool = False) -> HeatmapOutput:
-    """All requested heatmap grids and class probabilities for a batch, from one dual-path pass.
+    """The requested methods' raw grids and the class probabilities of a batch, from one pass of the tower.
+
+    methods: names of ``methods.METHODS`` (unknown names raise ValueError); only the token sources they need
+    are computed. depth: surgery depth (final blocks of the v-v and GEM paths).
 
     images: ``[B, 3, S, S]`` normalised, on the model's device; S a multiple of the patch size. When S is
     larger than the model's input size and ``window`` is set, windows of ``window`` px slide with
@@ -145,7 +114,7 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
         origins = [(y, x) for y in window_origins(h, window, stride) for x in window_origins(w, window, stride)]
         crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
     with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        toks = surgery_forward(loaded.model.visual, crops, depth)
+        toks = tower_forward(loaded.model.visual, crops, paths_for(methods), depth)
     grids = similarity_grids(toks, text, methods, redundant)
     probs = class_probabilities(toks, text, loaded.model.logit_scale)
     if len(origins) > 1:

@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from .classes import prompt_name
 
-# The five templates CLIP Surgery adds to OpenAI's 80 (xmed-lab/CLIP_Surgery, clip.py).
+# The five templates CLIP Surgery adds to OpenAI's 80, verbatim (xmed-lab/CLIP_Surgery @ d4696d4,
+# clip/clip.py:255; MaskCLIP's prompt_engineering.py has the same 85).
 SCENE_TEMPLATES = (
-    "there is {} in the scene.",
+    "there is a {} in the scene.",
     "there is the {} in the scene.",
-    "this is {} in the scene.",
+    "this is a {} in the scene.",
     "this is the {} in the scene.",
     "this is one {} in the scene.",
 )

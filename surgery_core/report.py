@@ -170,6 +170,27 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def method_summary(run: Run, tables: dict, q: dict, ious: tuple[float, ...] = (0.05, 0.5)) -> list[str]:
+    """Markdown lines: one row per method with its pointing game and mAP at ``ious`` (first interpolation,
+    present protocol, the run's percentile), the best of each column in bold, and its source."""
+    cfg = run.cfg
+    interp = cfg.interps[0]
+    proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
+    ious = tuple(t for t in ious if t in cfg.iou_thresholds)
+    cols = {"pointing game": {m: q["methods"][m]["pointing_game"]["overall"] for m in cfg.methods}}
+    for t in ious:
+        cols[f"mAP@{t:g}"] = {m: tables["tables"][m][proto][interp]["per_iou"]["mAP_per_iou"].get(f"{t:.6g}")
+                              for m in cfg.methods}
+    best = {c: max((v for v in vals.values() if v is not None), default=None) for c, vals in cols.items()}
+    lines = [f"## Methods at a glance ({interp}, {proto} protocol, percentile {tables['percentile']:g})", "",
+             "| method | " + " | ".join(cols) + " | what it does | source |", "|---|" + "---|" * (len(cols) + 2)]
+    for m in cfg.methods:
+        cells = [("**" + _fmt(v) + "**") if v is not None and v == best[c] else _fmt(v)
+                 for c, v in ((c, cols[c][m]) for c in cols)]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {METHODS[m].description} | {METHODS[m].source} |")
+    return lines + [""]
+
+
 def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out: Path,
                     compared: list[Path] = (), figure_iou: float | None = None) -> str:
     cfg = run.cfg
@@ -188,6 +209,7 @@ def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out
         f"- Boxes: {head['box_rule']}",
         f"- Protocols: " + "; ".join(PROTOCOL_NOTES[p] for p in cfg.protocols), "",
     ]
+    lines += method_summary(run, tables, q)
     for interp in cfg.interps:
         lines += [f"## mAP per IoU threshold — {INTERP_NOTES[interp]}", "",
                   "| method | protocol | " + " | ".join(f"IoU {t:g}" for t in cfg.iou_thresholds)

@@ -206,7 +206,14 @@ class Run:
         rec = self.dataset.images[image_index]
         row = self.row_of(image_index)
         params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
-        return boxes_from_grid(self.grids.grids[method][row, class_index], rec.width, rec.height, params,
+        grid = self.grids.grids[method][row]
+        if params.refine == "pamr":
+            from .images import squash
+            from .refine import refine_grid
+
+            size = self.grids.input_size
+            grid = refine_grid(grid, squash(self.image(image_index), size), size)
+        return boxes_from_grid(grid[class_index], rec.width, rec.height, params,
                                float(self.grids.probs[row, class_index]))
 
 

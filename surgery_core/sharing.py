@@ -45,7 +45,6 @@ DEFAULT_SAMPLE_COUNT = 4
 SNAPSHOT_SCHEMA = 1
 SNAPSHOT_SUFFIX = ".snapshot.zip"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same content gives the same bytes
-_COLORS = ["#0b6bcb", "#e8590c", "#2f9e44", "#ae3ec9", "#f59f00", "#1098ad", "#d6336c", "#5c7cfa"]
 
 
 class SnapshotError(SurgeryError):
@@ -240,6 +239,8 @@ def _iou_chart(p: _Parts, cfg) -> "Any":
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from .methods import method_color  # one colour per method, the dashboard's too
+
     protos, interps = list(cfg.protocols), list(cfg.interps)
     titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
     fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
@@ -252,7 +253,7 @@ def _iou_chart(p: _Parts, cfg) -> "Any":
                 vals = list(p.tables["tables"][m][pr][it]["per_iou"]["mAP_per_iou"].values())
                 fig.add_trace(go.Scatter(
                     x=ious, y=vals, mode="lines+markers", name=m, legendgroup=m, showlegend=(r == 0 and c == 0),
-                    line=dict(color=_COLORS[k % len(_COLORS)], width=2),
+                    line=dict(color=method_color(m), width=2),
                     hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>percentile {pct:g}<br>"
                                    "IoU ≥ %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
     fig.update_xaxes(title_text="IoU threshold", title_font_size=11)
@@ -267,6 +268,8 @@ def _iou_chart(p: _Parts, cfg) -> "Any":
 def _percentile_chart(p: _Parts, cfg) -> "Any":
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from .methods import method_color
 
     sw = p.sweep
     protos, interps = list(cfg.protocols), list(sw["interps"])
@@ -284,7 +287,7 @@ def _percentile_chart(p: _Parts, cfg) -> "Any":
                     fig.add_trace(go.Scatter(
                         x=pcts, y=[row[t] for row in grid], mode="lines+markers", name=m, legendgroup=m,
                         showlegend=(r == 0 and c == 0), visible=(t == default_t),
-                        line=dict(color=_COLORS[k % len(_COLORS)], width=2),
+                        line=dict(color=method_color(m), width=2),
                         hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>IoU ≥ {iou:g}<br>"
                                        "percentile %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
                     owner.append(t)

@@ -2,7 +2,8 @@
 
 Layout under the store root::
 
-    grids/<heatmap_key>/<image_sha[:2]>/<image_sha>.npz   one entry per image: every method's grid + probs
+    grids/<heatmap_key>/<image_sha[:2]>/<image_sha>.npz   one entry per image: probs + one array per method,
+                                                          named by the method's name and definition version
     runs/<run_hash>/config.json, results.json, ...        one folder per run configuration
 
 An entry is written to a temporary file in the same folder, flushed to disk and renamed into place:
@@ -83,10 +84,24 @@ class RunStore:
         return self.entry_path(key, image_sha).is_file()
 
     def put(self, key: str, image_sha: str, grids: dict[str, np.ndarray], probs: np.ndarray) -> None:
-        """Store one image's raw grids (``{method: [K, gh, gw]}``) and class probabilities ``[K]``."""
+        """Store one image's raw grids (``{stored method name: [K, gh, gw]}``) and class probabilities ``[K]``.
+
+        Grids already in the entry under other names are kept: an entry grows as methods are added.
+        """
+        old = self.get(key, image_sha)
+        merged = dict(old[0]) if old is not None else {}
+        merged.update(grids)
         buf = io.BytesIO()
-        np.savez(buf, probs=probs.astype(np.float32), **{f"grid_{m}": g.astype(np.float32) for m, g in grids.items()})
+        np.savez(buf, probs=probs.astype(np.float32), **{f"grid_{m}": g.astype(np.float32) for m, g in merged.items()})
         atomic_write_bytes(self.entry_path(key, image_sha), buf.getvalue())
+
+    def stored_names(self, key: str, image_sha: str) -> set[str]:
+        """Names of the grids an entry holds (empty when absent or unreadable); reads the zip index only."""
+        try:
+            with np.load(self.entry_path(key, image_sha)) as z:
+                return {k[5:] for k in z.files if k.startswith("grid_")}
+        except Exception:
+            return set()
 
     def get(self, key: str, image_sha: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
         """The stored grids and probabilities, or None when absent or unreadable."""

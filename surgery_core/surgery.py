@@ -1,14 +1,18 @@
-"""The dual-path forward of CLIP Surgery (DESIGN section 2), reading weights from open_clip's own modules.
+"""One pass of the image tower that computes every requested token source (DESIGN section 2).
 
-The last ``depth`` residual blocks run two paths from the same weights in one pass:
+The vanilla tower always runs; blocks before the last ``n`` (n = the most final blocks any requested path
+replaces: the surgery depth for CLIP Surgery's v-v path and GEM, 1 for the last-block methods) run once, as
+plain open_clip blocks. In each of the last ``n`` blocks:
 
-    h = ln_1(x_ori); q, k, v = in_proj(h)
-    o_qk = out_proj(softmax(q k^T s) v)     # original attention
-    o_vv = out_proj(softmax(v v^T s) v)     # v-v attention: same v, same out_proj
-    x_new = x_new + ls_1(o_vv)              # no FFN on the new path
+    h = ln_1(x_ori); q, k, v = in_proj(h)               # shared by every path
+    o_qk = softmax(q k^T s) v                            # the vanilla attention
+    o_p  = attention_p(q, k, v)                          # each active path's variant (methods.PATHS)
+    out_proj applied once to all of them (one call, bias once per path)
+    x_p = x_p + ls_1(o_p) (residual) or ls_1(o_p) (no residual); x_p += ls_2(mlp(ln_2(x_p))) if the path has FFN
     x_ori = x_ori + ls_1(o_qk); x_ori = x_ori + ls_2(mlp(ln_2(x_ori)))
 
-Both attentions use ``scaled_dot_product_attention``; the two outputs go through one ``out_proj`` call.
+A path's state starts as the vanilla input of its first block. New paths are registry entries
+(``methods.register_path``); this loop never changes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
+
+from .methods import ORI, AttnContext, get_path
 
 
 @dataclass(frozen=True)
@@ -70,47 +76,74 @@ def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
     return t.view(b, n, n_heads, d // n_heads).transpose(1, 2)
 
 
-def dual_path_block(block, x_ori: torch.Tensor, x_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One residual block on both paths (see module docstring). Tokens are ``[B, N, D]``."""
-    attn = block.attn
-    h = block.ln_1(x_ori)
-    q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
-    o_qk = F.scaled_dot_product_attention(q, k, v)
-    o_vv = F.scaled_dot_product_attention(v, v, v)
-    b, _, n, _ = q.shape
-    both = torch.cat([o_qk, o_vv], dim=2).transpose(1, 2).reshape(b, 2 * n, -1)
-    both = F.linear(both, attn.out_proj.weight, attn.out_proj.bias)
-    o_qk, o_vv = both[:, :n], both[:, n:]
-    x_new = x_new + block.ls_1(o_vv)
-    x_ori = x_ori + block.ls_1(o_qk)
-    x_ori = x_ori + block.ls_2(block.mlp(block.ln_2(x_ori)))
-    return x_ori, x_new
+@dataclass(frozen=True)
+class TowerTokens:
+    """Projected tokens (``ln_post`` then ``proj``) of one pass, ``[B, 1 + gh*gw, embed_dim]``, CLS first, not
+    L2-normalised. ``tokens["ori"]`` is the vanilla tower (``[:, 0]`` equals ``encode_image``); every other key
+    is a path of ``methods.PATHS``. grid: (gh, gw) patch grid."""
+
+    tokens: dict[str, torch.Tensor]
+    grid: tuple[int, int]
 
 
-def surgery_forward(visual: VisionTransformer, images: torch.Tensor, depth: int = 6) -> SurgeryTokens:
-    """Run the image tower once and return the projected tokens of both paths.
+def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), depth: int = 6) -> TowerTokens:
+    """Run the image tower once and return the projected tokens of the vanilla tower and of each path.
 
-    images: ``[B, 3, H, W]`` normalised, H and W multiples of the patch size. depth: number of final
-    blocks that run the v-v path too (0 = none: ``vv`` is then a copy of ``ori``); clipped to the tower's
-    block count.
+    images: ``[B, 3, H, W]`` normalised, H and W multiples of the patch size. paths: names of
+    ``methods.PATHS`` (unknown names raise ValueError). depth: the surgery depth, i.e. how many final blocks
+    the ``"depth"`` paths (v-v, GEM) replace; 0 = none (those paths are then copies of ``ori``); clipped to
+    the tower's block count.
     """
     blocks = visual.transformer.resblocks
     if depth < 0:
         raise ValueError(f"surgery depth must be >= 0, got {depth}")
-    depth = min(depth, len(blocks))
-    x, grid = embed(visual, images)
     if not getattr(visual.transformer, "batch_first", True):
         raise ValueError("open_clip transformer must be batch_first")
-    split = len(blocks) - depth
+    specs = [get_path(p) for p in dict.fromkeys(paths) if p != ORI]
+    total = len(blocks)
+    first = {s.name: total - s.n_blocks(depth, total) for s in specs}  # index of each path's first block
+    # Blocks before the last `depth` always run as plain blocks (the seed's dual path starts there too).
+    split = min([total - min(depth, total), *first.values()])
+    x, grid = embed(visual, images)
     for blk in blocks[:split]:
         x = blk(x)
-    x_ori = x_new = x
-    for blk in blocks[split:]:
-        x_ori, x_new = dual_path_block(blk, x_ori, x_new)
-    if depth == 0:
-        x_new = x_ori
-    ori = visual.ln_post(x_ori) @ visual.proj
-    vv = visual.ln_post(x_new) @ visual.proj
-    return SurgeryTokens(ori, vv, grid)
+    x_ori, state = x, {}
+    for idx in range(split, total):
+        blk = blocks[idx]
+        attn = blk.attn
+        h = blk.ln_1(x_ori)
+        q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
+        active = [s for s in specs if idx >= first[s.name]]
+        ctx = AttnContext(h, grid, q, k, v)
+        outs = [F.scaled_dot_product_attention(q, k, v)] + [s.attention(q, k, v, ctx) for s in active]
+        b, _, n, _ = q.shape
+        both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)
+        both = F.linear(both, attn.out_proj.weight, attn.out_proj.bias)
+        ffn_rows = []
+        for j, s in enumerate(active, start=1):
+            o = blk.ls_1(both[:, j * n:(j + 1) * n])
+            y = state.get(s.name, x_ori) + o if s.residual else o
+            state[s.name] = y
+            if s.ffn:
+                ffn_rows.append(s.name)
+        if ffn_rows:  # one MLP call for every path that keeps its FFN in this block
+            ys = torch.cat([state[p] for p in ffn_rows], dim=1)
+            ys = ys + blk.ls_2(blk.mlp(blk.ln_2(ys)))
+            for j, p in enumerate(ffn_rows):
+                state[p] = ys[:, j * n:(j + 1) * n]
+        x_ori = x_ori + blk.ls_1(both[:, :n])
+        x_ori = x_ori + blk.ls_2(blk.mlp(blk.ln_2(x_ori)))
+    out = {ORI: visual.ln_post(x_ori) @ visual.proj}
+    for s in specs:
+        out[s.name] = visual.ln_post(state[s.name]) @ visual.proj if s.name in state else out[ORI]
+    return TowerTokens(out, grid)
 
+
+def surgery_forward(visual: VisionTransformer, images: torch.Tensor, depth: int = 6) -> SurgeryTokens:
+    """The seed's dual path: vanilla tokens and CLIP Surgery's v-v path (``tower_forward`` with ``"vv"``).
+
+    depth 0 = no v-v path (``vv`` is then a copy of ``ori``).
+    """
+    t = tower_forward(visual, images, ("vv",), depth)
+    return SurgeryTokens(t.tokens[ORI], t.tokens["vv"], t.grid)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from surgery_core.methods import SEED_METHODS  # what Compare shows by default
+
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("browse", "compare", "ap", "sweep", "quality", "run")
@@ -53,9 +55,9 @@ def test_every_page_renders(dashboard_env, test_run):
         ok(at)
         assert at.query_params["page"] == page
     goto(at, "compare")
-    assert len(at.image) == 1 + len(test_run.cfg.methods)
+    assert len(at.image) == 1 + len(SEED_METHODS)
     goto(at, "ap")
-    assert len(at.dataframe) == 1 and len(at.metric) == len(test_run.cfg.methods)
+    assert len(at.dataframe) == 1 and len(at.metric) == len(SEED_METHODS)
     goto(at, "sweep")
     assert len(at.dataframe) == 1
     goto(at, "quality")
@@ -94,7 +96,7 @@ def test_compare_controls_redraw(dashboard_env, test_run):
     assert "protocol open" in "\n".join(c.value for c in at.caption)
     at.toggle(key="raw").set_value(True).run()
     ok(at)
-    assert len(at.get("plotly_chart")) == len(test_run.cfg.methods)
+    assert len(at.get("plotly_chart")) == len(SEED_METHODS)
 
 
 def test_compare_previous_next_and_class(dashboard_env, test_run):
@@ -123,7 +125,7 @@ def test_compare_shows_class_probability_and_pointing(dashboard_env, test_run):
     prob = test_run.grids.probs[test_run.row_of(image), cls]
     text = markdown(at)
     assert f"= {prob:.3f}" in text
-    assert text.count("pointing hit") + text.count("pointing miss") == len(test_run.cfg.methods)
+    assert text.count("pointing hit") + text.count("pointing miss") == len(SEED_METHODS)
 
 
 def test_compare_panel_matches_library(dashboard_env, test_run):
@@ -240,7 +242,8 @@ def test_sweep_per_class_view(dashboard_env, test_run):
     seed = at.dataframe[0].value
     sweep = test_run.sweep()
     pi = sweep["percentiles"].index(90.0)
-    for m in test_run.cfg.methods:
+    assert list(seed["method"]) == list(SEED_METHODS)  # the methods shown by default
+    for m in SEED_METHODS:
         row = seed[seed["method"] == m].iloc[0]
         assert row["IoU 0.05"] == pytest.approx(sweep["table"][m]["present"]["voc07"]["mAP"][pi][0], nan_ok=True)
     cls = test_run.classes[int(test_run.gt.class_id[0])]

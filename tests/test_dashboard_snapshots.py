@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 
+from surgery_core.methods import SEED_METHODS  # what Compare shows by default
 from test_dashboard import app, goto, markdown, ok
 
 ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
@@ -62,17 +63,17 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
     live_md, live_caps, live_images = markdown(at), captions(at), image_urls(at)
     prob_line = next(m.value for m in at.markdown if "p(" in m.value)
     panel_lines = [m.value for m in at.markdown if re.search(r"\d+ box(es)?, \d+ TP", m.value)]
-    assert len(panel_lines) == len(test_run.cfg.methods)
+    assert len(panel_lines) == len(SEED_METHODS)
 
     meta = save(at, "Compare check", "why this sample\nsecond line")
     assert re.fullmatch(ID_RE, meta.id) and meta.title == "Compare check"
     assert meta.page == "compare" and meta.run_hash == test_run.run_hash
-    assert meta.image_count == 1 + len(test_run.cfg.methods)
+    assert meta.image_count == 1 + len(SEED_METHODS)
     snap = store().load(meta.id)
     s = snap.state
     assert (s["image_id"], s["class"], s["image_index"]) == (sample, cls, image)
     assert s["percentile"] == 75.0 and s["iou"] == 0.3 and s["protocol"] == "present"
-    assert s["methods"] == list(test_run.cfg.methods) and s["run_hash"] == test_run.run_hash
+    assert s["methods"] == list(SEED_METHODS) and s["run_hash"] == test_run.run_hash
     assert s["config"]["data"]["limit"] == test_run.cfg.data.limit and s["link"]["sample"] == sample
     assert snap.note == "why this sample\nsecond line"
 

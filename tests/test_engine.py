@@ -11,6 +11,7 @@ import pytest
 
 from surgery_core.config import DataConfig, ModelConfig, RunConfig
 from surgery_core.engine import compute_grids, load_dataset, resolve_model
+from surgery_core.methods import DEFAULT_METHODS
 from surgery_core.store import RunStore
 
 REPO_CMD = [sys.executable, "-m", "surgery_core.cli"]
@@ -69,14 +70,17 @@ def test_evaluate_command_writes_the_reports(tmp_path, demo_checkpoint, demo_env
         assert (out / name).is_file(), name
     maps = json.loads((out / "map_results.json").read_text())
     assert maps["box_rule"].startswith("percentile 75 ")
-    assert set(maps["tables"]) == {"standard", "vv_qk", "vv_vv", "vv_mixed"}
+    assert tuple(maps["tables"]) == DEFAULT_METHODS  # all ten by default
     multi = json.loads((out / "multi_iou_results.json").read_text())
     assert list(multi["results"]["vv_mixed"]["present"]["voc07"]["mAP_per_iou"]) == \
         ["0.05", "0.1", "0.15", "0.2", "0.3", "0.5"]
-    for m in ("standard", "vv_qk", "vv_vv", "vv_mixed"):
+    for m in DEFAULT_METHODS:
         assert len(list((out / m).glob("*.png"))) == 2
     report = (out / "evaluation_report.md").read_text()
     assert "VOC2007 11-point" in report and "Pointing game" in report
+    glance = report[report.index("## Methods at a glance"):].split("\n\n")[1].splitlines()
+    assert glance[0].startswith("| method | pointing game | mAP@0.05 | mAP@0.5 |") and len(glance) == 2 + 10
+    assert "github.com/sinahmr/NACLIP" in report
     second = subprocess.run(cmd, capture_output=True, text=True, env=demo_env)
     assert second.returncode == 0 and "0 computed now, 30 from the store" in second.stdout
     assert json.loads((out / "map_results.json").read_text())["tables"] == maps["tables"]
@@ -133,8 +137,28 @@ def test_heatmaps_command_writes_raw_grids(tmp_path, demo_checkpoint, dior_sampl
     assert res.returncode == 0, res.stderr
     z = np.load(out)
     assert list(z["classes"]) == ["airplane", "ship", "storagetank"]
-    for m in ("standard", "vv_qk", "vv_vv", "vv_mixed"):
+    for m in DEFAULT_METHODS:
         assert z[m].shape == (3, 14, 14) and z[m].dtype == np.float32
     # Raw similarity, before min-max: class-set surgery sums to zero over classes at every cell.
     np.testing.assert_allclose(z["vv_mixed"].sum(axis=0), 0, atol=1e-5)
     assert -1 <= z["standard"].min() and z["standard"].max() <= 1 and z["standard"].max() < 0.999
+
+
+def test_methods_command_and_option(tmp_path, demo_checkpoint, dior_samples):
+    from surgery_core.demo.model import DEMO_ARCH
+
+    res = subprocess.run(REPO_CMD + ["methods"], capture_output=True, text=True)
+    assert res.returncode == 0
+    for m in DEFAULT_METHODS:
+        assert f"\n{m} " in "\n" + res.stdout
+    assert "SimFeatUp" in res.stdout and "github.com/WalBouss/GEM @ 5fa677c" in res.stdout
+    out = tmp_path / "two.npz"
+    base = REPO_CMD + ["heatmaps", "--arch", DEMO_ARCH, "--checkpoint", str(demo_checkpoint), "--image",
+                       str(dior_samples / "JPEGImages-trainval" / "00001.jpg"), "--classes", "ship,airplane",
+                       "--out", str(out)]
+    res = subprocess.run(base + ["--methods", "naclip,vv_mixed"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sorted(k for k in np.load(out).files if k not in ("classes", "class_prob")) == ["naclip", "vv_mixed"]
+    bad = subprocess.run(base + ["--methods", "naclip,clip_es"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "clip_es" in bad.stderr and "Traceback" not in bad.stderr
+

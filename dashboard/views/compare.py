@@ -32,6 +32,17 @@ def pick_class(force: bool = False) -> None:
         ss["cls"] = run.classes[present[0]]
 
 
+PANELS_PER_ROW = 5  # the image and four methods per row (the seed's layout); more methods wrap onto new rows
+
+
+def panel_slots(n: int) -> list:
+    """``n`` equal-width columns, ``PANELS_PER_ROW`` to a row, so that panels stay readable for any count."""
+    slots = []
+    for start in range(0, n, PANELS_PER_ROW):
+        slots += st.columns(PANELS_PER_ROW)[:min(PANELS_PER_ROW, n - start)]
+    return slots
+
+
 @st.fragment
 def view() -> None:
     snapshot_ui.begin()
@@ -77,7 +88,7 @@ def view() -> None:
                 "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
 
     side = 400
-    cols = st.columns(len(methods) + 1)
+    cols = panel_slots(len(methods) + 1)
     legend = f"image · GT {cls_name} green, other classes white"
     cols[0].image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run), legend),
                   width="stretch", caption=legend)

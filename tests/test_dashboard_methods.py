@@ -1,0 +1,54 @@
+"""The method picker: the seed's four by default, every method in one click, panels wrapped into rows, one
+colour per method everywhere, each method's description and source on hover."""
+
+from __future__ import annotations
+
+from surgery_core.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, method_color
+from test_dashboard import app, goto, markdown, ok
+
+
+def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_env, test_run):
+    assert tuple(test_run.cfg.methods) == DEFAULT_METHODS  # the test run holds all ten
+    at = goto(app(), "compare")
+    ok(at)
+    assert len(at.image) == 1 + len(SEED_METHODS)
+    at.button(key="methods_all").click().run()
+    ok(at)
+    assert len(at.image) == 1 + len(DEFAULT_METHODS)
+    text = markdown(at)
+    assert text.count("pointing hit") + text.count("pointing miss") == len(DEFAULT_METHODS)
+    for m in DEFAULT_METHODS:
+        assert f"**{m}**" in text
+    assert at.query_params["methods"]  # the choice is in the permalink
+    goto(at, "ap")  # the choice carries over: Per-class AP lists every method
+    ok(at)
+    assert len(at.metric) == len(DEFAULT_METHODS)
+
+
+def test_picker_help_names_each_method_and_its_source():
+    from dashboard.widgets import method_help
+
+    text = method_help(list(DEFAULT_METHODS))
+    for m in METHODS.values():
+        assert m.name in text and m.source.repo in text and m.description in text
+
+
+def test_one_colour_per_method_on_every_chart():
+    from dashboard import charts
+
+    colours = [method_color(m) for m in DEFAULT_METHODS]
+    assert len(set(colours)) == len(colours)
+    # The same method has the same colour whichever subset a chart shows.
+    assert charts.method_color(["vv_mixed"], "vv_mixed") == charts.method_color(list(DEFAULT_METHODS), "vv_mixed")
+    fig = charts.lines([1, 2], {"gem": [0.1, 0.2], "standard": [0.3, 0.4]}, "x", "y")
+    assert [t.line.color for t in fig.data] == [method_color("gem"), method_color("standard")]
+
+
+def test_sweep_heat_maps_wrap_into_rows():
+    from dashboard import charts
+
+    tables = {m: [[0.1, 0.2]] for m in DEFAULT_METHODS}
+    fig = charts.sweep_heatmaps(tables, [90.0], [0.05, 0.5], {}, "mAP")
+    rows = {t.yaxis for t in fig.data}
+    assert len(fig.data) == len(DEFAULT_METHODS) and len(rows) == len(DEFAULT_METHODS)
+    assert fig.layout.height >= 2 * 360  # ten panels: two rows of five
