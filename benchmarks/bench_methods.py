@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
 
     device = torch.device(args.device)
-    loaded = load_model(args.arch, device=device)  # random weights: the cost does not depend on them
+    loaded = load_model(args.arch, device=device, random_weights=True)  # random weights: the cost does not depend on them
     visual = loaded.model.visual
     size = args.size or loaded.image_size
     images = torch.randn(args.batch, 3, size, size, device=device)

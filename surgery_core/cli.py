@@ -122,7 +122,7 @@ def _method_list(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise SurgeryError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+        raise SurgeryError(f"--methods {text}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                            f"registered: {', '.join(METHODS)} (see 'surgery methods')")
     return names
 

@@ -142,7 +142,7 @@ def test_unknown_class_names_are_named_and_kept_as_queries(env, capfd):
     (["--size", "8"], "--size 8: must be at least 32"),
     (["--nms", "1.5"], "--nms 1.5: must be between 0 and 1"),
     (["--morph-kernel", "4"], "--morph-kernel 4: morph_kernel must be odd"),
-    (["--methods", "standard,nonsense"], "--methods standard,nonsense: unknown heatmap methods ['nonsense']"),
+    (["--methods", "standard,nonsense"], "--methods standard,nonsense: unknown method(s) nonsense; registered: standard, vv_qk"),
     (["--ious", "0.1,x"], "--ious 0.1,x: must be comma-separated numbers"),
     (["--percentile", "abc"], "argument --percentile: invalid float value: 'abc'"),
     (["--score", "median"], "argument --score: invalid choice: 'median'"),

@@ -41,7 +41,7 @@ def _randomise_biases(model, seed):
 
 def _model(arch):
     torch.manual_seed(0)
-    loaded = load_model(arch)
+    loaded = load_model(arch, random_weights=True)
     _randomise_biases(loaded.model, 1)
     return loaded
 
