@@ -89,8 +89,10 @@ def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: 
                                dy=gh / ph, hoverinfo="skip"), row=r, col=c)
         z = raw if scale == "raw" else shown
         text = np.round(raw, 3) if grid_view and max(gh, gw) <= GRID_TEXT else None
+        # Plain lists, not numpy: plotly would store arrays as base64 blobs, and a saved snapshot keeps these
+        # figures as the record of the maps' values.
         fig.add_trace(go.Heatmap(
-            z=z, customdata=np.stack([raw, maps.map01(m, k)], axis=-1), coloraxis="coloraxis",
+            z=z.tolist(), customdata=np.stack([raw, maps.map01(m, k)], axis=-1).tolist(), coloraxis="coloraxis",
             opacity=0.85 if grid_view else 0.0, text=text, texttemplate="%{text:.2f}" if text is not None else None,
             textfont=dict(size=8),
             hovertemplate="row %{y}, col %{x}<br>raw similarity %{customdata[0]:.4f}<br>min-max %{customdata[1]:.3f}"
