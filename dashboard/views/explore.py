@@ -222,25 +222,6 @@ def view() -> None:
         return
     image, key, name, notes, index = got
     h, w = image.shape[:2]
-    if not methods:
-        st.info("Choose at least one method.")
-        return
-    if not phrases:
-        st.info("Type one or more phrases, e.g. `solar panel` or `swimming pool, roundabout`.")
-        return
-    mode = explore.effective_mode(phrases, ss["xmode"])
-    with st.spinner(f"Forward pass of {res.window_count} window{'s' * (res.window_count > 1)} at "
-                    f"{res.size} px (once per image and resolution)…", show_time=True):
-        tokens, cached = cache.get(loaded, image, res, run.cfg.surgery_depth, methods, image_key=key)
-    new = explore.uncached_phrases(loaded, phrases, run.cfg.prompt_set)
-    with st.spinner(f"Encoding {', '.join(map(repr, new))} with the {run.cfg.prompt_set} prompt ensemble (once "
-                    "per phrase)…" if new else "Similarity maps…", show_time=bool(new)):
-        maps = explore.phrase_maps(loaded, tokens, phrases, methods, ss["xmode"], run.cfg.prompt_set)
-    scale, alpha, grid_view = ss["xscale"], float(ss["alpha"]), bool(ss.get("raw"))
-    snapshot_ui.shown_state(image_index=index, methods=methods, phrases=phrases, text_mode=mode,
-                            resolution=res.to_dict(), source=c["src"], image_name=name, colour_scale=scale,
-                            alpha=alpha)
-
     left, right = st.columns([1, 5.2], vertical_alignment="top")
     picture, _ = drawing.fit(image, SIDE)
     where = "sample of run " + run.run_hash if index is not None else "uploaded, kept in memory only"
@@ -248,6 +229,24 @@ def view() -> None:
                width="stretch")
     right.markdown(snapshot_ui.shown_markdown(f"**{name}** · {w}x{h} px · {where}"
                                               + "".join(f" · {n}" for n in notes)))
+    if not methods:
+        right.info("Choose at least one method.")
+        return
+    if not phrases:
+        right.info("Type one or more phrases, e.g. `solar panel` or `swimming pool, roundabout`.")
+        return
+    mode = explore.effective_mode(phrases, ss["xmode"])
+    with right, st.spinner(f"Forward pass of {res.window_count} window{'s' * (res.window_count > 1)} at "
+                           f"{res.size} px (once per image and resolution)…", show_time=True):
+        tokens, cached = cache.get(loaded, image, res, run.cfg.surgery_depth, methods, image_key=key)
+    new = explore.uncached_phrases(loaded, phrases, run.cfg.prompt_set)
+    with right, st.spinner(f"Encoding {', '.join(map(repr, new))} with the {run.cfg.prompt_set} prompt ensemble "
+                           "(once per phrase)…" if new else "Similarity maps…", show_time=bool(new)):
+        maps = explore.phrase_maps(loaded, tokens, phrases, methods, ss["xmode"], run.cfg.prompt_set)
+    scale, alpha, grid_view = ss["xscale"], float(ss["alpha"]), bool(ss.get("raw"))
+    snapshot_ui.shown_state(image_index=index, methods=methods, phrases=phrases, text_mode=mode,
+                            resolution=res.to_dict(), source=c["src"], image_name=name, colour_scale=scale,
+                            alpha=alpha)
     gh, gw = res.grid
     side_note = (f"image side: {'reused from the cache' if cached else f'computed in {tokens.seconds:.2f} s'} "
                  f"({res.window_count} window{'s' * (res.window_count > 1)}); text side: {maps.seconds:.2f} s")
