@@ -7,6 +7,7 @@ this session's memory; only a snapshot the user saves keeps them.
 """
 
 import base64
+import html
 
 import numpy as np
 import plotly.graph_objects as go
@@ -96,7 +97,7 @@ def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: 
             opacity=0.85 if grid_view else 0.0, text=text, texttemplate="%{text:.2f}" if text is not None else None,
             textfont=dict(size=8),
             hovertemplate="row %{y}, col %{x}<br>raw similarity %{customdata[0]:.4f}<br>min-max %{customdata[1]:.3f}"
-                          f"<extra>{m}</extra>"), row=r, col=c)
+                          f"<extra>{m} · {html.escape(maps.phrases[k])}</extra>"), row=r, col=c)
         fig.update_xaxes(range=[-0.5, gw - 0.5], row=r, col=c)
         fig.update_yaxes(range=[gh - 0.5, -0.5], row=r, col=c)
     axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False, constrain="domain")
