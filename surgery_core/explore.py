@@ -42,7 +42,9 @@ from .surgery import SurgeryTokens, surgery_forward
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
-MAX_INPUT_SIZE = 2048  # px; 64x64 patches of 32 px: beyond this one pass no longer fits a small machine
+MAX_INPUT_SIZE = 2048  # px, the squashed input's side
+MAX_PASS_CELLS = 64  # patches per side of one pass (4096 tokens): beyond it, attention no longer fits a small
+#                      machine's memory and time; larger inputs go through sliding windows
 MAX_WINDOWS = 400  # windows per image: a stride of one patch on a large input would run for minutes
 
 #: Text modes for several phrases; one phrase is always ``independent`` (single-text feature surgery).
@@ -119,10 +121,16 @@ class Resolution:
         if size > MAX_INPUT_SIZE:
             raise InputError(None, f"input size {size} px is above the page's limit of {MAX_INPUT_SIZE} px")
         if window is None or window >= size:  # one pass: a stride means nothing
+            if size // patch > MAX_PASS_CELLS:
+                raise InputError(None, f"one pass over {size // patch}x{size // patch} patches is above the page's "
+                                       f"{MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit: set a sliding window")
             return cls(size, None, None, patch)
         if window < patch or window % patch:
             raise InputError(None, f"window {window} px must be a multiple of the {patch} px patch: try "
                                    f"{_multiples(max(window, patch), patch)}")
+        if window // patch > MAX_PASS_CELLS:
+            raise InputError(None, f"window {window} px spans {window // patch}x{window // patch} patches, above "
+                                   f"the page's {MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit for one pass")
         stride = stride or window
         if stride % patch:
             raise InputError(None, f"stride {stride} px must be a multiple of the {patch} px patch: try "
@@ -470,8 +478,8 @@ def describe(loaded: LoadedModel, tokens: ImageTokens, maps: PhraseMaps) -> str:
             "phrase, upsampled bilinearly")
 
 
-__all__ = ["MODES", "MAX_PHRASES", "MAX_INPUT_SIZE", "parse_phrases", "effective_mode", "prompt_words",
-           "Resolution", "check_image", "upload_notes", "image_hash", "model_key", "token_needs", "ImageTokens",
-           "image_tokens", "TokenCache", "shared_token_cache", "merge_windows", "PhraseMaps", "text_features",
-           "phrase_maps", "uncached_phrases", "describe", "Upload", "read_upload", "safe_name", "SCALES", "display_range",
-           "display_grid"]
+__all__ = ["MODES", "SCALES", "MAX_PHRASES", "MAX_INPUT_SIZE", "MAX_PASS_CELLS", "parse_phrases", "effective_mode",
+           "prompt_words", "Resolution", "check_image", "Upload", "read_upload", "safe_name", "upload_notes",
+           "image_hash", "model_key", "token_needs", "ImageTokens", "image_tokens", "TokenCache", "shared_token_cache",
+           "merge_windows", "PhraseMaps", "text_features", "uncached_phrases", "phrase_maps", "display_range",
+           "display_grid", "describe"]

@@ -188,6 +188,11 @@ def test_resolution_is_validated_with_clear_messages():
     assert "7x7 = 49 windows" in ok.describe()
     assert explore.Resolution.check(224, 448, 32, 32) == explore.Resolution(224)  # a window covering all: one pass
     assert explore.Resolution.check(448, 224, None, 32).stride == 224
+    assert explore.Resolution.check(2048, None, None, 32).grid == (64, 64)
+    with pytest.raises(InputError, match="one pass over 96x96 patches is above the page's 64x64 limit: set a sliding"):
+        explore.Resolution.check(1344, None, None, 14)  # ViT-L/14: 9216 tokens in one attention
+    with pytest.raises(InputError, match="spans 74x74 patches"):
+        explore.Resolution.check(2044, 1036, 518, 14)
     cases = {(230, None, None): "input size 230 px must be a multiple of the 32 px patch: try 224 or 256",
              (448, 200, None): "window 200 px must be a multiple of the 32 px patch: try 192 or 224",
              (448, 224, 100): "stride 100 px must be a multiple of the 32 px patch",

@@ -48,7 +48,8 @@ def take_upload() -> None:
     """Decode a new upload; a refused file leaves the image shown before untouched and says why."""
     f = ss.get("x_upload")
     ss.pop("_x_upload_error", None)
-    if f is None:
+    if f is None:  # the user removed the file: its image goes too
+        ss.pop("_x_image", None)
         return
     try:
         ss["_x_image"] = explore.read_upload(f.getvalue(), f.name, patch, upload_limit)
@@ -194,7 +195,11 @@ def current_image(src: str):
             st.info("The open run has no readable images; upload one instead.")
             return None
         index = index_of[ss["sample"]]
-        image, key = sample_image(data.run_key(run), index, run)
+        try:
+            image, key = sample_image(data.run_key(run), index, run)
+        except (OSError, InputError) as exc:  # the file went away or changed since the run was opened
+            st.error(f"**Sample {ss['sample']} cannot be read.** {exc}", icon=":material/broken_image:")
+            return None
         return image, key, ss["sample"], (), index
     if ss.get("_x_upload_error"):
         st.error(ss["_x_upload_error"], icon=":material/broken_image:")
