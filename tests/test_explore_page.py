@@ -142,6 +142,12 @@ def test_upload_shows_maps_and_hostile_files_change_nothing(dashboard_env):
         at.file_uploader(key="x_upload").set_value((name, encode(img16, ".png"), "image/png")).run()
         ok(at)
         assert f"**{name}** · 700x500 px" in markdown(at) and words in markdown(at)
+    # A browser replaces a file in two steps (removed, then the new one): a refused replacement keeps the image.
+    at.file_uploader(key="x_upload").set_value(None).run()
+    assert "700x500 px" not in markdown(at) and len(charts(at)) == 0
+    at.file_uploader(key="x_upload").set_value(("notes.png", hostile()["notes.png"][0], "image/png")).run()
+    assert "The view still shows `alpha.png`" in at.error[0].value and len(charts(at)) == n_maps
+    assert "object at 0x" not in at.error[0].value  # no memory address in the message
     assert files_under(*roots) == before  # uploads are never written: no cache entry, no store entry
 
 

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import data, snapshot_ui, state, widgets
 from surgery_core import drawing, explore
+from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
 from surgery_core.heatmaps import METHODS
 from surgery_core.maps import upsample
@@ -48,12 +49,16 @@ def take_upload() -> None:
     """Decode a new upload; a refused file leaves the image shown before untouched and says why."""
     f = ss.get("x_upload")
     ss.pop("_x_upload_error", None)
-    if f is None:  # the user removed the file: its image goes too
-        ss.pop("_x_image", None)
+    if f is None:  # removed, or about to be replaced (the browser sends both): set aside, not dropped
+        if ss.get("_x_image") is not None:
+            ss["_x_previous"] = ss.pop("_x_image")
         return
     try:
         ss["_x_image"] = explore.read_upload(f.getvalue(), f.name, patch, upload_limit)
+        ss.pop("_x_previous", None)
     except InputError as exc:
+        if ss.get("_x_image") is None and ss.get("_x_previous") is not None:
+            ss["_x_image"] = ss.pop("_x_previous")
         kept = ss.get("_x_image")
         ss["_x_upload_error"] = f"**Upload refused.** {exc}" + (
             f" The view still shows `{kept.name}`." if kept is not None else "")
@@ -235,6 +240,10 @@ def view() -> None:
                width="stretch")
     right.markdown(snapshot_ui.shown_markdown(f"**{name}** · {w}x{h} px · {where}"
                                               + "".join(f" · {n}" for n in notes)))
+    if index is None and run.model_note == "" and run.cfg.model.arch == DEMO_ARCH:
+        right.warning("The demo model was trained only on synthetic scenes: on any other picture its maps are "
+                      "noise, not a finding. Open a run with a RemoteCLIP or CLIP checkpoint for real images.",
+                      icon=":material/warning:")
     if not methods:
         right.info("Choose at least one method.")
         return
