@@ -12,7 +12,6 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from dashboard import data, snapshot_ui, state, widgets
 from surgery_core import drawing, explore
@@ -21,7 +20,7 @@ from surgery_core.errors import InputError
 from surgery_core.heatmaps import METHODS
 from surgery_core.maps import upsample
 
-SIDE = 400  # px, longer side of each map picture (panels are drawn smaller; this keeps them sharp)
+SIDE = 360  # px, longer side of each map picture: twice a panel's width at 1280 px, sharp on HiDPI screens
 PER_ROW = 4  # map panels per row: readable at 1280 px with the sidebar open
 GRID_TEXT = 8  # cells per side up to which the patch grid prints its values (hover shows them always)
 TYPES = ["jpg", "jpeg", "png", "tif", "tiff"]  # what surgery_core.images decodes
@@ -78,47 +77,52 @@ def data_uri(rgb: np.ndarray) -> str:
 def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: str, alpha: float,
                   grid_view: bool) -> go.Figure:
     """One phrase: a panel per method (the map over the picture, jet), hover = row, column, raw similarity and
-    the min-max value of each patch; one colour bar for the phrase."""
+    the min-max value of each patch; one colour bar for the phrase.
+
+    Built as plain dicts and validated once: plotly's per-subplot update calls cost 150-600 ms per figure on
+    the 2-core machine, most of a redraw."""
     methods = list(maps.methods)
     lo, hi = explore.display_range(maps, k, scale)
     n_rows = -(-len(methods) // PER_ROW)
     # Always PER_ROW columns: a panel keeps its size whatever the number of methods.
-    fig = make_subplots(rows=n_rows, cols=PER_ROW, subplot_titles=methods, horizontal_spacing=0.015,
-                        vertical_spacing=0.08 / n_rows if n_rows > 1 else 0.0)
+    gap_x, gap_y = 0.015, (0.08 / n_rows if n_rows > 1 else 0.0)
+    w, h = (1 - gap_x * (PER_ROW - 1)) / PER_ROW, (1 - gap_y * (n_rows - 1)) / n_rows
+    hidden = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False, constrain="domain")
     ph, pw = picture.shape[:2]
+    traces, layout, titles = [], {}, []
     for j, m in enumerate(methods):
-        r, c = j // PER_ROW + 1, j % PER_ROW + 1
+        r, c = divmod(j, PER_ROW)
+        n = "" if j == 0 else str(j + 1)
         raw = maps.grids[m][k]
         gh, gw = raw.shape
+        x0, top = c * (w + gap_x), 1 - r * (h + gap_y)
+        layout[f"xaxis{n}"] = dict(hidden, domain=[x0, x0 + w], range=[-0.5, gw - 0.5], anchor=f"y{n}")
+        layout[f"yaxis{n}"] = dict(hidden, domain=[top - h, top], range=[gh - 0.5, -0.5], anchor=f"x{n}",
+                                   scaleanchor=f"x{n}")
+        titles.append(dict(text=m, x=x0 + w / 2, y=top, xref="paper", yref="paper", xanchor="center",
+                           yanchor="bottom", showarrow=False, font=dict(size=12)))
         shown = explore.display_grid(maps, m, k, scale)
         img = drawing.overlay(picture, upsample(shown, pw, ph), 0.0 if grid_view else alpha)
-        fig.add_trace(go.Image(source=data_uri(img), x0=-0.5 + gw / pw / 2, dx=gw / pw, y0=-0.5 + gh / ph / 2,
-                               dy=gh / ph, hoverinfo="skip"), row=r, col=c)
+        traces.append(dict(type="image", source=data_uri(img), x0=-0.5 + gw / pw / 2, dx=gw / pw,
+                           y0=-0.5 + gh / ph / 2, dy=gh / ph, hoverinfo="skip", xaxis=f"x{n}", yaxis=f"y{n}"))
         z = raw if scale == "raw" else shown
-        text = np.round(raw, 3) if grid_view and max(gh, gw) <= GRID_TEXT else None
+        text = np.round(raw, 3).tolist() if grid_view and max(gh, gw) <= GRID_TEXT else None
         # Plain lists, not numpy: plotly would store arrays as base64 blobs, and a saved snapshot keeps these
         # figures as the record of the maps' values.
-        fig.add_trace(go.Heatmap(
-            z=z.tolist(), customdata=np.stack([raw, maps.map01(m, k)], axis=-1).tolist(), coloraxis="coloraxis",
-            opacity=0.85 if grid_view else 0.0, text=text, texttemplate="%{text:.2f}" if text is not None else None,
-            textfont=dict(size=8),
+        traces.append(dict(
+            type="heatmap", z=z.tolist(), customdata=np.stack([raw, maps.map01(m, k)], axis=-1).tolist(),
+            coloraxis="coloraxis", opacity=0.85 if grid_view else 0.0, text=text,
+            texttemplate="%{text:.2f}" if text is not None else None, textfont=dict(size=8),
             hovertemplate="row %{y}, col %{x}<br>raw similarity %{customdata[0]:.4f}<br>min-max %{customdata[1]:.3f}"
-                          f"<extra>{m} · {html.escape(maps.phrases[k])}</extra>"), row=r, col=c)
-        fig.update_xaxes(range=[-0.5, gw - 0.5], row=r, col=c)
-        fig.update_yaxes(range=[gh - 0.5, -0.5], row=r, col=c)
-    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False, constrain="domain")
-    fig.update_xaxes(**axes)
-    fig.update_yaxes(**axes)
-    for j in range(1, len(methods)):
-        fig.update_yaxes(scaleanchor=f"x{j + 1}", row=j // PER_ROW + 1, col=j % PER_ROW + 1)
+                          f"<extra>{m} · {html.escape(maps.phrases[k])}</extra>", xaxis=f"x{n}", yaxis=f"y{n}"))
     title = "min-max" if scale == "minmax" else "raw sim."
-    fig.update_layout(
+    layout.update(
+        annotations=titles,
         coloraxis=dict(colorscale=jet_scale(), cmin=lo, cmax=hi,
                        colorbar=dict(title=dict(text=title, side="right"), thickness=12, len=0.9,
                                      tickformat=".2f" if scale == "minmax" else ".3f")),
         height=225 * n_rows + 10, margin=dict(l=0, r=0, t=22, b=0), hoverlabel=dict(font_size=11))
-    fig.update_annotations(font_size=12)
-    return fig
+    return go.Figure(data=traces, layout=layout)
 
 
 def controls() -> dict:
