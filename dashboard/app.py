@@ -16,8 +16,8 @@ from dashboard import sidebar, snapshot_ui, state, widgets  # noqa: E402
 
 st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide")
 
-ICONS = {"browse": "grid_view", "compare": "compare", "ap": "table_chart", "sweep": "tune", "quality": "insights",
-         "run": "info", "snapshots": "photo_library"}
+ICONS = {"browse": "grid_view", "compare": "compare", "explore": "travel_explore", "ap": "table_chart",
+         "sweep": "tune", "quality": "insights", "run": "info", "snapshots": "photo_library"}
 PAGES = {name: st.Page(f"views/{name}.py", title=title, icon=f":material/{ICONS[name]}:", default=name == "browse",
                        url_path=None if name == "browse" else name)
          for name, title in state.PAGE_TITLES.items()}

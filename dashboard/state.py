@@ -30,8 +30,8 @@ ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
 ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
 MAX_CONFIG_BYTES = 64 * 1024
 #: The app's pages (``?page=`` names) and their titles, in navigation order.
-PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "ap": "Per-class AP", "sweep": "Threshold sweep",
-               "quality": "Heatmap quality", "run": "Run", "snapshots": "Snapshots"}
+PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "explore": "Explore", "ap": "Per-class AP",
+               "sweep": "Threshold sweep", "quality": "Heatmap quality", "run": "Run", "snapshots": "Snapshots"}
 
 
 # ------------------------------------------------------------------------------------------ run configuration
@@ -147,6 +147,17 @@ def _seed_first(methods) -> list[str]:
     return [m for m in methods if m in SEED_METHODS] or list(methods)
 
 
+# Explore (a dataset sample is ``sample``; an uploaded image never goes into a link, only ``xsrc=upload``).
+EXPLORE_PARAMS = (
+    Param("xsrc", "str", "sample", "Explore: image source, sample (of the run) or upload"),
+    Param("xq", "str", "", "Explore: phrases, comma-separated"),
+    Param("xmode", "str", "set", "Explore: several phrases as a class set or as independent queries"),
+    Param("xm", "list", lambda c: list(c.methods), "Explore: methods shown"),
+    Param("xsize", "int", lambda c: c.input.size or 0, "Explore: input size px (the model's own by default)"),
+    Param("xwin", "int", lambda c: c.input.window or 0, "Explore: sliding window px (0 = one pass)"),
+    Param("xstride", "int", lambda c: c.input.stride or 0, "Explore: window stride px (0 = the window)"),
+    Param("xscale", "str", "minmax", "Explore: colour scale, minmax (per map) or raw (shared per phrase)"),
+)
 PARAMS: tuple[Param, ...] = (
     Param("sample", "str", "", "image id shown in Compare"),
     Param("cls", "str", "", "class name shown in Compare"),
@@ -166,6 +177,7 @@ PARAMS: tuple[Param, ...] = (
     Param("bpage", "int", 1, "Browse: page number"),
     Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
     Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"),
+    *EXPLORE_PARAMS,
 )
 PARAM_BY_KEY = {p.key: p for p in PARAMS}
 

@@ -7,6 +7,7 @@ ImageError naming the file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -46,7 +47,8 @@ def check_image_bytes(data: bytes, path: str | Path = "<bytes>") -> tuple[int, i
     except UnidentifiedImageError:  # its text names an in-memory buffer, which means nothing to a user
         raise ImageError(path, "not a readable image (no known image format)") from None
     except Exception as exc:  # PIL raises many types for unreadable headers
-        raise ImageError(path, f"not a readable image ({type(exc).__name__}: {str(exc)[:120]})") from None
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))  # no memory addresses
+        raise ImageError(path, f"not a readable image ({type(exc).__name__}: {why[:120]})") from None
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageError(path, f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {MAX_IMAGE_PIXELS / 1e6:.0f} MP "
                                "limit (decompression-bomb guard)")

@@ -1,0 +1,485 @@
+"""Free-text exploration of one image: any phrase, every registered method, the engine's exact grids.
+
+The computation is split in two so that a new phrase costs only the cheap half:
+
+- **image side** (:func:`image_tokens`): the image squashed to the input size (as the engine squashes it),
+  cut into sliding windows, one dual-path forward pass over all windows. The result, :class:`ImageTokens`
+  (projected tokens of every window), depends on no text; :class:`TokenCache` keeps it per
+  (model, image content, input size, window, stride, depth, token needs).
+- **text side** (:func:`phrase_maps`): the prompt-ensemble feature of each phrase (cached on the model per
+  phrase and prompt set by :func:`~surgery_core.prompts.ensemble_text_features`), the similarity of the cached
+  tokens with them (class-set or single-text feature surgery, DESIGN section 3), overlapping windows
+  averaged: raw grids equal to the engine's for the same image, classes and method.
+
+Each side reaches the methods' code in exactly one call (``surgery_forward`` in :func:`image_tokens`,
+``similarity_grids`` in :func:`phrase_maps`): the place to re-point when the method registry changes.
+Nothing here writes to disk; uploaded images live only in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .classes import prompt_name
+from .errors import ImageError, InputError
+from .heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
+from .images import decode_image, squash, to_tensor
+from .maps import normalize
+from .models import LoadedModel, autocast_dtype
+from .prompts import DEFAULT_PROMPT_SET, ensemble_text_features
+from .surgery import SurgeryTokens, surgery_forward
+
+MAX_PHRASES = 8
+MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
+MAX_INPUT_SIZE = 2048  # px, the squashed input's side
+MAX_PASS_CELLS = 64  # patches per side of one pass (4096 tokens): beyond it, attention no longer fits a small
+#                      machine's memory and time; larger inputs go through sliding windows
+MAX_WINDOWS = 400  # windows per image: a stride of one patch on a large input would run for minutes
+
+#: Text modes for several phrases; one phrase is always ``independent`` (single-text feature surgery).
+MODES = {
+    "set": "class set: feature surgery over the phrases together (softmax over the set, as over a dataset's "
+           "classes)",
+    "independent": "independent queries: single-text feature surgery for each phrase (its text feature minus "
+                   "the empty-string ensemble)",
+}
+
+
+# ------------------------------------------------------------------------------------------ phrases
+def parse_phrases(text: str) -> list[str]:
+    """The phrases typed in one box: split at commas, semicolons and line breaks, spaces collapsed, empty
+    parts dropped, repeats (case-insensitive) dropped, order kept. InputError when there are more than
+    :data:`MAX_PHRASES` or one is longer than :data:`MAX_PHRASE_CHARS` characters."""
+    out, seen = [], set()
+    for part in re.split(r"[,;\n\r]+", str(text or "")):
+        p = " ".join(part.split())
+        if p and p.casefold() not in seen:
+            seen.add(p.casefold())
+            out.append(p)
+    if len(out) > MAX_PHRASES:
+        raise InputError(None, f"phrases: {len(out)} given, at most {MAX_PHRASES} (separate them with commas)")
+    long = [p for p in out if len(p) > MAX_PHRASE_CHARS]
+    if long:
+        raise InputError(None, f"phrase {long[0][:40]!r}… is {len(long[0])} characters long, at most "
+                               f"{MAX_PHRASE_CHARS}")
+    return out
+
+
+def effective_mode(phrases: list[str], mode: str) -> str:
+    """The text mode actually used: one phrase is always ``independent`` (class-set surgery over a single
+    class is identically zero: its softmax weight is 1 and the class mean is the value itself)."""
+    if mode not in MODES:
+        raise InputError(None, f"text mode {mode!r}: one of {', '.join(MODES)}")
+    return "independent" if len(phrases) == 1 else mode
+
+
+def prompt_words(phrase: str) -> str:
+    """The words the prompt templates receive for a phrase (a DIOR class name or alias is spelled as the
+    dataset's class: ``car`` becomes ``vehicle``, ``storagetank`` becomes ``storage tank``)."""
+    return prompt_name(phrase)
+
+
+# ------------------------------------------------------------------------------------------ resolution
+def _multiples(value: int, patch: int) -> str:
+    lo = max(patch, value // patch * patch)
+    return f"{lo} or {lo + patch}" if lo != value else str(value)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How the image is fed to the tower: squashed to ``size`` x ``size`` px; with ``window`` set, windows of
+    ``window`` px slide with ``stride`` px and overlapping grid cells are averaged (the engine's rule).
+
+    Build with :meth:`check`, which validates against the model's patch and normalises (no window when it
+    covers the input; stride defaults to the window)."""
+
+    size: int
+    window: int | None = None
+    stride: int | None = None
+    patch: int = 32
+
+    @classmethod
+    def check(cls, size: int, window: int | None, stride: int | None, patch: int) -> "Resolution":
+        """A valid resolution, or InputError naming the option and the nearest valid values."""
+        size, patch = int(size), int(patch)
+        window = int(window) if window else None
+        stride = int(stride) if stride else None
+        if size < patch or size % patch:
+            raise InputError(None, f"input size {size} px must be a multiple of the {patch} px patch: try "
+                                   f"{_multiples(max(size, patch), patch)}")
+        if size > MAX_INPUT_SIZE:
+            raise InputError(None, f"input size {size} px is above the page's limit of {MAX_INPUT_SIZE} px")
+        if window is None or window >= size:  # one pass: a stride means nothing
+            if size // patch > MAX_PASS_CELLS:
+                raise InputError(None, f"one pass over {size // patch}x{size // patch} patches is above the page's "
+                                       f"{MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit: set a sliding window")
+            return cls(size, None, None, patch)
+        if window < patch or window % patch:
+            raise InputError(None, f"window {window} px must be a multiple of the {patch} px patch: try "
+                                   f"{_multiples(max(window, patch), patch)}")
+        if window // patch > MAX_PASS_CELLS:
+            raise InputError(None, f"window {window} px spans {window // patch}x{window // patch} patches, above "
+                                   f"the page's {MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit for one pass")
+        stride = stride or window
+        if stride % patch:
+            raise InputError(None, f"stride {stride} px must be a multiple of the {patch} px patch: try "
+                                   f"{_multiples(max(stride, patch), patch)}")
+        if stride > window:
+            raise InputError(None, f"stride {stride} px is larger than the window {window} px: parts of the "
+                                   "image would be skipped")
+        res = cls(size, window, stride, patch)
+        if res.window_count > MAX_WINDOWS:
+            raise InputError(None, f"{res.window_count} windows of {window} px at stride {stride} px on a {size} "
+                                   f"px input: at most {MAX_WINDOWS}; use a larger stride")
+        return res
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The full image's patch grid (rows, columns)."""
+        return self.size // self.patch, self.size // self.patch
+
+    def origins(self) -> list[tuple[int, int]]:
+        """Top-left corners ``(y, x)`` in input px of every window (one at (0, 0) without windows)."""
+        if self.window is None:
+            return [(0, 0)]
+        along = window_origins(self.size, self.window, self.stride)
+        return [(y, x) for y in along for x in along]
+
+    @property
+    def window_count(self) -> int:
+        return len(self.origins())
+
+    def describe(self) -> str:
+        """One line: input size, grid, windows."""
+        gh, gw = self.grid
+        text = f"input {self.size} px squashed, {gh}x{gw} patches of {self.patch} px"
+        if self.window is None:
+            return text + ", one pass"
+        n = len(window_origins(self.size, self.window, self.stride))
+        return text + (f", windows {self.window} px at stride {self.stride} px ({n}x{n} = {n * n} windows, "
+                       "overlapping cells averaged)")
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "window": self.window, "stride": self.stride, "patch": self.patch}
+
+
+# ------------------------------------------------------------------------------------------ images
+def check_image(image: np.ndarray, patch: int, name: str = "image") -> None:
+    """ImageError naming ``name`` when the image is smaller than one patch on either side (its heatmap would
+    be an upsampling artefact, not a look at the content)."""
+    h, w = image.shape[:2]
+    if min(h, w) < patch:
+        raise ImageError(name, f"image is {w}x{h} px, smaller than one {patch} px patch of the model")
+
+
+def upload_notes(data: bytes) -> list[str]:
+    """What decoding does to an image beyond reading it (16-bit scaled to 8-bit, alpha dropped, palette or
+    grey expanded, CMYK converted), read from the file's header; [] for plain 8-bit RGB."""
+    notes = []
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
+        depth, colour = data[24], data[25]
+        if depth == 16:
+            notes.append("16-bit PNG: scaled to 8 bits per channel (value / 256)")
+        if colour in (4, 6):
+            notes.append("PNG with an alpha channel: alpha dropped, transparent pixels keep their stored colour")
+        elif colour == 3:
+            notes.append("palette PNG: expanded to RGB")
+        elif colour == 0:
+            notes.append("greyscale PNG: replicated to three channels")
+        return notes
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as probe:
+            mode, fmt = probe.mode, probe.format or "image"
+    except Exception:  # the decoder itself reports unreadable files
+        return notes
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        notes.append(f"{'16-bit' if mode.startswith('I;16') else '32-bit'} {fmt}: scaled to 8 bits per channel")
+    if mode in ("RGBA", "LA", "PA"):
+        notes.append(f"{fmt} with an alpha channel: alpha dropped")
+    elif mode in ("L", "1") or mode.startswith("I;16"):
+        notes.append(f"greyscale {fmt}: replicated to three channels")
+    elif mode == "CMYK":
+        notes.append(f"CMYK {fmt}: converted to RGB")
+    return notes
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded image, decoded and checked, in memory only: ``image`` uint8 RGB ``[H, W, 3]``, ``key`` its
+    :func:`image_hash`, ``notes`` what decoding changed (:func:`upload_notes`), ``nbytes`` the file's size."""
+
+    name: str
+    image: np.ndarray
+    key: str
+    notes: tuple[str, ...]
+    nbytes: int
+
+
+def safe_name(name: str, max_len: int = 80) -> str:
+    """A file name fit for messages and captions: its last path part, only letters, digits and ``._-()``
+    and spaces (anything else becomes ``_``), at most ``max_len`` characters."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    clean = re.sub(r"[^A-Za-z0-9._() -]", "_", base).strip() or "upload"
+    return clean if len(clean) <= max_len else clean[: max_len - 1] + "…"
+
+
+def read_upload(data: bytes, name: str, patch: int, max_bytes: int | None = None) -> Upload:
+    """Decode an uploaded file with the dataset's hardened reader (:func:`~surgery_core.images.decode_image`:
+    JPEG, PNG, TIFF; truncated files and decompression bombs refused) and check it covers one ``patch``.
+
+    ImageError naming the file when it is over ``max_bytes``, not an image, damaged, too large or too small.
+    Nothing is written anywhere."""
+    name = safe_name(name)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(name, f"file is {len(data) / 2**20:.1f} MB, above the upload limit of "
+                               f"{max_bytes / 2**20:.0f} MB (server.maxUploadSize)")
+    image = decode_image(bytes(data), name)
+    check_image(image, patch, name)
+    return Upload(name, image, image_hash(image), tuple(upload_notes(data)), len(data))
+
+
+def image_hash(image: np.ndarray) -> str:
+    """Content hash of decoded pixels (shape included): the same picture in two files is one cache entry."""
+    a = np.ascontiguousarray(image)
+    h = hashlib.sha256(f"{a.shape}{a.dtype}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:32]
+
+
+def model_key(loaded: LoadedModel) -> str:
+    """What identifies a model's outputs; random weights (no checkpoint hash) are told apart by object."""
+    ident = dict(loaded.identity)
+    if ident.get("checkpoint_sha256") is None:
+        ident["instance"] = id(loaded.model)
+    return json.dumps(ident, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------ image side
+def token_needs(methods) -> tuple[str, ...]:
+    """The token sets the chosen methods read (``ori``, ``vv``); ``mixed`` reads both. Unknown method: error."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(None, f"unknown heatmap methods {unknown}; registered: {', '.join(METHODS)}")
+    need = set()
+    for m in methods:
+        src = METHODS[m].tokens
+        need |= {"ori", "vv"} if src == "mixed" else {src}
+    return tuple(sorted(need))
+
+
+# The dual-path pass yields both token sets whatever is asked: every entry holds both.
+_FORWARD_HOLDS = ("ori", "vv")
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """The image side of one image at one resolution: projected tokens of every window.
+
+    tokens: :class:`~surgery_core.surgery.SurgeryTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]``
+    (CLS first). origins: each window's top-left ``(y, x)`` in input px. holds: the token sets present.
+    seconds: wall time of the forward pass."""
+
+    tokens: SurgeryTokens
+    resolution: Resolution
+    depth: int
+    holds: tuple[str, ...]
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.tokens.ori, self.tokens.vv))
+
+
+@torch.no_grad()
+def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
+                 methods=tuple(METHODS)) -> ImageTokens:
+    """The forward pass of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
+    squashed input exactly as :func:`~surgery_core.heatmaps.compute_heatmaps` cuts them)."""
+    token_needs(methods)
+    t0 = time.perf_counter()
+    size, window = resolution.size, resolution.window
+    x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(loaded.device)
+    origins = resolution.origins()
+    crops = x if window is None else torch.cat([x[:, :, y:y + window, c:c + window] for y, c in origins])
+    dtype = autocast_dtype(x.device)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        toks = surgery_forward(loaded.model.visual, crops, depth)
+    toks = SurgeryTokens(toks.ori.float().cpu(), toks.vv.float().cpu(), toks.grid)
+    return ImageTokens(toks, resolution, int(depth), _FORWARD_HOLDS, time.perf_counter() - t0)
+
+
+class TokenCache:
+    """Image sides kept in memory (never on disk), least recently used evicted beyond ``max_bytes``.
+
+    Key: (model, image content hash, input size, window, stride, depth); an entry serves any methods whose
+    :func:`token_needs` it holds. ``computed`` and ``hits`` count forward passes and reuses (thread-safe)."""
+
+    def __init__(self, max_bytes: int = 768 << 20):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple, ImageTokens] = OrderedDict()
+        self._lock = threading.Lock()
+        self.computed = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def get(self, loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
+            methods=tuple(METHODS), image_key: str | None = None) -> tuple[ImageTokens, bool]:
+        """The image side of ``image`` (``image_key``: its :func:`image_hash` when already known) and whether it
+        came from the cache."""
+        need = set(token_needs(methods))
+        key = (model_key(loaded), image_key or image_hash(image), resolution, int(depth))
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and need <= set(hit.holds):
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return hit, True
+        entry = image_tokens(loaded, image, resolution, depth, methods)
+        with self._lock:
+            self.computed += 1
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            total = sum(e.nbytes for e in self._entries.values())
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, old = self._entries.popitem(last=False)
+                total -= old.nbytes
+        return entry, False
+
+
+@lru_cache(maxsize=1)
+def shared_token_cache() -> TokenCache:
+    """The process-wide :class:`TokenCache` (every session of a dashboard process shares it)."""
+    return TokenCache()
+
+
+# ------------------------------------------------------------------------------------------ text side
+def merge_windows(grids: torch.Tensor, resolution: Resolution) -> torch.Tensor:
+    """Per-window grids ``[windows, K, wg, wg]`` to the full grid ``[K, gh, gw]``, overlapping cells averaged
+    (the engine's rule); without windows the single grid itself."""
+    if resolution.window is None:
+        return grids[0]
+    patch, wg = resolution.patch, resolution.window // resolution.patch
+    gh, gw = resolution.grid
+    acc = grids.new_zeros(grids.shape[1], gh, gw)
+    count = grids.new_zeros(1, gh, gw)
+    for i, (y, x) in enumerate(resolution.origins()):
+        acc[:, y // patch:y // patch + wg, x // patch:x // patch + wg] += grids[i]
+        count[:, y // patch:y // patch + wg, x // patch:x // patch + wg] += 1
+    return acc / count
+
+
+@dataclass(frozen=True)
+class PhraseMaps:
+    """The text side for one image: ``grids[method]`` float32 ``[K, gh, gw]`` raw similarity (before min-max),
+    one row per phrase; ``probs`` ``[K]`` the CLS softmax over the phrases (class-set mode only, else None);
+    ``mode`` the text mode used."""
+
+    phrases: tuple[str, ...]
+    methods: tuple[str, ...]
+    mode: str
+    prompt_set: str
+    grids: dict[str, np.ndarray]
+    probs: np.ndarray | None
+    seconds: float
+
+    def map01(self, method: str, k: int) -> np.ndarray:
+        """The grid of one method and phrase min-max normalised to 0-1 (``maps.normalize``)."""
+        return normalize(self.grids[method][k])
+
+
+@torch.no_grad()
+def text_features(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT_SET) -> torch.Tensor:
+    """``[K, D]`` prompt-ensemble features, one phrase at a time so that each is cached on its own."""
+    return torch.cat([ensemble_text_features(loaded, [p], prompt_set) for p in phrases]).float().cpu()
+
+
+def uncached_phrases(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT_SET) -> list[str]:
+    """The phrases whose text feature :func:`text_features` would compute now (not yet cached on the model)."""
+    return [p for p in phrases if ((p,), prompt_set) not in loaded._text_cache]
+
+
+@torch.no_grad()
+def phrase_maps(loaded: LoadedModel, tokens: ImageTokens, phrases, methods, mode: str = "set",
+                prompt_set: str = DEFAULT_PROMPT_SET) -> PhraseMaps:
+    """Raw grids of every method for every phrase from cached image tokens (no forward pass of the image)."""
+    t0 = time.perf_counter()
+    phrases, methods = tuple(phrases), tuple(methods)
+    if not phrases:
+        raise InputError(None, "no phrase: type one or more, separated by commas")
+    mode = effective_mode(list(phrases), mode)
+    need = set(token_needs(methods))
+    if not need <= set(tokens.holds):
+        raise InputError(None, f"these image tokens hold {tokens.holds}, the methods need {sorted(need)}")
+    text = text_features(loaded, phrases, prompt_set)
+    redundant = ensemble_text_features(loaded, [""], prompt_set).float().cpu() if mode == "independent" else None
+    per_window = similarity_grids(tokens.tokens, text, methods, redundant)
+    grids = {m: merge_windows(g, tokens.resolution).numpy().astype(np.float32) for m, g in per_window.items()}
+    probs = None
+    if mode == "set":
+        p = class_probabilities(tokens.tokens, text, loaded.model.logit_scale.detach().cpu())
+        probs = p.mean(dim=0).numpy().astype(np.float32)
+    return PhraseMaps(phrases, methods, mode, prompt_set, grids, probs, time.perf_counter() - t0)
+
+
+#: Colour scales of the maps on screen.
+SCALES = {
+    "minmax": "min-max per map (0 = its lowest patch, 1 = its highest), as on every page of the app",
+    "raw": "raw similarity, one range per phrase over every method shown (methods' magnitudes compared)",
+}
+
+
+def display_range(maps: PhraseMaps, k: int, scale: str) -> tuple[float, float]:
+    """The colour range ``(lo, hi)`` of phrase ``k``: (0, 1) for min-max maps, else the lowest and highest raw
+    value over every method (a flat range is widened so that it never divides by zero)."""
+    if scale not in SCALES:
+        raise InputError(None, f"colour scale {scale!r}: one of {', '.join(SCALES)}")
+    if scale == "minmax":
+        return 0.0, 1.0
+    lo = float(min(np.nanmin(maps.grids[m][k]) for m in maps.methods))
+    hi = float(max(np.nanmax(maps.grids[m][k]) for m in maps.methods))
+    return (lo, hi) if hi > lo else (lo, lo + 1e-6)
+
+
+def display_grid(maps: PhraseMaps, method: str, k: int, scale: str) -> np.ndarray:
+    """The grid of one method and phrase on the colour scale: its min-max map, or the raw grid mapped to 0-1
+    through the phrase's shared :func:`display_range` (clipped)."""
+    if scale == "minmax":
+        return maps.map01(method, k)
+    lo, hi = display_range(maps, k, scale)
+    return np.clip((maps.grids[method][k] - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def describe(loaded: LoadedModel, tokens: ImageTokens, maps: PhraseMaps) -> str:
+    """One line saying how the maps were computed: model, methods' mode, resolution, depth, prompts."""
+    ck = loaded.checkpoint_sha256
+    model = f"{loaded.arch}{' QuickGELU' if loaded.quickgelu else ''} " + (
+        f"(checkpoint sha256 {ck[:12]})" if ck else "(RANDOM weights: the maps mean nothing)")
+    return (f"model {model} · text mode {MODES[maps.mode]} · {tokens.resolution.describe()} · surgery depth "
+            f"{tokens.depth} · prompts {maps.prompt_set} ensemble · grids min-max normalised per method and "
+            "phrase, upsampled bilinearly")
+
+
+__all__ = ["MODES", "SCALES", "MAX_PHRASES", "MAX_INPUT_SIZE", "MAX_PASS_CELLS", "parse_phrases", "effective_mode",
+           "prompt_words", "Resolution", "check_image", "Upload", "read_upload", "safe_name", "upload_notes",
+           "image_hash", "model_key", "token_needs", "ImageTokens", "image_tokens", "TokenCache", "shared_token_cache",
+           "merge_windows", "PhraseMaps", "text_features", "uncached_phrases", "phrase_maps", "display_range",
+           "display_grid", "describe"]
