@@ -152,7 +152,7 @@ EXPLORE_PARAMS = (
     Param("xsrc", "str", "sample", "Explore: image source, sample (of the run) or upload"),
     Param("xq", "str", "", "Explore: phrases, comma-separated"),
     Param("xmode", "str", "set", "Explore: several phrases as a class set or as independent queries"),
-    Param("xm", "list", lambda c: list(c.methods), "Explore: methods shown"),
+    Param("xm", "list", lambda c: _seed_first(c.methods), "Explore: methods shown"),
     Param("xsize", "int", lambda c: c.input.size or 0, "Explore: input size px (the model's own by default)"),
     Param("xwin", "int", lambda c: c.input.window or 0, "Explore: sliding window px (0 = one pass)"),
     Param("xstride", "int", lambda c: c.input.stride or 0, "Explore: window stride px (0 = the window)"),

@@ -11,7 +11,7 @@ The computation is split in two so that a new phrase costs only the cheap half:
   tokens with them (class-set or single-text feature surgery, DESIGN section 3), overlapping windows
   averaged: raw grids equal to the engine's for the same image, classes and method.
 
-Each side reaches the methods' code in exactly one call (``surgery_forward`` in :func:`image_tokens`,
+Each side reaches the methods' code in exactly one call (``tower_forward`` in :func:`image_tokens`,
 ``similarity_grids`` in :func:`phrase_maps`): the place to re-point when the method registry changes.
 Nothing here writes to disk; uploaded images live only in memory.
 """
@@ -34,11 +34,12 @@ import torch
 from .classes import prompt_name
 from .errors import ImageError, InputError
 from .heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
+from .methods import ORI, paths_for
 from .images import decode_image, squash, to_tensor
 from .maps import normalize
 from .models import LoadedModel, autocast_dtype
 from .prompts import DEFAULT_PROMPT_SET, ensemble_text_features
-from .surgery import SurgeryTokens, surgery_forward
+from .surgery import TowerTokens, tower_forward
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
@@ -269,30 +270,22 @@ def model_key(loaded: LoadedModel) -> str:
 
 # ------------------------------------------------------------------------------------------ image side
 def token_needs(methods) -> tuple[str, ...]:
-    """The token sets the chosen methods read (``ori``, ``vv``); ``mixed`` reads both. Unknown method: error."""
+    """The token sources the chosen methods read: ``ori`` (always: class probabilities read its CLS) and the
+    registry paths of ``methods.paths_for``. Unknown method: error."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(None, f"unknown heatmap methods {unknown}; registered: {', '.join(METHODS)}")
-    need = set()
-    for m in methods:
-        src = METHODS[m].tokens
-        need |= {"ori", "vv"} if src == "mixed" else {src}
-    return tuple(sorted(need))
-
-
-# The dual-path pass yields both token sets whatever is asked: every entry holds both.
-_FORWARD_HOLDS = ("ori", "vv")
+    return (ORI, *paths_for(methods))
 
 
 @dataclass(frozen=True)
 class ImageTokens:
     """The image side of one image at one resolution: projected tokens of every window.
 
-    tokens: :class:`~surgery_core.surgery.SurgeryTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]``
-    (CLS first). origins: each window's top-left ``(y, x)`` in input px. holds: the token sets present.
-    seconds: wall time of the forward pass."""
+    tokens: :class:`~surgery_core.surgery.TowerTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]`` per
+    source (CLS first). holds: the token sources present. seconds: wall time of the forward pass."""
 
-    tokens: SurgeryTokens
+    tokens: TowerTokens
     resolution: Resolution
     depth: int
     holds: tuple[str, ...]
@@ -300,15 +293,16 @@ class ImageTokens:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.tokens.ori, self.tokens.vv))
+        return sum(t.element_size() * t.nelement() for t in self.tokens.tokens.values())
 
 
 @torch.no_grad()
 def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
-                 methods=tuple(METHODS)) -> ImageTokens:
+                 methods=tuple(METHODS), also: tuple[str, ...] = ()) -> ImageTokens:
     """The forward pass of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
-    squashed input exactly as :func:`~surgery_core.heatmaps.compute_heatmaps` cuts them)."""
-    token_needs(methods)
+    squashed input exactly as :func:`~surgery_core.heatmaps.compute_heatmaps` cuts them), computing the token
+    sources ``methods`` need plus the registry paths named in ``also``."""
+    paths = tuple(p for p in dict.fromkeys((*token_needs(methods), *also)) if p != ORI)
     t0 = time.perf_counter()
     size, window = resolution.size, resolution.window
     x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(loaded.device)
@@ -316,9 +310,9 @@ def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution,
     crops = x if window is None else torch.cat([x[:, :, y:y + window, c:c + window] for y, c in origins])
     dtype = autocast_dtype(x.device)
     with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-        toks = surgery_forward(loaded.model.visual, crops, depth)
-    toks = SurgeryTokens(toks.ori.float().cpu(), toks.vv.float().cpu(), toks.grid)
-    return ImageTokens(toks, resolution, int(depth), _FORWARD_HOLDS, time.perf_counter() - t0)
+        toks = tower_forward(loaded.model.visual, crops, paths, depth)
+    toks = TowerTokens({k: t.float().cpu() for k, t in toks.tokens.items()}, toks.grid)
+    return ImageTokens(toks, resolution, int(depth), tuple(toks.tokens), time.perf_counter() - t0)
 
 
 class TokenCache:
@@ -353,7 +347,9 @@ class TokenCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return hit, True
-        entry = image_tokens(loaded, image, resolution, depth, methods)
+        # a cached entry that lacks a source is replaced by one holding both (no back-and-forth recomputing)
+        also = () if hit is None else tuple(hit.holds)
+        entry = image_tokens(loaded, image, resolution, depth, methods, also)
         with self._lock:
             self.computed += 1
             self._entries[key] = entry

@@ -130,4 +130,19 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
             merged[name] = acc / count
         grids = merged
         probs = probs.view(len(origins), b, -1).mean(dim=0)
-    return HeatmapOutput({k: v.float().cpu().numpy() for k, v in grids.items()}, probs.float().cpu().numpy())
+    return _to_host(grids, probs)
+
+
+def _to_host(grids: dict[str, torch.Tensor], probs: torch.Tensor) -> HeatmapOutput:
+    """Every grid and the probabilities reach the host in ONE copy (one synchronisation per batch on a GPU),
+    then are split into per-method arrays (contiguous, the same float32 values)."""
+    b = probs.shape[0]
+    names = list(grids)
+    flat = torch.cat([grids[n].float().reshape(b, -1) for n in names] + [probs.float().reshape(b, -1)], dim=1)
+    host = flat.cpu().numpy()
+    out, at = {}, 0
+    for n in names:
+        size = grids[n][0].numel()
+        out[n] = np.ascontiguousarray(host[:, at:at + size]).reshape(grids[n].shape)
+        at += size
+    return HeatmapOutput(out, np.ascontiguousarray(host[:, at:]))
