@@ -240,7 +240,7 @@ def test_random_weight_models_never_share_cache_entries():
     from surgery_core.demo.model import DEMO_ARCH
     from surgery_core.models import load_model
 
-    a, b = load_model(DEMO_ARCH), load_model(DEMO_ARCH)
+    a, b = load_model(DEMO_ARCH, random_weights=True), load_model(DEMO_ARCH, random_weights=True)
     assert a.identity == b.identity  # both "no checkpoint": the identity alone cannot tell them apart
     assert explore.model_key(a) != explore.model_key(b)
 
