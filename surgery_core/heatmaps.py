@@ -146,3 +146,32 @@ def _to_host(grids: dict[str, torch.Tensor], probs: torch.Tensor) -> HeatmapOutp
         out[n] = np.ascontiguousarray(host[:, at:at + size]).reshape(grids[n].shape)
         at += size
     return HeatmapOutput(out, np.ascontiguousarray(host[:, at:]))
+
+
+
+def _sdpa_cpu_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of CPU fused attention (torch's counter has no formula for it): QK^T and AV products."""
+    b, h, s_q, d = q
+    return 2 * b * h * s_q * k[2] * d + 2 * b * h * s_q * k[2] * v[3]
+
+
+@torch.no_grad()
+def pass_flops(visual, methods, size: int, depth: int = 6) -> int:
+    """Matrix-product FLOPs of one ``size`` px image through the tower computing ``methods`` (``None`` =
+    vanilla ``encode_image``'s tower). Deterministic and machine independent (element-wise ops not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, size, size, device=next(visual.parameters()).device)
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
+    # nn.MultiheadAttention's fused inference path hides its products from the counter: count the plain path.
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            if methods is None:
+                visual(x)
+            else:
+                tower_forward(visual, x, paths_for(methods), depth)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+    return int(counter.get_total_flops())

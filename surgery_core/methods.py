@@ -345,7 +345,7 @@ DEFAULT_METHODS = tuple(METHODS)
 # One colour per method, fixed by registry order, used by every chart of the dashboard and the HTML report, so
 # that a method keeps its colour whichever subset is shown (the seed's four keep the colours they had).
 METHOD_COLORS = ("#0b6bcb", "#e8590c", "#2f9e44", "#ae3ec9", "#f59f00", "#1098ad", "#d6336c", "#5c7cfa",
-                 "#862e9c", "#495057", "#94d82d", "#c92a2a")
+                 "#99582a", "#495057", "#94d82d", "#c92a2a")
 
 
 def method_color(name: str) -> str:

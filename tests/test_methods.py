@@ -298,3 +298,16 @@ def test_registry_lists_ten_methods_with_sources():
     for m in METHODS.values():
         assert m.description and m.source.repo and m.source.paper and m.store_name == f"{m.name}@v{m.version}"
     assert "SimFeatUp" in METHODS["segearth_ov"].description
+
+
+def test_pass_flops_count_what_each_selection_computes():
+    from surgery_core.heatmaps import pass_flops
+
+    visual = load_model("Demo-ViT-32").model.visual
+    base = pass_flops(visual, None, 224)
+    standard = pass_flops(visual, ("standard",), 224)
+    four = pass_flops(visual, SEED_METHODS, 224)
+    ten = pass_flops(visual, DEFAULT_METHODS, 224)
+    # standard adds only the patch tokens' ln_post/proj to encode_image; the v-v path and the rest add more.
+    assert base < standard < 1.05 * base < four < ten
+    assert pass_flops(visual, ("gem",), 224) > pass_flops(visual, ("clearclip",), 224) > standard

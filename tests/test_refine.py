@@ -88,3 +88,38 @@ def test_refine_is_in_the_run_hash_and_default_hash_unchanged():
     assert pamr_cfg.run_hash != default.run_hash and '"refine":"pamr"' in pamr_cfg.canonical_json()
     with pytest.raises(ValueError):
         BoxParams(refine="crf")
+
+
+def test_a_run_with_pamr_cuts_boxes_from_refined_maps(tmp_path, demo_checkpoint):
+    from surgery_core.config import DataConfig, ModelConfig
+    from surgery_core.evaluation import describe_boxes
+    from surgery_core.images import squash
+    from surgery_core.runs import Run
+    from surgery_core.store import RunStore
+
+    base = RunConfig(data=DataConfig(limit=4), model=ModelConfig(checkpoint=str(demo_checkpoint)),
+                     methods=("vv_mixed", "naclip"), figure_samples=0, sweep_percentiles=(90.0,),
+                     quality_percentiles=(90.0,), protocols=("present",))
+    store = RunStore(tmp_path / "store")
+    plain = Run.open(base, store)
+    refined = Run.open(base.model_copy(update={"boxes": BoxParams(refine="pamr")}), store)
+    assert refined.grids.computed == 0  # the grids are shared: refinement is a box option
+    assert refined.run_dir != plain.run_dir and "PAMR" in describe_boxes(refined.cfg.boxes)
+    i = int(plain.grids.rows[0])
+    c = int(plain.dataset.images[i].labels[0])
+    for m in base.methods:
+        a = plain.detections(m, "present", 90.0)
+        b = refined.detections(m, "present", 90.0)
+        assert len(b.score) and not (len(a.score) == len(b.score) and np.allclose(a.xyxy, b.xyxy))
+        # The live path (one image) agrees with the cached boxes of the whole run.
+        live_xyxy, live_score = refined.boxes_for(m, i, c, 90.0)
+        sel = (b.image == i) & (b.class_id == c)
+        np.testing.assert_allclose(live_xyxy, b.xyxy[sel])
+        # ...and both are the boxes of the refined map, cut as any grid.
+        from surgery_core.boxes import boxes_from_grid
+
+        size = refined.grids.input_size
+        grid = refine_grid(refined.grids.grids[m][refined.row_of(i)], squash(refined.image(i), size), size)
+        rec = refined.dataset.images[i]
+        xyxy, _ = boxes_from_grid(grid[c], rec.width, rec.height, refined.cfg.boxes)
+        np.testing.assert_allclose(xyxy, live_xyxy)

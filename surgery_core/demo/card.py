@@ -68,60 +68,55 @@ def measure_run(run) -> dict:
 
 def method_section(meas: dict) -> list[str]:
     """Markdown: every method's pointing game, mAP@0.05 and @0.5 and cost, then which localises best."""
-    from ..methods import METHODS
+    from ..methods import METHODS, SEED_METHODS
 
-    pg, mp, cost = meas["pointing_game"], meas["map_voc07_present"], meas["seconds_per_image"]
-    enc = cost["encode_image"]
+    pg, mp, cost = meas["pointing_game"], meas["map_voc07_present"], meas["cost_x_encode_image"]
+    demo, b16 = cost["demo"], cost["ViT-B-16"]
     at = {t: {m: mp[m].get(t) for m in mp} for t in ("0.05", "0.5")}
     lines = ["", "## Every method side by side", "",
              "Pointing game (present classes), mAP (VOC07, present protocol, percentile 90) at IoU 0.05 and 0.5, "
-             "and the CPU time of one pass of the tower computing that method alone (batch 16, median of 5, "
-             "this machine, shared and busy: ratios are the robust part).", "",
-             "| method | pointing game | mAP@0.05 | mAP@0.5 | ms / image alone | x encode_image | source |",
+             "and the cost of one pass of the tower computing that method alone, in matrix-product FLOPs as a "
+             f"multiple of `encode_image` (counted, not timed: demo model {demo['encode_image_gflops']:.3f} GFLOP "
+             f"per image; ViT-B/16 at 224 px {b16['encode_image_gflops']:.1f} GFLOP, surgery depth 6). "
+             "`benchmarks/bench_methods.py` times it on a given machine.", "",
+             "| method | pointing game | mAP@0.05 | mAP@0.5 | cost, demo | cost, ViT-B/16 | source |",
              "|---|---|---|---|---|---|---|"]
     for m in pg:
         vals = [pg[m], at["0.05"][m], at["0.5"][m]]
         lines.append(f"| {m} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in vals)
-                     + f" | {cost[m] * 1000:.2f} | {cost[m] / enc:.2f} | {METHODS[m].source} |")
+                     + f" | {demo[m]:.2f}x | {b16[m]:.2f}x | {METHODS[m].source} |")
     best = {name: max((m for m in vals if vals[m] is not None), key=lambda m: vals[m])
             for name, vals in (("pointing game", pg), ("mAP@0.05", at["0.05"]), ("mAP@0.5", at["0.5"]))}
     lines += ["", "**Which localises best here.** " + "; ".join(
         f"{name}: `{m}` ({({'pointing game': pg, 'mAP@0.05': at['0.05'], 'mAP@0.5': at['0.5']}[name])[m]:.3f})"
-        for name, m in best.items()) + ". "
-        f"One pass computing all {len(pg)} methods costs {cost['all'] / enc:.2f}x `encode_image` "
-        f"({cost['all'] / cost['seed four']:.2f}x the seed's four: {cost['seed four'] / enc:.2f}x). These are "
+        for name, m in best.items()) + ". Of the six methods added to the seed's four: " + "; ".join(
+        f"{name} `{m}` ({vals[m]:.3f})" for name, vals in (("pointing game", pg), ("mAP@0.05", at["0.05"]),
+                                                          ("mAP@0.5", at["0.5"]))
+        for m in [max((m for m in vals if m not in SEED_METHODS and vals[m] is not None), key=lambda m: vals[m])])
+        + ". "
+        f"One pass computing all {len(pg)} methods costs {demo['all']:.2f}x `encode_image` on the demo model "
+        f"({demo['all'] / demo['seed four']:.2f}x the seed's four), {b16['all']:.2f}x on ViT-B/16 "
+        f"({b16['all'] / b16['seed four']:.2f}x the seed's four, {b16['seed four']:.2f}x). These are "
         "synthetic scenes read by a 4-block demo model (the surgery depth covers its whole tower): a ranking "
         "here says how the methods behave on this toy world, not on DIOR."]
     return lines
 
 
-def method_costs(loaded, batch: int = 16, reps: int = 5) -> dict:
-    """Seconds per image of one pass of the tower computing each method alone, the seed's four, all methods,
-    and vanilla ``encode_image`` (median of ``reps`` interleaved repetitions on random input, this machine)."""
-    import statistics
-    import time
-
-    import torch
-
-    from ..heatmaps import compute_heatmaps
+def method_costs(demo_visual, size: int, depth: int) -> dict:
+    """Matrix-product FLOPs per image of one pass computing each method alone, the seed's four, all methods,
+    and vanilla ``encode_image``, as multiples of ``encode_image``: for the demo model and for a ViT-B/16 at
+    224 px (random weights: FLOPs do not depend on them). Counted, not timed: the same on any machine."""
+    from ..heatmaps import pass_flops
     from ..methods import DEFAULT_METHODS, SEED_METHODS
+    from ..models import load_model
 
-    x = torch.randn(batch, 3, loaded.image_size, loaded.image_size, device=loaded.device)
-    classes = ["airplane", "ship", "vehicle"]
-    cases = {"encode_image": None, **{m: (m,) for m in DEFAULT_METHODS}, "seed four": SEED_METHODS,
-             "all": DEFAULT_METHODS}
-    times = {k: [] for k in cases}
-    with torch.no_grad():
-        compute_heatmaps(loaded, x, classes, DEFAULT_METHODS)  # warm-up, text features cached
-        for _ in range(reps):
-            for k, ms in cases.items():
-                t0 = time.perf_counter()
-                if ms is None:
-                    loaded.model.encode_image(x)
-                else:
-                    compute_heatmaps(loaded, x, classes, ms)
-                times[k].append((time.perf_counter() - t0) / batch)
-    return {k: statistics.median(v) for k, v in times.items()}
+    cases = {**{m: (m,) for m in DEFAULT_METHODS}, "seed four": SEED_METHODS, "all": DEFAULT_METHODS}
+    out = {}
+    for label, visual, px in (("demo", demo_visual, size), ("ViT-B-16", load_model("ViT-B-16").model.visual, 224)):
+        base = pass_flops(visual, None, px, depth)
+        out[label] = {"encode_image_gflops": base / 1e9,
+                      **{k: pass_flops(visual, ms, px, depth) / base for k, ms in cases.items()}}
+    return out
 
 
 def write_model_card(store=None) -> Path:
@@ -130,7 +125,8 @@ def write_model_card(store=None) -> Path:
     meas = measure(store)
     from ..engine import resolve_model
 
-    meas["seconds_per_image"] = method_costs(resolve_model(RunConfig(), "cpu"))
+    loaded = resolve_model(RunConfig(), "cpu")
+    meas["cost_x_encode_image"] = method_costs(loaded.model.visual, loaded.image_size, RunConfig().surgery_depth)
     cfg = json.loads((CONFIG_DIR / f"{DEMO_ARCH}.json").read_text())
     pg = meas["pointing_game"]
     vis = cfg["vision_cfg"]
