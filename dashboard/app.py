@@ -14,7 +14,9 @@ import streamlit as st  # noqa: E402
 
 from dashboard import sidebar, snapshot_ui, state, widgets  # noqa: E402
 
-st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide")
+# 330 px: the sidebar's labels ("Window", "x class prob") and recent-run entries fit on one line at 1280 px
+st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide",
+                   initial_sidebar_state=330)
 
 ICONS = {"browse": "grid_view", "compare": "compare", "ap": "table_chart", "sweep": "tune", "quality": "insights",
          "run": "info", "snapshots": "photo_library"}
@@ -36,13 +38,16 @@ snapshot_ui.begin()  # the page registers what it shows, for "Save snapshot"
 if name == "snapshots":  # stored views open from their files alone: no run is opened (it may be gone)
     st.sidebar.caption("Snapshots open from their files alone: no run is opened on this page.")
     state.sync_url(name)
-    page.run()
+    widgets.guarded(page.run)
     state.sync_url(name)
     st.stop()
 run = sidebar.run_selection(top)
 widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short
 widgets.banner(run)
 state.sync_url(name)
-page.run()
+st.session_state.pop("_pct_this_run", None)
+widgets.guarded(page.run)
+if not st.session_state.pop("_pct_this_run", False):  # this page has no percentile: the sidebar shows the run's
+    st.session_state.pop("_pct_drawn", None)
 state.sync_url(name)
 snapshot_ui.save_control(run)

@@ -153,7 +153,7 @@ PARAMS: tuple[Param, ...] = (
     Param("bcls", "list", lambda c: [], "Browse: classes present"),
     Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
     Param("bout", "str", "all", "Browse: outcome filter"),
-    Param("bm", "str", lambda c: c.methods[-1], "Browse: method for the outcome filter"),
+    Param("bm", "str", lambda c: c.methods[-1] if c.methods else "", "Browse: method for the outcome filter"),
     Param("bpage", "int", 1, "Browse: page number"),
     Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
     Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"),

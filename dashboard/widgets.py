@@ -3,7 +3,9 @@ captions that say how every number was computed."""
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,35 @@ from . import snapshot_ui, state
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
 SESSION = "session"  # persist_state: keep each value across pages
+log = logging.getLogger("surgery.dashboard")
+
+
+def failure(what: str, exc: BaseException, where=st) -> None:
+    """A failure as one line on screen (its kind and message, no traceback); the traceback goes to the server
+    log, where whoever runs the app can read it."""
+    log.error("%s failed", what, exc_info=exc)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    where.error(f"**{what} failed:** {type(exc).__name__}: {msg} (the details are in the server's log)",
+                icon=":material/error:")
+
+
+def guarded(fn, what: str = "This page"):
+    """Run ``fn()``; an unexpected exception becomes :func:`failure`'s one line instead of a traceback
+    (Streamlit's own control flow, st.rerun/st.stop, passes: it is not an ``Exception``)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: every path ends in a readable line
+        failure(what, exc)
+        return None
+
+
+def fragment(fn):
+    """``st.fragment`` whose reruns are :func:`guarded` too (a fragment reruns without the frame around it)."""
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        return guarded(lambda: fn(*a, **kw))
+
+    return st.fragment(run)
 
 
 def percentiles(run: Run) -> list[float]:
@@ -40,12 +71,20 @@ def method_one(run: Run, key: str, where=st, label: str = "Method") -> str:
 
 
 def percentile(run: Run, where=st) -> float:
+    """The page's heatmap percentile. The sidebar names it ("boxes p75"): when the sidebar drawn last names
+    another value (the control moved inside a page fragment, or the page opened), the whole app reruns once."""
     opts = percentiles(run)
     state.coerce("p", opts)
-    return float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION,
-                                     format_func=lambda v: f"p{v:g}",
-                                     help="Boxes are cut where the min-max-normalised map is at or above this "
-                                          "percentile of its own values (seed: 90; its analysis recommends 75)."))
+    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION,
+                                  format_func=lambda v: f"p{v:g}",
+                                  help="Boxes are cut where the min-max-normalised map is at or above this "
+                                       "percentile of its own values (seed: 90; its analysis recommends 75)."))
+    ss = st.session_state
+    drawn = (ss.get("_page"), v)
+    ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
+    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
+        st.rerun(scope="app")
+    return v
 
 
 def iou(run: Run, where=st, disabled: bool = False) -> float:

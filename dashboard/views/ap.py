@@ -8,7 +8,7 @@ from surgery_core import pairs
 run = data.current_run()
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     c = st.columns([1.4, 2.9, 1.8, 2.3, 3.0], vertical_alignment="bottom")

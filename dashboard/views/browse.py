@@ -90,7 +90,7 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
                           help="open in Compare")
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]

@@ -32,7 +32,7 @@ def pick_class(force: bool = False) -> None:
         ss["cls"] = run.classes[present[0]]
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     state.coerce("sample", ids)

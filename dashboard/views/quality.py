@@ -12,7 +12,7 @@ quality = run.quality()
 key = data.run_key(run)
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     c = st.columns([3, 5], vertical_alignment="bottom")

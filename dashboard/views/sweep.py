@@ -28,7 +28,7 @@ def best_cell(m: str, proto: str, interp: str, cls: str) -> tuple:
     return PS[i], TS[j], float(z[i, j])
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     c = st.columns([1.5, 2.0, 2.6, 2.0, 3.0], vertical_alignment="bottom")
