@@ -28,10 +28,10 @@ CLIPPED_JS = r"""
   const ctx = document.createElement('canvas').getContext('2d');
   const root = document.querySelector('[data-testid="stApp"]');
   const seen = new Set();
-  const name = e => (e.innerText || e.getAttribute('aria-label') || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+  const name = e => (e.innerText || e.value || e.getAttribute('aria-label') || '').trim().replace(/\s+/g, ' ').slice(0, 60);
   const visible = e => e.getClientRects().length > 0 && e.clientWidth > 0
       && getComputedStyle(e).visibility !== 'hidden';
-  const controls = 'button, label, summary, [data-testid="stWidgetLabel"], [data-baseweb="select"], '
+  const controls = 'button, label, summary, [data-testid="stWidgetLabel"], input[role="combobox"], '
       + '[data-tag], [data-testid="stMetricLabel"], [data-testid="stTopNavLink"], '
       + '[data-testid="stBaseButton-pills"], [data-testid="stBaseButton-pillsActive"], '
       + '[data-testid="stBaseButton-segmented_control"], [data-testid="stBaseButton-segmented_controlActive"]';
@@ -41,7 +41,8 @@ CLIPPED_JS = r"""
       if (seen.has(e) || !visible(e)) continue;
       seen.add(e);
       const st = getComputedStyle(e);
-      const clips = st.textOverflow === 'ellipsis' || ['hidden', 'clip'].includes(st.overflowX);
+      const clips = st.textOverflow === 'ellipsis' || ['hidden', 'clip'].includes(st.overflowX)
+          || e.tagName === 'INPUT';
       if (clips && e.scrollWidth > e.clientWidth + 1 && name(e)) {
         out.push(`cut: "${name(e)}" (${e.scrollWidth} px in ${e.clientWidth} px)`);
         continue;
@@ -197,7 +198,7 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     assert new.run_hash in sidebar_text(pg)
 
     form(pg)
-    one(pg, '[data-testid="stSidebar"] .st-key-f_kind [data-baseweb="select"]').click()
+    one(pg, '[data-testid="stSidebar"] .st-key-f_kind input').click()
     pg.locator('[role="option"]', has_text="5 real DIOR samples").click()
     pg.get_by_role("button", name="Open run").click()
     check(pg, "the 5 real DIOR samples")
