@@ -31,7 +31,8 @@ wanted = st.session_state.pop("_url_page", None)
 if wanted in PAGES and wanted != name:  # a link that names its page only in ?page=
     st.switch_page(PAGES[wanted], query_params={k: st.query_params.get(k) for k in st.query_params})
 
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-bottom:2rem}</style>")
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-bottom:2rem;"
+        "padding-left:2rem;padding-right:2rem}</style>")  # at 1280 px every pixel goes to the pictures
 top = st.container()
 st.session_state["_page"] = name
 snapshot_ui.begin()  # the page registers what it shows, for "Save snapshot"

@@ -36,6 +36,7 @@ from surgery_core.store import default_store
 from .state import PAGE_TITLES
 
 REG = "_snap_shown"
+POPOVER = "snap_pop"  # the "Save snapshot" popover's key: its open state, closed after a save
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
 _STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")
@@ -190,12 +191,14 @@ def _save(run) -> None:
         return
     ss["_snap_saved"] = sid
     ss["snap_title"], ss["snap_note"] = "", ""
+    ss[POPOVER] = False  # close the popover: the message below it says what happened
 
 
 def save_control(run, where=None) -> None:
     """The "Save snapshot" popover (title, note, Save) and the outcome of the last save."""
     where = st.sidebar if where is None else where
-    with where.popover("Save snapshot", icon=":material/photo_camera:", width="stretch",
+    with where.popover("Save snapshot", icon=":material/photo_camera:", width="stretch", key=POPOVER,
+                       on_change="rerun",
                        help="Store this view (its state, numbers and images) with a title and a note; "
                             "the Snapshots page lists them."):
         with st.form("snap_form", border=False):
@@ -207,7 +210,7 @@ def save_control(run, where=None) -> None:
         st.caption(f"Stored in {snapshot_store().root}")
     if st.session_state.get("_snap_error"):
         where.error(st.session_state["_snap_error"], icon=":material/error:")
-    sid = st.session_state.get("_snap_saved")
+    sid = st.session_state.pop("_snap_saved", None)  # said once, on the page it was saved from
     if sid:
         where.success(f"Snapshot saved: `{sid}` · [open it]({permalink(sid)})", icon=":material/check_circle:")
 
@@ -331,19 +334,18 @@ def render_snapshot(snap: Snapshot) -> None:
                f"of run `{s.get('run_hash')}` · read-only: the stored numbers and images, nothing recomputed")
     if snap.note:
         st.markdown(snap.note)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([3, 2])
     with left:
-        import pandas as pd
-
         rows = state_rows(s)
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="snap_state")
+        cell = lambda t: str(t).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        st.markdown("| what | value |\n|:--|:--|\n"
+                    + "\n".join(f"| {cell(r['what'])} | {cell(r['value'])} |" for r in rows))
     with right:
-        with st.expander("Run configuration at the time"):
-            st.json(s.get("config") or {}, expanded=1)
         link = s.get("link") or {}
         if link:
-            st.caption("Live view of these settings (recomputed from the run; the numbers may differ if the run "
-                       "or the library changed since):")
-            st.code("?" + urlencode(link), language=None, wrap_lines=True)
+            st.markdown(f"[:material/open_in_new: Open the live view of these settings](?{urlencode(link)})")
+            st.caption("Recomputed from the run: the numbers may differ if the run or the library changed since.")
+        with st.expander("Run configuration at the time"):
+            st.json(s.get("config") or {}, expanded=1)
     st.divider()
     render_blocks(snap.numbers, snap.images)

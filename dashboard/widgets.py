@@ -55,6 +55,11 @@ def percentiles(run: Run) -> list[float]:
     return [float(p) for p in all_percentiles(run.cfg)]
 
 
+def control_row(where=st):
+    """A row of controls that wraps onto the next line instead of cutting a control (each keeps its own width)."""
+    return where.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap="medium")
+
+
 def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     opts = list(run.cfg.methods)
     state.coerce("methods", opts)
@@ -63,19 +68,19 @@ def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     return [m for m in opts if m in chosen] or opts
 
 
-def method_one(run: Run, key: str, where=st, label: str = "Method") -> str:
+def method_one(run: Run, key: str, where=st, label: str = "Method", width="stretch") -> str:
     opts = list(run.cfg.methods)
     state.coerce(key, opts)
-    return where.selectbox(label, opts, key=key, persist_state=SESSION,
+    return where.selectbox(label, opts, key=key, persist_state=SESSION, width=width,
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
-def percentile(run: Run, where=st) -> float:
+def percentile(run: Run, where=st, width=190) -> float:
     """The page's heatmap percentile. The sidebar names it ("boxes p75"): when the sidebar drawn last names
     another value (the control moved inside a page fragment, or the page opened), the whole app reruns once."""
     opts = percentiles(run)
     state.coerce("p", opts)
-    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION,
+    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
                                   format_func=lambda v: f"p{v:g}",
                                   help="Boxes are cut where the min-max-normalised map is at or above this "
                                        "percentile of its own values (seed: 90; its analysis recommends 75)."))
@@ -87,10 +92,11 @@ def percentile(run: Run, where=st) -> float:
     return v
 
 
-def iou(run: Run, where=st, disabled: bool = False) -> float:
+def iou(run: Run, where=st, disabled: bool = False, width=170) -> float:
     opts = [float(t) for t in run.cfg.iou_thresholds]
     state.coerce("iou", opts)
     return float(where.select_slider("IoU threshold", opts, key="iou", persist_state=SESSION, disabled=disabled,
+                                     width=width,
                                      format_func=lambda v: f"{v:g}",
                                      help="A predicted box is a true positive when its IoU with a still-unmatched "
                                           "GT box of its class is at least this (greedy, highest score first)."))
@@ -205,6 +211,39 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
         for idx, col in best.stack().loc[lambda s: s].index:
             sty = sty.format(lambda v: f"★ {text(v)}", subset=pd.IndexSlice[[idx], [col]])
     return sty
+
+
+def metrics(values: dict, helps: list[str] | None = None, per_row: int = 5, where=st) -> None:
+    """``st.metric`` per value, ``per_row`` to a row (ten methods stay readable at 1280 px)."""
+    items = list(values.items())
+    helps = helps or [None] * len(items)
+    for r0 in range(0, len(items), per_row):
+        for col, (label, v), h in zip(where.columns(per_row), items[r0:r0 + per_row], helps[r0:r0 + per_row]):
+            col.metric(label, v, help=h)
+
+
+def _value_text(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value_text(x) for x in v) or "—"
+    if isinstance(v, dict):
+        return " · ".join(f"{k.replace('_', ' ')} {_value_text(x)}" for k, x in v.items()) or "—"
+    return str(v)
+
+
+def settings_markdown(doc: dict) -> str:
+    """A nested settings document (a run configuration, model facts) as a two-column markdown table, one row
+    per top-level key, nested keys inline (``kind demo · split test``; — = not set: the default applies)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = [f"| **{cell(k.replace('_', ' '))}** | {cell(_value_text(v))} |" for k, v in doc.items()]
+    return "| setting | value |\n|:--|:--|\n" + "\n".join(rows)
 
 
 ROW_PX = 32  # row height of every table

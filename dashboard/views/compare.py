@@ -68,34 +68,32 @@ def view() -> None:
     snapshot_ui.begin()
     for note in settle_view():
         st.info(note, icon=":material/swap_horiz:")
-    top = st.columns([1.0, 2.2, 1.0, 2.8, 1.6], vertical_alignment="bottom")
-    top[0].button("Prev", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev",
-                  width="stretch")
+    top = widgets.control_row()
+    top.button("Prev", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev")
     if len(ids) <= 5000:
-        top[1].selectbox("Sample", ids, key="sample", persist_state="session", on_change=pick_class,
-                         help="image id; Browse finds samples by class, count and outcome")
+        top.selectbox("Sample", ids, key="sample", persist_state="session", on_change=pick_class, width=200,
+                      help="image id; Browse finds samples by class, count and outcome")
     else:
-        top[1].text_input("Sample (image id)", key="sample", on_change=pick_class)
-    top[2].button("Next", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next",
-                  width="stretch")
+        top.text_input("Sample (image id)", key="sample", on_change=pick_class, width=200)
+    top.button("Next", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next")
     image = index_of[st.session_state["sample"]]
     rec = run.dataset.images[image]
-    cls_name = top[3].selectbox("Class", list(run.classes), key="cls", persist_state="session", on_change=chose_class,
-                                format_func=lambda n: widgets.class_label(run, run.classes.index(n), image))
+    cls_name = top.selectbox("Class", list(run.classes), key="cls", persist_state="session", on_change=chose_class,
+                             width=280, format_func=lambda n: widgets.class_label(run, run.classes.index(n), image))
     cls = run.classes.index(cls_name)
     state.coerce("cols", PER_ROW)
-    per_row = top[4].selectbox("Per row", PER_ROW, key="cols", persist_state="session",
+    per_row = top.selectbox("Pictures per row", PER_ROW, key="cols", persist_state="session", width=150,
                                help="pictures per row (fewer: larger pictures, readable box labels)")
     methods = widgets.methods(run)
 
-    ctl = st.columns([2.4, 1.8, 1.8, 1.8, 1.4], vertical_alignment="bottom")
-    p = widgets.percentile(run, ctl[0])
-    iou = widgets.iou(run, ctl[1])
-    proto = widgets.protocol(run, ctl[2])
+    ctl = widgets.control_row()
+    p = widgets.percentile(run, ctl)
+    iou = widgets.iou(run, ctl)
+    proto = widgets.protocol(run, ctl)
     state.coerce("alpha", [round(x * 0.05, 2) for x in range(21)], 0.5)
-    alpha = ctl[3].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session")
+    alpha = ctl.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session", width=180)
     state.keep("raw")
-    raw = ctl[4].toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
+    raw = ctl.toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
     snapshot_ui.shown_state(image_index=image, class_index=cls, methods=methods, percentile=p, iou=iou, protocol=proto,
                             alpha=alpha)
 
