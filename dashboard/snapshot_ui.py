@@ -36,6 +36,7 @@ from surgery_core.store import default_store
 from .state import PAGE_TITLES
 
 REG = "_snap_shown"
+COLOUR_SCALE = "colour scale"  # the image name of a heatmap colour bar: drawn on its own row, at its own width
 POPOVER = "snap_pop"  # the "Save snapshot" popover's key: its open state, closed after a save
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
@@ -259,6 +260,9 @@ def _chart(block: dict, key: str) -> None:
 
 
 def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
+    if len(row) == 1 and row[0].get("name") == COLOUR_SCALE and images.get(row[0].get("image")) is not None:
+        st.image(images[row[0]["image"]], width=640)
+        return
     for start in range(0, len(row), IMAGES_PER_ROW):
         part = row[start:start + IMAGES_PER_ROW]
         for col, b in zip(st.columns(len(part)), part):
@@ -282,6 +286,8 @@ def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") ->
             while k < len(blocks):
                 c = blocks[k]
                 if c.get("kind") == "image":
+                    if row and c.get("name") == COLOUR_SCALE:  # the scale goes under the pictures, as on screen
+                        break
                     row.append(c)
                     names.add(c.get("name"))
                 elif c.get("kind") in ("markdown", "caption") and c.get("name") in names:

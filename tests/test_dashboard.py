@@ -53,7 +53,7 @@ def test_every_page_renders(dashboard_env, test_run):
         ok(at)
         assert at.query_params["page"] == page
     goto(at, "compare")
-    assert len(at.image) == 1 + len(test_run.cfg.methods)
+    assert len(at.image) == 2 + len(test_run.cfg.methods)  # the image, one per method, the colour bar
     goto(at, "ap")
     assert len(at.dataframe) == 1 and len(at.metric) == len(test_run.cfg.methods)
     goto(at, "sweep")
@@ -294,7 +294,7 @@ def test_permalink_reopens_the_same_view(dashboard_env, test_run):
     assert again.selectbox(key="sample").value == link["sample"]
     assert again.select_slider(key="p").value == 75.0
     assert again.select_slider(key="iou").value == 0.3
-    assert len(again.image) == 3  # image + two methods
+    assert len(again.image) == 4  # image + two methods + the colour bar
 
 
 def test_link_to_another_run_and_bad_links(dashboard_env, test_run):

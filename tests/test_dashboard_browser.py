@@ -120,4 +120,4 @@ def test_pasted_link_opens_the_same_view(server, page, test_run):
     page.wait_for_url(re.compile(r"/compare\?"))
     for part in (f"sample={ids[3]}", "p=75", "iou=0.3", "methods=standard%2Cvv_mixed"):
         assert part in page.url, (part, page.url)
-    assert page.locator('[data-testid="stImage"]').count() == 3
+    assert page.locator('[data-testid="stImage"]').count() == 4  # image, two methods, the colour bar

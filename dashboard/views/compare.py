@@ -138,7 +138,7 @@ def view() -> None:
             if raw:
                 widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
     if alpha > 0:
-        st.image(render.colour_bar(640), width=640)
+        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
 
     if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({
