@@ -205,6 +205,7 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     assert "Model/data mismatch" in pg.locator('[data-testid="stMain"]').inner_text()
     main = pg.locator('[data-testid="stMain"]').inner_text()
     assert "class absent" not in main, "a class carried over from the demo run that the sample does not have"
+    assert "(from the previous view) has no ground truth" in main, "the fallback is not said"
 
     pg.get_by_role("button", name="Back to the default run").click()
     check(pg, "back to the default run")
