@@ -209,9 +209,10 @@ def run_selection(area) -> Run:
     _form(cfg)
     recent = _recent_runs(str(default_store().root))
     if recent:
-        sb.selectbox("Recent runs", [None] + recent, key="_recent", on_change=_pick_recent,
-                     format_func=lambda m: "reopen a stored run…" if m is None else
-                     f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · {m['arch']}")
+        sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
+                     placeholder="reopen a stored run…",
+                     format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
+                                           f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
               disabled=cfg == state.app_default_config())
     try:

@@ -108,10 +108,10 @@ def label_scale(img: np.ndarray) -> float:
 
 
 def draw_boxes(img: np.ndarray, xyxy: np.ndarray, color=GREEN, *, scale: float = 1.0, dashed: bool = False,
-               labels: list[str] | None = None) -> np.ndarray:
+               labels: list[str] | None = None, avoid: list | None = None) -> np.ndarray:
     """Draw boxes (image px, times ``scale`` to ``img`` px) on ``img`` in place, solid or dashed, each with its
     label when given (in the given order, so the first boxes get the best spots; a label that would cover an
-    earlier one is left out); returns ``img``."""
+    earlier one, or a rectangle of ``avoid`` in ``img`` px, is moved or left out); returns ``img``."""
     h, w = img.shape[:2]
     thick = max(1, round(min(h, w) / 240))
     font = label_scale(img)
@@ -128,7 +128,7 @@ def draw_boxes(img: np.ndarray, xyxy: np.ndarray, color=GREEN, *, scale: float =
                 _dashed_line(img, a, b, color, thick, dash)
         else:
             cv2.rectangle(img, p1, p2, color, thick, cv2.LINE_AA)
-    taken: list = []
+    taken: list = list(avoid or [])
     for k, (p1, p2) in enumerate(spots):  # labels after every box line, so that no line crosses a label
         if labels and k < len(labels) and labels[k]:
             _label(img, labels[k], p1[0], p1[1], p2[1], color, font, taken)
@@ -197,7 +197,11 @@ def method_view(image: np.ndarray, map01: np.ndarray | None, gt_xyxy: np.ndarray
     if map01 is not None and alpha > 0:
         img = overlay(img, map01, alpha)
     draw_boxes(img, gt_xyxy, GREEN, scale=s)
-    draw_boxes(img, det_xyxy, RED, scale=s, dashed=True, labels=labels)
+    avoid = []
+    if point is not None:  # no label over the pointing-game ring
+        x, y, r = point[0] * s, point[1] * s, max(5, min(img.shape[:2]) // 32) + 3
+        avoid.append((x - r, y - r, x + r, y + r))
+    draw_boxes(img, det_xyxy, RED, scale=s, dashed=True, labels=labels, avoid=avoid)
     if point is not None:
         draw_point(img, point, hit, scale=s)
     return img

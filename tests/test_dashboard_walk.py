@@ -28,7 +28,8 @@ CLIPPED_JS = r"""
   const ctx = document.createElement('canvas').getContext('2d');
   const root = document.querySelector('[data-testid="stApp"]');
   const seen = new Set();
-  const name = e => (e.innerText || e.value || e.getAttribute('aria-label') || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+  const name = e => (e.innerText || e.value || e.getAttribute('aria-label') || '')
+      .trim().replace(/\s+/g, ' ').slice(0, 60);
   const visible = e => e.getClientRects().length > 0 && e.clientWidth > 0
       && getComputedStyle(e).visibility !== 'hidden';
   const controls = 'button, label, summary, [data-testid="stWidgetLabel"], input[role="combobox"], '

@@ -10,9 +10,9 @@ from dashboard import data, render, snapshot_ui, state, widgets
 
 OUTCOMES = {
     "all": "every sample",
-    "miss": "a GT class without any TP at the IoU",
-    "pg": "pointing-game miss on a GT class",
-    "either": "either of the two",
+    "miss": "no TP on a GT class",
+    "pg": "pointing-game miss",
+    "either": "either failure",
 }
 #: thumbnail sizes: (thumbnails per row, drawn px); PAGE thumbnails a page at every size
 SIZES = {"small": (8, 200), "medium": (4, 320), "large": (3, 440)}
@@ -111,22 +111,23 @@ def view() -> None:
     n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]
     lo, hi = int(min(n_objects)), int(max(n_objects))
     state.set_default("bn", (lo, hi))
-    c = st.columns([1.4, 2.4, 1.8, 2.2, 1.6], vertical_alignment="bottom")
+    c = [widgets.control_row()] * 5
     state.keep("q")
-    q = c[0].text_input("Image id contains", key="q", persist_state="session")
+    q = c[0].text_input("Image id contains", key="q", persist_state="session", width=140)
     state.coerce("bcls", list(run.classes))
-    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session")
+    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session", width=230)
     n_range = None
     if hi > lo:
         v = st.session_state.get("bn")
         st.session_state["bn"] = tuple(v) if v and lo <= v[0] <= v[1] <= hi else (lo, hi)
-        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session")
+        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session", width=170)
     state.coerce("bout", list(OUTCOMES))
     kind = c[3].selectbox("Outcome", list(OUTCOMES), key="bout", format_func=OUTCOMES.get, persist_state="session",
+                          width=190,
                           help="Samples where a method failed on a class it should find: no true positive at the "
                                "IoU threshold (greedy matching over the run, as AP counts it) or the map's "
                                "maximum outside every GT box of the class (pointing game). Worst IoU first.")
-    method = widgets.method_one(run, "bm", c[4])
+    method = widgets.method_one(run, "bm", c[4], width=160)
     images = filtered_images(q, classes, n_range)
     captions, first_class = {}, {}
     snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind,
@@ -157,6 +158,8 @@ def view() -> None:
                                                 + (" · sorted by worst IoU first" if kind != "all" else "")))
     start = (st.session_state["bpage"] - 1) * PAGE
     shown = images[start:start + PAGE]
+    if heat and len(shown):
+        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
     thumbnails(shown, classes, captions, first_class, method if heat else None, per_row, side)
     if not len(shown):
         st.info("No sample matches these filters.")
