@@ -28,7 +28,8 @@ def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
     """The raw similarity of every patch (text = value), GT boxes of the class outlined in patch units."""
     gh, gw = grid.shape
     fig = go.Figure(go.Heatmap(z=grid, colorscale="Jet", text=np.round(grid, 3), texttemplate="%{text:.2f}",
-                               textfont=dict(size=9), showscale=False,
+                               textfont=dict(size=9), showscale=True,
+                               colorbar=dict(thickness=8, len=0.9, tickfont=dict(size=9), tickformat=".2f"),
                                hovertemplate="row %{y}, col %{x}: %{z:.4f}<extra>" + method + "</extra>"))
     for x1, y1, x2, y2 in rec.xyxy[rec.labels == cls]:
         fig.add_shape(type="rect", x0=x1 / rec.width * gw - 0.5, x1=x2 / rec.width * gw - 0.5,

@@ -232,8 +232,15 @@ def _value_text(v) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_value_text(x) for x in v) or "—"
     if isinstance(v, dict):
-        return " · ".join(f"{k.replace('_', ' ')} {_value_text(x)}" for k, x in v.items()) or "—"
+        return " · ".join(f"{k.replace('_', ' ')} {_hash_text(k, x)}" for k, x in v.items()) or "—"
     return str(v)
+
+
+def _hash_text(key: str, v) -> str:
+    """A content hash cut to 16 hex digits (a 64-digit word overflows any table cell at 1280 px)."""
+    if isinstance(v, str) and ("sha" in key or "hash" in key) and len(v) > 16:
+        return v[:16] + "…"
+    return _value_text(v)
 
 
 def settings_markdown(doc: dict) -> str:

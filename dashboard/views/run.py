@@ -51,7 +51,8 @@ snapshot_ui.shown_state(percentile=tables["percentile"])
 widgets.table(widgets.colour_scale(snapshot_ui.shown_table("headline mAP", df), num, lo=0.0), len(df), cap=10_000)
 if coco:  # COCO's own headline, only where it is defined (the COCO interpolation)
     ap95 = pd.DataFrame(coco).pivot(index="method", columns="protocol", values="AP .50:.95")
-    ap95 = ap95.reindex(index=list(dict.fromkeys(r["method"] for r in coco))).reset_index()
+    ap95 = ap95.reindex(index=list(dict.fromkeys(r["method"] for r in coco)),
+                        columns=[p for p in run.cfg.protocols if p in ap95.columns]).reset_index()
     ap95.columns = ["method"] + [f"AP .50:.95 {p}" for p in ap95.columns[1:]]
     st.markdown("**COCO AP@[.50:.95]** (mean over IoU .50, .55, ... .95; COCO 101-point interpolation)")
     cols95 = list(ap95.columns[1:])
