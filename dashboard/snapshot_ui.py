@@ -318,18 +318,12 @@ STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "
                 "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
 
 
-def state_rows(state: dict) -> list[dict]:
-    """The state as (what, value) rows for display (only what the view used)."""
-    rows = []
-    for k, label in STATE_LABELS.items():
-        v = state.get(k)
-        if v is None or v == "" or v == []:
-            continue
-        rows.append({"what": label, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)})
-    model = state.get("model")
-    if model:
-        rows.append({"what": "model", "value": json.dumps(model) if not isinstance(model, str) else model})
-    return rows
+def state_values(state: dict) -> dict:
+    """The state as {what: value} for display (only what the view used)."""
+    out = {label: state[k] for k, label in STATE_LABELS.items() if state.get(k) not in (None, "", [])}
+    if state.get("model"):
+        out["model"] = state["model"]
+    return out
 
 
 def render_snapshot(snap: Snapshot) -> None:
@@ -340,18 +334,14 @@ def render_snapshot(snap: Snapshot) -> None:
                f"of run `{s.get('run_hash')}` · read-only: the stored numbers and images, nothing recomputed")
     if snap.note:
         st.markdown(snap.note)
-    left, right = st.columns([3, 2])
-    with left:
-        rows = state_rows(s)
-        cell = lambda t: str(t).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        st.markdown("| what | value |\n|:--|:--|\n"
-                    + "\n".join(f"| {cell(r['what'])} | {cell(r['value'])} |" for r in rows))
-    with right:
-        link = s.get("link") or {}
-        if link:
-            st.markdown(f"[:material/open_in_new: Open the live view of these settings](?{urlencode(link)})")
-            st.caption("Recomputed from the run: the numbers may differ if the run or the library changed since.")
-        with st.expander("Run configuration at the time"):
-            st.json(s.get("config") or {}, expanded=1)
+    from .widgets import settings_markdown  # widgets imports this module: import at call time
+
+    link = s.get("link") or {}
+    if link:
+        st.markdown(f"[:material/open_in_new: Open the live view of these settings](?{urlencode(link)}) "
+                    "(recomputed from the run: the numbers may differ if the run or the library changed since)")
+    st.markdown(settings_markdown(state_values(s)))
+    with st.expander("Run configuration at the time"):
+        st.markdown(settings_markdown(s.get("config") or {}))
     st.divider()
     render_blocks(snap.numbers, snap.images)

@@ -85,7 +85,7 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
     how = [c for c in live_caps if "boxes: percentile" in c]
     assert how and all(c in captions(again) for c in how)  # the captions that say how it was computed
     assert image_urls(again) == live_images  # the same bytes, in the same order
-    assert f"| sample | {sample} |" in text  # the state table
+    assert f"| **sample** | {sample} |" in text  # the state table
     assert live_md  # the live page drew something to compare with
 
 

@@ -47,8 +47,8 @@ def settle_view() -> list[str]:
     present = [run.classes[c] for c in present_classes(index_of[sample])]
     here = (run.run_hash, sample)
     chosen, cls = ss.get("_cls_for"), ss.get("cls")
-    if chosen is None and ss.pop("_url_has_cls", False) and cls in run.classes:
-        chosen = here  # a link names its class: shown as the link says, present or not
+    if ss.pop("_url_has_cls", False) and chosen is None and cls in run.classes and wanted == sample:
+        chosen = here  # a link names its sample and class: shown as the link says, present or not
     if cls not in run.classes or (chosen != here and cls not in present and present):
         ss["cls"] = present[0] if present else run.classes[0]
         if cls:
@@ -127,7 +127,7 @@ def view() -> None:
                                                                     run, info), widgets.METHODS[m].description),
                       width="stretch")
             d = info.det
-            hit = ("—" if info.pointing_hit is None else
+            hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
             absent = " · class absent" + (" (present protocol: no boxes)" if proto == "present" else "")
             col.markdown(snapshot_ui.shown_markdown(
