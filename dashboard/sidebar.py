@@ -154,7 +154,9 @@ def _form(cfg: RunConfig) -> None:
             st.form("run_form", border=False):
         st.markdown("**Data**")
         st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
-        st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON (demo/samples: built in)")
+        st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON",
+                      help="the dataset's folder (DIOR) or annotation file (COCO); the demo scenes and the 5 real "
+                           "DIOR samples are built in: leave it empty")
         st.text_input("COCO image folder", key="f_images")
         c1, c2 = st.columns(2)
         c1.selectbox("Split", SPLITS, key="f_split")
