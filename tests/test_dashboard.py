@@ -462,3 +462,21 @@ def test_run_page_tables_and_link(dashboard_env, test_run):
     link = next(c.value for c in at.code if "h=" in c.value)
     assert f"h={test_run.run_hash}" in link and "page=run" in link
     assert "sample=" not in link and "bout=" not in link
+
+
+def test_a_failing_page_shows_one_line_not_a_traceback(dashboard_env, monkeypatch):
+    """The last line of defence: an unexpected exception inside a page (here a library call) is one error line
+    naming its kind and message; the other pages still work."""
+    from dashboard import data
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated library failure\nsecond line")
+
+    monkeypatch.setattr(data, "ap_result", boom)
+    at = goto(app(), "ap")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("This page failed" in e and "RuntimeError: simulated library failure" in e for e in errors), errors
+    assert not any("second line" in e or "Traceback" in e for e in errors)
+    goto(at, "compare")
+    ok(at)
