@@ -113,21 +113,21 @@ def view() -> None:
     state.set_default("bn", (lo, hi))
     c = [widgets.control_row()] * 5
     state.keep("q")
-    q = c[0].text_input("Image id contains", key="q", persist_state="session", width=140)
+    q = c[0].text_input("Image id contains", key="q", persist_state="session", width=130)
     state.coerce("bcls", list(run.classes))
-    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session", width=230)
+    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session", width=200)
     n_range = None
     if hi > lo:
         v = st.session_state.get("bn")
         st.session_state["bn"] = tuple(v) if v and lo <= v[0] <= v[1] <= hi else (lo, hi)
-        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session", width=170)
+        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session", width=160)
     state.coerce("bout", list(OUTCOMES))
     kind = c[3].selectbox("Outcome", list(OUTCOMES), key="bout", format_func=OUTCOMES.get, persist_state="session",
-                          width=190,
+                          width=180,
                           help="Samples where a method failed on a class it should find: no true positive at the "
                                "IoU threshold (greedy matching over the run, as AP counts it) or the map's "
                                "maximum outside every GT box of the class (pointing game). Worst IoU first.")
-    method = widgets.method_one(run, "bm", c[4], width=160)
+    method = widgets.method_one(run, "bm", c[4], width=150)
     images = filtered_images(q, classes, n_range)
     captions, first_class = {}, {}
     snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind,
