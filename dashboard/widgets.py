@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from surgery_core.drawing import score_text
 from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
 from surgery_core.heatmaps import METHODS
 from surgery_core.runs import Run
@@ -203,7 +204,11 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
         best = vals.eq(top, axis=0) & (top > 0).to_numpy()[:, None]
 
     def text(v):
-        return "—" if v is None or not np.isfinite(float(v)) else fmt.format(v)
+        if v is None or not np.isfinite(float(v)):
+            return "—"
+        if 0 < abs(float(v)) < 0.001:  # a tiny AP is not 0.000: two significant digits
+            return score_text(float(v))
+        return fmt.format(v)
 
     sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
     if best is not None:
