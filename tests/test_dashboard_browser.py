@@ -17,6 +17,8 @@ from test_dashboard import PAGES
 pytestmark = pytest.mark.browser
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# something the script drew: a page just loaded reads "notRunning" before its first run has started
+DRAWN = '[data-testid="stMain"] [data-testid="stElementContainer"]'
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,7 @@ def page(server):
 
 def settle(pg) -> None:
     """Wait until the script (and any fragment rerun) has finished, then check for exceptions."""
+    pg.wait_for_selector(DRAWN)
     pg.wait_for_selector(IDLE)
     time.sleep(0.4)
     pg.wait_for_selector(IDLE)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from test_dashboard_browser import IDLE, one, server  # noqa: F401 - ``server``: the module's app process
+from test_dashboard_browser import DRAWN, IDLE, one, server  # noqa: F401 - ``server``: the module's app process
 
 pytestmark = pytest.mark.browser
 
@@ -98,6 +98,7 @@ def page(server):  # noqa: F811
 
 
 def settle(pg) -> None:
+    pg.wait_for_selector(DRAWN)
     pg.wait_for_selector(IDLE)
     time.sleep(0.5)
     pg.wait_for_selector(IDLE)
