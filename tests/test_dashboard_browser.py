@@ -50,12 +50,22 @@ def page(server):
 
 def settle(pg) -> None:
     """Wait until the script (and any fragment rerun) has finished, then check for exceptions."""
-    pg.wait_for_selector(DRAWN)
+    pg.wait_for_selector(DRAWN, state="attached")
     pg.wait_for_selector(IDLE)
     time.sleep(0.4)
     pg.wait_for_selector(IDLE)
     errors = pg.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
+
+
+def count(pg, selector: str, n: int, at_least: bool = False) -> int:
+    """The number of elements matching ``selector`` once it is ``n`` (or at least ``n``), waiting up to 30 s for
+    a rerun to finish drawing; the last count otherwise."""
+    loc = pg.locator(selector)
+    deadline = time.monotonic() + 30
+    while (loc.count() < n if at_least else loc.count() != n) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return loc.count()
 
 
 def one(pg, selector: str, **kw):
@@ -77,7 +87,7 @@ def test_every_page_opens_without_exception(server, page, test_run, tmp_path):
         page.screenshot(path=str(tmp_path / f"{name}.png"))
     page.goto(f"{server}/")
     settle(page)
-    assert page.locator('[data-testid="stImage"]').count() == 24
+    assert count(page, '[data-testid="stImage"]', 24) == 24
 
 
 def test_controls_redraw_in_the_browser(server, page, test_run):
@@ -123,4 +133,4 @@ def test_pasted_link_opens_the_same_view(server, page, test_run):
     page.wait_for_url(re.compile(r"/compare\?"))
     for part in (f"sample={ids[3]}", "p=75", "iou=0.3", "methods=standard%2Cvv_mixed"):
         assert part in page.url, (part, page.url)
-    assert page.locator('[data-testid="stImage"]').count() == 4  # image, two methods, the colour bar
+    assert count(page, '[data-testid="stImage"]', 4) == 4  # image, two methods, the colour bar

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from test_dashboard_browser import DRAWN, IDLE, one, server  # noqa: F401 - ``server``: the module's app process
+from test_dashboard_browser import DRAWN, IDLE, count, one, server  # noqa: F401 - ``server``: the module's app process
 
 pytestmark = pytest.mark.browser
 
@@ -98,7 +98,7 @@ def page(server):  # noqa: F811
 
 
 def settle(pg) -> None:
-    pg.wait_for_selector(DRAWN)
+    pg.wait_for_selector(DRAWN, state="attached")
     pg.wait_for_selector(IDLE)
     time.sleep(0.5)
     pg.wait_for_selector(IDLE)
@@ -147,7 +147,7 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     pg = page
     pg.goto(f"{server}/")
     check(pg, "Browse")
-    assert pg.locator('[data-testid="stImage"]').count() >= 12
+    assert count(pg, '[data-testid="stImage"]', 12, at_least=True) >= 12
 
     button = pg.locator('[class*="st-key-open_"] button >> visible=true').nth(1)
     sample = button.inner_text().strip().split()[-1]
@@ -192,17 +192,19 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     pct = one(pg, '[data-testid="stSidebar"] .st-key-f_pct input')
     pct.fill("75")
     pg.get_by_role("button", name="Open run").click()
-    check(pg, "a changed run setting, opened")
     new = test_run.cfg.model_copy(update={
         "data": test_run.cfg.data.model_copy(update={"limit": 30}),
         "boxes": test_run.cfg.boxes.model_copy(update={"percentile": 75.0})})
     pg.wait_for_url(re.compile(rf"h={new.run_hash}"))
+    check(pg, "a changed run setting, opened")
     assert new.run_hash in sidebar_text(pg)
 
     form(pg)
     one(pg, '[data-testid="stSidebar"] .st-key-f_kind input').click()
     pg.locator('[role="option"]', has_text="5 real DIOR samples").click()
     pg.get_by_role("button", name="Open run").click()
+    samples = new.model_copy(update={"data": new.data.model_copy(update={"kind": "samples"})})
+    pg.wait_for_url(re.compile(rf"h={samples.run_hash}"))
     check(pg, "the 5 real DIOR samples")
     assert "Model/data mismatch" in pg.locator('[data-testid="stMain"]').inner_text()
     main = pg.locator('[data-testid="stMain"]').inner_text()
@@ -210,7 +212,7 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     assert "(from the previous view) has no ground truth" in main, "the fallback is not said"
 
     pg.get_by_role("button", name="Back to the default run").click()
-    check(pg, "back to the default run")
     pg.wait_for_url(re.compile(rf"h={test_run.run_hash}"))
+    check(pg, "back to the default run")
     nav(pg, "Browse")
     check(pg, "Browse, default run")
