@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLORS = ["#0b6bcb", "#e8590c", "#2f9e44", "#ae3ec9", "#f59f00", "#1098ad", "#d6336c", "#5c7cfa"]
 MARGIN = dict(l=10, r=10, t=30, b=10)
+LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
 def method_color(methods: list[str], m: str) -> str:
@@ -24,7 +24,8 @@ def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
     """The raw similarity of every patch (text = value), GT boxes of the class outlined in patch units."""
     gh, gw = grid.shape
     fig = go.Figure(go.Heatmap(z=grid, colorscale="Jet", text=np.round(grid, 3), texttemplate="%{text:.2f}",
-                               textfont=dict(size=9), showscale=False,
+                               textfont=dict(size=9), showscale=True,
+                               colorbar=dict(thickness=8, len=0.9, tickfont=dict(size=9), tickformat=".2f"),
                                hovertemplate="row %{y}, col %{x}: %{z:.4f}<extra>" + method + "</extra>"))
     for x1, y1, x2, y2 in rec.xyxy[rec.labels == cls]:
         fig.add_shape(type="rect", x0=x1 / rec.width * gw - 0.5, x1=x2 / rec.width * gw - 0.5,
@@ -37,29 +38,33 @@ def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
     return fig
 
 
-def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: int = 5) -> go.Figure:
-    """Precision-recall curves, one panel per class with ground truth, one line per method."""
+def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: int = 4) -> go.Figure:
+    """Precision-recall curves, one panel per class with ground truth (its AP per method in the hover), one line
+    per method; a curve of one or two points (e.g. AP 1.000 from a single true positive) is drawn with markers
+    so that it shows."""
     methods = list(results)
     first = results[methods[0]]
     ks = [k for k in range(len(classes)) if first.n_gt[k] > 0]
     rows = max(1, math.ceil(len(ks) / cols))
     titles = [f"{classes[k]} (GT {int(first.n_gt[k])})" for k in ks]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
-                        vertical_spacing=0.12 if rows < 4 else 0.06, shared_yaxes=True)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.16 if rows < 4 else 0.08)
     for j, k in enumerate(ks):
         r, c = j // cols + 1, j % cols + 1
         for m in methods:
             res = results[m]
             rec, prec = res.recall[t_index][k], res.precision[t_index][k]
             if len(rec):
-                fig.add_trace(go.Scatter(x=rec, y=prec, mode="lines", name=m, legendgroup=m, showlegend=j == 0,
+                ap = res.per_class_ap[k]
+                fig.add_trace(go.Scatter(x=rec, y=prec, mode="lines+markers" if len(rec) <= 2 else "lines", name=m,
+                                         legendgroup=m, showlegend=j == 0, marker=dict(size=7),
                                          line=dict(color=method_color(methods, m), width=1.6, shape="hv"),
-                                         hovertemplate=f"{m}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}"
-                                                       "<extra></extra>"), row=r, col=c)
-    fig.update_xaxes(range=[0, 1.02], dtick=0.5)
-    fig.update_yaxes(range=[0, 1.02], dtick=0.5)
-    fig.update_annotations(font_size=11)
-    fig.update_layout(height=190 * rows + 60, margin=MARGIN, legend=dict(orientation="h", y=-0.08))
+                                         hovertemplate=f"{m} (AP {ap:.3f})<br>recall %{{x:.3f}}<br>precision "
+                                                       "%{y:.3f}<extra></extra>"), row=r, col=c)
+    fig.update_xaxes(range=[-0.02, 1.04], dtick=0.5, title_text="recall", title_font_size=11, title_standoff=2)
+    fig.update_yaxes(range=[-0.02, 1.04], dtick=0.5, title_text="precision", title_font_size=11, title_standoff=2)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=230 * rows + 50, margin=dict(l=10, r=10, t=30, b=10), legend=LEGEND)
     return fig
 
 
@@ -72,52 +77,60 @@ def lines(x, series: dict[str, list], x_title: str, y_title: str, mark_x=None, h
                                  line=dict(color=method_color(methods, m), width=2), marker=dict(size=6)))
     if mark_x is not None:
         fig.add_vline(x=mark_x, line=dict(dash="dot", color="#888"))
-    fig.update_layout(height=height, margin=MARGIN, xaxis_title=x_title, yaxis_title=y_title,
-                      legend=dict(orientation="h", y=1.12))
+    fig.update_layout(height=height, margin=MARGIN, xaxis_title=x_title, yaxis_title=y_title, legend=LEGEND)
     return fig
 
 
 def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious: list[float],
-                   best: dict[str, tuple[float, float, float]], title: str) -> go.Figure:
-    """Percentile x IoU heat map per method (value text), the best cell of each marked with a star."""
+                   best: dict[str, tuple[float, float, float]], title: str, cols: int = 2) -> go.Figure:
+    """Percentile x IoU heat map per method, ``cols`` per row, every cell with its value; the best cell of each
+    method in bold with a star before its value (nothing covers a number). One colour scale for all (shown)."""
     methods = list(tables)
-    ncol = min(len(methods), 5)  # wrap: ten methods in one row would be unreadable
-    nrow = math.ceil(len(methods) / ncol)
-    fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=methods, horizontal_spacing=0.04,
-                        vertical_spacing=0.12 if nrow > 1 else 0.0, shared_yaxes=True)
+    cols = max(1, min(cols, len(methods)))
+    rows = math.ceil(len(methods) / cols)
+    height = 60 + rows * (28 * len(percentiles) + 90)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=methods, horizontal_spacing=0.1,
+                        vertical_spacing=min(0.3, 100 / height) if rows > 1 else 0.1)
     z_all = np.array([[[np.nan if v is None else v for v in r] for r in tables[m]] for m in methods], float)
     zmax = float(np.nanmax(z_all)) if np.isfinite(z_all).any() else 1.0
     xs = [f"{t:g}" for t in ious]
     ys = [f"p{p:g}" for p in percentiles]
     for j, m in enumerate(methods):
         z = z_all[j]
-        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, zmin=0, zmax=max(zmax, 1e-9), colorscale="Blues",
-                                 text=np.where(np.isfinite(z), np.round(z, 3), np.nan), texttemplate="%{text:.3f}",
-                                 textfont=dict(size=9), showscale=j == len(methods) - 1,
-                                 hovertemplate=f"{m}<br>IoU %{{x}} · %{{y}}<br>{title} %{{z:.4f}}<extra></extra>"),
-                      row=j // ncol + 1, col=j % ncol + 1)
+        text = np.array([[f"{v:.3f}".removeprefix("0") if np.isfinite(v) else "" for v in r] for r in z], object)
         if m in best and best[m][2] is not None:
-            bp, bi, bv = best[m]
-            fig.add_trace(go.Scatter(x=[f"{bi:g}"], y=[f"p{bp:g}"], mode="markers", showlegend=False,
-                                     marker=dict(symbol="star", size=16, color="#f59f00",
-                                                 line=dict(color="black", width=1)),
-                                     hovertemplate=f"best {m}: {title} {bv:.4f} at p{bp:g}, IoU {bi:g}"
-                                                   "<extra></extra>"), row=j // ncol + 1, col=j % ncol + 1)
-    fig.update_xaxes(title_text="IoU threshold", type="category")
-    fig.update_yaxes(type="category")
-    fig.update_layout(height=360 * nrow, margin=MARGIN)
+            bp, bi, _ = best[m]
+            i, k = ys.index(f"p{bp:g}"), xs.index(f"{bi:g}")
+            text[i, k] = f"<b>★{text[i, k]}</b>"
+        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, zmin=0, zmax=max(zmax, 1e-9), colorscale="Blues",
+                                 text=text, texttemplate="%{text}", textfont=dict(size=12),
+                                 showscale=j == 0, colorbar=dict(title=dict(text=title, side="right"), len=0.9,
+                                                                 thickness=14),
+                                 hovertemplate=f"{m}<br>IoU %{{x}} · %{{y}}<br>{title} %{{z:.4f}}<extra></extra>"),
+                      row=j // cols + 1, col=j % cols + 1)
+    fig.update_xaxes(title_text="IoU threshold", type="category", title_standoff=4)
+    fig.update_yaxes(type="category", title_text="heatmap percentile", title_standoff=2)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
 
 def class_method_heatmap(values: np.ndarray, classes: list[str], methods: list[str], title: str,
-                         fmt: str = ".2f") -> go.Figure:
-    """Classes (rows) x methods (columns) heat map with the value in each cell."""
-    fig = go.Figure(go.Heatmap(z=values, x=methods, y=classes, zmin=0, zmax=1, colorscale="Blues",
-                               text=values, texttemplate="%{text:" + fmt + "}", textfont=dict(size=10),
+                         fmt: str = ".2f", zrange: tuple[float, float] | None = (0.0, 1.0)) -> go.Figure:
+    """Classes (rows) x methods (columns) heat map with the value in each cell and a colour bar; ``zrange`` None
+    fits the scale to the values (the bar says so), else that fixed range (e.g. 0-1 for accuracies)."""
+    finite = values[np.isfinite(values)]
+    if zrange is None:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        zrange = (lo, hi if hi > lo else lo + 1e-9)
+    fig = go.Figure(go.Heatmap(z=values, x=methods, y=classes, zmin=zrange[0], zmax=zrange[1], colorscale="Blues",
+                               text=values, texttemplate="%{text:" + fmt + "}", textfont=dict(size=12),
+                               colorbar=dict(thickness=12, len=0.9, tickformat=fmt),
                                hovertemplate="%{y} · %{x}: %{z:.3f}<extra>" + title + "</extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(240, 24 * len(classes) + 80), margin=MARGIN, title=dict(text=title,
-                                                                                       font=dict(size=13)))
+    fig.update_xaxes(tickangle=-30 if len(methods) > 5 else 0)
+    fig.update_layout(height=max(260, 28 * len(classes) + 110), margin=MARGIN,
+                      title=dict(text=f"{title} (scale {zrange[0]:{fmt}}-{zrange[1]:{fmt}})", font=dict(size=13)))
     return fig
 
 

@@ -118,10 +118,14 @@ def _open(cfg: RunConfig, area) -> Run:
 
     def progress(done: int, total: int, rate: float) -> None:
         nonlocal bar
-        text = f"Run {cfg.run_hash}: computing heatmaps, {done}/{total} images, {rate:.1f} images/s"
+        frac = min(1.0, done / max(total, 1))
+        text = (f"Run {cfg.run_hash}: computing heatmaps, {done}/{total} images ({frac:.0%}), {rate:.1f} images/s"
+                if done < total else f"Run {cfg.run_hash}: heatmaps of {total} images computed; opening the run…")
         if bar is None:
+            # the bar's fill is drawn at once, without the width animation that could lag behind the count
+            area.html("<style>[data-testid='stProgress'] *{transition:none!important}</style>")
             bar = area.progress(0.0, text=text)
-        bar.progress(min(1.0, done / max(total, 1)), text=text)
+        bar.progress(frac, text=text)
 
     loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
     t0 = time.perf_counter()

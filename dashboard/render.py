@@ -49,3 +49,10 @@ def image_with_gt(key: str, image: int, cls: int, side: int, _run) -> bytes:
     rec = _run.dataset.images[image]
     other = rec.labels != cls
     return drawing.encode_jpg(drawing.gt_view(_run.image(image), rec.xyxy[~other], rec.xyxy[other], side))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def colour_bar(width: int) -> bytes:
+    """PNG of the heatmaps' jet scale (:func:`surgery_core.drawing.colour_strip`), ``width`` px wide."""
+    return drawing.encode_png(drawing.colour_strip(width, tick_labels=("0 (map min)", "0.25", "0.5", "0.75",
+                                                                    "1 (map max)")))

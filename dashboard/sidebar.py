@@ -16,7 +16,7 @@ from surgery_core.prompts import PROMPT_SETS
 from surgery_core.runs import Run
 from surgery_core.store import default_store
 
-from . import data, state
+from . import data, state, widgets
 
 KINDS = {"demo": "demo scenes (generated)", "samples": "5 real DIOR samples", "dior": "DIOR folder",
          "coco": "COCO JSON"}
@@ -56,13 +56,49 @@ def _config_from_form(base: RunConfig) -> RunConfig:
     return RunConfig.model_validate(doc)
 
 
+FORM_STATE = "_form_values"  # the form's values, owned here: Streamlit drops the keys of widgets a run does not draw
+
+
 def _load_form(cfg: RunConfig) -> None:
-    if st.session_state.get("_form_for") != cfg.run_hash:
-        st.session_state.update(_form_values(cfg))
-        st.session_state["_form_for"] = cfg.run_hash
+    """Put the form's values into its widget keys before the form is drawn: the run's own values when the run
+    changed, else the values this module keeps (a page without the sidebar form, such as Snapshots, makes
+    Streamlit forget the widget keys; the kept copy brings them back)."""
+    ss = st.session_state
+    if ss.get("_form_for") != cfg.run_hash or not isinstance(ss.get(FORM_STATE), dict):
+        ss[FORM_STATE] = _form_values(cfg)
+        ss["_form_for"] = cfg.run_hash
+    for k, v in ss[FORM_STATE].items():
+        if k not in ss:
+            ss[k] = list(v) if isinstance(v, list) else v
+
+
+def _keep_form() -> None:
+    """Copy the submitted widget values into the kept state (so a refused submit survives page changes too)."""
+    ss = st.session_state
+    kept = ss.setdefault(FORM_STATE, {})
+    for k in list(kept):
+        if k in ss:
+            kept[k] = list(ss[k]) if isinstance(ss[k], list) else ss[k]
+
+
+def _missing(s) -> list[str]:
+    """Required form fields left empty, by their labels."""
+    out = []
+    if not str(s.get("f_arch") or "").strip():
+        out.append("Architecture is empty (an open_clip name, e.g. ViT-B-32; Demo-ViT-32 is the demo model)")
+    if not s.get("f_methods"):
+        out.append("Heatmap methods: pick at least one")
+    if s.get("f_kind") in ("dior", "coco") and not str(s.get("f_root") or "").strip():
+        out.append(f"Root is empty: a {KINDS[s.get('f_kind')]} needs its path")
+    return out
 
 
 def _submit() -> None:
+    _keep_form()
+    missing = _missing(st.session_state)
+    if missing:
+        st.session_state["_form_error"] = "; ".join(missing)
+        return
     try:
         cfg = _config_from_form(state.current_config())
     except ValidationError as exc:
@@ -118,7 +154,9 @@ def _form(cfg: RunConfig) -> None:
             st.form("run_form", border=False):
         st.markdown("**Data**")
         st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
-        st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON (demo/samples: built in)")
+        st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON",
+                      help="the dataset's folder (DIOR) or annotation file (COCO); the demo scenes and the 5 real "
+                           "DIOR samples are built in: leave it empty")
         st.text_input("COCO image folder", key="f_images")
         c1, c2 = st.columns(2)
         c1.selectbox("Split", SPLITS, key="f_split")
@@ -152,19 +190,31 @@ def _form(cfg: RunConfig) -> None:
         st.sidebar.error(st.session_state["_form_error"])
 
 
+def box_caption(cfg: RunConfig) -> str:
+    """The percentile the page shows boxes at (what its percentile control drew last, see
+    :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
+    ss = st.session_state
+    run_p = float(cfg.boxes.percentile)
+    drawn = ss.get("_pct_drawn")
+    page_p = drawn[1] if isinstance(drawn, tuple) and drawn[0] == ss.get("_page") else run_p
+    ss["_sidebar_p"] = (ss.get("_page"), page_p)
+    return f"boxes p{page_p:g}" + ("" if page_p == run_p else f" on this page (run: p{run_p:g})")
+
+
 def run_selection(area) -> Run:
     """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
     cfg = state.current_config()
     sb = st.sidebar
     sb.markdown(f"### Run `{cfg.run_hash}`")
     summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
-    sb.caption(summary + f" · boxes p{cfg.boxes.percentile:g}")
+    sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
     recent = _recent_runs(str(default_store().root))
     if recent:
-        sb.selectbox("Recent runs", [None] + recent, key="_recent", on_change=_pick_recent,
-                     format_func=lambda m: "reopen a stored run…" if m is None else
-                     f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · {m['arch']}")
+        sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
+                     placeholder="reopen a stored run…",
+                     format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
+                                           f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
               disabled=cfg == state.app_default_config())
     try:
@@ -174,8 +224,11 @@ def run_selection(area) -> Run:
         area.error(f"**Run {cfg.run_hash} cannot be opened.** {_refusal(exc)}", icon=":material/block:")
         state.sync_url()
         st.stop()
-    except (SurgeryError, OSError, ValueError) as exc:
-        area.error(f"**Run {cfg.run_hash} cannot be opened.** {exc}", icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - bad input (SurgeryError, OSError, ValueError) or a library failure
+        if isinstance(exc, (SurgeryError, OSError, ValueError)):
+            area.error(f"**Run {cfg.run_hash} cannot be opened.** {exc}", icon=":material/error:")
+        else:
+            widgets.failure(f"Opening run {cfg.run_hash}", exc, area)
         from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
 
         if cfg.model.arch == DEMO_ARCH and cfg.model.checkpoint is None and not DEMO_WEIGHTS.is_file():

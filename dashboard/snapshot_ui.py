@@ -36,6 +36,8 @@ from surgery_core.store import default_store
 from .state import PAGE_TITLES
 
 REG = "_snap_shown"
+COLOUR_SCALE = "colour scale"  # the image name of a heatmap colour bar: drawn on its own row, at its own width
+POPOVER = "snap_pop"  # the "Save snapshot" popover's key: its open state, closed after a save
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
 _STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")
@@ -190,12 +192,14 @@ def _save(run) -> None:
         return
     ss["_snap_saved"] = sid
     ss["snap_title"], ss["snap_note"] = "", ""
+    ss[POPOVER] = False  # close the popover: the message below it says what happened
 
 
 def save_control(run, where=None) -> None:
     """The "Save snapshot" popover (title, note, Save) and the outcome of the last save."""
     where = st.sidebar if where is None else where
-    with where.popover("Save snapshot", icon=":material/photo_camera:", width="stretch",
+    with where.popover("Save snapshot", icon=":material/photo_camera:", width="stretch", key=POPOVER,
+                       on_change="rerun",
                        help="Store this view (its state, numbers and images) with a title and a note; "
                             "the Snapshots page lists them."):
         with st.form("snap_form", border=False):
@@ -207,7 +211,7 @@ def save_control(run, where=None) -> None:
         st.caption(f"Stored in {snapshot_store().root}")
     if st.session_state.get("_snap_error"):
         where.error(st.session_state["_snap_error"], icon=":material/error:")
-    sid = st.session_state.get("_snap_saved")
+    sid = st.session_state.pop("_snap_saved", None)  # said once, on the page it was saved from
     if sid:
         where.success(f"Snapshot saved: `{sid}` · [open it]({permalink(sid)})", icon=":material/check_circle:")
 
@@ -256,6 +260,9 @@ def _chart(block: dict, key: str) -> None:
 
 
 def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
+    if len(row) == 1 and row[0].get("name") == COLOUR_SCALE and images.get(row[0].get("image")) is not None:
+        st.image(images[row[0]["image"]], width=640)
+        return
     for start in range(0, len(row), IMAGES_PER_ROW):
         part = row[start:start + IMAGES_PER_ROW]
         for col, b in zip(st.columns(len(part)), part):
@@ -279,6 +286,8 @@ def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") ->
             while k < len(blocks):
                 c = blocks[k]
                 if c.get("kind") == "image":
+                    if row and c.get("name") == COLOUR_SCALE:  # the scale goes under the pictures, as on screen
+                        break
                     row.append(c)
                     names.add(c.get("name"))
                 elif c.get("kind") in ("markdown", "caption") and c.get("name") in names:
@@ -309,18 +318,12 @@ STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "
                 "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
 
 
-def state_rows(state: dict) -> list[dict]:
-    """The state as (what, value) rows for display (only what the view used)."""
-    rows = []
-    for k, label in STATE_LABELS.items():
-        v = state.get(k)
-        if v is None or v == "" or v == []:
-            continue
-        rows.append({"what": label, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)})
-    model = state.get("model")
-    if model:
-        rows.append({"what": "model", "value": json.dumps(model) if not isinstance(model, str) else model})
-    return rows
+def state_values(state: dict) -> dict:
+    """The state as {what: value} for display (only what the view used)."""
+    out = {label: state[k] for k, label in STATE_LABELS.items() if state.get(k) not in (None, "", [])}
+    if state.get("model"):
+        out["model"] = state["model"]
+    return out
 
 
 def render_snapshot(snap: Snapshot) -> None:
@@ -331,19 +334,14 @@ def render_snapshot(snap: Snapshot) -> None:
                f"of run `{s.get('run_hash')}` · read-only: the stored numbers and images, nothing recomputed")
     if snap.note:
         st.markdown(snap.note)
-    left, right = st.columns([2, 3])
-    with left:
-        import pandas as pd
+    from .widgets import settings_markdown  # widgets imports this module: import at call time
 
-        rows = state_rows(s)
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="snap_state")
-    with right:
-        with st.expander("Run configuration at the time"):
-            st.json(s.get("config") or {}, expanded=1)
-        link = s.get("link") or {}
-        if link:
-            st.caption("Live view of these settings (recomputed from the run; the numbers may differ if the run "
-                       "or the library changed since):")
-            st.code("?" + urlencode(link), language=None, wrap_lines=True)
+    link = s.get("link") or {}
+    if link:
+        st.markdown(f"[:material/open_in_new: Open the live view of these settings](?{urlencode(link)}) "
+                    "(recomputed from the run: the numbers may differ if the run or the library changed since)")
+    st.markdown(settings_markdown(state_values(s)))
+    with st.expander("Run configuration at the time"):
+        st.markdown(settings_markdown(s.get("config") or {}))
     st.divider()
     render_blocks(snap.numbers, snap.images)

@@ -169,12 +169,15 @@ PARAMS: tuple[Param, ...] = (
     Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"),
     Param("alpha", "float", 0.5, "heatmap opacity"),
     Param("raw", "bool", False, "show the raw patch grid"),
+    Param("cols", "int", 3, "Compare: pictures per row"),
     Param("q", "str", "", "Browse: image id search"),
     Param("bcls", "list", lambda c: [], "Browse: classes present"),
     Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
     Param("bout", "str", "all", "Browse: outcome filter"),
-    Param("bm", "str", lambda c: _seed_first(c.methods)[-1], "Browse: method for the outcome filter"),
+    Param("bm", "str", lambda c: _seed_first(c.methods)[-1] if c.methods else "",
+          "Browse: method for the outcome filter"),
     Param("bpage", "int", 1, "Browse: page number"),
+    Param("bsize", "str", "medium", "Browse: thumbnail size"),
     Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"),
     Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"),
     *EXPLORE_PARAMS,
@@ -238,6 +241,7 @@ def init_from_url() -> None:
                              "(the library changed what a run covers). Numbers may differ from the link's.")
         except ValueError as exc:
             notes.append(f"Could not read the run of this link, showing the default run instead: {exc}")
+    ss["_url_has_cls"] = "cls" in qp  # a class named by a link is shown even where it has no ground truth
     for p in PARAMS:
         if p.key in qp:
             try:

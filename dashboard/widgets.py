@@ -3,12 +3,15 @@ captions that say how every number was computed."""
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from surgery_core.drawing import score_text
 from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
 from surgery_core.heatmaps import METHODS
 from surgery_core.runs import Run
@@ -17,6 +20,35 @@ from . import snapshot_ui, state
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
 SESSION = "session"  # persist_state: keep each value across pages
+log = logging.getLogger("surgery.dashboard")
+
+
+def failure(what: str, exc: BaseException, where=st) -> None:
+    """A failure as one line on screen (its kind and message, no traceback); the traceback goes to the server
+    log, where whoever runs the app can read it."""
+    log.error("%s failed", what, exc_info=exc)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    where.error(f"**{what} failed:** {type(exc).__name__}: {msg} (the details are in the server's log)",
+                icon=":material/error:")
+
+
+def guarded(fn, what: str = "This page"):
+    """Run ``fn()``; an unexpected exception becomes :func:`failure`'s one line instead of a traceback
+    (Streamlit's own control flow, st.rerun/st.stop, passes: it is not an ``Exception``)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: every path ends in a readable line
+        failure(what, exc)
+        return None
+
+
+def fragment(fn):
+    """``st.fragment`` whose reruns are :func:`guarded` too (a fragment reruns without the frame around it)."""
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        return guarded(lambda: fn(*a, **kw))
+
+    return st.fragment(run)
 
 
 def percentiles(run: Run) -> list[float]:
@@ -33,6 +65,11 @@ def _all_methods(opts: list[str]) -> None:
     st.session_state["methods"] = list(opts)
 
 
+def control_row(where=st):
+    """A row of controls that wraps onto the next line instead of cutting a control (each keeps its own width)."""
+    return where.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap="medium")
+
+
 def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     """Method picker: the run's methods as pills (default: the seed's four when the run has them), an "All"
     button under it; each method's description and source on hover. Returns the chosen methods in run order."""
@@ -47,26 +84,35 @@ def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     return [m for m in opts if m in chosen] or opts
 
 
-def method_one(run: Run, key: str, where=st, label: str = "Method") -> str:
+def method_one(run: Run, key: str, where=st, label: str = "Method", width="stretch") -> str:
     opts = list(run.cfg.methods)
     state.coerce(key, opts)
-    return where.selectbox(label, opts, key=key, persist_state=SESSION,
+    return where.selectbox(label, opts, key=key, persist_state=SESSION, width=width,
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
-def percentile(run: Run, where=st) -> float:
+def percentile(run: Run, where=st, width=190) -> float:
+    """The page's heatmap percentile. The sidebar names it ("boxes p75"): when the sidebar drawn last names
+    another value (the control moved inside a page fragment, or the page opened), the whole app reruns once."""
     opts = percentiles(run)
     state.coerce("p", opts)
-    return float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION,
-                                     format_func=lambda v: f"p{v:g}",
-                                     help="Boxes are cut where the min-max-normalised map is at or above this "
-                                          "percentile of its own values (seed: 90; its analysis recommends 75)."))
+    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
+                                  format_func=lambda v: f"p{v:g}",
+                                  help="Boxes are cut where the min-max-normalised map is at or above this "
+                                       "percentile of its own values (seed: 90; its analysis recommends 75)."))
+    ss = st.session_state
+    drawn = (ss.get("_page"), v)
+    ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
+    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
+        st.rerun(scope="app")
+    return v
 
 
-def iou(run: Run, where=st, disabled: bool = False) -> float:
+def iou(run: Run, where=st, disabled: bool = False, width=170) -> float:
     opts = [float(t) for t in run.cfg.iou_thresholds]
     state.coerce("iou", opts)
     return float(where.select_slider("IoU threshold", opts, key="iou", persist_state=SESSION, disabled=disabled,
+                                     width=width,
                                      format_func=lambda v: f"{v:g}",
                                      help="A predicted box is a true positive when its IoU with a still-unmatched "
                                           "GT box of its class is at least this (greedy, highest score first)."))
@@ -173,7 +219,11 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
         best = vals.eq(top, axis=0) & (top > 0).to_numpy()[:, None]
 
     def text(v):
-        return "—" if v is None or not np.isfinite(float(v)) else fmt.format(v)
+        if v is None or not np.isfinite(float(v)):
+            return "—"
+        if 0 < abs(float(v)) < 0.001:  # a tiny AP is not 0.000: two significant digits
+            return score_text(float(v))
+        return fmt.format(v)
 
     sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
     if best is not None:
@@ -181,6 +231,46 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
         for idx, col in best.stack().loc[lambda s: s].index:
             sty = sty.format(lambda v: f"★ {text(v)}", subset=pd.IndexSlice[[idx], [col]])
     return sty
+
+
+def metrics(values: dict, helps: list[str] | None = None, per_row: int = 5, where=st) -> None:
+    """``st.metric`` per value, ``per_row`` to a row (ten methods stay readable at 1280 px)."""
+    items = list(values.items())
+    helps = helps or [None] * len(items)
+    for r0 in range(0, len(items), per_row):
+        for col, (label, v), h in zip(where.columns(per_row), items[r0:r0 + per_row], helps[r0:r0 + per_row]):
+            col.metric(label, v, help=h)
+
+
+def _value_text(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value_text(x) for x in v) or "—"
+    if isinstance(v, dict):
+        return " · ".join(f"{k.replace('_', ' ')} {_hash_text(k, x)}" for k, x in v.items()) or "—"
+    return str(v)
+
+
+def _hash_text(key: str, v) -> str:
+    """A content hash cut to 16 hex digits (a 64-digit word overflows any table cell at 1280 px)."""
+    if isinstance(v, str) and ("sha" in key or "hash" in key) and len(v) > 16:
+        return v[:16] + "…"
+    return _value_text(v)
+
+
+def settings_markdown(doc: dict) -> str:
+    """A nested settings document (a run configuration, model facts) as a two-column markdown table, one row
+    per top-level key, nested keys inline (``kind demo · split test``; — = not set: the default applies)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = [f"| **{cell(k.replace('_', ' '))}** | {cell(_value_text(v))} |" for k, v in doc.items()]
+    return "| setting | value |\n|:--|:--|\n" + "\n".join(rows)
 
 
 ROW_PX = 32  # row height of every table

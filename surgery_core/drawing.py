@@ -18,6 +18,7 @@ RED = (235, 35, 35)  # predicted boxes
 WHITE = (255, 255, 255)
 OTHER = (245, 245, 245)  # ground truth of the other classes (unlabelled)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+INK = (20, 20, 20)  # text and outlines on white
 
 
 # ------------------------------------------------------------------------------------------ building blocks
@@ -58,28 +59,69 @@ def _dashed_line(img, a, b, color, thickness, dash):
         cv2.line(img, p, q, color, thickness, cv2.LINE_AA)
 
 
-def _label(img, text, x, y_top, y_bottom, color, scale):
-    """A filled label above the box (below it when there is no room), kept inside the image; white text on
-    dark fills, black text on light ones."""
-    ink = WHITE if sum(color) < 600 else (0, 0, 0)
+def _label_size(text: str, scale: float) -> tuple[int, int, int]:
+    """(width, height above the baseline, height below it) of a label's filled box, px."""
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
-    h, w = img.shape[:2]
-    x = int(min(max(0, x), max(0, w - tw - 4)))
-    y = y_top - 3 if y_top - th - base - 3 >= 0 else min(h - base - 1, y_bottom + th + 3)
-    cv2.rectangle(img, (x, y - th - 2), (x + tw + 3, y + base - 1), color, -1)
+    return tw + 4, th + 3, base + 1
+
+
+def _label_spot(img, text, x, y_top, y_bottom, scale, taken: list) -> tuple[int, int] | None:
+    """Where a label's baseline goes: above the box, inside its top, below it, then further down the box, the
+    first spot inside the image that covers no label in ``taken`` (rectangles x1, y1, x2, y2); None when every
+    spot covers one."""
+    w, up, down = _label_size(text, scale)
+    h, wi = img.shape[:2]
+    x = int(min(max(0, x), max(0, wi - w)))
+    step = up + down
+    candidates = [y_top - down - 1, y_top + up + 1, y_bottom + up + 2]
+    candidates += list(range(y_top + up + 1 + step, max(y_bottom, y_top + up + 1 + step), step))
+    for y in candidates:
+        if y - up < 0 or y + down > h:
+            continue
+        rect = (x, y - up, x + w, y + down)
+        if not any(r[0] < rect[2] and rect[0] < r[2] and r[1] < rect[3] and rect[1] < r[3] for r in taken):
+            return x, y
+    return None
+
+
+def _label(img, text, x, y_top, y_bottom, color, scale, taken: list | None = None) -> bool:
+    """A filled label above the box (inside its top, or below it, when there is no room or another label is
+    there), kept inside the image; white text on dark fills, black on light ones. With ``taken`` (the label
+    rectangles drawn so far, extended here) a label that would cover another is left out; returns whether it
+    was drawn."""
+    ink = WHITE if sum(color) < 600 else (0, 0, 0)
+    spot = _label_spot(img, text, x, y_top, y_bottom, scale, taken if taken is not None else [])
+    if spot is None:
+        return False
+    x, y = spot
+    w, up, down = _label_size(text, scale)
+    cv2.rectangle(img, (x, y - up), (x + w - 1, y + down - 1), color, -1)
     cv2.putText(img, text, (x + 2, y - 1), FONT, scale, ink, 1, cv2.LINE_AA)
+    if taken is not None:
+        taken.append((x, y - up, x + w, y + down))
+    return True
+
+
+def label_scale(img: np.ndarray) -> float:
+    """The label font scale of a picture: about 1/55 of its shorter side in cap height, 0.36-0.62."""
+    h, w = img.shape[:2]
+    return max(0.36, min(0.62, min(h, w) / 650))
 
 
 def draw_boxes(img: np.ndarray, xyxy: np.ndarray, color=GREEN, *, scale: float = 1.0, dashed: bool = False,
-               labels: list[str] | None = None) -> np.ndarray:
+               labels: list[str] | None = None, avoid: list | None = None) -> np.ndarray:
     """Draw boxes (image px, times ``scale`` to ``img`` px) on ``img`` in place, solid or dashed, each with its
-    label when given; returns ``img``."""
+    label when given (in the given order, so the first boxes get the best spots; a label that would cover an
+    earlier one, or a rectangle of ``avoid`` in ``img`` px, is moved or left out); returns ``img``."""
     h, w = img.shape[:2]
     thick = max(1, round(min(h, w) / 240))
-    font = max(0.36, min(0.62, min(h, w) / 650))
-    for k, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy, np.float64).reshape(-1, 4) * scale):
+    font = label_scale(img)
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4) * scale
+    spots = []
+    for x1, y1, x2, y2 in boxes:
         p1 = (int(round(x1)), int(round(y1)))
         p2 = (max(p1[0], int(round(x2)) - 1), max(p1[1], int(round(y2)) - 1))
+        spots.append((p1, p2))
         if dashed:
             dash = max(4, 3 * thick)
             corners = [p1, (p2[0], p1[1]), p2, (p1[0], p2[1])]
@@ -87,8 +129,10 @@ def draw_boxes(img: np.ndarray, xyxy: np.ndarray, color=GREEN, *, scale: float =
                 _dashed_line(img, a, b, color, thick, dash)
         else:
             cv2.rectangle(img, p1, p2, color, thick, cv2.LINE_AA)
+    taken: list = list(avoid or [])
+    for k, (p1, p2) in enumerate(spots):  # labels after every box line, so that no line crosses a label
         if labels and k < len(labels) and labels[k]:
-            _label(img, labels[k], p1[0], p1[1], p2[1], color, font)
+            _label(img, labels[k], p1[0], p1[1], p2[1], color, font, taken)
     return img
 
 
@@ -105,16 +149,32 @@ def draw_point(img: np.ndarray, xy: tuple[float, float], hit: bool | None, *, sc
     return img
 
 
-def det_labels(score, iou, tp, compact: bool = True) -> list[str]:
-    """One label per predicted box: its score, its IoU with the best GT box of the class, TP or FP (as matched
-    at the view's IoU threshold). Compact ``.62 .41 TP`` for the dashboard's small panels, else
-    ``0.62 IoU 0.41 TP``."""
-    def short(v: float) -> str:
-        return f"{v:.2f}".removeprefix("0")
+def score_text(v: float) -> str:
+    """A box score with enough digits to tell boxes apart: two decimals from 0.1 up, two significant digits
+    below (open-protocol scores are a map mean times a class probability, often 0.001-0.05), then ``3.4e-05``."""
+    v = float(v)
+    if not np.isfinite(v):
+        return "nan"
+    if v == 0 or abs(v) >= 0.1:
+        return f"{v:.2f}"
+    if abs(v) >= 1e-4:
+        return f"{v:.{_decimals(v)}f}"
+    return f"{v:.1e}"
 
+
+def _decimals(v: float) -> int:
+    """Decimals that show two significant digits of ``v`` (0 < |v| < 1)."""
+    return int(-np.floor(np.log10(abs(v)))) + 1
+
+
+def det_labels(score, iou, tp, compact: bool = True) -> list[str]:
+    """One label per predicted box: its score (:func:`score_text`), its IoU with the best GT box of the class,
+    TP or FP (as matched at the view's IoU threshold). Compact ``s.62 IoU.41 TP`` (leading zeros dropped) for the
+    dashboard's panels, else ``0.62 IoU 0.41 TP``."""
     if compact:
-        return [f"{short(s)} {short(i)} {'TP' if t else 'FP'}" for s, i, t in zip(score, iou, tp)]
-    return [f"{s:.2f} IoU {i:.2f} {'TP' if t else 'FP'}" for s, i, t in zip(score, iou, tp)]
+        return [f"s{score_text(s).removeprefix('0')} IoU{f'{i:.2f}'.removeprefix('0')} {'TP' if t else 'FP'}"
+                for s, i, t in zip(score, iou, tp)]
+    return [f"{score_text(s)} IoU {i:.2f} {'TP' if t else 'FP'}" for s, i, t in zip(score, iou, tp)]
 
 
 # ------------------------------------------------------------------------------------------ the views
@@ -138,7 +198,11 @@ def method_view(image: np.ndarray, map01: np.ndarray | None, gt_xyxy: np.ndarray
     if map01 is not None and alpha > 0:
         img = overlay(img, map01, alpha)
     draw_boxes(img, gt_xyxy, GREEN, scale=s)
-    draw_boxes(img, det_xyxy, RED, scale=s, dashed=True, labels=labels)
+    avoid = []
+    if point is not None:  # no label over the pointing-game ring
+        x, y, r = point[0] * s, point[1] * s, max(5, min(img.shape[:2]) // 32) + 3
+        avoid.append((x - r, y - r, x + r, y + r))
+    draw_boxes(img, det_xyxy, RED, scale=s, dashed=True, labels=labels, avoid=avoid)
     if point is not None:
         draw_point(img, point, hit, scale=s)
     return img
@@ -153,10 +217,38 @@ def thumbnail(image: np.ndarray, gt_xyxy: np.ndarray, side: int, map01: np.ndarr
     return draw_boxes(img, gt_xyxy, GREEN, scale=s)
 
 
+def colour_strip(width: int, title: str = "heatmap value (each map min-max normalised: 0 = its min, 1 = its max)",
+               ticks: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), tick_labels: tuple[str, ...] | None = None,
+               strip: int = 14, font: float = 0.42) -> np.ndarray:
+    """The jet scale of :func:`jet` as a horizontal picture ``width`` px wide (uint8 RGB, white ground): a title
+    line, the colour strip from 0 (left) to 1 (right), and a tick with its label at each of ``ticks`` (0-1
+    positions; labels default to the values). Under a row of panels (the dashboard); :func:`colour_bar` is the
+    vertical one beside a figure's panels."""
+    width = max(int(width), 60)
+    tick_labels = tick_labels or tuple(f"{t:g}" for t in ticks)
+    (_, th), base = cv2.getTextSize("0", FONT, font, 1)
+    line = th + base + 4
+    pad = 6
+    top = line if title else 0
+    img = np.full((top + strip + 4 + line, width, 3), 255, np.uint8)
+    if title:
+        cv2.putText(img, title[: max(10, width // 6)], (pad, th + 2), FONT, font, INK, 1, cv2.LINE_AA)
+    x0, x1 = pad, width - pad
+    ramp = np.linspace(0.0, 1.0, x1 - x0, dtype=np.float32)[None, :].repeat(strip, 0)
+    img[top:top + strip, x0:x1] = jet(ramp)
+    cv2.rectangle(img, (x0, top), (x1 - 1, top + strip - 1), INK, 1)
+    for t, text in zip(ticks, tick_labels):
+        x = int(round(x0 + float(t) * (x1 - 1 - x0)))
+        cv2.line(img, (x, top + strip), (x, top + strip + 3), INK, 1)
+        (tw, _), _ = cv2.getTextSize(text, FONT, font, 1)
+        tx = int(min(max(0, x - tw // 2), width - tw - 1))
+        cv2.putText(img, text, (tx, top + strip + 4 + th + 1), FONT, font, INK, 1, cv2.LINE_AA)
+    return img
+
+
 # ------------------------------------------------------------------------------------------ report figures
 PANEL_MIN = 448  # px: the longer side of each panel of a report figure, at least (224 px demo scenes: 2x)
 TITLE_SCALE = 0.55  # Hershey font scale of figure titles: about 10 px per character, 15 px capitals
-INK = (20, 20, 20)
 
 
 def _wrap(text: str, width: int, scale: float, thick: int = 1) -> list[str]:

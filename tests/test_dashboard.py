@@ -55,7 +55,7 @@ def test_every_page_renders(dashboard_env, test_run):
         ok(at)
         assert at.query_params["page"] == page
     goto(at, "compare")
-    assert len(at.image) == 1 + len(SEED_METHODS)
+    assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method shown (the seed's four), the colour bar
     goto(at, "ap")
     assert len(at.dataframe) == 1 and len(at.metric) == len(SEED_METHODS)
     goto(at, "sweep")
@@ -297,7 +297,7 @@ def test_permalink_reopens_the_same_view(dashboard_env, test_run):
     assert again.selectbox(key="sample").value == link["sample"]
     assert again.select_slider(key="p").value == 75.0
     assert again.select_slider(key="iou").value == 0.3
-    assert len(again.image) == 3  # image + two methods
+    assert len(again.image) == 4  # image + two methods + the colour bar
 
 
 def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
@@ -389,3 +389,97 @@ def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, t
     assert any("outside the configured data roots" in e.value for e in at.error), [e.value for e in at.error]
     monkeypatch.setenv("SURGERY_DATA_ROOTS", os.pathsep.join([str(tmp_path), dashboard_env["SURGERY_CACHE"]]))
     assert not app(link).error
+
+
+# ------------------------------------------------------------------------------------------ issue 15
+def form_values(at) -> dict:
+    keys = ("f_kind", "f_split", "f_limit", "f_arch", "f_methods", "f_depth", "f_pct", "f_kernel", "f_res")
+    return {k: at.session_state[k] for k in keys}
+
+
+def test_run_settings_survive_a_page_without_the_form(dashboard_env, test_run):
+    """Snapshots draws no sidebar form, so Streamlit forgets its widgets; the form comes back unchanged and
+    opens the same run (issue 15: it came back empty and 'Open run' ended in an IndexError traceback)."""
+    at = goto(app(), "compare")
+    before = form_values(at)
+    assert before["f_arch"] == test_run.cfg.model.arch and before["f_methods"] == list(test_run.cfg.methods)
+    goto(at, "snapshots")
+    goto(at, "compare")
+    ok(at)
+    assert form_values(at) == before
+    at.get("form_submit_button")[0].click().run()
+    ok(at)
+    assert at.query_params["h"] == test_run.run_hash
+
+
+def test_empty_required_fields_are_refused_in_one_line(dashboard_env, test_run):
+    at = app()
+    at.text_input(key="f_arch").set_value(" ")
+    at.multiselect(key="f_methods").set_value([])
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert any("Architecture is empty" in e and "pick at least one" in e for e in errors), errors
+    assert at.query_params["h"] == test_run.run_hash  # the open run stays
+
+
+def test_sidebar_names_the_pages_percentile(dashboard_env, test_run):
+    at = goto(app(), "compare")
+    at.select_slider(key="p").set_value(75.0).run()
+    ok(at)
+    caption = "\n".join(c.value for c in at.sidebar.caption)
+    assert "boxes p75 on this page (run: p90)" in caption, caption
+    goto(at, "run")  # no percentile on this page: the run's own
+    assert "boxes p90" in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_a_class_the_new_run_cannot_show_falls_back_and_says_so(dashboard_env, test_run):
+    """Compare on a demo sample, then the 5 real DIOR samples: the demo's sample and class are not honoured
+    silently (issue 15: 'groundtrackfield (1 GT)' on a golffield image, 'class absent' in every panel)."""
+    at = goto(app(), "compare")
+    cls = at.selectbox(key="cls").value
+    at.selectbox(key="f_kind").set_value("samples")
+    at.number_input(key="f_limit").set_value(0)
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception
+    notes = [i.value for i in at.info]
+    assert any("is not in run" in n for n in notes), notes
+    shown = at.selectbox(key="cls").value
+    assert any(f"Class {cls} (from the previous view) has no ground truth" in n and f"showing {shown}" in n
+               for n in notes), notes
+    assert "class absent" not in markdown(at)
+    at.selectbox(key="cls").set_value("airplane").run()  # a deliberate choice of an absent class stays
+    assert at.selectbox(key="cls").value == "airplane" and not at.info
+
+
+def test_run_page_tables_and_link(dashboard_env, test_run):
+    at = goto(app({"sample": test_run.dataset.images[test_run.grids.rows[2]].image_id, "bout": "miss"}), "run")
+    ok(at)
+    headline = at.dataframe[0].value
+    assert "AP .50:.95" not in headline.columns and not headline.isna().any().any()
+    coco = next(d.value for d in at.dataframe if any(c.startswith("AP .50:.95") for c in d.value.columns))
+    entry = test_run.ap_tables()["tables"]["vv_mixed"]["present"]["coco"]["mAP_50_95"]
+    assert coco.set_index("method").loc["vv_mixed", "AP .50:.95 present"] == pytest.approx(entry)
+    text = markdown(at)
+    assert "| **boxes** |" in text and "percentile 90" in text and "None" not in text
+    link = next(c.value for c in at.code if "h=" in c.value)
+    assert f"h={test_run.run_hash}" in link and "page=run" in link
+    assert "sample=" not in link and "bout=" not in link
+
+
+def test_a_failing_page_shows_one_line_not_a_traceback(dashboard_env, monkeypatch):
+    """The last line of defence: an unexpected exception inside a page (here a library call) is one error line
+    naming its kind and message; the other pages still work."""
+    from dashboard import data
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated library failure\nsecond line")
+
+    monkeypatch.setattr(data, "ap_result", boom)
+    at = goto(app(), "ap")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("This page failed" in e and "RuntimeError: simulated library failure" in e for e in errors), errors
+    assert not any("second line" in e or "Traceback" in e for e in errors)
+    goto(at, "compare")
+    ok(at)

@@ -18,6 +18,8 @@ from test_dashboard import PAGES
 pytestmark = pytest.mark.browser
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# something the script drew: a page just loaded reads "notRunning" before its first run has started
+DRAWN = '[data-testid="stMain"] [data-testid="stElementContainer"]'
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +51,22 @@ def page(server):
 
 def settle(pg) -> None:
     """Wait until the script (and any fragment rerun) has finished, then check for exceptions."""
+    pg.wait_for_selector(DRAWN, state="attached")
     pg.wait_for_selector(IDLE)
     time.sleep(0.4)
     pg.wait_for_selector(IDLE)
     errors = pg.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
+
+
+def count(pg, selector: str, n: int, at_least: bool = False) -> int:
+    """The number of elements matching ``selector`` once it is ``n`` (or at least ``n``), waiting up to 30 s for
+    a rerun to finish drawing; the last count otherwise."""
+    loc = pg.locator(selector)
+    deadline = time.monotonic() + 30
+    while (loc.count() < n if at_least else loc.count() != n) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return loc.count()
 
 
 def one(pg, selector: str, **kw):
@@ -75,7 +88,7 @@ def test_every_page_opens_without_exception(server, page, test_run, tmp_path):
         page.screenshot(path=str(tmp_path / f"{name}.png"))
     page.goto(f"{server}/")
     settle(page)
-    assert page.locator('[data-testid="stImage"]').count() == 24
+    assert count(page, '[data-testid="stImage"]', 24) == 24
 
 
 def test_controls_redraw_in_the_browser(server, page, test_run):
@@ -121,4 +134,4 @@ def test_pasted_link_opens_the_same_view(server, page, test_run):
     page.wait_for_url(re.compile(r"/compare\?"))
     for part in (f"sample={ids[3]}", "p=75", "iou=0.3", "methods=standard%2Cvv_mixed"):
         assert part in page.url, (part, page.url)
-    assert page.locator('[data-testid="stImage"]').count() == 3
+    assert count(page, '[data-testid="stImage"]', 4) == 4  # image, two methods, the colour bar

@@ -70,8 +70,41 @@ def test_pointing_point_ring_colour(hit, ring):
 
 def test_det_labels():
     s, i, t = np.array([0.625, 1.0]), np.array([0.41, 0.0]), np.array([True, False])
-    assert drawing.det_labels(s, i, t) == [".62 .41 TP", "1.00 .00 FP"]
+    assert drawing.det_labels(s, i, t) == ["s.62 IoU.41 TP", "s1.00 IoU.00 FP"]
     assert drawing.det_labels(s, i, t, compact=False) == ["0.62 IoU 0.41 TP", "1.00 IoU 0.00 FP"]
+
+
+def test_small_scores_keep_two_significant_digits():
+    """Open-protocol scores are a map mean times a class probability: 0.0034 must not read .00."""
+    assert [drawing.score_text(v) for v in (0.59, 0.1, 0.034, 0.0034, 0.00012, 1.2e-5, 0.0)] == \
+        ["0.59", "0.10", "0.034", "0.0034", "0.00012", "1.2e-05", "0.00"]
+    assert drawing.det_labels([0.0034, 0.0021], [0.5, 0.2], [True, False]) == ["s.0034 IoU.50 TP", "s.0021 IoU.20 FP"]
+
+
+def test_labels_never_cover_each_other():
+    """Nested boxes at a low percentile: every label lands on its own spot (or is left out), never on another."""
+    img = grey(300, 300, 0)
+    boxes = np.array([[50, 50, 250, 250], [52, 52, 240, 240], [54, 54, 230, 230], [56, 56, 220, 220]], float)
+    labels = [f"s.{k}0 IoU.{k}0 FP" for k in range(1, 5)]
+    taken: list = []
+    font = drawing.label_scale(img)
+    drawn = [drawing._label(img, t, int(x1), int(y1), int(y2), RED, font, taken) for t, (x1, y1, _, y2)
+             in zip(labels, boxes)]
+    assert sum(drawn) == len(taken) >= 3
+    for a in range(len(taken)):
+        for b in range(a + 1, len(taken)):
+            ra, rb = taken[a], taken[b]
+            assert not (ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3]), (ra, rb)
+    assert all(0 <= r[1] and r[3] <= 300 for r in taken)
+
+
+def test_colour_strip_runs_through_jet_with_ticks():
+    bar = drawing.colour_strip(400, title="heatmap value", tick_labels=("0", "0.25", "0.5", "0.75", "1"))
+    assert bar.shape[1] == 400 and bar.dtype == np.uint8
+    strip = next(y for y in range(bar.shape[0]) if is_colour(bar[y, 200], drawing.jet(np.array([[0.5]]))[0, 0], 30))
+    assert is_colour(bar[strip + 2, 10], drawing.jet(np.zeros((1, 1)))[0, 0], 40)  # blue at 0, left
+    assert is_colour(bar[strip + 2, 389], drawing.jet(np.ones((1, 1)))[0, 0], 40)  # dark red at 1, right
+    assert (bar[-8:, :, 0] < 100).any()  # tick labels drawn under the strip
 
 
 def test_method_view_draws_every_layer():

@@ -8,20 +8,20 @@ from surgery_core import pairs
 run = data.current_run()
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
-    c = st.columns([1.4, 2.9, 1.8, 2.3, 3.0], vertical_alignment="bottom")
-    proto = widgets.protocol(run, c[0])
-    interp = widgets.interp(run, c[1])
+    row = widgets.control_row()
+    proto = widgets.protocol(run, row)
+    interp = widgets.interp(run, row)
     coco95 = False
     if interp == "coco":
         state.keep("coco95")
-        coco95 = c[1].toggle("AP@[.50:.95]", key="coco95", persist_state="session",
-                             help="COCO's headline AP: the mean over IoU .50, .55, ... .95")
-    iou = widgets.iou(run, c[2], disabled=coco95)
-    p = widgets.percentile(run, c[3])
-    methods = widgets.methods(run, c[4])
+        coco95 = row.toggle("AP@[.50:.95]", key="coco95", persist_state="session",
+                            help="COCO's headline AP: the mean over IoU .50, .55, ... .95")
+    iou = widgets.iou(run, row, disabled=coco95)
+    p = widgets.percentile(run, row)
+    methods = widgets.methods(run)
     snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, coco95=coco95)
     widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT", protocol=proto, interp=interp,
                 iou=iou, coco95=coco95, percentile=p)
@@ -31,9 +31,8 @@ def view() -> None:
     maps = {m: results[m].mAP for m in methods}
     best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
     snapshot_ui.shown_numbers("mAP", {f"mAP {m}" + (" ★" if m == best else ""): maps[m] for m in methods})
-    for col, m in zip(st.columns(len(methods)), methods):
-        col.metric(f"mAP {m}" + (" ★" if m == best else ""), "—" if maps[m] != maps[m] else f"{maps[m]:.4f}",
-                   help=widgets.METHODS[m].description)
+    widgets.metrics({f"mAP {m}" + (" ★" if m == best else ""): "—" if maps[m] != maps[m] else f"{maps[m]:.4f}"
+                     for m in methods}, helps=[widgets.METHODS[m].description for m in methods])
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
     sty = widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True)

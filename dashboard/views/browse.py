@@ -10,12 +10,13 @@ from dashboard import data, render, snapshot_ui, state, widgets
 
 OUTCOMES = {
     "all": "every sample",
-    "miss": "a GT class without any TP at the IoU",
-    "pg": "pointing-game miss on a GT class",
-    "either": "either of the two",
+    "miss": "no TP on a GT class",
+    "pg": "pointing-game miss",
+    "either": "either failure",
 }
-PER_ROW, ROWS = 8, 3
-THUMB = 200
+#: thumbnail sizes: (thumbnails per row, drawn px); PAGE thumbnails a page at every size
+SIZES = {"small": (8, 200), "medium": (4, 320), "large": (3, 440)}
+PAGE = 24
 
 run = data.current_run()
 key = data.run_key(run)
@@ -68,17 +69,31 @@ def outcome_order(images: np.ndarray, kind: str, method: str, proto: str, p: flo
     return order, captions, first_class
 
 
-def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, method: str | None) -> None:
-    """The grid: each sample with its GT boxes (of the failed class over its heatmap when ``method`` is given)."""
+def map_class(rec, classes: list[str]) -> int:
+    """The class whose heatmap a thumbnail shows when no failure names one: the first filtered class the image
+    has, else its most frequent GT class."""
+    have = rec.labels.tolist()
+    for c in classes:
+        if run.classes.index(c) in have:
+            return run.classes.index(c)
+    return int(np.bincount(rec.labels).argmax()) if len(have) else 0
+
+
+def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, method: str | None, per_row: int,
+               side: int) -> None:
+    """The grid: each sample with its GT boxes (those of the failed class, or of the filtered classes), over
+    ``method``'s heatmap of that class when given."""
     sel = tuple(run.classes.index(c) for c in classes)
-    for r0 in range(0, len(shown), PER_ROW):
-        for col, i in zip(st.columns(PER_ROW), shown[r0:r0 + PER_ROW].tolist()):
+    for r0 in range(0, len(shown), per_row):
+        for col, i in zip(st.columns(per_row), shown[r0:r0 + per_row].tolist()):
             rec, fc = recs[i], first_class.get(i)
             if fc:
                 k = (run.classes.index(fc),)
-                img = render.thumbnail(key, i, THUMB, k, run, method or "", k[0] if method else -1)
+                img = render.thumbnail(key, i, side, k, run, method or "", k[0] if method else -1)
+            elif method:
+                img = render.thumbnail(key, i, side, sel, run, method, map_class(rec, classes))
             else:
-                img = render.thumbnail(key, i, THUMB, sel, run)
+                img = render.thumbnail(key, i, side, sel, run)
             with col.container(border=True):
                 st.image(snapshot_ui.shown_image(rec.image_id, img, rec.image_id), width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
@@ -90,52 +105,62 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
                           help="open in Compare")
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
     n_objects = [recs[i].num_objects for i in rows.tolist()] or [0]
     lo, hi = int(min(n_objects)), int(max(n_objects))
     state.set_default("bn", (lo, hi))
-    c = st.columns([1.3, 2.6, 1.8, 2.2, 1.5], vertical_alignment="bottom")
+    c = [widgets.control_row()] * 5
     state.keep("q")
-    q = c[0].text_input("Image id contains", key="q", persist_state="session")
+    q = c[0].text_input("Image id contains", key="q", persist_state="session", width=130)
     state.coerce("bcls", list(run.classes))
-    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session")
+    classes = c[1].multiselect("Has every class", list(run.classes), key="bcls", persist_state="session", width=200)
     n_range = None
     if hi > lo:
         v = st.session_state.get("bn")
         st.session_state["bn"] = tuple(v) if v and lo <= v[0] <= v[1] <= hi else (lo, hi)
-        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session")
+        n_range = c[2].slider("Objects per image", lo, hi, key="bn", persist_state="session", width=160)
     state.coerce("bout", list(OUTCOMES))
     kind = c[3].selectbox("Outcome", list(OUTCOMES), key="bout", format_func=OUTCOMES.get, persist_state="session",
+                          width=180,
                           help="Samples where a method failed on a class it should find: no true positive at the "
                                "IoU threshold (greedy matching over the run, as AP counts it) or the map's "
                                "maximum outside every GT box of the class (pointing game). Worst IoU first.")
+    method = widgets.method_one(run, "bm", c[4], width=150)
     images = filtered_images(q, classes, n_range)
-    captions, first_class, method = {}, {}, None
-    snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind)
+    captions, first_class = {}, {}
+    snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind,
+                            methods=[method])
     if kind != "all":
-        method = widgets.method_one(run, "bm", c[4])
-        k = st.columns([2.6, 2.2, 1.4, 2.6], vertical_alignment="bottom")
-        p, iou, proto = widgets.percentile(run, k[0]), widgets.iou(run, k[1]), widgets.protocol(run, k[2])
-        snapshot_ui.shown_state(methods=[method], percentile=p, iou=iou, protocol=proto)
+        k = widgets.control_row()
+        p, iou, proto = widgets.percentile(run, k), widgets.iou(run, k), widgets.protocol(run, k)
+        snapshot_ui.shown_state(percentile=p, iou=iou, protocol=proto)
         widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
                     method=method, protocol=proto, iou=iou, percentile=p)
         images, captions, first_class = outcome_order(images, kind, method, proto, p, iou, classes)
 
-    pages = max(1, math.ceil(len(images) / (PER_ROW * ROWS)))
+    state.coerce("bsize", list(SIZES))
+    per_row, side = SIZES[st.session_state["bsize"]]
+    pages = max(1, math.ceil(len(images) / PAGE))
     state.coerce("bpage", list(range(1, pages + 1)), 1)
-    head = st.columns([1.1, 1.1, 5], vertical_alignment="center")
+    head = st.columns([1.2, 2.4, 1.5, 4.5], vertical_alignment="center")
     head[0].number_input("Page", 1, pages, key="bpage", persist_state="session", label_visibility="collapsed")
     snapshot_ui.shown_state(page_number=st.session_state["bpage"])
-    head[2].markdown(snapshot_ui.shown_markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
+    head[1].segmented_control("Thumbnail size", list(SIZES), key="bsize", persist_state="session", required=True,
+                              label_visibility="collapsed", help="thumbnails per row: small 8, medium 4, large 3")
+    st.session_state["bheat"] = st.session_state.get("bheat", kind != "all")  # first use: on for failures
+    heat = head[2].toggle("Heatmaps", key="bheat",
+                          help=f"thumbnails over the {method} heatmap (the method picked above) of the failed class "
+                               "(Outcome filter), else of the first filtered class the sample has, else of its most "
+                               "frequent class; jet colours: red high, blue low")
+    head[3].markdown(snapshot_ui.shown_markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
                                                 + (" · sorted by worst IoU first" if kind != "all" else "")))
-    st.session_state["bheat"] = st.session_state.get("bheat", True)
-    heat = head[1].toggle("Heatmaps", key="bheat", disabled=kind == "all",
-                          help="thumbnails show the method's heatmap of the failed class")
-    start = (st.session_state["bpage"] - 1) * PER_ROW * ROWS
-    shown = images[start:start + PER_ROW * ROWS]
-    thumbnails(shown, classes, captions, first_class, method if heat else None)
+    start = (st.session_state["bpage"] - 1) * PAGE
+    shown = images[start:start + PAGE]
+    if heat and len(shown):
+        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
+    thumbnails(shown, classes, captions, first_class, method if heat else None, per_row, side)
     if not len(shown):
         st.info("No sample matches these filters.")
     state.sync_url()

@@ -11,6 +11,7 @@ key = data.run_key(run)
 rows = run.grids.rows.tolist()
 ids = [run.dataset.images[i].image_id for i in rows]
 index_of = {s: i for s, i in zip(ids, rows)}
+PER_ROW = [2, 3, 4, 5, 6]
 
 
 def present_classes(image: int) -> list[int]:
@@ -27,51 +28,72 @@ def step(delta: int) -> None:
 
 def pick_class(force: bool = False) -> None:
     ss = st.session_state
+    if ss.get("sample") not in index_of:  # a typed id that is not in the run: settle_view says so
+        return
     present = present_classes(index_of[ss["sample"]])
     if present and (force or ss.get("cls") not in [run.classes[c] for c in present]):
         ss["cls"] = run.classes[present[0]]
 
 
-PANELS_PER_ROW = 5  # the image and four methods per row (the seed's layout); more methods wrap onto new rows
+def settle_view() -> list[str]:
+    """Make the sample and the class ones this run can show; notes for every carried-over choice that could not
+    be honoured (a sample not in this run, a class without ground truth in the sample shown)."""
+    ss = st.session_state
+    notes = []
+    wanted = ss.get("sample")
+    sample = state.coerce("sample", ids)
+    if wanted and wanted != sample:
+        notes.append(f"Sample {wanted} is not in run {run.run_hash}; showing {sample}, its first sample.")
+    present = [run.classes[c] for c in present_classes(index_of[sample])]
+    here = (run.run_hash, sample)
+    chosen, cls = ss.get("_cls_for"), ss.get("cls")
+    if ss.pop("_url_has_cls", False) and chosen is None and cls in run.classes and wanted == sample:
+        chosen = here  # a link names its sample and class: shown as the link says, present or not
+    if cls not in run.classes or (chosen != here and cls not in present and present):
+        ss["cls"] = present[0] if present else run.classes[0]
+        if cls:
+            why = "is not a class of this run" if cls not in run.classes else f"has no ground truth in {sample}"
+            notes.append(f"Class {cls} (from the previous view) {why}; showing {ss['cls']}, "
+                         + ("its first annotated class." if present else "the run's first class."))
+    ss["_cls_for"] = here
+    return notes
 
 
-def panel_slots(n: int) -> list:
-    """``n`` equal-width columns, ``PANELS_PER_ROW`` to a row, so that panels stay readable for any count."""
-    slots = []
-    for start in range(0, n, PANELS_PER_ROW):
-        slots += st.columns(PANELS_PER_ROW)[:min(PANELS_PER_ROW, n - start)]
-    return slots
+def chose_class() -> None:
+    st.session_state["_cls_for"] = (run.run_hash, st.session_state.get("sample"))
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
-    state.coerce("sample", ids)
-    if st.session_state.get("cls") not in run.classes:
-        pick_class(force=True)
-    top = st.columns([0.75, 2.0, 0.75, 2.0, 3.4], vertical_alignment="bottom")
-    top[0].button("Prev", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev")
+    for note in settle_view():
+        st.info(note, icon=":material/swap_horiz:")
+    top = widgets.control_row()
+    top.button("Prev", icon=":material/arrow_back:", on_click=step, args=(-1,), help="previous sample", key="prev")
     if len(ids) <= 5000:
-        top[1].selectbox("Sample", ids, key="sample", persist_state="session", on_change=pick_class,
-                         help="image id; Browse finds samples by class, count and outcome")
+        top.selectbox("Sample", ids, key="sample", persist_state="session", on_change=pick_class, width=200,
+                      help="image id; Browse finds samples by class, count and outcome")
     else:
-        top[1].text_input("Sample (image id)", key="sample", on_change=pick_class)
-    top[2].button("Next", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next")
+        top.text_input("Sample (image id)", key="sample", on_change=pick_class, width=200)
+    top.button("Next", icon=":material/arrow_forward:", on_click=step, args=(1,), help="next sample", key="next")
     image = index_of[st.session_state["sample"]]
     rec = run.dataset.images[image]
-    cls_name = top[3].selectbox("Class", list(run.classes), key="cls", persist_state="session",
-                                format_func=lambda n: widgets.class_label(run, run.classes.index(n), image))
+    cls_name = top.selectbox("Class", list(run.classes), key="cls", persist_state="session", on_change=chose_class,
+                             width=280, format_func=lambda n: widgets.class_label(run, run.classes.index(n), image))
     cls = run.classes.index(cls_name)
-    methods = widgets.methods(run, top[4])
+    state.coerce("cols", PER_ROW)
+    per_row = top.selectbox("Pictures per row", PER_ROW, key="cols", persist_state="session", width=150,
+                               help="pictures per row (fewer: larger pictures, readable box labels)")
+    methods = widgets.methods(run)
 
-    ctl = st.columns([2.4, 1.8, 1.4, 1.6, 1.0], vertical_alignment="bottom")
-    p = widgets.percentile(run, ctl[0])
-    iou = widgets.iou(run, ctl[1])
-    proto = widgets.protocol(run, ctl[2])
+    ctl = widgets.control_row()
+    p = widgets.percentile(run, ctl)
+    iou = widgets.iou(run, ctl)
+    proto = widgets.protocol(run, ctl)
     state.coerce("alpha", [round(x * 0.05, 2) for x in range(21)], 0.5)
-    alpha = ctl[3].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session")
+    alpha = ctl.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session", width=180)
     state.keep("raw")
-    raw = ctl[4].toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
+    raw = ctl.toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
     snapshot_ui.shown_state(image_index=image, class_index=cls, methods=methods, percentile=p, iou=iou, protocol=proto,
                             alpha=alpha)
 
@@ -84,31 +106,39 @@ def view() -> None:
         + (", ".join(f"{n} x{c}" for n, c in gt_counts.items()) or "none")
         + f" · **p({cls_name} | image) = {probs[cls]:.3f}** · CLS top: "
         + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3)))
-    widgets.how(run, what="red label = box score, its IoU with the best GT box, TP/FP; ring = pointing-game point "
+    widgets.how(run, what="red label = s box score, IoU with the best GT box of the class, TP/FP (a label that "
+                "would cover another is left out: the table below lists every box); ring = pointing-game point "
                 "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
 
-    side = 400
-    cols = panel_slots(len(methods) + 1)
-    legend = f"image · GT {cls_name} green, other classes white"
-    cols[0].image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run), legend),
-                  width="stretch", caption=legend)
+    side = 400 if per_row >= 3 else 560  # drawn near the displayed size, so that box labels stay legible
+    present = bool((rec.labels == cls).any())
+    legend = (f"image · GT {cls_name} green, other classes white" if present else
+              f"image · no GT box of {cls_name} here; other classes white")
+    cells = [None, *methods]
     panels = {}
-    for col, m in zip(cols[1:], methods):
-        info = data.panel(key, m, image, cls, p, proto, iou, run)
-        panels[m] = info
-        col.image(snapshot_ui.shown_image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run,
-                                                                info), widgets.METHODS[m].description),
-                  width="stretch")
-        d = info.det
-        hit = ("—" if info.pointing_hit is None else
-               (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-        col.markdown(snapshot_ui.shown_markdown(f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, "
-                                                f"{int(d.extra['tp'].sum())} TP"
-                     + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                        else " · class absent"), m))
-        col.caption(widgets.METHODS[m].description)
-        if raw:
-            widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
+    for r0 in range(0, len(cells), per_row):
+        for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
+            if m is None:
+                col.image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run), legend),
+                          width="stretch", caption=legend)
+                continue
+            panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
+            col.image(snapshot_ui.shown_image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side,
+                                                                    run, info), widgets.METHODS[m].description),
+                      width="stretch")
+            d = info.det
+            hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
+                   (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
+            absent = " · class absent" + (" (present protocol: no boxes)" if proto == "present" else "")
+            col.markdown(snapshot_ui.shown_markdown(
+                f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
+                + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
+                   else absent), m))
+            col.caption(widgets.METHODS[m].description)
+            if raw:
+                widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
+    if alpha > 0:
+        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
 
     if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({

@@ -12,14 +12,13 @@ quality = run.quality()
 key = data.run_key(run)
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
-    c = st.columns([3, 5], vertical_alignment="bottom")
-    methods = widgets.methods(run, c[0])
+    methods = widgets.methods(run)
     snapshot_ui.shown_state(methods=methods)
     qm = {m: quality["methods"][m] for m in methods}
-    c[1].caption(snapshot_ui.shown_caption(
+    st.caption(snapshot_ui.shown_caption(
         f"{qm[methods[0]]['n_pairs']} (sample, GT class) pairs per method · maps min-max normalised and "
         f"upsampled to the box working map ({run.cfg.boxes.box_resolution or 'image size'} px) · boxes cut "
         "as under Per-class AP, present protocol"))
@@ -29,17 +28,16 @@ def view() -> None:
              "max best IoU": r["max_best_iou"], "boxes / (sample, class)": r["mean_n_boxes"],
              "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
     table = snapshot_ui.shown_table("boxes per heatmap percentile", pd.DataFrame(rows))
-    left, right = st.columns([3, 2])
-    with left:
-        widgets.how(run, what="best IoU = largest IoU of any box with any GT box of the class in the sample; "
-                    "activation ratio = share of map pixels >= the threshold (before morphology)",
-                    percentile=run.cfg.boxes.percentile)
-        sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
-        sty = sty.format("{:.2f}", subset=["boxes / (sample, class)"]).format("{:.3f}", subset=["activation ratio"])
-        widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), 560)
+    widgets.how(run, what="best IoU = largest IoU of any box with any GT box of the class in the sample; "
+                "activation ratio = share of map pixels >= the threshold (before morphology); the percentile of "
+                "each row replaces the run's", percentile=run.cfg.boxes.percentile)
+    sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
+    sty = sty.format("{:.2f}", subset=["boxes / (sample, class)"]).format("{:.3f}", subset=["activation ratio"])
+    # every row at once (no inner scroll bar that hides the last methods): the page scrolls instead
+    widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), cap=10_000)
     ps = quality["percentiles"]
     widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
-                               "heatmap percentile", "mean best-box IoU"), "q_lines", right)
+                               "heatmap percentile", "mean best-box IoU"), "q_lines")
 
     st.markdown(snapshot_ui.shown_markdown("#### Response inside ground-truth boxes"))
     st.caption(snapshot_ui.shown_caption(
@@ -64,7 +62,8 @@ def view() -> None:
     en = np.array([[qm[m]["energy_pointing_game"]["per_class"][n]["mean"] for m in methods] for n in classes], float)
     a, b = st.columns(2)
     widgets.chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), "pg", a)
-    widgets.chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes"), "epg", b)
+    widgets.chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes", zrange=None),
+                  "epg", b)
     games = {"pointing": "pointing_game", "energy": "energy_pointing_game"}
     summary = pd.DataFrame({"method": methods, "pairs": [qm[m]["n_pairs"] for m in methods]}
                            | {f"{g} {agg.replace('_', ' ')}": [qm[m][k][agg] for m in methods]

@@ -4,6 +4,7 @@ self-contained report (one HTML file, or a .zip with its numbers) to download.""
 import json
 import tempfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -32,43 +33,60 @@ for col, (label, value) in zip(st.columns(4), counts_now.items()):
 
 data.ensure(run, "ap_tables")
 tables = run.ap_tables()
-rows = []
+rows, coco = [], []
 for m, by_proto in tables["tables"].items():
     for proto, by_interp in by_proto.items():
         for interp, entry in by_interp.items():
-            row = {"method": m, "protocol": proto, "interp": interp}
-            row |= {f"IoU {k}": v for k, v in entry["per_iou"]["mAP_per_iou"].items()}
-            if interp == "coco":
-                row["AP .50:.95"] = entry.get("mAP_50_95")
-            rows.append(row)
+            rows.append({"method": m, "protocol": proto, "interp": interp}
+                        | {f"IoU {k}": v for k, v in entry["per_iou"]["mAP_per_iou"].items()})
+            if interp == "coco" and entry.get("mAP_50_95") is not None:
+                coco.append({"method": m, "protocol": proto, "AP .50:.95": entry["mAP_50_95"]})
 df = pd.DataFrame(rows)
-num = [c for c in df.columns if c.startswith(("IoU", "AP"))]
+num = [c for c in df.columns if c.startswith("IoU")]
 df[num] = df[num].astype(float)
 st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
             percentile=tables["percentile"])
 snapshot_ui.shown_state(percentile=tables["percentile"])
-widgets.table(widgets.colour_scale(snapshot_ui.shown_table("headline mAP", df), num, lo=0.0), len(df))
+widgets.table(widgets.colour_scale(snapshot_ui.shown_table("headline mAP", df), num, lo=0.0), len(df), cap=10_000)
+if coco:  # COCO's own headline, only where it is defined (the COCO interpolation)
+    ap95 = pd.DataFrame(coco).pivot(index="method", columns="protocol", values="AP .50:.95")
+    ap95 = ap95.reindex(index=list(dict.fromkeys(r["method"] for r in coco)),
+                        columns=[p for p in run.cfg.protocols if p in ap95.columns]).reset_index()
+    ap95.columns = ["method"] + [f"AP .50:.95 {p}" for p in ap95.columns[1:]]
+    st.markdown("**COCO AP@[.50:.95]** (mean over IoU .50, .55, ... .95; COCO 101-point interpolation)")
+    cols95 = list(ap95.columns[1:])
+    widgets.table(widgets.colour_scale(snapshot_ui.shown_table("COCO AP .50:.95", ap95), cols95, lo=0.0),
+                  len(ap95), cap=10_000)
 with st.expander("What the protocols and interpolations mean"):
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in (PROTOCOL_NOTES | INTERP_NOTES).items()))
 
 left, right = st.columns(2)
 with left:
     st.markdown("#### Configuration")
-    st.caption("Everything that changes a number; its hash is the run id. Links carry the fields that differ "
-               "from the defaults.")
-    st.json(snapshot_ui.shown_numbers("configuration", summary["config"], style="json"), expanded=2)
-    link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
-    st.caption("Link to this run (every page's URL is a permalink of its view):")
+    st.caption("Everything that changes a number; its hash is the run id (— = not set: the default applies).")
+    snapshot_ui.shown_numbers("configuration", summary["config"], style="json")
+    st.markdown(widgets.settings_markdown(summary["config"]))
+    link = urlencode({k: v for k, v in {"page": "run", "run": state.run_param(run.cfg), "h": run.run_hash}.items()
+                      if v is not None})
+    st.caption("Link to this run (its configuration only; every page's own URL is a permalink of its view):")
     st.code(f"{st.context.url or ''}?{link}", language=None, wrap_lines=True)
 with right:
     st.markdown("#### Model and data")
-    st.json(snapshot_ui.shown_numbers("model and data", {
-        "model": summary["model"], "model_note": summary["model_note"] or None,
+    facts = {"model": summary["model"], "model note": summary["model_note"] or None,
+             "dataset": f"{summary['dataset']} / {summary['split']}, {summary['images']} images",
+             "skipped images": len(summary["skipped_images"]),
+             "skipped annotations": len(summary["skipped_annotations"])}
+    snapshot_ui.shown_numbers("model and data", facts | {
         "skipped_images": summary["skipped_images"][:50],
-        "skipped_annotations": summary["skipped_annotations"][:50]}, style="json"), expanded=2)
+        "skipped_annotations": summary["skipped_annotations"][:50]}, style="json")
+    st.markdown(widgets.settings_markdown(facts))
+    for what in ("skipped_images", "skipped_annotations"):
+        if summary[what]:
+            with st.expander(f"{what.replace('_', ' ').capitalize()} ({len(summary[what])}), with the reason"):
+                widgets.table(pd.DataFrame(summary[what][:500]), min(len(summary[what]), 500), 420)
     counts = pd.Series(run.dataset.per_class_counts(), name="GT boxes").rename_axis("class").reset_index()
-    widgets.table(snapshot_ui.shown_table("GT boxes per class", counts), len(counts))
+    widgets.table(snapshot_ui.shown_table("GT boxes per class", counts), len(counts), cap=10_000)
 st.caption(snapshot_ui.shown_caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · "
                                      f"finished {summary['finished']}"))
 

@@ -28,20 +28,20 @@ def best_cell(m: str, proto: str, interp: str, cls: str) -> tuple:
     return PS[i], TS[j], float(z[i, j])
 
 
-@st.fragment
+@widgets.fragment
 def view() -> None:
     snapshot_ui.begin()
-    c = st.columns([1.5, 2.0, 2.6, 2.0, 3.0], vertical_alignment="bottom")
-    proto = widgets.protocol(run, c[0])
-    interp = widgets.interp(run, c[1], options=sweep["interps"])
+    row = widgets.control_row()
+    proto = widgets.protocol(run, row)
+    interp = widgets.interp(run, row, options=sweep["interps"])
     state.coerce("p", PS)
-    p = widgets.percentile(run, c[2])
-    iou = widgets.iou(run, c[3])
-    methods = widgets.methods(run, c[4])
+    p = widgets.percentile(run, row)
+    iou = widgets.iou(run, row)
+    methods = widgets.methods(run)
     with_gt = [n for n in run.classes if any(v is not None for r in values(methods[0], proto, interp, n) for v in r)]
     state.coerce("sc", [""] + with_gt, "")
-    cls = st.selectbox("Per-class view", [""] + with_gt, key="sc", persist_state="session",
-                       format_func=lambda n: "all classes (mAP)" if not n else n, width=320)
+    cls = row.selectbox("Per-class view", [""] + with_gt, key="sc", persist_state="session", width=220,
+                        format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
     snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
     widgets.how(run, what=f"{what} over the sweep grid; {sweep['box_note']} (percentile varies)",
@@ -61,7 +61,8 @@ def view() -> None:
     st.markdown(snapshot_ui.shown_markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}"))
     widgets.table(widgets.colour_scale(snapshot_ui.shown_table("seed table", seed), cols, lo=0.0), len(seed))
 
-    st.markdown(snapshot_ui.shown_markdown("**Percentile x IoU** · ★ = best setting of each method"))
+    st.markdown(snapshot_ui.shown_markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting "
+                                           "of each method"))
     best = {m: best_cell(m, proto, interp, cls) for m in methods}
     widgets.chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
                   "grid")
