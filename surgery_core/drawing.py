@@ -328,26 +328,24 @@ def _pad_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return out
 
 
-def _row(cells: list[np.ndarray], gap: int = 10) -> np.ndarray:
-    """Cells side by side, top-aligned on white, ``gap`` px apart."""
-    h = max(c.shape[0] for c in cells)
+def _join(cells: list[np.ndarray], gap: int, axis: int) -> np.ndarray:
+    """Cells joined along ``axis`` (1: side by side, top-aligned; 0: one under another, left-aligned) on white,
+    ``gap`` px apart."""
+    across = max(c.shape[1 - axis] for c in cells)
     parts = []
     for k, c in enumerate(cells):
         if k:
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-        parts.append(_pad_to(c, h, c.shape[1]))
-    return np.hstack(parts)
+            parts.append(np.full((across, gap, 3) if axis else (gap, across, 3), 255, np.uint8))
+        parts.append(_pad_to(c, across, c.shape[1]) if axis else _pad_to(c, c.shape[0], across))
+    return np.concatenate(parts, axis=axis)
+
+
+def _row(cells: list[np.ndarray], gap: int = 10) -> np.ndarray:
+    return _join(cells, gap, 1)
 
 
 def _stack(rows: list[np.ndarray], gap: int = 10) -> np.ndarray:
-    """Rows one under another, left-aligned on white, ``gap`` px apart."""
-    w = max(r.shape[1] for r in rows)
-    parts = []
-    for k, r in enumerate(rows):
-        if k:
-            parts.append(np.full((gap, w, 3), 255, np.uint8))
-        parts.append(_pad_to(r, r.shape[0], w))
-    return np.vstack(parts)
+    return _join(rows, gap, 0)
 
 
 def panel_side(image: np.ndarray) -> int:

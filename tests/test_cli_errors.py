@@ -5,17 +5,15 @@ once); a few run the real ``surgery`` process end to end, where library warnings
 from __future__ import annotations
 
 import io
-import json
-import struct
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 
 from surgery_core.cli import main
+from test_models import _lying_safetensors, _zip_without_torch
 
 CLI = [sys.executable, "-m", "surgery_core.cli"]
 SAMPLE_IMAGE = "surgery_core/samples/dior/JPEGImages-trainval/00001.jpg"
@@ -49,18 +47,6 @@ def assert_one_line_refusal(code: int, out: str, err: str, *needles: str) -> str
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def _lying_safetensors() -> bytes:
-    head = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}).encode()
-    return struct.pack("<Q", len(head)) + head + b"\0" * 16
-
-
-def _zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("readme.txt", "not torch")
-    return buf.getvalue()
-
-
 def _pickle_of(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -72,7 +58,7 @@ BAD_CHECKPOINTS = {
     "hello.pt": (b"hello world", "not a checkpoint: the file is a text file"),  # was KeyError: 101
     "random.pt": (bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)), "not a checkpoint"),
     "empty.pt": (b"", "empty file (0 bytes)"),
-    "archive.zip": (_zip(), "a zip archive without the data.pkl"),
+    "archive.zip": (_zip_without_torch(), "a zip archive without the data.pkl"),
     "weights.json": (b'{"visual.proj": [1, 2]}', "the file is a JSON file"),
     "list.pt": (_pickle_of([torch.zeros(2)]), "not a state dict (found list"),
     "lies.safetensors": (_lying_safetensors(), "not a readable safetensors file"),

@@ -10,11 +10,10 @@ and ``streamlit run`` process as ``test_dashboard_browser.py``."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from test_dashboard_browser import DRAWN, IDLE, count, one, server  # noqa: F401 - ``server``: the module's app process
+from test_dashboard_browser import count, one, server, settle  # noqa: F401 - ``server``: the module's app process
 
 pytestmark = pytest.mark.browser
 
@@ -95,13 +94,6 @@ def page(server):  # noqa: F811
         pg.set_default_timeout(60_000)
         yield pg
         browser.close()
-
-
-def settle(pg) -> None:
-    pg.wait_for_selector(DRAWN, state="attached")
-    pg.wait_for_selector(IDLE)
-    time.sleep(0.5)
-    pg.wait_for_selector(IDLE)
 
 
 def form(pg) -> dict[str, str]:
