@@ -11,10 +11,10 @@ def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_
     assert tuple(test_run.cfg.methods) == DEFAULT_METHODS  # the test run holds all ten
     at = goto(app(), "compare")
     ok(at)
-    assert len(at.image) == 1 + len(SEED_METHODS)
+    assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method, the colour scale
     at.button(key="methods_all").click().run()
     ok(at)
-    assert len(at.image) == 1 + len(DEFAULT_METHODS)
+    assert len(at.image) == 2 + len(DEFAULT_METHODS)
     text = markdown(at)
     assert text.count("pointing hit") + text.count("pointing miss") == len(DEFAULT_METHODS)
     for m in DEFAULT_METHODS:
@@ -48,7 +48,11 @@ def test_sweep_heat_maps_wrap_into_rows():
     from dashboard import charts
 
     tables = {m: [[0.1, 0.2]] for m in DEFAULT_METHODS}
-    fig = charts.sweep_heatmaps(tables, [90.0], [0.05, 0.5], {}, "mAP")
-    rows = {t.yaxis for t in fig.data}
-    assert len(fig.data) == len(DEFAULT_METHODS) and len(rows) == len(DEFAULT_METHODS)
-    assert fig.layout.height >= 2 * 360  # ten panels: two rows of five
+    for cols, n_rows in ((2, 5), (5, 2)):  # ten panels: five rows of two (the page's default), two rows of five
+        fig = charts.sweep_heatmaps(tables, [90.0], [0.05, 0.5], {}, "mAP", cols=cols)
+        axes = {t.yaxis for t in fig.data}
+        assert len(fig.data) == len(DEFAULT_METHODS) and len(axes) == len(DEFAULT_METHODS)
+        domains = {tuple(fig.layout[("yaxis" + a[1:])].domain) for a in axes}
+        assert len(domains) == n_rows
+    one_row = charts.sweep_heatmaps(dict(list(tables.items())[:2]), [90.0], [0.05, 0.5], {}, "mAP")
+    assert fig.layout.height > one_row.layout.height  # each row keeps its height: the figure grows
