@@ -10,8 +10,9 @@ Scenarios (``--scenarios``; each starts its own server with its own default run 
   demo224   the shipped demo model (Demo-ViT-32, 224 px, 7x7 grid)                     target < 1 s
   b32_224   ViT-B/32 with RANDOM weights at 224 px (7x7), one pass                      reported
   b32_448w  ViT-B/32 with RANDOM weights at 448 px, windows 224 px at stride 96 (4x4)   reported
-The ViT-B/32 runs name no checkpoint: open_clip's random initialisation (maps mean nothing; only the cost is
-of interest). Where random weights need an explicit opt-in (the ux-cli branch), put it in ``RANDOM_B32``.
+The ViT-B/32 runs use open_clip's (seeded) random initialisation, written to a checkpoint file in the temporary
+cache first: the app refuses an architecture without a checkpoint (maps mean nothing; only the cost is of
+interest here).
 Each scenario also prints the library's own figures (``surgery_core.explore``: image side, text side with
 a new and with a cached phrase) measured in this process, so the browser's share is visible.
 
@@ -35,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RANDOM_B32 = {"arch": "ViT-B-32"}
+RANDOM_B32 = {"arch": "ViT-B-32", "checkpoint": "random"}  # "random": see with_checkpoint
 SCENARIOS = {
     "demo224": ({}, {}),
     "b32_224": (RANDOM_B32, {}),
@@ -49,6 +50,20 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 def summary(name: str, xs: list[float]) -> str:
     return (f"{name:<52} n={len(xs):>2}  median {statistics.median(xs) * 1e3:8.1f} ms  "
             f"min {min(xs) * 1e3:8.1f} ms  max {max(xs) * 1e3:8.1f} ms")
+
+
+def with_checkpoint(model: dict, root: Path) -> dict:
+    """``model`` with ``checkpoint: "random"`` replaced by a file of the architecture's seeded random weights."""
+    if model.get("checkpoint") != "random":
+        return model
+    import torch
+
+    from surgery_core.models import load_model
+
+    path = root / "cache" / f"{model['arch']}-random-weights.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_model(model["arch"], random_weights=True).model.state_dict(), path)
+    return {**model, "checkpoint": str(path)}
 
 
 def library_figures(model: dict, query: dict, repeats: int) -> dict[str, list[float]]:
@@ -139,6 +154,7 @@ def main() -> None:
         model, query = SCENARIOS[name]
         n = args.repeats if not model else min(args.repeats, 3)  # a ViT-B/32 phrase costs seconds on 2 cores
         with tempfile.TemporaryDirectory(prefix="bench-explore-") as tmp:
+            model = with_checkpoint(model, Path(tmp))
             lib = library_figures(model, query, n)
             web, how = browser_figures(model, query, n, Path(tmp))
         print(f"\n[{name}] {how}")
