@@ -8,16 +8,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from surgery_core.methods import method_color  # one colour per method, fixed by the registry's order
+
 MARGIN = dict(l=10, r=10, t=30, b=10)
 LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
-
-
-def method_color(methods: list[str], m: str) -> str:
-    """The colour of method ``m``, the same on every page and chart: fixed by the registry's order
-    (``surgery_core.methods.method_color``); ``methods`` (the methods shown) no longer matters."""
-    from surgery_core.methods import method_color as registry_color
-
-    return registry_color(m)
 
 
 def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
@@ -58,7 +52,7 @@ def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: i
                 ap = res.per_class_ap[k]
                 fig.add_trace(go.Scatter(x=rec, y=prec, mode="lines+markers" if len(rec) <= 2 else "lines", name=m,
                                          legendgroup=m, showlegend=j == 0, marker=dict(size=7),
-                                         line=dict(color=method_color(methods, m), width=1.6, shape="hv"),
+                                         line=dict(color=method_color(m), width=1.6, shape="hv"),
                                          hovertemplate=f"{m} (AP {ap:.3f})<br>recall %{{x:.3f}}<br>precision "
                                                        "%{y:.3f}<extra></extra>"), row=r, col=c)
     fig.update_xaxes(range=[-0.02, 1.04], dtick=0.5, title_text="recall", title_font_size=11, title_standoff=2)
@@ -70,11 +64,10 @@ def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: i
 
 def lines(x, series: dict[str, list], x_title: str, y_title: str, mark_x=None, height: int = 300) -> go.Figure:
     """One line per method (None values leave gaps); a dotted vertical rule at ``mark_x``."""
-    methods = list(series)
     fig = go.Figure()
     for m, ys in series.items():
         fig.add_trace(go.Scatter(x=x, y=[np.nan if v is None else v for v in ys], mode="lines+markers", name=m,
-                                 line=dict(color=method_color(methods, m), width=2), marker=dict(size=6)))
+                                 line=dict(color=method_color(m), width=2), marker=dict(size=6)))
     if mark_x is not None:
         fig.add_vline(x=mark_x, line=dict(dash="dot", color="#888"))
     fig.update_layout(height=height, margin=MARGIN, xaxis_title=x_title, yaxis_title=y_title, legend=LEGEND)
@@ -136,10 +129,9 @@ def class_method_heatmap(values: np.ndarray, classes: list[str], methods: list[s
 
 def distributions(frames: dict, column: str, title: str) -> go.Figure:
     """Box plot with all points of one per-pair column, one box per method."""
-    methods = list(frames)
     fig = go.Figure()
     for m, df in frames.items():
         fig.add_trace(go.Box(y=df[column], name=m, boxmean="sd", marker=dict(size=3, opacity=0.5),
-                             line=dict(color=method_color(methods, m)), boxpoints="outliers"))
+                             line=dict(color=method_color(m)), boxpoints="outliers"))
     fig.update_layout(height=320, margin=MARGIN, showlegend=False, yaxis_title=title)
     return fig

@@ -33,6 +33,7 @@ import torch
 
 from .classes import prompt_name
 from .errors import ImageError, InputError
+from . import heatmaps
 from .heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
 from .methods import ORI, paths_for
 from .images import decode_image, squash, to_tensor
@@ -369,18 +370,12 @@ def shared_token_cache() -> TokenCache:
 
 # ------------------------------------------------------------------------------------------ text side
 def merge_windows(grids: torch.Tensor, resolution: Resolution) -> torch.Tensor:
-    """Per-window grids ``[windows, K, wg, wg]`` to the full grid ``[K, gh, gw]``, overlapping cells averaged
-    (the engine's rule); without windows the single grid itself."""
+    """Per-window grids ``[windows, K, wg, wg]`` of one image to its full grid ``[K, gh, gw]``, overlapping cells
+    averaged by the engine's own rule (:func:`~surgery_core.heatmaps.merge_windows`); without windows the single
+    grid itself."""
     if resolution.window is None:
         return grids[0]
-    patch, wg = resolution.patch, resolution.window // resolution.patch
-    gh, gw = resolution.grid
-    acc = grids.new_zeros(grids.shape[1], gh, gw)
-    count = grids.new_zeros(1, gh, gw)
-    for i, (y, x) in enumerate(resolution.origins()):
-        acc[:, y // patch:y // patch + wg, x // patch:x // patch + wg] += grids[i]
-        count[:, y // patch:y // patch + wg, x // patch:x // patch + wg] += 1
-    return acc / count
+    return heatmaps.merge_windows(grids, resolution.origins(), 1, resolution.grid, resolution.patch)[0]
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,20 @@ def window_origins(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+def merge_windows(grids: torch.Tensor, origins: list[tuple[int, int]], batch: int, grid: tuple[int, int],
+                  patch: int) -> torch.Tensor:
+    """Window grids ``[len(origins) * batch, K, wg, wg]`` (window-major, as the crops were stacked) to full grids
+    ``[batch, K, gh, gw]``: each window added at its origin (px, multiples of ``patch``), overlapping cells
+    averaged."""
+    wg = grids.shape[-1]
+    acc = grids.new_zeros(batch, grids.shape[1], *grid)
+    count = grids.new_zeros(1, 1, *grid)
+    for i, (y, x) in enumerate(origins):
+        acc[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += grids[i * batch:(i + 1) * batch]
+        count[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += 1
+    return acc / count
+
+
 @torch.no_grad()
 def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods=DEFAULT_METHODS,
                      depth: int = 6, window: int | None = None, stride: int | None = None,
@@ -118,17 +132,7 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
     grids = similarity_grids(toks, text, methods, redundant)
     probs = class_probabilities(toks, text, loaded.model.logit_scale)
     if len(origins) > 1:
-        gh, gw = h // patch, w // patch
-        merged = {}
-        for name, g in grids.items():
-            acc = g.new_zeros(b, g.shape[1], gh, gw)
-            count = g.new_zeros(1, 1, gh, gw)
-            wg = window // patch
-            for i, (y, x) in enumerate(origins):
-                acc[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += g[i * b:(i + 1) * b]
-                count[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += 1
-            merged[name] = acc / count
-        grids = merged
+        grids = {name: merge_windows(g, origins, b, (h // patch, w // patch), patch) for name, g in grids.items()}
         probs = probs.view(len(origins), b, -1).mean(dim=0)
     return _to_host(grids, probs)
 
