@@ -6,7 +6,7 @@ all 20 classes, 10 percentiles x 6 IoU thresholds, VOC07. Prints wall times:
 
 - cutting boxes for the "present" protocol (annotated classes per image) at 10 percentiles;
 - the 60 VOC07 (percentile, IoU) cells of the sweep from the cached boxes (matching once per percentile,
-  as ``surgery_core.evaluation.sweep_table`` does);
+  as ``surgery_core.run.evaluation.sweep_table`` does);
 - recomputing one cell (what a slider drag in the dashboard costs): at a percentile not matched yet
   (matching + AP) and at another IoU of an already matched percentile (AP only; ``Run.ap`` caches matches);
 - optionally (--open) the "open" protocol: every class on every image.
@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from surgery_core.ap import evaluate, voc_match  # noqa: E402
-from surgery_core.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
-from surgery_core.config import SEED_IOUS  # noqa: E402
-from surgery_core.datasets import load_dior  # noqa: E402
-from surgery_core.evaluation import present_pairs  # noqa: E402
+from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
+from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
+from surgery_core.run.config import SEED_IOUS  # noqa: E402
+from surgery_core.data.datasets import load_dior  # noqa: E402
+from surgery_core.run.evaluation import present_pairs  # noqa: E402
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
 

@@ -3,7 +3,7 @@
 Per image and class (DESIGN section 4):
 
 1. working map: the raw grid min-max normalised to 0-1 and upsampled to the working resolution
-   (:func:`surgery_core.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);
+   (:func:`surgery_core.eval.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);
 2. threshold: ``mask = map >= np.percentile(map, p)`` with numpy's default (linear) interpolation over all
    working-map pixels;
 3. morphology: close then open with a ``morph_kernel`` x ``morph_kernel`` rectangle (1 = off), which fills
@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .detections import Detections
-from .maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
-from .parallel import resolve_workers, spawn_map
+from surgery_core.data.detections import Detections
+from surgery_core.eval.maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
+from surgery_core.parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
@@ -295,7 +295,7 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
                         params: BoxParams, class_prob: float = 1.0) -> list[BoxList]:
     """Boxes from one 0-1 working map at each threshold (map units), in original-image pixels.
 
-    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.maps.working_map`); a pixel is
+    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.eval.maps.working_map`); a pixel is
     foreground at threshold ``t`` when ``wmap >= t``. ``params.percentile`` is not used here. Boxes of one
     threshold come in raster order of their components' first pixels.
     """

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .ap import APResult, VocMatch, evaluate, voc_match
-from .boxes import BoxParams, boxes_from_grid
-from .config import RunConfig
-from .datasets import Dataset
-from .detections import Detections
-from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
-from .evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
-from .images import read_image
-from .progress import QUIET, Progress
-from .quality import aggregate_quality, quality_records
-from .store import RunStore, atomic_write_bytes, default_store, write_json
+from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, boxes_from_grid
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
+from surgery_core.data.images import read_image
+from surgery_core.progress import QUIET, Progress
+from surgery_core.eval.quality import aggregate_quality, quality_records
+from surgery_core.run.store import RunStore, atomic_write_bytes, default_store, write_json
 
 BOXES_FILE = "boxes.npz"
 
@@ -208,8 +208,8 @@ class Run:
         params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
         grid = self.grids.grids[method][row]
         if params.refine == "pamr":
-            from .images import squash
-            from .refine import refine_grid
+            from surgery_core.data.images import squash
+            from surgery_core.model.refine import refine_grid
 
             size = self.grids.input_size
             grid = refine_grid(grid, squash(self.image(image_index), size), size)
@@ -219,7 +219,7 @@ class Run:
 
 def model_data_note(cfg: RunConfig) -> str:
     """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
-    from .demo.model import DEMO_ARCH
+    from surgery_core.demo.model import DEMO_ARCH
 
     if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
         return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "

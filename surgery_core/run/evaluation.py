@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ap import COCO_IOUS, evaluate, voc_match
-from .boxes import BoxParams, sweep_detections
-from .config import RunConfig
-from .datasets import Dataset
-from .detections import Detections
-from .engine import GridSet
-from .progress import QUIET, Progress
+from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.engine import GridSet
+from surgery_core.progress import QUIET, Progress
 
 PROTOCOL_NOTES = {
     "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",
@@ -139,8 +139,8 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
 
 def _refined_sweep(cfg, dataset, gs, method, sizes, proto, percentiles, pairs):
     """``refine: pamr``: the sweep on PAMR-refined maps (refine.py), the image squashed to the input size."""
-    from .images import read_image, squash
-    from .refine import sweep_refined
+    from surgery_core.data.images import read_image, squash
+    from surgery_core.model.refine import sweep_refined
 
     def load(row):
         return squash(read_image(dataset.images[int(gs.rows[row])].path), gs.input_size)
