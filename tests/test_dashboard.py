@@ -377,7 +377,7 @@ def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
 def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, tmp_path):
     """With $SURGERY_DATA_ROOTS set, a link naming data elsewhere is refused, even when the run is open."""
     from dashboard.state import encode_config
-    from surgery_core.run.engine import demo_data_root
+    from surgery_core.demo import demo_data_root
 
     root = demo_data_root()  # the demo scenes, named by path: same images, so the stored grids are reused
     cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"root": str(root)})})

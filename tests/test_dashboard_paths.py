@@ -142,7 +142,8 @@ def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatc
     from dashboard.data import allowed_roots, check_paths
     from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
     from surgery_core.demo.model import DEMO_WEIGHTS
-    from surgery_core.run.engine import SAMPLES_ROOT, demo_data_root
+    from surgery_core.demo import demo_data_root
+    from surgery_core.run.engine import SAMPLES_ROOT
     from surgery_core.errors import PathNotAllowedError
 
     monkeypatch.delenv("SURGERY_DATA_ROOTS", raising=False)

@@ -19,7 +19,8 @@ from surgery_core.eval.boxes import BoxParams, boxes_from_grid
 from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.grids import GridSet
 from surgery_core.run.evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
 from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
@@ -219,9 +220,9 @@ class Run:
 
 def model_data_note(cfg: RunConfig) -> str:
     """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
-    from surgery_core.demo.model import DEMO_ARCH
+    from surgery_core.plugins import shipped_model
 
-    if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
-        return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "
-                "are noise, not a finding. Use a RemoteCLIP or CLIP checkpoint for real data.")
+    shipped = shipped_model(cfg.model.arch)
+    if shipped is not None and cfg.data.kind != shipped.trained_on:
+        return shipped.note_off_domain
     return ""
