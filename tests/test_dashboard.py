@@ -266,7 +266,7 @@ def test_quality_tables(dashboard_env, test_run):
 
 # ------------------------------------------------------------------------------------------ permalinks
 def test_config_encoding_roundtrip():
-    from dashboard.state import decode_config, encode_config
+    from dashboard.permalink import decode_config, encode_config
     from surgery_core.eval.boxes import BoxParams
     from surgery_core.run.config import DataConfig, InputConfig, ModelConfig, RunConfig
 
@@ -301,7 +301,7 @@ def test_permalink_reopens_the_same_view(dashboard_env, test_run):
 
 
 def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
 
     other = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"limit": 12})})
     at = app({"run": encode_config(other), "h": other.run_hash})
@@ -346,7 +346,7 @@ def test_invalid_form_values_are_reported(dashboard_env):
 
 
 def test_model_note_is_shown_for_real_imagery(dashboard_env, test_run):
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
 
     cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"kind": "samples",
                                                                                          "limit": None})})
@@ -376,7 +376,7 @@ def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
 
 def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, tmp_path):
     """With $SURGERY_DATA_ROOTS set, a link naming data elsewhere is refused, even when the run is open."""
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
     from surgery_core.run.engine import demo_data_root
 
     root = demo_data_root()  # the demo scenes, named by path: same images, so the stored grids are reused
