@@ -315,6 +315,37 @@ def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
     assert any("made for run 000000000000" in w.value for w in stale.warning)
 
 
+def test_a_links_page_parameters_wait_for_their_page(dashboard_env, test_run):
+    """A page declares its own URL parameters when it runs: a link's parameter for another page stays in the URL
+    until that page opens and takes it; a bad value is ignored with a warning."""
+    at = app({"page": "browse", "xq": "airplane"})
+    ok(at)
+    assert at.query_params["xq"] == "airplane"
+    at = goto(at, "explore")
+    assert at.text_input(key="xq").value == "airplane"
+    assert at.query_params["xq"] == "airplane"
+    bad = goto(app({"page": "browse", "cols": "many"}), "compare")
+    assert not bad.exception
+    assert any("Ignored URL parameter cols='many'" in w.value for w in bad.warning)
+
+
+def test_run_says_what_is_cached(test_run, tmp_path):
+    """``Run.is_cached``/``is_loaded``: the dashboard asks these instead of looking into the run folder."""
+    from surgery_core.run.facade import PRODUCT_FILES, Run
+    from surgery_core.run.store import RunStore
+
+    assert all(test_run.is_cached(p) for p in PRODUCT_FILES)  # conftest computed every product
+    assert not test_run.is_loaded("ap_tables")  # tables are read from their file on each call
+    fresh = Run(test_run.cfg, RunStore(tmp_path), test_run.dataset, test_run.grids, test_run.model_identity,
+                test_run.model_note)
+    assert not any(fresh.is_cached(p) for p in PRODUCT_FILES) and not fresh.is_loaded("boxes")
+    fresh.ap_tables()
+    assert fresh.is_cached("ap_tables") and fresh.is_loaded("boxes") and fresh.is_cached("boxes")
+    assert not fresh.is_cached("sweep")
+    with pytest.raises(KeyError, match="unknown run product 'tables'"):
+        fresh.is_cached("tables")
+
+
 # ------------------------------------------------------------------------------------------ run selection
 def test_sidebar_form_opens_a_new_run_with_progress(dashboard_env, test_run):
     at = app()
