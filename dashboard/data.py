@@ -43,9 +43,9 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
 
 
 def check_paths(cfg: RunConfig) -> None:
-    """Refuse data and checkpoint paths outside :func:`~dashboard.operator_settings.allowed_roots` (symlinks and ``..`` resolved) with a
-    :class:`PathNotAllowedError` naming the path and the roots: links and text boxes carry paths, and a shared
-    server must not open whatever they name. Nothing is read before this passes."""
+    """Refuse data and checkpoint paths outside :func:`~dashboard.operator_settings.allowed_roots` (symlinks and
+    ``..`` resolved) with a :class:`PathNotAllowedError` naming the path and the roots: links and text boxes carry
+    paths, and a shared server must not open whatever they name. Nothing is read before this passes."""
     paths = [p for p in (cfg.data.root, cfg.data.images, cfg.model.checkpoint) if p]
     if paths:
         roots = operator_settings.allowed_roots()

@@ -7,8 +7,8 @@ Registry
     ``widgets.table`` (given a ``shown`` name), ``widgets.chart`` and ``widgets.how`` (every "how was this
     computed" caption) do the same for tables, plotly charts and captions. What a page draws in another form
     than the snapshot keeps it is registered alone: the state the view used (:func:`shown_state`) and named
-    numbers (:func:`shown_numbers`). The registry lives in session state as an ordered list of blocks; :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment
-    reruns on its own (first line of each ``view()``), so it always holds what is on screen now.
+    numbers (:func:`shown_numbers`). The registry lives in session state as an ordered list of blocks;
+    :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment reruns on its own (first line of each ``view()``), so it always holds what is on screen now.
 
 Saving
     :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
