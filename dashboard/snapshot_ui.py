@@ -8,14 +8,15 @@ Registry
     computed" caption) do the same for tables, plotly charts and captions. What a page draws in another form
     than the snapshot keeps it is registered alone: the state the view used (:func:`shown_state`) and named
     numbers (:func:`shown_numbers`). The registry lives in session state as an ordered list of blocks;
-    :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment reruns on its own (first line of each ``view()``), so it always holds what is on screen now.
+    :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment reruns on its own
+    (first line of each ``view()``), so it always holds what is on screen now.
 
 Saving
     :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
     :meth:`surgery_core.share.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.share.sharing.view_state`
     (page, run configuration and hash, sample, class, methods, thresholds, the page's permalink), ``numbers`` =
     ``{"blocks": [...]}`` (tables as columns + rows, charts as plotly JSON, text verbatim), ``images`` = the
-    displayed bytes. Snapshots live in :func:`dashboard.operator_settings.snapshot_store`: ``<run store>/snapshots``.
+    displayed bytes. Snapshots live in :func:`dashboard.operator_settings.snapshot_store` (``<run store>/snapshots``).
 
 Replay
     :func:`render_snapshot` draws a stored snapshot from its file alone: no run, no dataset, nothing recomputed.
