@@ -28,6 +28,9 @@ from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.run.store import RunStore, atomic_write_bytes, default_store, write_json
 
 BOXES_FILE = "boxes.npz"
+#: What a run computes once and keeps in its folder, by name: the file that holds it.
+PRODUCT_FILES = {"boxes": BOXES_FILE, "ap_tables": "ap_tables.json", "sweep": "sweep.json",
+                 "quality": "quality.json"}
 
 
 class Run:
@@ -98,6 +101,18 @@ class Run:
         if self._loaded is None:
             self._loaded = resolve_model(self.cfg, random_weights=self.random_weights)
         return self._loaded
+
+    def is_cached(self, product: str) -> bool:
+        """Whether ``product`` (a name of :data:`PRODUCT_FILES`: boxes, ap_tables, sweep, quality) is there
+        without computing: loaded in this process or stored in the run folder."""
+        return self.is_loaded(product) or (self.run_dir / PRODUCT_FILES[product]).is_file()
+
+    def is_loaded(self, product: str) -> bool:
+        """Whether ``product`` is in this process's memory, so that asking for it costs nothing (only the boxes
+        are kept; the tables are read from their file on each call)."""
+        if product not in PRODUCT_FILES:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCT_FILES)}")
+        return product == "boxes" and "boxes" in self.__dict__  # where cached_property keeps its value
 
     # ------------------------------------------------------------------------------------------ boxes
     @cached_property
