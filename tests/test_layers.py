@@ -191,7 +191,7 @@ def test_the_check_fails_on_a_crossing(tmp_path, module, source, rule):
 def test_light_modules_load_no_torch_at_run_time():
     """The same rule, measured: a fresh interpreter imports the light modules and never loads torch."""
     code = ("import sys\n" + "".join(f"import {m}\n" for m in LIGHT if m in existing_modules(ROOT)) +
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in %r)\n" % (HEAVY + ("streamlit",)) +
+            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY + ('streamlit',)!r})\n" +
             "print(heavy)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
