@@ -302,17 +302,17 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped image {sk['image_id']}: {sk['reason']}")
     for sk in s["skipped_annotations"]:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
-    tables = run.ap_tables()["tables"]
+    tables = run.ap_tables()
     interp = cfg.interps[0]
     print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
-            vals = tables[m][proto][interp]["per_iou"]["mAP_per_iou"]
+            vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
-    q = run.quality()["methods"]
-    print("pointing game: " + ", ".join(f"{m} {q[m]['pointing_game']['overall']:.3f}" for m in cfg.methods
-                                        if q[m]['pointing_game']['overall'] is not None))
+    q = run.quality().methods
+    print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
+                                        if q[m].pointing_game['overall'] is not None))
     print(f"wrote {len(paths)} reports and figures to {out}/")
     return 0
 
@@ -324,7 +324,8 @@ def _cmd_report(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
-    from surgery_core.share.sharing import default_samples, write_report
+    from surgery_core.share.bundle import write_report
+    from surgery_core.share.html import default_samples
 
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []

@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.share import sharing
-from surgery_core.share.sharing import (SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, build_report_html,
-                                  build_report_zip, scrub_paths, view_state)
+from surgery_core.share import html as report_html
+from surgery_core.share import snapshots
+from surgery_core.share.bundle import build_report_zip
+from surgery_core.share.html import build_report_html
+from surgery_core.share.portable import scrub_paths
+from surgery_core.share.snapshots import SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, view_state
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = [(0, None), (3, None)]  # class filled in from the image's most frequent class
@@ -199,7 +202,7 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     from surgery_core.share.report import figure
 
     first = base64.b64decode(imgs[0]["src"].split(",", 1)[1])
-    assert first == sharing._png(figure(run, cfg.methods[0], *samples[0]))
+    assert first == report_html._png(figure(run, cfg.methods[0], *samples[0]))
     for a in imgs:
         assert a["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(a["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -300,7 +303,7 @@ def test_report_command(run, tmp_path, rand_checkpoint, capsys):
     printed = capsys.readouterr().out
     assert f"run {run.run_hash}: 1 samples" in printed and "cut to base names" in printed
     text = out.read_text()
-    assert text == build_report_html(run, sharing.default_samples(run, 1))
+    assert text == build_report_html(run, report_html.default_samples(run, 1))
     assert zipfile.ZipFile(zpath).read("report.html").decode() == text
 
 
@@ -363,12 +366,12 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
                        protocol="present", interp="voc07", extra_setting={"alpha": 0.5})
     assert state["run_hash"] == run.run_hash and state["config"]["model"]["checkpoint"] == run.cfg.model.checkpoint
     assert state["class"] == run.classes[class_index] and state["methods"] == list(run.cfg.methods)
-    png = sharing._png(figure(run, "vv_mixed", image_index, class_index))
+    png = report_html._png(figure(run, "vv_mixed", image_index, class_index))
     images = {"vv_mixed figure": png, "../odd/name.png": b"\x89PNG\r\n\x1a\nnot really"}
     times = iter(["2025-01-02T03:04:05", "2025-01-02T03:04:06"])
     import datetime as dt
 
-    monkeypatch.setattr(sharing, "_now_utc", lambda: dt.datetime.fromisoformat(next(times)).replace(
+    monkeypatch.setattr(snapshots, "_now_utc", lambda: dt.datetime.fromisoformat(next(times)).replace(
         tzinfo=dt.timezone.utc))
     first = store.save(state, "Airplanes in vv_mixed", "v-v path finds the wings", _live_numbers(run), images)
     second = store.save({"page": "browse"}, "Second look", "nothing to see")
@@ -398,7 +401,7 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
     shutil.copy(store.path_of(first), alone)
     env = {**os.environ, "SURGERY_CACHE": str(tmp_path / "gone"), "SURGERY_STORE": str(tmp_path / "gone" / "store"),
            "PYTHONPATH": str(REPO)}
-    code = ("import json, sys; from surgery_core.share.sharing import SnapshotStore; "
+    code = ("import json, sys; from surgery_core.share.snapshots import SnapshotStore; "
             "s = SnapshotStore(sys.argv[1]).load(sys.argv[2]); "
             "print(json.dumps({'ap': s.numbers['ap'], 'n': len(s.images), 'torch': 'torch' in sys.modules}))")
     res = subprocess.run([sys.executable, "-c", code, str(alone), first], capture_output=True, text=True, env=env,
@@ -514,3 +517,23 @@ def test_snapshot_store_default_root(monkeypatch, tmp_path):
     monkeypatch.setenv("SURGERY_STORE", str(tmp_path / "store"))
     assert SnapshotStore().root == tmp_path / "store" / "snapshots"
     assert SnapshotStore.for_store(RunStore(tmp_path / "s2")).root == tmp_path / "s2" / "snapshots"
+
+
+def test_snapshot_store_works_where_torch_cannot_be_imported(tmp_path):
+    # A fresh process in which importing torch or open_clip fails: the snapshot store (default root included)
+    # saves, lists and loads all the same.
+    code = ("import sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'open_clip'):\n"
+            "            raise ImportError('no ' + name + ' here')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from surgery_core.share.snapshots import SnapshotStore\n"
+            "s = SnapshotStore()\n"
+            "sid = s.save({'page': 'p'}, 'no torch')\n"
+            "print(s.load(sid).title, len(s.list()))\n")
+    env = {**os.environ, "SURGERY_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["no", "torch", "1"]
+    assert len(list((tmp_path / "store" / "snapshots").iterdir())) == 1

@@ -134,10 +134,16 @@ class RunStore:
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 
+def cache_dir() -> Path:
+    """Where generated demo data and the default run store live (``$SURGERY_CACHE`` or ~/.cache/surgery).
+
+    Here rather than in the configuration module so that the snapshot store finds its folder without the
+    model registry (torch)."""
+    return Path(os.environ.get("SURGERY_CACHE", Path.home() / ".cache" / "surgery")).expanduser()
+
+
 def default_store_root() -> Path:
     """``$SURGERY_STORE``, else ``store/`` in the cache folder."""
-    from surgery_core.run.config import cache_dir
-
     root = os.environ.get("SURGERY_STORE")
     return Path(root) if root else cache_dir() / "store"
 
@@ -161,4 +167,4 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
 
 
 __all__ = ["RunStore", "default_store", "default_store_root", "atomic_write_bytes", "atomic_write_text",
-           "write_json", "content_sha256", "require_within"]
+           "write_json", "content_sha256", "require_within", "cache_dir"]
