@@ -175,9 +175,9 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     pc = doc.table("AP per class — protocol present, voc07, IoU ≥ 0.5, percentile 90")
     assert pc["header"] == ["class", "GT"] + list(cfg.methods)
     assert [r[0][0] for r in pc["rows"]] == list(run.classes)
-    live = run.ap_tables()["tables"]
+    live = run.ap_tables()
     for r in pc["rows"]:
-        vals = [live[m]["present"]["voc07"]["per_iou"]["per_class"][r[0][0]]["AP_per_iou"]["0.5"] for m in cfg.methods]
+        vals = [live.entry(m, "present", "voc07").per_class[r[0][0]].ap_per_iou["0.5"] for m in cfg.methods]
         assert [c[0] for c in r[2:]] == [_fmt(v) for v in vals]
         nums = [v for v in vals if v is not None]
         # every cell holding the row maximum is marked, no other; nothing when all are equal
@@ -189,13 +189,13 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     best = doc.table("Best operating point of the sweep")
     assert len(best["rows"]) == len(cfg.methods) * len(cfg.protocols) * 2
     # quality and pointing game per method
-    q = run.quality()["methods"]
+    q = run.quality().methods
     pg = doc.table("Pointing game and GT response per method")
     assert [r[0][0] for r in pg["rows"]] == list(cfg.methods)
-    assert [r[2][0] for r in pg["rows"]] == [_fmt(q[m]["pointing_game"]["overall"]) for m in cfg.methods]
+    assert [r[2][0] for r in pg["rows"]] == [_fmt(q[m].pointing_game["overall"]) for m in cfg.methods]
     for m in cfg.methods:
         qt = next(t for t in doc.tables if t["caption"].startswith(f"{m} — "))
-        assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m]["by_percentile"]]
+        assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m].by_percentile]
     # samples: four methods' three-column figures per sample, as PNG data URIs equal to report.figure
     imgs = [a for tag, a in doc.tags if tag == "img"]
     assert len(imgs) == len(samples) * len(cfg.methods)
@@ -258,9 +258,9 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     assert z.read("report.html").decode() == report
     cfg = run.cfg
     maps = json.loads(z.read("numbers/map_results.json"))
-    assert maps["run_hash"] == run.run_hash and maps["tables"] == run.ap_tables()["tables"]
-    assert json.loads(z.read("numbers/sweep_results.json"))["table"] == run.sweep()["table"]
-    assert json.loads(z.read("numbers/heatmap_quality_analysis.json"))["methods"] == run.quality()["methods"]
+    assert maps["run_hash"] == run.run_hash and maps["tables"] == run.ap_tables().to_dict()["tables"]
+    assert json.loads(z.read("numbers/sweep_results.json"))["table"] == run.sweep().to_dict()["table"]
+    assert json.loads(z.read("numbers/heatmap_quality_analysis.json"))["methods"] == run.quality().to_dict()["methods"]
     conf = json.loads(z.read("numbers/config.json"))
     assert conf["config"]["model"]["checkpoint"] == "rand.safetensors"
     multi = json.loads(z.read("numbers/multi_iou_results.json"))
@@ -270,8 +270,7 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     assert len(rows) == len(run.classes) * len(cfg.protocols) * (len(cfg.interps) * (len(cfg.iou_thresholds) + 1) + 1)
     row = next(r for r in rows if (r["protocol"], r["interp"], r["iou"]) == ("present", "voc", "0.5")
                and int(r["n_gt"]) > 0)
-    per_class = run.ap_tables()["tables"]["vv_mixed"]["present"]["voc"]["per_iou"]["per_class"]
-    live = per_class[row["class"]]["AP_per_iou"]["0.5"]
+    live = run.ap_tables().entry("vv_mixed", "present", "voc").class_ap(row["class"], "0.5")
     assert float(row["vv_mixed"]) == pytest.approx(live, abs=1e-9)
     sweep = list(csv.DictReader(io.StringIO(z.read("tables/sweep.csv").decode())))
     assert len(sweep) == (len(cfg.methods) * len(cfg.protocols) * 2 * len(cfg.sweep_percentiles)
@@ -351,8 +350,8 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
 # ============================================================================================ snapshots
 def _live_numbers(run) -> dict:
     t = run.ap_tables()
-    return {"percentile": t["percentile"], "ap": t["tables"]["vv_mixed"]["present"]["voc07"]["per_iou"],
-            "pointing_game": run.quality()["methods"]["vv_mixed"]["pointing_game"],
+    return {"percentile": t.percentile, "ap": t.entry("vv_mixed", "present", "voc07").to_dict()["per_iou"],
+            "pointing_game": run.quality().methods["vv_mixed"].pointing_game,
             "np_scalar": np.float32(0.25), "np_array": np.arange(3), "nan": float("nan")}
 
 
@@ -387,9 +386,9 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
 
     snap = store.load(first)
     assert snap.state == state and snap.images == images and snap.title == "Airplanes in vv_mixed"
-    live = run.ap_tables()["tables"]["vv_mixed"]["present"]["voc07"]["per_iou"]
+    live = run.ap_tables().entry("vv_mixed", "present", "voc07").to_dict()["per_iou"]
     assert snap.numbers["ap"] == live  # the numbers shown then are the live numbers, exactly
-    assert snap.numbers["pointing_game"] == run.quality()["methods"]["vv_mixed"]["pointing_game"]
+    assert snap.numbers["pointing_game"] == run.quality().methods["vv_mixed"].pointing_game
     assert (snap.numbers["np_scalar"], snap.numbers["np_array"], snap.numbers["nan"]) == (0.25, [0, 1, 2], None)
     alone_05 = run.ap("vv_mixed", "present", "voc07", 90.0, 0.5).mAP  # scored live at one threshold
     assert snap.numbers["ap"]["mAP_per_iou"]["0.5"] == pytest.approx(None if np.isnan(alone_05) else alone_05,

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from surgery_core.eval.quality import SEED_QUALITY_PERCENTILES
 from surgery_core.errors import InputError
 from surgery_core.model.methods import DEFAULT_METHODS, METHODS
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
@@ -23,7 +24,6 @@ from surgery_core.run.store import cache_dir  # noqa: F401  (where it has always
 # Bump when the grid computation changes in a way the other key fields do not capture.
 HEATMAP_VERSION = 1
 SEED_IOUS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
-SEED_QUALITY_PERCENTILES = (75.0, 80.0, 85.0, 90.0, 95.0)
 DEMO_DATA_SEED = 1000  # never used for training scenes (training uses seed 0)
 DEMO_DATA_COUNT = 1500  # 20% test split: 300 scenes
 

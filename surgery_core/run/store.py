@@ -57,7 +57,8 @@ def write_json(path: str | Path, doc) -> None:
     atomic_write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
-def content_sha256(path: Path) -> str:
+def content_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes: what keys the store on what a checkpoint or an image really holds."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
