@@ -73,6 +73,8 @@ def imports_of(path: Path, root: Path) -> list[Import]:
 
     def walk(node, deferred):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # imports for annotations only: never executed
             inner = deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
                 out.extend(Import(name, a.name, child.lineno, deferred) for a in child.names)

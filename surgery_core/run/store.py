@@ -57,7 +57,8 @@ def write_json(path: str | Path, doc) -> None:
     atomic_write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
-def content_sha256(path: Path) -> str:
+def content_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes: what keys the store on what a checkpoint or an image really holds."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -143,10 +144,16 @@ class RunStore:
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 
+def cache_dir() -> Path:
+    """Where generated demo data and the default run store live (``$SURGERY_CACHE`` or ~/.cache/surgery).
+
+    Here rather than in the configuration module so that the snapshot store finds its folder without the
+    model registry (torch)."""
+    return Path(os.environ.get("SURGERY_CACHE", Path.home() / ".cache" / "surgery")).expanduser()
+
+
 def default_store_root() -> Path:
     """``$SURGERY_STORE``, else ``store/`` in the cache folder."""
-    from surgery_core.run.config import cache_dir
-
     root = os.environ.get("SURGERY_STORE")
     return Path(root) if root else cache_dir() / "store"
 
@@ -170,4 +177,4 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
 
 
 __all__ = ["RunStore", "default_store", "default_store_root", "atomic_write_bytes", "atomic_write_text",
-           "write_json", "content_sha256", "require_within"]
+           "write_json", "content_sha256", "require_within", "cache_dir"]
