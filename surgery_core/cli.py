@@ -180,7 +180,7 @@ def run_score(args: argparse.Namespace) -> int:
     """
     from surgery_core.errors import InputError
     from surgery_core.eval.scoring import format_score_table, read_detections, score
-    from surgery_core.run.store import write_json
+    from surgery_core.files import write_json
 
     dataset = _load_dataset(args.dior, args.split)
     det = read_detections(args.detections, dataset)

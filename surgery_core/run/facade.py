@@ -26,7 +26,8 @@ from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep
-from surgery_core.run.store import RunStore, atomic_write_bytes, default_store, write_json
+from surgery_core.files import atomic_write_bytes, write_json
+from surgery_core.run.store import RunStore, default_store
 
 BOXES_FILE = "boxes.npz"
 #: What a run computes once and keeps in its folder, by name: the file that holds it.

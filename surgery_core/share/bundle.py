@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from surgery_core.run.store import atomic_write_bytes
+from surgery_core.files import atomic_write_bytes
 from surgery_core.share.html import Parts, collect, render_html
 from surgery_core.share.portable import dumps, zip_bytes
 

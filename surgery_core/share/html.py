@@ -85,7 +85,7 @@ def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple
 
 
 def _known_paths(run: "Run") -> list[str]:
-    from surgery_core.run.store import cache_dir
+    from surgery_core.files import cache_dir
 
     cfg = run.cfg
     out = [cfg.data.root, cfg.data.images, cfg.model.checkpoint, str(run.store.root), str(cache_dir()),

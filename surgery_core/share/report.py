@@ -17,7 +17,7 @@ from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_b
 from surgery_core.model.heatmaps import METHODS
 from surgery_core.run.facade import Run
 from surgery_core.eval.results import APTables, QualityTables, iou_key
-from surgery_core.run.store import atomic_write_bytes, atomic_write_text, write_json
+from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 
 
 def header(run: Run) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from surgery_core.errors import SurgeryError
-from surgery_core.run.store import atomic_write_bytes
+from surgery_core.files import atomic_write_bytes
 from surgery_core.share.portable import clean_text, jsonable, slug, zip_bytes
 
 if TYPE_CHECKING:
