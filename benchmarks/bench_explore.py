@@ -71,7 +71,7 @@ def library_figures(model: dict, query: dict, repeats: int) -> dict[str, list[fl
     from surgery_core.run import explore
     from surgery_core.run.config import ModelConfig, RunConfig
     from surgery_core.run.engine import SAMPLES_ROOT, resolve_model
-    from surgery_core.model.heatmaps import METHODS
+    from surgery_core.model.methods import METHODS
     from surgery_core.data.images import read_image
 
     loaded = resolve_model(RunConfig(model=ModelConfig(**model)))

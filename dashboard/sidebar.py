@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from surgery_core.run.config import RunConfig
 from surgery_core.errors import PathNotAllowedError, SurgeryError
-from surgery_core.model.heatmaps import METHODS
+from surgery_core.model.methods import METHODS
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.facade import Run
 

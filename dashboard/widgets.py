@@ -13,7 +13,7 @@ import streamlit as st
 
 from surgery_core.share.drawing import score_text
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
-from surgery_core.model.heatmaps import METHODS
+from surgery_core.model.methods import METHODS
 from surgery_core.run.facade import Run
 
 from dashboard import snapshot_ui

@@ -82,7 +82,8 @@ def _cmd_heatmaps(args) -> int:
     import numpy as np
     import torch
 
-    from surgery_core.model.heatmaps import DEFAULT_METHODS, compute_heatmaps
+    from surgery_core.model.heatmaps import compute_heatmaps
+    from surgery_core.model.methods import DEFAULT_METHODS
     from surgery_core.data.images import read_image, squash, to_tensor
     from surgery_core.model.loading import load_model
 
@@ -443,6 +444,14 @@ def _add_progress_argument(e: argparse.ArgumentParser) -> None:
                    help="progress bars and status lines on stderr (default: when stderr is a terminal)")
 
 
+def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how a run executes: none of these change its numbers, so none is part of the run hash."""
+    p.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--workers", type=int, help="image-decoding worker processes")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -480,10 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
     _add_run_arguments(e)
     e.add_argument("--out", help="output folder (default: ./surgery_eval/<run hash>)")
-    e.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
-    e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    e.add_argument("--workers", type=int, help="image-decoding worker processes")
-    e.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    _add_execution_arguments(e)
     e.set_defaults(func=_cmd_evaluate)
 
     r = sub.add_parser("report", help="one self-contained HTML report of a run (and optionally a .zip of it)")
@@ -494,10 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
-    r.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
-    r.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    r.add_argument("--workers", type=int, help="image-decoding worker processes")
-    r.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    _add_execution_arguments(r)
     r.set_defaults(func=_cmd_report)
 
     ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")

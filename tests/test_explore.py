@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from surgery_core.run import explore
 from surgery_core.errors import ImageError, InputError
-from surgery_core.model.heatmaps import METHODS, compute_heatmaps
+from surgery_core.model.heatmaps import compute_heatmaps
+from surgery_core.model.methods import METHODS
 from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.model.prompts import prompt_texts
 from surgery_core.model.forward import surgery_forward

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.io as pio
 
 from surgery_core.run import explore
-from surgery_core.model.heatmaps import METHODS
+from surgery_core.model.methods import METHODS
 
 from test_dashboard import APP, ok
 from test_explore import HOSTILE, encode, hostile, scene

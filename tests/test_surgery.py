@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.heatmaps import METHODS, compute_heatmaps, feature_surgery, similarity_grids
+from surgery_core.model.attention import feature_surgery
+from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
+from surgery_core.model.methods import METHODS
 from surgery_core.model.loading import load_model
 from surgery_core.model.forward import embed, surgery_forward
 

@@ -18,7 +18,7 @@ from surgery_core.share import drawing
 from surgery_core.run import explore
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
-from surgery_core.model.heatmaps import METHODS
+from surgery_core.model.methods import METHODS
 from surgery_core.eval.maps import upsample
 
 # a dataset sample is ``sample``; an uploaded image never goes into a link, only ``xsrc=upload``

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.attention import SCORERS, feature_surgery, single_text_surgery  # noqa: F401
-from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, ORI, SEED_METHODS, Method,  # noqa: F401
-                                        get_method, paths_for, register_method)
+from surgery_core.model.attention import SCORERS
+from surgery_core.model.methods import DEFAULT_METHODS, ORI, Method, get_method, paths_for
 from surgery_core.model.loading import LoadedModel, autocast_dtype
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features

@@ -34,7 +34,8 @@ import torch
 from surgery_core.data.classes import prompt_name
 from surgery_core.errors import ImageError, InputError
 from surgery_core.model import heatmaps
-from surgery_core.model.heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
+from surgery_core.model.heatmaps import class_probabilities, similarity_grids, window_origins
+from surgery_core.model.methods import METHODS
 from surgery_core.model.methods import ORI, paths_for
 from surgery_core.data.images import decode_image, squash, to_tensor
 from surgery_core.eval.maps import normalize

@@ -388,7 +388,7 @@ def _section_sweep(p: Parts, cfg, plot_html: list[str]) -> str:
 
 
 def _section_quality(p: Parts, cfg) -> str:
-    from surgery_core.model.heatmaps import METHODS
+    from surgery_core.model.methods import METHODS
 
     q = p.quality
     tol = q.to_dict()["tolerance_px_at_224"]  # as the files write it
@@ -441,7 +441,7 @@ def _section_quality(p: Parts, cfg) -> str:
 
 
 def _section_samples(p: Parts, cfg) -> str:
-    from surgery_core.model.heatmaps import METHODS
+    from surgery_core.model.methods import METHODS
 
     pct = p.tables.percentile
     out = ["<section id=\"samples\"><h2>Four-way comparison of samples</h2>",
