@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, snapshot_ui, state, widgets
+from dashboard import charts, data, permalink, snapshot_ui, state, widgets
+
+permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
 run = data.current_run()
 data.ensure(run, "sweep")
@@ -49,27 +51,26 @@ def view() -> None:
 
     left, right = st.columns(2)
     ti, pi = TS.index(iou), PS.index(p)
-    left.markdown(snapshot_ui.shown_markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}"))
+    snapshot_ui.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}", left)
     widgets.chart(charts.lines(PS, {m: [r[ti] for r in values(m, proto, interp, cls)] for m in methods},
                                "heatmap percentile", what, mark_x=p), "vs_p", left)
-    right.markdown(snapshot_ui.shown_markdown(f"**{what} vs IoU threshold** at percentile {p:g}"))
+    snapshot_ui.markdown(f"**{what} vs IoU threshold** at percentile {p:g}", right)
     widgets.chart(charts.lines(TS, {m: values(m, proto, interp, cls)[pi] for m in methods}, "IoU threshold",
                                what, mark_x=iou), "vs_iou", right)
     seed = pd.DataFrame({"method": methods} | {f"IoU {t:g}": [values(m, proto, interp, cls)[pi][j] for m in methods]
                                                for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
-    st.markdown(snapshot_ui.shown_markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}"))
-    widgets.table(widgets.colour_scale(snapshot_ui.shown_table("seed table", seed), cols, lo=0.0), len(seed))
+    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
+    widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed), shown="seed table")
 
-    st.markdown(snapshot_ui.shown_markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting "
-                                           "of each method"))
+    snapshot_ui.markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting of each method")
     best = {m: best_cell(m, proto, interp, cls) for m in methods}
     widgets.chart(charts.sweep_heatmaps({m: values(m, proto, interp, cls) for m in methods}, PS, TS, best, what),
                   "grid")
-    st.caption(snapshot_ui.shown_caption(" · ".join(
+    snapshot_ui.caption(" · ".join(
         f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None else f"{m}: no value"
-        for m, b in best.items())))
-    state.sync_url()
+        for m, b in best.items()))
+    permalink.sync_url()
 
 
 view()

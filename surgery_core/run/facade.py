@@ -19,7 +19,8 @@ from surgery_core.eval.boxes import BoxParams, boxes_from_grid
 from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.grids import GridSet
 from surgery_core.run.evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
 from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
@@ -27,6 +28,9 @@ from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.run.store import RunStore, atomic_write_bytes, default_store, write_json
 
 BOXES_FILE = "boxes.npz"
+#: What a run computes once and keeps in its folder, by name: the file that holds it.
+PRODUCT_FILES = {"boxes": BOXES_FILE, "ap_tables": "ap_tables.json", "sweep": "sweep.json",
+                 "quality": "quality.json"}
 
 
 class Run:
@@ -97,6 +101,18 @@ class Run:
         if self._loaded is None:
             self._loaded = resolve_model(self.cfg, random_weights=self.random_weights)
         return self._loaded
+
+    def is_cached(self, product: str) -> bool:
+        """Whether ``product`` (a name of :data:`PRODUCT_FILES`: boxes, ap_tables, sweep, quality) is there
+        without computing: loaded in this process or stored in the run folder."""
+        return self.is_loaded(product) or (self.run_dir / PRODUCT_FILES[product]).is_file()
+
+    def is_loaded(self, product: str) -> bool:
+        """Whether ``product`` is in this process's memory, so that asking for it costs nothing (only the boxes
+        are kept; the tables are read from their file on each call)."""
+        if product not in PRODUCT_FILES:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCT_FILES)}")
+        return product == "boxes" and "boxes" in self.__dict__  # where cached_property keeps its value
 
     # ------------------------------------------------------------------------------------------ boxes
     @cached_property
@@ -219,9 +235,9 @@ class Run:
 
 def model_data_note(cfg: RunConfig) -> str:
     """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
-    from surgery_core.demo.model import DEMO_ARCH
+    from surgery_core.plugins import shipped_model
 
-    if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
-        return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "
-                "are noise, not a finding. Use a RemoteCLIP or CLIP checkpoint for real data.")
+    shipped = shipped_model(cfg.model.arch)
+    if shipped is not None and cfg.data.kind != shipped.trained_on:
+        return shipped.note_off_domain
     return ""
