@@ -11,18 +11,18 @@ permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class vi
 run = data.current_run()
 data.ensure(run, "sweep")
 sweep = run.sweep()
-PS, TS = [float(p) for p in sweep["percentiles"]], [float(t) for t in sweep["ious"]]
+PS, TS = [float(p) for p in sweep.percentiles], [float(t) for t in sweep.ious]
 
 
 def values(m: str, proto: str, interp: str, cls: str) -> list[list]:
-    t = sweep["table"][m][proto][interp]
-    return t["mAP"] if not cls else t["per_class"][cls]
+    cell = sweep.cell(m, proto, interp)
+    return cell.map if not cls else cell.per_class[cls]
 
 
 def best_cell(m: str, proto: str, interp: str, cls: str) -> tuple:
     if not cls:
-        b = sweep["table"][m][proto][interp]["best"]
-        return b["percentile"], b["iou"], b["mAP"]
+        b = sweep.cell(m, proto, interp).best
+        return b.percentile, b.iou, b.map
     z = np.array([[np.nan if v is None else v for v in r] for r in values(m, proto, interp, cls)], float)
     if not np.isfinite(z).any():
         return PS[0], TS[0], None
@@ -35,7 +35,7 @@ def view() -> None:
     snapshot_ui.begin()
     row = widgets.control_row()
     proto = widgets.protocol(run, row)
-    interp = widgets.interp(run, row, options=sweep["interps"])
+    interp = widgets.interp(run, row, options=sweep.interps)
     state.coerce("p", PS)
     p = widgets.percentile(run, row)
     iou = widgets.iou(run, row)
@@ -46,7 +46,7 @@ def view() -> None:
                         format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
     snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
-    widgets.how(run, what=f"{what} over the sweep grid; {sweep['box_note']} (percentile varies)",
+    widgets.how(run, what=f"{what} over the sweep grid; {sweep.box_note} (percentile varies)",
                 protocol=proto, interp=interp)
 
     left, right = st.columns(2)

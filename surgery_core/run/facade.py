@@ -25,7 +25,9 @@ from surgery_core.run.evaluation import BoxCache, ap_tables, box_params_for, cut
 from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
 from surgery_core.eval.quality import aggregate_quality, quality_records
-from surgery_core.run.store import RunStore, atomic_write_bytes, default_store, write_json
+from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep
+from surgery_core.files import atomic_write_bytes, write_json
+from surgery_core.run.store import RunStore, default_store
 
 BOXES_FILE = "boxes.npz"
 #: What a run computes once and keeps in its folder, by name: the file that holds it.
@@ -66,7 +68,7 @@ class Run:
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
         run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
-        write_json(run.run_dir / "config.json", json.loads(cfg.model_dump_json()))
+        write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
         return run
 
@@ -87,7 +89,7 @@ class Run:
     def summary(self) -> dict:
         """What identifies and describes the run (``run.json``)."""
         return {
-            "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": json.loads(self.cfg.model_dump_json()),
+            "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": self.cfg.to_file_dict(),
             "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
@@ -170,18 +172,20 @@ class Run:
         write_json(path, doc)
         return doc
 
-    def ap_tables(self) -> dict:
+    def ap_tables(self) -> APTables:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
-        return self._cached_json("ap_tables.json", lambda: ap_tables(self.cfg, self.dataset, self.grids, self.boxes,
-                                                                  bars=self.bars))
+        return APTables.from_dict(self._cached_json("ap_tables.json", lambda: ap_tables(
+            self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()))
 
-    def sweep(self) -> dict:
+    def sweep(self) -> Sweep:
         """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``)."""
-        return self._cached_json("sweep.json", lambda: sweep_table(self.cfg, self.dataset, self.grids, self.boxes,
-                                                                    bars=self.bars))
+        return Sweep.from_dict(self._cached_json("sweep.json", lambda: sweep_table(
+            self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()))
 
-    def quality(self) -> dict:
+    def quality(self) -> QualityTables:
         """The seed's heatmap-quality analysis per method (``quality.json``)."""
+        tolerance = self.cfg.pointing_tolerance_px_at_224
+
         def compute():
             sizes = self.image_sizes()
             out = {}
@@ -189,12 +193,13 @@ class Run:
                                "method") as bar:
                 for m in self.cfg.methods:
                     recs = quality_records(self.grids.grids[m], sizes, self.gt, self.cfg.boxes,
-                                           self.cfg.quality_percentiles, image_ids=self.grids.rows)
-                    out[m] = aggregate_quality(recs, self.classes)
+                                           self.cfg.quality_percentiles, image_ids=self.grids.rows,
+                                           tolerance_px_at_224=tolerance)
+                    out[m] = MethodQuality.from_dict(aggregate_quality(recs, self.classes))
                     bar.update(1)
-            return {"percentiles": list(self.cfg.quality_percentiles), "tolerance_px_at_224": 15,
-                    "gt_response_units": "raw similarity (before min-max), upsampled map", "methods": out}
-        return self._cached_json("quality.json", compute)
+            return QualityTables(list(self.cfg.quality_percentiles), tolerance,
+                                 "raw similarity (before min-max), upsampled map", out).to_dict()
+        return QualityTables.from_dict(self._cached_json("quality.json", compute))
 
     # ------------------------------------------------------------------------------------------ one image
     def image_sizes(self) -> np.ndarray:
