@@ -8,7 +8,7 @@ Detections are the ground truth jittered (some dropped, some duplicated) plus un
 with a fixed seed, so that matching has real work to do. Printed: wall seconds of our VOC scoring (voc07
 and voc, single and several IoU thresholds), our COCO path (faster-coco-eval underneath, dict building
 included), faster-coco-eval used directly with its default parameters, and pycocotools, with ratios and
-the mAPs each produced (they must agree). DESIGN targets on a 2-core machine: VOC well under 10 s, COCO
+the mAPs each produced (they must agree). Targets on a 2-core machine: VOC well under 10 s, COCO
 no slower than about 2x faster-coco-eval.
 """
 

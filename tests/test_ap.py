@@ -119,8 +119,9 @@ def ref_voc_ap(rec, prec, use_07_metric):
 def ref_voc_eval(gt: Detections, det: Detections, cls: int, ovthresh: float):
     """voc_eval.py for one class as plain loops: returns rec, prec and {detection index: tp}.
 
-    Differences from the devkit, all required by DESIGN: IoU >= threshold (devkit: >), continuous box
-    sizes (devkit: +1), a stable score sort (devkit: np.argsort's default), IoU 0 for an empty union.
+    Differences from the devkit, all required by docs/DESIGN.md section 5: IoU >= threshold (devkit: >),
+    continuous box sizes (devkit: +1), a stable score sort (devkit: np.argsort's default), IoU 0 for an empty
+    union.
     """
     class_recs: dict[int, dict] = {}
     npos = 0

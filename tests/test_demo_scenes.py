@@ -14,6 +14,9 @@ import pytest
 
 from surgery_core.data.classes import DIOR_CLASSES, prompt_name
 from surgery_core.demo import scenes
+from surgery_core.demo.scenes import dataset as scene_dataset
+from surgery_core.demo.scenes.geometry import _draw
+from surgery_core.demo.scenes.scene import _layout
 from surgery_core.demo.scenes import (CLASS_WORDS, DEMO_CLASSES, PLAIN_BACKGROUND, generate_dataset, is_complete,
                                       render_scene)
 
@@ -170,7 +173,7 @@ def test_boxes_stand_out_from_the_background_in_real_renders(many):
 def test_ships_on_water_and_everything_else_on_land():
     for i in range(120):
         rng = np.random.default_rng([21, i])
-        laid = scenes._layout(rng, 224)
+        laid = _layout(rng, 224)
         if laid is None:
             continue
         b, _ = laid
@@ -188,7 +191,7 @@ def test_objects_cut_by_the_border_keep_half_their_area():
     the image with its whole area."""
     pad, cut = 200, 0
     for i in range(150):
-        laid = scenes._layout(np.random.default_rng([31, i]), 224)
+        laid = _layout(np.random.default_rng([31, i]), 224)
         if laid is None:
             continue
         b, _ = laid
@@ -197,7 +200,7 @@ def test_objects_cut_by_the_border_keep_half_their_area():
         for (name, box), cmds in zip(b.objects, bodies):
             canvas = np.zeros((224 + 2 * pad, 224 + 2 * pad), np.uint8)
             for cmd in cmds:
-                scenes._draw(canvas, cmd, np.array([-pad, -pad], np.int32) * 16, 255)
+                _draw(canvas, cmd, np.array([-pad, -pad], np.int32) * 16, 255)
             total = int(np.count_nonzero(canvas))
             inside = int(np.count_nonzero(canvas[pad:pad + 224, pad:pad + 224]))
             assert 2 * inside >= total, (i, name, box, inside, total)
@@ -324,7 +327,7 @@ def test_generation_refuses_to_clobber_and_detects_a_crash(tmp_path, monkeypatch
     assert is_complete(empty)
 
     calls = {"n": 0}
-    real = scenes.render_scene
+    real = scene_dataset.render_scene
 
     def failing(*a, **k):
         calls["n"] += 1
@@ -332,12 +335,12 @@ def test_generation_refuses_to_clobber_and_detects_a_crash(tmp_path, monkeypatch
             raise RuntimeError("simulated crash")
         return real(*a, **k)
 
-    monkeypatch.setattr(scenes, "render_scene", failing)
+    monkeypatch.setattr(scene_dataset, "render_scene", failing)
     crashed = tmp_path / "crashed"
     with pytest.raises(RuntimeError):
         generate_dataset(crashed, seed=1, count=5)
     assert not is_complete(crashed) and not crashed.exists()
-    monkeypatch.setattr(scenes, "render_scene", real)
+    monkeypatch.setattr(scene_dataset, "render_scene", real)
     generate_dataset(crashed, seed=1, count=5)
     assert is_complete(crashed)
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
@@ -364,3 +367,22 @@ def test_training_set_is_the_same_in_any_number_of_workers_and_groups():
     for i in (0, 11, 12, 22):  # both sides of a group boundary
         scene = render_scene(np.random.default_rng([3, i]), 96)
         assert np.array_equal(images[i], scene.image.transpose(2, 0, 1)) and captions[i] == scene.caption
+
+
+def test_each_class_is_one_complete_record():
+    """One record per class: DIOR names, unique placing ranks, backgrounds the generator can draw, and the
+    words and plurals captions use all start from the record's own words."""
+    from surgery_core.demo.scenes.backgrounds import _BACKGROUNDS
+    from surgery_core.demo.scenes.classes import CLASS_RECORDS, PLACING_ORDER
+
+    assert tuple(r.name for r in CLASS_RECORDS) == DEMO_CLASSES
+    assert set(DEMO_CLASSES) <= set(DIOR_CLASSES)
+    assert sorted(r.order for r in CLASS_RECORDS) == list(range(len(CLASS_RECORDS)))
+    assert [r.order for r in PLACING_ORDER] == list(range(len(CLASS_RECORDS)))
+    for r in CLASS_RECORDS:
+        assert CLASS_WORDS[r.name] == r.words and r.plural.startswith(r.words), r
+        assert r.backgrounds and set(r.backgrounds) <= set(_BACKGROUNDS), r
+        assert r.adjectives and all(a.endswith(" ") for a in r.adjectives), r
+        assert callable(r.placer), r
+    with pytest.raises(AttributeError):
+        CLASS_RECORDS[0].words = "jet"

@@ -1,9 +1,10 @@
 """The six training-free methods added to the seed's four, each checked against an independent per-head loop.
 
-The reference below is written from the official definitions (TRAINING_FREE_METHODS.md), with explicit
-weight slices and matrix products per head: no SDPA, no fused projections, no library attention helper. The
-models are open_clip ViT-B/32 and ViT-B/16 with random weights, and random (non-zero) biases, so that an
-``out_proj`` bias added twice, or a residual or FFN kept where it should be dropped, shows up.
+The reference below is written from the official code (repositories and commits in docs/DESIGN.md
+section 3), with explicit weight slices and matrix products per head: no SDPA, no fused projections, no
+library attention helper. The models are open_clip ViT-B/32 and ViT-B/16 with random weights, and random
+(non-zero) biases, so that an ``out_proj`` bias added twice, or a residual or FFN kept where it should be
+dropped, shows up.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Boxes cut from heatmaps: threshold, morphology, connected components, one scored box per component.
 
-Per image and class (DESIGN section 4):
+Per image and class (docs/DESIGN.md section 4):
 
 1. working map: the raw grid min-max normalised to 0-1 and upsampled to the working resolution
    (:func:`surgery_core.eval.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);

@@ -11,9 +11,9 @@ map and scaled to original-image pixels: working pixel ``(row i, column j)`` cov
 ``[j * sx, (j + 1) * sx) x [i * sy, (i + 1) * sy)`` of the original image, with ``sx = image_w / working_w``
 and ``sy = image_h / working_h`` (see :func:`image_scale`).
 
-Order of operations (DESIGN section 3): normalise the grid, then upsample. Half-pixel-centre bilinear
-interpolation is a convex combination of grid cells, so the map stays within 0-1; its maximum can be a
-little under 1 because no working pixel centre need fall exactly on a cell centre.
+Order of operations (docs/DESIGN.md section 3): normalise the grid, then upsample. Half-pixel-centre
+bilinear interpolation is a convex combination of grid cells, so the map stays within 0-1; its maximum can
+be a little under 1 because no working pixel centre need fall exactly on a cell centre.
 """
 
 from __future__ import annotations

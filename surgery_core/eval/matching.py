@@ -4,7 +4,7 @@ Boxes are ``xyxy`` pixels, continuous coordinates, no +1 convention (see :mod:`s
 IoU is intersection area / union area, a unitless number in [0, 1]; a pair whose union is empty (two
 zero-area boxes) has IoU 0, never NaN.
 
-Matching semantics (DESIGN section 5, PASCAL VOC devkit ``voc_eval.py`` except for ``>=`` and the
+Matching semantics (docs/DESIGN.md section 5, PASCAL VOC devkit ``voc_eval.py`` except for ``>=`` and the
 continuous coordinates): per class, detections are visited in descending score order over all images
 (stable: ties keep their input order); each detection looks only at the ground truth of its class in its
 image and picks the one of highest IoU (``np.argmax`` semantics: the first in ground-truth order on

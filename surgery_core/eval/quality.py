@@ -1,4 +1,5 @@
-"""Heatmap quality per image and class, and the seed's quality table over a dataset (DESIGN section 5).
+"""Heatmap quality per image and class, and the seed's quality table over a dataset (docs/DESIGN.md
+section 5).
 
 The seed's ``analyze_heatmap_quality`` reported, per heatmap percentile threshold, the mean and max
 best-box IoU, the mean number of boxes and the activation ratio, plus the raw similarity inside ground-truth

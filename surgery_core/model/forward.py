@@ -1,4 +1,4 @@
-"""One pass of the image tower that computes every requested token source (DESIGN section 2).
+"""One pass of the image tower that computes every requested token source (docs/DESIGN.md section 2).
 
 The vanilla tower always runs; blocks before the last ``n`` (n = the most final blocks any requested path
 replaces: the surgery depth for CLIP Surgery's v-v path and GEM, 1 for the last-block methods) run once, as

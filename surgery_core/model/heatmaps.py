@@ -1,4 +1,5 @@
-"""Heatmaps of every registered method from one forward pass (DESIGN section 3), as raw similarity grids.
+"""Heatmaps of every registered method from one forward pass (docs/DESIGN.md section 3), as raw similarity
+grids.
 
 A grid is float32 ``[num_classes, grid_h, grid_w]`` per image: the similarity of each patch token to each
 class BEFORE any min-max normalisation (``maps.py`` normalises and upsamples). The methods themselves are

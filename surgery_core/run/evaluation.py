@@ -1,6 +1,6 @@
 """From a run's stored grids to every number of the report: boxes per protocol, AP tables, sweeps, quality.
 
-Protocols (DESIGN section 5), named on every table:
+Protocols (docs/DESIGN.md section 5), named on every table:
 
 - ``present`` (localisation, the seed's setting): boxes only for the classes annotated in each image,
   scored by the box rule of the run configuration;

@@ -8,7 +8,7 @@ The computation is split in two so that a new phrase costs only the cheap half:
   (model, image content, input size, window, stride, depth, token needs).
 - **text side** (:func:`phrase_maps`): the prompt-ensemble feature of each phrase (cached on the model per
   phrase and prompt set by :func:`~surgery_core.model.text.ensemble_text_features`), the similarity of the cached
-  tokens with them (class-set or single-text feature surgery, DESIGN section 3), overlapping windows
+  tokens with them (class-set or single-text feature surgery, docs/DESIGN.md section 3), overlapping windows
   averaged: raw grids equal to the engine's for the same image, classes and method.
 
 Each side reaches the methods' code in exactly one call (``tower_forward`` in :func:`image_tokens`,
