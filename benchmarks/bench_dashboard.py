@@ -137,9 +137,7 @@ def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     try:
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=str(serving.CHROMIUM), args=serving.CHROMIUM_ARGS)
-            pg = b.new_page(viewport={"width": 1500, "height": 1000})
-            pg.set_default_timeout(600_000)
+            pg = serving.open_page(p, 1500)
             pg.add_init_script(WS_LOG)
             pg.goto(f"{base}/compare")
             pg.wait_for_selector(idle)

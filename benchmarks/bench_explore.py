@@ -108,9 +108,7 @@ def browser_figures(model: dict, query: dict, repeats: int, root: Path) -> tuple
     out: dict[str, list[float]] = {}
     try:
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=str(serving.CHROMIUM), args=serving.CHROMIUM_ARGS)
-            pg = b.new_page(viewport={"width": 1280, "height": 1000})
-            pg.set_default_timeout(600_000)
+            pg = serving.open_page(p, 1280)
             pg.goto(f"{base}/explore?" + urlencode({**query, "xq": "warm up"}))  # opens the run, image side once
             pg.wait_for_selector(IDLE)
             box = pg.locator(".st-key-xq input")

@@ -60,3 +60,12 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def open_page(playwright, width: int, height: int = 1000, timeout_ms: int = 600_000):
+    """A page of a new headless chromium (Debian's, with :data:`CHROMIUM_ARGS`) at ``width`` x ``height`` px,
+    whose waits time out after ``timeout_ms`` (benchmarks wait for real work, not for a test's patience)."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(timeout_ms)
+    return page

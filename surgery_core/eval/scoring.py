@@ -166,13 +166,18 @@ def read_csv_detections(path: str | Path, dataset: ScoringDataset) -> Detections
                 rows.append((x1, y1, x2, y2, s, k, i))
             if header is None:
                 raise InputError(path, f"line 1: empty file; expected the header {','.join(CSV_COLUMNS)}")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise InputError(path, f"line {reader.line_num}: malformed CSV ({exc})") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise _unreadable(path, exc) from None
     return _to_detections(rows)
+
+
+def _unreadable(path: Path, exc: UnicodeDecodeError | OSError) -> InputError:
+    """The one-line error for a detection file that cannot be read as UTF-8 text."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    return InputError(path, f"cannot read ({exc.strerror or exc})")
 
 
 def _to_detections(rows: list[tuple]) -> Detections:
@@ -209,12 +214,10 @@ def read_coco_detections(path: str | Path, dataset: ScoringDataset) -> Detection
     try:
         text = path.read_text(encoding="utf-8-sig")
         doc = json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"line {exc.lineno}: invalid JSON ({exc.msg})") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise _unreadable(path, exc) from None
 
     images = _ImageIds(dataset)
     key = None
