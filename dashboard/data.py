@@ -19,7 +19,7 @@ from surgery_core import pairs
 from surgery_core.ap import COCO_IOUS, APResult
 from surgery_core.config import ModelConfig, RunConfig
 from surgery_core.engine import resolve_model
-from surgery_core.runs import BOXES_FILE, Run
+from surgery_core.runs import Run
 from surgery_core.store import require_within
 
 ENV_MODEL_LOAD_LOG = "SURGERY_MODEL_LOAD_LOG"
@@ -157,29 +157,31 @@ _locks: dict[str, threading.Lock] = {}
 
 
 def ensure(run: Run, what: str) -> None:
-    """Compute a run's one-time products (``boxes``, ``ap_tables``, ``sweep``, ``quality``) under a spinner that
-    says what is happening; instant once cached in the run folder."""
+    """Compute a run's one-time products (``ap_tables``, ``quality``) under a spinner that says what is
+    happening; instant once cached in the run folder."""
     lock = _locks.setdefault(run_key(run) + what, threading.Lock())
-    if what == "boxes":
-        if "boxes" in run.__dict__:
-            return
-        msg = None if (run.run_dir / BOXES_FILE).is_file() else (
-            f"Cutting boxes for {len(run.cfg.methods)} methods x {len(run.cfg.protocols)} protocols x every "
-            "percentile of the sweep (once per run, then cached in the run folder)…")
-        with lock, st.spinner(msg or "Loading boxes…", show_time=msg is not None):
-            run.boxes
-        return
     if (run.run_dir / f"{what}.json").is_file():
         return
-    ensure(run, "boxes")
     with lock, st.spinner(f"Computing {what.replace('_', ' ')} (once per run, then cached)…", show_time=True):
         getattr(run, what)()
+
+
+def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float) -> None:
+    """Cut the box cells a view needs (these methods, one protocol and percentile) under a spinner naming them,
+    only where the run store lacks them: nothing else of the sweep is cut before the view is drawn."""
+    todo = run.boxes.missing(methods, [protocol], [percentile])
+    if not todo:
+        return
+    names = ", ".join(m for m, _, _ in todo)
+    with st.spinner(f"Cutting boxes of {names} ({protocol}, p{percentile:g}; once, then kept in the run store)…",
+                    show_time=True):
+        run.boxes.ensure([m for m, _, _ in todo], [protocol], [percentile])
 
 
 def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
               coco95: bool = False) -> APResult:
     """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco)."""
-    ensure(run, "boxes")
+    ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
     return run.ap(method, protocol, interp, float(percentile), thr)
 
@@ -196,7 +198,7 @@ def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
 def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: float, _run: Run) -> pd.DataFrame:
     """:func:`surgery_core.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
     settings, with the cached :func:`pair_quality`."""
-    ensure(_run, "boxes")
+    ensure_cells(_run, [method], protocol, percentile)
     return pairs.pair_outcomes(_run, method, protocol, percentile, iou, quality=pair_quality(key, method, _run))
 
 

@@ -20,13 +20,14 @@ from .config import RunConfig
 from .datasets import Dataset
 from .detections import Detections
 from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
-from .evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
+from .boxcells import RunBoxes, box_key
+from .evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
 from .images import read_image
 from .progress import QUIET, Progress
 from .quality import aggregate_quality, quality_records
-from .store import RunStore, atomic_write_bytes, default_store, write_json
+from .store import RunStore, default_store, write_json
 
-BOXES_FILE = "boxes.npz"
+SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
 
 
 class Run:
@@ -100,22 +101,20 @@ class Run:
 
     # ------------------------------------------------------------------------------------------ boxes
     @cached_property
-    def boxes(self) -> BoxCache:
-        """Boxes at every needed percentile, per method and protocol (cached in ``boxes.npz``)."""
-        path = self.run_dir / BOXES_FILE
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    return BoxCache.from_npz(z)
-            except Exception:  # damaged cache: recompute it
-                pass
-        cache = cut_boxes(self.cfg, self.dataset, self.grids, bars=self.bars)
-        import io
+    def boxes(self) -> RunBoxes:
+        """Boxes per (method, protocol, percentile) cell, cut on first use and kept as columns in the run store
+        (``boxes/<box key>/``, shared by runs whose boxes are the same; see :mod:`surgery_core.boxcells`)."""
+        return RunBoxes(self.cfg, self.dataset, self.grids, self.store.root / "boxes" / box_key(self.cfg, self.grids),
+                        bars=self.bars)
 
-        buf = io.BytesIO()
-        np.savez(buf, **cache.to_npz_dict())
-        atomic_write_bytes(path, buf.getvalue())
-        return cache
+    def report_percentiles(self) -> tuple[float, ...]:
+        """Percentiles whose boxes the reports need: the run's own and the sweep's."""
+        return tuple(sorted({float(self.cfg.boxes.percentile), *map(float, self.cfg.sweep_percentiles)}))
+
+    def ensure_boxes(self, percentiles: tuple[float, ...] | None = None) -> int:
+        """Cut every missing cell of the run's methods and protocols at ``percentiles`` (default: what the reports
+        need) in one pass per (method, protocol); returns the number of cells cut."""
+        return self.boxes.ensure(percentiles=self.report_percentiles() if percentiles is None else percentiles)
 
     @cached_property
     def gt(self) -> Detections:
@@ -156,13 +155,33 @@ class Run:
 
     def ap_tables(self) -> dict:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
-        return self._cached_json("ap_tables.json", lambda: ap_tables(self.cfg, self.dataset, self.grids, self.boxes,
-                                                                  bars=self.bars))
+        def compute():
+            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars)
+        return self._cached_json("ap_tables.json", compute)
+
+    def sweep_part_path(self, method: str, protocol: str) -> Path:
+        return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
+
+    def sweep_part(self, method: str, protocol: str) -> dict:
+        """The sweep of one method and protocol: ``{interp: {"mAP", "per_class", "best"}}`` as in :meth:`sweep`'s
+        table (cached in ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
+        def compute():
+            self.boxes.ensure([method], [protocol], self.cfg.sweep_percentiles)
+            doc = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
+                              protocols=(protocol,))
+            return doc["table"][method][protocol]
+        return self._cached_json(str(self.sweep_part_path(method, protocol).relative_to(self.run_dir)), compute)
 
     def sweep(self) -> dict:
-        """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``)."""
-        return self._cached_json("sweep.json", lambda: sweep_table(self.cfg, self.dataset, self.grids, self.boxes,
-                                                                    bars=self.bars))
+        """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``), assembled from
+        :meth:`sweep_part` of every method and protocol."""
+        def compute():
+            self.boxes.ensure(percentiles=self.cfg.sweep_percentiles)
+            head = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, methods=(), protocols=())
+            head["table"] = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
+            return head
+        return self._cached_json("sweep.json", compute)
 
     def quality(self) -> dict:
         """The seed's heatmap-quality analysis per method (``quality.json``)."""
