@@ -201,6 +201,7 @@ def main():
     names = list(METHODS)[:args.methods]
     t_all = time.perf_counter()
     scratch = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    scratch.mkdir(parents=True, exist_ok=True)
     with PeakRSS() as rss:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()

@@ -76,6 +76,10 @@ class CellStore:
         except (OSError, ValueError):  # absent, or damaged: recomputed by the caller, never served
             return None
 
+    def discard(self, method: str, protocol: str, percentile: float) -> None:
+        """Remove a cell (one that cannot be read back), so that it is cut again."""
+        shutil.rmtree(self.path(method, protocol, percentile), ignore_errors=True)
+
     def write(self, method: str, protocol: str, percentile: float, det: Detections, num_classes: int) -> None:
         """Store one cell atomically (a whole folder renamed into place)."""
         d = self.path(method, protocol, percentile)
@@ -149,6 +153,7 @@ class RunBoxes:
                 return self._mem[key]
         det = self.cells.read(*key)
         if det is None:
+            self.cells.discard(*key)  # a damaged cell is cut again
             self.ensure([method], [protocol], [percentile])
             det = self.cells.read(*key)
             if det is None:
