@@ -178,6 +178,68 @@ def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float)
         run.boxes.ensure([m for m, _, _ in todo], [protocol], [percentile])
 
 
+@dataclass
+class _Filler:
+    """A run's sweep parts computed in a background thread (one per run) while the page stays usable.
+
+    queue: (method, protocol) parts still to compute, in the order pages asked for them; done: parts finished in
+    this process; running: the part being computed; errors: part -> one-line reason."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: list[tuple[str, str]] = field(default_factory=list)
+    done: set[tuple[str, str]] = field(default_factory=set)
+    running: tuple[str, str] | None = None
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _filler(key: str) -> _Filler:
+    return _Filler()
+
+
+def _fill(run: Run, f: _Filler) -> None:
+    """The background thread: compute queued sweep parts until the queue is empty (no Streamlit calls here)."""
+    while True:
+        with f.lock:
+            if not f.queue:
+                f.thread, f.running = None, None
+                return
+            part = f.running = f.queue.pop(0)
+        try:
+            run.sweep_part(*part)
+        except Exception as exc:  # shown on the page; the other parts go on
+            f.errors[part] = f"{type(exc).__name__}: {exc}"
+        with f.lock:
+            f.done.add(part)
+
+
+def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
+                ) -> tuple[dict[str, dict], list[str], dict[str, str]]:
+    """The sweep of each method under ``protocol`` that is computed already (``run.sweep_part``, read from the
+    run folder), the methods still missing (with ``start``, queued to the run's background thread, started here
+    when idle), and errors by method. Never blocks on a computation."""
+    f = _filler(run_key(run))
+    have, missing, errors = {}, [], {}
+    for m in methods:
+        part = (m, protocol)
+        if part in f.errors:
+            errors[m] = f.errors[part]
+        elif run.sweep_part_path(m, protocol).is_file():
+            have[m] = run.sweep_part(m, protocol)
+        else:
+            missing.append(m)
+    if missing and start:
+        with f.lock:
+            for m in missing:
+                if (m, protocol) not in f.queue and f.running != (m, protocol):
+                    f.queue.append((m, protocol))
+            if f.thread is None:
+                f.thread = threading.Thread(target=_fill, args=(run, f), name=f"sweep-{run.run_hash}", daemon=True)
+                f.thread.start()
+    return have, missing, errors
+
+
 def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
               coco95: bool = False) -> APResult:
     """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco)."""
