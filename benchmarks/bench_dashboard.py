@@ -35,7 +35,7 @@ APP = str(REPO / "dashboard" / "app.py")
 
 
 def demo_config():
-    from surgery_core.config import ModelConfig, RunConfig, cache_dir
+    from surgery_core.run.config import ModelConfig, RunConfig, cache_dir
     from surgery_core.demo.model import DEMO_WEIGHTS
 
     if DEMO_WEIGHTS.is_file():
@@ -43,7 +43,7 @@ def demo_config():
     import torch
     from safetensors.torch import save_file
 
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
 
     ckpt = cache_dir() / "bench" / "random-demo.safetensors"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--browser", action="store_true", help="also time the percentile slider in chromium")
     args = ap.parse_args()
 
-    from surgery_core.runs import Run
+    from surgery_core.run.facade import Run
 
     cfg, weights = demo_config()
     os.environ["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()

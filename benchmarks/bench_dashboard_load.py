@@ -57,8 +57,8 @@ ERRORS_JS = """() => [...document.querySelectorAll(
 def prepare(env: dict[str, str], limit: int | None) -> str:
     """Compute the run (grids, boxes, AP tables, sweep, quality) into the isolated store; its hash."""
     os.environ.update(env)
-    from surgery_core.config import DataConfig, RunConfig
-    from surgery_core.runs import Run
+    from surgery_core.run.config import DataConfig, RunConfig
+    from surgery_core.run.facade import Run
 
     cfg = RunConfig(data=DataConfig(limit=limit)) if limit else RunConfig()
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ Scenarios (``--scenarios``; each starts its own server with its own default run 
 The ViT-B/32 runs use open_clip's (seeded) random initialisation, written to a checkpoint file in the temporary
 cache first: the app refuses an architecture without a checkpoint (maps mean nothing; only the cost is of
 interest here).
-Each scenario also prints the library's own figures (``surgery_core.explore``: image side, text side with
+Each scenario also prints the library's own figures (``surgery_core.run.explore``: image side, text side with
 a new and with a cached phrase) measured in this process, so the browser's share is visible.
 
     python benchmarks/bench_explore.py                      # all three scenarios, 6 new phrases each
@@ -58,7 +58,7 @@ def with_checkpoint(model: dict, root: Path) -> dict:
         return model
     import torch
 
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
 
     path = root / "cache" / f"{model['arch']}-random-weights.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +68,11 @@ def with_checkpoint(model: dict, root: Path) -> dict:
 
 def library_figures(model: dict, query: dict, repeats: int) -> dict[str, list[float]]:
     """The same work in this process, without the app: image side once, text side per new / cached phrase."""
-    from surgery_core import explore
-    from surgery_core.config import ModelConfig, RunConfig
-    from surgery_core.engine import SAMPLES_ROOT, resolve_model
-    from surgery_core.heatmaps import METHODS
-    from surgery_core.images import read_image
+    from surgery_core.run import explore
+    from surgery_core.run.config import ModelConfig, RunConfig
+    from surgery_core.run.engine import SAMPLES_ROOT, resolve_model
+    from surgery_core.model.heatmaps import METHODS
+    from surgery_core.data.images import read_image
 
     loaded = resolve_model(RunConfig(model=ModelConfig(**model)))
     image = read_image(sorted(SAMPLES_ROOT.rglob("*.jpg"))[0])
@@ -99,7 +99,7 @@ def browser_figures(model: dict, query: dict, repeats: int, root: Path) -> tuple
     from playwright.sync_api import sync_playwright
 
     from dashboard import serving
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
 
     cfg = RunConfig(data=DataConfig(limit=4), model=ModelConfig(**model))
     env = {**os.environ, "SURGERY_CACHE": str(root / "cache"), "SURGERY_STORE": str(root / "store"),

@@ -18,10 +18,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from surgery_core.heatmaps import similarity_grids
-from surgery_core.methods import DEFAULT_METHODS, SEED_METHODS, paths_for
-from surgery_core.models import autocast_dtype, load_model
-from surgery_core.surgery import tower_forward
+from surgery_core.model.heatmaps import similarity_grids
+from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, paths_for
+from surgery_core.model.loading import autocast_dtype, load_model
+from surgery_core.model.forward import tower_forward
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
               f"(min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f} ms)")
     ten = med[next(k for k in med if k.startswith("all ten"))]
     print(f"all ten / seed four = {ten / four:.2f} wall time (target <= 1.5): {'met' if ten / four <= 1.5 else 'NOT met'}")
-    from surgery_core.heatmaps import pass_flops
+    from surgery_core.model.heatmaps import pass_flops
 
     f0, f4, f10 = (pass_flops(visual, ms, size, args.depth) for ms in (None, SEED_METHODS, DEFAULT_METHODS))
     print(f"matrix-product FLOPs per image: encode_image {f0 / 1e9:.2f} G, seed four x{f4 / f0:.3f}, "

@@ -3,8 +3,8 @@
 Real annotations (the 11,738 DIOR test files from ../shared/data/dior), synthetic heatmaps of DIOR geometry:
 per image a 25x25 grid per class (ViT-B/32 at 800 px), smooth noise plus a bump on every ground-truth box,
 all 20 classes, 10 percentiles x 6 IoU thresholds, VOC07 and VOC all-point. The run's own path is timed:
-``RunBoxes`` (surgery_core.boxcells) cuts every (method, protocol, percentile) cell at most ``--max-dets`` boxes
-per image into memory-mapped columns in a scratch run store, and ``evaluation.sweep_table`` scores them.
+``RunBoxes`` (surgery_core.run.boxcells) cuts every (method, protocol, percentile) cell at most ``--max-dets`` boxes
+per image into memory-mapped columns in a scratch run store, and ``surgery_core.run.evaluation.sweep_table`` scores them.
 
 Per method (``--methods N``: N synthetic methods, each its own noise seed, named after the registered
 methods; one method's grids are in memory at a time, as a run holds them):
@@ -45,14 +45,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from surgery_core.ap import evaluate, voc_match  # noqa: E402
-from surgery_core.boxcells import RunBoxes  # noqa: E402
-from surgery_core.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
-from surgery_core.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
-from surgery_core.datasets import load_dior  # noqa: E402
-from surgery_core.engine import GridSet  # noqa: E402
-from surgery_core.evaluation import box_params_for, ground_truth_for, present_pairs, sweep_table  # noqa: E402
-from surgery_core.methods import METHODS  # noqa: E402
+from surgery_core.data.datasets import load_dior  # noqa: E402
+from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
+from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
+from surgery_core.model.methods import METHODS  # noqa: E402
+from surgery_core.run.boxcells import RunBoxes  # noqa: E402
+from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
+from surgery_core.run.engine import GridSet  # noqa: E402
+from surgery_core.run.evaluation import box_params_for, ground_truth_for, present_pairs, sweep_table  # noqa: E402
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
 
@@ -136,10 +136,10 @@ import sys, time, json
 t0 = time.perf_counter()
 sys.path.insert(0, {repo!r})
 import numpy as np
-from surgery_core.ap import evaluate, voc_match
-from surgery_core.boxcells import CellStore
-from surgery_core.detections import Detections
-from surgery_core.pairs import ap_table
+from surgery_core.eval.ap import evaluate, voc_match
+from surgery_core.run.boxcells import CellStore
+from surgery_core.data.detections import Detections
+from surgery_core.run.pairs import ap_table
 gt_cols = np.load({gt!r})
 gt = Detections(gt_cols["xyxy"], np.ones(len(gt_cols["cls"])), gt_cols["cls"], gt_cols["image"])
 t1 = time.perf_counter()

@@ -94,10 +94,10 @@ def _run_one(r: dict, recipes: list[dict], work: Path, out: Path, device: str) -
     import torch
 
     import surgery_core.demo.train as T
-    from surgery_core.config import ModelConfig, RunConfig
+    from surgery_core.run.config import ModelConfig, RunConfig
     from surgery_core.demo.card import measure_run
-    from surgery_core.runs import Run
-    from surgery_core.store import RunStore
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
 
     torch.set_num_threads(2)
     arch = f"Sweep-{r['name']}"
@@ -165,7 +165,7 @@ def main() -> None:
     os.environ.setdefault("SURGERY_CACHE", str(work / "cache"))  # the test split, generated once here
 
     from surgery_core.demo.train import render_training_set
-    from surgery_core.engine import demo_data_root
+    from surgery_core.run.engine import demo_data_root
 
     t0 = time.time()
     demo_data_root()

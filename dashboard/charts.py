@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from surgery_core.methods import method_color  # one colour per method, fixed by the registry's order
+from surgery_core.model.methods import method_color  # one colour per method, fixed by the registry's order
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
 LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))

@@ -1,7 +1,7 @@
 """The run a session looks at, opened once per process, and the per-pair tables cached per session settings.
 
 Everything numeric comes from :mod:`surgery_core`; the functions under "per-pair tables" are Streamlit caches
-around :mod:`surgery_core.pairs` (results gathered per (image, class) pair for browsing and drawing).
+around :mod:`surgery_core.run.pairs` (results gathered per (image, class) pair for browsing and drawing).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from surgery_core import pairs
-from surgery_core.ap import COCO_IOUS, APResult
-from surgery_core.config import ModelConfig, RunConfig
-from surgery_core.engine import resolve_model
-from surgery_core.runs import Run
-from surgery_core.store import require_within
+from surgery_core.run import pairs
+from surgery_core.eval.ap import COCO_IOUS, APResult
+from surgery_core.run.config import ModelConfig, RunConfig
+from surgery_core.run.engine import resolve_model
+from surgery_core.run.facade import Run
+from surgery_core.run.store import require_within
 
 ENV_MODEL_LOAD_LOG = "SURGERY_MODEL_LOAD_LOG"
 
@@ -46,12 +46,12 @@ def allowed_roots() -> list[Path]:
     The configured roots (``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` and ``$SURGERY_DATA_ROOTS``), or,
     with none configured, the cache folder (demo scenes) and the run store; always the files shipped with
     the package (real DIOR samples, demo weights) and the paths of the app's default run (the operator's)."""
-    from surgery_core.config import cache_dir
+    from surgery_core.run.config import cache_dir
     from surgery_core.demo.model import WEIGHTS_DIR
-    from surgery_core.engine import SAMPLES_ROOT
-    from surgery_core.store import default_store
+    from surgery_core.run.engine import SAMPLES_ROOT
+    from surgery_core.run.store import default_store
 
-    from .state import app_default_config, configured_data_roots
+    from dashboard.state import app_default_config, configured_data_roots
 
     roots = list(configured_data_roots()) or [cache_dir(), default_store().root]
     d = app_default_config()
@@ -143,7 +143,7 @@ def _open(cfg: RunConfig, area) -> Run:
 
 def current_run() -> Run:
     """The session's run (open already: the frame opened it before the page ran)."""
-    from .state import current_config
+    from dashboard.state import current_config
 
     return open_run(current_config())
 
@@ -249,16 +249,16 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables
-# The numbers are :mod:`surgery_core.pairs`; here they are only cached per run key and settings.
+# The numbers are :mod:`surgery_core.run.pairs`; here they are only cached per run key and settings.
 @st.cache_data(max_entries=32, show_spinner="Pointing game per sample and class (once per run and method)…")
 def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
-    """:func:`surgery_core.pairs.pair_quality`, cached per run key and method."""
+    """:func:`surgery_core.run.pairs.pair_quality`, cached per run key and method."""
     return pairs.pair_quality(_run, method)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: float, _run: Run) -> pd.DataFrame:
-    """:func:`surgery_core.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
+    """:func:`surgery_core.run.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
     settings, with the cached :func:`pair_quality`."""
     ensure_cells(_run, [method], protocol, percentile)
     return pairs.pair_outcomes(_run, method, protocol, percentile, iou, quality=pair_quality(key, method, _run))
@@ -267,6 +267,6 @@ def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: 
 @st.cache_resource(max_entries=512, show_spinner=False)
 def panel(key: str, method: str, image: int, cls: int, percentile: float, protocol: str, iou: float,
           _run: Run) -> pairs.Panel:
-    """:func:`surgery_core.pairs.panel`, cached per run key and settings (read-only: callers must not modify
+    """:func:`surgery_core.run.pairs.panel`, cached per run key and settings (read-only: callers must not modify
     it)."""
     return pairs.panel(_run, method, image, cls, percentile, protocol, iou)

@@ -1,4 +1,4 @@
-"""The dashboard's pictures, drawn by :mod:`surgery_core.drawing` (the report's drawing) and encoded once:
+"""The dashboard's pictures, drawn by :mod:`surgery_core.share.drawing` (the report's drawing) and encoded once:
 Streamlit caching glue only.
 
 Each picture is JPEG bytes cached with ``st.cache_data`` on everything it shows (run key, image, class, method,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from surgery_core import drawing
+from surgery_core.share import drawing
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
@@ -23,7 +23,7 @@ def thumbnail(key: str, image: int, side: int, classes: tuple[int, ...], _run, m
     sel = np.isin(rec.labels, classes) if classes else np.ones(len(rec.labels), bool)
     grid = _run.grid(map_method, image, map_class) if map_method else None
     if grid is not None:
-        from surgery_core.maps import working_map
+        from surgery_core.eval.maps import working_map
 
         h, w = rec.height, rec.width
         s = side / max(h, w)
@@ -53,6 +53,6 @@ def image_with_gt(key: str, image: int, cls: int, side: int, _run) -> bytes:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def colour_bar(width: int) -> bytes:
-    """PNG of the heatmaps' jet scale (:func:`surgery_core.drawing.colour_strip`), ``width`` px wide."""
+    """PNG of the heatmaps' jet scale (:func:`surgery_core.share.drawing.colour_strip`), ``width`` px wide."""
     return drawing.encode_png(drawing.colour_strip(width, tick_labels=("0 (map min)", "0.25", "0.5", "0.75",
                                                                     "1 (map max)")))

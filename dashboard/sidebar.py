@@ -9,14 +9,16 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from surgery_core.config import RunConfig
+from surgery_core.run.config import RunConfig
 from surgery_core.errors import PathNotAllowedError, SurgeryError
-from surgery_core.heatmaps import METHODS
-from surgery_core.prompts import PROMPT_SETS
-from surgery_core.runs import Run
-from surgery_core.store import default_store
+from surgery_core.model.heatmaps import METHODS
+from surgery_core.model.prompts import PROMPT_SETS
+from surgery_core.run.facade import Run
+from surgery_core.run.store import default_store
 
-from . import data, state, widgets
+from dashboard import data
+from dashboard import state
+from dashboard import widgets
 
 KINDS = {"demo": "demo scenes (generated)", "samples": "5 real DIOR samples", "dior": "DIOR folder",
          "coco": "COCO JSON"}

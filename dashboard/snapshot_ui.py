@@ -12,7 +12,7 @@ Registry
 
 Saving
     :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
-    :meth:`surgery_core.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.sharing.view_state`
+    :meth:`surgery_core.share.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.share.sharing.view_state`
     (page, run configuration and hash, sample, class, methods, thresholds, the page's permalink), ``numbers`` =
     ``{"blocks": [...]}`` (tables as columns + rows, charts as plotly JSON, text verbatim), ``images`` = the
     displayed bytes. Snapshots live in ``SnapshotStore.for_store(default_store())``: ``<run store>/snapshots``.
@@ -30,10 +30,10 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from surgery_core.sharing import Snapshot, SnapshotError, SnapshotStore, view_state
-from surgery_core.store import default_store
+from surgery_core.share.sharing import Snapshot, SnapshotError, SnapshotStore, view_state
+from surgery_core.run.store import default_store
 
-from .state import PAGE_TITLES
+from dashboard.state import PAGE_TITLES
 
 REG = "_snap_shown"
 COLOUR_SCALE = "colour scale"  # the image name of a heatmap colour bar: drawn on its own row, at its own width
@@ -334,7 +334,7 @@ def render_snapshot(snap: Snapshot) -> None:
                f"of run `{s.get('run_hash')}` · read-only: the stored numbers and images, nothing recomputed")
     if snap.note:
         st.markdown(snap.note)
-    from .widgets import settings_markdown  # widgets imports this module: import at call time
+    from dashboard.widgets import settings_markdown  # widgets imports this module: import at call time
 
     link = s.get("link") or {}
     if link:

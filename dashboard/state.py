@@ -24,7 +24,7 @@ from typing import Any
 
 import streamlit as st
 
-from surgery_core.config import RunConfig
+from surgery_core.run.config import RunConfig
 
 ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
 ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
@@ -135,14 +135,14 @@ class Param:
 
 
 def _default_iou(cfg: RunConfig) -> float:
-    from surgery_core.evaluation import view_iou  # one rule for Compare and the report figures
+    from surgery_core.run.evaluation import view_iou  # one rule for Compare and the report figures
 
     return view_iou(cfg)
 
 
 def _seed_first(methods) -> list[str]:
     """Methods shown by default: the seed's four when the run has them (the run may hold all ten)."""
-    from surgery_core.methods import SEED_METHODS
+    from surgery_core.model.methods import SEED_METHODS
 
     return [m for m in methods if m in SEED_METHODS] or list(methods)
 

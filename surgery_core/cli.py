@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import SurgeryError
+from surgery_core.errors import SurgeryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _progress(args):
     """Phases report on stderr when it is a terminal, or when --progress asks (--no-progress: never)."""
-    from .progress import Progress
+    from surgery_core.progress import Progress
 
     on = getattr(args, "progress", None)
     return Progress(sys.stderr.isatty() if on is None else on)
@@ -32,11 +32,11 @@ def _libraries(bars) -> None:
         import open_clip  # noqa: F401
         import torch  # noqa: F401
 
-        from . import runs  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
+        from surgery_core.run import facade  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
 
 
 def _cmd_dataset(args) -> int:
-    from .datasets import load_coco, load_dior
+    from surgery_core.data.datasets import load_coco, load_dior
 
     if args.coco:
         ds = load_coco(args.coco, args.images)
@@ -61,7 +61,7 @@ def _cmd_dataset(args) -> int:
 
 def _class_names_note(classes: list[str]) -> str | None:
     """A note naming the ``--classes`` entries that are not DIOR classes (any accepted spelling), or None."""
-    from .classes import DIOR_CLASSES, ClassIndex
+    from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
 
     index = ClassIndex(DIOR_CLASSES)
     unknown = [c for c in classes if index.lookup(c) is None]
@@ -82,11 +82,11 @@ def _cmd_heatmaps(args) -> int:
     import numpy as np
     import torch
 
-    from .heatmaps import DEFAULT_METHODS, compute_heatmaps
-    from .images import read_image, squash, to_tensor
-    from .models import load_model
+    from surgery_core.model.heatmaps import DEFAULT_METHODS, compute_heatmaps
+    from surgery_core.data.images import read_image, squash, to_tensor
+    from surgery_core.model.loading import load_model
 
-    from .demo.model import DEMO_ARCH
+    from surgery_core.demo.model import DEMO_ARCH
 
     arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))
@@ -117,7 +117,7 @@ def _cmd_heatmaps(args) -> int:
 
 def _method_list(text: str) -> tuple[str, ...]:
     """``--methods a,b`` as a tuple of registered names; an unknown name is a one-line error."""
-    from .methods import METHODS
+    from surgery_core.model.methods import METHODS
 
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in names if m not in METHODS]
@@ -128,7 +128,7 @@ def _method_list(text: str) -> tuple[str, ...]:
 
 
 def _cmd_methods(args) -> int:
-    from .methods import METHODS, PATHS, SEED_METHODS
+    from surgery_core.model.methods import METHODS, PATHS, SEED_METHODS
 
     for m in METHODS.values():
         path = PATHS.get(m.tokens)
@@ -141,7 +141,7 @@ def _cmd_methods(args) -> int:
 
 
 def _cmd_demo_generate(args) -> int:
-    from .demo.scenes import generate_dataset
+    from surgery_core.demo.scenes import generate_dataset
 
     summary = generate_dataset(args.out, args.seed, args.count, args.size, overwrite=args.overwrite)
     print(json.dumps({k: summary[k] for k in ("out", "seed", "count", "size", "splits")}, default=str))
@@ -149,8 +149,8 @@ def _cmd_demo_generate(args) -> int:
 
 
 def _cmd_demo_train(args) -> int:
-    from .demo.model import WEIGHTS_DIR
-    from .demo.train import train
+    from surgery_core.demo.model import WEIGHTS_DIR
+    from surgery_core.demo.train import train
 
     recipe = {k: getattr(args, k) for k in ("seed", "scenes", "steps", "batch", "lr") if getattr(args, k) is not None}
     log = train(Path(args.out or WEIGHTS_DIR), threads=args.threads, device=args.device, **recipe)
@@ -160,7 +160,7 @@ def _cmd_demo_train(args) -> int:
 
 
 def _cmd_demo_card(args) -> int:
-    from .demo.card import write_model_card
+    from surgery_core.demo.card import write_model_card
 
     card = write_model_card()
     print(card.read_text())
@@ -202,7 +202,7 @@ def config_from_args(args) -> "RunConfig":
     Errors say which option or configuration key (and file) holds the bad value and what is allowed."""
     from pydantic import ValidationError
 
-    from .config import RunConfig, explain_validation_error, read_config_file
+    from surgery_core.run.config import RunConfig, explain_validation_error, read_config_file
 
     doc = read_config_file(args.config) if args.config else {}
     names: dict[tuple[str, ...], str] = {}  # configuration paths whose values came from the command line
@@ -250,9 +250,9 @@ def _open_run(args):
     rank 0 opens the run as one process would and the other ranks get None (they print nothing more)."""
     bars = _progress(args)
     _libraries(bars)
-    from .distributed import launch_from_env, run_sharded
-    from .runs import Run
-    from .store import RunStore, default_store, default_store_root
+    from surgery_core.run.distributed import launch_from_env, run_sharded
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore, default_store, default_store_root
 
     cfg = config_from_args(args)
     launch = launch_from_env()
@@ -292,8 +292,8 @@ def _cmd_evaluate(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
-    from .evaluation import describe_cap
-    from .report import write_evaluation
+    from surgery_core.run.evaluation import describe_cap
+    from surgery_core.share.report import write_evaluation
 
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
@@ -328,7 +328,7 @@ def _cmd_report(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
-    from .sharing import default_samples, write_report
+    from surgery_core.share.sharing import default_samples, write_report
 
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []
@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")
     ms.set_defaults(func=_cmd_methods)
 
-    from .scoring import add_score_arguments, run_score
+    from surgery_core.eval.scoring import add_score_arguments, run_score
 
     sc = sub.add_parser("score", help="score an external detection file (CSV or COCO results JSON)")
     add_score_arguments(sc)

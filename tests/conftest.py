@@ -72,9 +72,9 @@ def _dashboard_config(base: Path):
     import torch
     from safetensors.torch import save_file
 
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
     from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
 
     data = DataConfig(limit=DASHBOARD_LIMIT)
     if DEMO_WEIGHTS.is_file():
@@ -96,7 +96,7 @@ def dashboard_env(tmp_path_factory) -> dict[str, str]:
     base.mkdir(exist_ok=True)
     env = {"SURGERY_CACHE": str(base / "cache"), "SURGERY_STORE": str(base / "store")}
     with environ(env, also=("SURGERY_DASHBOARD_CONFIG",)):
-        from surgery_core.runs import Run
+        from surgery_core.run.facade import Run
 
         cfg = _dashboard_config(base)
         run = Run.open(cfg)
@@ -109,8 +109,8 @@ def dashboard_env(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def test_run(dashboard_env):
     """The dashboard tests' run, opened from the store :func:`dashboard_env` filled."""
-    from surgery_core.config import RunConfig
-    from surgery_core.runs import Run
+    from surgery_core.run.config import RunConfig
+    from surgery_core.run.facade import Run
 
     return Run.open(RunConfig.model_validate_json(dashboard_env["SURGERY_DASHBOARD_CONFIG"]))
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.ap import COCO_IOUS, evaluate, voc_ap, voc_match
-from surgery_core.classes import DIOR_CLASSES, ClassIndex
-from surgery_core.detections import Detections
-from surgery_core.matching import box_iou, match, match_detections, paired_iou
+from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_ap, voc_match
+from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
+from surgery_core.data.detections import Detections
+from surgery_core.eval.matching import box_iou, match, match_detections, paired_iou
 
 # Same place as conftest.py's DIOR_TARBALL: ../shared next to the repository unless SURGERY_SHARED says.
 TARBALL = Path(os.environ.get("SURGERY_SHARED", Path(__file__).resolve().parents[2] / "shared")) \
@@ -168,7 +168,7 @@ def ref_voc_eval(gt: Detections, det: Detections, cls: int, ovthresh: float):
 
 
 def pycocotools_eval(gt: Detections, det: Detections, iou_thrs=None):
-    """pycocotools COCOeval on dicts built here independently of surgery_core.ap (bbox, defaults)."""
+    """pycocotools COCOeval on dicts built here independently of surgery_core.eval.ap (bbox, defaults)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -345,7 +345,7 @@ def test_a_reused_match_gives_the_same_ap_and_a_foreign_one_is_refused(dior_gt):
 
 
 def test_matching_is_independent_of_chunk_size(dior_gt, monkeypatch):
-    import surgery_core.matching as matching
+    import surgery_core.eval.matching as matching
 
     det = synth_detections(dior_gt, 3, int(dior_gt.image.max()) + 1)
     whole = match(dior_gt, det, SEED_IOUS)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgery_core.ap import evaluate
-from surgery_core.boxcells import COLUMNS, CellStore, RunBoxes, box_key
-from surgery_core.boxes import BoxParams, sweep_detections
-from surgery_core.config import DataConfig, RunConfig
-from surgery_core.datasets import load_dior
-from surgery_core.detections import Detections
-from surgery_core.engine import GridSet
-from surgery_core.evaluation import box_params_for, describe_boxes, present_pairs
-from surgery_core.maxdets import cap_detections, cap_indices
+from surgery_core.data.datasets import load_dior
+from surgery_core.data.detections import Detections
+from surgery_core.eval.ap import evaluate
+from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.eval.maxdets import cap_detections, cap_indices
+from surgery_core.run.boxcells import COLUMNS, CellStore, RunBoxes, box_key
+from surgery_core.run.config import DataConfig, RunConfig
+from surgery_core.run.engine import GridSet
+from surgery_core.run.evaluation import box_params_for, describe_boxes, present_pairs
 
 PERCENTILES = (60.0, 80.0, 90.0)
 

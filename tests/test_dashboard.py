@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.methods import SEED_METHODS  # what Compare shows by default
+from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboard" / "app.py")
@@ -131,7 +131,7 @@ def test_compare_shows_class_probability_and_pointing(dashboard_env, test_run):
 def test_compare_panel_matches_library(dashboard_env, test_run):
     """Box labels come from the library: boxes_for at the percentile, greedy matching at the IoU."""
     from dashboard import data
-    from surgery_core.matching import box_iou
+    from surgery_core.eval.matching import box_iou
 
     image = int(test_run.grids.rows[0])
     rec = test_run.dataset.images[image]
@@ -177,7 +177,7 @@ def test_browse_filters_and_open_in_compare(dashboard_env, test_run):
 def test_browse_outcomes_match_matching(dashboard_env, test_run):
     """The outcome table counts TPs exactly as AP does (greedy matching over the whole run)."""
     from dashboard import data
-    from surgery_core.matching import match_detections
+    from surgery_core.eval.matching import match_detections
 
     df = data.pair_outcomes(data.run_key(test_run), "standard", "present", 90.0, 0.1, test_run)
     det = match_detections(test_run.gt, test_run.detections("standard", "present", 90.0), 0.1)
@@ -227,7 +227,7 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
 
 def test_ap_csv_content(dashboard_env, test_run):
     from dashboard import data
-    from surgery_core import pairs
+    from surgery_core.run import pairs
 
     results = {m: data.ap_result(test_run, m, "open", "voc07", 75.0, 0.05) for m in test_run.cfg.methods}
     table = pairs.ap_table(results, test_run.classes)
@@ -267,8 +267,8 @@ def test_quality_tables(dashboard_env, test_run):
 # ------------------------------------------------------------------------------------------ permalinks
 def test_config_encoding_roundtrip():
     from dashboard.state import decode_config, encode_config
-    from surgery_core.boxes import BoxParams
-    from surgery_core.config import DataConfig, InputConfig, ModelConfig, RunConfig
+    from surgery_core.eval.boxes import BoxParams
+    from surgery_core.run.config import DataConfig, InputConfig, ModelConfig, RunConfig
 
     assert encode_config(RunConfig()) == ""
     assert decode_config("") == RunConfig()
@@ -358,7 +358,7 @@ def test_model_note_is_shown_for_real_imagery(dashboard_env, test_run):
 def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
     """No run parameter, no $SURGERY_DASHBOARD_CONFIG: the demo run (RunConfig()), or, before the demo weights
     exist, a message saying how to get them."""
-    from surgery_core.config import RunConfig
+    from surgery_core.run.config import RunConfig
     from surgery_core.demo.model import DEMO_WEIGHTS
 
     monkeypatch.delenv("SURGERY_DASHBOARD_CONFIG")
@@ -377,7 +377,7 @@ def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
 def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, tmp_path):
     """With $SURGERY_DATA_ROOTS set, a link naming data elsewhere is refused, even when the run is open."""
     from dashboard.state import encode_config
-    from surgery_core.engine import demo_data_root
+    from surgery_core.run.engine import demo_data_root
 
     root = demo_data_root()  # the demo scenes, named by path: same images, so the stored grids are reused
     cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"root": str(root)})})

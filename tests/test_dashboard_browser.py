@@ -12,7 +12,7 @@ import pytest
 
 from dashboard import serving
 from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
-from surgery_core.methods import SEED_METHODS  # what Compare shows by default
+from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
 from test_dashboard import PAGES
 
 pytestmark = pytest.mark.browser

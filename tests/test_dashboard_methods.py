@@ -3,7 +3,7 @@ colour per method everywhere, each method's description and source on hover."""
 
 from __future__ import annotations
 
-from surgery_core.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, method_color
+from surgery_core.model.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, method_color
 from test_dashboard import app, goto, markdown, ok
 
 

@@ -43,7 +43,7 @@ def confined(dashboard_env, roots, monkeypatch):
 
 
 def _stored_runs() -> set[str]:
-    from surgery_core.store import default_store
+    from surgery_core.run.store import default_store
 
     return {m.get("run_hash") for m in default_store().list_runs()}
 
@@ -140,9 +140,9 @@ def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatc
     """Nothing configured: the cache (demo scenes), the run store, the shipped samples and demo weights, and the
     paths of the app's default run are allowed; anything else is refused."""
     from dashboard.data import allowed_roots, check_paths
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
     from surgery_core.demo.model import DEMO_WEIGHTS
-    from surgery_core.engine import SAMPLES_ROOT, demo_data_root
+    from surgery_core.run.engine import SAMPLES_ROOT, demo_data_root
     from surgery_core.errors import PathNotAllowedError
 
     monkeypatch.delenv("SURGERY_DATA_ROOTS", raising=False)

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from surgery_core.methods import SEED_METHODS  # what Compare shows by default
+from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
 from test_dashboard import app, goto, markdown, ok
 
 ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
@@ -93,7 +93,7 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
 def test_snapshot_opens_with_run_store_and_dataset_gone(dashboard_env, test_run, monkeypatch, tmp_path):
     """Save into a copy of the run store, delete everything but its snapshots, point the app at a run whose
     dataset does not exist: the live pages fail, the snapshot still opens with the same numbers."""
-    from surgery_core.config import DataConfig
+    from surgery_core.run.config import DataConfig
 
     shutil.copytree(dashboard_env["SURGERY_STORE"], tmp_path / "store")
     monkeypatch.setenv("SURGERY_STORE", str(tmp_path / "store"))
@@ -229,7 +229,7 @@ SECTIONS = ("Run configuration", "mAP per method and protocol", "Per-class AP", 
 
 
 def test_report_download_buttons(dashboard_env, test_run, media):
-    from surgery_core.sharing import default_samples
+    from surgery_core.share.sharing import default_samples
 
     at = goto(app(), "run")
     ok(at)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from surgery_core.classes import DIOR_CLASSES
-from surgery_core.datasets import find_dior_layout, load_coco, load_dior
+from surgery_core.data.classes import DIOR_CLASSES
+from surgery_core.data.datasets import find_dior_layout, load_coco, load_dior
 from surgery_core.errors import AnnotationError, InputError
 
 # Facts measured on the real set (../shared/data/dior/README.md).

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from surgery_core.classes import DIOR_CLASSES, prompt_name
+from surgery_core.data.classes import DIOR_CLASSES, prompt_name
 from surgery_core.demo import scenes
 from surgery_core.demo.scenes import (CLASS_WORDS, DEMO_CLASSES, PLAIN_BACKGROUND, generate_dataset, is_complete,
                                       render_scene)
@@ -251,7 +251,7 @@ def test_dataset_has_dior_release_layout(dataset):
 
 
 def test_project_dior_reader_reads_it_without_complaint(dataset):
-    from surgery_core.datasets import load_dior
+    from surgery_core.data.datasets import load_dior
 
     out, _ = dataset
     for split, n in (("train", 6), ("val", 2), ("test", 2)):

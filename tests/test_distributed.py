@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from surgery_core.distributed import launch_from_env, shard
+from surgery_core.run.distributed import launch_from_env, shard
 from surgery_core.errors import SurgeryError
-from surgery_core.store import RunStore
+from surgery_core.run.store import RunStore
 
 MODULE = [sys.executable, "-m", "surgery_core"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",

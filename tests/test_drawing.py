@@ -1,4 +1,4 @@
-"""The seed's views as :mod:`surgery_core.drawing` draws them for the report, the shared HTML and the dashboard:
+"""The seed's views as :mod:`surgery_core.share.drawing` draws them for the report, the shared HTML and the dashboard:
 checked on pixels (where boxes, labels, the point and the heatmap land, and in which colour)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from surgery_core import drawing
-from surgery_core.drawing import GREEN, RED
+from surgery_core.share import drawing
+from surgery_core.share.drawing import GREEN, RED
 
 
 def grey(h=200, w=300, v=128) -> np.ndarray:

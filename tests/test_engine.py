@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from surgery_core.config import DataConfig, ModelConfig, RunConfig
-from surgery_core.engine import compute_grids, load_dataset, resolve_model
-from surgery_core.methods import DEFAULT_METHODS
-from surgery_core.store import RunStore
+from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
+from surgery_core.model.methods import DEFAULT_METHODS
+from surgery_core.run.store import RunStore
 
 REPO_CMD = [sys.executable, "-m", "surgery_core.cli"]
 
@@ -46,7 +46,7 @@ def test_store_entries_are_atomic_and_damage_is_recomputed(tmp_path, small_cfg):
 
 
 def test_heatmap_key_ignores_box_settings_but_not_model_settings(small_cfg):
-    from surgery_core.config import heatmap_key
+    from surgery_core.run.config import heatmap_key
 
     ident = {"arch": "x", "quickgelu": False, "checkpoint_sha256": "ab"}
     k = heatmap_key(small_cfg, ident, ("ship",), 224)
@@ -87,7 +87,7 @@ def test_evaluate_command_writes_the_reports(tmp_path, demo_checkpoint, demo_env
 
 
 def test_score_command_on_real_dior_annotations(tmp_path, dior_full):
-    from surgery_core.datasets import load_dior
+    from surgery_core.data.datasets import load_dior
 
     ds = load_dior(dior_full, "test", limit=400)
     gt = ds.ground_truth()

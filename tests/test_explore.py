@@ -1,4 +1,4 @@
-"""surgery_core.explore: the image side / text side split gives the engine's grids, the single-text formula,
+"""surgery_core.run.explore: the image side / text side split gives the engine's grids, the single-text formula,
 validated resolutions, phrases, the token cache, and hostile uploads refused by name.
 
 The image files (good and hostile) are built in memory here and reused by the page tests."""
@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgery_core import explore
+from surgery_core.run import explore
 from surgery_core.errors import ImageError, InputError
-from surgery_core.heatmaps import METHODS, compute_heatmaps
-from surgery_core.images import read_image, squash, to_tensor
-from surgery_core.prompts import prompt_texts
-from surgery_core.surgery import surgery_forward
+from surgery_core.model.heatmaps import METHODS, compute_heatmaps
+from surgery_core.data.images import read_image, squash, to_tensor
+from surgery_core.model.prompts import prompt_texts
+from surgery_core.model.forward import surgery_forward
 
 from conftest import SAMPLES
 
@@ -82,7 +82,7 @@ def hostile() -> dict[str, tuple[bytes, str]]:
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def loaded(demo_checkpoint):
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
     from surgery_core.demo.model import DEMO_ARCH
 
     return load_model(DEMO_ARCH, demo_checkpoint)
@@ -238,7 +238,7 @@ def test_token_cache_reuses_the_image_side(loaded, dior_image):
 
 def test_random_weight_models_never_share_cache_entries():
     from surgery_core.demo.model import DEMO_ARCH
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
 
     a, b = load_model(DEMO_ARCH, random_weights=True), load_model(DEMO_ARCH, random_weights=True)
     assert a.identity == b.identity  # both "no checkpoint": the identity alone cannot tell them apart

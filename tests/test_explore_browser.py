@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from surgery_core.heatmaps import METHODS
+from surgery_core.model.heatmaps import METHODS
 
 from test_dashboard_browser import page, server, settle  # noqa: F401  (fixtures)
 from test_explore import encode, hostile, scene

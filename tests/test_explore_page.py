@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import plotly.io as pio
 
-from surgery_core import explore
-from surgery_core.heatmaps import METHODS
+from surgery_core.run import explore
+from surgery_core.model.heatmaps import METHODS
 
 from test_dashboard import APP, ok
 from test_explore import HOSTILE, encode, hostile, scene
@@ -177,7 +177,7 @@ def test_an_upload_link_asks_for_the_image_again(dashboard_env):
 
 
 def test_snapshot_keeps_image_phrases_methods_and_maps(dashboard_env):
-    from surgery_core.sharing import SnapshotStore
+    from surgery_core.share.sharing import SnapshotStore
 
     store = SnapshotStore(Path(dashboard_env["SURGERY_STORE"]) / "snapshots")
     old = {m.id for m in store.list()}

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import surgery_core.methods as M
-from surgery_core.config import DataConfig, ModelConfig, RunConfig
-from surgery_core.engine import compute_grids, load_dataset, resolve_model
-from surgery_core.heatmaps import compute_heatmaps
-from surgery_core.models import load_model
-from surgery_core.store import RunStore
-from surgery_core.surgery import embed, surgery_forward, tower_forward
+import surgery_core.model.methods as M
+from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
+from surgery_core.model.heatmaps import compute_heatmaps
+from surgery_core.model.loading import load_model
+from surgery_core.run.store import RunStore
+from surgery_core.model.forward import embed, surgery_forward, tower_forward
 
 
 @pytest.fixture()
@@ -39,7 +39,7 @@ def test_a_new_method_is_computed_alone_and_never_breaks_older_entries(tmp_path,
         calls.append(tuple(methods))
         return real(loaded_, images, classes, methods, **kw)
 
-    monkeypatch.setattr("surgery_core.engine.compute_heatmaps", spy)
+    monkeypatch.setattr("surgery_core.run.engine.compute_heatmaps", spy)
     grown = compute_grids(cfg2, ds, loaded, store)
     assert calls == [("clearclip_copy",)] and grown.computed == 6
     for m in M.SEED_METHODS:

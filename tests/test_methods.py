@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgery_core.heatmaps import compute_heatmaps, similarity_grids
-from surgery_core.methods import (DEFAULT_METHODS, METHODS, PATHS, SEED_METHODS, get_method, paths_for,
+from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
+from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, PATHS, SEED_METHODS, get_method, paths_for,
                                   register_method, Method, Source)
-from surgery_core.models import load_model
-from surgery_core.prompts import ensemble_text_features
-from surgery_core.surgery import embed, tower_forward
+from surgery_core.model.loading import load_model
+from surgery_core.model.prompts import ensemble_text_features
+from surgery_core.model.forward import embed, tower_forward
 
 NEW = ("maskclip", "sclip", "clearclip", "naclip", "gem", "segearth_ov")
 # (residual, FFN, final blocks replaced) of each official variant, written here independently of the registry.
@@ -215,7 +215,7 @@ def test_naclip_on_a_non_square_grid(vit):
 
 
 def test_naclip_prior_shape_and_values():
-    from surgery_core.methods import naclip_omega
+    from surgery_core.model.methods import naclip_omega
 
     om = naclip_omega((3, 4))
     assert om.shape == (13, 13)
@@ -258,7 +258,7 @@ def test_residual_and_ffn_flags_are_the_official_ones(vit_b32, name):
 
 def test_one_pass_computes_only_what_is_asked(vit_b32, monkeypatch):
     """A subset runs only its paths' attention; the seed's four run no new-method kernel."""
-    import surgery_core.methods as M
+    import surgery_core.model.methods as M
 
     calls = []
     for p in list(M.PATHS.values()):
@@ -301,7 +301,7 @@ def test_registry_lists_ten_methods_with_sources():
 
 
 def test_pass_flops_count_what_each_selection_computes():
-    from surgery_core.heatmaps import pass_flops
+    from surgery_core.model.heatmaps import pass_flops
 
     visual = load_model("Demo-ViT-32").model.visual
     base = pass_flops(visual, None, 224)

@@ -1,4 +1,4 @@
-"""Per-(image, class) tables and single-sample panels (:mod:`surgery_core.pairs`), each checked against a direct
+"""Per-(image, class) tables and single-sample panels (:mod:`surgery_core.run.pairs`), each checked against a direct
 computation from the run's boxes, ground truth and quality functions."""
 
 from __future__ import annotations
@@ -6,20 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgery_core import pairs
-from surgery_core.evaluation import box_params_for
-from surgery_core.maps import working_map
-from surgery_core.matching import box_iou, match_detections
-from surgery_core.quality import heatmap_quality, quality_records
+from surgery_core.run import pairs
+from surgery_core.run.evaluation import box_params_for
+from surgery_core.eval.maps import working_map
+from surgery_core.eval.matching import box_iou, match_detections
+from surgery_core.eval.quality import heatmap_quality, quality_records
 
 METHOD, PROTO, PCT, IOU = "vv_mixed", "present", 75.0, 0.1
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, demo_checkpoint):
-    from surgery_core.config import DataConfig, RunConfig
-    from surgery_core.runs import Run
-    from surgery_core.store import RunStore
+    from surgery_core.run.config import DataConfig, RunConfig
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
 
     cfg = RunConfig(data=DataConfig(limit=12))
     return Run.open(cfg, RunStore(tmp_path_factory.mktemp("pairs-store")), device="cpu")

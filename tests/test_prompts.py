@@ -1,7 +1,7 @@
 """The prompt ensemble is CLIP Surgery's, verbatim: the 80 OpenAI ImageNet templates and its 5 scene templates
 (xmed-lab/CLIP_Surgery @ d4696d4, clip/clip.py:255), in that order, written out here literally."""
 
-from surgery_core.prompts import PROMPT_SETS, prompt_set_fingerprint, prompt_texts
+from surgery_core.model.prompts import PROMPT_SETS, prompt_set_fingerprint, prompt_texts
 
 SURGERY85 = [
     'a bad photo of a {}.',

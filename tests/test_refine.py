@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from surgery_core.boxes import BoxParams
-from surgery_core.config import RunConfig
-from surgery_core.refine import PAMR_DILATIONS, PAMR_ITERATIONS, pamr, refine_grid
+from surgery_core.eval.boxes import BoxParams
+from surgery_core.run.config import RunConfig
+from surgery_core.model.refine import PAMR_DILATIONS, PAMR_ITERATIONS, pamr, refine_grid
 
 
 def _offsets(d, centre):
@@ -91,11 +91,11 @@ def test_refine_is_in_the_run_hash_and_default_hash_unchanged():
 
 
 def test_a_run_with_pamr_cuts_boxes_from_refined_maps(tmp_path, demo_checkpoint):
-    from surgery_core.config import DataConfig, ModelConfig
-    from surgery_core.evaluation import describe_boxes
-    from surgery_core.images import squash
-    from surgery_core.runs import Run
-    from surgery_core.store import RunStore
+    from surgery_core.run.config import DataConfig, ModelConfig
+    from surgery_core.run.evaluation import describe_boxes
+    from surgery_core.data.images import squash
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
 
     base = RunConfig(data=DataConfig(limit=4), model=ModelConfig(checkpoint=str(demo_checkpoint)),
                      methods=("vv_mixed", "naclip"), figure_samples=0, sweep_percentiles=(90.0,),
@@ -116,7 +116,7 @@ def test_a_run_with_pamr_cuts_boxes_from_refined_maps(tmp_path, demo_checkpoint)
         sel = (b.image == i) & (b.class_id == c)
         np.testing.assert_allclose(live_xyxy, b.xyxy[sel])
         # ...and both are the boxes of the refined map, cut as any grid.
-        from surgery_core.boxes import boxes_from_grid
+        from surgery_core.eval.boxes import boxes_from_grid
 
         size = refined.grids.input_size
         grid = refine_grid(refined.grids.grids[m][refined.row_of(i)], squash(refined.image(i), size), size)

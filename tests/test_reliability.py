@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from surgery_core.errors import ImageError
-from surgery_core.images import decode_image, read_image
+from surgery_core.data.images import decode_image, read_image
 
 CLI = [sys.executable, "-m", "surgery_core.cli"]
 
@@ -88,9 +88,9 @@ def test_broken_images_are_named(tmp_path, name, data, problem):
 
 
 def test_a_bad_image_does_not_stop_a_run(tmp_path, dior_samples, demo_checkpoint):
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
-    from surgery_core.runs import Run
-    from surgery_core.store import RunStore
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
 
     root = tmp_path / "dior"
     shutil.copytree(dior_samples, root)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import surgery_core.scoring as scoring
-from surgery_core.ap import evaluate
-from surgery_core.classes import DIOR_CLASSES
-from surgery_core.detections import Detections
+import surgery_core.eval.scoring as scoring
+from surgery_core.eval.ap import evaluate
+from surgery_core.data.classes import DIOR_CLASSES
+from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
-from surgery_core.scoring import (add_score_arguments, read_coco_detections, read_csv_detections,
+from surgery_core.eval.scoring import (add_score_arguments, read_coco_detections, read_csv_detections,
                                   read_detections, run_score, score)
 
 K = len(DIOR_CLASSES)
@@ -32,7 +32,7 @@ class FakeImage:
 
 
 class FakeDataset:
-    """The part of surgery_core.datasets.Dataset that scoring uses."""
+    """The part of surgery_core.data.datasets.Dataset that scoring uses."""
 
     name = "DIOR"
     split = "test"
@@ -235,7 +235,7 @@ def test_run_score_with_fake_dataset(tmp_path, ds, monkeypatch, capsys):
 
 def test_run_score_end_to_end_on_real_samples(tmp_path, dior_samples, capsys):
     """The lead's DIOR reader on the five shipped samples: ground truth as detections scores 1.0."""
-    from surgery_core.datasets import load_dior
+    from surgery_core.data.datasets import load_dior
 
     ds = load_dior(dior_samples, "all")
     gt = ds.ground_truth()

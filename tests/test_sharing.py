@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core import sharing
-from surgery_core.sharing import (SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, build_report_html,
+from surgery_core.share import sharing
+from surgery_core.share.sharing import (SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, build_report_html,
                                   build_report_zip, scrub_paths, view_state)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def rand_checkpoint(tmp_path_factory) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from surgery_core.models import load_model
+    from surgery_core.model.loading import load_model
 
     torch.manual_seed(0)
     model = load_model("Demo-ViT-32", random_weights=True).model
@@ -49,9 +49,9 @@ def rand_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, rand_checkpoint):
-    from surgery_core.config import DataConfig, ModelConfig, RunConfig
-    from surgery_core.runs import Run
-    from surgery_core.store import RunStore
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
 
     cfg = RunConfig(data=DataConfig(limit=20), model=ModelConfig(checkpoint=str(rand_checkpoint)), figure_samples=1)
     return Run.open(cfg, RunStore(tmp_path_factory.mktemp("sharing-store")), device="cpu")
@@ -196,7 +196,7 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     # samples: four methods' three-column figures per sample, as PNG data URIs equal to report.figure
     imgs = [a for tag, a in doc.tags if tag == "img"]
     assert len(imgs) == len(samples) * len(cfg.methods)
-    from surgery_core.report import figure
+    from surgery_core.share.report import figure
 
     first = base64.b64decode(imgs[0]["src"].split(",", 1)[1])
     assert first == sharing._png(figure(run, cfg.methods[0], *samples[0]))
@@ -354,7 +354,7 @@ def _live_numbers(run) -> dict:
 
 
 def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
-    from surgery_core.report import figure
+    from surgery_core.share.report import figure
 
     store = SnapshotStore(tmp_path / "snaps")
     assert store.list() == []
@@ -398,7 +398,7 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
     shutil.copy(store.path_of(first), alone)
     env = {**os.environ, "SURGERY_CACHE": str(tmp_path / "gone"), "SURGERY_STORE": str(tmp_path / "gone" / "store"),
            "PYTHONPATH": str(REPO)}
-    code = ("import json, sys; from surgery_core.sharing import SnapshotStore; "
+    code = ("import json, sys; from surgery_core.share.sharing import SnapshotStore; "
             "s = SnapshotStore(sys.argv[1]).load(sys.argv[2]); "
             "print(json.dumps({'ap': s.numbers['ap'], 'n': len(s.images), 'torch': 'torch' in sys.modules}))")
     res = subprocess.run([sys.executable, "-c", code, str(alone), first], capture_output=True, text=True, env=env,
@@ -509,7 +509,7 @@ def test_snapshot_ids_are_validated(tmp_path, bad):
 
 
 def test_snapshot_store_default_root(monkeypatch, tmp_path):
-    from surgery_core.store import RunStore
+    from surgery_core.run.store import RunStore
 
     monkeypatch.setenv("SURGERY_STORE", str(tmp_path / "store"))
     assert SnapshotStore().root == tmp_path / "store" / "snapshots"

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgery_core.heatmaps import METHODS, compute_heatmaps, feature_surgery, similarity_grids
-from surgery_core.models import load_model
-from surgery_core.surgery import embed, surgery_forward
+from surgery_core.model.heatmaps import METHODS, compute_heatmaps, feature_surgery, similarity_grids
+from surgery_core.model.loading import load_model
+from surgery_core.model.forward import embed, surgery_forward
 
 torch.manual_seed(0)
 
@@ -152,7 +152,7 @@ def test_sliding_windows_average_overlaps(demo_random):
 
 
 def test_text_features_cached_per_class_list(demo_random):
-    from surgery_core.prompts import PROMPT_SETS, ensemble_text_features
+    from surgery_core.model.prompts import PROMPT_SETS, ensemble_text_features
 
     assert len(PROMPT_SETS["surgery85"]) == 85
     a = ensemble_text_features(demo_random, ["ship", "vehicle"])

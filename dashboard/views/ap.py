@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import charts, data, snapshot_ui, state, widgets
-from surgery_core import pairs
+from surgery_core.run import pairs
 
 run = data.current_run()
 

@@ -1,8 +1,8 @@
 """Explore: a sample of the run or an uploaded image, any phrases, every registered method side by side, at any
-input size and window. The numbers are :mod:`surgery_core.explore`'s (the engine's grids); this page draws them.
+input size and window. The numbers are :mod:`surgery_core.run.explore`'s (the engine's grids); this page draws them.
 
 A new phrase on an image already computed costs only the text side: the image side (the forward pass of every
-window) comes from the process-wide :func:`surgery_core.explore.shared_token_cache`. Uploaded images stay in
+window) comes from the process-wide :func:`surgery_core.run.explore.shared_token_cache`. Uploaded images stay in
 this session's memory; only a snapshot the user saves keeps them.
 """
 
@@ -14,16 +14,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data, snapshot_ui, state, widgets
-from surgery_core import drawing, explore
+from surgery_core.share import drawing
+from surgery_core.run import explore
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
-from surgery_core.heatmaps import METHODS
-from surgery_core.maps import upsample
+from surgery_core.model.heatmaps import METHODS
+from surgery_core.eval.maps import upsample
 
 SIDE = 360  # px, longer side of each map picture: twice a panel's width at 1280 px, sharp on HiDPI screens
 PER_ROW = 4  # map panels per row: readable at 1280 px with the sidebar open
 GRID_TEXT = 8  # cells per side up to which the patch grid prints its values (hover shows them always)
-TYPES = ["jpg", "jpeg", "png", "tif", "tiff"]  # what surgery_core.images decodes
+TYPES = ["jpg", "jpeg", "png", "tif", "tiff"]  # what surgery_core.data.images decodes
 SOURCES = {"sample": "Sample of the run", "upload": "Upload an image"}
 
 run = data.current_run()
@@ -64,7 +65,7 @@ def take_upload() -> None:
 
 
 def jet_scale(steps: int = 11) -> list:
-    """Plotly colour scale equal to the overlays' jet (:func:`surgery_core.drawing.jet`), so the bar matches."""
+    """Plotly colour scale equal to the overlays' jet (:func:`surgery_core.share.drawing.jet`), so the bar matches."""
     t = np.linspace(0, 1, steps, dtype=np.float32)
     rgb = drawing.jet(t[None, :])[0]
     return [[float(v), f"rgb({r},{g},{b})"] for v, (r, g, b) in zip(t, rgb.tolist())]

@@ -10,10 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, snapshot_ui, state, widgets
-from surgery_core import sharing
+from surgery_core.share import sharing
 from surgery_core.errors import SurgeryError
-from surgery_core.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
-from surgery_core.report import main_class
+from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
+from surgery_core.share.report import main_class
 
 MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids
 

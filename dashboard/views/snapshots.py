@@ -7,7 +7,7 @@ The frame (``app.py``) opens no run on this page, so it works after the run stor
 import streamlit as st
 
 from dashboard import snapshot_ui, state
-from surgery_core.sharing import SnapshotError
+from surgery_core.share.sharing import SnapshotError
 
 SHOWN = 100  # list entries drawn at most (the search narrows it)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, snapshot_ui, state, widgets
-from surgery_core.evaluation import describe_boxes
+from surgery_core.run.evaluation import describe_boxes
 
 run = data.current_run()
 PS, TS = [float(p) for p in run.cfg.sweep_percentiles], [float(t) for t in run.cfg.iou_thresholds]

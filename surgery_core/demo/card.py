@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig
-from .model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS, WEIGHTS_DIR
+from surgery_core.run.config import DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig
+from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS, WEIGHTS_DIR
 
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 LOG = WEIGHTS_DIR / "training_log.json"
@@ -43,7 +43,7 @@ def loss_curve_png(losses: list[float], path: Path, width: int = 640, height: in
 
 def measure(store=None) -> dict:
     """Zero-shot accuracy and the pointing game of the shipped weights on the demo test split."""
-    from ..runs import Run
+    from surgery_core.run.facade import Run
 
     return measure_run(Run.open(RunConfig(), store))
 
@@ -68,7 +68,7 @@ def measure_run(run) -> dict:
 
 def method_section(meas: dict) -> list[str]:
     """Markdown: every method's pointing game, mAP@0.05 and @0.5 and cost, then which localises best."""
-    from ..methods import METHODS, SEED_METHODS
+    from surgery_core.model.methods import METHODS, SEED_METHODS
 
     pg, mp, cost = meas["pointing_game"], meas["map_voc07_present"], meas["cost_x_encode_image"]
     demo, b16 = cost["demo"], cost["ViT-B-16"]
@@ -106,9 +106,9 @@ def method_costs(demo_visual, size: int, depth: int) -> dict:
     """Matrix-product FLOPs per image of one pass computing each method alone, the seed's four, all methods,
     and vanilla ``encode_image``, as multiples of ``encode_image``: for the demo model and for a ViT-B/16 at
     224 px (random weights: FLOPs do not depend on them). Counted, not timed: the same on any machine."""
-    from ..heatmaps import pass_flops
-    from ..methods import DEFAULT_METHODS, SEED_METHODS
-    from ..models import load_model
+    from surgery_core.model.heatmaps import pass_flops
+    from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS
+    from surgery_core.model.loading import load_model
 
     cases = {**{m: (m,) for m in DEFAULT_METHODS}, "seed four": SEED_METHODS, "all": DEFAULT_METHODS}
     out = {}
@@ -123,7 +123,7 @@ def write_model_card(store=None) -> Path:
     log = json.loads(LOG.read_text())
     loss_curve_png(log["loss_every_step"], CURVE)
     meas = measure(store)
-    from ..engine import resolve_model
+    from surgery_core.run.engine import resolve_model
 
     loaded = resolve_model(RunConfig(), "cpu")
     meas["cost_x_encode_image"] = method_costs(loaded.model.visual, loaded.image_size, RunConfig().surgery_depth)

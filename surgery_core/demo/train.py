@@ -18,10 +18,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from ..images import squash
-from ..parallel import spawn_map
-from .model import DEMO_ARCH, register_demo_models, weights_file_name
-from .scenes import GENERATOR_VERSION, render_chunk
+from surgery_core.data.images import squash
+from surgery_core.parallel import spawn_map
+from surgery_core.demo.model import DEMO_ARCH, register_demo_models, weights_file_name
+from surgery_core.demo.scenes import GENERATOR_VERSION, render_chunk
 
 
 def render_training_set(seed: int, count: int, size: int, workers: int = 1, chunk: int = 250,
@@ -50,7 +50,7 @@ def render_training_set(seed: int, count: int, size: int, workers: int = 1, chun
 
 def squash_all(images: np.ndarray, side: int) -> np.ndarray:
     """uint8 ``[n, 3, s, s]`` scenes squashed to ``side`` px exactly as the evaluation squashes its inputs
-    (:func:`surgery_core.images.squash`), so that a model with a smaller input trains on what it will see."""
+    (:func:`surgery_core.data.images.squash`), so that a model with a smaller input trains on what it will see."""
     out = np.empty((len(images), 3, side, side), np.uint8)
     for i, im in enumerate(images):
         out[i] = squash(np.ascontiguousarray(im.transpose(1, 2, 0)), side).transpose(2, 0, 1)

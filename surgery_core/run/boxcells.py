@@ -15,7 +15,7 @@ Cells are read memory-mapped (``np.load(mmap_mode="r")``): reading one cell touc
 the coordinate and score pages stay in the page cache rather than the process heap. Coordinates and scores are
 kept in float64 because AP must not move when boxes are stored and read back: float32 would merge scores that
 differ in their last bits (reordering ties) and shift IoUs across a threshold. The cap
-(``BoxParams.max_dets``, :mod:`surgery_core.maxdets`) is what keeps cells small: at most ``max_dets`` boxes per
+(``BoxParams.max_dets``, :mod:`surgery_core.eval.maxdets`) is what keeps cells small: at most ``max_dets`` boxes per
 image.
 
 A cell is written into a temporary folder beside it and renamed into place, so readers see a whole cell or
@@ -36,12 +36,12 @@ from typing import Iterable
 
 import numpy as np
 
-from .config import RunConfig
-from .datasets import Dataset
-from .detections import Detections
-from .engine import GridSet
-from .evaluation import all_percentiles, cut_boxes
-from .progress import QUIET, Progress
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.engine import GridSet
+from surgery_core.run.evaluation import all_percentiles, cut_boxes
+from surgery_core.progress import QUIET, Progress
 
 COLUMNS = ("xyxy", "score", "class_id", "image")
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SurgeryError
-from .store import atomic_write_bytes
+from surgery_core.errors import SurgeryError
+from surgery_core.run.store import atomic_write_bytes
 
 if TYPE_CHECKING:  # the report half needs the engine (torch); the snapshot half must not
-    from .runs import Run
+    from surgery_core.run.facade import Run
 
 DEFAULT_SAMPLE_COUNT = 4
 SNAPSHOT_SCHEMA = 1
@@ -162,7 +162,7 @@ class _Parts:
 
 def _png(image_rgb) -> bytes:
     """PNG at zlib level 6: a third smaller than ``drawing.encode_png``'s fast default on textured scenes."""
-    from .drawing import encode_png
+    from surgery_core.share.drawing import encode_png
 
     try:
         return encode_png(image_rgb, level=6)
@@ -173,13 +173,13 @@ def _png(image_rgb) -> bytes:
 def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple[int, int]]:
     """The first ``count`` images with grids, an image file and objects, each with its most frequent class
     (what ``surgery evaluate`` draws)."""
-    from .report import main_class, sample_indices
+    from surgery_core.share.report import main_class, sample_indices
 
     return [(i, main_class(run.dataset.images[i])) for i in sample_indices(run, count)]
 
 
 def _known_paths(run: "Run") -> list[str]:
-    from .config import cache_dir
+    from surgery_core.run.config import cache_dir
 
     cfg = run.cfg
     out = [cfg.data.root, cfg.data.images, cfg.model.checkpoint, str(run.store.root), str(cache_dir()),
@@ -193,8 +193,8 @@ def _known_paths(run: "Run") -> list[str]:
 
 
 def _collect(run: "Run", samples, include_paths: bool, figure_iou: float | None = None) -> _Parts:
-    from .evaluation import view_iou
-    from .report import figure, header, multi_iou
+    from surgery_core.run.evaluation import view_iou
+    from surgery_core.share.report import figure, header, multi_iou
 
     figure_iou = view_iou(run.cfg) if figure_iou is None else figure_iou  # the dashboard's Compare threshold
     head = header(run)
@@ -239,7 +239,7 @@ def _iou_chart(p: _Parts, cfg) -> "Any":
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .methods import method_color  # one colour per method, the dashboard's too
+    from surgery_core.model.methods import method_color  # one colour per method, the dashboard's too
 
     protos, interps = list(cfg.protocols), list(cfg.interps)
     titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
@@ -269,7 +269,7 @@ def _percentile_chart(p: _Parts, cfg) -> "Any":
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .methods import method_color
+    from surgery_core.model.methods import method_color
 
     sw = p.sweep
     protos, interps = list(cfg.protocols), list(sw["interps"])
@@ -356,7 +356,7 @@ def _best_cells(values: list) -> list[tuple[str, str]]:
 
 
 def _section_config(p: _Parts, run) -> str:
-    from .report import input_size
+    from surgery_core.share.report import input_size
 
     h, cfg = p.head, run.cfg
     m = h["model"]
@@ -494,7 +494,7 @@ def _section_sweep(p: _Parts, cfg, plot_html: list[str]) -> str:
 
 
 def _section_quality(p: _Parts, cfg) -> str:
-    from .heatmaps import METHODS
+    from surgery_core.model.heatmaps import METHODS
 
     q = p.quality
     tol = q.get("tolerance_px_at_224", 15)
@@ -547,7 +547,7 @@ def _section_quality(p: _Parts, cfg) -> str:
 
 
 def _section_samples(p: _Parts, cfg) -> str:
-    from .heatmaps import METHODS
+    from surgery_core.model.heatmaps import METHODS
 
     pct = p.tables["percentile"]
     out = ["<section id=\"samples\"><h2>Four-way comparison of samples</h2>",
@@ -580,7 +580,7 @@ def _render_html(p: _Parts, run) -> str:
     plots = [fig.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=div_id, config=plot_cfg,
                          default_height=f"{fig.layout.height}px", default_width="100%")
              for k, (div_id, fig) in enumerate(figs)]
-    from . import __version__
+    from surgery_core import __version__
 
     title = f"CLIP Surgery report — run {p.head['run_hash']}"
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
@@ -838,7 +838,7 @@ class SnapshotStore:
 
     def __init__(self, root: str | Path | None = None):
         if root is None:
-            from .store import default_store
+            from surgery_core.run.store import default_store
 
             root = default_store().root / "snapshots"
         self.root = Path(root).expanduser()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pairs
-from .drawing import comparison, det_labels, encode_png, three_column
-from .evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
-from .heatmaps import METHODS
-from .runs import Run
-from .store import atomic_write_bytes, atomic_write_text, write_json
+from surgery_core.run import pairs
+from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
+from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
+from surgery_core.model.heatmaps import METHODS
+from surgery_core.run.facade import Run
+from surgery_core.run.store import atomic_write_bytes, atomic_write_text, write_json
 
 
 def header(run: Run) -> dict:
@@ -61,9 +61,9 @@ def _scale_ticks(grid: np.ndarray) -> list[tuple[float, str]]:
 def figure(run: Run, method: str, image_index: int, class_index: int, iou: float | None = None,
            percentile: float | None = None) -> np.ndarray:
     """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
-    their matches of :func:`surgery_core.pairs.panel`, as the dashboard's Compare page shows them.
+    their matches of :func:`surgery_core.run.pairs.panel`, as the dashboard's Compare page shows them.
 
-    iou: TP/FP threshold (default :func:`~surgery_core.evaluation.view_iou`, the dashboard's);
+    iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
     percentile: default the run's."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.percentile if percentile is None else percentile
@@ -120,7 +120,7 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
                      ) -> dict:
     """Write every output file of ``surgery evaluate`` into ``out``; returns {name: path}.
 
-    figure_iou: TP/FP threshold of the figures (default :func:`~surgery_core.evaluation.view_iou`, the
+    figure_iou: TP/FP threshold of the figures (default :func:`~surgery_core.run.evaluation.view_iou`, the
     dashboard's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import open_clip
 import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
-from .errors import CheckpointError, InputError
+from surgery_core.errors import CheckpointError, InputError
 
 # Keys that OpenAI-format state dicts carry as plain ints and open_clip models do not have.
 _NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -220,7 +220,7 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     (CheckpointError saying how to pass one) unless ``random_weights``, which keeps the initialisation (seeded,
     so the same for every call): for tests and throughput figures only, its heatmaps mean nothing.
     """
-    from .demo.model import DEMO_ARCH, DEMO_WEIGHTS, register_demo_models  # demo archs are open_clip configs
+    from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS, register_demo_models  # demo archs are open_clip configs
 
     register_demo_models()
     if ":" in arch:

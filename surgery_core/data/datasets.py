@@ -20,9 +20,9 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 from xml.etree.ElementTree import ParseError
 
-from .classes import DIOR_CLASSES, ClassIndex
-from .detections import Detections
-from .errors import AnnotationError, InputError
+from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
+from surgery_core.data.detections import Detections
+from surgery_core.errors import AnnotationError, InputError
 
 SPLITS = ("train", "val", "test", "trainval", "all")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import SurgeryError
+from surgery_core.errors import SurgeryError
 
 
 class LaunchRefused(SurgeryError):
@@ -128,8 +128,8 @@ def compute_shard(cfg, store, launch: Launch, *, device: torch.device, batch_siz
                   workers: int | None = None, progress: bool = False, random_weights: bool = False) -> None:
     """Grids of this rank's share of the images, into ``store`` (with ``progress``: a bar on stderr naming the
     rank; nothing on stdout)."""
-    from .engine import compute_grids, load_dataset, resolve_model
-    from .progress import Progress
+    from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
+    from surgery_core.progress import Progress
 
     loaded = resolve_model(cfg, device, random_weights=random_weights)
     dataset = load_dataset(cfg)
@@ -154,7 +154,7 @@ def run_sharded(cfg, store_root: str | Path, launch: Launch, *, device: str | No
     only once every rank has shown it can write there, so no rank fails alone while the others wait."""
     import torch.distributed as dist
 
-    from .store import RunStore
+    from surgery_core.run.store import RunStore
 
     dev = launch.device(device)
     backend = "nccl" if dev.type == "cuda" else "gloo"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detections import Detections
+from surgery_core.data.detections import Detections
 
 
 def cap_indices(image: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray | None:

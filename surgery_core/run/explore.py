@@ -7,7 +7,7 @@ The computation is split in two so that a new phrase costs only the cheap half:
   (projected tokens of every window), depends on no text; :class:`TokenCache` keeps it per
   (model, image content, input size, window, stride, depth, token needs).
 - **text side** (:func:`phrase_maps`): the prompt-ensemble feature of each phrase (cached on the model per
-  phrase and prompt set by :func:`~surgery_core.prompts.ensemble_text_features`), the similarity of the cached
+  phrase and prompt set by :func:`~surgery_core.model.prompts.ensemble_text_features`), the similarity of the cached
   tokens with them (class-set or single-text feature surgery, DESIGN section 3), overlapping windows
   averaged: raw grids equal to the engine's for the same image, classes and method.
 
@@ -31,16 +31,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .classes import prompt_name
-from .errors import ImageError, InputError
-from . import heatmaps
-from .heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
-from .methods import ORI, paths_for
-from .images import decode_image, squash, to_tensor
-from .maps import normalize
-from .models import LoadedModel, autocast_dtype
-from .prompts import DEFAULT_PROMPT_SET, ensemble_text_features
-from .surgery import TowerTokens, tower_forward
+from surgery_core.data.classes import prompt_name
+from surgery_core.errors import ImageError, InputError
+from surgery_core.model import heatmaps
+from surgery_core.model.heatmaps import METHODS, class_probabilities, similarity_grids, window_origins
+from surgery_core.model.methods import ORI, paths_for
+from surgery_core.data.images import decode_image, squash, to_tensor
+from surgery_core.eval.maps import normalize
+from surgery_core.model.loading import LoadedModel, autocast_dtype
+from surgery_core.model.prompts import DEFAULT_PROMPT_SET, ensemble_text_features
+from surgery_core.model.forward import TowerTokens, tower_forward
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
@@ -239,7 +239,7 @@ def safe_name(name: str, max_len: int = 80) -> str:
 
 
 def read_upload(data: bytes, name: str, patch: int, max_bytes: int | None = None) -> Upload:
-    """Decode an uploaded file with the dataset's hardened reader (:func:`~surgery_core.images.decode_image`:
+    """Decode an uploaded file with the dataset's hardened reader (:func:`~surgery_core.data.images.decode_image`:
     JPEG, PNG, TIFF; truncated files and decompression bombs refused) and check it covers one ``patch``.
 
     ImageError naming the file when it is over ``max_bytes``, not an image, damaged, too large or too small.
@@ -283,7 +283,7 @@ def token_needs(methods) -> tuple[str, ...]:
 class ImageTokens:
     """The image side of one image at one resolution: projected tokens of every window.
 
-    tokens: :class:`~surgery_core.surgery.TowerTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]`` per
+    tokens: :class:`~surgery_core.model.forward.TowerTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]`` per
     source (CLS first). holds: the token sources present. seconds: wall time of the forward pass."""
 
     tokens: TowerTokens
@@ -301,7 +301,7 @@ class ImageTokens:
 def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
                  methods=tuple(METHODS), also: tuple[str, ...] = ()) -> ImageTokens:
     """The forward pass of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
-    squashed input exactly as :func:`~surgery_core.heatmaps.compute_heatmaps` cuts them), computing the token
+    squashed input exactly as :func:`~surgery_core.model.heatmaps.compute_heatmaps` cuts them), computing the token
     sources ``methods`` need plus the registry paths named in ``also``."""
     paths = tuple(p for p in dict.fromkeys((*token_needs(methods), *also)) if p != ORI)
     t0 = time.perf_counter()
@@ -371,7 +371,7 @@ def shared_token_cache() -> TokenCache:
 # ------------------------------------------------------------------------------------------ text side
 def merge_windows(grids: torch.Tensor, resolution: Resolution) -> torch.Tensor:
     """Per-window grids ``[windows, K, wg, wg]`` of one image to its full grid ``[K, gh, gw]``, overlapping cells
-    averaged by the engine's own rule (:func:`~surgery_core.heatmaps.merge_windows`); without windows the single
+    averaged by the engine's own rule (:func:`~surgery_core.model.heatmaps.merge_windows`); without windows the single
     grid itself."""
     if resolution.window is None:
         return grids[0]

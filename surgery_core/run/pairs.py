@@ -1,7 +1,7 @@
 """Library results gathered per (image, class) pair of a run, for browsing and drawing single samples.
 
-Nothing here computes a new figure: each table or panel gathers what :mod:`surgery_core.quality`,
-:mod:`surgery_core.matching` and the run's boxes already define, keyed by (image, class), so that a viewer (the
+Nothing here computes a new figure: each table or panel gathers what :mod:`surgery_core.eval.quality`,
+:mod:`surgery_core.eval.matching` and the run's boxes already define, keyed by (image, class), so that a viewer (the
 dashboard's Browse, Compare and quality pages) shows exactly the numbers the reports contain.
 """
 
@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .detections import Detections
-from .evaluation import box_params_for
-from .maps import working_map
-from .matching import match_detections
-from .quality import heatmap_quality, pointing_point, quality_records
+from surgery_core.data.detections import Detections
+from surgery_core.run.evaluation import box_params_for
+from surgery_core.eval.maps import working_map
+from surgery_core.eval.matching import match_detections
+from surgery_core.eval.quality import heatmap_quality, pointing_point, quality_records
 
 if TYPE_CHECKING:
-    from .ap import APResult
-    from .runs import Run
+    from surgery_core.eval.ap import APResult
+    from surgery_core.run.facade import Run
 
 
 def pair_quality(run: "Run", method: str) -> pd.DataFrame:
     """Per (image, class) pair with ground truth: pointing-game hit, energy share, GT response (raw similarity),
-    from :func:`surgery_core.quality.quality_records` with the run's box parameters (no percentile-dependent
+    from :func:`surgery_core.eval.quality.quality_records` with the run's box parameters (no percentile-dependent
     figures).
 
     Columns: image (dataset index), class_id, pointing_hit, energy, gt_mean, gt_max.
@@ -88,7 +88,7 @@ def panel(run: "Run", method: str, image: int, cls: int, percentile: float, prot
     """Everything a single-sample view shows for one method: the boxes of ``run.boxes_for`` at ``percentile``
     (any percentile, cut live as the library cuts them) matched greedily at ``iou`` against the image's GT of the
     class; the pointing-game point of the working map; pointing hit, energy share and best-box IoU from
-    :func:`surgery_core.quality.heatmap_quality` (None when the class has no GT in the image)."""
+    :func:`surgery_core.eval.quality.heatmap_quality` (None when the class has no GT in the image)."""
     rec = run.dataset.images[image]
     params = box_params_for(run.cfg, protocol).model_copy(update={"percentile": float(percentile)})
     grid = run.grid(method, image, cls)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from surgery_core.errors import ImageError
 
 # A DIOR scene is 0.64 MP; 100 MP is far beyond any real scene and keeps a decompression bomb harmless.
 MAX_IMAGE_PIXELS = 100_000_000

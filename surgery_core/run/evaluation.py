@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ap import COCO_IOUS, evaluate, voc_match
-from .boxes import BoxParams, sweep_detections
-from .config import RunConfig
-from .datasets import Dataset
-from .detections import Detections
-from .engine import GridSet
-from .maxdets import cap_detections
-from .progress import QUIET, Progress
+from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.engine import GridSet
+from surgery_core.eval.maxdets import cap_detections
+from surgery_core.progress import QUIET, Progress
 
 PROTOCOL_NOTES = {
     "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",
@@ -109,7 +109,7 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
               bars: Progress = QUIET, *, methods: tuple[str, ...] | None = None,
               protocols: tuple[str, ...] | None = None, percentiles: tuple[float, ...] | None = None) -> BoxCache:
     """Boxes of every method and protocol at every percentile the run needs (one working map per pair), at most
-    ``cfg.boxes.max_dets`` per image of each (method, protocol, percentile) (:mod:`surgery_core.maxdets`).
+    ``cfg.boxes.max_dets`` per image of each (method, protocol, percentile) (:mod:`surgery_core.eval.maxdets`).
 
     methods / protocols / percentiles: only these (default: the run's, and :func:`all_percentiles`).
     workers: processes; None = one per CPU for DIOR-scale runs (> 20,000 pairs), else this process only
@@ -147,8 +147,8 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
 
 def _refined_sweep(cfg, dataset, gs, method, sizes, proto, percentiles, pairs):
     """``refine: pamr``: the sweep on PAMR-refined maps (refine.py), the image squashed to the input size."""
-    from .images import read_image, squash
-    from .refine import sweep_refined
+    from surgery_core.data.images import read_image, squash
+    from surgery_core.model.refine import sweep_refined
 
     def load(row):
         return squash(read_image(dataset.images[int(gs.rows[row])].path), gs.input_size)

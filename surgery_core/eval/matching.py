@@ -1,6 +1,6 @@
 """Box overlap and VOC-style greedy matching of detections to ground truth, vectorised with numpy.
 
-Boxes are ``xyxy`` pixels, continuous coordinates, no +1 convention (see :mod:`surgery_core.detections`).
+Boxes are ``xyxy`` pixels, continuous coordinates, no +1 convention (see :mod:`surgery_core.data.detections`).
 IoU is intersection area / union area, a unitless number in [0, 1]; a pair whose union is empty (two
 zero-area boxes) has IoU 0, never NaN.
 
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .detections import Detections
+from surgery_core.data.detections import Detections
 
 # Detection/ground-truth pairs materialised at once when searching each detection's best ground truth.
 # About 100 bytes per pair live at the peak, so this bounds the working memory to roughly 200 MB while

@@ -73,7 +73,7 @@ class RunStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            from .errors import InputError
+            from surgery_core.errors import InputError
 
             raise InputError(self.root, f"cannot create the run store folder ({exc.strerror or exc})") from None
 
@@ -136,7 +136,7 @@ class RunStore:
 
 def default_store_root() -> Path:
     """``$SURGERY_STORE``, else ``store/`` in the cache folder."""
-    from .config import cache_dir
+    from surgery_core.run.config import cache_dir
 
     root = os.environ.get("SURGERY_STORE")
     return Path(root) if root else cache_dir() / "store"
@@ -148,7 +148,7 @@ def default_store() -> RunStore:
 
 def require_within(path: str | Path, roots: list[str | Path]) -> Path:
     """Resolve ``path`` (symlinks included) and refuse it unless it lies under one of ``roots``."""
-    from .errors import PathNotAllowedError
+    from surgery_core.errors import PathNotAllowedError
 
     resolved = Path(path).expanduser().resolve()
     for root in roots:

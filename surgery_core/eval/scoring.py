@@ -3,7 +3,7 @@
 Accepted detection files (boxes in original-image pixels):
 
 - CSV with the header ``image_id,class,xmin,ymin,xmax,ymax,score`` (columns in any order, extra columns
-  ignored). ``class`` is a class name in any spelling :class:`~surgery_core.classes.ClassIndex` accepts
+  ignored). ``class`` is a class name in any spelling :class:`~surgery_core.data.classes.ClassIndex` accepts
   (``storage tank``, ``Storage-Tank``, ``plane`` ...). Boxes are continuous ``xyxy``.
 - COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``. With a
   plain list, ``category_id`` k means the k-th class of the dataset's class list, 1-based (DIOR:
@@ -33,17 +33,17 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .ap import COCO_IOUS, INTERPS, evaluate
-from .classes import ClassIndex
-from .detections import Detections
-from .errors import InputError
-from .store import write_json
+from surgery_core.eval.ap import COCO_IOUS, INTERPS, evaluate
+from surgery_core.data.classes import ClassIndex
+from surgery_core.data.detections import Detections
+from surgery_core.errors import InputError
+from surgery_core.run.store import write_json
 
 CSV_COLUMNS = ("image_id", "class", "xmin", "ymin", "xmax", "ymax", "score")
 
 
 class ScoringDataset(Protocol):
-    """What scoring needs from a dataset (:class:`surgery_core.datasets.Dataset` has it)."""
+    """What scoring needs from a dataset (:class:`surgery_core.data.datasets.Dataset` has it)."""
 
     classes: tuple[str, ...]
     images: list
@@ -398,7 +398,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_dataset(root: str, split: str):
-    from .datasets import load_dior
+    from surgery_core.data.datasets import load_dior
 
     return load_dior(root, split)
 

@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
-from .errors import InputError
-from .methods import DEFAULT_METHODS, METHODS
-from .prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
+from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from surgery_core.errors import InputError
+from surgery_core.model.methods import DEFAULT_METHODS, METHODS
+from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
 
 # Bump when the grid computation changes in a way the other key fields do not capture.
 HEATMAP_VERSION = 1

@@ -19,19 +19,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import CPU_RESIZE, DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
-from .datasets import Dataset, load_coco, load_dior
-from .device_images import RESIZE as DEVICE_RESIZE
-from .device_images import DeviceImageBatches
-from .errors import ImageError, InputError, SurgeryError
-from .heatmaps import compute_heatmaps
-from .methods import get_method
-from .images import read_image, squash, to_tensor
-from .models import LoadedModel, load_model
-from .progress import QUIET, Progress
-from .store import RunStore, content_sha256
+from surgery_core.run.config import CPU_RESIZE, DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
+from surgery_core.data.datasets import Dataset, load_coco, load_dior
+from surgery_core.run.device_images import RESIZE as DEVICE_RESIZE
+from surgery_core.run.device_images import DeviceImageBatches
+from surgery_core.errors import ImageError, InputError, SurgeryError
+from surgery_core.model.heatmaps import compute_heatmaps
+from surgery_core.model.methods import get_method
+from surgery_core.data.images import read_image, squash, to_tensor
+from surgery_core.model.loading import LoadedModel, load_model
+from surgery_core.progress import QUIET, Progress
+from surgery_core.run.store import RunStore, content_sha256
 
-SAMPLES_ROOT = Path(__file__).parent / "samples" / "dior"
+SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"
 # What the dashboard, the reports and the snapshots call these datasets (``Dataset.name``), so that nobody
 # cites the synthetic demo scenes, or the five shipped pictures, as results on DIOR.
 DEMO_DATASET_NAME = "demo world (synthetic scenes)"
@@ -42,7 +42,7 @@ def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT, bar
     """The demo scenes, generated on first use into the cache folder (deterministic for seed and count).
 
     The folder names the generator version too: scenes cached by an older generator are never reused."""
-    from .demo.scenes import GENERATOR_VERSION, generate_dataset
+    from surgery_core.demo.scenes import GENERATOR_VERSION, generate_dataset
 
     from filelock import FileLock
 
@@ -76,13 +76,13 @@ def _load_dataset(cfg: RunConfig) -> Dataset:
         ds = load_coco(d.root, d.images, cfg.classes)
         return ds.subset(range(min(len(ds), d.limit))) if d.limit else ds
     if d.kind == "demo":
-        from .demo.scenes import DEMO_CLASSES
+        from surgery_core.demo.scenes import DEMO_CLASSES
 
         ds = load_dior(d.root or demo_data_root(), d.split, cfg.classes or DEMO_CLASSES, limit=d.limit)
         ds.name = DEMO_DATASET_NAME
         return ds
     if d.kind == "samples":
-        from .classes import DIOR_CLASSES
+        from surgery_core.data.classes import DIOR_CLASSES
 
         ds = load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
                        cfg.classes or DIOR_CLASSES, limit=d.limit)
@@ -90,7 +90,7 @@ def _load_dataset(cfg: RunConfig) -> Dataset:
         return ds
     if not d.root:
         raise InputError(None, "a DIOR dataset needs data.root")
-    from .classes import DIOR_CLASSES
+    from surgery_core.data.classes import DIOR_CLASSES
 
     return load_dior(d.root, d.split, cfg.classes or DIOR_CLASSES, limit=d.limit)
 
@@ -203,7 +203,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     need = tuple(m for m in cfg.methods if any(stored[m] in missing[i] for i in todo))
     done = 0
     if todo:
-        from .prompts import PROMPT_SETS, ensemble_text_features
+        from surgery_core.model.prompts import PROMPT_SETS, ensemble_text_features
 
         # Computed once per model and class list (cached on the model): shown apart from the heatmap bar.
         with bars.status(f"text features: {len(classes)} classes x {len(PROMPT_SETS[cfg.prompt_set])}"

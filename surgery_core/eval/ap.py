@@ -1,10 +1,10 @@
-"""Average precision over :class:`~surgery_core.detections.Detections`: VOC07 11-point, VOC2010+
+"""Average precision over :class:`~surgery_core.data.detections.Detections`: VOC07 11-point, VOC2010+
 all-point, and COCO (through faster-coco-eval).
 
 All functions are pure. AP values are fractions in [0, 1] (not percent). IoU thresholds are fractions in
 (0, 1]. Box coordinates are continuous ``xyxy`` pixels.
 
-- ``voc07`` and ``voc``: greedy matching of :mod:`surgery_core.matching` (PASCAL devkit ``voc_eval.py``
+- ``voc07`` and ``voc``: greedy matching of :mod:`surgery_core.eval.matching` (PASCAL devkit ``voc_eval.py``
   with ``>=`` and continuous coordinates), then the devkit's ``voc_ap`` formulas verbatim: 11-point
   takes, for each recall level in ``np.arange(0., 1.1, 0.1)``, the maximum precision at recall >= that
   level (0 if none) and averages the 11 values; all-point takes the area under the monotone precision
@@ -26,8 +26,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .detections import Detections
-from .matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
+from surgery_core.data.detections import Detections
+from surgery_core.eval.matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
 
 Interp = Literal["voc07", "voc", "coco"]
 INTERPS: tuple[str, ...] = ("voc07", "voc", "coco")

@@ -3,7 +3,7 @@
 Per image and class (DESIGN section 4):
 
 1. working map: the raw grid min-max normalised to 0-1 and upsampled to the working resolution
-   (:func:`surgery_core.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);
+   (:func:`surgery_core.eval.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);
 2. threshold: ``mask = map >= np.percentile(map, p)`` with numpy's default (linear) interpolation over all
    working-map pixels;
 3. morphology: close then open with a ``morph_kernel`` x ``morph_kernel`` rectangle (1 = off), which fills
@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .detections import Detections
-from .maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
-from .parallel import resolve_workers, spawn_map
+from surgery_core.data.detections import Detections
+from surgery_core.eval.maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
+from surgery_core.parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
@@ -299,7 +299,7 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
                         params: BoxParams, class_prob: float = 1.0) -> list[BoxList]:
     """Boxes from one 0-1 working map at each threshold (map units), in original-image pixels.
 
-    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.maps.working_map`); a pixel is
+    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.eval.maps.working_map`); a pixel is
     foreground at threshold ``t`` when ``wmap >= t``. ``params.percentile`` is not used here. Boxes of one
     threshold come in raster order of their components' first pixels.
     """
@@ -403,7 +403,7 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
                max_dets: int = 0) -> list[tuple[np.ndarray, ...]]:
     """Cut every pair of a chunk at every percentile; per percentile concatenated (xyxy, score, class, row).
 
-    max_dets: cap per image of each percentile's boxes (:mod:`surgery_core.maxdets`; 0 = none); the chunk must
+    max_dets: cap per image of each percentile's boxes (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must
     then hold every pair of its images. Capping here, in the worker, keeps uncapped boxes out of the parent."""
     acc: list[list[list[np.ndarray]]] = [[[], [], [], []] for _ in percentiles]
     for row, cls, prob in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(), chunk.pair_prob.tolist()):
@@ -422,7 +422,7 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
         else:
             out.append((np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)))
     if max_dets:
-        from .maxdets import cap_indices
+        from surgery_core.eval.maxdets import cap_indices
 
         for i, cols in enumerate(out):
             keep = cap_indices(cols[3], cols[1], max_dets)
@@ -450,7 +450,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
-    max_dets: at most this many boxes per image and percentile, highest scores first (:mod:`surgery_core.maxdets`,
+    max_dets: at most this many boxes per image and percentile, highest scores first (:mod:`surgery_core.eval.maxdets`,
     ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
     """
     percentiles = tuple(float(p) for p in percentiles)

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .methods import (DEFAULT_METHODS, METHODS, ORI, SCORERS, SEED_METHODS, Method, feature_surgery,  # noqa: F401
+from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, ORI, SCORERS, SEED_METHODS, Method, feature_surgery,  # noqa: F401
                       get_method, paths_for, register_method, single_text_surgery)
-from .models import LoadedModel, autocast_dtype
-from .prompts import DEFAULT_PROMPT_SET, ensemble_text_features
-from .surgery import SurgeryTokens, TowerTokens, tower_forward
+from surgery_core.model.loading import LoadedModel, autocast_dtype
+from surgery_core.model.prompts import DEFAULT_PROMPT_SET, ensemble_text_features
+from surgery_core.model.forward import SurgeryTokens, TowerTokens, tower_forward
 
 
 def _as_tower(toks) -> TowerTokens:

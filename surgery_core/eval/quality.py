@@ -6,12 +6,12 @@ boxes (0.18 +- 0.02 on its 10 images). This module computes those figures and ad
 the energy pointing game. Everything is a pure function of numpy arrays; results are plain dataclasses and
 dicts that serialise to JSON.
 
-Conventions (all at the working resolution of :mod:`surgery_core.maps`, i.e. ``params.box_resolution``):
+Conventions (all at the working resolution of :mod:`surgery_core.eval.maps`, i.e. ``params.box_resolution``):
 
 - *working map*: the grid min-max normalised to 0-1, then upsampled; *raw map*: the grid upsampled without
   normalisation (raw similarity units).
 - *inside a GT box*: a working pixel whose centre lies in the half-open box ``[x1, x2) x [y1, y2)`` in
-  original-image pixels (:func:`surgery_core.maps.box_mask`); a box too small to hold a pixel centre claims
+  original-image pixels (:func:`surgery_core.eval.maps.box_mask`); a box too small to hold a pixel centre claims
   the pixel under its own centre. Several GT boxes of a class form one union.
 - *pointing game* point: the centroid of the working pixels that share the map's maximum value (ties occur
   on the flat margins bilinear upsampling leaves along the image border; a constant map points at the
@@ -31,10 +31,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
-from .detections import Detections
-from .maps import box_mask, image_scale, raw_working_map, working_map
-from .parallel import resolve_workers, spawn_map
+from surgery_core.eval.boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
+from surgery_core.data.detections import Detections
+from surgery_core.eval.maps import box_mask, image_scale, raw_working_map, working_map
+from surgery_core.parallel import resolve_workers, spawn_map
 
 #: The pointing game's customary tolerance, in pixels of a 224-pixel image.
 DEFAULT_TOLERANCE_PX_AT_224 = 15.0
@@ -160,7 +160,7 @@ def quality_records(grids: Sequence[np.ndarray], image_sizes: np.ndarray, gt: De
     ``(width, height)``; gt: ground truth whose ``image`` holds dataset image indices, matched to rows
     through ``image_ids`` (default: row = image index). GT of images without a grid is ignored.
     Records come sorted by image, then class. workers: processes, as in
-    :func:`surgery_core.boxes.sweep_detections`.
+    :func:`surgery_core.eval.boxes.sweep_detections`.
     """
     sizes = np.asarray(image_sizes, np.int64).reshape(-1, 2)
     ids = np.arange(len(grids)) if image_ids is None else np.asarray(image_ids, np.int64)

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .ap import APResult, VocMatch, evaluate, voc_match
-from .boxes import BoxParams, boxes_from_grid
-from .config import RunConfig
-from .datasets import Dataset
-from .detections import Detections
-from .engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
-from .boxcells import RunBoxes, box_key
-from .evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
-from .images import read_image
-from .progress import QUIET, Progress
-from .quality import aggregate_quality, quality_records
-from .store import RunStore, default_store, write_json
+from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, boxes_from_grid
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.boxcells import RunBoxes, box_key
+from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
+from surgery_core.data.images import read_image
+from surgery_core.progress import QUIET, Progress
+from surgery_core.eval.quality import aggregate_quality, quality_records
+from surgery_core.run.store import RunStore, default_store, write_json
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
 
@@ -103,7 +103,7 @@ class Run:
     @cached_property
     def boxes(self) -> RunBoxes:
         """Boxes per (method, protocol, percentile) cell, cut on first use and kept as columns in the run store
-        (``boxes/<box key>/``, shared by runs whose boxes are the same; see :mod:`surgery_core.boxcells`)."""
+        (``boxes/<box key>/``, shared by runs whose boxes are the same; see :mod:`surgery_core.run.boxcells`)."""
         return RunBoxes(self.cfg, self.dataset, self.grids, self.store.root / "boxes" / box_key(self.cfg, self.grids),
                         bars=self.bars)
 
@@ -227,8 +227,8 @@ class Run:
         params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
         grid = self.grids.grids[method][row]
         if params.refine == "pamr":
-            from .images import squash
-            from .refine import refine_grid
+            from surgery_core.data.images import squash
+            from surgery_core.model.refine import refine_grid
 
             size = self.grids.input_size
             grid = refine_grid(grid, squash(self.image(image_index), size), size)
@@ -238,7 +238,7 @@ class Run:
 
 def model_data_note(cfg: RunConfig) -> str:
     """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
-    from .demo.model import DEMO_ARCH
+    from surgery_core.demo.model import DEMO_ARCH
 
     if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
         return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
-from .methods import ORI, AttnContext, get_path
+from surgery_core.model.methods import ORI, AttnContext, get_path
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from .classes import prompt_name
+from surgery_core.data.classes import prompt_name
 
 # The five templates CLIP Surgery adds to OpenAI's 80, verbatim (xmed-lab/CLIP_Surgery @ d4696d4,
 # clip/clip.py:255; MaskCLIP's prompt_engineering.py has the same 85).

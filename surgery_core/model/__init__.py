@@ -1,0 +1,1 @@
+"""Model layer: checkpoint loading, prompts, the dual-path forward, the heatmap-method registry and refinement. The torch layer."""

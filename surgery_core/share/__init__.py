@@ -1,0 +1,1 @@
+"""Share layer: figures, the markdown and HTML reports, the zip bundle and the snapshot store."""
