@@ -30,7 +30,7 @@ PROTOCOL_NOTES = {
 INTERP_NOTES = {
     "voc07": "VOC2007 11-point interpolation, greedy matching, IoU >= t, continuous coordinates",
     "voc": "VOC2010+ all-point interpolation, greedy matching, IoU >= t, continuous coordinates",
-    "coco": "COCO 101-point interpolation (faster-coco-eval), maxDets 100, area all",
+    "coco": "COCO 101-point interpolation (faster-coco-eval), COCOeval maxDets 100 per image and class, area all",
 }
 
 
