@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,13 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._tree_rss())
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished workers: on a shared machine the wall time
+    depends on the others' load, the CPU time does not."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def synthetic_probs(ds, rng) -> np.ndarray:
@@ -221,7 +229,7 @@ def main():
                    "open": len(ds.images) * len(ds.classes)}
         first = None
         for k, name in enumerate(names):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             gs = method_grids(ds, name, k, args.grid)
             t_grids = time.perf_counter() - t
             mcfg = cfg.model_copy(update={"methods": (name,)})
@@ -247,7 +255,8 @@ def main():
                   f"{len(cfg.sweep_percentiles)}x{len(SEED_IOUS)} cells x VOC07+VOC x {len(protocols)} protocols "
                   f"{t_sweep:.1f} s; best VOC07 mAP "
                   + ", ".join(f"{pr} {b['mAP']:.4f} at p{b['percentile']:g} IoU {b['iou']:g}" for pr, b in best.items())
-                  + f"; peak RSS so far {rss.peak / 2**30:.2f} GB", flush=True)
+                  + f"; CPU {cpu_seconds() - c:.0f} s for this method; peak RSS so far {rss.peak / 2**30:.2f} GB",
+                  flush=True)
             if k == 0 and args.cap_images:
                 t = time.perf_counter()
                 print(cap_effect(ds, gs, mcfg, args.cap_images, args.workers)
@@ -267,7 +276,7 @@ def main():
     if not args.store:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"TOTAL methods={len(names)} images={len(ds.images)} wall_s={time.perf_counter() - t_all:.0f} "
-          f"peak_rss_gb={rss.peak / 2**30:.2f}")
+          f"peak_rss_gb={rss.peak / 2**30:.2f} cpu_s={cpu_seconds():.0f} load_avg_1min={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
