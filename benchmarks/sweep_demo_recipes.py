@@ -165,7 +165,7 @@ def main() -> None:
     os.environ.setdefault("SURGERY_CACHE", str(work / "cache"))  # the test split, generated once here
 
     from surgery_core.demo.train import render_training_set
-    from surgery_core.run.engine import demo_data_root
+    from surgery_core.demo import demo_data_root
 
     t0 = time.time()
     demo_data_root()

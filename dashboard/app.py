@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import sidebar, snapshot_ui, state, widgets  # noqa: E402
+from dashboard import permalink, sidebar, snapshot_ui, state, widgets  # noqa: E402
 
 # 330 px: the sidebar's labels ("Window", "x class prob") and recent-run entries fit on one line at 1280 px
 st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide",
@@ -26,7 +26,7 @@ PAGES = {name: st.Page(f"views/{name}.py", title=title, icon=f":material/{ICONS[
 page = st.navigation(list(PAGES.values()), position="top")
 name = next(n for n, p in PAGES.items() if p.title == page.title)
 
-state.init_from_url()
+permalink.init_from_url()
 wanted = st.session_state.pop("_url_page", None)
 if wanted in PAGES and wanted != name:  # a link that names its page only in ?page=
     st.switch_page(PAGES[wanted], query_params={k: st.query_params.get(k) for k in st.query_params})
@@ -38,17 +38,17 @@ st.session_state["_page"] = name
 snapshot_ui.begin()  # the page registers what it shows, for "Save snapshot"
 if name == "snapshots":  # stored views open from their files alone: no run is opened (it may be gone)
     st.sidebar.caption("Snapshots open from their files alone: no run is opened on this page.")
-    state.sync_url(name)
+    permalink.sync_url(name)
     widgets.guarded(page.run)
-    state.sync_url(name)
+    permalink.sync_url(name)
     st.stop()
 run = sidebar.run_selection(top)
 widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short
 widgets.banner(run)
-state.sync_url(name)
+permalink.sync_url(name)
 st.session_state.pop("_pct_this_run", None)
 widgets.guarded(page.run)
 if not st.session_state.pop("_pct_this_run", False):  # this page has no percentile: the sidebar shows the run's
     st.session_state.pop("_pct_drawn", None)
-state.sync_url(name)
+permalink.sync_url(name)
 snapshot_ui.save_control(run)

@@ -22,6 +22,8 @@ from surgery_core.run.engine import resolve_model
 from surgery_core.run.facade import Run
 from surgery_core.run.store import require_within
 
+from dashboard import operator_settings
+
 ENV_MODEL_LOAD_LOG = "SURGERY_MODEL_LOAD_LOG"
 
 
@@ -40,32 +42,13 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
         return (str(path), "missing")
 
 
-def allowed_roots() -> list[Path]:
-    """Where the dashboard may read datasets and checkpoints named in a text box or a link.
-
-    The configured roots (``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` and ``$SURGERY_DATA_ROOTS``), or,
-    with none configured, the cache folder (demo scenes) and the run store; always the files shipped with
-    the package (real DIOR samples, demo weights) and the paths of the app's default run (the operator's)."""
-    from surgery_core.run.config import cache_dir
-    from surgery_core.demo.model import WEIGHTS_DIR
-    from surgery_core.run.engine import SAMPLES_ROOT
-    from surgery_core.run.store import default_store
-
-    from dashboard.state import app_default_config, configured_data_roots
-
-    roots = list(configured_data_roots()) or [cache_dir(), default_store().root]
-    d = app_default_config()
-    operator = [Path(p) for p in (d.data.root, d.data.images, d.model.checkpoint) if p]
-    return roots + [SAMPLES_ROOT, WEIGHTS_DIR] + operator
-
-
 def check_paths(cfg: RunConfig) -> None:
-    """Refuse data and checkpoint paths outside :func:`allowed_roots` (symlinks and ``..`` resolved) with a
-    :class:`PathNotAllowedError` naming the path and the roots: links and text boxes carry paths, and a shared
-    server must not open whatever they name. Nothing is read before this passes."""
+    """Refuse data and checkpoint paths outside :func:`~dashboard.operator_settings.allowed_roots` (symlinks and
+    ``..`` resolved) with a :class:`PathNotAllowedError` naming the path and the roots: links and text boxes carry
+    paths, and a shared server must not open whatever they name. Nothing is read before this passes."""
     paths = [p for p in (cfg.data.root, cfg.data.images, cfg.model.checkpoint) if p]
     if paths:
-        roots = allowed_roots()
+        roots = operator_settings.allowed_roots()
         for p in paths:
             require_within(p, roots)
 
@@ -131,7 +114,7 @@ def _open(cfg: RunConfig, area) -> Run:
     t0 = time.perf_counter()
     with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
-        run = Run.open(cfg, progress=progress, loaded=loaded)
+        run = Run.open(cfg, operator_settings.run_store(), progress=progress, loaded=loaded)
     if bar is not None:
         bar.empty()
     if run.grids.computed:
@@ -160,7 +143,7 @@ def ensure(run: Run, what: str) -> None:
     """Compute a run's one-time products (``ap_tables``, ``quality``) under a spinner that says what is
     happening; instant once cached in the run folder."""
     lock = _locks.setdefault(run_key(run) + what, threading.Lock())
-    if (run.run_dir / f"{what}.json").is_file():
+    if run.is_cached(what):
         return
     with lock, st.spinner(f"Computing {what.replace('_', ' ')} (once per run, then cached)…", show_time=True):
         getattr(run, what)()

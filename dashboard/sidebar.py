@@ -14,10 +14,9 @@ from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.model.heatmaps import METHODS
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.facade import Run
-from surgery_core.run.store import default_store
 
 from dashboard import data
-from dashboard import state
+from dashboard import operator_settings, permalink, state
 from dashboard import widgets
 
 KINDS = {"demo": "demo scenes (generated)", "samples": "5 real DIOR samples", "dior": "DIOR folder",
@@ -26,32 +25,86 @@ SPLITS = ["test", "val", "train", "trainval", "all"]
 KERNELS = [1, 3, 5, 7, 9, 11, 15]
 
 
+def _same(v):
+    return v
+
+
+def _text(v) -> str:
+    return v or ""
+
+
+def _text_or_none(w: str) -> str | None:
+    return w.strip() or None
+
+
+def _zero(v) -> int:
+    return v or 0
+
+
+def _zero_float(v) -> float:
+    return float(v or 0.0)
+
+
+def _int_or_none(w) -> int | None:
+    return int(w) or None
+
+
+def _float_or_none(w) -> float | None:
+    return float(w) or None
+
+
+def _methods(w: list[str]) -> list[str]:
+    return [m for m in METHODS if m in w]  # registry order, whatever order they were picked in
+
+
+# The form, one row per RunConfig field: (widget key, dotted field, field -> widget value, widget value -> field).
+FORM_FIELDS = (
+    ("f_kind", "data.kind", _same, _same),
+    ("f_root", "data.root", _text, _text_or_none),
+    ("f_images", "data.images", _text, _text_or_none),
+    ("f_split", "data.split", _same, _same),
+    ("f_limit", "data.limit", _zero, _int_or_none),
+    ("f_arch", "model.arch", _same, str.strip),
+    ("f_ckpt", "model.checkpoint", _text, _text_or_none),
+    ("f_qg", "model.quickgelu", _same, bool),
+    ("f_methods", "methods", list, _methods),
+    ("f_size", "input.size", _zero, _int_or_none),
+    ("f_window", "input.window", _zero, _int_or_none),
+    ("f_stride", "input.stride", _zero, _int_or_none),
+    ("f_depth", "surgery_depth", _same, int),
+    ("f_prompts", "prompt_set", _same, _same),
+    ("f_pct", "boxes.percentile", float, float),
+    ("f_kernel", "boxes.morph_kernel", _same, int),
+    ("f_conn", "boxes.connectivity", _same, int),
+    ("f_score", "boxes.score", _same, _same),
+    ("f_cpw", "boxes.class_prob_weight", _same, bool),
+    ("f_minarea", "boxes.min_area", float, float),
+    ("f_nms", "boxes.nms_iou", _zero_float, _float_or_none),
+    ("f_res", "boxes.box_resolution", _zero, _int_or_none),
+)
+
+
 def _form_values(cfg: RunConfig) -> dict:
-    b = cfg.boxes
-    return {
-        "f_kind": cfg.data.kind, "f_root": cfg.data.root or "", "f_images": cfg.data.images or "",
-        "f_split": cfg.data.split, "f_limit": cfg.data.limit or 0, "f_arch": cfg.model.arch,
-        "f_ckpt": cfg.model.checkpoint or "", "f_qg": cfg.model.quickgelu, "f_methods": list(cfg.methods),
-        "f_size": cfg.input.size or 0, "f_window": cfg.input.window or 0, "f_stride": cfg.input.stride or 0,
-        "f_depth": cfg.surgery_depth, "f_prompts": cfg.prompt_set, "f_pct": float(b.percentile),
-        "f_kernel": b.morph_kernel, "f_conn": b.connectivity, "f_score": b.score, "f_cpw": b.class_prob_weight,
-        "f_minarea": float(b.min_area), "f_nms": float(b.nms_iou or 0.0), "f_res": b.box_resolution or 0,
-    }
+    doc = cfg.model_dump(mode="json")
+    out = {}
+    for key, field, to_widget, _ in FORM_FIELDS:
+        *parents, name = field.split(".")
+        node = doc
+        for part in parents:
+            node = node[part]
+        out[key] = to_widget(node[name])
+    return out
 
 
 def _config_from_form(base: RunConfig) -> RunConfig:
     s = st.session_state
     doc = base.model_dump(mode="json")
-    doc["data"].update(kind=s.f_kind, root=s.f_root.strip() or None, images=s.f_images.strip() or None,
-                       split=s.f_split, limit=int(s.f_limit) or None)
-    doc["model"].update(arch=s.f_arch.strip(), checkpoint=s.f_ckpt.strip() or None, quickgelu=bool(s.f_qg))
-    doc["methods"] = [m for m in METHODS if m in s.f_methods]
-    doc["input"].update(size=int(s.f_size) or None, window=int(s.f_window) or None, stride=int(s.f_stride) or None)
-    doc["surgery_depth"] = int(s.f_depth)
-    doc["prompt_set"] = s.f_prompts
-    doc["boxes"].update(percentile=float(s.f_pct), morph_kernel=int(s.f_kernel), connectivity=int(s.f_conn),
-                        score=s.f_score, class_prob_weight=bool(s.f_cpw), min_area=float(s.f_minarea),
-                        nms_iou=float(s.f_nms) or None, box_resolution=int(s.f_res) or None)
+    for key, field, _, to_field in FORM_FIELDS:
+        *parents, name = field.split(".")
+        node = doc
+        for part in parents:
+            node = node[part]
+        node[name] = to_field(s[key])
     pct = float(s.f_pct)
     if pct not in doc["sweep_percentiles"] and pct not in doc["quality_percentiles"]:
         doc["sweep_percentiles"] = sorted({*doc["sweep_percentiles"], pct})
@@ -140,14 +193,14 @@ def _pick_recent() -> None:
 
 def _reset() -> None:
     st.session_state.pop("_form_error", None)
-    state.set_config(state.app_default_config())
+    state.set_config(operator_settings.app_default_config())
 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _recent_runs(store_root: str) -> list[dict]:
     return [{"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
              "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch")}
-            for m in default_store().list_runs()[:30]]
+            for m in operator_settings.run_store().list_runs()[:30]]
 
 
 def _form(cfg: RunConfig) -> None:
@@ -211,20 +264,20 @@ def run_selection(area) -> Run:
     summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
-    recent = _recent_runs(str(default_store().root))
+    recent = _recent_runs(str(operator_settings.run_store().root))
     if recent:
         sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
                      placeholder="reopen a stored run…",
                      format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
                                            f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
-              disabled=cfg == state.app_default_config())
+              disabled=cfg == operator_settings.app_default_config())
     try:
         run = data.open_run(cfg, area)
     except PathNotAllowedError as exc:  # a link (or the recent-runs list) named a path outside the data roots
         sb.error(_refusal(exc), icon=":material/block:")
         area.error(f"**Run {cfg.run_hash} cannot be opened.** {_refusal(exc)}", icon=":material/block:")
-        state.sync_url()
+        permalink.sync_url()
         st.stop()
     except Exception as exc:  # noqa: BLE001 - bad input (SurgeryError, OSError, ValueError) or a library failure
         if isinstance(exc, (SurgeryError, OSError, ValueError)):
@@ -236,7 +289,7 @@ def run_selection(area) -> Run:
         if cfg.model.arch == DEMO_ARCH and cfg.model.checkpoint is None and not DEMO_WEIGHTS.is_file():
             area.info("The demo weights are not installed yet (`surgery demo train` writes them). Pick a "
                       "checkpoint under **Run settings** in the sidebar.")
-        state.sync_url()
+        permalink.sync_url()
         st.stop()
     g = run.grids
     sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "

@@ -2,37 +2,42 @@
 the read-only replay of a stored snapshot.
 
 Registry
-    Views declare what they display as they display it. Every ``shown_*`` function returns its argument, so it
-    wraps the value where it is drawn (``st.image(snapshot_ui.shown_image(m, png))``): the state the view used
-    (:func:`shown_state`), text with numbers (:func:`shown_markdown`, :func:`shown_caption`; ``widgets.how``
-    registers every "how was this computed" caption), tables, metrics, JSON, images (the bytes as displayed)
-    and plotly charts (``widgets.chart`` registers them). The registry lives in session state as an ordered
-    list of blocks; :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment
-    reruns on its own (first line of each ``view()``), so it always holds what is on screen now.
+    Views declare what they display as they display it: :func:`markdown`, :func:`caption` and :func:`image` draw
+    an element and register it in one call (``snapshot_ui.image(m, png, where=col, width="stretch")``);
+    ``widgets.table`` (given a ``shown`` name), ``widgets.chart`` and ``widgets.how`` (every "how was this
+    computed" caption) do the same for tables, plotly charts and captions. What a page draws in another form
+    than the snapshot keeps it is registered alone: the state the view used (:func:`shown_state`) and named
+    numbers (:func:`shown_numbers`). The registry lives in session state as an ordered list of blocks;
+    :func:`begin` clears it when a script run starts (``app.py``) and when a page's fragment reruns on its own
+    (first line of each ``view()``), so it always holds what is on screen now.
 
 Saving
     :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
     :meth:`surgery_core.share.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.share.sharing.view_state`
     (page, run configuration and hash, sample, class, methods, thresholds, the page's permalink), ``numbers`` =
     ``{"blocks": [...]}`` (tables as columns + rows, charts as plotly JSON, text verbatim), ``images`` = the
-    displayed bytes. Snapshots live in ``SnapshotStore.for_store(default_store())``: ``<run store>/snapshots``.
+    displayed bytes. Snapshots live in :func:`dashboard.operator_settings.snapshot_store` (``<run store>/snapshots``).
 
 Replay
     :func:`render_snapshot` draws a stored snapshot from its file alone: no run, no dataset, nothing recomputed.
+
+Each block kind is one :class:`BlockKind` entry of :data:`BLOCK_KINDS`: how a registered block is stored and how
+a stored one is drawn again.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import streamlit as st
 
-from surgery_core.share.sharing import Snapshot, SnapshotError, SnapshotStore, view_state
-from surgery_core.run.store import default_store
+from surgery_core.share.sharing import Snapshot, SnapshotError, view_state
 
+from dashboard.operator_settings import snapshot_store
 from dashboard.state import PAGE_TITLES
 
 REG = "_snap_shown"
@@ -41,11 +46,6 @@ POPOVER = "snap_pop"  # the "Save snapshot" popover's key: its open state, close
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
 _STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")
-
-
-def snapshot_store() -> SnapshotStore:
-    """The snapshots folder next to the run store (``$SURGERY_STORE/snapshots``)."""
-    return SnapshotStore.for_store(default_store())
 
 
 def permalink(snapshot_id: str) -> str:
@@ -77,40 +77,39 @@ def shown_state(**values) -> None:
     _reg()["state"].update(values)
 
 
-def shown_markdown(text: str, name: str | None = None) -> str:
-    """Markdown on screen (``name``: the image it sits under, if any)."""
-    _add("markdown", text=str(text), name=name)
-    return text
-
-
-def shown_caption(text: str, name: str | None = None) -> str:
-    """A caption on screen: how the numbers near it were computed."""
-    _add("caption", text=str(text), name=name)
-    return text
-
-
-def shown_table(name: str, data, caption: str | None = None):
-    """A table on screen (a DataFrame or a pandas Styler; the unformatted values are stored)."""
-    _add("table", name=name, data=data, caption=caption)
-    return data
-
-
-def shown_numbers(name: str, values: dict, caption: str | None = None, style: str = "metrics") -> dict:
-    """Named numbers on screen; ``style`` ``metrics`` (one st.metric each) or ``json``."""
+def shown_numbers(name: str, values: dict, caption: str | None = None, style: str = "metrics") -> None:
+    """Named numbers the page draws in its own form; the snapshot shows them as ``style`` ``metrics`` (one
+    st.metric each) or ``json``."""
     _add("numbers", name=name, values=values, caption=caption, style=style)
-    return values
 
 
-def shown_image(name: str, data: bytes, caption: str | None = None) -> bytes:
-    """An image on screen, as the bytes handed to ``st.image`` (PNG or JPEG)."""
-    _add("image", name=name, data=data, caption=caption)
-    return data
+def register_table(name: str, data, caption: str | None = None) -> None:
+    """A table drawn by ``widgets.table`` (a DataFrame or a pandas Styler; the unformatted values are stored)."""
+    _add("table", name=name, data=data, caption=caption)
 
 
-def shown_chart(name: str, fig):
-    """A plotly figure on screen (stored as plotly JSON: its data and layout)."""
+def register_chart(name: str, fig) -> None:
+    """A plotly figure drawn by ``widgets.chart`` (stored as plotly JSON: its data and layout)."""
     _add("chart", name=name, fig=fig)
-    return fig
+
+
+def markdown(text: str, where=st, name: str | None = None) -> None:
+    """Draw markdown in ``where`` and register it (``name``: the image it sits under, if any)."""
+    where.markdown(text)
+    _add("markdown", text=str(text), name=name)
+
+
+def caption(text: str, where=st, name: str | None = None) -> None:
+    """Draw a caption (how the numbers near it were computed) in ``where`` and register it."""
+    where.caption(text)
+    _add("caption", text=str(text), name=name)
+
+
+def image(name: str, data: bytes, label: str | None = None, where=st, **kw) -> None:
+    """Draw ``data`` (PNG or JPEG bytes) with ``where.image(data, **kw)`` and register it under ``name`` with
+    ``label``, the words a snapshot shows under it (on screen they may sit in a caption of their own)."""
+    where.image(data, **kw)
+    _add("image", name=name, data=data, caption=label)
 
 
 # ------------------------------------------------------------------------------------------ serialising
@@ -133,26 +132,35 @@ def _plotly_json(fig) -> dict:
         raise SnapshotError(f"a chart could not be stored: {exc}") from None
 
 
+def _store_text(b: dict, images: dict[str, bytes]) -> dict:
+    return {"kind": b["kind"], "text": b["text"], "name": b.get("name")}
+
+
+def _store_table(b: dict, images: dict[str, bytes]) -> dict:
+    return {"kind": "table", "name": b["name"], "caption": b.get("caption")} | _records(b["data"])
+
+
+def _store_numbers(b: dict, images: dict[str, bytes]) -> dict:
+    return {k: b.get(k) for k in ("kind", "name", "values", "caption", "style")}
+
+
+def _store_chart(b: dict, images: dict[str, bytes]) -> dict:
+    return {"kind": "chart", "name": b["name"], "figure": _plotly_json(b["fig"])}
+
+
+def _store_image(b: dict, images: dict[str, bytes]) -> dict:
+    key, n = str(b["name"]), 2
+    while key in images:  # unique keys; the block keeps the name shown
+        key, n = f"{b['name']} ({n})", n + 1
+    images[key] = bytes(b["data"])
+    return {"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")}
+
+
 def collect(reg: dict | None = None) -> tuple[dict, dict, dict[str, bytes]]:
     """(view state values, numbers, images) of the registry, ready for :meth:`SnapshotStore.save`."""
     reg = _reg() if reg is None else reg
-    blocks, images = [], {}
-    for b in reg.get("blocks", []):
-        kind = b["kind"]
-        if kind in ("markdown", "caption"):
-            blocks.append({"kind": kind, "text": b["text"], "name": b.get("name")})
-        elif kind == "table":
-            blocks.append({"kind": "table", "name": b["name"], "caption": b.get("caption")} | _records(b["data"]))
-        elif kind == "numbers":
-            blocks.append({k: b.get(k) for k in ("kind", "name", "values", "caption", "style")})
-        elif kind == "chart":
-            blocks.append({"kind": "chart", "name": b["name"], "figure": _plotly_json(b["fig"])})
-        elif kind == "image":
-            key, n = str(b["name"]), 2
-            while key in images:  # unique keys; the block keeps the name shown
-                key, n = f"{b['name']} ({n})", n + 1
-            images[key] = bytes(b["data"])
-            blocks.append({"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")})
+    images: dict[str, bytes] = {}
+    blocks = [BLOCK_KINDS[b["kind"]].store(b, images) for b in reg.get("blocks", [])]
     return dict(reg.get("state", {})), {"blocks": blocks}, images
 
 
@@ -225,7 +233,7 @@ def _fmt_metric(v: Any) -> str:
     return str(v)
 
 
-def _table(block: dict, key: str) -> None:
+def _table(block: dict, images: dict[str, bytes], key: str) -> None:
     import pandas as pd
 
     df = pd.DataFrame(block.get("rows") or [], columns=block.get("columns") or [])
@@ -236,7 +244,7 @@ def _table(block: dict, key: str) -> None:
     st.dataframe(df, hide_index=True, key=key)
 
 
-def _numbers(block: dict) -> None:
+def _numbers(block: dict, images: dict[str, bytes], key: str) -> None:
     values = block.get("values") or {}
     if block.get("style") == "json" or not values:
         st.markdown(f"**{block.get('name', '')}**")
@@ -248,7 +256,7 @@ def _numbers(block: dict) -> None:
         st.caption(block["caption"])
 
 
-def _chart(block: dict, key: str) -> None:
+def _chart(block: dict, images: dict[str, bytes], key: str) -> None:
     import plotly.io as pio
 
     try:
@@ -297,20 +305,32 @@ def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") ->
                 k += 1
             _image_row(row, images, under)
             continue
-        kind = b.get("kind")
-        if kind == "markdown":
-            st.markdown(b.get("text", ""))
-        elif kind == "caption":
-            st.caption(b.get("text", ""))
-        elif kind == "table":
-            _table(b, f"{key}_t{k}")
-        elif kind == "numbers":
-            _numbers(b)
-        elif kind == "chart":
-            _chart(b, f"{key}_c{k}")
+        kind = BLOCK_KINDS.get(b.get("kind"))
+        if kind is None:
+            st.warning(f"This snapshot holds a block of unknown kind {b.get('kind')!r} (skipped).")
         else:
-            st.warning(f"This snapshot holds a block of unknown kind {kind!r} (skipped).")
+            kind.draw(b, images, f"{key}_{b['kind'][0]}{k}")  # tables _t<k>, charts _c<k>: stable widget keys
         k += 1
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """One kind of block: ``store(registered block, images)`` gives the stored block (image bytes go into
+    ``images``); ``draw(stored block, images, widget key)`` draws it again from a snapshot file."""
+
+    store: Callable[[dict, dict[str, bytes]], dict]
+    draw: Callable[[dict, dict[str, bytes], str], None]
+
+
+BLOCK_KINDS = {
+    "markdown": BlockKind(_store_text, lambda b, images, key: st.markdown(b.get("text", ""))),
+    "caption": BlockKind(_store_text, lambda b, images, key: st.caption(b.get("text", ""))),
+    "table": BlockKind(_store_table, _table),
+    "numbers": BlockKind(_store_numbers, _numbers),
+    "chart": BlockKind(_store_chart, _chart),
+    # consecutive images are drawn as a row by render_blocks; alone, an image is a row of one
+    "image": BlockKind(_store_image, lambda b, images, key: _image_row([b], images, {})),
+}
 
 
 STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "split": "split",

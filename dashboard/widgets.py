@@ -75,7 +75,7 @@ def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
     """Method picker: the run's methods as pills (default: the seed's four when the run has them), an "All"
     button under it; each method's description and source on hover. Returns the chosen methods in run order."""
     opts = list(run.cfg.methods)
-    state.coerce("methods", opts)  # default (state.PARAMS): the seed's four
+    state.coerce("methods", opts)  # default (state.SHARED_PARAMS): the seed's four
     box = where.container()
     chosen = box.pills(label, opts, selection_mode="multi", key="methods", persist_state=SESSION,
                        help=method_help(opts)) or []
@@ -161,7 +161,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
         params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
         parts.append("boxes: " + describe_boxes(params))
     parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
-    where.caption(snapshot_ui.shown_caption(" · ".join(parts)))
+    snapshot_ui.caption(" · ".join(parts), where)
 
 
 _heap_settled = False
@@ -277,11 +277,15 @@ def settings_markdown(doc: dict) -> str:
 ROW_PX = 32  # row height of every table
 
 
-def table(data, n_rows: int, cap: int = 900, where=st, **kw) -> None:
-    """``st.dataframe`` exactly as tall as its rows (scrolling beyond ``cap`` px), index hidden."""
+def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None, **kw) -> None:
+    """``st.dataframe`` exactly as tall as its rows (scrolling beyond ``cap`` px), index hidden; registered for
+    snapshots under the name ``shown`` when given."""
     where.dataframe(data, hide_index=True, height=min(ROW_PX * (n_rows + 1) + 2, cap), row_height=ROW_PX, **kw)
+    if shown is not None:
+        snapshot_ui.register_table(shown, data)
 
 
 def chart(fig, key: str, where=st) -> None:
     """A plotly figure without the mode bar."""
-    where.plotly_chart(snapshot_ui.shown_chart(key, fig), key=key, config={"displayModeBar": False})
+    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    snapshot_ui.register_chart(key, fig)

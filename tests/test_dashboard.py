@@ -266,7 +266,7 @@ def test_quality_tables(dashboard_env, test_run):
 
 # ------------------------------------------------------------------------------------------ permalinks
 def test_config_encoding_roundtrip():
-    from dashboard.state import decode_config, encode_config
+    from dashboard.permalink import decode_config, encode_config
     from surgery_core.eval.boxes import BoxParams
     from surgery_core.run.config import DataConfig, InputConfig, ModelConfig, RunConfig
 
@@ -301,7 +301,7 @@ def test_permalink_reopens_the_same_view(dashboard_env, test_run):
 
 
 def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
 
     other = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"limit": 12})})
     at = app({"run": encode_config(other), "h": other.run_hash})
@@ -313,6 +313,40 @@ def test_link_to_another_run_and_bad_links(dashboard_env, test_run):
     assert any("Could not read the run" in w.value for w in bad.warning)
     stale = app({"run": encode_config(other), "h": "000000000000"})
     assert any("made for run 000000000000" in w.value for w in stale.warning)
+
+
+def test_a_links_page_parameters_wait_for_their_page(dashboard_env, test_run):
+    """A page declares its own URL parameters when it runs: a link's parameter for another page stays in the URL
+    until that page opens and takes it; a bad value is ignored with a warning."""
+    at = app({"page": "browse", "xq": "airplane"})
+    ok(at)
+    assert at.query_params["xq"] == "airplane"
+    at = goto(at, "explore")
+    assert at.text_input(key="xq").value == "airplane"
+    assert at.query_params["xq"] == "airplane"
+    bad = goto(app({"page": "browse", "cols": "many"}), "compare")
+    assert not bad.exception
+    assert any("Ignored URL parameter cols='many'" in w.value for w in bad.warning)
+
+
+def test_run_says_what_is_cached(test_run, tmp_path):
+    """``Run.is_cached``/``is_loaded``: the dashboard asks these instead of looking into the run folder."""
+    from surgery_core.run.facade import PRODUCTS, Run
+    from surgery_core.run.store import RunStore
+
+    assert all(test_run.is_cached(p) for p in PRODUCTS)  # conftest computed every product
+    assert not test_run.is_loaded("ap_tables")  # tables are read from their file on each call
+    fresh = Run(test_run.cfg, RunStore(tmp_path), test_run.dataset, test_run.grids, test_run.model_identity,
+                test_run.model_note)
+    assert not any(fresh.is_cached(p) for p in PRODUCTS) and not fresh.is_loaded("boxes")
+    fresh.ap_tables()
+    # the tables cut the boxes of the run's own percentile only (issue 17: box cells are cut when first needed)
+    assert fresh.is_cached("ap_tables") and fresh.is_loaded("boxes") and not fresh.is_cached("boxes")
+    assert not fresh.is_cached("sweep")
+    fresh.sweep()
+    assert fresh.is_cached("sweep") and fresh.is_cached("boxes")
+    with pytest.raises(KeyError, match="unknown run product 'tables'"):
+        fresh.is_cached("tables")
 
 
 # ------------------------------------------------------------------------------------------ run selection
@@ -346,7 +380,7 @@ def test_invalid_form_values_are_reported(dashboard_env):
 
 
 def test_model_note_is_shown_for_real_imagery(dashboard_env, test_run):
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
 
     cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"kind": "samples",
                                                                                          "limit": None})})
@@ -376,8 +410,8 @@ def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
 
 def test_data_roots_refuse_paths_outside(dashboard_env, test_run, monkeypatch, tmp_path):
     """With $SURGERY_DATA_ROOTS set, a link naming data elsewhere is refused, even when the run is open."""
-    from dashboard.state import encode_config
-    from surgery_core.run.engine import demo_data_root
+    from dashboard.permalink import encode_config
+    from surgery_core.demo import demo_data_root
 
     root = demo_data_root()  # the demo scenes, named by path: same images, so the stored grids are reused
     cfg = test_run.cfg.model_copy(update={"data": test_run.cfg.data.model_copy(update={"root": str(root)})})

@@ -96,7 +96,7 @@ def test_symlink_inside_a_root_pointing_outside_is_refused(test_run, confined):
 
 
 def test_permalink_naming_an_outside_checkpoint_is_refused(test_run, confined):
-    from dashboard.state import encode_config
+    from dashboard.permalink import encode_config
 
     allowed, outside, before = confined
     path = str(outside / "model.safetensors")
@@ -139,10 +139,12 @@ def test_path_inside_a_root_from_the_dashboard_config_opens(dashboard_env, test_
 def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatch):
     """Nothing configured: the cache (demo scenes), the run store, the shipped samples and demo weights, and the
     paths of the app's default run are allowed; anything else is refused."""
-    from dashboard.data import allowed_roots, check_paths
+    from dashboard.data import check_paths
+    from dashboard.operator_settings import allowed_roots
     from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
     from surgery_core.demo.model import DEMO_WEIGHTS
-    from surgery_core.run.engine import SAMPLES_ROOT, demo_data_root
+    from surgery_core.demo import demo_data_root
+    from surgery_core.run.engine import SAMPLES_ROOT
     from surgery_core.errors import PathNotAllowedError
 
     monkeypatch.delenv("SURGERY_DATA_ROOTS", raising=False)
@@ -161,7 +163,7 @@ def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatc
 
 
 def test_data_roots_setting_is_validated(tmp_path, monkeypatch):
-    from dashboard.state import _dashboard_config, app_default_config, configured_data_roots
+    from dashboard.operator_settings import _dashboard_config, app_default_config, configured_data_roots
 
     monkeypatch.setenv("SURGERY_DATA_ROOTS", os.pathsep.join([str(tmp_path / "a"), "", "~/b"]))
     monkeypatch.setenv("SURGERY_DASHBOARD_CONFIG", json.dumps({"data_roots": ["/srv/data"], "surgery_depth": 4}))

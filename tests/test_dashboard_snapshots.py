@@ -22,7 +22,7 @@ ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
 
 
 def store():
-    from dashboard.snapshot_ui import snapshot_store
+    from dashboard.operator_settings import snapshot_store
 
     return snapshot_store()
 

@@ -19,7 +19,7 @@ from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
 from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, PATHS, SEED_METHODS, get_method, paths_for,
                                   register_method, Method, Source)
 from surgery_core.model.loading import load_model
-from surgery_core.model.prompts import ensemble_text_features
+from surgery_core.model.text import ensemble_text_features
 from surgery_core.model.forward import embed, tower_forward
 
 NEW = ("maskclip", "sclip", "clearclip", "naclip", "gem", "segearth_ov")
@@ -215,7 +215,7 @@ def test_naclip_on_a_non_square_grid(vit):
 
 
 def test_naclip_prior_shape_and_values():
-    from surgery_core.model.methods import naclip_omega
+    from surgery_core.model.attention import naclip_omega
 
     om = naclip_omega((3, 4))
     assert om.shape == (13, 13)
@@ -258,14 +258,14 @@ def test_residual_and_ffn_flags_are_the_official_ones(vit_b32, name):
 
 def test_one_pass_computes_only_what_is_asked(vit_b32, monkeypatch):
     """A subset runs only its paths' attention; the seed's four run no new-method kernel."""
-    import surgery_core.model.methods as M
+    import surgery_core.model.attention as A
 
     calls = []
-    for p in list(M.PATHS.values()):
-        def spy(q, k, v, ctx, _f=p.attention, _n=p.name):
+    for p in PATHS.values():
+        def spy(q, k, v, ctx, _f=A.ATTENTION[p.attention], _n=p.name):
             calls.append(_n)
             return _f(q, k, v, ctx)
-        monkeypatch.setitem(M.PATHS, p.name, M.TokenPath(p.name, spy, p.blocks, p.residual, p.ffn))
+        monkeypatch.setitem(A.ATTENTION, p.attention, spy)
     images = torch.randn(1, 3, 224, 224)
     compute_heatmaps(vit_b32, images, CLASSES, SEED_METHODS, depth=DEPTH, prompt_set=PROMPTS)
     assert set(calls) == {"vv"} and len(calls) == DEPTH

@@ -152,7 +152,8 @@ def test_sliding_windows_average_overlaps(demo_random):
 
 
 def test_text_features_cached_per_class_list(demo_random):
-    from surgery_core.model.prompts import PROMPT_SETS, ensemble_text_features
+    from surgery_core.model.prompts import PROMPT_SETS
+    from surgery_core.model.text import ensemble_text_features
 
     assert len(PROMPT_SETS["surgery85"]) == 85
     a = ensemble_text_features(demo_random, ["ship", "vehicle"])

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from dashboard import charts, data, snapshot_ui, state, widgets
+from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.run import pairs
+
+permalink.declare(state.Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"))
 
 run = data.current_run()
 
@@ -36,24 +38,23 @@ def view() -> None:
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
     sty = widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True)
-    snapshot_ui.shown_table("AP per class", sty)
-    widgets.table(sty, len(table), 820,
+    widgets.table(sty, len(table), 820, shown="AP per class",
                   column_config={"class": st.column_config.TextColumn(pinned=True),
                                  "GT": st.column_config.NumberColumn(help="ground-truth boxes")}
                   | {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}") for m in methods})
-    st.caption(snapshot_ui.shown_caption("★ and bold: the best method of the row (every tie; none when all are 0). "
-                                         "Click a header to sort."))
+    snapshot_ui.caption("★ and bold: the best method of the row (every tie; none when all are 0). "
+                        "Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
     st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
                        file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
 
-    st.markdown(snapshot_ui.shown_markdown("#### Precision-recall per class"))
+    snapshot_ui.markdown("#### Precision-recall per class")
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)
     widgets.chart(charts.pr_curves(results, run.classes), "pr")
-    state.sync_url()
+    permalink.sync_url()
 
 
 view()

@@ -6,7 +6,18 @@ import math
 import numpy as np
 import streamlit as st
 
-from dashboard import data, render, snapshot_ui, state, widgets
+from dashboard import data, permalink, render, snapshot_ui, state, widgets
+
+permalink.declare(
+    state.Param("q", "str", "", "Browse: image id search"),
+    state.Param("bcls", "list", lambda c: [], "Browse: classes present"),
+    state.Param("bn", "range", (0, 0), "Browse: object count range (0-0 = any)"),
+    state.Param("bout", "str", "all", "Browse: outcome filter"),
+    state.Param("bm", "str", lambda c: state.seed_first(c.methods)[-1] if c.methods else "",
+                "Browse: method for the outcome filter"),
+    state.Param("bpage", "int", 1, "Browse: page number"),
+    state.Param("bsize", "str", "medium", "Browse: thumbnail size"),
+)
 
 OUTCOMES = {
     "all": "every sample",
@@ -95,11 +106,10 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
             else:
                 img = render.thumbnail(key, i, side, sel, run)
             with col.container(border=True):
-                st.image(snapshot_ui.shown_image(rec.image_id, img, rec.image_id), width="stretch")
+                snapshot_ui.image(rec.image_id, img, rec.image_id, width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
-                st.caption(snapshot_ui.shown_caption(captions.get(i) or f"{rec.num_objects} object"
-                                                     f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names),
-                                                     rec.image_id))
+                snapshot_ui.caption(captions.get(i) or f"{rec.num_objects} object"
+                                    f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names), name=rec.image_id)
                 st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
                           on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
                           help="open in Compare")
@@ -154,16 +164,16 @@ def view() -> None:
                           help=f"thumbnails over the {method} heatmap (the method picked above) of the failed class "
                                "(Outcome filter), else of the first filtered class the sample has, else of its most "
                                "frequent class; jet colours: red high, blue low")
-    head[3].markdown(snapshot_ui.shown_markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
-                                                + (" · sorted by worst IoU first" if kind != "all" else "")))
+    snapshot_ui.markdown(f"page of {pages} · **{len(images)}** of {len(rows)} samples"
+                         + (" · sorted by worst IoU first" if kind != "all" else ""), head[3])
     start = (st.session_state["bpage"] - 1) * PAGE
     shown = images[start:start + PAGE]
     if heat and len(shown):
-        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
+        snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)
     thumbnails(shown, classes, captions, first_class, method if heat else None, per_row, side)
     if not len(shown):
         st.info("No sample matches these filters.")
-    state.sync_url()
+    permalink.sync_url()
     if st.session_state.pop("_goto", None) == "compare":
         st.switch_page("views/compare.py")
 

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, render, snapshot_ui, state, widgets
+from dashboard import charts, data, permalink, render, snapshot_ui, state, widgets
+
+permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
 
 run = data.current_run()
 key = data.run_key(run)
@@ -101,11 +103,11 @@ def view() -> None:
     probs = run.grids.probs[row]
     top3 = np.argsort(-probs)[:3]
     gt_counts = pd.Series([run.classes[c] for c in rec.labels]).value_counts()
-    st.markdown(snapshot_ui.shown_markdown(
+    snapshot_ui.markdown(
         f"**{rec.image_id}** · {rec.width}x{rec.height} px · GT: "
         + (", ".join(f"{n} x{c}" for n, c in gt_counts.items()) or "none")
         + f" · **p({cls_name} | image) = {probs[cls]:.3f}** · CLS top: "
-        + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3)))
+        + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3))
     widgets.how(run, what="red label = s box score, IoU with the best GT box of the class, TP/FP (a label that "
                 "would cover another is left out: the table below lists every box); ring = pointing-game point "
                 "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
@@ -119,35 +121,34 @@ def view() -> None:
     for r0 in range(0, len(cells), per_row):
         for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
             if m is None:
-                col.image(snapshot_ui.shown_image("image", render.image_with_gt(key, image, cls, side, run), legend),
-                          width="stretch", caption=legend)
+                snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
+                                  width="stretch", caption=legend)
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
-            col.image(snapshot_ui.shown_image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side,
-                                                                    run, info), widgets.METHODS[m].description),
-                      width="stretch")
+            snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
+                              widgets.METHODS[m].description, col, width="stretch")
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
             absent = " · class absent" + (" (present protocol: no boxes)" if proto == "present" else "")
-            col.markdown(snapshot_ui.shown_markdown(
+            snapshot_ui.markdown(
                 f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                   else absent), m))
+                   else absent), col, m)
             col.caption(widgets.METHODS[m].description)
             if raw:
                 widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
     if alpha > 0:
-        st.image(snapshot_ui.shown_image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640)), width=640)
+        snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)
 
     if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({
             "method": m, "x1": i.det.xyxy[:, 0], "y1": i.det.xyxy[:, 1], "x2": i.det.xyxy[:, 2],
             "y2": i.det.xyxy[:, 3], "score": i.det.score, "IoU": i.det.extra["iou"],
             "TP": i.det.extra["tp"]}) for m, i in panels.items()], ignore_index=True)
-        widgets.table(snapshot_ui.shown_table("every predicted box", table), len(table), 420,
+        widgets.table(table, len(table), 420, shown="every predicted box",
                       column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("score", "IoU")})
-    state.sync_url()
+    permalink.sync_url()
 
 
 view()

@@ -13,13 +13,25 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, snapshot_ui, state, widgets
+from dashboard import data, permalink, snapshot_ui, state, widgets
 from surgery_core.share import drawing
 from surgery_core.run import explore
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
 from surgery_core.model.heatmaps import METHODS
 from surgery_core.eval.maps import upsample
+
+# a dataset sample is ``sample``; an uploaded image never goes into a link, only ``xsrc=upload``
+permalink.declare(
+    state.Param("xsrc", "str", "sample", "Explore: image source, sample (of the run) or upload"),
+    state.Param("xq", "str", "", "Explore: phrases, comma-separated"),
+    state.Param("xmode", "str", "set", "Explore: several phrases as a class set or as independent queries"),
+    state.Param("xm", "list", lambda c: state.seed_first(c.methods), "Explore: methods shown"),
+    state.Param("xsize", "int", lambda c: c.input.size or 0, "Explore: input size px (the model's own by default)"),
+    state.Param("xwin", "int", lambda c: c.input.window or 0, "Explore: sliding window px (0 = one pass)"),
+    state.Param("xstride", "int", lambda c: c.input.stride or 0, "Explore: window stride px (0 = the window)"),
+    state.Param("xscale", "str", "minmax", "Explore: colour scale, minmax (per map) or raw (shared per phrase)"),
+)
 
 SIDE = 360  # px, longer side of each map picture: twice a panel's width at 1280 px, sharp on HiDPI screens
 PER_ROW = 4  # map panels per row: readable at 1280 px with the sidebar open
@@ -233,7 +245,7 @@ def view() -> None:
         phrases = []
     methods = c["methods"]
     got = current_image(c["src"])
-    state.sync_url()
+    permalink.sync_url()
     if got is None:
         return
     image, key, name, notes, index = got
@@ -241,10 +253,8 @@ def view() -> None:
     left, right = st.columns([1, 5.2], vertical_alignment="top")
     picture, _ = drawing.fit(image, SIDE)
     where = "sample of run " + run.run_hash if index is not None else "uploaded, kept in memory only"
-    left.image(snapshot_ui.shown_image("image", drawing.encode_jpg(picture), f"{name} · {w}x{h} px"),
-               width="stretch")
-    right.markdown(snapshot_ui.shown_markdown(f"**{name}** · {w}x{h} px · {where}"
-                                              + "".join(f" · {n}" for n in notes)))
+    snapshot_ui.image("image", drawing.encode_jpg(picture), f"{name} · {w}x{h} px", left, width="stretch")
+    snapshot_ui.markdown(f"**{name}** · {w}x{h} px · {where}" + "".join(f" · {n}" for n in notes), right)
     if index is None and run.model_note == "" and run.cfg.model.arch == DEMO_ARCH:
         right.warning("The demo model was trained only on synthetic scenes: on any other picture its maps are "
                       "noise, not a finding. Open a run with a RemoteCLIP or CLIP checkpoint for real images.",
@@ -270,7 +280,7 @@ def view() -> None:
     gh, gw = res.grid
     side_note = (f"image side: {'reused from the cache' if cached else f'computed in {tokens.seconds:.2f} s'} "
                  f"({res.window_count} window{'s' * (res.window_count > 1)}); text side: {maps.seconds:.2f} s")
-    right.caption(snapshot_ui.shown_caption(explore.describe(loaded, tokens, maps)))
+    snapshot_ui.caption(explore.describe(loaded, tokens, maps), right)
     how = (f"{len(phrases)} phrase{'s' * (len(phrases) > 1)}: "
            + ("single-text feature surgery (one phrase alone)" if len(phrases) == 1 else
               "treated as a **class set**" if mode == "set" else "treated as **independent queries**")
@@ -279,13 +289,13 @@ def view() -> None:
     if mode == "independent":
         how += (" · single-text surgery reads patch tokens only: methods that differ only in their CLS token give "
                 "the same map")
-    right.caption(snapshot_ui.shown_caption(how))
+    snapshot_ui.caption(how, right)
     for k, phrase in enumerate(maps.phrases):
         words = explore.prompt_words(phrase)
         head = f"**{phrase}**" + (f" (prompted as *{words}*)" if words != phrase else "")
         if maps.probs is not None:
             head += f" · p(phrase | image) over the set = {maps.probs[k]:.3f} (CLS, softmax over the phrases)"
-        st.markdown(snapshot_ui.shown_markdown(head))
+        snapshot_ui.markdown(head)
         widgets.chart(phrase_figure(maps, k, picture, scale, alpha, grid_view), f"x_fig_{k}")
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, snapshot_ui, state, widgets
+from dashboard import charts, data, permalink, snapshot_ui, widgets
 
 run = data.current_run()
 data.ensure(run, "quality")
@@ -18,45 +18,46 @@ def view() -> None:
     methods = widgets.methods(run)
     snapshot_ui.shown_state(methods=methods)
     qm = {m: quality["methods"][m] for m in methods}
-    st.caption(snapshot_ui.shown_caption(
+    snapshot_ui.caption(
         f"{qm[methods[0]]['n_pairs']} (sample, GT class) pairs per method · maps min-max normalised and "
         f"upsampled to the box working map ({run.cfg.boxes.box_resolution or 'image size'} px) · boxes cut "
-        "as under Per-class AP, present protocol"))
+        "as under Per-class AP, present protocol")
 
-    st.markdown(snapshot_ui.shown_markdown("#### Boxes per heatmap percentile"))
+    snapshot_ui.markdown("#### Boxes per heatmap percentile")
     rows = [{"method": m, "percentile": r["percentile"], "mean best IoU": r["mean_best_iou"],
              "max best IoU": r["max_best_iou"], "boxes / (sample, class)": r["mean_n_boxes"],
              "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
-    table = snapshot_ui.shown_table("boxes per heatmap percentile", pd.DataFrame(rows))
+    table = pd.DataFrame(rows)
     widgets.how(run, what="best IoU = largest IoU of any box with any GT box of the class in the sample; "
                 "activation ratio = share of map pixels >= the threshold (before morphology); the percentile of "
                 "each row replaces the run's", percentile=run.cfg.boxes.percentile)
     sty = widgets.colour_scale(table, ["mean best IoU", "max best IoU"], lo=0.0)
     sty = sty.format("{:.2f}", subset=["boxes / (sample, class)"]).format("{:.3f}", subset=["activation ratio"])
     # every row at once (no inner scroll bar that hides the last methods): the page scrolls instead
-    widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), cap=10_000)
+    widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), cap=10_000,
+                  shown="boxes per heatmap percentile")
     ps = quality["percentiles"]
     widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
                                "heatmap percentile", "mean best-box IoU"), "q_lines")
 
-    st.markdown(snapshot_ui.shown_markdown("#### Response inside ground-truth boxes"))
-    st.caption(snapshot_ui.shown_caption(
+    snapshot_ui.markdown("#### Response inside ground-truth boxes")
+    snapshot_ui.caption(
         f"Units: {quality['gt_response_units']}; per pair the mean and the max of the map inside the "
-        "union of the class's GT boxes; mean ± std over pairs (population std)."))
+        "union of the class's GT boxes; mean ± std over pairs (population std).")
     gt = pd.DataFrame([{"method": m, "GT mean": f"{g['mean_mean']:.4f} ± {g['mean_std']:.4f}",
                         "GT max": f"{g['max_mean']:.4f} ± {g['max_std']:.4f}"}
                        for m in methods if (g := qm[m]["gt_response"])["mean_mean"] is not None])
-    widgets.table(snapshot_ui.shown_table("response inside GT boxes", gt), len(gt))
+    widgets.table(gt, len(gt), shown="response inside GT boxes")
     frames = {m: data.pair_quality(key, m, run) for m in methods}
     a, b = st.columns(2)
     widgets.chart(charts.distributions(frames, "gt_mean", "mean response in GT boxes"), "d_mean", a)
     widgets.chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), "d_max", b)
 
-    st.markdown(snapshot_ui.shown_markdown("#### Pointing game and energy pointing game"))
-    st.caption(snapshot_ui.shown_caption(
+    snapshot_ui.markdown("#### Pointing game and energy pointing game")
+    snapshot_ui.caption(
         f"Pointing game: hit when the map's maximum lies within {quality['tolerance_px_at_224']:g} px (on a "
         "224 px scale) of a GT box of the class. Energy: share of the 0-1 map's mass inside the class's GT "
-        "boxes. Per class over its pairs; 'overall' over all pairs; 'mean' over classes."))
+        "boxes. Per class over its pairs; 'overall' over all pairs; 'mean' over classes.")
     classes = [n for n in run.classes if n in qm[methods[0]]["pointing_game"]["per_class"]]
     pg = np.array([[qm[m]["pointing_game"]["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
     en = np.array([[qm[m]["energy_pointing_game"]["per_class"][n]["mean"] for m in methods] for n in classes], float)
@@ -68,9 +69,9 @@ def view() -> None:
     summary = pd.DataFrame({"method": methods, "pairs": [qm[m]["n_pairs"] for m in methods]}
                            | {f"{g} {agg.replace('_', ' ')}": [qm[m][k][agg] for m in methods]
                               for g, k in games.items() for agg in ("overall", "mean_over_classes")})
-    snapshot_ui.shown_table("pointing games", summary)
-    widgets.table(widgets.colour_scale(summary, list(summary.columns[2:]), lo=0.0, hi=1.0), len(summary))
-    state.sync_url()
+    widgets.table(widgets.colour_scale(summary, list(summary.columns[2:]), lo=0.0, hi=1.0), len(summary),
+                  shown="pointing games")
+    permalink.sync_url()
 
 
 view()

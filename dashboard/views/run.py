@@ -1,7 +1,6 @@
 """Run: what was computed, from what, the headline mAP table of the run's own box settings, and the run's
 self-contained report (one HTML file, or a .zip with its numbers) to download."""
 
-import json
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -9,7 +8,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, snapshot_ui, state, widgets
+from dashboard import data, permalink, snapshot_ui, widgets
 from surgery_core.share import sharing
 from surgery_core.errors import SurgeryError
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
@@ -19,15 +18,13 @@ MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids
 
 run = data.current_run()
 summary = run.summary()
-try:  # when the run was opened, not now
-    summary["finished"] = json.loads((run.run_dir / "run.json").read_text()).get("finished", "?")
-except (OSError, ValueError):
-    pass
+summary["finished"] = run.store.opened_at(run.run_dir) or summary["finished"]  # when opened, not now
 
 st.markdown(f"### Run `{run.run_hash}` · {summary['dataset']}/{summary['split']} · {summary['images']} images")
-counts_now = snapshot_ui.shown_numbers("run", {
+counts_now = {
     "images with heatmaps": summary["images_with_grids"], "GT boxes": len(run.gt), "classes": len(run.classes),
-    "computed now / reused": f"{summary['computed_now']} / {summary['reused']}"})
+    "computed now / reused": f"{summary['computed_now']} / {summary['reused']}"}
+snapshot_ui.shown_numbers("run", counts_now)
 for col, (label, value) in zip(st.columns(4), counts_now.items()):
     col.metric(label, value)
 
@@ -48,7 +45,7 @@ st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
             percentile=tables["percentile"])
 snapshot_ui.shown_state(percentile=tables["percentile"])
-widgets.table(widgets.colour_scale(snapshot_ui.shown_table("headline mAP", df), num, lo=0.0), len(df), cap=10_000)
+widgets.table(widgets.colour_scale(df, num, lo=0.0), len(df), cap=10_000, shown="headline mAP")
 if coco:  # COCO's own headline, only where it is defined (the COCO interpolation)
     ap95 = pd.DataFrame(coco).pivot(index="method", columns="protocol", values="AP .50:.95")
     ap95 = ap95.reindex(index=list(dict.fromkeys(r["method"] for r in coco)),
@@ -56,8 +53,7 @@ if coco:  # COCO's own headline, only where it is defined (the COCO interpolatio
     ap95.columns = ["method"] + [f"AP .50:.95 {p}" for p in ap95.columns[1:]]
     st.markdown("**COCO AP@[.50:.95]** (mean over IoU .50, .55, ... .95; COCO 101-point interpolation)")
     cols95 = list(ap95.columns[1:])
-    widgets.table(widgets.colour_scale(snapshot_ui.shown_table("COCO AP .50:.95", ap95), cols95, lo=0.0),
-                  len(ap95), cap=10_000)
+    widgets.table(widgets.colour_scale(ap95, cols95, lo=0.0), len(ap95), cap=10_000, shown="COCO AP .50:.95")
 with st.expander("What the protocols and interpolations mean"):
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in (PROTOCOL_NOTES | INTERP_NOTES).items()))
 
@@ -67,7 +63,7 @@ with left:
     st.caption("Everything that changes a number; its hash is the run id (— = not set: the default applies).")
     snapshot_ui.shown_numbers("configuration", summary["config"], style="json")
     st.markdown(widgets.settings_markdown(summary["config"]))
-    link = urlencode({k: v for k, v in {"page": "run", "run": state.run_param(run.cfg), "h": run.run_hash}.items()
+    link = urlencode({k: v for k, v in {"page": "run", "run": permalink.run_param(run.cfg), "h": run.run_hash}.items()
                       if v is not None})
     st.caption("Link to this run (its configuration only; every page's own URL is a permalink of its view):")
     st.code(f"{st.context.url or ''}?{link}", language=None, wrap_lines=True)
@@ -86,9 +82,8 @@ with right:
             with st.expander(f"{what.replace('_', ' ').capitalize()} ({len(summary[what])}), with the reason"):
                 widgets.table(pd.DataFrame(summary[what][:500]), min(len(summary[what]), 500), 420)
     counts = pd.Series(run.dataset.per_class_counts(), name="GT boxes").rename_axis("class").reset_index()
-    widgets.table(snapshot_ui.shown_table("GT boxes per class", counts), len(counts), cap=10_000)
-st.caption(snapshot_ui.shown_caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · "
-                                     f"finished {summary['finished']}"))
+    widgets.table(counts, len(counts), cap=10_000, shown="GT boxes per class")
+snapshot_ui.caption(f"Run folder: {run.run_dir} · heatmap key {run.grids.key} · finished {summary['finished']}")
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -168,4 +163,4 @@ else:
                       + ("included" if paths else "cut to base names"))
     else:
         st.caption("Pick the samples, then **Build report** to get the download buttons.")
-state.sync_url()
+permalink.sync_url()

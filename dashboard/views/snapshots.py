@@ -6,8 +6,10 @@ The frame (``app.py``) opens no run on this page, so it works after the run stor
 
 import streamlit as st
 
-from dashboard import snapshot_ui, state
+from dashboard import permalink, snapshot_ui, state
 from surgery_core.share.sharing import SnapshotError
+
+permalink.declare(state.Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"))
 
 SHOWN = 100  # list entries drawn at most (the search narrows it)
 
@@ -114,4 +116,4 @@ if ss.get("snapshot"):
     show_one(ss["snapshot"])
 else:
     show_list()
-state.sync_url()
+permalink.sync_url()

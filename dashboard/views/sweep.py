@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, snapshot_ui, state, widgets
+from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.run.evaluation import describe_boxes
+
+permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
 run = data.current_run()
 PS, TS = [float(p) for p in run.cfg.sweep_percentiles], [float(t) for t in run.cfg.iou_thresholds]
@@ -81,7 +83,7 @@ def view() -> None:
             v = res.mAP if k is None else float(res.ap[0, k])
             cell[m] = None if v != v else v
     snapshot_ui.shown_numbers("cell", {f"{what} {m}": v for m, v in cell.items()})
-    st.markdown(snapshot_ui.shown_markdown(f"**{what} at percentile {p:g}, IoU {iou:g}** ({proto}, {interp})"))
+    snapshot_ui.markdown(f"**{what} at percentile {p:g}, IoU {iou:g}** ({proto}, {interp})")
     widgets.metrics({f"{m}": "—" if v is None else f"{v:.4f}" for m, v in cell.items()},
                     helps=[widgets.METHODS[m].description for m in cell])
     for m, err in errors.items():
@@ -91,32 +93,31 @@ def view() -> None:
         filling(len(methods))
     shown = [m for m in methods if m in parts]
     if not shown:
-        state.sync_url()
+        permalink.sync_url()
         return
 
     left, right = st.columns(2)
     ti, pi = TS.index(iou), PS.index(p)
-    left.markdown(snapshot_ui.shown_markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}"))
+    snapshot_ui.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}", left)
     widgets.chart(charts.lines(PS, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
                                "heatmap percentile", what, mark_x=p), "vs_p", left)
-    right.markdown(snapshot_ui.shown_markdown(f"**{what} vs IoU threshold** at percentile {p:g}"))
+    snapshot_ui.markdown(f"**{what} vs IoU threshold** at percentile {p:g}", right)
     widgets.chart(charts.lines(TS, {m: values(parts[m], interp, cls)[pi] for m in shown}, "IoU threshold",
                                what, mark_x=iou), "vs_iou", right)
     seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [values(parts[m], interp, cls)[pi][j] for m in shown]
                                              for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
-    st.markdown(snapshot_ui.shown_markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}"))
-    widgets.table(widgets.colour_scale(snapshot_ui.shown_table("seed table", seed), cols, lo=0.0), len(seed))
+    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
+    widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed), shown="seed table")
 
-    st.markdown(snapshot_ui.shown_markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting "
-                                           "of each method"))
+    snapshot_ui.markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting of each method")
     best = {m: best_cell(parts[m], interp, cls) for m in shown}
     widgets.chart(charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, PS, TS, best, what),
                   "grid")
-    st.caption(snapshot_ui.shown_caption(" · ".join(
+    snapshot_ui.caption(" · ".join(
         f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None else f"{m}: no value"
-        for m, b in best.items())))
-    state.sync_url()
+        for m, b in best.items()))
+    permalink.sync_url()
 
 
 view()

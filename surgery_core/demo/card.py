@@ -8,7 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from surgery_core.run.config import DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig
+from surgery_core.demo import DEMO_DATA_COUNT, DEMO_DATA_SEED
+from surgery_core.run.config import RunConfig
 from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS, WEIGHTS_DIR
 
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"

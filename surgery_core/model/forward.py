@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
-from surgery_core.model.methods import ORI, AttnContext, get_path
+from surgery_core.model.attention import AttnContext, attention_of
+from surgery_core.model.methods import ORI, get_path
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
         q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
         active = [s for s in specs if idx >= first[s.name]]
         ctx = AttnContext(h, grid, q, k, v)
-        outs = [F.scaled_dot_product_attention(q, k, v)] + [s.attention(q, k, v, ctx) for s in active]
+        outs = [F.scaled_dot_product_attention(q, k, v)] + [attention_of(s.name)(q, k, v, ctx) for s in active]
         b, _, n, _ = q.shape
         both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)
         both = F.linear(both, attn.out_proj.weight, attn.out_proj.bias)

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, ORI, SCORERS, SEED_METHODS, Method, feature_surgery,  # noqa: F401
-                      get_method, paths_for, register_method, single_text_surgery)
+from surgery_core.model.attention import SCORERS, feature_surgery, single_text_surgery  # noqa: F401
+from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, ORI, SEED_METHODS, Method,  # noqa: F401
+                                        get_method, paths_for, register_method)
 from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.prompts import DEFAULT_PROMPT_SET, ensemble_text_features
+from surgery_core.model.prompts import DEFAULT_PROMPT_SET
+from surgery_core.model.text import ensemble_text_features
 from surgery_core.model.forward import SurgeryTokens, TowerTokens, tower_forward
 
 

@@ -19,6 +19,7 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
 from surgery_core.errors import CheckpointError, InputError
+from surgery_core.plugins import shipped_model
 
 # Keys that OpenAI-format state dicts carry as plain ints and open_clip models do not have.
 _NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -216,13 +217,12 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     """Build ``arch`` with open_clip (no download) and load ``checkpoint`` strictly.
 
     quickgelu: use QuickGELU activations, as OpenAI CLIP and RemoteCLIP (fine-tuned from it) do.
-    checkpoint None: the demo architecture loads its shipped weights; any other architecture is refused
+    checkpoint None: an architecture with shipped weights (the demo's, see :mod:`surgery_core.plugins`) loads
+    them; any other architecture is refused
     (CheckpointError saying how to pass one) unless ``random_weights``, which keeps the initialisation (seeded,
     so the same for every call): for tests and throughput figures only, its heatmaps mean nothing.
     """
-    from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS, register_demo_models  # demo archs are open_clip configs
-
-    register_demo_models()
+    shipped = shipped_model(arch)  # also makes extensions' architectures (the demo's) known to open_clip
     if ":" in arch:
         raise InputError(None, f"architecture {arch!r}: hub and directory schemas are not supported "
                                "(nothing is downloaded); give an open_clip name such as ViT-B-32")
@@ -241,12 +241,12 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
         root_logger.setLevel(level)
     _check_surgery_compatible(model, arch)  # first: a ResNet needs another architecture, not a checkpoint
     if checkpoint is None and not random_weights:
-        if arch != DEMO_ARCH:
+        if shipped is None:
             raise CheckpointError(None, f"architecture {arch} needs a checkpoint: without one its weights are "
                                         "random and its heatmaps mean nothing. Give a local state dict "
                                         "(--checkpoint FILE, or model.checkpoint in a run configuration), or "
                                         "ask for random weights explicitly (--random-weights, for tests)")
-        checkpoint = DEMO_WEIGHTS
+        checkpoint = shipped.weights
     sha = None
     if checkpoint is not None:
         checkpoint = Path(checkpoint)

@@ -1,6 +1,7 @@
 """The method registry: every training-free localisation method as data, read by one forward loop.
 
-Self-contained (torch only), so that it can move into a model subpackage unchanged.
+Plain data, no torch: the run configuration validates method names against it without loading a model.
+The functions these records name (attention variants, scoring rules) live in :mod:`surgery_core.model.attention`.
 
 Two registries:
 
@@ -14,50 +15,15 @@ Two registries:
   bias), a one-line description, its source (paper, official repository, commit read) and a definition
   version that goes into the run-store key (bump it when a definition changes).
 
-Adding a method = one attention function, one ``register_path`` and one ``register_method``; the forward loop
-and the scoring loop never change. Unknown paths, methods or scorers raise ``KeyError``-free ``ValueError``s.
+Adding a method = one attention function (``attention.ATTENTION``), one ``register_path`` and one
+``register_method``; the forward loop and the scoring loop never change. Unknown paths, methods or scorers raise ``KeyError``-free ``ValueError``s.
 
-Tensor layout of attention functions: ``q, k, v`` are ``[B, H, N, d_h]`` (CLS first, then the patch grid
-row-major); they return ``A @ v`` per head, same shape, BEFORE ``out_proj`` (the loop applies ``out_proj``
-once, so its bias is added once, whatever the number of softmaxes summed).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Callable, Literal
-
-import torch
-import torch.nn.functional as F
-
-
-@dataclass(frozen=True)
-class AttnContext:
-    """What an attention variant may read besides ``q, k, v``, and the shared self-attentions of one block.
-
-    h: the block's attention input ``ln_1(x)`` ``[B, N, D]`` (original path). grid: ``(gh, gw)`` patches.
-    q, k, v: per-head ``[B, H, N, d_h]``.
-    """
-
-    h: torch.Tensor
-    grid: tuple[int, int]
-    q: torch.Tensor | None = None
-    k: torch.Tensor | None = None
-    v: torch.Tensor | None = None
-    _memo: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def self_attn(self, which: str) -> torch.Tensor:
-        """``softmax(p p^T s) v`` for ``p`` = ``"q"``, ``"k"`` or ``"v"``, computed once per block whichever
-        variants ask for it (SCLIP, ClearCLIP, SegEarth-OV and CLIP Surgery share them)."""
-        out = self._memo.get(which)
-        if out is None:
-            p = {"q": self.q, "k": self.k, "v": self.v}[which]
-            out = self._memo[which] = F.scaled_dot_product_attention(p, p, self.v)
-        return out
-
-
-AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, AttnContext], torch.Tensor]
+from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -78,7 +44,7 @@ class TokenPath:
     """A token source computed alongside the vanilla tower (see module docstring)."""
 
     name: str
-    attention: AttentionFn
+    attention: str  # a key of attention.ATTENTION
     blocks: Literal["last", "depth"]
     residual: bool
     ffn: bool
@@ -91,7 +57,7 @@ class TokenPath:
 @dataclass(frozen=True)
 class Method:
     """A heatmap method. tokens: ``"ori"`` or a registered path; cls: ``"own"`` or ``"ori"`` (the CLS token
-    that feature surgery or the CLS bias reads); scoring: a key of ``SCORERS``."""
+    that feature surgery or the CLS bias reads); scoring: one of ``SCORING_RULES``."""
 
     name: str
     tokens: str
@@ -107,89 +73,12 @@ class Method:
         return f"{self.name}@v{self.version}"
 
 
-# ------------------------------------------------------------------------------------------ attention variants
-# Each returns A @ v per head. SDPA's default scale is d_h ** -0.5, the `s` of every official kernel below;
-# (A1 + A2) v = A1 v + A2 v, so summed softmaxes are summed SDPA outputs (exact).
-
-def attn_vv(q, k, v, ctx):
-    """CLIP Surgery: softmax(v v^T s) v."""
-    return ctx.self_attn("v")
-
-
-def attn_identity(q, k, v, ctx):
-    """MaskCLIP: A = I, each token keeps its value."""
-    return v
-
-
-def attn_qq_kk(q, k, v, ctx):
-    """SCLIP: [softmax(q q^T s) + softmax(k k^T s)] v, rows sum to 2 (summed, not averaged)."""
-    return ctx.self_attn("q") + ctx.self_attn("k")
-
-
-def attn_qq(q, k, v, ctx):
-    """ClearCLIP: softmax(q q^T s) v."""
-    return ctx.self_attn("q")
-
-
-def attn_qq_kk_vv(q, k, v, ctx):
-    """SegEarth-OV: [softmax(q q^T s) + softmax(k k^T s) + softmax(v v^T s)] v, rows sum to 3."""
-    return ctx.self_attn("q") + ctx.self_attn("k") + ctx.self_attn("v")
-
-
-NACLIP_SIGMA = 5.0  # patches; sinahmr/NACLIP naclip.py gaussian_std=5. (test_all.sh: "reduced naclip 5 on")
-_OMEGA_CACHE: dict[tuple, torch.Tensor] = {}
-
-
-def naclip_omega(grid: tuple[int, int], sigma: float = NACLIP_SIGMA, device=None, dtype=torch.float32
-                 ) -> torch.Tensor:
-    """NACLIP's neighbourhood prior ``[1 + gh*gw, 1 + gh*gw]``: ``exp(-d^2 / (2 sigma^2))`` with ``d`` the
-    distance in patches between two grid cells (row-major), peak 1 on the diagonal, zero on the CLS row and
-    column (sinahmr/NACLIP @ 0cac3a6, clip/model.py gaussian_window + get_attention_addition,
-    adjust_for_cls=True). Any grid shape; cached per (grid, sigma, device, dtype)."""
-    key = (tuple(grid), float(sigma), str(device), dtype)
-    out = _OMEGA_CACHE.get(key)
-    if out is None:
-        gh, gw = grid
-        rows = torch.arange(gh, dtype=torch.float64).repeat_interleave(gw)
-        cols = torch.arange(gw, dtype=torch.float64).repeat(gh)
-        d2 = (rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2
-        n = gh * gw
-        full = torch.zeros(n + 1, n + 1, dtype=torch.float64)
-        full[1:, 1:] = torch.exp(-d2 / (2 * sigma ** 2))
-        out = full.to(device=device, dtype=dtype)
-        _OMEGA_CACHE[key] = out
-    return out
-
-
-def attn_naclip(q, k, v, ctx):
-    """NACLIP: softmax(k k^T s + Omega) v. SDPA adds a float mask to the SCALED logits, so Omega is not scaled,
-    as in the official code (sinahmr/NACLIP @ 0cac3a6, clip/model.py custom_attn)."""
-    omega = naclip_omega(ctx.grid, device=q.device, dtype=q.dtype)
-    return F.scaled_dot_product_attention(k, k, v, attn_mask=omega)
-
-
-def attn_gem(q, k, v, ctx):
-    """GEM's self-self attention (WalBouss/GEM, gem/gem_utils.py SelfSelfAttention, ss_attn_iter=1, no fixed
-    temperature): for p in (v, k, q), per head, p is L2-normalised, clustered once (p <- softmax(t p p^T) p),
-    renormalised, then A_p = softmax(t p p^T); output mean_p(A_p) v. Inverse temperature
-    t = d_h ** -0.5 * mean over tokens of ||ln_1(x)|| (norm over the full width), per image.
-
-    The three p run as one batch of fused attentions, t folded into the query (``softmax(t a b^T) c`` =
-    SDPA(t a, b, c, scale=1)).
-    """
-    b = q.shape[0]
-    scale = q.shape[-1] ** -0.5
-    t = (ctx.h.float().norm(dim=-1).mean(dim=-1) * scale).to(q.dtype)[:, None, None, None].repeat(3, 1, 1, 1)
-    p = F.normalize(torch.cat([v, k, q]), dim=-1)
-    p = F.normalize(F.scaled_dot_product_attention(p * t, p, p, scale=1.0), dim=-1)
-    out = F.scaled_dot_product_attention(p * t, p, v.repeat(3, 1, 1, 1), scale=1.0)
-    return (out[:b] + out[b:2 * b] + out[2 * b:]) / 3
-
-
 # ------------------------------------------------------------------------------------------ registries
 PATHS: dict[str, TokenPath] = {}
 METHODS: dict[str, Method] = {}
 ORI = "ori"  # the vanilla tower: always computed (class probabilities and every path read it)
+#: Scoring rules a method may name (their functions: ``attention.SCORERS``).
+SCORING_RULES = ("cosine", "surgery", "cls_bias")
 
 
 def register_path(path: TokenPath) -> TokenPath:
@@ -207,8 +96,8 @@ def register_method(method: Method) -> Method:
                          f"known: {[ORI, *PATHS]}")
     if method.cls not in ("own", "ori"):
         raise ValueError(f"method {method.name!r}: cls must be 'own' or 'ori', got {method.cls!r}")
-    if method.scoring not in SCORERS:
-        raise ValueError(f"method {method.name!r}: unknown scoring {method.scoring!r}; known: {list(SCORERS)}")
+    if method.scoring not in SCORING_RULES:
+        raise ValueError(f"method {method.name!r}: unknown scoring {method.scoring!r}; known: {list(SCORING_RULES)}")
     METHODS[method.name] = method
     return method
 
@@ -233,48 +122,6 @@ def paths_for(methods) -> tuple[str, ...]:
     return tuple(p for p in PATHS if p in need)
 
 
-# ------------------------------------------------------------------------------------------ scoring
-def feature_surgery(tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """Class-set feature surgery, closed form. tokens ``[B, N, D]`` (CLS first) and text ``[K, D]``,
-    both L2-normalised. Returns ``[B, N, K]``:
-
-    r = tokens @ text^T; w = softmax(2 r_cls) / mean(softmax(2 r_cls)) over classes, per image;
-    sim = r * w - mean_over_classes(r * w).
-    """
-    r = tokens @ text.t()
-    p = (2 * r[:, :1, :]).softmax(dim=-1)
-    rw = r * (p / p.mean(dim=-1, keepdim=True))
-    return rw - rw.mean(dim=-1, keepdim=True)
-
-
-def single_text_surgery(tokens: torch.Tensor, text: torch.Tensor, redundant: torch.Tensor) -> torch.Tensor:
-    """Single-text feature surgery: ``tokens @ (text - redundant)^T``, redundant = ensemble of ``""``."""
-    return tokens @ (text - redundant).t()
-
-
-def score_cosine(tokens, text, redundant):
-    """Plain cosine similarity ``[B, N, K]``."""
-    return tokens @ text.t()
-
-
-def score_surgery(tokens, text, redundant):
-    """CLIP Surgery's feature surgery (class-set, or single-text when ``redundant`` is given)."""
-    return feature_surgery(tokens, text) if redundant is None else single_text_surgery(tokens, text, redundant)
-
-
-SEGEARTH_CLS_LAMBDA = -0.3  # likyoo/SegEarth-OV @ 3e22a96, configs/base_config.py cls_token_lambda=-0.3
-
-
-def score_cls_bias(tokens, text, redundant):
-    """SegEarth-OV's global-bias alleviation: cos(patch, t) - 0.3 cos(CLS, t), the CLS being token 0 of the
-    same (modified) path (segearth_segmentor.py: logits + cls_logits * cls_token_lambda)."""
-    r = tokens @ text.t()
-    return r + SEGEARTH_CLS_LAMBDA * r[:, :1]
-
-
-SCORERS: dict[str, Callable] = {"cosine": score_cosine, "surgery": score_surgery, "cls_bias": score_cls_bias}
-
-
 # ------------------------------------------------------------------------------------------ the ten methods
 _SURGERY = Source("Li et al., CLIP Surgery, Pattern Recognition 2025 (arXiv 2304.05653)",
                   "github.com/xmed-lab/CLIP_Surgery", "d4696d47f49cfe70f49140afe5eb94f94c5f59bc")
@@ -294,19 +141,19 @@ _SEGEARTH = Source("Li et al., SegEarth-OV, CVPR 2025 (arXiv 2410.01768)", "gith
 
 for _p in (
     # CLIP Surgery's v-v path over the last `depth` blocks: residual kept, FFN skipped (clip_surgery_model.py:257-274)
-    TokenPath("vv", attn_vv, "depth", residual=True, ffn=False),
+    TokenPath("vv", "vv", "depth", residual=True, ffn=False),
     # Official MaskCLIP ViT: `v += x; v = ffn(norm2(v), identity=v)` (mmseg/models/backbones/vit.py:96-104)
-    TokenPath("maskclip", attn_identity, "last", residual=True, ffn=True),
+    TokenPath("maskclip", "identity", "last", residual=True, ffn=True),
     # SCLIP: `x = x + custom_attn(...); x = x + mlp(ln_2(x))` on resblocks[-1:] (clip/model.py:249-251)
-    TokenPath("sclip", attn_qq_kk, "last", residual=True, ffn=True),
+    TokenPath("sclip", "qq_kk", "last", residual=True, ffn=True),
     # ClearCLIP: ignore_residual=True, output = custom_attn only (open_clip/transformer.py:523-528)
-    TokenPath("clearclip", attn_qq, "last", residual=False, ffn=False),
+    TokenPath("clearclip", "qq", "last", residual=False, ffn=False),
     # NACLIP arch='reduced': x = custom_attn(...) only (clip/model.py:115-119)
-    TokenPath("naclip", attn_naclip, "last", residual=False, ffn=False),
+    TokenPath("naclip", "naclip", "last", residual=False, ffn=False),
     # GEM: x_gem = x_gem + ls_1(gem_out), no FFN, over the same last blocks as Surgery (gem_utils.py GEMResidualBlock)
-    TokenPath("gem", attn_gem, "depth", residual=True, ffn=False),
+    TokenPath("gem", "gem", "depth", residual=True, ffn=False),
     # SegEarth-OV model_type='SegEarth', ignore_residual=True (open_clip/transformer.py:526-535, 641-645)
-    TokenPath("segearth", attn_qq_kk_vv, "last", residual=False, ffn=False),
+    TokenPath("segearth", "qq_kk_vv", "last", residual=False, ffn=False),
 ):
     register_path(_p)
 

@@ -24,8 +24,6 @@ from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_s
 HEATMAP_VERSION = 1
 SEED_IOUS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 SEED_QUALITY_PERCENTILES = (75.0, 80.0, 85.0, 90.0, 95.0)
-DEMO_DATA_SEED = 1000  # never used for training scenes (training uses seed 0)
-DEMO_DATA_COUNT = 1500  # 20% test split: 300 scenes
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from surgery_core.run.config import CPU_RESIZE, DEMO_DATA_COUNT, DEMO_DATA_SEED, RunConfig, cache_dir, heatmap_key
+from surgery_core.run.grids import GridSet
+from surgery_core.run.config import CPU_RESIZE, RunConfig, heatmap_key
 from surgery_core.data.datasets import Dataset, load_coco, load_dior
 from surgery_core.run.device_images import RESIZE as DEVICE_RESIZE
 from surgery_core.run.device_images import DeviceImageBatches
@@ -28,42 +29,25 @@ from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.methods import get_method
 from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.model.loading import LoadedModel, load_model
+from surgery_core.plugins import generated_dataset
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.store import RunStore, content_sha256
 
 SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"
-# What the dashboard, the reports and the snapshots call these datasets (``Dataset.name``), so that nobody
-# cites the synthetic demo scenes, or the five shipped pictures, as results on DIOR.
-DEMO_DATASET_NAME = "demo world (synthetic scenes)"
+# What the dashboard, the reports and the snapshots call the shipped pictures (``Dataset.name``), so that nobody
+# cites five images as results on DIOR.
 SAMPLES_DATASET_NAME = "DIOR samples ({n} real images)"
-
-
-def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT, bars: Progress = QUIET) -> Path:
-    """The demo scenes, generated on first use into the cache folder (deterministic for seed and count).
-
-    The folder names the generator version too: scenes cached by an older generator are never reused."""
-    from surgery_core.demo.scenes import GENERATOR_VERSION, generate_dataset
-
-    from filelock import FileLock
-
-    root = cache_dir() / "demo-data" / f"seed{seed}-n{count}-g{GENERATOR_VERSION}"
-    if not (root / ".complete").is_file():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root) + ".lock"):  # two first uses at once: one generates, the other waits
-            if not (root / ".complete").is_file():
-                with bars.bar(f"demo scenes (first use, into {root.parent})", count, "scene") as bar:
-                    generate_dataset(root, seed=seed, count=count, overwrite=True, progress=bar.update)
-    return root
 
 
 def load_dataset(cfg: RunConfig, bars: Progress = QUIET) -> Dataset:
     """The dataset a run configuration names (demo scenes are generated on first use).
 
-    Its ``name`` says what it is: ``DIOR`` for a DIOR folder, :data:`DEMO_DATASET_NAME` for the demo scenes,
-    :data:`SAMPLES_DATASET_NAME` for the real DIOR pictures shipped with the package."""
+    Its ``name`` says what it is: ``DIOR`` for a DIOR folder, :data:`SAMPLES_DATASET_NAME` for the real DIOR
+    pictures shipped with the package, the extension's own name for a generated kind (the demo scenes)."""
     d = cfg.data
-    if d.kind == "demo" and not d.root:
-        demo_data_root(bars=bars)  # generated on first use, with its own bar
+    generated = generated_dataset(d.kind)
+    if generated is not None and not d.root:
+        generated.root(bars)  # generated on first use, with its own bar
     with bars.status(f"dataset: reading {d.kind} {d.split} annotations"):
         return _load_dataset(cfg)
 
@@ -75,11 +59,10 @@ def _load_dataset(cfg: RunConfig) -> Dataset:
             raise InputError(None, "a COCO dataset needs data.root = the annotation JSON")
         ds = load_coco(d.root, d.images, cfg.classes)
         return ds.subset(range(min(len(ds), d.limit))) if d.limit else ds
-    if d.kind == "demo":
-        from surgery_core.demo.scenes import DEMO_CLASSES
-
-        ds = load_dior(d.root or demo_data_root(), d.split, cfg.classes or DEMO_CLASSES, limit=d.limit)
-        ds.name = DEMO_DATASET_NAME
+    generated = generated_dataset(d.kind)
+    if generated is not None:
+        ds = load_dior(d.root or generated.root(QUIET), d.split, cfg.classes or generated.classes, limit=d.limit)
+        ds.name = generated.name
         return ds
     if d.kind == "samples":
         from surgery_core.data.classes import DIOR_CLASSES
@@ -134,25 +117,6 @@ def _collate(items):
     return [i for i, _ in ok], batch, bad
 
 
-@dataclass
-class GridSet:
-    """Raw grids of a run: ``grids[method]`` float32 ``[N, K, gh, gw]``, ``probs`` ``[N, K]``.
-
-    rows: dataset image index of each row (images that failed to decode have no row).
-    """
-
-    key: str
-    classes: tuple[str, ...]
-    rows: np.ndarray
-    grids: dict[str, np.ndarray]
-    probs: np.ndarray
-    skipped: list[dict] = field(default_factory=list)
-    computed: int = 0
-    reused: int = 0
-    seconds: float = 0.0
-    input_size: int = 0  # square input side in px the grids were computed at
-
-
 ProgressFn = Callable[[int, int, float], None]  # (done, total, images per second)
 
 
@@ -203,7 +167,8 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     need = tuple(m for m in cfg.methods if any(stored[m] in missing[i] for i in todo))
     done = 0
     if todo:
-        from surgery_core.model.prompts import PROMPT_SETS, ensemble_text_features
+        from surgery_core.model.prompts import PROMPT_SETS
+        from surgery_core.model.text import ensemble_text_features
 
         # Computed once per model and class list (cached on the model): shown apart from the heatmap bar.
         with bars.status(f"text features: {len(classes)} classes x {len(PROMPT_SETS[cfg.prompt_set])}"

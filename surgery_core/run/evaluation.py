@@ -19,7 +19,7 @@ from surgery_core.eval.boxes import BoxParams, sweep_detections
 from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.engine import GridSet
+from surgery_core.run.grids import GridSet
 from surgery_core.eval.maxdets import cap_detections
 from surgery_core.progress import QUIET, Progress
 

@@ -7,7 +7,7 @@ The computation is split in two so that a new phrase costs only the cheap half:
   (projected tokens of every window), depends on no text; :class:`TokenCache` keeps it per
   (model, image content, input size, window, stride, depth, token needs).
 - **text side** (:func:`phrase_maps`): the prompt-ensemble feature of each phrase (cached on the model per
-  phrase and prompt set by :func:`~surgery_core.model.prompts.ensemble_text_features`), the similarity of the cached
+  phrase and prompt set by :func:`~surgery_core.model.text.ensemble_text_features`), the similarity of the cached
   tokens with them (class-set or single-text feature surgery, DESIGN section 3), overlapping windows
   averaged: raw grids equal to the engine's for the same image, classes and method.
 
@@ -39,7 +39,8 @@ from surgery_core.model.methods import ORI, paths_for
 from surgery_core.data.images import decode_image, squash, to_tensor
 from surgery_core.eval.maps import normalize
 from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.prompts import DEFAULT_PROMPT_SET, ensemble_text_features
+from surgery_core.model.prompts import DEFAULT_PROMPT_SET
+from surgery_core.model.text import ensemble_text_features
 from surgery_core.model.forward import TowerTokens, tower_forward
 
 MAX_PHRASES = 8

@@ -19,7 +19,8 @@ from surgery_core.eval.boxes import BoxParams, boxes_from_grid
 from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.engine import GridSet, ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.grids import GridSet
 from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
 from surgery_core.data.images import read_image
@@ -28,6 +29,11 @@ from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.run.store import RunStore, default_store, write_json
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
+#: What a run computes once and keeps in its folder as one file, by name: the file that holds it. (Its boxes are
+#: kept cell by cell in the run store, see :mod:`surgery_core.run.boxcells`.)
+PRODUCT_FILES = {"ap_tables": "ap_tables.json", "sweep": "sweep.json", "quality": "quality.json"}
+#: Every product :meth:`Run.is_cached` knows.
+PRODUCTS = ("boxes", *PRODUCT_FILES)
 
 
 class Run:
@@ -98,6 +104,23 @@ class Run:
         if self._loaded is None:
             self._loaded = resolve_model(self.cfg, random_weights=self.random_weights)
         return self._loaded
+
+    def is_cached(self, product: str) -> bool:
+        """Whether ``product`` (one of :data:`PRODUCTS`: boxes, ap_tables, sweep, quality) is there without
+        computing: for the tables, their file in the run folder; for the boxes, every cell the reports need
+        (:meth:`report_percentiles`, each method and protocol) in the run store."""
+        if product not in PRODUCTS:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCTS)}")
+        if product == "boxes":
+            return not self.boxes.missing(percentiles=self.report_percentiles())
+        return (self.run_dir / PRODUCT_FILES[product]).is_file()
+
+    def is_loaded(self, product: str) -> bool:
+        """Whether ``product``'s handle is in this process's memory (only the boxes' is kept: the cell store,
+        whose last cells read stay in memory; the tables are read from their file on each call)."""
+        if product not in PRODUCTS:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCTS)}")
+        return product == "boxes" and "boxes" in self.__dict__  # where cached_property keeps its value
 
     # ------------------------------------------------------------------------------------------ boxes
     @cached_property
@@ -238,9 +261,9 @@ class Run:
 
 def model_data_note(cfg: RunConfig) -> str:
     """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
-    from surgery_core.demo.model import DEMO_ARCH
+    from surgery_core.plugins import shipped_model
 
-    if cfg.model.arch == DEMO_ARCH and cfg.data.kind != "demo":
-        return ("The demo model was trained only on synthetic scenes: on real imagery its heatmaps and numbers "
-                "are noise, not a finding. Use a RemoteCLIP or CLIP checkpoint for real data.")
+    shipped = shipped_model(cfg.model.arch)
+    if shipped is not None and cfg.data.kind != shipped.trained_on:
+        return shipped.note_off_domain
     return ""

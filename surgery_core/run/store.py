@@ -118,19 +118,28 @@ class RunStore:
     def run_dir(self, run_hash: str) -> Path:
         return self.root / "runs" / run_hash
 
+    @staticmethod
+    def run_record(run_dir: Path) -> dict | None:
+        """The ``run.json`` of a run folder (what :meth:`Run.summary` said when the run was opened); None when
+        absent or unreadable."""
+        meta = Path(run_dir) / "run.json"
+        if not meta.is_file():
+            return None
+        try:
+            return json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def opened_at(self, run_dir: Path) -> str | None:
+        """When the run of ``run_dir`` was last opened (ISO 8601, UTC, seconds), from its ``run.json``."""
+        return (self.run_record(run_dir) or {}).get("finished")
+
     def list_runs(self) -> list[dict]:
         """Stored runs (newest first): hash, config, finished time, image count."""
-        out = []
         runs = self.root / "runs"
         if not runs.is_dir():
-            return out
-        for d in runs.iterdir():
-            meta = d / "run.json"
-            if meta.is_file():
-                try:
-                    out.append(json.loads(meta.read_text()))
-                except (OSError, json.JSONDecodeError):
-                    continue
+            return []
+        out = [m for m in (self.run_record(d) for d in runs.iterdir()) if m is not None]
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 
