@@ -111,8 +111,9 @@ class Run:
         (:meth:`report_percentiles`, each method and protocol) in the run store."""
         if product not in PRODUCTS:
             raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCTS)}")
-        if product == "boxes":
-            return not self.boxes.missing(percentiles=self.report_percentiles())
+        if product == "boxes":  # asking does not load the box store (is_loaded stays as it was)
+            boxes = self.__dict__.get("boxes") or self._box_store()
+            return not boxes.missing(percentiles=self.report_percentiles())
         return (self.run_dir / PRODUCT_FILES[product]).is_file()
 
     def is_loaded(self, product: str) -> bool:
@@ -127,6 +128,9 @@ class Run:
     def boxes(self) -> RunBoxes:
         """Boxes per (method, protocol, percentile) cell, cut on first use and kept as columns in the run store
         (``boxes/<box key>/``, shared by runs whose boxes are the same; see :mod:`surgery_core.run.boxcells`)."""
+        return self._box_store()
+
+    def _box_store(self) -> RunBoxes:
         return RunBoxes(self.cfg, self.dataset, self.grids, self.store.root / "boxes" / box_key(self.cfg, self.grids),
                         bars=self.bars)
 
