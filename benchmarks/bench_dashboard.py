@@ -35,7 +35,8 @@ APP = str(REPO / "dashboard" / "app.py")
 
 
 def demo_config():
-    from surgery_core.run.config import ModelConfig, RunConfig, cache_dir
+    from surgery_core.run.config import ModelConfig, RunConfig
+    from surgery_core.files import cache_dir
     from surgery_core.demo.model import DEMO_WEIGHTS
 
     if DEMO_WEIGHTS.is_file():

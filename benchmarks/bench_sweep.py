@@ -247,14 +247,14 @@ def main():
             doc = sweep_table(mcfg, ds, gs, boxes)
             t_sweep = time.perf_counter() - t
             n_box = {pr: sum(len(boxes.get(name, pr, p)) for p in cfg.sweep_percentiles) for pr in protocols}
-            best = {pr: doc["table"][name][pr]["voc07"]["best"] for pr in protocols}
+            best = {pr: doc.table[name][pr]["voc07"].best for pr in protocols}
             print(f"[{k + 1}/{len(names)} {name}] grids {t_grids:.1f} s; cut {sum(n_pairs[p] for p in protocols):,} "
                   f"pairs x {len(cfg.sweep_percentiles)} percentiles ({'+'.join(protocols)}) -> "
                   + ", ".join(f"{pr} {n:,}" for pr, n in n_box.items())
                   + f" boxes (maxDets {args.max_dets}) in {t_cut:.1f} s ({args.workers} workers); sweep "
                   f"{len(cfg.sweep_percentiles)}x{len(SEED_IOUS)} cells x VOC07+VOC x {len(protocols)} protocols "
                   f"{t_sweep:.1f} s; best VOC07 mAP "
-                  + ", ".join(f"{pr} {b['mAP']:.4f} at p{b['percentile']:g} IoU {b['iou']:g}" for pr, b in best.items())
+                  + ", ".join(f"{pr} {b.map:.4f} at p{b.percentile:g} IoU {b.iou:g}" for pr, b in best.items())
                   + f"; CPU {cpu_seconds() - c:.0f} s for this method; peak RSS so far {rss.peak / 2**30:.2f} GB",
                   flush=True)
             if k == 0 and args.cap_images:

@@ -36,23 +36,23 @@ def main():
     capped, free = runs[args.max_dets], runs[0]
     print(f"data {base.data.kind}/{base.data.split}, {len(capped.grids.rows)} images, {len(base.methods)} methods; "
           f"runs {capped.run_hash} (maxDets {args.max_dets}) vs {free.run_hash} (no cap)")
-    ta, tb = capped.ap_tables()["tables"], free.ap_tables()["tables"]
-    sa, sb = capped.sweep()["table"], free.sweep()["table"]
+    ta, tb = capped.ap_tables(), free.ap_tables()
+    sa, sb = capped.sweep(), free.sweep()
     for proto in base.protocols:
         n = {cap: sum(len(r.detections(m, proto, p)) for m in base.methods for p in base.sweep_percentiles)
              for cap, r in runs.items()}
         line = [f"[{proto}] boxes over the sweep {n[0]:,} -> {n[args.max_dets]:,} "
                 f"({1 - n[args.max_dets] / max(n[0], 1):.2%} dropped)"]
         for interp in base.interps:
-            d = max(np.nanmax(np.abs(flat(list(ta[m][proto][interp]["per_iou"]["mAP_per_iou"].values()))
-                                     - flat(list(tb[m][proto][interp]["per_iou"]["mAP_per_iou"].values()))))
+            d = max(np.nanmax(np.abs(flat(list(ta.entry(m, proto, interp).map_per_iou.values()))
+                                     - flat(list(tb.entry(m, proto, interp).map_per_iou.values()))))
                     for m in base.methods)
             line.append(f"{interp} mAP at p{base.boxes.percentile:g}: max |d| {d:.2e}")
             if interp in ("voc07", "voc"):
-                ds = max(np.nanmax(np.abs(flat(sa[m][proto][interp]["mAP"]) - flat(sb[m][proto][interp]["mAP"])))
-                         for m in base.methods)
-                dc = max(np.nanmax(np.abs(flat(list(sa[m][proto][interp]["per_class"].values()))
-                                          - flat(list(sb[m][proto][interp]["per_class"].values()))))
+                ca = {m: sa.cell(m, proto, interp) for m in base.methods}
+                cb = {m: sb.cell(m, proto, interp) for m in base.methods}
+                ds = max(np.nanmax(np.abs(flat(ca[m].map) - flat(cb[m].map))) for m in base.methods)
+                dc = max(np.nanmax(np.abs(flat(list(ca[m].per_class.values())) - flat(list(cb[m].per_class.values()))))
                          for m in base.methods)
                 line.append(f"{interp} sweep mAP max |d| {ds:.2e} (per-class AP max |d| {dc:.2e})")
         print("; ".join(line), flush=True)

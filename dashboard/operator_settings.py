@@ -19,7 +19,7 @@ from pathlib import Path
 
 from surgery_core.run.config import RunConfig
 from surgery_core.run.store import RunStore, default_store
-from surgery_core.share.sharing import SnapshotStore
+from surgery_core.share.snapshots import SnapshotStore
 
 ENV_DEFAULT_CONFIG = "SURGERY_DASHBOARD_CONFIG"
 ENV_DATA_ROOTS = "SURGERY_DATA_ROOTS"
@@ -64,7 +64,7 @@ def allowed_roots() -> list[Path]:
     The configured roots (``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` and ``$SURGERY_DATA_ROOTS``), or,
     with none configured, the cache folder (demo scenes) and the run store; always the files shipped with
     the package (real DIOR samples, demo weights) and the paths of the app's default run (the operator's)."""
-    from surgery_core.run.config import cache_dir
+    from surgery_core.files import cache_dir
     from surgery_core.demo.model import WEIGHTS_DIR
     from surgery_core.run.engine import SAMPLES_ROOT
 

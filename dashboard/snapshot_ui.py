@@ -13,7 +13,7 @@ Registry
 
 Saving
     :func:`save_control` (drawn by ``app.py`` on every page after the page ran) stores the registry with
-    :meth:`surgery_core.share.sharing.SnapshotStore.save`: ``state`` = :func:`~surgery_core.share.sharing.view_state`
+    :meth:`surgery_core.share.snapshots.SnapshotStore.save`: ``state`` = :func:`~surgery_core.share.snapshots.view_state`
     (page, run configuration and hash, sample, class, methods, thresholds, the page's permalink), ``numbers`` =
     ``{"blocks": [...]}`` (tables as columns + rows, charts as plotly JSON, text verbatim), ``images`` = the
     displayed bytes. Snapshots live in :func:`dashboard.operator_settings.snapshot_store` (``<run store>/snapshots``).
@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from surgery_core.share.sharing import Snapshot, SnapshotError, view_state
+from surgery_core.share.snapshots import Snapshot, SnapshotError, view_state
 
 from dashboard.operator_settings import snapshot_store
 from dashboard.state import PAGE_TITLES

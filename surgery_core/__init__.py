@@ -38,7 +38,7 @@ _API = {
     "register_method": "surgery_core.model.methods", "register_path": "surgery_core.model.methods",
     "load_model": "surgery_core.model.loading", "compute_heatmaps": "surgery_core.model.heatmaps",
     # share
-    "SnapshotStore": "surgery_core.share.sharing", "write_report": "surgery_core.share.sharing",
+    "SnapshotStore": "surgery_core.share.snapshots", "write_report": "surgery_core.share.bundle",
     # errors
     "SurgeryError": "surgery_core.errors", "InputError": "surgery_core.errors",
 }

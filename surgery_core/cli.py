@@ -140,6 +140,68 @@ def _cmd_methods(args) -> int:
     return 0
 
 
+
+# ---------------------------------------------------------------------------------------------- surgery score
+def _iou_arg(text: str) -> float | tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or comma-separated numbers") from None
+    if not vals or any(not (0.0 < v <= 1.0) for v in vals):
+        raise argparse.ArgumentTypeError(f"IoU thresholds must lie in (0, 1], got {text!r}")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``surgery score``."""
+    from surgery_core.eval.ap import INTERPS
+
+    parser.add_argument("--dior", required=True, metavar="ROOT", help="DIOR root (release layout)")
+    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test)")
+    parser.add_argument("--detections", required=True, metavar="FILE",
+                        help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
+    parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
+                        help="IoU threshold, or comma-separated thresholds (default 0.5; coco: .50:.05:.95)")
+    parser.add_argument("--interp", choices=INTERPS, default="voc07",
+                        help="voc07 (11-point, default), voc (all-point) or coco")
+    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
+
+
+def _load_dataset(root: str, split: str):
+    from surgery_core.data.datasets import load_dior
+
+    return load_dior(root, split)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """``surgery score``: read the dataset and the detection file, print the table, optionally write JSON.
+
+    Errors in the inputs raise :class:`~surgery_core.errors.SurgeryError` subclasses (the CLI prints them).
+    """
+    from surgery_core.errors import InputError
+    from surgery_core.eval.scoring import format_score_table, read_detections, score
+    from surgery_core.files import write_json
+
+    dataset = _load_dataset(args.dior, args.split)
+    det = read_detections(args.detections, dataset)
+    result = score(dataset, det, args.iou, args.interp)
+    report = getattr(dataset, "report", None)
+    skipped = len(getattr(report, "skipped_files", []) or [])
+    if skipped:
+        result["skipped_annotation_files"] = skipped
+    print(format_score_table(result))
+    if skipped:
+        print(f"note: {skipped} annotation files could not be read and are left out "
+              "(see `surgery dataset`)")
+    if args.json:
+        try:
+            write_json(args.json, result)
+        except OSError as exc:
+            raise InputError(args.json, f"cannot write ({exc.strerror or exc})") from None
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_demo_generate(args) -> int:
     from surgery_core.demo.scenes import generate_dataset
 
@@ -306,17 +368,17 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped image {sk['image_id']}: {sk['reason']}")
     for sk in s["skipped_annotations"]:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
-    tables = run.ap_tables()["tables"]
+    tables = run.ap_tables()
     interp = cfg.interps[0]
     print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
-            vals = tables[m][proto][interp]["per_iou"]["mAP_per_iou"]
+            vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
-    q = run.quality()["methods"]
-    print("pointing game: " + ", ".join(f"{m} {q[m]['pointing_game']['overall']:.3f}" for m in cfg.methods
-                                        if q[m]['pointing_game']['overall'] is not None))
+    q = run.quality().methods
+    print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
+                                        if q[m].pointing_game['overall'] is not None))
     print(f"wrote {len(paths)} reports and figures to {out}/")
     return 0
 
@@ -328,7 +390,8 @@ def _cmd_report(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
-    from surgery_core.share.sharing import default_samples, write_report
+    from surgery_core.share.bundle import write_report
+    from surgery_core.share.html import default_samples
 
     out = Path(args.out) if args.out else Path(f"surgery_report_{cfg.run_hash}.html")
     samples = default_samples(run, args.samples_count) if args.samples_count else []
@@ -451,8 +514,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")
     ms.set_defaults(func=_cmd_methods)
-
-    from surgery_core.eval.scoring import add_score_arguments, run_score
 
     sc = sub.add_parser("score", help="score an external detection file (CSV or COCO results JSON)")
     add_score_arguments(sc)

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
-from surgery_core.progress import QUIET, Progress
+from surgery_core.progress import Progress
 
 ENTRY_POINT_GROUP = "surgery_core.plugins"
 

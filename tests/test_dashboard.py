@@ -241,11 +241,11 @@ def test_sweep_per_class_view(dashboard_env, test_run):
     ok(at)
     seed = at.dataframe[0].value
     sweep = test_run.sweep()
-    pi = sweep["percentiles"].index(90.0)
+    pi = sweep.percentiles.index(90.0)
     assert list(seed["method"]) == list(SEED_METHODS)  # the methods shown by default
     for m in SEED_METHODS:
         row = seed[seed["method"] == m].iloc[0]
-        assert row["IoU 0.05"] == pytest.approx(sweep["table"][m]["present"]["voc07"]["mAP"][pi][0], nan_ok=True)
+        assert row["IoU 0.05"] == pytest.approx(sweep.cell(m, "present", "voc07").map[pi][0], nan_ok=True)
     cls = test_run.classes[int(test_run.gt.class_id[0])]
     at.selectbox(key="sc").set_value(cls).run()
     ok(at)
@@ -258,7 +258,7 @@ def test_quality_tables(dashboard_env, test_run):
     ok(at)
     q = test_run.quality()
     table = at.dataframe[0].value
-    first = q["methods"]["standard"]["by_percentile"][0]
+    first = q.methods["standard"].by_percentile[0]
     row = table[(table["method"] == "standard") & (table["percentile"] == first["percentile"])].iloc[0]
     assert row["mean best IoU"] == pytest.approx(first["mean_best_iou"])
     assert len(at.get("plotly_chart")) == 5
@@ -492,7 +492,7 @@ def test_run_page_tables_and_link(dashboard_env, test_run):
     headline = at.dataframe[0].value
     assert "AP .50:.95" not in headline.columns and not headline.isna().any().any()
     coco = next(d.value for d in at.dataframe if any(c.startswith("AP .50:.95") for c in d.value.columns))
-    entry = test_run.ap_tables()["tables"]["vv_mixed"]["present"]["coco"]["mAP_50_95"]
+    entry = test_run.ap_tables().entry("vv_mixed", "present", "coco").map_50_95
     assert coco.set_index("method").loc["vv_mixed", "AP .50:.95 present"] == pytest.approx(entry)
     text = markdown(at)
     assert "| **boxes** |" in text and "percentile 90" in text and "None" not in text

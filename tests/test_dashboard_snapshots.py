@@ -229,7 +229,7 @@ SECTIONS = ("Run configuration", "mAP per method and protocol", "Per-class AP", 
 
 
 def test_report_download_buttons(dashboard_env, test_run, media):
-    from surgery_core.share.sharing import default_samples
+    from surgery_core.share.html import default_samples
 
     at = goto(app(), "run")
     ok(at)

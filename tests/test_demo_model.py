@@ -25,7 +25,7 @@ def test_shipped_weights_load_and_are_small(demo_checkpoint):
 def test_vv_mixed_localises_better_than_standard(tmp_path, demo_checkpoint):
     """On a fixed split of 120 fresh demo scenes, CLIP Surgery points at the objects more often."""
     run = Run.open(RunConfig(data=DataConfig(limit=120), figure_samples=0), RunStore(tmp_path / "store"))
-    pg = {m: v["pointing_game"]["overall"] for m, v in run.quality()["methods"].items()}
+    pg = {m: v.pointing_game["overall"] for m, v in run.quality().methods.items()}
     assert pg["vv_mixed"] > pg["standard"] + 0.1, pg
     assert pg["vv_mixed"] > 0.3, pg
     # The class read from CLS is right well above chance (1 in 8).

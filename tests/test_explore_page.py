@@ -177,7 +177,7 @@ def test_an_upload_link_asks_for_the_image_again(dashboard_env):
 
 
 def test_snapshot_keeps_image_phrases_methods_and_maps(dashboard_env):
-    from surgery_core.share.sharing import SnapshotStore
+    from surgery_core.share.snapshots import SnapshotStore
 
     store = SnapshotStore(Path(dashboard_env["SURGERY_STORE"]) / "snapshots")
     old = {m.id for m in store.list()}

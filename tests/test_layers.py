@@ -2,7 +2,7 @@
 
 Layers, lowest first (a layer may import the ones before it, never the ones after):
 
-* common: ``errors``, ``progress``, ``parallel``, ``plugins`` (stdlib and small libraries only);
+* common: ``errors``, ``files``, ``progress``, ``parallel``, ``plugins`` (stdlib and small libraries only);
 * ``data/``: classes, ground truth, dataset readers, images: numpy and OpenCV, never torch;
 * ``eval/``: maps, boxes, matching, AP, quality, scoring: numpy and OpenCV, never torch;
 * ``model/``: loading, prompts, the forward, the method registry: the torch layer;
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "surgery_core"
 
 ORDER = ("common", "data", "eval", "model", "run", "share", "client")
-COMMON = {"errors", "progress", "parallel", "plugins"}
+COMMON = {"errors", "files", "progress", "parallel", "plugins"}
 CLIENTS = {"cli", "__main__", "__init__"}
 HEAVY = ("torch", "torchvision", "open_clip")
 TORCH_IN_RUN = {"engine", "device_images", "distributed", "explore"}
@@ -73,6 +73,8 @@ def imports_of(path: Path, root: Path) -> list[Import]:
 
     def walk(node, deferred):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # imports for annotations only: never executed
             inner = deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
                 out.extend(Import(name, a.name, child.lineno, deferred) for a in child.names)
@@ -191,7 +193,7 @@ def test_the_check_fails_on_a_crossing(tmp_path, module, source, rule):
 def test_light_modules_load_no_torch_at_run_time():
     """The same rule, measured: a fresh interpreter imports the light modules and never loads torch."""
     code = ("import sys\n" + "".join(f"import {m}\n" for m in LIGHT if m in existing_modules(ROOT)) +
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in %r)\n" % (HEAVY + ("streamlit",)) +
+            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY + ('streamlit',)!r})\n" +
             "print(heavy)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -124,7 +124,7 @@ def test_an_architecture_without_a_checkpoint_is_refused_unless_asked():
 
 def test_the_demo_architecture_loads_its_shipped_weights():
     from surgery_core.demo.model import DEMO_WEIGHTS
-    from surgery_core.model.loading import file_sha256
+    from surgery_core.files import content_sha256 as file_sha256
 
     if not DEMO_WEIGHTS.is_file():
         pytest.skip("demo weights not installed")

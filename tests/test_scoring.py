@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import surgery_core.eval.scoring as scoring
 from surgery_core.eval.ap import evaluate
 from surgery_core.data.classes import DIOR_CLASSES
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
-from surgery_core.eval.scoring import (add_score_arguments, read_coco_detections, read_csv_detections,
-                                  read_detections, run_score, score)
+from surgery_core import cli
+from surgery_core.cli import add_score_arguments, run_score
+from surgery_core.eval.scoring import read_coco_detections, read_csv_detections, read_detections, score
 
 K = len(DIOR_CLASSES)
 STORAGETANK = DIOR_CLASSES.index("storagetank")
@@ -222,7 +222,7 @@ def test_arguments():
 
 
 def test_run_score_with_fake_dataset(tmp_path, ds, monkeypatch, capsys):
-    monkeypatch.setattr(scoring, "_load_dataset", lambda root, split: ds)
+    monkeypatch.setattr(cli, "_load_dataset", lambda root, split: ds)
     out = tmp_path / "out.json"
     args = _parse(["--dior", "R", "--detections", str(write(tmp_path, "d.csv", CSV_OK)), "--interp", "voc",
                    "--json", str(out)])

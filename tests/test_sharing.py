@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.share import sharing
-from surgery_core.share.sharing import (SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, build_report_html,
-                                  build_report_zip, scrub_paths, view_state)
+from surgery_core.share import html as report_html
+from surgery_core.share import snapshots
+from surgery_core.share.bundle import build_report_zip
+from surgery_core.share.html import build_report_html
+from surgery_core.share.portable import scrub_paths
+from surgery_core.share.snapshots import SNAPSHOT_SCHEMA, SNAPSHOT_SUFFIX, SnapshotError, SnapshotStore, view_state
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = [(0, None), (3, None)]  # class filled in from the image's most frequent class
@@ -172,9 +175,9 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     pc = doc.table("AP per class — protocol present, voc07, IoU ≥ 0.5, percentile 90")
     assert pc["header"] == ["class", "GT"] + list(cfg.methods)
     assert [r[0][0] for r in pc["rows"]] == list(run.classes)
-    live = run.ap_tables()["tables"]
+    live = run.ap_tables()
     for r in pc["rows"]:
-        vals = [live[m]["present"]["voc07"]["per_iou"]["per_class"][r[0][0]]["AP_per_iou"]["0.5"] for m in cfg.methods]
+        vals = [live.entry(m, "present", "voc07").per_class[r[0][0]].ap_per_iou["0.5"] for m in cfg.methods]
         assert [c[0] for c in r[2:]] == [_fmt(v) for v in vals]
         nums = [v for v in vals if v is not None]
         # every cell holding the row maximum is marked, no other; nothing when all are equal
@@ -186,20 +189,20 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     best = doc.table("Best operating point of the sweep")
     assert len(best["rows"]) == len(cfg.methods) * len(cfg.protocols) * 2
     # quality and pointing game per method
-    q = run.quality()["methods"]
+    q = run.quality().methods
     pg = doc.table("Pointing game and GT response per method")
     assert [r[0][0] for r in pg["rows"]] == list(cfg.methods)
-    assert [r[2][0] for r in pg["rows"]] == [_fmt(q[m]["pointing_game"]["overall"]) for m in cfg.methods]
+    assert [r[2][0] for r in pg["rows"]] == [_fmt(q[m].pointing_game["overall"]) for m in cfg.methods]
     for m in cfg.methods:
         qt = next(t for t in doc.tables if t["caption"].startswith(f"{m} — "))
-        assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m]["by_percentile"]]
+        assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m].by_percentile]
     # samples: four methods' three-column figures per sample, as PNG data URIs equal to report.figure
     imgs = [a for tag, a in doc.tags if tag == "img"]
     assert len(imgs) == len(samples) * len(cfg.methods)
     from surgery_core.share.report import figure
 
     first = base64.b64decode(imgs[0]["src"].split(",", 1)[1])
-    assert first == sharing._png(figure(run, cfg.methods[0], *samples[0]))
+    assert first == report_html._png(figure(run, cfg.methods[0], *samples[0]))
     for a in imgs:
         assert a["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(a["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -255,9 +258,9 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     assert z.read("report.html").decode() == report
     cfg = run.cfg
     maps = json.loads(z.read("numbers/map_results.json"))
-    assert maps["run_hash"] == run.run_hash and maps["tables"] == run.ap_tables()["tables"]
-    assert json.loads(z.read("numbers/sweep_results.json"))["table"] == run.sweep()["table"]
-    assert json.loads(z.read("numbers/heatmap_quality_analysis.json"))["methods"] == run.quality()["methods"]
+    assert maps["run_hash"] == run.run_hash and maps["tables"] == run.ap_tables().to_dict()["tables"]
+    assert json.loads(z.read("numbers/sweep_results.json"))["table"] == run.sweep().to_dict()["table"]
+    assert json.loads(z.read("numbers/heatmap_quality_analysis.json"))["methods"] == run.quality().to_dict()["methods"]
     conf = json.loads(z.read("numbers/config.json"))
     assert conf["config"]["model"]["checkpoint"] == "rand.safetensors"
     multi = json.loads(z.read("numbers/multi_iou_results.json"))
@@ -267,8 +270,7 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     assert len(rows) == len(run.classes) * len(cfg.protocols) * (len(cfg.interps) * (len(cfg.iou_thresholds) + 1) + 1)
     row = next(r for r in rows if (r["protocol"], r["interp"], r["iou"]) == ("present", "voc", "0.5")
                and int(r["n_gt"]) > 0)
-    per_class = run.ap_tables()["tables"]["vv_mixed"]["present"]["voc"]["per_iou"]["per_class"]
-    live = per_class[row["class"]]["AP_per_iou"]["0.5"]
+    live = run.ap_tables().entry("vv_mixed", "present", "voc").class_ap(row["class"], "0.5")
     assert float(row["vv_mixed"]) == pytest.approx(live, abs=1e-9)
     sweep = list(csv.DictReader(io.StringIO(z.read("tables/sweep.csv").decode())))
     assert len(sweep) == (len(cfg.methods) * len(cfg.protocols) * 2 * len(cfg.sweep_percentiles)
@@ -300,7 +302,7 @@ def test_report_command(run, tmp_path, rand_checkpoint, capsys):
     printed = capsys.readouterr().out
     assert f"run {run.run_hash}: 1 samples" in printed and "cut to base names" in printed
     text = out.read_text()
-    assert text == build_report_html(run, sharing.default_samples(run, 1))
+    assert text == build_report_html(run, report_html.default_samples(run, 1))
     assert zipfile.ZipFile(zpath).read("report.html").decode() == text
 
 
@@ -348,8 +350,8 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
 # ============================================================================================ snapshots
 def _live_numbers(run) -> dict:
     t = run.ap_tables()
-    return {"percentile": t["percentile"], "ap": t["tables"]["vv_mixed"]["present"]["voc07"]["per_iou"],
-            "pointing_game": run.quality()["methods"]["vv_mixed"]["pointing_game"],
+    return {"percentile": t.percentile, "ap": t.entry("vv_mixed", "present", "voc07").to_dict()["per_iou"],
+            "pointing_game": run.quality().methods["vv_mixed"].pointing_game,
             "np_scalar": np.float32(0.25), "np_array": np.arange(3), "nan": float("nan")}
 
 
@@ -363,12 +365,12 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
                        protocol="present", interp="voc07", extra_setting={"alpha": 0.5})
     assert state["run_hash"] == run.run_hash and state["config"]["model"]["checkpoint"] == run.cfg.model.checkpoint
     assert state["class"] == run.classes[class_index] and state["methods"] == list(run.cfg.methods)
-    png = sharing._png(figure(run, "vv_mixed", image_index, class_index))
+    png = report_html._png(figure(run, "vv_mixed", image_index, class_index))
     images = {"vv_mixed figure": png, "../odd/name.png": b"\x89PNG\r\n\x1a\nnot really"}
     times = iter(["2025-01-02T03:04:05", "2025-01-02T03:04:06"])
     import datetime as dt
 
-    monkeypatch.setattr(sharing, "_now_utc", lambda: dt.datetime.fromisoformat(next(times)).replace(
+    monkeypatch.setattr(snapshots, "_now_utc", lambda: dt.datetime.fromisoformat(next(times)).replace(
         tzinfo=dt.timezone.utc))
     first = store.save(state, "Airplanes in vv_mixed", "v-v path finds the wings", _live_numbers(run), images)
     second = store.save({"page": "browse"}, "Second look", "nothing to see")
@@ -384,9 +386,9 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
 
     snap = store.load(first)
     assert snap.state == state and snap.images == images and snap.title == "Airplanes in vv_mixed"
-    live = run.ap_tables()["tables"]["vv_mixed"]["present"]["voc07"]["per_iou"]
+    live = run.ap_tables().entry("vv_mixed", "present", "voc07").to_dict()["per_iou"]
     assert snap.numbers["ap"] == live  # the numbers shown then are the live numbers, exactly
-    assert snap.numbers["pointing_game"] == run.quality()["methods"]["vv_mixed"]["pointing_game"]
+    assert snap.numbers["pointing_game"] == run.quality().methods["vv_mixed"].pointing_game
     assert (snap.numbers["np_scalar"], snap.numbers["np_array"], snap.numbers["nan"]) == (0.25, [0, 1, 2], None)
     alone_05 = run.ap("vv_mixed", "present", "voc07", 90.0, 0.5).mAP  # scored live at one threshold
     assert snap.numbers["ap"]["mAP_per_iou"]["0.5"] == pytest.approx(None if np.isnan(alone_05) else alone_05,
@@ -398,7 +400,7 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
     shutil.copy(store.path_of(first), alone)
     env = {**os.environ, "SURGERY_CACHE": str(tmp_path / "gone"), "SURGERY_STORE": str(tmp_path / "gone" / "store"),
            "PYTHONPATH": str(REPO)}
-    code = ("import json, sys; from surgery_core.share.sharing import SnapshotStore; "
+    code = ("import json, sys; from surgery_core.share.snapshots import SnapshotStore; "
             "s = SnapshotStore(sys.argv[1]).load(sys.argv[2]); "
             "print(json.dumps({'ap': s.numbers['ap'], 'n': len(s.images), 'torch': 'torch' in sys.modules}))")
     res = subprocess.run([sys.executable, "-c", code, str(alone), first], capture_output=True, text=True, env=env,
@@ -514,3 +516,23 @@ def test_snapshot_store_default_root(monkeypatch, tmp_path):
     monkeypatch.setenv("SURGERY_STORE", str(tmp_path / "store"))
     assert SnapshotStore().root == tmp_path / "store" / "snapshots"
     assert SnapshotStore.for_store(RunStore(tmp_path / "s2")).root == tmp_path / "s2" / "snapshots"
+
+
+def test_snapshot_store_works_where_torch_cannot_be_imported(tmp_path):
+    # A fresh process in which importing torch or open_clip fails: the snapshot store (default root included)
+    # saves, lists and loads all the same.
+    code = ("import sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'open_clip'):\n"
+            "            raise ImportError('no ' + name + ' here')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from surgery_core.share.snapshots import SnapshotStore\n"
+            "s = SnapshotStore()\n"
+            "sid = s.save({'page': 'p'}, 'no torch')\n"
+            "print(s.load(sid).title, len(s.list()))\n")
+    env = {**os.environ, "SURGERY_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["no", "torch", "1"]
+    assert len(list((tmp_path / "store" / "snapshots").iterdir())) == 1

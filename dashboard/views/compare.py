@@ -110,7 +110,8 @@ def view() -> None:
         + ", ".join(f"{run.classes[c]} {probs[c]:.2f}" for c in top3))
     widgets.how(run, what="red label = s box score, IoU with the best GT box of the class, TP/FP (a label that "
                 "would cover another is left out: the table below lists every box); ring = pointing-game point "
-                "(green hit, red miss, 15 px at 224 tolerance)", protocol=proto, iou=iou, percentile=p)
+                f"(green hit, red miss, {run.cfg.pointing_tolerance_px_at_224:g} px at 224 tolerance)",
+                protocol=proto, iou=iou, percentile=p)
 
     side = 400 if per_row >= 3 else 560  # drawn near the displayed size, so that box labels stay legible
     present = bool((rec.labels == cls).any())

@@ -17,17 +17,17 @@ def view() -> None:
     snapshot_ui.begin()
     methods = widgets.methods(run)
     snapshot_ui.shown_state(methods=methods)
-    qm = {m: quality["methods"][m] for m in methods}
+    qm = {m: quality.methods[m] for m in methods}
     snapshot_ui.caption(
-        f"{qm[methods[0]]['n_pairs']} (sample, GT class) pairs per method · maps min-max normalised and "
+        f"{qm[methods[0]].n_pairs} (sample, GT class) pairs per method · maps min-max normalised and "
         f"upsampled to the box working map ({run.cfg.boxes.box_resolution or 'image size'} px) · boxes cut "
         "as under Per-class AP, present protocol")
 
     snapshot_ui.markdown("#### Boxes per heatmap percentile")
-    rows = [{"method": m, "percentile": r["percentile"], "mean best IoU": r["mean_best_iou"],
-             "max best IoU": r["max_best_iou"], "boxes / (sample, class)": r["mean_n_boxes"],
-             "activation ratio": r["mean_activation_ratio"]} for m in methods for r in qm[m]["by_percentile"]]
-    table = pd.DataFrame(rows)
+    rows = quality.to_frame().rename(columns={
+        "mean_best_iou": "mean best IoU", "max_best_iou": "max best IoU", "mean_n_boxes": "boxes / (sample, class)",
+        "mean_activation_ratio": "activation ratio"})
+    table = rows[rows["method"].isin(methods)].set_index("method").loc[methods].reset_index()
     widgets.how(run, what="best IoU = largest IoU of any box with any GT box of the class in the sample; "
                 "activation ratio = share of map pixels >= the threshold (before morphology); the percentile of "
                 "each row replaces the run's", percentile=run.cfg.boxes.percentile)
@@ -36,17 +36,17 @@ def view() -> None:
     # every row at once (no inner scroll bar that hides the last methods): the page scrolls instead
     widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), cap=10_000,
                   shown="boxes per heatmap percentile")
-    ps = quality["percentiles"]
-    widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m]["by_percentile"]] for m in methods},
+    ps = quality.percentiles
+    widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m].by_percentile] for m in methods},
                                "heatmap percentile", "mean best-box IoU"), "q_lines")
 
     snapshot_ui.markdown("#### Response inside ground-truth boxes")
     snapshot_ui.caption(
-        f"Units: {quality['gt_response_units']}; per pair the mean and the max of the map inside the "
+        f"Units: {quality.gt_response_units}; per pair the mean and the max of the map inside the "
         "union of the class's GT boxes; mean ± std over pairs (population std).")
     gt = pd.DataFrame([{"method": m, "GT mean": f"{g['mean_mean']:.4f} ± {g['mean_std']:.4f}",
                         "GT max": f"{g['max_mean']:.4f} ± {g['max_std']:.4f}"}
-                       for m in methods if (g := qm[m]["gt_response"])["mean_mean"] is not None])
+                       for m in methods if (g := qm[m].gt_response)["mean_mean"] is not None])
     widgets.table(gt, len(gt), shown="response inside GT boxes")
     frames = {m: data.pair_quality(key, m, run) for m in methods}
     a, b = st.columns(2)
@@ -55,19 +55,19 @@ def view() -> None:
 
     snapshot_ui.markdown("#### Pointing game and energy pointing game")
     snapshot_ui.caption(
-        f"Pointing game: hit when the map's maximum lies within {quality['tolerance_px_at_224']:g} px (on a "
+        f"Pointing game: hit when the map's maximum lies within {quality.tolerance_px_at_224:g} px (on a "
         "224 px scale) of a GT box of the class. Energy: share of the 0-1 map's mass inside the class's GT "
         "boxes. Per class over its pairs; 'overall' over all pairs; 'mean' over classes.")
-    classes = [n for n in run.classes if n in qm[methods[0]]["pointing_game"]["per_class"]]
-    pg = np.array([[qm[m]["pointing_game"]["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
-    en = np.array([[qm[m]["energy_pointing_game"]["per_class"][n]["mean"] for m in methods] for n in classes], float)
+    classes = [n for n in run.classes if n in qm[methods[0]].pointing_game["per_class"]]
+    pg = np.array([[qm[m].pointing_game["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
+    en = np.array([[qm[m].energy_pointing_game["per_class"][n]["mean"] for m in methods] for n in classes], float)
     a, b = st.columns(2)
     widgets.chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), "pg", a)
     widgets.chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes", zrange=None),
                   "epg", b)
     games = {"pointing": "pointing_game", "energy": "energy_pointing_game"}
-    summary = pd.DataFrame({"method": methods, "pairs": [qm[m]["n_pairs"] for m in methods]}
-                           | {f"{g} {agg.replace('_', ' ')}": [qm[m][k][agg] for m in methods]
+    summary = pd.DataFrame({"method": methods, "pairs": [qm[m].n_pairs for m in methods]}
+                           | {f"{g} {agg.replace('_', ' ')}": [getattr(qm[m], k)[agg] for m in methods]
                               for g, k in games.items() for agg in ("overall", "mean_over_classes")})
     widgets.table(widgets.colour_scale(summary, list(summary.columns[2:]), lo=0.0, hi=1.0), len(summary),
                   shown="pointing games")

@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, permalink, snapshot_ui, widgets
-from surgery_core.share import sharing
+from surgery_core.share import bundle
+from surgery_core.share import html as report_html
 from surgery_core.errors import SurgeryError
+from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
 from surgery_core.share.report import main_class
 
@@ -30,21 +32,20 @@ for col, (label, value) in zip(st.columns(4), counts_now.items()):
 
 data.ensure(run, "ap_tables")
 tables = run.ap_tables()
-rows, coco = [], []
-for m, by_proto in tables["tables"].items():
-    for proto, by_interp in by_proto.items():
-        for interp, entry in by_interp.items():
-            rows.append({"method": m, "protocol": proto, "interp": interp}
-                        | {f"IoU {k}": v for k, v in entry["per_iou"]["mAP_per_iou"].items()})
-            if interp == "coco" and entry.get("mAP_50_95") is not None:
-                coco.append({"method": m, "protocol": proto, "AP .50:.95": entry["mAP_50_95"]})
-df = pd.DataFrame(rows)
+flat = tables.to_frame()
+per_iou = flat[~flat["iou"].isin([MEAN_OVER_IOUS, COCO_50_95])]
+df = per_iou.pivot(index=["method", "protocol", "interp"], columns="iou", values="mAP")
+df = df.reindex(index=pd.MultiIndex.from_frame(per_iou[["method", "protocol", "interp"]].drop_duplicates()),
+                columns=list(dict.fromkeys(per_iou["iou"]))).reset_index()
+df.columns = ["method", "protocol", "interp"] + [f"IoU {k}" for k in df.columns[3:]]
+coco = flat[(flat["iou"] == COCO_50_95) & flat["mAP"].notna()].rename(columns={"mAP": "AP .50:.95"})
+coco = coco[["method", "protocol", "AP .50:.95"]].to_dict("records")
 num = [c for c in df.columns if c.startswith("IoU")]
 df[num] = df[num].astype(float)
 st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
-            percentile=tables["percentile"])
-snapshot_ui.shown_state(percentile=tables["percentile"])
+            percentile=tables.percentile)
+snapshot_ui.shown_state(percentile=tables.percentile)
 widgets.table(widgets.colour_scale(df, num, lo=0.0), len(df), cap=10_000, shown="headline mAP")
 if coco:  # COCO's own headline, only where it is defined (the COCO interpolation)
     ap95 = pd.DataFrame(coco).pivot(index="method", columns="protocol", values="AP .50:.95")
@@ -89,9 +90,9 @@ snapshot_ui.caption(f"Run folder: {run.run_dir} Â· heatmap key {run.grids.key} Â
 # ------------------------------------------------------------------------------------------ report
 @st.cache_data(max_entries=2, show_spinner=False)
 def report_files(key: str, samples: tuple, include_paths: bool, _run) -> tuple[bytes, bytes]:
-    """The HTML report and the .zip of one selection, built once (``sharing.write_report``)."""
+    """The HTML report and the .zip of one selection, built once (``bundle.write_report``)."""
     with tempfile.TemporaryDirectory(prefix="surgery-report-") as tmp:
-        out = sharing.write_report(_run, Path(tmp) / "report.html", Path(tmp) / "report.zip",
+        out = bundle.write_report(_run, Path(tmp) / "report.html", Path(tmp) / "report.zip",
                                    samples=[tuple(s) for s in samples], include_paths=include_paths)
         return out["html"].read_bytes(), out["zip"].read_bytes()
 
@@ -102,12 +103,12 @@ def pick_samples() -> tuple[list[tuple[int, int]] | None, str | None]:
     options = [recs[i].image_id for i in run.grids.rows.tolist() if recs[i].num_objects]
     ss = st.session_state
     if ss.get("_report_samples_for") != run.run_hash or "report_samples" not in ss:  # a new run: its defaults
-        ss["report_samples"] = [recs[i].image_id for i, _ in sharing.default_samples(run)]
+        ss["report_samples"] = [recs[i].image_id for i, _ in report_html.default_samples(run)]
         ss["_report_samples_for"] = run.run_hash
     label = "Samples drawn in the report (each for its most frequent class)"
     help_ = (f"Figures of these images, every method, at the run's percentile and IoU {view_iou(run.cfg):g} (as on "
              "Compare). Default: the "
-             f"first {sharing.DEFAULT_SAMPLE_COUNT} images with heatmaps and objects, as `surgery evaluate` draws.")
+             f"first {report_html.DEFAULT_SAMPLE_COUNT} images with heatmaps and objects, as `surgery evaluate` draws.")
     if len(options) <= MAX_SAMPLE_OPTIONS:
         if isinstance(ss["report_samples"], str):
             ss["report_samples"] = [x.strip() for x in ss["report_samples"].split(",") if x.strip()]

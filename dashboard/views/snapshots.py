@@ -7,7 +7,7 @@ The frame (``app.py``) opens no run on this page, so it works after the run stor
 import streamlit as st
 
 from dashboard import permalink, snapshot_ui, state
-from surgery_core.share.sharing import SnapshotError
+from surgery_core.share.snapshots import SnapshotError
 
 permalink.declare(state.Param("snapshot", "str", "", "Snapshots: id of the snapshot shown ('' = the list)"))
 

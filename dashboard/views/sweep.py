@@ -22,14 +22,15 @@ WITH_GT = [run.classes[k] for k in sorted(set(run.gt.class_id.tolist()))]
 
 
 def values(part: dict, interp: str, cls: str) -> list[list]:
-    t = part[interp]
-    return t["mAP"] if not cls else t["per_class"][cls]
+    """``part``: one method's :meth:`Run.sweep_part` (interp -> SweepCell)."""
+    cell = part[interp]
+    return cell.map if not cls else cell.per_class[cls]
 
 
 def best_cell(part: dict, interp: str, cls: str) -> tuple:
     if not cls:
-        b = part[interp]["best"]
-        return b["percentile"], b["iou"], b["mAP"]
+        b = part[interp].best
+        return b.percentile, b.iou, b.map
     z = np.array([[np.nan if v is None else v for v in r] for r in values(part, interp, cls)], float)
     if not np.isfinite(z).any():
         return PS[0], TS[0], None

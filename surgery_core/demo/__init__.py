@@ -27,7 +27,7 @@ def demo_data_root(seed: int = DEMO_DATA_SEED, count: int = DEMO_DATA_COUNT, bar
     from filelock import FileLock
 
     from surgery_core.demo.scenes import GENERATOR_VERSION, generate_dataset
-    from surgery_core.run.config import cache_dir
+    from surgery_core.files import cache_dir
 
     root = cache_dir() / "demo-data" / f"seed{seed}-n{count}-g{GENERATOR_VERSION}"
     if not (root / ".complete").is_file():

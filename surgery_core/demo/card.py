@@ -54,16 +54,17 @@ def measure_run(run) -> dict:
     probs = run.grids.probs
     hits = [int(np.argmax(probs[r])) in set(run.dataset.images[i].labels.tolist())
             for r, i in enumerate(run.grids.rows.tolist())]
-    q = run.quality()["methods"]
-    tables = run.ap_tables()["tables"]
+    q = run.quality().methods
+    tables = run.ap_tables()
     return {
         "run_hash": run.run_hash, "test_images": int(len(run.grids.rows)),
         "zero_shot_top1_in_scene": float(np.mean(hits)),
-        "pointing_game": {m: q[m]["pointing_game"]["overall"] for m in q},
-        "pointing_game_per_class": {m: {c: v["accuracy"] for c, v in q[m]["pointing_game"]["per_class"].items()}
+        "pointing_tolerance_px_at_224": run.cfg.pointing_tolerance_px_at_224,
+        "pointing_game": {m: q[m].pointing_game["overall"] for m in q},
+        "pointing_game_per_class": {m: {c: v["accuracy"] for c, v in q[m].pointing_game["per_class"].items()}
                                     for m in q},
-        "energy_pointing_game": {m: q[m]["energy_pointing_game"]["overall"] for m in q},
-        "map_voc07_present": {m: tables[m]["present"]["voc07"]["per_iou"]["mAP_per_iou"] for m in tables},
+        "energy_pointing_game": {m: q[m].energy_pointing_game["overall"] for m in q},
+        "map_voc07_present": {m: tables.entry(m, "present", "voc07").map_per_iou for m in tables.methods},
     }
 
 
@@ -157,7 +158,8 @@ def write_model_card(store=None) -> Path:
         f"## Measured on the demo test split (seed {DEMO_DATA_SEED}, never used in training; "
         f"{meas['test_images']} scenes; run `{meas['run_hash']}`)", "",
         f"- Zero-shot class from CLS (top-1 class is present in the scene): {meas['zero_shot_top1_in_scene']:.3f}",
-        "- Pointing game (heatmap maximum inside a box of the class, 15 px tolerance at 224; present classes): "
+        f"- Pointing game (heatmap maximum inside a box of the class, {meas['pointing_tolerance_px_at_224']:g} px "
+        "tolerance at 224; present classes): "
         + ", ".join(f"{m} {v:.3f}" for m, v in pg.items()),
         "- Energy pointing game: " + ", ".join(f"{m} {v:.3f}" for m, v in meas["energy_pointing_game"].items()),
         "", "| class | " + " | ".join(pg) + " |", "|---|" + "---|" * len(pg),

@@ -20,13 +20,13 @@ thresholds too). Classes without ground truth have AP NaN and are left out of ev
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 
 from surgery_core.data.detections import Detections
+from surgery_core.eval.results import iou_key, none_if_nan
 from surgery_core.eval.matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
 
 Interp = Literal["voc07", "voc", "coco"]
@@ -86,40 +86,30 @@ class APResult:
         names = list(class_names)
         if len(names) != self.num_classes:
             raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
-        keys = [_iou_key(t) for t in self.iou_thresholds]
+        keys = [iou_key(t) for t in self.iou_thresholds]
         per_class = {}
         for k, name in enumerate(names):
             entry = {
-                "AP": _num(self.per_class_ap[k]),
-                "AP_per_iou": {key: _num(self.ap[t, k]) for t, key in enumerate(keys)},
+                "AP": none_if_nan(self.per_class_ap[k]),
+                "AP_per_iou": {key: none_if_nan(self.ap[t, k]) for t, key in enumerate(keys)},
                 "n_gt": int(self.n_gt[k]),
                 "n_det": int(self.n_det[k]),
             }
             if curves:
                 entry["curves"] = {
-                    key: {"recall": [_num(v) for v in self.recall[t][k]],
-                          "precision": [_num(v) for v in self.precision[t][k]]}
+                    key: {"recall": [none_if_nan(v) for v in self.recall[t][k]],
+                          "precision": [none_if_nan(v) for v in self.precision[t][k]]}
                     for t, key in enumerate(keys)
                 }
             per_class[name] = entry
         return {
             "interp": self.interp,
             "iou": [float(t) for t in self.iou_thresholds],
-            "mAP": _num(self.mAP),
-            "mAP_per_iou": {key: _num(v) for key, v in zip(keys, self.map_per_iou)},
+            "mAP": none_if_nan(self.mAP),
+            "mAP_per_iou": {key: none_if_nan(v) for key, v in zip(keys, self.map_per_iou)},
             "n_classes_with_gt": int((self.n_gt > 0).sum()),
             "per_class": per_class,
         }
-
-
-def _iou_key(t: float) -> str:
-    """Short stable text for a threshold, e.g. 0.6000000000000001 -> "0.6"."""
-    return f"{t:.6g}"
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return None if math.isnan(v) else v
 
 
 def _check(gt: Detections, det: Detections, num_classes: int) -> None:

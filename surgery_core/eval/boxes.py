@@ -343,12 +343,6 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
     return out
 
 
-def boxes_at_threshold(wmap: np.ndarray, threshold: float, image_w: int, image_h: int, params: BoxParams,
-                       class_prob: float = 1.0) -> BoxList:
-    """Boxes from one 0-1 working map at one threshold; see :func:`boxes_at_thresholds`."""
-    return boxes_at_thresholds(wmap, [threshold], image_w, image_h, params, class_prob)[0]
-
-
 def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
     """Indices kept by ``torchvision.ops.nms`` (drops boxes with IoU > ``iou``), in component order."""
     import torch  # heavy: only runs that ask for NMS pay for the import

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from surgery_core.eval.boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
+from surgery_core.eval.matching import box_iou
 from surgery_core.data.detections import Detections
 from surgery_core.eval.maps import box_mask, image_scale, raw_working_map, working_map
 from surgery_core.parallel import resolve_workers, spawn_map
@@ -43,22 +44,9 @@ DEFAULT_TOLERANCE_PX_AT_224 = 15.0
 SEED_QUALITY_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
 
 
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [n, 4] with every box in ``b`` [m, 4], xyxy continuous pixels; ``[n, m]``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def best_box_iou(pred_xyxy: np.ndarray, gt_xyxy: np.ndarray) -> float:
     """Largest IoU of any predicted box with any GT box (same image and class); 0 when either is empty."""
-    iou = pairwise_iou(pred_xyxy, gt_xyxy)
+    iou = box_iou(pred_xyxy, gt_xyxy)
     return float(iou.max()) if iou.size else 0.0
 
 

@@ -23,7 +23,6 @@ line; nothing is skipped silently.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -33,11 +32,10 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from surgery_core.eval.ap import COCO_IOUS, INTERPS, evaluate
+from surgery_core.eval.ap import COCO_IOUS, evaluate
 from surgery_core.data.classes import ClassIndex
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
-from surgery_core.run.store import write_json
 
 CSV_COLUMNS = ("image_id", "class", "xmin", "ymin", "xmax", "ymax", "score")
 
@@ -371,64 +369,7 @@ def format_score_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _iou_arg(text: str) -> float | tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or comma-separated numbers") from None
-    if not vals or any(not (0.0 < v <= 1.0) for v in vals):
-        raise argparse.ArgumentTypeError(f"IoU thresholds must lie in (0, 1], got {text!r}")
-    return vals[0] if len(vals) == 1 else vals
-
-
-def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``surgery score``."""
-    parser.add_argument("--dior", required=True, metavar="ROOT", help="DIOR root (release layout)")
-    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test)")
-    parser.add_argument("--detections", required=True, metavar="FILE",
-                        help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
-    parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
-                        help="IoU threshold, or comma-separated thresholds (default 0.5; coco: .50:.05:.95)")
-    parser.add_argument("--interp", choices=INTERPS, default="voc07",
-                        help="voc07 (11-point, default), voc (all-point) or coco")
-    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
-
-
-def _load_dataset(root: str, split: str):
-    from surgery_core.data.datasets import load_dior
-
-    return load_dior(root, split)
-
-
-def run_score(args: argparse.Namespace) -> int:
-    """``surgery score``: read the dataset and the detection file, print the table, optionally write JSON.
-
-    Errors in the inputs raise :class:`~surgery_core.errors.SurgeryError` subclasses (the CLI prints them).
-    """
-    dataset = _load_dataset(args.dior, args.split)
-    det = read_detections(args.detections, dataset)
-    result = score(dataset, det, args.iou, args.interp)
-    report = getattr(dataset, "report", None)
-    skipped = len(getattr(report, "skipped_files", []) or [])
-    if skipped:
-        result["skipped_annotation_files"] = skipped
-    print(format_score_table(result))
-    if skipped:
-        print(f"note: {skipped} annotation files could not be read and are left out "
-              "(see `surgery dataset`)")
-    if args.json:
-        try:
-            write_json(args.json, result)
-        except OSError as exc:
-            raise InputError(args.json, f"cannot write ({exc.strerror or exc})") from None
-        print(f"wrote {args.json}")
-    return 0
-
-
 __all__ = [
     "CSV_COLUMNS", "COCO_IOUS", "read_csv_detections", "read_coco_detections", "read_detections",
-    "score", "protocol_note", "format_score_table", "add_score_arguments", "run_score",
+    "score", "protocol_note", "format_score_table",
 ]

@@ -8,7 +8,6 @@ once, so its bias is added once, whatever the number of softmaxes summed).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 

@@ -7,7 +7,6 @@ or ``{'model': ...}`` wrapper and a ``module.`` prefix (DataParallel) are unwrap
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import warnings
@@ -19,20 +18,12 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
 from surgery_core.errors import CheckpointError, InputError
+from surgery_core.files import content_sha256
 from surgery_core.plugins import shipped_model
 
 # Keys that OpenAI-format state dicts carry as plain ints and open_clip models do not have.
 _NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Content hash of a file (hex), used to key the run store on what a checkpoint really holds."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sniff(head: bytes) -> str:
@@ -255,7 +246,7 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
         if problem:
             raise CheckpointError(checkpoint, problem)
         model.load_state_dict(state, strict=True)
-        sha = file_sha256(checkpoint)
+        sha = content_sha256(checkpoint)
     model.eval().to(device)
     visual = model.visual
     cfg = getattr(visual, "preprocess_cfg", {}) or {}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from surgery_core.eval.quality import SEED_QUALITY_PERCENTILES
 from surgery_core.errors import InputError
 from surgery_core.model.methods import DEFAULT_METHODS, METHODS
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
@@ -23,12 +23,6 @@ from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_s
 # Bump when the grid computation changes in a way the other key fields do not capture.
 HEATMAP_VERSION = 1
 SEED_IOUS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
-SEED_QUALITY_PERCENTILES = (75.0, 80.0, 85.0, 90.0, 95.0)
-
-
-def cache_dir() -> Path:
-    """Where generated demo data and the default run store live (``$SURGERY_CACHE`` or ~/.cache/surgery)."""
-    return Path(os.environ.get("SURGERY_CACHE", Path.home() / ".cache" / "surgery")).expanduser()
 
 
 class _Frozen(BaseModel):
@@ -56,8 +50,21 @@ class InputConfig(_Frozen):
     stride: int | None = Field(None, ge=1, description="sliding-window stride in px; None = the window")
 
 
-#: (section, field, default) of fields left out of the run hash while at their default.
-_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"),)
+#: (section, field, default) of fields added after runs and result files were stored: while at their default
+#: they are left out of the run hash (section None: a top-level field) ...
+_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0))
+#: ... and these also out of every file that dumps the configuration (``refine`` has been written since before
+#: the result files' schema was fixed, so it stays).
+_FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:]
+
+
+def _without_neutral_defaults(doc: dict, rules) -> dict:
+    """``doc`` (a JSON dump of a configuration) without the fields of ``rules`` that are at their default."""
+    for section, name, default in rules:
+        where = doc if section is None else doc[section]
+        if where.get(name) == default:
+            del where[name]
+    return doc
 
 
 class RunConfig(_Frozen):
@@ -75,6 +82,9 @@ class RunConfig(_Frozen):
     sweep_percentiles: tuple[float, ...] = DEFAULT_SWEEP_PERCENTILES
     quality_percentiles: tuple[float, ...] = SEED_QUALITY_PERCENTILES
     figure_samples: int = Field(10, ge=0, description="three-column PNGs per method")
+    pointing_tolerance_px_at_224: float = Field(
+        15.0, ge=0, description="pointing game: a hit may miss the GT box by this many px, on a 224-pixel image "
+                                "(scaled per axis to the image's size)")
 
     @field_validator("methods")
     @classmethod
@@ -111,12 +121,14 @@ class RunConfig(_Frozen):
             raise InputError(path, explain_validation_error(exc)) from None
 
     def canonical_json(self) -> str:
-        doc = self.model_dump(mode="json")
         # Fields added after runs were stored leave the hash of a configuration at their default unchanged.
-        for section, name, default in _HASH_NEUTRAL_DEFAULTS:
-            if doc[section].get(name) == default:
-                del doc[section][name]
+        doc = _without_neutral_defaults(self.model_dump(mode="json"), _HASH_NEUTRAL_DEFAULTS)
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    def to_file_dict(self) -> dict:
+        """The configuration as every result file writes it (``run.json``, report headers, snapshots): the JSON
+        dump, without the fields added since the files' schema was fixed while they are at their default."""
+        return _without_neutral_defaults(json.loads(self.model_dump_json()), _FILE_NEUTRAL_DEFAULTS)
 
     @property
     def run_hash(self) -> str:

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +30,8 @@ from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.model.loading import LoadedModel, load_model
 from surgery_core.plugins import generated_dataset
 from surgery_core.progress import QUIET, Progress
-from surgery_core.run.store import RunStore, content_sha256
+from surgery_core.files import content_sha256
+from surgery_core.run.store import RunStore
 
 SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"
 # What the dashboard, the reports and the snapshots call the shipped pictures (``Dataset.name``), so that nobody

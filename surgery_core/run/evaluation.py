@@ -16,6 +16,7 @@ import numpy as np
 
 from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
 from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
 from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
@@ -158,8 +159,8 @@ def _refined_sweep(cfg, dataset, gs, method, sizes, proto, percentiles, pairs):
 
 
 def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
-              bars: Progress = QUIET) -> dict:
-    """AP per method, protocol and interpolation at one percentile (default: the run's), JSON-ready.
+              bars: Progress = QUIET) -> APTables:
+    """AP per method, protocol and interpolation at one percentile (default: the run's).
 
     VOC interpolations are scored at each IoU of ``cfg.iou_thresholds``; COCO at those thresholds too and,
     for its headline ``mAP``, at .50:.05:.95.
@@ -174,24 +175,19 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
             for proto in cfg.protocols:
                 det = boxes.get(m, proto, p)
                 for interp in cfg.interps:
-                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp).to_dict(gs.classes)
-                    entry = {"per_iou": res, "note": INTERP_NOTES[interp]}
-                    if interp == "coco":
-                        head = evaluate(gt, det, k, COCO_IOUS, "coco")
-                        entry["mAP_50_95"] = None if np.isnan(head.mAP) else float(head.mAP)
-                        entry["per_class_50_95"] = {c: (None if np.isnan(v) else float(v))
-                                                    for c, v in zip(gs.classes, head.per_class_ap)}
-                    out.setdefault(m, {}).setdefault(proto, {})[interp] = entry
+                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp)
+                    head = evaluate(gt, det, k, COCO_IOUS, "coco") if interp == "coco" else None
+                    out.setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
+                        res, gs.classes, INTERP_NOTES[interp], head)
                     bar.update(1)
-    return {"percentile": p, "protocol_notes": {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, "tables": out}
+    return APTables(p, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, out)
 
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                 interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET, *,
-                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None) -> dict:
+                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None) -> Sweep:
     """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
 
-    ``table[method][protocol][interp]`` = {"mAP": [P][T], "per_class": {class: [P][T]}, "best": {...}}.
     methods / protocols: only these (default: the run's).
     """
     methods = cfg.methods if methods is None else methods
@@ -218,14 +214,11 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                     maps_a = np.asarray([r[0] for r in results[interp]])  # [P, T]
                     pc = np.asarray([r[1] for r in results[interp]])  # [P, T, K]
                     best = np.unravel_index(np.nanargmax(np.nan_to_num(maps_a, nan=-1)), maps_a.shape)
-                    out.setdefault(m, {}).setdefault(proto, {})[interp] = {
-                        "mAP": _clean(maps_a),
-                        "per_class": {c: _clean(pc[:, :, j]) for j, c in enumerate(gs.classes)},
-                        "best": {"percentile": ps[best[0]], "iou": float(cfg.iou_thresholds[best[1]]),
-                                 "mAP": _clean(maps_a[best])},
-                    }
-    return {"percentiles": list(ps), "ious": list(cfg.iou_thresholds), "interps": list(interps),
-            "box_note": f"boxes: {describe_boxes(cfg.boxes)}", "table": out}
+                    out.setdefault(m, {}).setdefault(proto, {})[interp] = SweepCell(
+                        nested_none_if_nan(maps_a),
+                        {c: nested_none_if_nan(pc[:, :, j]) for j, c in enumerate(gs.classes)},
+                        SweepBest(ps[best[0]], float(cfg.iou_thresholds[best[1]]), nested_none_if_nan(maps_a[best])))
+    return Sweep(list(ps), list(cfg.iou_thresholds), list(interps), f"boxes: {describe_boxes(cfg.boxes)}", out)
 
 
 def describe_boxes(params: BoxParams) -> str:
@@ -249,11 +242,3 @@ def describe_cap(max_dets: int) -> str:
     if not max_dets:
         return "no cap on boxes per image (maxDets off)"
     return f"maxDets {max_dets}: at most {max_dets} boxes per image over all classes, highest scores kept"
-
-
-def _clean(a):
-    """ndarray/float -> nested lists with NaN as None (JSON-safe)."""
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim == 0:
-        return None if np.isnan(arr) else float(arr)
-    return [_clean(x) for x in arr]

@@ -26,7 +26,9 @@ from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_
 from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
 from surgery_core.eval.quality import aggregate_quality, quality_records
-from surgery_core.run.store import RunStore, default_store, write_json
+from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep, SweepCell
+from surgery_core.files import atomic_write_bytes, write_json
+from surgery_core.run.store import RunStore, default_store
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
 #: What a run computes once and keeps in its folder as one file, by name: the file that holds it. (Its boxes are
@@ -69,7 +71,7 @@ class Run:
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
         run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
-        write_json(run.run_dir / "config.json", json.loads(cfg.model_dump_json()))
+        write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
         return run
 
@@ -90,7 +92,7 @@ class Run:
     def summary(self) -> dict:
         """What identifies and describes the run (``run.json``)."""
         return {
-            "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": json.loads(self.cfg.model_dump_json()),
+            "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": self.cfg.to_file_dict(),
             "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
@@ -180,38 +182,41 @@ class Run:
         write_json(path, doc)
         return doc
 
-    def ap_tables(self) -> dict:
+    def ap_tables(self) -> APTables:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
         def compute():
             self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
-            return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars)
-        return self._cached_json("ap_tables.json", compute)
+            return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
+        return APTables.from_dict(self._cached_json("ap_tables.json", compute))
 
     def sweep_part_path(self, method: str, protocol: str) -> Path:
         return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
 
-    def sweep_part(self, method: str, protocol: str) -> dict:
-        """The sweep of one method and protocol: ``{interp: {"mAP", "per_class", "best"}}`` as in :meth:`sweep`'s
-        table (cached in ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
+    def sweep_part(self, method: str, protocol: str) -> dict[str, SweepCell]:
+        """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
+        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
         def compute():
             self.boxes.ensure([method], [protocol], self.cfg.sweep_percentiles)
-            doc = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
-                              protocols=(protocol,))
-            return doc["table"][method][protocol]
-        return self._cached_json(str(self.sweep_part_path(method, protocol).relative_to(self.run_dir)), compute)
+            sw = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
+                             protocols=(protocol,))
+            return {it: c.to_dict() for it, c in sw.table[method][protocol].items()}
+        doc = self._cached_json(str(self.sweep_part_path(method, protocol).relative_to(self.run_dir)), compute)
+        return {it: SweepCell.from_dict(c) for it, c in doc.items()}
 
-    def sweep(self) -> dict:
+    def sweep(self) -> Sweep:
         """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``), assembled from
         :meth:`sweep_part` of every method and protocol."""
         def compute():
             self.boxes.ensure(percentiles=self.cfg.sweep_percentiles)
             head = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, methods=(), protocols=())
-            head["table"] = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
-            return head
-        return self._cached_json("sweep.json", compute)
+            table = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
+            return Sweep(head.percentiles, head.ious, head.interps, head.box_note, table).to_dict()
+        return Sweep.from_dict(self._cached_json("sweep.json", compute))
 
-    def quality(self) -> dict:
+    def quality(self) -> QualityTables:
         """The seed's heatmap-quality analysis per method (``quality.json``)."""
+        tolerance = self.cfg.pointing_tolerance_px_at_224
+
         def compute():
             sizes = self.image_sizes()
             out = {}
@@ -219,12 +224,13 @@ class Run:
                                "method") as bar:
                 for m in self.cfg.methods:
                     recs = quality_records(self.grids.grids[m], sizes, self.gt, self.cfg.boxes,
-                                           self.cfg.quality_percentiles, image_ids=self.grids.rows)
-                    out[m] = aggregate_quality(recs, self.classes)
+                                           self.cfg.quality_percentiles, image_ids=self.grids.rows,
+                                           tolerance_px_at_224=tolerance)
+                    out[m] = MethodQuality.from_dict(aggregate_quality(recs, self.classes))
                     bar.update(1)
-            return {"percentiles": list(self.cfg.quality_percentiles), "tolerance_px_at_224": 15,
-                    "gt_response_units": "raw similarity (before min-max), upsampled map", "methods": out}
-        return self._cached_json("quality.json", compute)
+            return QualityTables(list(self.cfg.quality_percentiles), tolerance,
+                                 "raw similarity (before min-max), upsampled map", out).to_dict()
+        return QualityTables.from_dict(self._cached_json("quality.json", compute))
 
     # ------------------------------------------------------------------------------------------ one image
     def image_sizes(self) -> np.ndarray:

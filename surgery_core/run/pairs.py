@@ -32,7 +32,7 @@ def pair_quality(run: "Run", method: str) -> pd.DataFrame:
     Columns: image (dataset index), class_id, pointing_hit, energy, gt_mean, gt_max.
     """
     recs = quality_records(run.grids.grids[method], run.image_sizes(), run.gt, run.cfg.boxes, (),
-                           image_ids=run.grids.rows)
+                           image_ids=run.grids.rows, tolerance_px_at_224=run.cfg.pointing_tolerance_px_at_224)
     return pd.DataFrame({
         "image": [r.image for r in recs], "class_id": [r.class_id for r in recs],
         "pointing_hit": [r.pointing_hit for r in recs], "energy": [r.energy for r in recs],
@@ -105,7 +105,8 @@ def panel(run: "Run", method: str, image: int, cls: int, percentile: float, prot
     point = pointing_point(wmap, rec.width, rec.height, params.box_resolution)
     hit = energy = best = None
     if m:
-        q = heatmap_quality(grid, rec.width, rec.height, rec.xyxy[sel], params, (float(percentile),))
+        q = heatmap_quality(grid, rec.width, rec.height, rec.xyxy[sel], params, (float(percentile),),
+                            tolerance_px_at_224=run.cfg.pointing_tolerance_px_at_224)
         hit, energy, best = q.pointing_hit, q.energy, q.best_iou[0]
     return Panel(method, working_map(grid, rec.width, rec.height, None), grid, det, point, hit, energy, best)
 

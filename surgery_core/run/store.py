@@ -14,55 +14,15 @@ An entry that fails to load (disk corruption) is treated as missing and recomput
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from surgery_core.files import atomic_write_bytes, cache_dir
 
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no reader ever sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: str | Path, doc) -> None:
-    """Strict JSON (NaN refused: callers turn it into null), written atomically."""
-    atomic_write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
-
-
-def content_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 class RunStore:
@@ -145,8 +105,6 @@ class RunStore:
 
 def default_store_root() -> Path:
     """``$SURGERY_STORE``, else ``store/`` in the cache folder."""
-    from surgery_core.run.config import cache_dir
-
     root = os.environ.get("SURGERY_STORE")
     return Path(root) if root else cache_dir() / "store"
 
@@ -169,5 +127,4 @@ def require_within(path: str | Path, roots: list[str | Path]) -> Path:
     raise PathNotAllowedError(path, f"outside the configured data roots{where}; allowed roots: {allowed}")
 
 
-__all__ = ["RunStore", "default_store", "default_store_root", "atomic_write_bytes", "atomic_write_text",
-           "write_json", "content_sha256", "require_within"]
+__all__ = ["RunStore", "default_store", "default_store_root", "require_within"]

@@ -16,7 +16,8 @@ from surgery_core.share.drawing import comparison, det_labels, encode_png, three
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.model.heatmaps import METHODS
 from surgery_core.run.facade import Run
-from surgery_core.run.store import atomic_write_bytes, atomic_write_text, write_json
+from surgery_core.eval.results import APTables, QualityTables, iou_key
+from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 
 
 def header(run: Run) -> dict:
@@ -29,16 +30,12 @@ def header(run: Run) -> dict:
 
 def multi_iou(run: Run) -> dict:
     """mAP per IoU threshold (the seed's 0.05 ... 0.5 list) per method, protocol and interpolation."""
-    tables = run.ap_tables()["tables"]
     out = {}
-    for m, by_proto in tables.items():
-        for proto, by_interp in by_proto.items():
-            for interp, entry in by_interp.items():
-                res = entry["per_iou"]
-                out.setdefault(m, {}).setdefault(proto, {})[interp] = {
-                    "mAP_per_iou": res["mAP_per_iou"],
-                    "per_class_per_iou": {c: v["AP_per_iou"] for c, v in res["per_class"].items()},
-                }
+    for m, proto, interp, entry in run.ap_tables():
+        out.setdefault(m, {}).setdefault(proto, {})[interp] = {
+            "mAP_per_iou": entry.map_per_iou,
+            "per_class_per_iou": {c: v.ap_per_iou for c, v in entry.per_class.items()},
+        }
     return out
 
 
@@ -128,14 +125,14 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
     paths = {}
     tables = run.ap_tables()
     paths["map_results"] = out / "map_results.json"
-    write_json(paths["map_results"], head | tables)
+    write_json(paths["map_results"], head | tables.to_dict())
     paths["multi_iou_results"] = out / "multi_iou_results.json"
     write_json(paths["multi_iou_results"], head | {"ious": list(run.cfg.iou_thresholds),
-                                                   "percentile": tables["percentile"], "results": multi_iou(run)})
+                                                   "percentile": tables.percentile, "results": multi_iou(run)})
     paths["sweep_results"] = out / "sweep_results.json"
-    write_json(paths["sweep_results"], head | run.sweep())
+    write_json(paths["sweep_results"], head | run.sweep().to_dict())
     paths["heatmap_quality_analysis"] = out / "heatmap_quality_analysis.json"
-    write_json(paths["heatmap_quality_analysis"], head | run.quality())
+    write_json(paths["heatmap_quality_analysis"], head | run.quality().to_dict())
     n = run.cfg.figure_samples if samples is None else samples
     iou = view_iou(run.cfg) if figure_iou is None else figure_iou
     figures, compared = [], []
@@ -170,19 +167,18 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def method_summary(run: Run, tables: dict, q: dict, ious: tuple[float, ...] = (0.05, 0.5)) -> list[str]:
+def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[float, ...] = (0.05, 0.5)) -> list[str]:
     """Markdown lines: one row per method with its pointing game and mAP at ``ious`` (first interpolation,
     present protocol, the run's percentile), the best of each column in bold, and its source."""
     cfg = run.cfg
     interp = cfg.interps[0]
     proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
     ious = tuple(t for t in ious if t in cfg.iou_thresholds)
-    cols = {"pointing game": {m: q["methods"][m]["pointing_game"]["overall"] for m in cfg.methods}}
+    cols = {"pointing game": {m: q.methods[m].pointing_game["overall"] for m in cfg.methods}}
     for t in ious:
-        cols[f"mAP@{t:g}"] = {m: tables["tables"][m][proto][interp]["per_iou"]["mAP_per_iou"].get(f"{t:.6g}")
-                              for m in cfg.methods}
+        cols[f"mAP@{t:g}"] = {m: tables.entry(m, proto, interp).map_per_iou.get(iou_key(t)) for m in cfg.methods}
     best = {c: max((v for v in vals.values() if v is not None), default=None) for c, vals in cols.items()}
-    lines = [f"## Methods at a glance ({interp}, {proto} protocol, percentile {tables['percentile']:g})", "",
+    lines = [f"## Methods at a glance ({interp}, {proto} protocol, percentile {tables.percentile:g})", "",
              "| method | " + " | ".join(cols) + " | what it does | source |", "|---|" + "---|" * (len(cols) + 2)]
     for m in cfg.methods:
         cells = [("**" + _fmt(v) + "**") if v is not None and v == best[c] else _fmt(v)
@@ -191,7 +187,7 @@ def method_summary(run: Run, tables: dict, q: dict, ious: tuple[float, ...] = (0
     return lines + [""]
 
 
-def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out: Path,
+def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path], out: Path,
                     compared: list[Path] = (), figure_iou: float | None = None) -> str:
     cfg = run.cfg
     q = run.quality()
@@ -217,38 +213,33 @@ def markdown_report(run: Run, head: dict, tables: dict, figures: list[Path], out
                   "|---|---|" + "---|" * (len(cfg.iou_thresholds) + (interp == "coco"))]
         for meth in cfg.methods:
             for proto in cfg.protocols:
-                e = tables["tables"][meth][proto][interp]
-                vals = [_fmt(v) for v in e["per_iou"]["mAP_per_iou"].values()]
-                extra = [_fmt(e["mAP_50_95"])] if interp == "coco" else []
+                e = tables.entry(meth, proto, interp)
+                vals = [_fmt(v) for v in e.map_per_iou.values()]
+                extra = [_fmt(e.map_50_95)] if interp == "coco" else []
                 lines.append(f"| {meth} | {proto} | " + " | ".join(vals + extra) + " |")
         lines.append("")
     first = cfg.interps[0]
     t0 = cfg.iou_thresholds[0]
     lines += [f"## Per-class AP at IoU {t0:g} ({first}, present protocol)", "",
               "| class | GT | " + " | ".join(cfg.methods) + " |", "|---|---|" + "---|" * len(cfg.methods)]
-    key = f"{t0:.6g}"
-    for c in run.classes:
-        first_entry = tables["tables"][cfg.methods[0]]["present"][first]["per_iou"]["per_class"][c]
-        if first_entry["n_gt"] == 0:
-            continue
-        vals = [_fmt(tables["tables"][meth]["present"][first]["per_iou"]["per_class"][c]["AP_per_iou"][key])
-                for meth in cfg.methods]
-        lines.append(f"| {c} | {first_entry['n_gt']} | " + " | ".join(vals) + " |")
+    for c, n_gt, vals in tables.per_class("present", first, iou_key(t0), list(cfg.methods), list(run.classes)):
+        if n_gt:
+            lines.append(f"| {c} | {n_gt} | " + " | ".join(_fmt(v) for v in vals) + " |")
     lines += ["", f"## Heatmap quality (the seed's analysis; best-box IoU per (image, class) with GT; "
-                  f"pointing game tolerance 15 px at 224 scale)", ""]
+                  f"pointing game tolerance {cfg.pointing_tolerance_px_at_224:g} px at 224 scale)", ""]
     for meth in cfg.methods:
-        mq = q["methods"][meth]
+        mq = q.methods[meth]
         lines += [f"### {meth} — {METHODS[meth].description}", "",
                   "| percentile | mean best IoU | max best IoU | boxes / image-class | activation ratio |",
                   "|---|---|---|---|---|"]
-        for row in mq["by_percentile"]:
+        for row in mq.by_percentile:
             lines.append(f"| {row['percentile']:g} | {_fmt(row['mean_best_iou'])} | {_fmt(row['max_best_iou'])} | "
                          f"{row['mean_n_boxes']:.2f} | {_fmt(row['mean_activation_ratio'])} |")
-        g = mq["gt_response"]
+        g = mq.gt_response
         lines += ["", f"GT response (raw similarity): mean {_fmt(g['mean_mean'])} ± {_fmt(g['mean_std'])}, "
                       f"max {_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}. Pointing game "
-                      f"{_fmt(mq['pointing_game']['overall'])}, energy pointing game "
-                      f"{_fmt(mq['energy_pointing_game']['overall'])}.", ""]
+                      f"{_fmt(mq.pointing_game['overall'])}, energy pointing game "
+                      f"{_fmt(mq.energy_pointing_game['overall'])}.", ""]
     if figures or compared:
         iou = view_iou(cfg) if figure_iou is None else figure_iou
         lines += ["## Figures", "", f"Boxes at percentile {cfg.boxes.percentile:g}, present protocol, TP/FP at IoU >= "
