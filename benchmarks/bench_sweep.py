@@ -2,27 +2,43 @@
 
 Real annotations (the 11,738 DIOR test files from ../shared/data/dior), synthetic heatmaps of DIOR geometry:
 per image a 25x25 grid per class (ViT-B/32 at 800 px), smooth noise plus a bump on every ground-truth box,
-all 20 classes, 10 percentiles x 6 IoU thresholds, VOC07. Prints wall times:
+all 20 classes, 10 percentiles x 6 IoU thresholds, VOC07 and VOC all-point. The run's own path is timed:
+``RunBoxes`` (surgery_core.run.boxcells) cuts every (method, protocol, percentile) cell at most ``--max-dets`` boxes
+per image into memory-mapped columns in a scratch run store, and ``surgery_core.run.evaluation.sweep_table`` scores them.
 
-- cutting boxes for the "present" protocol (annotated classes per image) at 10 percentiles;
-- the 60 VOC07 (percentile, IoU) cells of the sweep from the cached boxes (matching once per percentile,
-  as ``surgery_core.run.evaluation.sweep_table`` does);
-- recomputing one cell (what a slider drag in the dashboard costs): at a percentile not matched yet
-  (matching + AP) and at another IoU of an already matched percentile (AP only; ``Run.ap`` caches matches);
-- optionally (--open) the "open" protocol: every class on every image.
+Per method (``--methods N``: N synthetic methods, each its own noise seed, named after the registered
+methods; one method's grids are in memory at a time, as a run holds them):
 
-Targets (issue 3): whole sweep < 60 s; one cell < 1 s.
+- cutting boxes for both protocols ("present": the annotated classes of each image, and with ``--open``
+  "open": every class) at 10 percentiles, capped;
+- the sweep (percentile x IoU, VOC07 + VOC) from the stored cells;
+- one cell cold (what the first Per-class AP view of the dashboard costs: a new process opens the cell store,
+  reads one cell, matches and scores it), for a cell already stored and for one cut on the spot.
 
-    python benchmarks/bench_sweep.py [--images N] [--workers 2] [--open]
+Then the cap's effect: on the first ``--cap-images`` images, method 0, both protocols, every sweep cell, the
+largest |mAP(cap) - mAP(no cap)| and the share of boxes the cap drops.
+
+Last line: ``TOTAL methods=... images=... wall_s=... peak_rss_gb=...`` (peak of the summed resident memory of
+this process and its workers, sampled every 0.2 s).
+
+Targets (issue 17): ten methods, full split, both protocols: peak RSS <= 8 GB, wall <= 30 min, first
+Per-class AP view < 15 s. (Issue 3: one cell < 1 s once its boxes exist.)
+
+    python benchmarks/bench_sweep.py [--images N] [--methods 10] [--workers 2] [--open] [--max-dets 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,11 +46,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from surgery_core.data.datasets import load_dior  # noqa: E402
 from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
 from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
-from surgery_core.run.config import SEED_IOUS  # noqa: E402
-from surgery_core.data.datasets import load_dior  # noqa: E402
-from surgery_core.run.evaluation import present_pairs  # noqa: E402
+from surgery_core.model.methods import METHODS  # noqa: E402
+from surgery_core.run.boxcells import RunBoxes  # noqa: E402
+from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
+from surgery_core.run.grids import GridSet  # noqa: E402
+from surgery_core.run.evaluation import box_params_for, ground_truth_for, present_pairs, sweep_table  # noqa: E402
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
 
@@ -53,56 +72,211 @@ def synthetic_grids(ds, grid: int, rng) -> np.ndarray:
     return g
 
 
+class PeakRSS:
+    """Peak of the summed resident set size of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, every: float = 0.2):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _tree_rss() -> int:
+        kids: dict[int, list[int]] = {}
+        rss: dict[int, int] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parts = f.read().rsplit(")", 1)[1].split()
+                kids.setdefault(int(parts[1]), []).append(int(d))
+                rss[int(d)] = int(parts[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        total, todo = 0, [os.getpid()]
+        while todo:
+            p = todo.pop()
+            total += rss.get(p, 0)
+            todo.extend(kids.get(p, []))
+        return total
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._tree_rss())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._tree_rss())
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished workers: on a shared machine the wall time
+    depends on the others' load, the CPU time does not."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def synthetic_probs(ds, rng) -> np.ndarray:
+    """[N, 20] image-level class probabilities: a softmax leaning towards the annotated classes."""
+    logits = rng.normal(0, 1.0, (len(ds.images), len(ds.classes)))
+    for i, rec in enumerate(ds.images):
+        logits[i, np.unique(rec.labels)] += 2.0
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def method_grids(ds, name: str, seed: int, grid: int) -> GridSet:
+    """One synthetic method as a run holds it: grids [N, 20, g, g], probabilities, rows = every image."""
+    rng = np.random.default_rng(seed)
+    return GridSet(key=f"bench-{name}-seed{seed}-grid{grid}-n{len(ds.images)}", classes=tuple(ds.classes),
+                   rows=np.arange(len(ds.images), dtype=np.int64), grids={name: synthetic_grids(ds, grid, rng)},
+                   probs=synthetic_probs(ds, rng), input_size=grid * 32)
+
+
+FIRST_VIEW = """
+import sys, time, json
+t0 = time.perf_counter()
+sys.path.insert(0, {repo!r})
+import numpy as np
+from surgery_core.eval.ap import evaluate, voc_match
+from surgery_core.run.boxcells import CellStore
+from surgery_core.data.detections import Detections
+from surgery_core.run.pairs import ap_table
+gt_cols = np.load({gt!r})
+gt = Detections(gt_cols["xyxy"], np.ones(len(gt_cols["cls"])), gt_cols["cls"], gt_cols["image"])
+t1 = time.perf_counter()
+det = CellStore({root!r}).read({method!r}, {proto!r}, {p!r})
+res = evaluate(gt, det, 20, {iou!r}, "voc07", match=voc_match(gt, det))
+table = ap_table({{{method!r}: res}}, tuple(str(k) for k in range(20)))
+t2 = time.perf_counter()
+print(json.dumps({{"boxes": len(det), "mAP": res.mAP, "import_s": t1 - t0, "view_s": t2 - t1, "total_s": t2 - t0}}))
+"""
+
+
+def first_view(repo: str, root: Path, gt_file: Path, method: str, proto: str, p: float, iou: float) -> dict:
+    """The Per-class AP view of one method from stored cells, in a fresh process (cold imports and page cache
+    of a just-written store): read one cell memory-mapped, match, AP per class."""
+    code = FIRST_VIEW.format(repo=repo, gt=str(gt_file), root=str(root), method=method, proto=proto, p=p, iou=iou)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cap_effect(ds, gs: GridSet, cfg: RunConfig, n_images: int, workers: int) -> str:
+    """Largest |mAP(cap) - mAP(no cap)| over every sweep cell of method 0 on the first ``n_images`` images."""
+    rows = np.arange(min(n_images, len(ds.images)))
+    gt = ground_truth_for(ds, rows)
+    name = next(iter(gs.grids))
+    sizes = np.asarray([(ds.images[i].width, ds.images[i].height) for i in rows])
+    pr, pc = present_pairs(ds, rows)
+    out = []
+    for proto in cfg.protocols:
+        pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
+        params = box_params_for(cfg, proto)
+        runs = {cap: sweep_detections(gs.grids[name][rows], sizes, params, cfg.sweep_percentiles,
+                                      class_probs=gs.probs[rows], workers=workers, max_dets=cap, **pairs)
+                for cap in (0, cfg.boxes.max_dets)}
+        worst, n0, n1 = 0.0, 0, 0
+        for p in cfg.sweep_percentiles:
+            d0, d1 = runs[0][p], runs[cfg.boxes.max_dets][p]
+            n0, n1 = n0 + len(d0), n1 + len(d1)
+            for interp in ("voc07", "voc"):
+                a = evaluate(gt, d0, 20, SEED_IOUS, interp, match=voc_match(gt, d0)).map_per_iou
+                b = evaluate(gt, d1, 20, SEED_IOUS, interp, match=voc_match(gt, d1)).map_per_iou
+                worst = max(worst, float(np.nanmax(np.abs(a - b))))
+        out.append(f"{proto}: max |dmAP| {worst:.2e} over {len(cfg.sweep_percentiles)} percentiles x "
+                   f"{len(SEED_IOUS)} IoUs x VOC07+VOC; boxes {n0:,} -> {n1:,} ({1 - n1 / max(n0, 1):.1%} dropped)")
+    return f"cap effect (maxDets {cfg.boxes.max_dets} vs none, first {len(rows)} images, {name}): " + "; ".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=None, help="first N test images (default: all 11,738)")
+    ap.add_argument("--methods", type=int, default=1, help="synthetic methods (at most the registered ten)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--grid", type=int, default=25)
-    ap.add_argument("--open", action="store_true", help="also time the open protocol (all 20 classes)")
+    ap.add_argument("--open", action="store_true", help="also the open protocol (all 20 classes)")
+    ap.add_argument("--max-dets", dest="max_dets", type=int, default=100, help="cap per image (0 = none)")
+    ap.add_argument("--cap-images", dest="cap_images", type=int, default=1000,
+                    help="images of the cap-vs-no-cap comparison (0 = skip)")
+    ap.add_argument("--store", help="scratch run store (default: a temporary folder, removed at the end)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        with tarfile.open(TARBALL) as tar:
-            tar.extractall(tmp, filter="data")
-        ds = load_dior(Path(tmp) / "DIOR", "test", limit=args.images)
-        print(f"annotations: {len(ds.images)} images, {len(ds.ground_truth())} boxes, "
-              f"read in {time.perf_counter() - t:.1f} s")
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    grids = synthetic_grids(ds, args.grid, rng)
-    print(f"synthetic grids {grids.shape} in {time.perf_counter() - t:.1f} s")
-    sizes = np.asarray([(r.width, r.height) for r in ds.images])
-    rows = np.arange(len(ds.images))
-    pr, pc = present_pairs(ds, rows)
-    gt = ds.ground_truth()
-    params = BoxParams()
-    protocols = [("present", dict(pair_image=pr, pair_class=pc))] + ([("open", {})] if args.open else [])
-    for name, pairs in protocols:
-        n_pairs = len(pr) if pairs else len(ds.images) * len(ds.classes)
-        t = time.perf_counter()
-        dets = sweep_detections(grids, sizes, params, DEFAULT_SWEEP_PERCENTILES, workers=args.workers, **pairs)
-        t_boxes = time.perf_counter() - t
-        t = time.perf_counter()
-        best = (-1.0, None)
-        for p in DEFAULT_SWEEP_PERCENTILES:
-            res = evaluate(gt, dets[p], len(ds.classes), SEED_IOUS, "voc07", match=voc_match(gt, dets[p]))
-            for iou, m in zip(SEED_IOUS, res.map_per_iou):
-                if m > best[0]:
-                    best = (float(m), (p, iou))
-        t_sweep = time.perf_counter() - t
-        t = time.perf_counter()
-        matched = voc_match(gt, dets[75.0])
-        evaluate(gt, dets[75.0], len(ds.classes), 0.1, "voc07", match=matched)
-        t_cell = time.perf_counter() - t
-        t = time.perf_counter()
-        evaluate(gt, dets[75.0], len(ds.classes), 0.3, "voc", match=matched)
-        t_cell_iou = time.perf_counter() - t
-        n_det = sum(len(d) for d in dets.values())
-        print(f"[{name}] {n_pairs:,} (image, class) pairs x {len(DEFAULT_SWEEP_PERCENTILES)} percentiles -> "
-              f"{n_det:,} boxes: cut in {t_boxes:.1f} s ({args.workers} workers, "
-              f"{t_boxes / n_pairs * 1e3:.2f} ms per pair); 60-cell VOC07 sweep {t_sweep:.1f} s; "
-              f"whole sweep {t_boxes + t_sweep:.1f} s (target < 60 s); one cell {t_cell * 1e3:.0f} ms at a new "
-              f"percentile, {t_cell_iou * 1e3:.0f} ms at a new IoU (target < 1000 ms); best mAP {best[0]:.4f} at percentile {best[1][0]:g}, IoU {best[1][1]:g}")
+    names = list(METHODS)[:args.methods]
+    t_all = time.perf_counter()
+    scratch = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    with PeakRSS() as rss:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            with tarfile.open(TARBALL) as tar:
+                tar.extractall(tmp, filter="data")
+            ds = load_dior(Path(tmp) / "DIOR", "test", limit=args.images)
+            print(f"annotations: {len(ds.images)} images, {len(ds.ground_truth())} boxes, "
+                  f"read in {time.perf_counter() - t:.1f} s", flush=True)
+        protocols = ("present", "open") if args.open else ("present",)
+        cfg = RunConfig(data=DataConfig(kind="dior", root="bench", split="test", limit=args.images),
+                        methods=tuple(names), protocols=protocols, boxes=BoxParams(max_dets=args.max_dets),
+                        interps=("voc07", "voc"))
+        gt = ds.ground_truth()
+        gt_file = scratch / "gt.npz"
+        np.savez(gt_file, xyxy=gt.xyxy, cls=gt.class_id, image=gt.image)
+        n_pairs = {"present": len(present_pairs(ds, np.arange(len(ds.images)))[0]),
+                   "open": len(ds.images) * len(ds.classes)}
+        first = None
+        for k, name in enumerate(names):
+            t, c = time.perf_counter(), cpu_seconds()
+            gs = method_grids(ds, name, k, args.grid)
+            t_grids = time.perf_counter() - t
+            mcfg = cfg.model_copy(update={"methods": (name,)})
+            boxes = RunBoxes(mcfg, ds, gs, scratch / "boxes" / name, workers=args.workers)
+            if k == 0:  # the first view before anything is stored: one cell cut on the spot
+                t = time.perf_counter()
+                boxes.ensure([name], ["present"], [cfg.boxes.percentile])
+                det = boxes.get(name, "present", cfg.boxes.percentile)
+                evaluate(gt, det, 20, 0.1, "voc07", match=voc_match(gt, det))
+                first = time.perf_counter() - t
+            t = time.perf_counter()
+            boxes.ensure(percentiles=cfg.sweep_percentiles)
+            t_cut = time.perf_counter() - t
+            t = time.perf_counter()
+            doc = sweep_table(mcfg, ds, gs, boxes)
+            t_sweep = time.perf_counter() - t
+            n_box = {pr: sum(len(boxes.get(name, pr, p)) for p in cfg.sweep_percentiles) for pr in protocols}
+            best = {pr: doc.table[name][pr]["voc07"].best for pr in protocols}
+            print(f"[{k + 1}/{len(names)} {name}] grids {t_grids:.1f} s; cut {sum(n_pairs[p] for p in protocols):,} "
+                  f"pairs x {len(cfg.sweep_percentiles)} percentiles ({'+'.join(protocols)}) -> "
+                  + ", ".join(f"{pr} {n:,}" for pr, n in n_box.items())
+                  + f" boxes (maxDets {args.max_dets}) in {t_cut:.1f} s ({args.workers} workers); sweep "
+                  f"{len(cfg.sweep_percentiles)}x{len(SEED_IOUS)} cells x VOC07+VOC x {len(protocols)} protocols "
+                  f"{t_sweep:.1f} s; best VOC07 mAP "
+                  + ", ".join(f"{pr} {b.map:.4f} at p{b.percentile:g} IoU {b.iou:g}" for pr, b in best.items())
+                  + f"; CPU {cpu_seconds() - c:.0f} s for this method; peak RSS so far {rss.peak / 2**30:.2f} GB",
+                  flush=True)
+            if k == 0 and args.cap_images:
+                t = time.perf_counter()
+                print(cap_effect(ds, gs, mcfg, args.cap_images, args.workers)
+                      + f" ({time.perf_counter() - t:.0f} s)", flush=True)
+            del gs, boxes
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for proto in protocols:
+            v = first_view(repo, scratch / "boxes" / names[0], gt_file, names[0], proto, cfg.boxes.percentile, 0.1)
+            print(f"first Per-class AP view, {names[0]} {proto} p{cfg.boxes.percentile:g} VOC07 IoU 0.1, maxDets "
+                  f"{args.max_dets}, cell stored, fresh process: {v['total_s']:.2f} s ({v['import_s']:.2f} s imports "
+                  f"and ground truth, {v['view_s']:.2f} s read {v['boxes']:,} boxes + match + AP per class)",
+                  flush=True)
+        print(f"first Per-class AP view, {names[0]} present p{cfg.boxes.percentile:g}, nothing stored yet (cut that "
+              f"one cell of {n_pairs['present']:,} pairs, match, AP): {first:.1f} s", flush=True)
+        disk = sum(f.stat().st_size for f in (scratch / "boxes").rglob("*.npy"))
+        print(f"box cells on disk: {disk / 2**30:.2f} GB", flush=True)
+    if not args.store:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"TOTAL methods={len(names)} images={len(ds.images)} wall_s={time.perf_counter() - t_all:.0f} "
+          f"peak_rss_gb={rss.peak / 2**30:.2f} cpu_s={cpu_seconds():.0f} load_avg_1min={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

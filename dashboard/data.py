@@ -140,29 +140,93 @@ _locks: dict[str, threading.Lock] = {}
 
 
 def ensure(run: Run, what: str) -> None:
-    """Compute a run's one-time products (``boxes``, ``ap_tables``, ``sweep``, ``quality``) under a spinner that
-    says what is happening; instant once cached in the run folder."""
+    """Compute a run's one-time products (``ap_tables``, ``quality``) under a spinner that says what is
+    happening; instant once cached in the run folder."""
     lock = _locks.setdefault(run_key(run) + what, threading.Lock())
-    if what == "boxes":
-        if run.is_loaded("boxes"):
-            return
-        msg = None if run.is_cached("boxes") else (
-            f"Cutting boxes for {len(run.cfg.methods)} methods x {len(run.cfg.protocols)} protocols x every "
-            "percentile of the sweep (once per run, then cached in the run folder)…")
-        with lock, st.spinner(msg or "Loading boxes…", show_time=msg is not None):
-            run.boxes
-        return
     if run.is_cached(what):
         return
-    ensure(run, "boxes")
     with lock, st.spinner(f"Computing {what.replace('_', ' ')} (once per run, then cached)…", show_time=True):
         getattr(run, what)()
+
+
+def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float) -> None:
+    """Cut the box cells a view needs (these methods, one protocol and percentile) under a spinner naming them,
+    only where the run store lacks them: nothing else of the sweep is cut before the view is drawn."""
+    todo = run.boxes.missing(methods, [protocol], [percentile])
+    if not todo:
+        return
+    names = ", ".join(m for m, _, _ in todo)
+    with st.spinner(f"Cutting boxes of {names} ({protocol}, p{percentile:g}; once, then kept in the run store)…",
+                    show_time=True):
+        run.boxes.ensure([m for m, _, _ in todo], [protocol], [percentile])
+
+
+@dataclass
+class _Filler:
+    """A run's sweep parts computed in a background thread (one per run) while the page stays usable.
+
+    queue: (method, protocol) parts still to compute, in the order pages asked for them; done: parts finished in
+    this process; running: the part being computed; errors: part -> one-line reason."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: list[tuple[str, str]] = field(default_factory=list)
+    done: set[tuple[str, str]] = field(default_factory=set)
+    running: tuple[str, str] | None = None
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _filler(key: str) -> _Filler:
+    return _Filler()
+
+
+def _fill(run: Run, f: _Filler) -> None:
+    """The background thread: compute queued sweep parts until the queue is empty (no Streamlit calls here)."""
+    while True:
+        with f.lock:
+            if not f.queue:
+                f.thread, f.running = None, None
+                return
+            part = f.running = f.queue.pop(0)
+        try:
+            run.sweep_part(*part)
+        except Exception as exc:  # shown on the page; the other parts go on
+            f.errors[part] = f"{type(exc).__name__}: {exc}"
+        with f.lock:
+            f.done.add(part)
+
+
+def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
+                ) -> tuple[dict[str, dict], list[str], dict[str, str]]:
+    """The sweep of each method under ``protocol`` that is computed already (``run.sweep_part``, read from the
+    run folder), the methods still missing (with ``start``, queued to the run's background thread, started here
+    when idle), and errors by method. Never blocks on a computation."""
+    f = _filler(run_key(run))
+    have, missing, errors = {}, [], {}
+    for m in methods:
+        part = (m, protocol)
+        if part in f.errors:
+            errors[m] = f.errors[part]
+        elif run.sweep_part_path(m, protocol).is_file():
+            have[m] = run.sweep_part(m, protocol)
+        else:
+            missing.append(m)
+    if missing and start:
+        with f.lock:
+            for m in missing:
+                if (m, protocol) not in f.queue and f.running != (m, protocol):
+                    f.queue.append((m, protocol))
+            if f.thread is None:
+                f.thread = threading.Thread(target=_fill, args=(run, f), name=f"sweep-{run.run_hash}", daemon=True)
+                f.thread.start()
+    return have, missing, errors
 
 
 def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
               coco95: bool = False) -> APResult:
     """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco)."""
-    ensure(run, "boxes")
+    ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
     return run.ap(method, protocol, interp, float(percentile), thr)
 
@@ -179,7 +243,7 @@ def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
 def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: float, _run: Run) -> pd.DataFrame:
     """:func:`surgery_core.run.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
     settings, with the cached :func:`pair_quality`."""
-    ensure(_run, "boxes")
+    ensure_cells(_run, [method], protocol, percentile)
     return pairs.pair_outcomes(_run, method, protocol, percentile, iou, quality=pair_quality(key, method, _run))
 
 

@@ -240,7 +240,8 @@ RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
     "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
     "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
-    "figures": ("figure_samples",),
+    "figures": ("figure_samples",), "max_dets": ("boxes", "max_dets"), "protocols": ("protocols",),
+    "sweep_percentiles": ("sweep_percentiles",),
 }
 
 
@@ -294,8 +295,10 @@ def config_from_args(args) -> "RunConfig":
             continue
         if dest == "methods":
             value = _method_list(value)
-        elif dest == "ious":
-            value = _csv_floats("--ious", value)
+        elif dest in ("ious", "sweep_percentiles"):
+            value = _csv_floats(_flag(dest), value)
+        elif dest == "protocols":
+            value = tuple(t.strip() for t in value.split(",") if t.strip())
         put(path, value, _flag(dest))
     try:
         return RunConfig.model_validate(doc)
@@ -352,6 +355,7 @@ def _cmd_evaluate(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
+    from surgery_core.run.evaluation import describe_cap
     from surgery_core.share.report import write_evaluation
 
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
@@ -367,7 +371,7 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
     tables = run.ap_tables()
     interp = cfg.interps[0]
-    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}) per IoU:")
+    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
             vals = tables.entry(m, proto, interp).map_per_iou
@@ -432,6 +436,14 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--refine", choices=["none", "pamr"],
                    help="refine maps before the threshold: pamr = NACLIP's PAMR, 10 iterations, dilations 8, 16")
     e.add_argument("--ious", help="comma-separated IoU thresholds (default 0.05,0.1,0.15,0.2,0.3,0.5)")
+    e.add_argument("--max-dets", dest="max_dets", type=int,
+                   help="at most N boxes per image (all classes) per method, protocol and percentile, highest "
+                        "scores kept, as COCO's maxDets (default 100; 0 = no cap)")
+    e.add_argument("--protocols", help="comma-separated protocols to compute: present, open (default both); "
+                                       "boxes of a protocol left out are never cut")
+    e.add_argument("--sweep-percentiles", dest="sweep_percentiles",
+                   help="comma-separated heatmap percentiles of the threshold sweep (default 50,55,...,95); "
+                        "boxes are cut only at these and --percentile")
     e.add_argument("--figures", type=int, help="samples drawn as figures (default 10): per method a three-column "
                                                "PNG, and one PNG of every method side by side")
     e.add_argument("--random-weights", dest="random_weights", action="store_true",

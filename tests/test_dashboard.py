@@ -331,17 +331,20 @@ def test_a_links_page_parameters_wait_for_their_page(dashboard_env, test_run):
 
 def test_run_says_what_is_cached(test_run, tmp_path):
     """``Run.is_cached``/``is_loaded``: the dashboard asks these instead of looking into the run folder."""
-    from surgery_core.run.facade import PRODUCT_FILES, Run
+    from surgery_core.run.facade import PRODUCTS, Run
     from surgery_core.run.store import RunStore
 
-    assert all(test_run.is_cached(p) for p in PRODUCT_FILES)  # conftest computed every product
+    assert all(test_run.is_cached(p) for p in PRODUCTS)  # conftest computed every product
     assert not test_run.is_loaded("ap_tables")  # tables are read from their file on each call
     fresh = Run(test_run.cfg, RunStore(tmp_path), test_run.dataset, test_run.grids, test_run.model_identity,
                 test_run.model_note)
-    assert not any(fresh.is_cached(p) for p in PRODUCT_FILES) and not fresh.is_loaded("boxes")
+    assert not any(fresh.is_cached(p) for p in PRODUCTS) and not fresh.is_loaded("boxes")
     fresh.ap_tables()
-    assert fresh.is_cached("ap_tables") and fresh.is_loaded("boxes") and fresh.is_cached("boxes")
+    # the tables cut the boxes of the run's own percentile only (issue 17: box cells are cut when first needed)
+    assert fresh.is_cached("ap_tables") and fresh.is_loaded("boxes") and not fresh.is_cached("boxes")
     assert not fresh.is_cached("sweep")
+    fresh.sweep()
+    assert fresh.is_cached("sweep") and fresh.is_cached("boxes")
     with pytest.raises(KeyError, match="unknown run product 'tables'"):
         fresh.is_cached("tables")
 

@@ -56,6 +56,10 @@ class BoxParams(BaseModel):
     nms_iou: float | None = Field(None, ge=0.0, le=1.0, description="NMS IoU per image and class; None = off")
     box_resolution: int | None = Field(DEFAULT_BOX_RESOLUTION, ge=1,
                                        description="working map side in pixels; None = the image's own size")
+    max_dets: int = Field(100, ge=0, description="keep at most this many boxes per image (over all its classes) "
+                                                 "per method, protocol and percentile, the highest scores first, "
+                                                 "as detectors and COCO's maxDets do; 0 = no cap. Applied by "
+                                                 "the run's box store, see maxdets.py")
     refine: Literal["none", "pamr"] = Field(
         "none", description="refine each class map before thresholding: none, or pamr (10 iterations, "
                             "dilations 8 and 16 px at the model's input size, guided by the image; NACLIP's "
@@ -389,8 +393,12 @@ class _Chunk:
     pair_prob: np.ndarray
 
 
-def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...]) -> list[tuple[np.ndarray, ...]]:
-    """Cut every pair of a chunk at every percentile; per percentile concatenated (xyxy, score, class, row)."""
+def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
+               max_dets: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Cut every pair of a chunk at every percentile; per percentile concatenated (xyxy, score, class, row).
+
+    max_dets: cap per image of each percentile's boxes (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must
+    then hold every pair of its images. Capping here, in the worker, keeps uncapped boxes out of the parent."""
     acc: list[list[list[np.ndarray]]] = [[[], [], [], []] for _ in percentiles]
     for row, cls, prob in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(), chunk.pair_prob.tolist()):
         w, h = chunk.sizes[row]
@@ -407,6 +415,13 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...])
             out.append(tuple(np.concatenate(x) for x in a))
         else:
             out.append((np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    if max_dets:
+        from surgery_core.eval.maxdets import cap_indices
+
+        for i, cols in enumerate(out):
+            keep = cap_indices(cols[3], cols[1], max_dets)
+            if keep is not None:
+                out[i] = tuple(c[keep] for c in cols)
     return out
 
 
@@ -415,7 +430,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
                      pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
                      class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
                      workers: int = 1, chunk_pairs: int | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict[float, Detections]:
+                     progress: Callable[[int], None] | None = None, max_dets: int = 0) -> dict[float, Detections]:
     """Boxes for many (image, class) pairs at many percentiles, one :class:`Detections` per percentile.
 
     grids: per image a raw ``[num_classes, grid_h, grid_w]`` array (a stacked ``[N, C, gh, gw]`` array works).
@@ -429,6 +444,8 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
+    max_dets: at most this many boxes per image and percentile, highest scores first (:mod:`surgery_core.eval.maxdets`,
+    ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
     """
     percentiles = tuple(float(p) for p in percentiles)
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
@@ -463,11 +480,15 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
         chunk_pairs = int(np.clip(-(-len(pair_image) // (16 * workers)), 128, 4096))
     chunk_pairs = max(1, chunk_pairs)
     chunks = []
-    for start in range(0, len(pair_image), chunk_pairs):
-        rows = pair_image[start:start + chunk_pairs]
+    bounds = list(range(0, len(pair_image), chunk_pairs)) + [len(pair_image)]
+    if max_dets:  # the cap is per image: move each chunk start to the first pair of its image
+        bounds = np.unique(np.searchsorted(pair_image, pair_image[bounds[:-1]], side="left").tolist()
+                           + [len(pair_image)]).tolist() if len(pair_image) else [0]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        rows = pair_image[start:stop]
         uniq, local = np.unique(rows, return_inverse=True)
         chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
-                               pair_class[start:start + chunk_pairs], pair_prob[start:start + chunk_pairs]),
+                               pair_class[start:stop], pair_prob[start:stop]),
                        uniq))
     def tick(k: int) -> None:
         if progress is not None:
@@ -475,11 +496,11 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
 
     if workers > 1 and len(chunks) > 1:
         results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                            [percentiles] * len(chunks), workers=workers, on_result=tick)
+                            [percentiles] * len(chunks), [max_dets] * len(chunks), workers=workers, on_result=tick)
     else:
         results = []
         for k, (c, _) in enumerate(chunks):
-            results.append(_run_chunk(c, params, percentiles))
+            results.append(_run_chunk(c, params, percentiles, max_dets))
             tick(k)
 
     out: dict[float, Detections] = {}

@@ -94,6 +94,16 @@ class RunConfig(_Frozen):
             raise ValueError(f"unknown heatmap methods {unknown}; registered: {list(METHODS)}")
         return v
 
+    @field_validator("sweep_percentiles", "quality_percentiles")
+    @classmethod
+    def _percentiles_in_range(cls, v):
+        bad = [p for p in v if not 0.0 <= p <= 100.0]
+        if bad:
+            raise ValueError(f"percentiles must be between 0 and 100, got {', '.join(f'{p:g}' for p in bad)}")
+        if not v:
+            raise ValueError("needs at least one percentile")
+        return v
+
     @field_validator("prompt_set")
     @classmethod
     def _known_prompts(cls, v):

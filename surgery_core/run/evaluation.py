@@ -21,6 +21,7 @@ from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.run.grids import GridSet
+from surgery_core.eval.maxdets import cap_detections
 from surgery_core.progress import QUIET, Progress
 
 PROTOCOL_NOTES = {
@@ -30,7 +31,7 @@ PROTOCOL_NOTES = {
 INTERP_NOTES = {
     "voc07": "VOC2007 11-point interpolation, greedy matching, IoU >= t, continuous coordinates",
     "voc": "VOC2010+ all-point interpolation, greedy matching, IoU >= t, continuous coordinates",
-    "coco": "COCO 101-point interpolation (faster-coco-eval), maxDets 100, area all",
+    "coco": "COCO 101-point interpolation (faster-coco-eval), COCOeval maxDets 100 per image and class, area all",
 }
 
 
@@ -106,9 +107,12 @@ def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
 
 
 def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None,
-              bars: Progress = QUIET) -> BoxCache:
-    """Boxes of every method and protocol at every percentile the run needs (one working map per pair).
+              bars: Progress = QUIET, *, methods: tuple[str, ...] | None = None,
+              protocols: tuple[str, ...] | None = None, percentiles: tuple[float, ...] | None = None) -> BoxCache:
+    """Boxes of every method and protocol at every percentile the run needs (one working map per pair), at most
+    ``cfg.boxes.max_dets`` per image of each (method, protocol, percentile) (:mod:`surgery_core.eval.maxdets`).
 
+    methods / protocols / percentiles: only these (default: the run's, and :func:`all_percentiles`).
     workers: processes; None = one per CPU for DIOR-scale runs (> 20,000 pairs), else this process only
     (starting workers costs about a second). Results are identical whatever the count. bars: a bar counting
     the (image, class) maps cut.
@@ -117,24 +121,28 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     sizes = sizes.reshape(-1, 2)
     pr, pc = present_pairs(dataset, gs.rows)
     cache = BoxCache()
-    percentiles = all_percentiles(cfg)
+    methods = cfg.methods if methods is None else methods
+    protocols = cfg.protocols if protocols is None else protocols
+    percentiles = all_percentiles(cfg) if percentiles is None else tuple(float(p) for p in percentiles)
+    cap = cfg.boxes.max_dets
     if workers is None:
-        n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in cfg.protocols else 0)
+        n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in protocols else 0)
         workers = 0 if n_pairs > 20_000 else 1
     n_maps = {"present": len(pr), "open": len(gs.rows) * len(gs.classes)}
-    total = len(cfg.methods) * sum(n_maps[proto] for proto in cfg.protocols)
-    with bars.bar(f"boxes ({len(cfg.methods)} methods x {'+'.join(cfg.protocols)}, {len(percentiles)} percentiles)",
+    total = len(methods) * sum(n_maps[proto] for proto in protocols)
+    with bars.bar(f"boxes ({len(methods)} methods x {'+'.join(protocols)}, {len(percentiles)} percentiles)",
                   total, "map") as bar:
-        for m in cfg.methods:
-            for proto in cfg.protocols:
+        for m in methods:
+            for proto in protocols:
                 pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
                 if cfg.boxes.refine == "pamr":
-                    cache.dets[(m, proto)] = _refined_sweep(cfg, dataset, gs, m, sizes, proto, percentiles, pairs)
+                    dets = _refined_sweep(cfg, dataset, gs, m, sizes, proto, percentiles, pairs)
+                    cache.dets[(m, proto)] = {p: cap_detections(d, cap) for p, d in dets.items()}
                     bar.update(n_maps[proto])
                     continue
                 cache.dets[(m, proto)] = sweep_detections(
                     gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
-                    image_ids=gs.rows, workers=workers, progress=bar.update, **pairs)
+                    image_ids=gs.rows, workers=workers, progress=bar.update, max_dets=cap, **pairs)
     return cache
 
 
@@ -176,16 +184,22 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
 
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
-                interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET) -> Sweep:
-    """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation."""
+                interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET, *,
+                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None) -> Sweep:
+    """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
+
+    methods / protocols: only these (default: the run's).
+    """
+    methods = cfg.methods if methods is None else methods
+    protocols = cfg.protocols if protocols is None else protocols
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
     ps = tuple(float(p) for p in cfg.sweep_percentiles)
     out: dict = {}
     with bars.bar(f"sweep {len(ps)} percentiles x {len(cfg.iou_thresholds)} IoUs",
-                  len(cfg.methods) * len(cfg.protocols) * len(ps), "method x protocol x percentile") as bar:
-        for m in cfg.methods:
-            for proto in cfg.protocols:
+                  len(methods) * len(protocols) * len(ps), "method x protocol x percentile") as bar:
+        for m in methods:
+            for proto in protocols:
                 results: dict[str, list] = {interp: [] for interp in interps}
                 for p in ps:
                     det = boxes.get(m, proto, p)
@@ -217,6 +231,14 @@ def describe_boxes(params: BoxParams) -> str:
         parts.append(f"min area {params.min_area:g} px2")
     if params.nms_iou is not None:
         parts.append(f"NMS {params.nms_iou:g}")
+    parts.append(describe_cap(params.max_dets))
     if params.refine != "none":
         parts.append(f"maps refined by {params.refine.upper()} (10 iterations, dilations 8, 16 px) before the threshold")
     return ", ".join(parts)
+
+
+def describe_cap(max_dets: int) -> str:
+    """The detection cap in words, as every AP caption states it."""
+    if not max_dets:
+        return "no cap on boxes per image (maxDets off)"
+    return f"maxDets {max_dets}: at most {max_dets} boxes per image over all classes, highest scores kept"

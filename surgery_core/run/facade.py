@@ -21,18 +21,21 @@ from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
 from surgery_core.run.grids import GridSet
-from surgery_core.run.evaluation import BoxCache, ap_tables, box_params_for, cut_boxes, ground_truth_for, sweep_table
+from surgery_core.run.boxcells import RunBoxes, box_key
+from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
 from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
 from surgery_core.eval.quality import aggregate_quality, quality_records
-from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep
+from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep, SweepCell
 from surgery_core.files import atomic_write_bytes, write_json
 from surgery_core.run.store import RunStore, default_store
 
-BOXES_FILE = "boxes.npz"
-#: What a run computes once and keeps in its folder, by name: the file that holds it.
-PRODUCT_FILES = {"boxes": BOXES_FILE, "ap_tables": "ap_tables.json", "sweep": "sweep.json",
-                 "quality": "quality.json"}
+SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
+#: What a run computes once and keeps in its folder as one file, by name: the file that holds it. (Its boxes are
+#: kept cell by cell in the run store, see :mod:`surgery_core.run.boxcells`.)
+PRODUCT_FILES = {"ap_tables": "ap_tables.json", "sweep": "sweep.json", "quality": "quality.json"}
+#: Every product :meth:`Run.is_cached` knows.
+PRODUCTS = ("boxes", *PRODUCT_FILES)
 
 
 class Run:
@@ -105,35 +108,42 @@ class Run:
         return self._loaded
 
     def is_cached(self, product: str) -> bool:
-        """Whether ``product`` (a name of :data:`PRODUCT_FILES`: boxes, ap_tables, sweep, quality) is there
-        without computing: loaded in this process or stored in the run folder."""
-        return self.is_loaded(product) or (self.run_dir / PRODUCT_FILES[product]).is_file()
+        """Whether ``product`` (one of :data:`PRODUCTS`: boxes, ap_tables, sweep, quality) is there without
+        computing: for the tables, their file in the run folder; for the boxes, every cell the reports need
+        (:meth:`report_percentiles`, each method and protocol) in the run store."""
+        if product not in PRODUCTS:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCTS)}")
+        if product == "boxes":  # asking does not load the box store (is_loaded stays as it was)
+            boxes = self.__dict__.get("boxes") or self._box_store()
+            return not boxes.missing(percentiles=self.report_percentiles())
+        return (self.run_dir / PRODUCT_FILES[product]).is_file()
 
     def is_loaded(self, product: str) -> bool:
-        """Whether ``product`` is in this process's memory, so that asking for it costs nothing (only the boxes
-        are kept; the tables are read from their file on each call)."""
-        if product not in PRODUCT_FILES:
-            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCT_FILES)}")
+        """Whether ``product``'s handle is in this process's memory (only the boxes' is kept: the cell store,
+        whose last cells read stay in memory; the tables are read from their file on each call)."""
+        if product not in PRODUCTS:
+            raise KeyError(f"unknown run product {product!r}; one of {', '.join(PRODUCTS)}")
         return product == "boxes" and "boxes" in self.__dict__  # where cached_property keeps its value
 
     # ------------------------------------------------------------------------------------------ boxes
     @cached_property
-    def boxes(self) -> BoxCache:
-        """Boxes at every needed percentile, per method and protocol (cached in ``boxes.npz``)."""
-        path = self.run_dir / BOXES_FILE
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    return BoxCache.from_npz(z)
-            except Exception:  # damaged cache: recompute it
-                pass
-        cache = cut_boxes(self.cfg, self.dataset, self.grids, bars=self.bars)
-        import io
+    def boxes(self) -> RunBoxes:
+        """Boxes per (method, protocol, percentile) cell, cut on first use and kept as columns in the run store
+        (``boxes/<box key>/``, shared by runs whose boxes are the same; see :mod:`surgery_core.run.boxcells`)."""
+        return self._box_store()
 
-        buf = io.BytesIO()
-        np.savez(buf, **cache.to_npz_dict())
-        atomic_write_bytes(path, buf.getvalue())
-        return cache
+    def _box_store(self) -> RunBoxes:
+        return RunBoxes(self.cfg, self.dataset, self.grids, self.store.root / "boxes" / box_key(self.cfg, self.grids),
+                        bars=self.bars)
+
+    def report_percentiles(self) -> tuple[float, ...]:
+        """Percentiles whose boxes the reports need: the run's own and the sweep's."""
+        return tuple(sorted({float(self.cfg.boxes.percentile), *map(float, self.cfg.sweep_percentiles)}))
+
+    def ensure_boxes(self, percentiles: tuple[float, ...] | None = None) -> int:
+        """Cut every missing cell of the run's methods and protocols at ``percentiles`` (default: what the reports
+        need) in one pass per (method, protocol); returns the number of cells cut."""
+        return self.boxes.ensure(percentiles=self.report_percentiles() if percentiles is None else percentiles)
 
     @cached_property
     def gt(self) -> Detections:
@@ -174,13 +184,34 @@ class Run:
 
     def ap_tables(self) -> APTables:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
-        return APTables.from_dict(self._cached_json("ap_tables.json", lambda: ap_tables(
-            self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()))
+        def compute():
+            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
+        return APTables.from_dict(self._cached_json("ap_tables.json", compute))
+
+    def sweep_part_path(self, method: str, protocol: str) -> Path:
+        return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
+
+    def sweep_part(self, method: str, protocol: str) -> dict[str, SweepCell]:
+        """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
+        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
+        def compute():
+            self.boxes.ensure([method], [protocol], self.cfg.sweep_percentiles)
+            sw = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
+                             protocols=(protocol,))
+            return {it: c.to_dict() for it, c in sw.table[method][protocol].items()}
+        doc = self._cached_json(str(self.sweep_part_path(method, protocol).relative_to(self.run_dir)), compute)
+        return {it: SweepCell.from_dict(c) for it, c in doc.items()}
 
     def sweep(self) -> Sweep:
-        """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``)."""
-        return Sweep.from_dict(self._cached_json("sweep.json", lambda: sweep_table(
-            self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()))
+        """mAP over percentile x IoU per method, protocol and VOC interpolation (``sweep.json``), assembled from
+        :meth:`sweep_part` of every method and protocol."""
+        def compute():
+            self.boxes.ensure(percentiles=self.cfg.sweep_percentiles)
+            head = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, methods=(), protocols=())
+            table = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
+            return Sweep(head.percentiles, head.ious, head.interps, head.box_note, table).to_dict()
+        return Sweep.from_dict(self._cached_json("sweep.json", compute))
 
     def quality(self) -> QualityTables:
         """The seed's heatmap-quality analysis per method (``quality.json``)."""

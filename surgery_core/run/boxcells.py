@@ -1,0 +1,186 @@
+"""A run's boxes as columns on disk, one folder per (method, protocol, percentile) cell, cut when first asked for.
+
+Layout under the run store root::
+
+    boxes/<box_key>/<method>/<protocol>/p<percentile>/xyxy.npy      float64 [n, 4] original-image pixels
+                                                     score.npy     float64 [n]
+                                                     class_id.npy  uint8 [n] (uint16 beyond 256 classes)
+                                                     image.npy     int32 [n] dataset image index
+
+``box_key`` covers what the boxes depend on (the grids' content key, the data configuration, the images that
+have grids, the class list and every box parameter but the percentile), so runs that differ only in what they
+report (IoU thresholds, interpolations, sweep percentiles, protocols, figures) share their cells.
+
+Cells are read memory-mapped (``np.load(mmap_mode="r")``): reading one cell touches only its own files, and
+the coordinate and score pages stay in the page cache rather than the process heap. Coordinates and scores are
+kept in float64 because AP must not move when boxes are stored and read back: float32 would merge scores that
+differ in their last bits (reordering ties) and shift IoUs across a threshold. The cap
+(``BoxParams.max_dets``, :mod:`surgery_core.eval.maxdets`) is what keeps cells small: at most ``max_dets`` boxes per
+image.
+
+A cell is written into a temporary folder beside it and renamed into place, so readers see a whole cell or
+none; two processes cutting the same cell both write whole folders and the first rename wins (equal content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from surgery_core.run.config import RunConfig
+from surgery_core.data.datasets import Dataset
+from surgery_core.data.detections import Detections
+from surgery_core.run.grids import GridSet
+from surgery_core.run.evaluation import all_percentiles, cut_boxes
+from surgery_core.progress import QUIET, Progress
+
+COLUMNS = ("xyxy", "score", "class_id", "image")
+
+
+def box_key(cfg: RunConfig, gs: GridSet) -> str:
+    """16 hex digits over everything a run's boxes depend on except the method, protocol and percentile."""
+    doc = {"grids": gs.key, "data": cfg.data.model_dump(mode="json"), "classes": list(gs.classes),
+           "rows": hashlib.sha256(np.ascontiguousarray(gs.rows, np.int64).tobytes()).hexdigest(),
+           "boxes": cfg.boxes.model_dump(mode="json", exclude={"percentile"})}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CellStore:
+    """Columnar box cells under one folder (see the module note)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, method: str, protocol: str, percentile: float) -> Path:
+        return self.root / method / protocol / f"p{float(percentile):g}"
+
+    def has(self, method: str, protocol: str, percentile: float) -> bool:
+        d = self.path(method, protocol, percentile)
+        return all((d / f"{c}.npy").is_file() for c in COLUMNS)
+
+    def read(self, method: str, protocol: str, percentile: float) -> Detections | None:
+        """The cell's boxes (coordinates and scores memory-mapped), or None when absent or unreadable."""
+        d = self.path(method, protocol, percentile)
+        try:
+            cols = {c: _load(d / f"{c}.npy") for c in COLUMNS}
+            return Detections(cols["xyxy"], cols["score"], cols["class_id"], cols["image"])
+        except (OSError, ValueError):  # absent, or damaged: recomputed by the caller, never served
+            return None
+
+    def discard(self, method: str, protocol: str, percentile: float) -> None:
+        """Remove a cell (one that cannot be read back), so that it is cut again."""
+        shutil.rmtree(self.path(method, protocol, percentile), ignore_errors=True)
+
+    def write(self, method: str, protocol: str, percentile: float, det: Detections, num_classes: int) -> None:
+        """Store one cell atomically (a whole folder renamed into place)."""
+        d = self.path(method, protocol, percentile)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))
+        try:
+            cls_type = np.uint8 if num_classes <= 256 else np.uint16
+            cols = {"xyxy": np.ascontiguousarray(det.xyxy, np.float64),
+                    "score": np.ascontiguousarray(det.score, np.float64),
+                    "class_id": det.class_id.astype(cls_type), "image": det.image.astype(np.int32)}
+            for name, arr in cols.items():
+                with open(tmp / f"{name}.npy", "wb") as f:
+                    np.save(f, arr, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o777 & ~_umask())
+            try:
+                os.rename(tmp, d)
+            except OSError:  # another process stored the cell first (same content)
+                if not self.has(method, protocol, percentile):
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # numpy cannot map an empty array: there is nothing to map
+        return np.load(path, allow_pickle=False)
+
+
+class RunBoxes:
+    """The boxes of one run, cell by cell: :meth:`get` cuts a (method, protocol, percentile) cell on first use
+    and stores it; :meth:`ensure` cuts many cells of a (method, protocol) in one pass over its maps (each
+    working map is built once for all percentiles). The last ``keep`` cells read stay in memory."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, gs: GridSet, root: str | Path, bars: Progress = QUIET,
+                 workers: int | None = None, keep: int = 16):
+        self.cfg, self.dataset, self.gs, self.bars, self.workers = cfg, dataset, gs, bars, workers
+        self.cells = CellStore(root)
+        self.keep = keep
+        self._mem: OrderedDict[tuple, Detections] = OrderedDict()
+        self._mem_lock = threading.Lock()
+        self._cut_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def has(self, method: str, protocol: str, percentile: float) -> bool:
+        return self.cells.has(method, protocol, percentile)
+
+    def missing(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
+                percentiles: Iterable[float] | None = None) -> list[tuple[str, str, float]]:
+        """Cells not stored yet among the given ones (default: the run's methods, protocols, percentiles)."""
+        ms = self.cfg.methods if methods is None else tuple(methods)
+        prs = self.cfg.protocols if protocols is None else tuple(protocols)
+        ps = all_percentiles(self.cfg) if percentiles is None else tuple(float(p) for p in percentiles)
+        return [(m, pr, p) for m in ms for pr in prs for p in ps if not self.cells.has(m, pr, p)]
+
+    def get(self, method: str, protocol: str, percentile: float) -> Detections:
+        """The boxes of one cell, cut and stored first when missing."""
+        key = (method, protocol, float(percentile))
+        with self._mem_lock:
+            if key in self._mem:
+                self._mem.move_to_end(key)
+                return self._mem[key]
+        det = self.cells.read(*key)
+        if det is None:
+            self.cells.discard(*key)  # a damaged cell is cut again
+            self.ensure([method], [protocol], [percentile])
+            det = self.cells.read(*key)
+            if det is None:
+                raise OSError(f"box cell {self.cells.path(*key)} could not be read back after it was written")
+        with self._mem_lock:
+            self._mem[key] = det
+            while len(self._mem) > self.keep:
+                self._mem.popitem(last=False)
+        return det
+
+    def ensure(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
+               percentiles: Iterable[float] | None = None) -> int:
+        """Cut and store every missing cell among the given ones, one pass per (method, protocol); returns the
+        number of cells cut."""
+        todo: dict[tuple[str, str], list[float]] = {}
+        for m, pr, p in self.missing(methods, protocols, percentiles):
+            todo.setdefault((m, pr), []).append(p)
+        n = 0
+        for (m, pr), ps in todo.items():
+            lock = self._cut_locks.setdefault((m, pr), threading.Lock())
+            with lock:
+                ps = [p for p in ps if not self.cells.has(m, pr, p)]  # another thread may have cut them
+                if not ps:
+                    continue
+                cache = cut_boxes(self.cfg, self.dataset, self.gs, self.workers, self.bars, methods=(m,),
+                                  protocols=(pr,), percentiles=tuple(ps))
+                for p in ps:
+                    self.cells.write(m, pr, p, cache.get(m, pr, p), len(self.gs.classes))
+                n += len(ps)
+        return n
