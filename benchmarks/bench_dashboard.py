@@ -174,7 +174,7 @@ def bench_browser(repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
                 prv = pg.locator(".st-key-prev button >> visible=true").first
                 for _ in range(repeats):
                     timed("browser previous (back over seen samples)", prv.click)
-            b.close()
+            pg.context.browser.close()
     finally:
         serving.stop(proc)
     return out

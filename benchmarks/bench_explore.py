@@ -134,7 +134,7 @@ def browser_figures(model: dict, query: dict, repeats: int, root: Path) -> tuple
                 type_phrase("browser: phrase seen before -> maps redrawn", phrase)
             main = pg.locator('[data-testid="stMain"]').inner_text()
             how = next((line for line in main.splitlines() if line.startswith("model ")), "")
-            b.close()
+            pg.context.browser.close()
     finally:
         serving.stop(proc)
     out.pop("warm-up", None)

@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from surgery_core.data.datasets import load_dior  # noqa: E402
 from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
-from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, sweep_detections  # noqa: E402
+from surgery_core.eval.boxes import BoxParams, sweep_detections  # noqa: E402
 from surgery_core.model.methods import METHODS  # noqa: E402
 from surgery_core.run.boxcells import RunBoxes  # noqa: E402
 from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402

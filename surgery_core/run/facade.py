@@ -27,7 +27,7 @@ from surgery_core.data.images import read_image
 from surgery_core.progress import QUIET, Progress
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep, SweepCell
-from surgery_core.files import atomic_write_bytes, write_json
+from surgery_core.files import write_json
 from surgery_core.run.store import RunStore, default_store
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
