@@ -79,27 +79,6 @@ class BoxCache:
     def get(self, method: str, protocol: str, percentile: float) -> Detections:
         return self.dets[(method, protocol)][float(percentile)]
 
-    def to_npz_dict(self) -> dict[str, np.ndarray]:
-        out = {}
-        for (m, proto), by_p in self.dets.items():
-            for p, d in by_p.items():
-                stem = f"{m}|{proto}|{p:g}"
-                out[stem + "|xyxy"] = d.xyxy
-                out[stem + "|score"] = d.score
-                out[stem + "|class_id"] = d.class_id
-                out[stem + "|image"] = d.image
-        return out
-
-    @classmethod
-    def from_npz(cls, z) -> "BoxCache":
-        cache = cls()
-        stems = {k.rsplit("|", 1)[0] for k in z.files}
-        for stem in stems:
-            m, proto, p = stem.split("|")
-            d = Detections(z[stem + "|xyxy"], z[stem + "|score"], z[stem + "|class_id"], z[stem + "|image"])
-            cache.dets.setdefault((m, proto), {})[float(p)] = d
-        return cache
-
 
 def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
     return tuple(sorted({float(p) for p in (*cfg.sweep_percentiles, *cfg.quality_percentiles,
