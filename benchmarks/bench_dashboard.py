@@ -35,9 +35,9 @@ APP = str(REPO / "dashboard" / "app.py")
 
 
 def demo_config():
-    from surgery_core.run.config import ModelConfig, RunConfig
-    from surgery_core.files import cache_dir
     from surgery_core.demo.model import DEMO_WEIGHTS
+    from surgery_core.files import cache_dir
+    from surgery_core.run.config import ModelConfig, RunConfig
 
     if DEMO_WEIGHTS.is_file():
         return RunConfig(), "shipped demo weights"

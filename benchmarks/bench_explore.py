@@ -68,11 +68,11 @@ def with_checkpoint(model: dict, root: Path) -> dict:
 
 def library_figures(model: dict, query: dict, repeats: int) -> dict[str, list[float]]:
     """The same work in this process, without the app: image side once, text side per new / cached phrase."""
+    from surgery_core.data.images import read_image
+    from surgery_core.model.methods import METHODS
     from surgery_core.run import explore
     from surgery_core.run.config import ModelConfig, RunConfig
     from surgery_core.run.engine import SAMPLES_ROOT, resolve_model
-    from surgery_core.model.methods import METHODS
-    from surgery_core.data.images import read_image
 
     loaded = resolve_model(RunConfig(model=ModelConfig(**model)))
     image = read_image(sorted(SAMPLES_ROOT.rglob("*.jpg"))[0])

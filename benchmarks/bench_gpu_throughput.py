@@ -35,11 +35,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from surgery_core.data.classes import DIOR_CLASSES  # noqa: E402
-from surgery_core.run.device_images import DeviceImageBatches  # noqa: E402
-from surgery_core.run.engine import _collate, _ImageSet  # noqa: E402
-from surgery_core.model.heatmaps import compute_heatmaps
+from surgery_core.model.heatmaps import compute_heatmaps  # noqa: E402
 from surgery_core.model.loading import autocast_dtype, load_model  # noqa: E402
 from surgery_core.model.text import ensemble_text_features  # noqa: E402
+from surgery_core.run.device_images import DeviceImageBatches  # noqa: E402
+from surgery_core.run.engine import _collate, _ImageSet  # noqa: E402
 
 
 def synthetic_jpegs(folder: Path, count: int, side: int = 800) -> list[Path]:

@@ -18,10 +18,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.heatmaps import similarity_grids
-from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, paths_for
-from surgery_core.model.loading import autocast_dtype, load_model
 from surgery_core.model.forward import tower_forward
+from surgery_core.model.heatmaps import similarity_grids
+from surgery_core.model.loading import autocast_dtype, load_model
+from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, paths_for
 
 
 def main() -> None:

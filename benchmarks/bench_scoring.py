@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from surgery_core.eval.ap import evaluate  # noqa: E402
 from surgery_core.data.classes import DIOR_CLASSES, ClassIndex  # noqa: E402
 from surgery_core.data.detections import Detections  # noqa: E402
+from surgery_core.eval.ap import evaluate  # noqa: E402
 
 K = len(DIOR_CLASSES)
 SEED_IOUS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50)

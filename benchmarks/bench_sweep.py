@@ -52,8 +52,8 @@ from surgery_core.eval.boxes import BoxParams, sweep_detections  # noqa: E402
 from surgery_core.model.methods import METHODS  # noqa: E402
 from surgery_core.run.boxcells import RunBoxes  # noqa: E402
 from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
-from surgery_core.run.grids import GridSet  # noqa: E402
 from surgery_core.run.evaluation import box_params_for, ground_truth_for, present_pairs, sweep_table  # noqa: E402
+from surgery_core.run.grids import GridSet  # noqa: E402
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
 

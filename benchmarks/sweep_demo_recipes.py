@@ -94,8 +94,8 @@ def _run_one(r: dict, recipes: list[dict], work: Path, out: Path, device: str) -
     import torch
 
     import surgery_core.demo.train as T
-    from surgery_core.run.config import ModelConfig, RunConfig
     from surgery_core.demo.card import measure_run
+    from surgery_core.run.config import ModelConfig, RunConfig
     from surgery_core.run.facade import Run
     from surgery_core.run.store import RunStore
 
@@ -164,8 +164,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SURGERY_CACHE", str(work / "cache"))  # the test split, generated once here
 
-    from surgery_core.demo.train import render_training_set
     from surgery_core.demo import demo_data_root
+    from surgery_core.demo.train import render_training_set
 
     t0 = time.time()
     demo_data_root()

@@ -15,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from surgery_core.run import pairs
+from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
+from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
 from surgery_core.run.engine import resolve_model
 from surgery_core.run.facade import Run
 from surgery_core.run.store import require_within
-
-from dashboard import operator_settings
 
 ENV_MODEL_LOAD_LOG = "SURGERY_MODEL_LOAD_LOG"
 

@@ -64,8 +64,8 @@ def allowed_roots() -> list[Path]:
     The configured roots (``data_roots`` of ``$SURGERY_DASHBOARD_CONFIG`` and ``$SURGERY_DATA_ROOTS``), or,
     with none configured, the cache folder (demo scenes) and the run store; always the files shipped with
     the package (real DIOR samples, demo weights) and the paths of the app's default run (the operator's)."""
-    from surgery_core.files import cache_dir
     from surgery_core.demo.model import WEIGHTS_DIR
+    from surgery_core.files import cache_dir
     from surgery_core.run.engine import SAMPLES_ROOT
 
     roots = list(configured_data_roots()) or [cache_dir(), run_store().root]

@@ -22,10 +22,9 @@ from typing import Any
 
 import streamlit as st
 
-from surgery_core.run.config import RunConfig
-
 from dashboard import state
 from dashboard.operator_settings import app_default_config
+from surgery_core.run.config import RunConfig
 
 MAX_CONFIG_BYTES = 64 * 1024
 _PENDING = "_url_pending"  # {name: text} of the link's parameters no page has declared yet

@@ -9,15 +9,12 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from surgery_core.run.config import RunConfig
+from dashboard import data, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.model.methods import METHODS
 from surgery_core.model.prompts import PROMPT_SETS
+from surgery_core.run.config import RunConfig
 from surgery_core.run.facade import Run
-
-from dashboard import data
-from dashboard import operator_settings, permalink, state
-from dashboard import widgets
 
 KINDS = {"demo": "demo scenes (generated)", "samples": "5 real DIOR samples", "dior": "DIOR folder",
          "coco": "COCO JSON"}

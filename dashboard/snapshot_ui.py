@@ -35,10 +35,9 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from surgery_core.share.snapshots import Snapshot, SnapshotError, view_state
-
 from dashboard.operator_settings import snapshot_store
 from dashboard.state import PAGE_TITLES
+from surgery_core.share.snapshots import Snapshot, SnapshotError, view_state
 
 REG = "_snap_shown"
 COLOUR_SCALE = "colour scale"  # the image name of a heatmap colour bar: drawn on its own row, at its own width

@@ -14,9 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from surgery_core.run.config import RunConfig
-
 from dashboard.operator_settings import app_default_config
+from surgery_core.run.config import RunConfig
 
 #: The app's pages (``?page=`` names) and their titles, in navigation order.
 PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "explore": "Explore", "ap": "Per-class AP",

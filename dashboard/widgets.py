@@ -11,13 +11,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from surgery_core.share.drawing import score_text
-from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
+from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
+from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
 from surgery_core.run.facade import Run
-
-from dashboard import snapshot_ui
-from dashboard import state
+from surgery_core.share.drawing import score_text
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
 SESSION = "session"  # persist_state: keep each value across pages

@@ -82,12 +82,11 @@ def _cmd_heatmaps(args) -> int:
     import numpy as np
     import torch
 
-    from surgery_core.model.heatmaps import compute_heatmaps
-    from surgery_core.model.methods import DEFAULT_METHODS
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.model.loading import load_model
-
     from surgery_core.demo.model import DEMO_ARCH
+    from surgery_core.model.heatmaps import compute_heatmaps
+    from surgery_core.model.loading import load_model
+    from surgery_core.model.methods import DEFAULT_METHODS
 
     arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))

@@ -72,9 +72,9 @@ def _dashboard_config(base: Path):
     import torch
     from safetensors.torch import save_file
 
-    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
     from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
     from surgery_core.model.loading import load_model
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
 
     data = DataConfig(limit=DASHBOARD_LIMIT)
     if DEMO_WEIGHTS.is_file():

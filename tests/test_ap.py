@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_ap, voc_match
 from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
 from surgery_core.data.detections import Detections
+from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_ap, voc_match
 from surgery_core.eval.matching import box_iou, match, match_detections, paired_iou
 
 # Same place as conftest.py's DIOR_TARBALL: ../shared next to the repository unless SURGERY_SHARED says.

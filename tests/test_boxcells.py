@@ -17,8 +17,8 @@ from surgery_core.eval.boxes import BoxParams, sweep_detections
 from surgery_core.eval.maxdets import cap_detections, cap_indices
 from surgery_core.run.boxcells import COLUMNS, CellStore, RunBoxes, box_key
 from surgery_core.run.config import DataConfig, RunConfig
-from surgery_core.run.grids import GridSet
 from surgery_core.run.evaluation import box_params_for, describe_boxes, present_pairs
+from surgery_core.run.grids import GridSet
 
 PERCENTILES = (60.0, 80.0, 90.0)
 

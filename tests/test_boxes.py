@@ -8,9 +8,18 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from surgery_core.eval.boxes import (BoxParams, boxes_at_thresholds, boxes_from_grid, boxes_from_grid_sweep,
-                                close_open, extract_detections, find_components, order_statistics,
-                                percentile_thresholds, sweep_detections)
+from surgery_core.eval.boxes import (
+    BoxParams,
+    boxes_at_thresholds,
+    boxes_from_grid,
+    boxes_from_grid_sweep,
+    close_open,
+    extract_detections,
+    find_components,
+    order_statistics,
+    percentile_thresholds,
+    sweep_detections,
+)
 from surgery_core.eval.maps import box_mask, image_scale, normalize, upsample, working_map
 
 RNG = np.random.default_rng(20251029)

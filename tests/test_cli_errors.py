@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_models import _lying_safetensors, _zip_without_torch
 
 from surgery_core.cli import main
-from test_models import _lying_safetensors, _zip_without_torch
 
 CLI = [sys.executable, "-m", "surgery_core.cli"]
 SAMPLE_IMAGE = "surgery_core/samples/dior/JPEGImages-trainval/00001.jpg"

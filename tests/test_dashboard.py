@@ -392,8 +392,8 @@ def test_model_note_is_shown_for_real_imagery(dashboard_env, test_run):
 def test_no_configuration_opens_the_demo_run(dashboard_env, monkeypatch):
     """No run parameter, no $SURGERY_DASHBOARD_CONFIG: the demo run (RunConfig()), or, before the demo weights
     exist, a message saying how to get them."""
-    from surgery_core.run.config import RunConfig
     from surgery_core.demo.model import DEMO_WEIGHTS
+    from surgery_core.run.config import RunConfig
 
     monkeypatch.delenv("SURGERY_DASHBOARD_CONFIG")
     at = app()

@@ -9,11 +9,11 @@ import re
 import time
 
 import pytest
+from test_dashboard import PAGES
 
 from dashboard import serving
 from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
 from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
-from test_dashboard import PAGES
 
 pytestmark = pytest.mark.browser
 

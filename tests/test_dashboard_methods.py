@@ -3,8 +3,9 @@ colour per method everywhere, each method's description and source on hover."""
 
 from __future__ import annotations
 
-from surgery_core.model.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, method_color
 from test_dashboard import app, goto, markdown, ok
+
+from surgery_core.model.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, method_color
 
 
 def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_env, test_run):

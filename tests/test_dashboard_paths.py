@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_dashboard import app, ok
 
 
@@ -141,11 +140,11 @@ def test_default_roots_without_configuration(dashboard_env, tmp_path, monkeypatc
     paths of the app's default run are allowed; anything else is refused."""
     from dashboard.data import check_paths
     from dashboard.operator_settings import allowed_roots
-    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
-    from surgery_core.demo.model import DEMO_WEIGHTS
     from surgery_core.demo import demo_data_root
-    from surgery_core.run.engine import SAMPLES_ROOT
+    from surgery_core.demo.model import DEMO_WEIGHTS
     from surgery_core.errors import PathNotAllowedError
+    from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+    from surgery_core.run.engine import SAMPLES_ROOT
 
     monkeypatch.delenv("SURGERY_DATA_ROOTS", raising=False)
     monkeypatch.delenv("SURGERY_DASHBOARD_CONFIG", raising=False)

@@ -14,9 +14,9 @@ import shutil
 import zipfile
 
 import pytest
+from test_dashboard import app, goto, markdown, ok
 
 from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
-from test_dashboard import app, goto, markdown, ok
 
 ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from test_dashboard_browser import count, one, server, settle  # noqa: F401 - ``server``: the module's app process
 
 pytestmark = pytest.mark.browser

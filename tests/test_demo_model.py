@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 
-from surgery_core.run.config import DataConfig, RunConfig
 from surgery_core.data.datasets import load_dior
 from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
 from surgery_core.demo.scenes import DEMO_CLASSES
 from surgery_core.model.loading import load_model
+from surgery_core.run.config import DataConfig, RunConfig
 from surgery_core.run.facade import Run
 from surgery_core.run.store import RunStore
 

@@ -14,11 +14,17 @@ import pytest
 
 from surgery_core.data.classes import DIOR_CLASSES, prompt_name
 from surgery_core.demo import scenes
+from surgery_core.demo.scenes import (
+    CLASS_WORDS,
+    DEMO_CLASSES,
+    PLAIN_BACKGROUND,
+    generate_dataset,
+    is_complete,
+    render_scene,
+)
 from surgery_core.demo.scenes import dataset as scene_dataset
 from surgery_core.demo.scenes.geometry import _draw
 from surgery_core.demo.scenes.scene import _layout
-from surgery_core.demo.scenes import (CLASS_WORDS, DEMO_CLASSES, PLAIN_BACKGROUND, generate_dataset, is_complete,
-                                      render_scene)
 
 N_SCENES = 200
 ANN = Path("Annotations") / "Horizontal Bounding Boxes"

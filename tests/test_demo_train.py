@@ -9,10 +9,10 @@ import numpy as np
 import open_clip
 from safetensors.torch import load_file
 
+from surgery_core.data.images import squash
 from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS
 from surgery_core.demo.scenes import GENERATOR_VERSION, render_scene
 from surgery_core.demo.train import render_training_set, squash_all, train
-from surgery_core.data.images import squash
 from surgery_core.model.loading import load_model
 
 TINY = dict(scenes=40, steps=3, batch=16, render_workers=1, log_every=0)

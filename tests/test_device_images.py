@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from surgery_core.run.device_images import DeviceImageBatches, squash_normalise
-from surgery_core.errors import ImageError
 from surgery_core.data.images import read_image, squash, to_tensor
+from surgery_core.errors import ImageError
+from surgery_core.run.device_images import DeviceImageBatches, squash_normalise
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 ONE_LEVEL = 1 / 255 / min(STD) + 1e-6  # one 8-bit grey level, in normalised units

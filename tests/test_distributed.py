@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from surgery_core.run.distributed import launch_from_env, shard
 from surgery_core.errors import SurgeryError
+from surgery_core.run.distributed import launch_from_env, shard
 from surgery_core.run.store import RunStore
 
 MODULE = [sys.executable, "-m", "surgery_core"]

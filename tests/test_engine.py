@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from surgery_core.model.methods import DEFAULT_METHODS
 from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
 from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
-from surgery_core.model.methods import DEFAULT_METHODS
 from surgery_core.run.store import RunStore
 
 REPO_CMD = [sys.executable, "-m", "surgery_core.cli"]

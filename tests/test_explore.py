@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SAMPLES
 
-from surgery_core.run import explore
+from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.errors import ImageError, InputError
+from surgery_core.model.forward import surgery_forward
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.methods import METHODS
-from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.model.prompts import prompt_texts
-from surgery_core.model.forward import surgery_forward
-
-from conftest import SAMPLES
+from surgery_core.run import explore
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -83,8 +82,8 @@ def hostile() -> dict[str, tuple[bytes, str]]:
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def loaded(demo_checkpoint):
-    from surgery_core.model.loading import load_model
     from surgery_core.demo.model import DEMO_ARCH
+    from surgery_core.model.loading import load_model
 
     return load_model(DEMO_ARCH, demo_checkpoint)
 

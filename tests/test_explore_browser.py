@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from surgery_core.model.methods import METHODS
-
 from test_dashboard_browser import page, server, settle  # noqa: F401  (fixtures)
 from test_explore import encode, hostile, scene
+
+from surgery_core.model.methods import METHODS
 
 pytestmark = pytest.mark.browser
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import plotly.io as pio
-
-from surgery_core.run import explore
-from surgery_core.model.methods import METHODS
-
 from test_dashboard import APP, ok
 from test_explore import HOSTILE, encode, hostile, scene
+
+from surgery_core.model.methods import METHODS
+from surgery_core.run import explore
 
 
 def app(query: dict | None = None):

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 import surgery_core.model.methods as M
-from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
-from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
+from surgery_core.model.forward import embed, surgery_forward, tower_forward
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import load_model
+from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
+from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
 from surgery_core.run.store import RunStore
-from surgery_core.model.forward import embed, surgery_forward, tower_forward
 
 
 @pytest.fixture()

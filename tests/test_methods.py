@@ -16,12 +16,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
-from surgery_core.model.methods import (DEFAULT_METHODS, METHODS, PATHS, SEED_METHODS, get_method, paths_for,
-                                  register_method, Method, Source)
-from surgery_core.model.loading import load_model
-from surgery_core.model.text import ensemble_text_features
 from surgery_core.model.forward import embed, tower_forward
+from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
+from surgery_core.model.loading import load_model
+from surgery_core.model.methods import (
+    DEFAULT_METHODS,
+    METHODS,
+    PATHS,
+    SEED_METHODS,
+    Method,
+    Source,
+    get_method,
+    paths_for,
+    register_method,
+)
+from surgery_core.model.text import ensemble_text_features
 
 NEW = ("maskclip", "sclip", "clearclip", "naclip", "gem", "segearth_ov")
 # (residual, FFN, final blocks replaced) of each official variant, written here independently of the registry.

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgery_core.run import pairs
-from surgery_core.run.evaluation import box_params_for
 from surgery_core.eval.maps import working_map
 from surgery_core.eval.matching import box_iou, match_detections
 from surgery_core.eval.quality import heatmap_quality, quality_records
+from surgery_core.run import pairs
+from surgery_core.run.evaluation import box_params_for
 
 METHOD, PROTO, PCT, IOU = "vv_mixed", "present", 75.0, 0.1
 

@@ -7,11 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from surgery_core.eval.boxes import BoxParams
 from surgery_core.data.detections import Detections
+from surgery_core.eval.boxes import BoxParams
 from surgery_core.eval.maps import working_map
-from surgery_core.eval.quality import (PairQuality, aggregate_quality, best_box_iou, energy_share, heatmap_quality,
-                                  pointing_hit, pointing_point, quality_records)
+from surgery_core.eval.quality import (
+    PairQuality,
+    aggregate_quality,
+    best_box_iou,
+    energy_share,
+    heatmap_quality,
+    pointing_hit,
+    pointing_point,
+    quality_records,
+)
 
 # box_resolution=7 makes the working map the grid itself: exact figures on hand-built grids.
 GRID_RES = BoxParams(morph_kernel=1, box_resolution=7)

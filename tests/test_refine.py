@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from surgery_core.eval.boxes import BoxParams
-from surgery_core.run.config import RunConfig
 from surgery_core.model.refine import PAMR_DILATIONS, PAMR_ITERATIONS, pamr, refine_grid
+from surgery_core.run.config import RunConfig
 
 
 def _offsets(d, centre):
@@ -91,9 +91,9 @@ def test_refine_is_in_the_run_hash_and_default_hash_unchanged():
 
 
 def test_a_run_with_pamr_cuts_boxes_from_refined_maps(tmp_path, demo_checkpoint):
+    from surgery_core.data.images import squash
     from surgery_core.run.config import DataConfig, ModelConfig
     from surgery_core.run.evaluation import describe_boxes
-    from surgery_core.data.images import squash
     from surgery_core.run.facade import Run
     from surgery_core.run.store import RunStore
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from surgery_core.errors import ImageError
 from surgery_core.data.images import decode_image, read_image
+from surgery_core.errors import ImageError
 
 CLI = [sys.executable, "-m", "surgery_core.cli"]
 

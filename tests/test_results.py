@@ -10,8 +10,17 @@ import pytest
 
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import COCO_IOUS, evaluate
-from surgery_core.eval.results import (COCO_50_95, MEAN_OVER_IOUS, APEntry, APTables, Sweep, SweepBest, SweepCell,
-                                       nested_none_if_nan, none_if_nan)
+from surgery_core.eval.results import (
+    COCO_50_95,
+    MEAN_OVER_IOUS,
+    APEntry,
+    APTables,
+    Sweep,
+    SweepBest,
+    SweepCell,
+    nested_none_if_nan,
+    none_if_nan,
+)
 
 CLASSES = ("a", "b", "c")  # "c" has no ground truth
 IOUS = (0.1, 0.5)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core.eval.ap import evaluate
+from surgery_core import cli
+from surgery_core.cli import add_score_arguments, run_score
 from surgery_core.data.classes import DIOR_CLASSES
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
-from surgery_core import cli
-from surgery_core.cli import add_score_arguments, run_score
+from surgery_core.eval.ap import evaluate
 from surgery_core.eval.scoring import read_coco_detections, read_csv_detections, read_detections, score
 
 K = len(DIOR_CLASSES)

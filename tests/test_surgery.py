@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.attention import feature_surgery
-from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
-from surgery_core.model.methods import METHODS
-from surgery_core.model.loading import load_model
 from surgery_core.model.forward import embed, surgery_forward
+from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
+from surgery_core.model.loading import load_model
+from surgery_core.model.methods import METHODS
 
 torch.manual_seed(0)
 

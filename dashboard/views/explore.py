@@ -14,12 +14,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data, permalink, snapshot_ui, state, widgets
-from surgery_core.share import drawing
-from surgery_core.run import explore
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
-from surgery_core.model.methods import METHODS
 from surgery_core.eval.maps import upsample
+from surgery_core.model.methods import METHODS
+from surgery_core.run import explore
+from surgery_core.share import drawing
 
 # a dataset sample is ``sample``; an uploaded image never goes into a link, only ``xsrc=upload``
 permalink.declare(

@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, permalink, snapshot_ui, widgets
-from surgery_core.share import bundle
-from surgery_core.share import html as report_html
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, view_iou
+from surgery_core.share import bundle
+from surgery_core.share import html as report_html
 from surgery_core.share.report import main_class
 
 MAX_SAMPLE_OPTIONS = 5000  # beyond this the samples are typed as image ids

@@ -14,11 +14,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
 
 import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
-from xml.etree.ElementTree import ParseError
 
 from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
 from surgery_core.data.detections import Detections

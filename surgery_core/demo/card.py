@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from surgery_core.demo import DEMO_DATA_COUNT, DEMO_DATA_SEED
-from surgery_core.run.config import RunConfig
 from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS, WEIGHTS_DIR
+from surgery_core.run.config import RunConfig
 
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 LOG = WEIGHTS_DIR / "training_log.json"
@@ -109,8 +109,8 @@ def method_costs(demo_visual, size: int, depth: int) -> dict:
     and vanilla ``encode_image``, as multiples of ``encode_image``: for the demo model and for a ViT-B/16 at
     224 px (random weights: FLOPs do not depend on them). Counted, not timed: the same on any machine."""
     from surgery_core.model.heatmaps import pass_flops
-    from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS
     from surgery_core.model.loading import load_model
+    from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS
 
     cases = {**{m: (m,) for m in DEFAULT_METHODS}, "seed four": SEED_METHODS, "all": DEFAULT_METHODS}
     out = {}

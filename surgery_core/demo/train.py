@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.data.images import squash
-from surgery_core.parallel import spawn_map
 from surgery_core.demo.model import DEMO_ARCH, register_demo_models, weights_file_name
 from surgery_core.demo.scenes import GENERATOR_VERSION, render_chunk
+from surgery_core.parallel import spawn_map
 
 
 def render_training_set(seed: int, count: int, size: int, workers: int = 1, chunk: int = 250,

@@ -26,8 +26,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
-from surgery_core.eval.results import iou_key, none_if_nan
 from surgery_core.eval.matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
+from surgery_core.eval.results import iou_key, none_if_nan
 
 Interp = Literal["voc07", "voc", "coco"]
 INTERPS: tuple[str, ...] = ("voc07", "voc", "coco")

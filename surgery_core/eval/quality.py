@@ -32,10 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
-from surgery_core.eval.boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
-from surgery_core.eval.matching import box_iou
 from surgery_core.data.detections import Detections
+from surgery_core.eval.boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
 from surgery_core.eval.maps import box_mask, image_scale, raw_working_map, working_map
+from surgery_core.eval.matching import box_iou
 from surgery_core.parallel import resolve_workers, spawn_map
 
 #: The pointing game's customary tolerance, in pixels of a 224-pixel image.

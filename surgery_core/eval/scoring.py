@@ -32,10 +32,10 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from surgery_core.eval.ap import COCO_IOUS, evaluate
 from surgery_core.data.classes import ClassIndex
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
+from surgery_core.eval.ap import COCO_IOUS, evaluate
 
 CSV_COLUMNS = ("image_id", "class", "xmin", "ymin", "xmax", "ymax", "score")
 

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.attention import SCORERS
-from surgery_core.model.methods import DEFAULT_METHODS, ORI, Method, get_method, paths_for
+from surgery_core.model.forward import SurgeryTokens, TowerTokens, tower_forward
 from surgery_core.model.loading import LoadedModel, autocast_dtype
+from surgery_core.model.methods import DEFAULT_METHODS, ORI, Method, get_method, paths_for
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features
-from surgery_core.model.forward import SurgeryTokens, TowerTokens, tower_forward
 
 
 def _as_tower(toks) -> TowerTokens:

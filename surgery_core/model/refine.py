@@ -81,8 +81,8 @@ def sweep_refined(grids, image_sizes, params, percentiles, load_image, size: int
     """:func:`boxes.sweep_detections` on PAMR-refined grids, ``batch`` images at a time (a refined map is
     ``size x size`` px per class: holding a whole run's would not fit). Same arguments and result;
     load_image(row) -> uint8 RGB image squashed to ``size``. Detections stay grouped by image in row order."""
-    from surgery_core.eval.boxes import sweep_detections
     from surgery_core.data.detections import Detections
+    from surgery_core.eval.boxes import sweep_detections
 
     n = len(grids)
     ids = np.arange(n, dtype=np.int64) if image_ids is None else np.asarray(image_ids, np.int64)

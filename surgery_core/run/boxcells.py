@@ -36,12 +36,12 @@ from typing import Iterable
 
 import numpy as np
 
-from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.grids import GridSet
-from surgery_core.run.evaluation import all_percentiles, cut_boxes
 from surgery_core.progress import QUIET, Progress
+from surgery_core.run.config import RunConfig
+from surgery_core.run.evaluation import all_percentiles, cut_boxes
+from surgery_core.run.grids import GridSet
 
 COLUMNS = ("xyxy", "score", "class_id", "image")
 

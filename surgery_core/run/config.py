@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from surgery_core.errors import InputError
 from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
 from surgery_core.eval.quality import SEED_QUALITY_PERCENTILES
-from surgery_core.errors import InputError
 from surgery_core.model.methods import DEFAULT_METHODS, METHODS
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from surgery_core.errors import ImageError
 from surgery_core.data.images import check_image_bytes, decode_image
+from surgery_core.errors import ImageError
 
 #: What the run store's heatmap key records for grids made from these batches.
 RESIZE = "squash, torch bicubic on the device (nvJPEG decode)"

@@ -128,8 +128,8 @@ def compute_shard(cfg, store, launch: Launch, *, device: torch.device, batch_siz
                   workers: int | None = None, progress: bool = False, random_weights: bool = False) -> None:
     """Grids of this rank's share of the images, into ``store`` (with ``progress``: a bar on stderr naming the
     rank; nothing on stdout)."""
-    from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
     from surgery_core.progress import Progress
+    from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
 
     loaded = resolve_model(cfg, device, random_weights=random_weights)
     dataset = load_dataset(cfg)

@@ -18,19 +18,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from surgery_core.run.grids import GridSet
-from surgery_core.run.config import CPU_RESIZE, RunConfig, heatmap_key
 from surgery_core.data.datasets import Dataset, load_coco, load_dior
-from surgery_core.run.device_images import RESIZE as DEVICE_RESIZE
-from surgery_core.run.device_images import DeviceImageBatches
-from surgery_core.errors import ImageError, InputError, SurgeryError
-from surgery_core.model.heatmaps import compute_heatmaps
-from surgery_core.model.methods import get_method
 from surgery_core.data.images import read_image, squash, to_tensor
+from surgery_core.errors import ImageError, InputError, SurgeryError
+from surgery_core.files import content_sha256
+from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import LoadedModel, load_model
+from surgery_core.model.methods import get_method
 from surgery_core.plugins import generated_dataset
 from surgery_core.progress import QUIET, Progress
-from surgery_core.files import content_sha256
+from surgery_core.run.config import CPU_RESIZE, RunConfig, heatmap_key
+from surgery_core.run.device_images import RESIZE as DEVICE_RESIZE
+from surgery_core.run.device_images import DeviceImageBatches
+from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore
 
 SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, sweep_detections
-from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
-from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.grids import GridSet
+from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, sweep_detections
 from surgery_core.eval.maxdets import cap_detections
+from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
 from surgery_core.progress import QUIET, Progress
+from surgery_core.run.config import RunConfig
+from surgery_core.run.grids import GridSet
 
 PROTOCOL_NOTES = {
     "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",

@@ -32,17 +32,16 @@ import numpy as np
 import torch
 
 from surgery_core.data.classes import prompt_name
-from surgery_core.errors import ImageError, InputError
-from surgery_core.model import heatmaps
-from surgery_core.model.heatmaps import class_probabilities, similarity_grids, window_origins
-from surgery_core.model.methods import METHODS
-from surgery_core.model.methods import ORI, paths_for
 from surgery_core.data.images import decode_image, squash, to_tensor
+from surgery_core.errors import ImageError, InputError
 from surgery_core.eval.maps import normalize
+from surgery_core.model import heatmaps
+from surgery_core.model.forward import TowerTokens, tower_forward
+from surgery_core.model.heatmaps import class_probabilities, similarity_grids, window_origins
 from surgery_core.model.loading import LoadedModel, autocast_dtype
+from surgery_core.model.methods import METHODS, ORI, paths_for
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features
-from surgery_core.model.forward import TowerTokens, tower_forward
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words

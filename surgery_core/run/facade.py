@@ -14,20 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, boxes_from_grid
-from surgery_core.run.config import RunConfig
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
-from surgery_core.run.grids import GridSet
-from surgery_core.run.boxcells import RunBoxes, box_key
-from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
 from surgery_core.data.images import read_image
-from surgery_core.progress import QUIET, Progress
+from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
+from surgery_core.eval.boxes import BoxParams, boxes_from_grid
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep, SweepCell
 from surgery_core.files import write_json
+from surgery_core.progress import QUIET, Progress
+from surgery_core.run.boxcells import RunBoxes, box_key
+from surgery_core.run.config import RunConfig
+from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
+from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from surgery_core.data.detections import Detections
-from surgery_core.run.evaluation import box_params_for
 from surgery_core.eval.maps import working_map
 from surgery_core.eval.matching import match_detections
 from surgery_core.eval.quality import heatmap_quality, pointing_point, quality_records
+from surgery_core.run.evaluation import box_params_for
 
 if TYPE_CHECKING:
     from surgery_core.eval.ap import APResult

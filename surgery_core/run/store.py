@@ -24,7 +24,6 @@ import numpy as np
 from surgery_core.files import atomic_write_bytes, cache_dir
 
 
-
 class RunStore:
     """Grids keyed by (heatmap key, image content hash), and run folders keyed by run hash."""
 

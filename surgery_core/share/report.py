@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from surgery_core.run import pairs
-from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
-from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
-from surgery_core.model.methods import METHODS
-from surgery_core.run.facade import Run
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
+from surgery_core.model.methods import METHODS
+from surgery_core.run import pairs
+from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
+from surgery_core.run.facade import Run
+from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
 
 
 def header(run: Run) -> dict:

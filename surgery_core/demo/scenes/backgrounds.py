@@ -10,6 +10,7 @@ import numpy as np
 from surgery_core.demo.scenes.builder import _Builder
 from surgery_core.demo.scenes.geometry import _SHIFT, _TAU, _blob, _col, _fp, _fps, _seg, _shade, _xf
 
+
 def _smooth_field(rng: np.random.Generator, size: int, base, amp: float, tint_amp: float,
                   cells: int = 6) -> np.ndarray:
     """uint8 RGB [size, size, 3]: ``base`` colour plus smooth brightness (``amp``) and tint (``tint_amp``)

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from surgery_core.demo.scenes.geometry import _RING, _SHIFT, _TAU, _Part, _draw
+from surgery_core.demo.scenes.geometry import _RING, _SHIFT, _TAU, _draw, _Part
 
 #: RGB colour of the flat background used by ``render_scene(..., plain=True)``; no object uses it.
 PLAIN_BACKGROUND: tuple[int, int, int] = (255, 0, 255)

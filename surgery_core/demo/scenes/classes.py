@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from surgery_core.demo.scenes.builder import _Builder
-from surgery_core.demo.scenes.objects import (_place_airplanes, _place_chimneys, _place_courts, _place_gtf,
-                                              _place_ships, _place_tanks, _place_vehicles, _place_windmills)
+from surgery_core.demo.scenes.objects import (
+    _place_airplanes,
+    _place_chimneys,
+    _place_courts,
+    _place_gtf,
+    _place_ships,
+    _place_tanks,
+    _place_vehicles,
+    _place_windmills,
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 from surgery_core.demo.scenes.builder import _Builder
 from surgery_core.demo.scenes.geometry import _TAU, _UNIT, _col, _fill, _fp, _fps, _Part, _rect, _shade, _xf
 
+
 def _trees(b: _Builder, cx, cy, ang) -> _Part:
     rng, u = b.rng, b.u
     n = int(rng.integers(3, 16))

@@ -11,8 +11,22 @@ import math
 import numpy as np
 
 from surgery_core.demo.scenes.builder import _Builder
-from surgery_core.demo.scenes.geometry import (_TAU, _blend, _circle, _col, _fill, _fp, _line, _Part, _rect, _seg,
-                                               _shade, _stadium, _xf)
+from surgery_core.demo.scenes.geometry import (
+    _TAU,
+    _blend,
+    _circle,
+    _col,
+    _fill,
+    _fp,
+    _line,
+    _Part,
+    _rect,
+    _seg,
+    _shade,
+    _stadium,
+    _xf,
+)
+
 
 def _airplane(b: _Builder, cx, cy, ang, length, colour) -> _Part:
     rng, L = b.rng, length
