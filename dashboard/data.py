@@ -207,7 +207,7 @@ def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
         part = (m, protocol)
         if part in f.errors:
             errors[m] = f.errors[part]
-        elif run.sweep_part_path(m, protocol).is_file():
+        elif run.has_sweep_part(m, protocol):
             have[m] = run.sweep_part(m, protocol)
         else:
             missing.append(m)

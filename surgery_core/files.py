@@ -16,12 +16,19 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def shared_mode(bits: int) -> int:
+    """``bits`` (0o666 for a file, 0o777 for a folder) under the process umask, read once at import: temporary
+    files and folders are created private, and results are meant to be shared like any file the user makes.
+    (Reading the umask means setting it; doing that per write would race with other threads creating files.)"""
+    return bits & ~_UMASK
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that no reader ever sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
+        os.fchmod(fd, shared_mode(0o666))  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -38,6 +38,7 @@ import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
+from surgery_core.files import shared_mode
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
 from surgery_core.run.evaluation import all_percentiles, cut_boxes
@@ -95,7 +96,7 @@ class CellStore:
                     np.save(f, arr, allow_pickle=False)
                     f.flush()
                     os.fsync(f.fileno())
-            os.chmod(tmp, 0o777 & ~_umask())
+            os.chmod(tmp, shared_mode(0o777))
             try:
                 os.rename(tmp, d)
             except OSError:  # another process stored the cell first (same content)
@@ -104,12 +105,6 @@ class CellStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _load(path: Path) -> np.ndarray:
@@ -132,9 +127,6 @@ class RunBoxes:
         self._mem: OrderedDict[tuple, Detections] = OrderedDict()
         self._mem_lock = threading.Lock()
         self._cut_locks: dict[tuple[str, str], threading.Lock] = {}
-
-    def has(self, method: str, protocol: str, percentile: float) -> bool:
-        return self.cells.has(method, protocol, percentile)
 
     def missing(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
                 percentiles: Iterable[float] | None = None) -> list[tuple[str, str, float]]:

@@ -197,7 +197,14 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                         nested_none_if_nan(maps_a),
                         {c: nested_none_if_nan(pc[:, :, j]) for j, c in enumerate(gs.classes)},
                         SweepBest(ps[best[0]], float(cfg.iou_thresholds[best[1]]), nested_none_if_nan(maps_a[best])))
-    return Sweep(list(ps), list(cfg.iou_thresholds), list(interps), f"boxes: {describe_boxes(cfg.boxes)}", out)
+    return sweep_of(cfg, out, interps)
+
+
+def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "voc")) -> Sweep:
+    """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles, IoUs and
+    box rule: one place for the header, whether the table was computed in one call or assembled from parts."""
+    return Sweep([float(p) for p in cfg.sweep_percentiles], list(cfg.iou_thresholds), list(interps),
+                 f"boxes: {describe_boxes(cfg.boxes)}", table)
 
 
 def describe_boxes(params: BoxParams) -> str:

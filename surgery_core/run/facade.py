@@ -26,7 +26,7 @@ from surgery_core.progress import QUIET, Progress
 from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
 from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
-from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_table
+from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_of, sweep_table
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store
 
@@ -189,8 +189,12 @@ class Run:
             return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
         return APTables.from_dict(self._cached_json("ap_tables.json", compute))
 
-    def sweep_part_path(self, method: str, protocol: str) -> Path:
+    def _sweep_part_file(self, method: str, protocol: str) -> Path:
         return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
+
+    def has_sweep_part(self, method: str, protocol: str) -> bool:
+        """Whether :meth:`sweep_part` of this method and protocol is stored (asking for it costs a file read)."""
+        return self._sweep_part_file(method, protocol).is_file()
 
     def sweep_part(self, method: str, protocol: str) -> dict[str, SweepCell]:
         """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
@@ -200,7 +204,7 @@ class Run:
             sw = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
                              protocols=(protocol,))
             return {it: c.to_dict() for it, c in sw.table[method][protocol].items()}
-        doc = self._cached_json(str(self.sweep_part_path(method, protocol).relative_to(self.run_dir)), compute)
+        doc = self._cached_json(str(self._sweep_part_file(method, protocol).relative_to(self.run_dir)), compute)
         return {it: SweepCell.from_dict(c) for it, c in doc.items()}
 
     def sweep(self) -> Sweep:
@@ -208,9 +212,8 @@ class Run:
         :meth:`sweep_part` of every method and protocol."""
         def compute():
             self.boxes.ensure(percentiles=self.cfg.sweep_percentiles)
-            head = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, methods=(), protocols=())
             table = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
-            return Sweep(head.percentiles, head.ious, head.interps, head.box_note, table).to_dict()
+            return sweep_of(self.cfg, table).to_dict()
         return Sweep.from_dict(self._cached_json("sweep.json", compute))
 
     def quality(self) -> QualityTables:
