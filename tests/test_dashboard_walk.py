@@ -10,6 +10,7 @@ and ``streamlit run`` process as ``test_dashboard_browser.py``."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from test_dashboard_browser import count, one, server, settle  # noqa: F401 - ``server``: the module's app process
@@ -130,6 +131,36 @@ def nav(pg, title: str) -> None:
     settle(pg)
 
 
+def choose(pg, selector: str, option: str) -> None:
+    """Pick ``option`` in the selectbox at ``selector``. The box is scrolled into view before it is clicked: a
+    scroll closes an open list (the sidebar scrolls when the click target is off screen), so the click is
+    repeated until the list shows the option."""
+    box = one(pg, selector)
+    wanted = pg.locator('[role="option"]', has_text=option)
+    for _ in range(5):
+        box.scroll_into_view_if_needed()
+        time.sleep(0.3)
+        box.click()
+        try:
+            wanted.first.wait_for(state="visible", timeout=3_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: the list closed again; click again
+            pg.keyboard.press("Escape")
+    wanted.first.click()
+
+
+def open_run(pg, run_hash: str, values: dict[str, str]) -> None:
+    """Click "Open run" once the form shows ``values`` and wait for the URL to name ``run_hash``."""
+    shown = form(pg)
+    assert {k: shown.get(k) for k in values} == values, f"the form lost typed values before Open run: {shown}"
+    pg.get_by_role("button", name="Open run").click()
+    try:
+        pg.wait_for_url(re.compile(rf"h={run_hash}"), timeout=60_000)
+    except Exception as exc:  # noqa: BLE001 - say what the page shows instead of a bare timeout
+        raise AssertionError(f"run {run_hash} did not open: url {pg.url}, form {form(pg)}, sidebar "
+                             f"{sidebar_text(pg)[:300]!r}") from exc
+
+
 def sidebar_text(pg) -> str:
     return pg.locator('[data-testid="stSidebar"]').inner_text()
 
@@ -182,20 +213,17 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     limit.fill("30")
     pct = one(pg, '[data-testid="stSidebar"] .st-key-f_pct input')
     pct.fill("75")
-    pg.get_by_role("button", name="Open run").click()
     new = test_run.cfg.model_copy(update={
         "data": test_run.cfg.data.model_copy(update={"limit": 30}),
         "boxes": test_run.cfg.boxes.model_copy(update={"percentile": 75.0})})
-    pg.wait_for_url(re.compile(rf"h={new.run_hash}"))
+    open_run(pg, new.run_hash, {"f_limit": "30", "f_pct": "75"})
     check(pg, "a changed run setting, opened")
     assert new.run_hash in sidebar_text(pg)
 
     form(pg)
-    one(pg, '[data-testid="stSidebar"] .st-key-f_kind input').click()
-    pg.locator('[role="option"]', has_text="5 real DIOR samples").click()
-    pg.get_by_role("button", name="Open run").click()
+    choose(pg, '[data-testid="stSidebar"] .st-key-f_kind input', "5 real DIOR samples")
     samples = new.model_copy(update={"data": new.data.model_copy(update={"kind": "samples"})})
-    pg.wait_for_url(re.compile(rf"h={samples.run_hash}"))
+    open_run(pg, samples.run_hash, {"f_kind": "5 real DIOR samples"})
     check(pg, "the 5 real DIOR samples")
     assert "Model/data mismatch" in pg.locator('[data-testid="stMain"]').inner_text()
     main = pg.locator('[data-testid="stMain"]').inner_text()
