@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 
 import pytest
 from test_dashboard_browser import count, one, server, settle  # noqa: F401 - ``server``: the module's app process
@@ -150,15 +151,25 @@ def choose(pg, selector: str, option: str) -> None:
 
 
 def open_run(pg, run_hash: str, values: dict[str, str]) -> None:
-    """Click "Open run" once the form shows ``values`` and wait for the URL to name ``run_hash``."""
+    """Click "Open run" once the form shows ``values`` and wait for the URL to name ``run_hash``.
+
+    A number typed into a form commits when its field loses focus, through a deferred React effect; a click on
+    the submit button straight from the field can submit before it ran (streamlit#13751, fixed for Enter in
+    streamlit#16013), so the walk leaves each field first (Tab). Should the first click still open nothing, the
+    click is repeated once, with a warning, and the run must then open."""
     shown = form(pg)
     assert {k: shown.get(k) for k in values} == values, f"the form lost typed values before Open run: {shown}"
-    pg.get_by_role("button", name="Open run").click()
-    try:
-        pg.wait_for_url(re.compile(rf"h={run_hash}"), timeout=60_000)
-    except Exception as exc:  # noqa: BLE001 - say what the page shows instead of a bare timeout
-        raise AssertionError(f"run {run_hash} did not open: url {pg.url}, form {form(pg)}, sidebar "
-                             f"{sidebar_text(pg)[:300]!r}") from exc
+    before = pg.url
+    for attempt in range(2):
+        pg.get_by_role("button", name="Open run").click()
+        try:
+            pg.wait_for_url(re.compile(rf"h={run_hash}"), timeout=45_000)
+            return
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+            state = f"url {pg.url}, form {form(pg)}, sidebar {sidebar_text(pg)[:300]!r}"
+            if attempt or pg.url != before:
+                raise AssertionError(f"run {run_hash} did not open: {state}") from exc
+            warnings.warn(f"Open run: the first click opened nothing ({state}); clicking again", stacklevel=2)
 
 
 def sidebar_text(pg) -> str:
@@ -211,8 +222,10 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
 
     limit = one(pg, '[data-testid="stSidebar"] .st-key-f_limit input')
     limit.fill("30")
+    limit.press("Tab")  # commits the typed value now, as a user leaving the field does (see open_run)
     pct = one(pg, '[data-testid="stSidebar"] .st-key-f_pct input')
     pct.fill("75")
+    pct.press("Tab")
     new = test_run.cfg.model_copy(update={
         "data": test_run.cfg.data.model_copy(update={"limit": 30}),
         "boxes": test_run.cfg.boxes.model_copy(update={"percentile": 75.0})})
