@@ -229,7 +229,7 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     new = test_run.cfg.model_copy(update={
         "data": test_run.cfg.data.model_copy(update={"limit": 30}),
         "boxes": test_run.cfg.boxes.model_copy(update={"percentile": 75.0})})
-    open_run(pg, new.run_hash, {"f_limit": "30", "f_pct": "75"})
+    open_run(pg, new.run_hash, {"f_limit": "30", "f_pct": "75.00"})  # formatted: committed
     check(pg, "a changed run setting, opened")
     assert new.run_hash in sidebar_text(pg)
 
