@@ -359,6 +359,70 @@ def test_strip_tiles_do_not_interact_through_the_gap():
         assert xyxy.tolist() == [[0.0, 0.0, 30.0, 3.0], [0.0, 27.0, 30.0, 30.0]]
 
 
+# ------------------------------------------------------------- every threshold in one pass (eval/cutter.py)
+
+def plain_loop_boxes(wmap, t, kernel, connectivity, score):
+    """One threshold alone, written plainly: mask, OpenCV close/open, OpenCV labels; a component's mean is
+    its runs' sums (each summed left to right in float64) added in raster order, over its pixel count."""
+    mask = (wmap >= t).astype(np.uint8)
+    if kernel > 1:
+        kern = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel, kernel))
+        mask = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kern), cv2.MORPH_OPEN, kern)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=connectivity)
+    firsts = {}
+    for k in range(1, n):
+        firsts[k] = int(np.flatnonzero(labels.ravel() == k)[0])
+    out = []
+    for k in sorted(firsts, key=firsts.get):  # raster order of first pixels
+        x, y, w, h, area = stats[k]
+        acc, best = 0.0, -np.inf
+        for row in range(y, y + h):
+            inside = labels[row] == k
+            col = 0
+            while col < labels.shape[1]:
+                if inside[col]:
+                    run = 0.0
+                    while col < labels.shape[1] and inside[col]:
+                        run += float(wmap[row, col])
+                        best = max(best, float(wmap[row, col]))
+                        col += 1
+                    acc += run
+                else:
+                    col += 1
+        out.append(([float(x), float(y), float(x + w), float(y + h)], best if score == "max" else acc / area))
+    return out
+
+
+@pytest.mark.parametrize("kernel,connectivity,score", [(1, 8, "mean"), (3, 8, "mean"), (3, 4, "max"),
+                                                        (5, 4, "mean"), (7, 8, "max")])
+def test_all_thresholds_at_once_equal_each_threshold_alone(kernel, connectivity, score):
+    # Level map, one morphology for every threshold, nested scans: box for box and bit for bit what each
+    # threshold gives alone; thresholds unsorted and repeated, ties in the map.
+    params = BoxParams(morph_kernel=kernel, connectivity=connectivity, score=score, box_resolution=None)
+    for trial in range(6):
+        h, w = RNG.integers(20, 70, 2)
+        wmap = upsample(RNG.random((6, 7)).astype(np.float32), int(w), int(h))
+        if trial % 2:
+            wmap = np.round(wmap * 8) / 8  # plateaus: many pixels equal to a threshold
+        ths = np.concatenate([RNG.choice(wmap.ravel(), 5), [0.0, 1.01, -1.0]]).astype(np.float32)
+        ths = np.concatenate([ths, ths[:2]])
+        got = boxes_at_thresholds(wmap, ths, int(w), int(h), params)
+        for t, (xyxy, sc) in zip(ths, got):
+            want = plain_loop_boxes(wmap, t, kernel, connectivity, score)
+            assert xyxy.tolist() == [b for b, _ in want]
+            assert sc.tolist() == [s for _, s in want]  # exactly, not approximately
+
+
+def test_more_thresholds_than_one_level_map_holds():
+    wmap = upsample(RNG.random((5, 5)).astype(np.float32), 24, 24)
+    ths = np.sort(RNG.random(300).astype(np.float32))  # 255 per uint8 level map: two groups
+    params = BoxParams(morph_kernel=3, box_resolution=None)
+    got = boxes_at_thresholds(wmap, ths, 24, 24, params)
+    for i in (0, 254, 255, 299):
+        want = plain_loop_boxes(wmap, ths[i], 3, 8, "mean")
+        assert got[i][0].tolist() == [b for b, _ in want] and got[i][1].tolist() == [s for _, s in want]
+
+
 # ------------------------------------------------------------------------------------------- batched
 
 def batch(n_img=6, n_cls=4):

@@ -22,6 +22,7 @@ Sweeps over many percentiles reuse one working map: :func:`boxes_from_grid_sweep
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
@@ -87,37 +88,16 @@ def _empty_boxes() -> BoxList:
 def order_statistics(values: np.ndarray, kth: np.ndarray) -> np.ndarray:
     """The ``kth`` smallest elements (0-based, sorted unique indices) of a 1-D float32 array, exactly.
 
-    Same values as ``np.partition(values, kth)[kth]``, found faster on large maps: a 4096-bucket histogram
-    over the value range (bucketing is monotone in value, which is all exactness needs) locates each order
-    statistic's bucket, and only the elements of those buckets are sorted.
+    Same values as ``np.partition(values, kth)[kth]``, found faster on large maps by a compiled histogram
+    selection (:func:`surgery_core.eval.cutter.order_stats`).
     """
-    flat = np.asarray(values, dtype=np.float32).ravel()
-    kth = np.asarray(kth, dtype=np.intp)
-    if flat.size < 8192:
+    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    kth = np.asarray(kth, dtype=np.int64)
+    if flat.size < 8192 or not np.isfinite(flat).all():
         return np.partition(flat, kth)[kth]
-    lo, hi = flat.min(), flat.max()
-    n_buckets = 4096
-    span = float(hi) - float(lo)
-    scale = np.float32(n_buckets / span) if np.isfinite(span) and span > 0 else np.float32(np.inf)
-    if not np.isfinite(scale):  # constant, non-finite or vanishingly narrow range
-        return np.partition(flat, kth)[kth]
-    bucket = flat - lo
-    bucket *= scale
-    np.minimum(bucket, n_buckets - 1, out=bucket)
-    bucket = bucket.astype(np.uint16)
-    counts = np.bincount(bucket, minlength=n_buckets)
-    cum = np.cumsum(counts)
-    kb = np.searchsorted(cum, kth, side="right")  # bucket holding each order statistic
-    needed = np.unique(kb)
-    take = np.zeros(n_buckets, bool)
-    take[needed] = True
-    cand = flat[take[bucket]]
-    # Candidates sorted by value are grouped by bucket in bucket order: locate each kth among them.
-    offset = np.zeros(n_buckets, np.int64)
-    offset[needed] = np.cumsum(counts[needed]) - counts[needed]
-    local = offset[kb] + (kth - (cum[kb] - counts[kb]))
-    cand = np.sort(cand) if len(cand) <= 4096 else np.partition(cand, np.unique(local))
-    return cand[local]
+    from surgery_core.eval import cutter
+
+    return cutter.order_stats(flat, kth)
 
 
 def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -129,102 +109,59 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
     against numpy. (A numpy-float64 ``q`` makes numpy lerp in float64, which can differ in the last bit.)
     """
     flat = np.asarray(wmap, dtype=np.float32).ravel()
-    n = flat.size
-    if n == 0:
+    if flat.size == 0:
         raise ValueError("cannot take a percentile of an empty map")
-    prev_idx, next_idx, gammas = [], [], []
+    kth, lo_pos, hi_pos, t, one_minus_t, upper = _percentile_plan(flat.size, tuple(float(p) for p in percentiles))
+    if not len(kth):
+        return np.zeros(0, np.float32)
+    stats = order_statistics(flat, kth)
+    a, b = stats[lo_pos], stats[hi_pos]
+    d = b - a
+    # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.
+    return np.where(upper, b - d * one_minus_t, a + d * t)
+
+
+@functools.lru_cache(maxsize=64)
+def _percentile_plan(n: int, percentiles: tuple[float, ...]):
+    """What :func:`percentile_thresholds` needs of a map of ``n`` pixels, computed once per size and percentile
+    list: the order statistics to select (``kth``), each percentile's lower and upper neighbour among them,
+    and its interpolation weights as float32 (``t`` and ``1 - t``, each rounded from float64 as numpy does)."""
+    lo_idx, hi_idx, gammas = [], [], []
     for p in percentiles:
-        p = float(p)
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile must be within 0-100, got {p}")
         v = (n - 1) * float(np.true_divide(p, 100))
         lo = int(np.floor(v))
-        if v >= n - 1:
-            lo_i = hi_i = n - 1
-        else:
-            lo_i, hi_i = lo, lo + 1
-        prev_idx.append(lo_i)
-        next_idx.append(hi_i)
+        lo_i, hi_i = (n - 1, n - 1) if v >= n - 1 else (lo, lo + 1)
+        lo_idx.append(lo_i)
+        hi_idx.append(hi_i)
         gammas.append(v - lo)
-    kth = np.unique(np.array(prev_idx + next_idx, dtype=np.intp))
-    stats = dict(zip(kth.tolist(), order_statistics(flat, kth).tolist()))
-    out = np.empty(len(gammas), np.float32)
-    for i, (lo_i, hi_i, t) in enumerate(zip(prev_idx, next_idx, gammas)):
-        a, b = np.float32(stats[lo_i]), np.float32(stats[hi_i])
-        d = b - a
-        # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.
-        out[i] = b - d * np.float32(1.0 - t) if t >= 0.5 else a + d * np.float32(t)
-    return out
+    kth = np.unique(np.array(lo_idx + hi_idx, dtype=np.int64))
+    plan = (kth, np.searchsorted(kth, lo_idx), np.searchsorted(kth, hi_idx),
+            np.array([np.float32(g) for g in gammas], np.float32),
+            np.array([np.float32(1.0 - g) for g in gammas], np.float32), np.array(gammas) >= 0.5)
+    for arr in plan:
+        arr.setflags(write=False)  # shared by every caller of the cache
+    return plan
 
 
 # ------------------------------------------------------------------------------------------ one map
 
 def close_open(mask: np.ndarray, kernel: int) -> np.ndarray:
-    """Morphological close then open of a uint8 0/1 mask with a ``kernel`` x ``kernel`` rectangle.
+    """Morphological close then open of a uint8 mask, or of a level map, with a ``kernel`` x ``kernel`` rectangle.
 
     Reference semantics: ``cv2.morphologyEx(CLOSE)`` then ``cv2.morphologyEx(OPEN)`` with OpenCV's default
     borders (outside counts as background for dilation, foreground for erosion, so edge-touching regions
     keep their edge). Written as dilate, erode with the ``2 * kernel - 1`` rectangle (two erosions by a
-    rectangle are one by their sum), dilate: three passes instead of four.
+    rectangle are one by their sum), dilate: three passes instead of four. On a level map (see
+    :mod:`surgery_core.eval.cutter`) it closes and opens the mask of every level at once: ``close_open(L) > i``
+    equals ``close_open(L > i)``.
     """
     if kernel <= 1:
         return mask
     k = np.ones((kernel, kernel), np.uint8)
     k2 = np.ones((2 * kernel - 1, 2 * kernel - 1), np.uint8)
     return cv2.dilate(cv2.erode(cv2.dilate(mask, k), k2), k)
-
-
-@dataclass(frozen=True)
-class _Runs:
-    """Horizontal runs of foreground of a uint8 0/1 mask, in raster order, grouped into components.
-
-    Run ``i`` covers row ``row[i]``, columns ``[x0[i], x1[i])``, and belongs to component ``comp[i]``;
-    components are numbered in raster order of their first pixel. ``rects`` int ``[K, 4]`` holds each
-    component's ``(left, top, width, height)``, ``seeds`` int ``[K, 2]`` its first pixel ``(x, y)``.
-    """
-
-    width: int
-    row: np.ndarray
-    x0: np.ndarray
-    x1: np.ndarray
-    comp: np.ndarray
-    rects: np.ndarray
-    seeds: np.ndarray
-
-
-def _mask_runs(mask: np.ndarray, connectivity: int) -> _Runs:
-    """Label ``mask`` once (OpenCV) and describe every component by its runs (see :class:`_Runs`).
-
-    Everything a box needs, rectangle and score, is a reduction over a component's runs, which are tens
-    per component where pixels are thousands: no per-component Python loop, no contour tracing.
-    """
-    h, w = mask.shape
-    labels = cv2.connectedComponents(mask, connectivity=connectivity, ltype=_label_type(mask, connectivity))[1]
-    padded = np.zeros((h, w + 2), np.int8)
-    padded[:, 1:-1] = mask != 0
-    edge = np.diff(padded, axis=1).ravel()  # +1 where a run starts, -1 one past where it ends
-    start, stop = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    row = start // (w + 1)
-    x0, x1 = start - row * (w + 1), stop - row * (w + 1)
-    label = labels.ravel()[row * w + x0]
-    # Runs are in raster order, so each label's first run holds its first pixel.
-    first_label, first = np.unique(label, return_index=True)
-    order = np.argsort(first, kind="stable")
-    first = first[order]
-    comp_of_label = np.zeros(int(first_label.max(initial=0)) + 1, np.intp)
-    comp_of_label[first_label[order]] = np.arange(len(first))
-    comp = comp_of_label[label]
-    k = len(first)
-    left = np.full(k, w, np.int64)
-    np.minimum.at(left, comp, x0)
-    right = np.zeros(k, np.int64)
-    np.maximum.at(right, comp, x1)
-    bottom = np.zeros(k, np.int64)
-    np.maximum.at(bottom, comp, row)
-    top = row[first]
-    rects = np.stack([left, top, right - left, bottom + 1 - top], axis=1).reshape(-1, 4)
-    seeds = np.stack([x0[first], top], axis=1).reshape(-1, 2).astype(np.int64)
-    return _Runs(w, row, x0, x1, comp, rects, seeds)
 
 
 def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -234,65 +171,49 @@ def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray
     (the components' bounding boxes) and ``seeds`` int ``[K, 2]`` the ``(x, y)`` of each component's first
     pixel.
     """
-    runs = _mask_runs(np.ascontiguousarray(mask, np.uint8), connectivity)
-    return runs.rects, runs.seeds
+    from surgery_core.eval import cutter
+
+    m = np.ascontiguousarray(np.asarray(mask) != 0, np.uint8)
+    _, r, _ = cutter.cut_levels(m, np.zeros(m.shape, np.float32), 1, connectivity == 8, False)
+    r = r.astype(np.int64)
+    rects = np.stack([r[:, 0], r[:, 1], r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]], axis=1).reshape(-1, 4)
+    return rects, np.stack([r[:, 4], r[:, 1]], axis=1).reshape(-1, 2)
 
 
-def _label_type(mask: np.ndarray, connectivity: int) -> int:
-    """16-bit labels (faster) when even a checkerboard of components could not overflow them."""
-    h, w = mask.shape
-    most = -(-h // 2) * -(-w // 2) if connectivity == 8 else -(-h * w // 2)
-    return cv2.CV_16U if most < 65535 else cv2.CV_32S
+def _cut(wmap: np.ndarray, thresholds: np.ndarray, image_w: int, image_h: int, params: BoxParams,
+         class_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes of one 0-1 working map at every threshold, flat: ``(index, xyxy, score)``, where ``index`` is the
+    box's threshold's position in ``thresholds``; grouped by threshold (ascending value), each group in raster
+    order of its components' first pixels, min_area and NMS applied."""
+    from surgery_core.eval import cutter
 
-
-def _component_scores(values: np.ndarray, runs: _Runs, rule: str) -> np.ndarray:
-    """Mean or max of ``values`` over each component's pixels, float64 ``[K]``.
-
-    values: the mask's pixels' values, flattened row-major, plus one trailing element (so that a run
-    ending at the last pixel still has an index one past it). Run sums are taken left to right in float64.
-    """
-    k = len(runs.rects)
-    if not k:
-        return np.zeros(0, np.float64)
-    bounds = np.empty(2 * len(runs.row), np.intp)
-    bounds[0::2] = runs.row * runs.width + runs.x0
-    bounds[1::2] = runs.row * runs.width + runs.x1
-    if rule == "mean":
-        run_sum = np.add.reduceat(values, bounds, dtype=np.float64)[0::2]
-        return (np.bincount(runs.comp, weights=run_sum, minlength=k)
-                / np.bincount(runs.comp, weights=runs.x1 - runs.x0, minlength=k))
-    run_max = np.maximum.reduceat(values, bounds)[0::2].astype(np.float64)
-    out = np.full(k, -np.inf)
-    np.maximum.at(out, runs.comp, run_max)
-    return out
-
-
-def _threshold_stack(wmap: np.ndarray, thresholds: np.ndarray, kernel: int) -> tuple[np.ndarray, int]:
-    """Masks ``wmap >= t`` for every threshold, each closed then opened, stacked in one tall uint8 image.
-
-    Tile ``i`` occupies rows ``[i * pitch, i * pitch + working_h)``; a gap of background rows follows each
-    tile. One OpenCV call per step over the stack saves the per-call overhead of one per threshold. The
-    gap is wide enough that no kernel reaches the next tile, and it is set to what OpenCV assumes outside
-    an image before each step (0 before dilating, 1 before eroding), so every tile comes out exactly as
-    :func:`close_open` of its own mask.
-    """
-    h, w = wmap.shape
-    gap = max(1, kernel - 1)
-    pitch = h + gap
-    stack = np.zeros((len(thresholds), pitch, w), np.uint8)
-    for tile, t in zip(stack, thresholds):
-        np.greater_equal(wmap, t, out=tile[:h].view(bool))
-    stack = stack.reshape(-1, w)
-    if kernel > 1:
-        k = np.ones((kernel, kernel), np.uint8)
-        k2 = np.ones((2 * kernel - 1, 2 * kernel - 1), np.uint8)
-        stack = cv2.dilate(stack, k)
-        stack.reshape(len(thresholds), pitch, w)[:, h:] = 1
-        stack = cv2.erode(stack, k2)
-        stack.reshape(len(thresholds), pitch, w)[:, h:] = 0
-        stack = cv2.dilate(stack, k)
-        stack.reshape(len(thresholds), pitch, w)[:, h:] = 0
-    return stack, pitch
+    order = np.argsort(thresholds, kind="stable")
+    ordered = thresholds[order]
+    parts = []
+    for g0 in range(0, len(ordered), cutter.MAX_LEVELS):  # uint8 levels: at most 255 thresholds per map
+        group = ordered[g0:g0 + cutter.MAX_LEVELS]
+        levels = close_open(cutter.level_map(wmap, group), params.morph_kernel)
+        level, rect, score = cutter.cut_levels(levels, wmap, len(group), params.connectivity == 8,
+                                               params.score == "max")
+        parts.append((order[g0 + level], rect, score))
+    index, rect, score = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
+    sx, sy = image_scale(image_w, image_h, params.box_resolution)
+    xyxy = np.empty((len(rect), 4), np.float64)
+    xyxy[:, 0] = rect[:, 0] * sx
+    xyxy[:, 1] = rect[:, 1] * sy
+    xyxy[:, 2] = rect[:, 2] * sx
+    xyxy[:, 3] = rect[:, 3] * sy
+    if params.min_area > 0:
+        keep = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) >= params.min_area
+        index, xyxy, score = index[keep], xyxy[keep], score[keep]
+    if params.class_prob_weight:
+        score = score * float(class_prob)
+    if params.nms_iou is not None and len(score) > 1:
+        bounds = np.flatnonzero(np.diff(index)) + 1
+        keep = np.concatenate([s + _nms(xyxy[s:e], score[s:e], params.nms_iou)
+                               for s, e in zip([0, *bounds], [*bounds, len(score)])])
+        index, xyxy, score = index[keep], xyxy[keep], score[keep]
+    return index, xyxy, score
 
 
 def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: int, image_h: int,
@@ -301,45 +222,18 @@ def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: 
 
     wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.eval.maps.working_map`); a pixel is
     foreground at threshold ``t`` when ``wmap >= t``. ``params.percentile`` is not used here. Boxes of one
-    threshold come in raster order of their components' first pixels.
+    threshold come in raster order of their components' first pixels. The masks of all thresholds are cut in
+    one pass (:mod:`surgery_core.eval.cutter`), equal to thresholding, morphology and labelling each alone.
     """
     wmap = np.ascontiguousarray(wmap, dtype=np.float32)
     thresholds = np.asarray(thresholds, dtype=np.float32).reshape(-1)
     out = [_empty_boxes() for _ in thresholds]
     if not len(thresholds):
         return out
-    stack, pitch = _threshold_stack(wmap, thresholds, params.morph_kernel)
-    runs = _mask_runs(stack, params.connectivity)
-    rects = runs.rects
-    if not len(rects):
-        return out
-    h, w = wmap.shape
-    values = np.zeros(stack.size + 1, np.float32)
-    values[:-1].reshape(len(thresholds), pitch, w)[:, :h] = wmap
-    score = _component_scores(values, runs, params.score)
-    sx, sy = image_scale(image_w, image_h, params.box_resolution)
-    tile = rects[:, 1] // pitch
-    top = rects[:, 1] - tile * pitch
-    xyxy = np.empty((len(rects), 4), np.float64)
-    xyxy[:, 0] = rects[:, 0] * sx
-    xyxy[:, 1] = top * sy
-    xyxy[:, 2] = (rects[:, 0] + rects[:, 2]) * sx
-    xyxy[:, 3] = (top + rects[:, 3]) * sy
-    if params.min_area > 0:
-        area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-        keep = area >= params.min_area
-        xyxy, score, tile = xyxy[keep], score[keep], tile[keep]
-    if params.class_prob_weight:
-        score *= float(class_prob)
-    # Raster order over the stack already groups components by tile, in each tile's own raster order.
-    bounds = np.searchsorted(tile, np.arange(len(thresholds) + 1))
-    for i in range(len(thresholds)):
-        bx, bs = xyxy[bounds[i]:bounds[i + 1]], score[bounds[i]:bounds[i + 1]]
-        if params.nms_iou is not None and len(bs) > 1:
-            keep = _nms(bx, bs, params.nms_iou)
-            bx, bs = bx[keep], bs[keep]
-        if len(bs):
-            out[i] = (bx, bs)
+    index, xyxy, score = _cut(wmap, thresholds, image_w, image_h, params, class_prob)
+    for i in np.unique(index).tolist():
+        sel = index == i
+        out[i] = (xyxy[sel], score[sel])
     return out
 
 
@@ -399,22 +293,22 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
 
     max_dets: cap per image of each percentile's boxes (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must
     then hold every pair of its images. Capping here, in the worker, keeps uncapped boxes out of the parent."""
-    acc: list[list[list[np.ndarray]]] = [[[], [], [], []] for _ in percentiles]
+    parts: list[tuple[np.ndarray, ...]] = []
     for row, cls, prob in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(), chunk.pair_prob.tolist()):
         w, h = chunk.sizes[row]
-        results = boxes_from_grid_sweep(chunk.grids[row][cls], int(w), int(h), params, percentiles, prob)
-        for a, (xyxy, score) in zip(acc, results):
-            if len(score):
-                a[0].append(xyxy)
-                a[1].append(score)
-                a[2].append(np.full(len(score), cls, np.int64))
-                a[3].append(np.full(len(score), row, np.int64))
-    out = []
-    for a in acc:
-        if a[0]:
-            out.append(tuple(np.concatenate(x) for x in a))
-        else:
-            out.append((np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
+        index, xyxy, score = _cut(wmap, percentile_thresholds(wmap, percentiles), int(w), int(h), params, prob)
+        if len(score):
+            parts.append((index, xyxy, score, np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64)))
+    if parts:
+        index, *cols = (np.concatenate(x) for x in zip(*parts))
+        # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
+        # that order within each percentile.
+        order = np.argsort(index, kind="stable")
+        bounds = np.searchsorted(index[order], np.arange(len(percentiles) + 1))
+        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(len(percentiles))]
+    else:
+        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in percentiles]
     if max_dets:
         from surgery_core.eval.maxdets import cap_indices
 
