@@ -130,7 +130,9 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
     x1 = np.empty(cap_runs, np.int32)
     run_val = np.empty(cap_runs, np.float64)
     parent = np.empty(cap_runs, np.int32)
-    comp = np.empty(cap_runs, np.int32)
+    c_left = np.empty(cap_runs, np.int32)
+    c_right = np.empty(cap_runs, np.int32)
+    c_bottom = np.empty(cap_runs, np.int32)
     acc = np.empty(cap_runs, np.float64)
     count = np.empty(cap_runs, np.float64)
     cap = 1024
@@ -215,49 +217,48 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
         k = 0
         for r in range(nr):
             root = parent[r]
-            while parent[root] != root:
-                root = parent[root]
-            parent[r] = root
+            if parent[root] != root:
+                while parent[root] != root:
+                    root = parent[root]
+                parent[r] = root
             if root == r:
-                comp[r] = k
-                c = n_out + k
-                if c >= cap:
-                    cap *= 2
-                    grown_level = np.empty(cap, np.int32)
-                    grown_level[:c] = o_level[:c]
-                    o_level = grown_level
-                    grown_rect = np.empty((cap, 5), np.int32)
-                    grown_rect[:c] = o_rect[:c]
-                    o_rect = grown_rect
-                    grown_score = np.empty(cap, np.float64)
-                    grown_score[:c] = o_score[:c]
-                    o_score = grown_score
-                o_level[c] = li
-                o_rect[c, 0] = x0[r]
-                o_rect[c, 1] = row[r]
-                o_rect[c, 2] = x1[r]
-                o_rect[c, 3] = row[r] + 1
-                o_rect[c, 4] = x0[r]
-                acc[k] = -np.inf if use_max else 0.0
-                count[k] = 0.0
+                c_left[r] = x0[r]
+                c_right[r] = x1[r]
+                acc[r] = -np.inf if use_max else 0.0
+                count[r] = 0.0
                 k += 1
             else:
-                comp[r] = comp[root]
-            kk = comp[r]
-            c = n_out + kk
-            if x0[r] < o_rect[c, 0]:
-                o_rect[c, 0] = x0[r]
-            if x1[r] > o_rect[c, 2]:
-                o_rect[c, 2] = x1[r]
-            o_rect[c, 3] = row[r] + 1
+                c_left[root] = min(c_left[root], x0[r])
+                c_right[root] = max(c_right[root], x1[r])
+            c_bottom[root] = row[r] + 1
             if use_max:
-                if run_val[r] > acc[kk]:
-                    acc[kk] = run_val[r]
+                acc[root] = max(acc[root], run_val[r])
             else:
-                acc[kk] += run_val[r]
-            count[kk] += x1[r] - x0[r]
-        for kk in range(k):
-            o_score[n_out + kk] = acc[kk] if use_max else acc[kk] / count[kk]
+                acc[root] += run_val[r]
+            count[root] += x1[r] - x0[r]
+        if n_out + k > cap:
+            while n_out + k > cap:
+                cap *= 2
+            grown_level = np.empty(cap, np.int32)
+            grown_level[:n_out] = o_level[:n_out]
+            o_level = grown_level
+            grown_rect = np.empty((cap, 5), np.int32)
+            grown_rect[:n_out] = o_rect[:n_out]
+            o_rect = grown_rect
+            grown_score = np.empty(cap, np.float64)
+            grown_score[:n_out] = o_score[:n_out]
+            o_score = grown_score
+        c = n_out
+        for r in range(nr):
+            if parent[r] == r:
+                o_level[c] = li
+                o_rect[c, 0] = c_left[r]
+                o_rect[c, 1] = row[r]
+                o_rect[c, 2] = c_right[r]
+                o_rect[c, 3] = c_bottom[r]
+                o_rect[c, 4] = x0[r]
+                o_score[c] = acc[r] if use_max else acc[r] / count[r]
+                c += 1
         n_out += k
         prow, row = row, prow
         px0, x0 = x0, px0
