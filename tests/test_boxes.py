@@ -19,6 +19,7 @@ from surgery_core.eval.boxes import (
     order_statistics,
     percentile_thresholds,
     sweep_detections,
+    sweep_two_sets,
 )
 from surgery_core.eval.maps import box_mask, image_scale, normalize, upsample, working_map
 
@@ -454,6 +455,42 @@ def test_sweep_detections_matches_per_pair_calls():
         np.testing.assert_array_equal(det.class_id, want_cls)
         np.testing.assert_array_equal(det.xyxy, np.concatenate(want_xyxy))
         np.testing.assert_array_equal(det.score, np.concatenate(want_score))
+
+
+@pytest.mark.parametrize("weights,cap,workers", [((True, False), 0, 1), ((True, False), 3, 2), ((True, True), 2, 1),
+                                                  ((False, True), 0, 1)])
+def test_two_sets_from_one_cut_equal_two_calls(weights, cap, workers):
+    # The open and present protocols of one method: the present pairs are cut once, with the open ones.
+    grids, sizes = batch(7, 5)
+    probs = RNG.random((7, 5))
+    probs[2, 1] = 0.0  # a zero probability: every weighted score of that pair is 0
+    params = BoxParams(class_prob_weight=weights[0], morph_kernel=3)
+    also = params.model_copy(update={"class_prob_weight": weights[1]})
+    pi = np.array([0, 0, 2, 2, 3, 6, 6, 6])
+    pc = np.array([1, 4, 0, 1, 2, 0, 3, 4])
+    ps = [50, 75, 90]
+    ticks = []
+    main, second = sweep_two_sets(grids, sizes, params, also, (pi, pc), ps, class_probs=probs,
+                                  image_ids=np.arange(7) + 100, workers=workers, chunk_pairs=6, max_dets=cap,
+                                  progress=ticks.append)
+    want_main = sweep_detections(grids, sizes, params, ps, class_probs=probs, image_ids=np.arange(7) + 100,
+                                 max_dets=cap)
+    want_second = sweep_detections(grids, sizes, also, ps, pair_image=pi, pair_class=pc, class_probs=probs,
+                                   image_ids=np.arange(7) + 100, max_dets=cap)
+    for got, want in ((main, want_main), (second, want_second)):
+        assert sorted(got) == sorted(want)
+        for p in ps:
+            for f in ("xyxy", "score", "class_id", "image"):
+                np.testing.assert_array_equal(getattr(got[p], f), getattr(want[p], f))
+    assert sum(ticks) == 7 * 5 + len(pi)
+    with pytest.raises(ValueError, match="only in class_prob_weight"):
+        sweep_two_sets(grids, sizes, params, also.model_copy(update={"morph_kernel": 5}), (pi, pc), ps,
+                       class_probs=probs)
+    with pytest.raises(ValueError, match="NMS off"):
+        nms = params.model_copy(update={"nms_iou": 0.5})
+        sweep_two_sets(grids, sizes, nms, nms, (pi, pc), ps, class_probs=probs)
+    with pytest.raises(ValueError, match="order within each image"):
+        sweep_two_sets(grids, sizes, params, also, (pi, pc[::-1]), ps, class_probs=probs)
 
 
 def test_extract_detections_open_protocol_covers_every_class():

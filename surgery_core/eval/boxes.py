@@ -285,30 +285,49 @@ class _Chunk:
     pair_row: np.ndarray
     pair_class: np.ndarray
     pair_prob: np.ndarray
+    pair_also: np.ndarray | None = None  # bool per pair: also a pair of the second set (see sweep_detections)
 
 
-def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
-               max_dets: int = 0) -> list[tuple[np.ndarray, ...]]:
-    """Cut every pair of a chunk at every percentile; per percentile concatenated (xyxy, score, class, row).
+def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...], max_dets: int = 0,
+               also_weighted: bool | None = None) -> list[list[tuple[np.ndarray, ...]]]:
+    """Cut every pair of a chunk at every percentile; per set of pairs, per percentile concatenated
+    (xyxy, score, class, row): ``[main]``, or ``[main, second]`` when the chunk marks a second set.
 
-    max_dets: cap per image of each percentile's boxes (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must
-    then hold every pair of its images. Capping here, in the worker, keeps uncapped boxes out of the parent."""
-    parts: list[tuple[np.ndarray, ...]] = []
-    for row, cls, prob in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(), chunk.pair_prob.tolist()):
+    Each pair's map is cut once; the second set's scores are the same raw scores, times the class probability
+    when ``also_weighted``. max_dets: cap per image of each set's and percentile's boxes
+    (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must then hold every pair of its images. Capping
+    here, in the worker, keeps uncapped boxes out of the parent."""
+    sets = 1 if chunk.pair_also is None else 2
+    raw = params.model_copy(update={"class_prob_weight": False}) if sets == 2 else params
+    weighted = (params.class_prob_weight, also_weighted)
+    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(sets)]
+    also = chunk.pair_also.tolist() if sets == 2 else [False] * len(chunk.pair_row)
+    for row, cls, prob, second in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
+                                      chunk.pair_prob.tolist(), also):
         w, h = chunk.sizes[row]
         wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
-        index, xyxy, score = _cut(wmap, percentile_thresholds(wmap, percentiles), int(w), int(h), params, prob)
-        if len(score):
-            parts.append((index, xyxy, score, np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64)))
+        index, xyxy, score = _cut(wmap, percentile_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
+        if not len(score):
+            continue
+        ids = (np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64))
+        for k in range(1 + bool(second)) if sets == 2 else (0,):
+            sc = score * float(prob) if sets == 2 and weighted[k] else score  # _cut's own product, same bits
+            parts[k].append((index, xyxy, sc, *ids))
+    return [_by_percentile(p, len(percentiles), max_dets) for p in parts]
+
+
+def _by_percentile(parts: list[tuple[np.ndarray, ...]], n_percentiles: int, max_dets: int) -> list[tuple]:
+    """Per-pair ``(index, xyxy, score, class, row)`` parts into per-percentile columns, capped per image."""
     if parts:
         index, *cols = (np.concatenate(x) for x in zip(*parts))
         # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
         # that order within each percentile.
         order = np.argsort(index, kind="stable")
-        bounds = np.searchsorted(index[order], np.arange(len(percentiles) + 1))
-        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(len(percentiles))]
+        bounds = np.searchsorted(index[order], np.arange(n_percentiles + 1))
+        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(n_percentiles)]
     else:
-        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in percentiles]
+        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+               for _ in range(n_percentiles)]
     if max_dets:
         from surgery_core.eval.maxdets import cap_indices
 
@@ -341,6 +360,40 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     max_dets: at most this many boxes per image and percentile, highest scores first (:mod:`surgery_core.eval.maxdets`,
     ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
     """
+    return _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, None, class_probs, image_ids,
+                  workers, chunk_pairs, progress, max_dets)[0]
+
+
+def sweep_two_sets(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams,
+                   also_params: BoxParams, also_pairs: tuple[np.ndarray, np.ndarray],
+                   percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
+                   pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
+                   class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
+                   workers: int = 1, chunk_pairs: int | None = None,
+                   progress: Callable[[int], None] | None = None,
+                   max_dets: int = 0) -> tuple[dict[float, Detections], dict[float, Detections]]:
+    """Two :func:`sweep_detections` from one cut: the pairs given as for it, with ``params``, and a subset of them,
+    ``also_pairs`` ``(pair_image, pair_class)``, with ``also_params``; equal, box for box and bit for bit, to
+    two calls (the open and present protocols of one method: the present pairs are cut once, not twice).
+
+    ``also_params`` may differ from ``params`` only in ``class_prob_weight`` (a box's geometry and raw score
+    do not depend on it), and NMS must be off (torchvision orders equal scores its own way, and weighting
+    by a probability of 0 makes scores equal). Within each image the subset must keep the order of the
+    full set (both ascending by class, as the protocols' pairs are). progress counts the maps of both sets.
+    """
+    if also_params.model_copy(update={"class_prob_weight": params.class_prob_weight}) != params:
+        raise ValueError("also_params may differ from params only in class_prob_weight")
+    if params.nms_iou is not None:
+        raise ValueError("sweep_two_sets needs NMS off: cut the two sets apart")
+    main, second = _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs,
+                          class_probs, image_ids, workers, chunk_pairs, progress, max_dets,
+                          also_weighted=also_params.class_prob_weight)
+    return main, second
+
+
+def _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs, class_probs, image_ids,
+           workers, chunk_pairs, progress, max_dets, also_weighted: bool | None = None) -> list[dict]:
+    """The body of :func:`sweep_detections` and :func:`sweep_two_sets`: one dict per set of pairs."""
     percentiles = tuple(float(p) for p in percentiles)
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
     n_img = len(grids)
@@ -358,7 +411,7 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
         raise ValueError("pair_image and pair_class differ in length")
     if len(pair_image) and (pair_image.min() < 0 or pair_image.max() >= n_img):
         raise ValueError("pair_image holds a row outside the grids")
-    if params.class_prob_weight:
+    if params.class_prob_weight or also_weighted:
         if class_probs is None:
             raise ValueError("params.class_prob_weight needs class_probs")
         pair_prob = np.asarray(class_probs, np.float64)[pair_image, pair_class]
@@ -368,6 +421,15 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
     # Pairs run grouped by image so chunks ship few grids; a stable sort keeps the caller's order within.
     order = np.argsort(pair_image, kind="stable")
     pair_image, pair_class, pair_prob = pair_image[order], pair_class[order], pair_prob[order]
+    pair_also = None
+    if also_pairs is not None:
+        also_image, also_class = (np.asarray(a, np.int64).reshape(-1) for a in also_pairs)
+        also_order = np.argsort(also_image, kind="stable")
+        width = int(max(pair_class.max(initial=0), also_class.max(initial=0))) + 1
+        pair_also = np.isin(pair_image * width + pair_class, also_image * width + also_class)
+        if not (np.array_equal(pair_image[pair_also], also_image[also_order])
+                and np.array_equal(pair_class[pair_also], also_class[also_order])):
+            raise ValueError("also_pairs must be distinct pairs of the full set, in its order within each image")
 
     workers = resolve_workers(workers)
     if chunk_pairs is None:
@@ -382,28 +444,35 @@ def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, param
         rows = pair_image[start:stop]
         uniq, local = np.unique(rows, return_inverse=True)
         chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
-                               pair_class[start:stop], pair_prob[start:stop]),
+                               pair_class[start:stop], pair_prob[start:stop],
+                               None if pair_also is None else pair_also[start:stop]),
                        uniq))
+
     def tick(k: int) -> None:
         if progress is not None:
-            progress(len(chunks[k][0].pair_class))
+            c = chunks[k][0]
+            progress(len(c.pair_class) + (0 if c.pair_also is None else int(c.pair_also.sum())))
 
     if workers > 1 and len(chunks) > 1:
         results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                            [percentiles] * len(chunks), [max_dets] * len(chunks), workers=workers, on_result=tick)
+                            [percentiles] * len(chunks), [max_dets] * len(chunks),
+                            [also_weighted] * len(chunks), workers=workers, on_result=tick)
     else:
         results = []
         for k, (c, _) in enumerate(chunks):
-            results.append(_run_chunk(c, params, percentiles, max_dets))
+            results.append(_run_chunk(c, params, percentiles, max_dets, also_weighted))
             tick(k)
 
-    out: dict[float, Detections] = {}
-    for pi, p in enumerate(percentiles):
-        parts = []
-        for (chunk, uniq), res in zip(chunks, results):
-            xyxy, score, cls, local_row = res[pi]
-            parts.append(Detections(xyxy, score, cls, ids[uniq[local_row]]))
-        out[p] = Detections.concat(parts)
+    out: list[dict[float, Detections]] = []
+    for si in range(1 if pair_also is None else 2):
+        sweep: dict[float, Detections] = {}
+        for pi, p in enumerate(percentiles):
+            parts = []
+            for (chunk, uniq), res in zip(chunks, results):
+                xyxy, score, cls, local_row = res[si][pi]
+                parts.append(Detections(xyxy, score, cls, ids[uniq[local_row]]))
+            sweep[p] = Detections.concat(parts)
+        out.append(sweep)
     return out
 
 

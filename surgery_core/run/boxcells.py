@@ -158,21 +158,38 @@ class RunBoxes:
 
     def ensure(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
                percentiles: Iterable[float] | None = None) -> int:
-        """Cut and store every missing cell among the given ones, one pass per (method, protocol); returns the
-        number of cells cut."""
-        todo: dict[tuple[str, str], list[float]] = {}
+        """Cut and store every missing cell among the given ones, one pass per method and set of missing
+        percentiles (protocols missing the same ones share it: cut_boxes cuts the present pairs' maps once, with
+        the open ones); returns the number of cells cut."""
+        todo: dict[str, dict[str, list[float]]] = {}
         for m, pr, p in self.missing(methods, protocols, percentiles):
-            todo.setdefault((m, pr), []).append(p)
+            todo.setdefault(m, {}).setdefault(pr, []).append(p)
         n = 0
-        for (m, pr), ps in todo.items():
-            lock = self._cut_locks.setdefault((m, pr), threading.Lock())
-            with lock:
-                ps = [p for p in ps if not self.cells.has(m, pr, p)]  # another thread may have cut them
-                if not ps:
-                    continue
-                cache = cut_boxes(self.cfg, self.dataset, self.gs, self.workers, self.bars, methods=(m,),
-                                  protocols=(pr,), percentiles=tuple(ps))
-                for p in ps:
-                    self.cells.write(m, pr, p, cache.get(m, pr, p), len(self.gs.classes))
-                n += len(ps)
+        for m, by_proto in todo.items():
+            for prs, ps in _same_percentiles(by_proto):
+                locks = [self._cut_locks.setdefault((m, pr), threading.Lock()) for pr in sorted(prs)]
+                for lock in locks:  # always taken in the same order: no two threads wait on each other
+                    lock.acquire()
+                try:
+                    # another thread may have cut some of them meanwhile
+                    left = {pr: [p for p in ps if not self.cells.has(m, pr, p)] for pr in prs}
+                    for pr_group, ps_left in _same_percentiles(left):
+                        cache = cut_boxes(self.cfg, self.dataset, self.gs, self.workers, self.bars, methods=(m,),
+                                          protocols=pr_group, percentiles=ps_left)
+                        for pr in pr_group:
+                            for p in ps_left:
+                                self.cells.write(m, pr, p, cache.get(m, pr, p), len(self.gs.classes))
+                            n += len(ps_left)
+                finally:
+                    for lock in reversed(locks):
+                        lock.release()
         return n
+
+
+def _same_percentiles(left: dict[str, list[float]]) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
+    """Protocols grouped by the percentiles they still miss (none missing: left out)."""
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for pr, ps in left.items():
+        if ps:
+            groups.setdefault(tuple(ps), []).append(pr)
+    return [(tuple(prs), ps) for ps, prs in groups.items()]

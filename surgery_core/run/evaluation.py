@@ -17,7 +17,7 @@ import numpy as np
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.eval.boxes import BoxParams, sweep_detections, sweep_two_sets
 from surgery_core.eval.maxdets import cap_detections
 from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
 from surgery_core.progress import QUIET, Progress
@@ -112,6 +112,13 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     with bars.bar(f"boxes ({len(methods)} methods x {'+'.join(protocols)}, {len(percentiles)} percentiles)",
                   total, "map") as bar:
         for m in methods:
+            if {"present", "open"} <= set(protocols) and cfg.boxes.refine == "none" and cfg.boxes.nms_iou is None:
+                # One cut serves both protocols: the present pairs are among the open ones.
+                cache.dets[(m, "open")], cache.dets[(m, "present")] = sweep_two_sets(
+                    gs.grids[m], sizes, box_params_for(cfg, "open"), box_params_for(cfg, "present"), (pr, pc),
+                    percentiles, class_probs=gs.probs, image_ids=gs.rows, workers=workers, progress=bar.update,
+                    max_dets=cap)
+                continue
             for proto in protocols:
                 pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
                 if cfg.boxes.refine == "pamr":
