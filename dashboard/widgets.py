@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
-from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_params_for, describe_boxes
+from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import score_text
 
@@ -157,7 +157,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
         parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
     if percentile is not None:
         params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
-        parts.append("boxes: " + describe_boxes(params))
+        parts.append(box_note(params))
     parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
     snapshot_ui.caption(" · ".join(parts), where)
 

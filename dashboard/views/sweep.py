@@ -10,14 +10,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
-from surgery_core.run.evaluation import describe_boxes
+from surgery_core.run.evaluation import box_note
 
 permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
 run = data.current_run()
 PS, TS = [float(p) for p in run.cfg.sweep_percentiles], [float(t) for t in run.cfg.iou_thresholds]
 SWEEP_INTERPS = ["voc07", "voc"]  # what run.sweep_part computes (COCO is on the Per-class AP page)
-BOX_NOTE = f"boxes: {describe_boxes(run.cfg.boxes)}"
+BOX_NOTE = box_note(run.cfg.boxes)  # the header run.sweep() stores
 WITH_GT = [run.classes[k] for k in sorted(set(run.gt.class_id.tolist()))]
 
 

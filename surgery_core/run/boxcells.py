@@ -116,8 +116,8 @@ def _load(path: Path) -> np.ndarray:
 
 class RunBoxes:
     """The boxes of one run, cell by cell: :meth:`get` cuts a (method, protocol, percentile) cell on first use
-    and stores it; :meth:`ensure` cuts many cells of a (method, protocol) in one pass over its maps (each
-    working map is built once for all percentiles). The last ``keep`` cells read stay in memory."""
+    and stores it; :meth:`ensure` cuts many cells of a method in one pass over its maps (each working map is
+    built once for all percentiles, and once for both protocols when they miss the same ones). The last ``keep`` cells read stay in memory."""
 
     def __init__(self, cfg: RunConfig, dataset: Dataset, gs: GridSet, root: str | Path, bars: Progress = QUIET,
                  workers: int | None = None, keep: int = 16):

@@ -211,7 +211,7 @@ def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "
     """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles, IoUs and
     box rule: one place for the header, whether the table was computed in one call or assembled from parts."""
     return Sweep([float(p) for p in cfg.sweep_percentiles], list(cfg.iou_thresholds), list(interps),
-                 f"boxes: {describe_boxes(cfg.boxes)}", table)
+                 box_note(cfg.boxes), table)
 
 
 def describe_boxes(params: BoxParams) -> str:
@@ -228,6 +228,11 @@ def describe_boxes(params: BoxParams) -> str:
     if params.refine != "none":
         parts.append(f"maps refined by {params.refine.upper()} (10 iterations, dilations 8, 16 px) before the threshold")
     return ", ".join(parts)
+
+
+def box_note(params: BoxParams) -> str:
+    """``boxes: <rule>``, how every table and caption names the box rule its numbers come from."""
+    return f"boxes: {describe_boxes(params)}"
 
 
 def describe_cap(max_dets: int) -> str:

@@ -142,7 +142,7 @@ class Run:
 
     def ensure_boxes(self, percentiles: tuple[float, ...] | None = None) -> int:
         """Cut every missing cell of the run's methods and protocols at ``percentiles`` (default: what the reports
-        need) in one pass per (method, protocol); returns the number of cells cut."""
+        need), one pass over each method's maps (:meth:`RunBoxes.ensure`); returns the number of cells cut."""
         return self.boxes.ensure(percentiles=self.report_percentiles() if percentiles is None else percentiles)
 
     @cached_property
