@@ -539,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_demo_train)
     c = dsub.add_parser("card", help="evaluate the shipped demo weights and rewrite their model card")
     c.set_defaults(func=_cmd_demo_card)
+
+    import importlib
+
+    from surgery_core import commands
+
+    for name in commands.MODULES:  # subcommand groups kept in modules of their own
+        importlib.import_module(f"surgery_core.commands.{name}").add_parser(sub)
     return p
 
 
