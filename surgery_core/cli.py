@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from surgery_core.errors import SurgeryError
+from surgery_core.errors import InputError, SurgeryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -15,6 +15,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def at_least(low: float, kind=int, strict: bool = False):
+    """An argparse type: a number of ``kind`` that is at least ``low`` (above it with ``strict``); a bad value is
+    the usual one-line usage error naming the option."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low:g}, got {text}")
+        return value
+    return parse
 
 
 def _progress(args):
@@ -76,7 +90,7 @@ def _class_names_note(classes: list[str]) -> str | None:
 def _cmd_heatmaps(args) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not classes:
-        raise SurgeryError("--classes needs at least one class name")
+        raise InputError(None, "--classes needs at least one class name")
     bars = _progress(args)
     _libraries(bars)
     import numpy as np
@@ -86,15 +100,17 @@ def _cmd_heatmaps(args) -> int:
     from surgery_core.demo.model import DEMO_ARCH
     from surgery_core.model.heatmaps import compute_heatmaps
     from surgery_core.model.loading import load_model
+    from surgery_core.model.identity import RANDOM_WEIGHTS_NOTE, is_random_weights
     from surgery_core.model.methods import DEFAULT_METHODS
 
+    _check_input_options(args)
     arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))
     with bars.status(f"model: loading {arch}"):
         loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
-        raise SurgeryError(f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
+        raise InputError(None, f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
     image = read_image(args.image)
     note = _class_names_note(classes)
     if note:  # after the inputs are known to be good, so that an error stays the only line
@@ -108,11 +124,52 @@ def _cmd_heatmaps(args) -> int:
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
+    random = is_random_weights(loaded.identity)
     weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
-               "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
+               "RANDOM weights: these heatmaps mean nothing" if random else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
+    if args.png:
+        from surgery_core.share.report import heatmap_pictures
+
+        title = f"{arch}, {weights}, input {size}px, surgery depth {args.depth}"
+        written = heatmap_pictures(image, arrays, classes, args.png, title)
+        print(f"wrote {len(written)} PNGs (each method's maps over the image, with the colour scale) to {args.png}/")
+    warning = RANDOM_WEIGHTS_NOTE if random else _off_domain_note(loaded, args.image)
+    if warning:  # last, as `surgery evaluate` says it
+        print(f"WARNING: {warning}")
     return 0
+
+
+def _check_input_options(args) -> None:
+    """``--size``, ``--window``, ``--stride`` and ``--depth`` of ``surgery heatmaps`` under the rules of a run's
+    configuration (the same message as ``surgery evaluate``'s), before any work."""
+    from pydantic import ValidationError
+
+    from surgery_core.run.config import InputConfig, RunConfig, explain_validation_error
+
+    try:
+        InputConfig(size=args.size, window=args.window, stride=args.stride)
+        RunConfig(surgery_depth=args.depth)
+    except ValidationError as exc:
+        names = {("size",): "--size", ("window",): "--window", ("stride",): "--stride", ("surgery_depth",): "--depth"}
+        model = RunConfig if any(e["loc"] == ("surgery_depth",) for e in exc.errors()) else InputConfig
+        raise InputError(None, explain_validation_error(exc, names, model=model)) from None
+
+
+def _off_domain_note(loaded, image: str) -> str:
+    """The shipped model's warning when it is run on an image that is not one of the scenes it was made for (the
+    demo model on a real photograph), as ``surgery evaluate --samples`` says it; '' otherwise."""
+    from surgery_core.plugins import shipped_model
+
+    shipped = shipped_model(loaded.arch)
+    if shipped is None or loaded.checkpoint_sha256 is None or loaded.checkpoint != str(shipped.weights):
+        return ""
+    from surgery_core.demo.scenes.dataset import is_complete
+
+    if any(is_complete(folder) for folder in Path(image).resolve().parents):  # a generated demo scene
+        return ""
+    return shipped.note_off_domain
 
 
 def _method_list(text: str) -> tuple[str, ...]:
@@ -122,7 +179,7 @@ def _method_list(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise SurgeryError(f"--methods {text}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+        raise InputError(None, f"--methods {text}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                            f"registered: {', '.join(METHODS)} (see 'surgery methods')")
     return names
 
@@ -202,33 +259,6 @@ def run_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo_generate(args) -> int:
-    from surgery_core.demo.scenes import generate_dataset
-
-    summary = generate_dataset(args.out, args.seed, args.count, args.size, overwrite=args.overwrite)
-    print(json.dumps({k: summary[k] for k in ("out", "seed", "count", "size", "splits")}, default=str))
-    return 0
-
-
-def _cmd_demo_train(args) -> int:
-    from surgery_core.demo.model import WEIGHTS_DIR
-    from surgery_core.demo.train import train
-
-    recipe = {k: getattr(args, k) for k in ("seed", "scenes", "steps", "batch", "lr") if getattr(args, k) is not None}
-    log = train(Path(args.out or WEIGHTS_DIR), threads=args.threads, device=args.device, **recipe)
-    print(f"trained {log['steps']} steps in {log['wall_seconds']:.0f} s; final loss "
-          f"{sum(log['loss_every_step'][-50:]) / 50:.4f}; weights in {args.out or WEIGHTS_DIR}")
-    return 0
-
-
-def _cmd_demo_card(args) -> int:
-    from surgery_core.demo.card import write_model_card
-
-    card = write_model_card()
-    print(card.read_text())
-    return 0
-
-
 # Command-line options of a run and the configuration key each one sets (section, key); the same table names
 # the option in a validation error when the value came from the command line.
 RUN_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -252,9 +282,9 @@ def _csv_floats(flag: str, text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise SurgeryError(f"{flag} {text}: must be comma-separated numbers, e.g. 0.1,0.5") from None
+        raise InputError(None, f"{flag} {text}: must be comma-separated numbers, e.g. 0.1,0.5") from None
     if not values:
-        raise SurgeryError(f"{flag} {text!r}: needs at least one number")
+        raise InputError(None, f"{flag} {text!r}: needs at least one number")
     return values
 
 
@@ -302,7 +332,7 @@ def config_from_args(args) -> "RunConfig":
     try:
         return RunConfig.model_validate(doc)
     except ValidationError as exc:
-        raise SurgeryError(explain_validation_error(exc, names, args.config)) from None
+        raise InputError(None, explain_validation_error(exc, names, args.config)) from None
 
 
 def _open_run(args):
@@ -341,11 +371,11 @@ def _device(args) -> str:
     try:
         dev = torch.device(args.device)
     except RuntimeError:
-        raise SurgeryError(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+        raise InputError(None, f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SurgeryError(f"--device {args.device}: no CUDA device is available here (use cpu)")
+        raise InputError(None, f"--device {args.device}: no CUDA device is available here (use cpu)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SurgeryError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise InputError(None, f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return args.device
 
 
@@ -377,15 +407,25 @@ def _cmd_evaluate(args) -> int:
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
     q = run.quality().methods
-    print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
-                                        if q[m].pointing_game['overall'] is not None))
+    print(f"pointing game{' (RANDOM WEIGHTS: meaningless)' if run.random_weights else ''}: "
+          + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
+                      if q[m].pointing_game['overall'] is not None))
     print(f"wrote {len(paths)} reports and figures to {out}/")
+    _closing_notes(run)
     return 0
 
 
+def _closing_notes(run) -> None:
+    """What must not scroll away, repeated at the end: images left out of the run, and the model warning."""
+    s = run.summary()
+    if s["skipped_images"]:
+        print(f"note: {len(s['skipped_images'])} of {s['images']} images were left out (no image file or "
+              f"unreadable; listed above and in the reports); the numbers cover the other {s['images_with_grids']}")
+    if run.model_note:
+        print(f"WARNING: {run.model_note}")
+
+
 def _cmd_report(args) -> int:
-    if args.samples_count < 0:
-        raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
     opened = _open_run(args)
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
@@ -397,14 +437,13 @@ def _cmd_report(args) -> int:
     samples = default_samples(run, args.samples_count) if args.samples_count else []
     with run.bars.status(f"report: {len(samples)} samples x {len(cfg.methods)} methods, charts, HTML"):
         paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
-    if run.model_note:
-        print(f"WARNING: {run.model_note}")
     if args.samples_count and len(samples) < args.samples_count:
         print(f"note: only {len(samples)} of {args.samples_count} samples have an image file and objects")
     for kind, path in paths.items():
         print(f"wrote {kind} {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(f"run {cfg.run_hash}: {len(samples)} samples; absolute paths "
           f"{'kept' if args.include_paths else 'cut to base names'}")
+    _closing_notes(run)
     return 0
 
 
@@ -459,8 +498,8 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     """Where and how a run executes: none of these change its numbers, so none is part of the run hash."""
     p.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--workers", type=int, help="image-decoding worker processes")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--workers", type=at_least(0), help="image-decoding worker processes")
+    p.add_argument("--batch-size", dest="batch_size", type=at_least(1), default=64)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -486,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--classes", required=True,
                    help="comma-separated DIOR class names; other text is allowed and used as a free-text query")
     h.add_argument("--out", required=True, help="output .npz")
+    h.add_argument("--png", metavar="DIR", help="also write pictures: per method its map of each class over the "
+                                                "image, with the colour scale")
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
@@ -507,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(r)
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
-    r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
+    r.add_argument("--samples-count", dest="samples_count", type=at_least(0), default=4,
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
@@ -521,24 +562,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_arguments(sc)
     sc.set_defaults(func=run_score)
 
-    demo = sub.add_parser("demo", help="the embedded demo world: synthetic scenes and a small CLIP")
-    dsub = demo.add_subparsers(dest="demo_command", required=True)
-    g = dsub.add_parser("generate", help="write synthetic aerial scenes in DIOR's release layout")
-    g.add_argument("--out", required=True)
-    g.add_argument("--seed", type=int, required=True)
-    g.add_argument("--count", type=int, required=True)
-    g.add_argument("--size", type=int, default=224, help="scene side in px")
-    g.add_argument("--overwrite", action="store_true")
-    g.set_defaults(func=_cmd_demo_generate)
-    t = dsub.add_parser("train", help="train the demo CLIP on scene captions (CPU, deterministic per seed)")
-    t.add_argument("--out", help="output folder (default: the shipped weights folder)")
-    for name, kind in (("seed", int), ("scenes", int), ("steps", int), ("batch", int), ("lr", float)):
-        t.add_argument(f"--{name}", type=kind, help="default: the shipped recipe (surgery_core.demo.train.train)")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_demo_train)
-    c = dsub.add_parser("card", help="evaluate the shipped demo weights and rewrite their model card")
-    c.set_defaults(func=_cmd_demo_card)
 
     import importlib
 

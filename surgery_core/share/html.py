@@ -64,6 +64,15 @@ class Parts:
     classes: list[str]
     figure_iou: float
     include_paths: bool
+    mark_best: bool = True  # False for random weights: no method is marked best
+
+    def best_cells(self, values: list) -> list[tuple[str, str]]:
+        """:func:`_best_cells`, or the plain cells when no method may be marked best (random weights)."""
+        return _best_cells(values) if self.mark_best else [(_fmt(v), "") for v in values]
+
+    def marked(self, what: str) -> str:
+        """``what`` ('best method per row marked') or, for random weights, why nothing is marked."""
+        return what if self.mark_best else "no method marked best: random weights"
 
 
 def _png(image_rgb) -> bytes:
@@ -104,6 +113,7 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
 
     figure_iou = view_iou(run.cfg) if figure_iou is None else figure_iou  # the dashboard's Compare threshold
     head = header(run)
+    run.ensure_boxes()  # every percentile the report needs, in one pass (one progress bar)
     if not include_paths:
         head = scrub_paths(head, _known_paths(run))
     if samples is None:
@@ -137,7 +147,8 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
         picked.append(s)
     return Parts(head=head, tables=run.ap_tables(), multi=multi_iou(run), sweep=run.sweep(),
                   quality=run.quality(), samples=picked, methods=list(run.cfg.methods),
-                  classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths)
+                  classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths,
+                 mark_best=not run.random_weights)
 
 
 # ============================================================================================ charts
@@ -305,8 +316,8 @@ def _section_map(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
            f"<p class=\"note\">Boxes at percentile {pct:g} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
-           "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. Best method per "
-           "column and protocol marked.</p>"]
+           "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. "
+           f"{p.marked('Best method per column and protocol marked')}.</p>"]
     for it in cfg.interps:
         note = p.tables.entry(p.methods[0], cfg.protocols[0], it).note
         ious = [f"{t:.6g}" for t in cfg.iou_thresholds]
@@ -323,7 +334,7 @@ def _section_map(p: Parts, cfg) -> str:
                     vals.append(e.map_50_95)
                 cols.append(vals)
             # mark the best method per column within the protocol
-            marks = [_best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
+            marks = [p.best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
             for k, m in enumerate(p.methods):
                 rows.append([(m, ""), (pr, "")] + [marks[j][k] for j in range(len(cols[0]))])
         out.append(_table(f"mAP — {it}: {note}; percentile {pct:g}", header, rows, left_cols=2))
@@ -335,7 +346,7 @@ def _section_per_class(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
            f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
-           f"columns: methods; best method per row marked (ties all marked; no mark when all are equal). Boxes at "
+           f"columns: methods; {p.marked('best method per row marked (ties all marked; no mark when all are equal)')}. Boxes at "
            f"percentile {pct:g}.</p>"]
     first = True
     for pr in cfg.protocols:
@@ -346,7 +357,7 @@ def _section_per_class(p: Parts, cfg) -> str:
                 keys.append((COCO_50_95, "AP@[.50:.95]"))
             tables = []
             for key, label in keys:
-                rows = [[(c, ""), (str(n_gt), "")] + _best_cells(vals)
+                rows = [[(c, ""), (str(n_gt), "")] + p.best_cells(vals)
                         for c, n_gt, vals in p.tables.per_class(pr, it, key, p.methods, p.classes)]
                 tables.append(_table(f"AP per class — protocol {pr}, {it}, {label}, percentile {pct:g}",
                                      ["class", "GT"] + p.methods, rows, left_cols=1))
@@ -406,13 +417,13 @@ def _section_quality(p: Parts, cfg) -> str:
         cols["pgc"].append(mq.pointing_game["mean_over_classes"])
         cols["epg"].append(mq.energy_pointing_game["overall"])
         cols["epgc"].append(mq.energy_pointing_game["mean_over_classes"])
-    marks = {k: _best_cells(v) for k, v in cols.items() if k != "n"}
+    marks = {k: p.best_cells(v) for k, v in cols.items() if k != "n"}
     for k, m in enumerate(p.methods):
         g = q.methods[m].gt_response
         rows.append([(m, ""), (str(cols["n"][k]), ""), marks["pg"][k], marks["pgc"][k], marks["epg"][k],
                      marks["epgc"][k], (f"{_fmt(g['mean_mean'])} ± {_fmt(g['mean_std'])}", ""),
                      (f"{_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}", "")])
-    out.append(_table("Pointing game and GT response per method (best per column marked)",
+    out.append(_table(f"Pointing game and GT response per method ({p.marked('best per column marked')})",
                       ["method", "pairs", "pointing game (over pairs)", "pointing game (mean over classes)",
                        "energy PG (over pairs)", "energy PG (mean over classes)", "GT mean response (mean ± std)",
                        "GT max response (mean ± std)"], rows))
@@ -431,7 +442,7 @@ def _section_quality(p: Parts, cfg) -> str:
         if not any(pcs):
             continue
         n = next(x["n"] for x in pcs if x)
-        rows.append([(c, ""), (str(n), "")] + _best_cells([x["accuracy"] if x else None for x in pcs]))
+        rows.append([(c, ""), (str(n), "")] + p.best_cells([x["accuracy"] if x else None for x in pcs]))
     if rows:
         out.append("<details><summary>Pointing game per class</summary>"
                    + _table("Pointing game accuracy per class (pairs = images with the class)",
@@ -476,7 +487,7 @@ def render_html(p: Parts, run) -> str:
              for k, (div_id, fig) in enumerate(figs)]
     from surgery_core import __version__
 
-    title = f"CLIP Surgery report — run {p.head['run_hash']}"
+    title = f"CLIP Surgery report — run {p.head['run_hash']}" + ("" if p.mark_best else " — RANDOM WEIGHTS")
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
         ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))
