@@ -61,9 +61,10 @@ def _count_model_load(model_json: str) -> None:
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def _model(model_json: str, stamp: tuple):
-    """The model, loaded once per process per checkpoint file version."""
-    loaded = resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)))
+def _model(model_json: str, stamp: tuple, random_weights: bool = False):
+    """The model, loaded once per process per checkpoint file version (``random_weights``: an architecture
+    without a checkpoint was chosen with the form's "Random weights" box)."""
+    loaded = resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)), random_weights=random_weights)
     _count_model_load(model_json)
     return loaded
 
@@ -78,6 +79,14 @@ class _Slot:
 def _slot(run_hash: str, stamp: tuple) -> _Slot:
     """One slot per run (keyed by run hash and checkpoint version): the Run lives here for the process."""
     return _Slot()
+
+
+RANDOM_OK = "_random_ok"  # session state: hashes of the runs this session chose random weights for (the form's box)
+
+
+def random_chosen(cfg: RunConfig) -> bool:
+    """Whether this session chose random weights for ``cfg`` (an architecture without a checkpoint)."""
+    return checkpoint_stamp(cfg) == ("random",) and cfg.run_hash in st.session_state.get(RANDOM_OK, ())
 
 
 def open_run(cfg: RunConfig, area=None) -> Run:
@@ -109,7 +118,7 @@ def _open(cfg: RunConfig, area) -> Run:
             bar = area.progress(0.0, text=text)
         bar.progress(frac, text=text)
 
-    loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
+    loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg), random_chosen(cfg))
     t0 = time.perf_counter()
     with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):

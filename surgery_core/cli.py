@@ -569,7 +569,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in commands.MODULES:  # subcommand groups kept in modules of their own
         importlib.import_module(f"surgery_core.commands.{name}").add_parser(sub)
+    _name_commands(p)
     return p
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand (nested ones too) records its full name, so that an error of the library is prefixed
+    as argparse prefixes its own (``surgery demo generate: error: ...``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.set_defaults(command_name=sp.prog)
+                _name_commands(sp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,14 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SurgeryError as exc:
-        print(f"surgery {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{args.command_name}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file that cannot be written or read (a folder that does not exist, no space, ...)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"surgery {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{args.command_name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"surgery {args.command}: interrupted (everything already written to the run store is kept)",
+        print(f"{args.command_name}: interrupted (everything already written to the run store is kept)",
               file=sys.stderr)
         return 130
 

@@ -58,12 +58,12 @@ def _scale_ticks(grid: np.ndarray) -> list[tuple[float, str]]:
 
 
 def figure(run: Run, method: str, image_index: int, class_index: int, iou: float | None = None,
-           percentile: float | None = None) -> np.ndarray:
+           percentile: float | None = None, image_column: bool = True, side: int | None = None) -> np.ndarray:
     """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
     their matches of :func:`surgery_core.run.pairs.panel`, as the dashboard's Compare page shows them.
 
     iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
-    percentile: default the run's."""
+    percentile: default the run's. image_column False: without the first column (image + GT); side: panel px."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.percentile if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
@@ -78,7 +78,8 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
               f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
                         titles, scale_ticks=_scale_ticks(panel.grid),
-                        scale_title="min-max normalised similarity (raw at 0 and 1)")
+                        scale_title="min-max normalised similarity (raw at 0 and 1)", image_column=image_column,
+                        side=side)
 
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
