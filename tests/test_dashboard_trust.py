@@ -122,3 +122,50 @@ def test_the_page_icon_ships_with_the_app_and_browsers_stay_on_this_machine():
     assert serving.is_local("file:///tmp/report.html") and serving.is_local("http://localhost:1/x")
     assert not serving.is_local("https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/x.svg")
     assert not serving.is_local("http://10.0.0.1/") and not serving.is_local("https://data.streamlit.io/metrics.json")
+
+
+def test_the_sweep_caption_names_the_percentile_of_its_heading(dashboard_env, test_run):
+    at = goto(app({"p": "85"}), "sweep")
+    ok(at)
+    heading = next(m.value for m in at.markdown if m.value.startswith("**mAP at percentile"))
+    assert heading.startswith("**mAP at percentile 85,")
+    caption = next(c.value for c in at.caption if "over the sweep grid" in c.value)
+    assert "percentile 85" in caption and "percentile 90" not in caption, caption
+
+
+def test_the_html_report_of_four_samples_and_ten_methods_is_a_few_mb(dashboard_env, test_run):
+    from surgery_core.share.html import DEFAULT_SAMPLE_COUNT, build_report_html, default_samples
+
+    assert len(test_run.cfg.methods) == 10
+    samples = default_samples(test_run, DEFAULT_SAMPLE_COUNT)
+    assert len(samples) == 4
+    size = len(build_report_html(test_run, samples).encode())
+    assert size < 5_000_000, f"{size / 1e6:.1f} MB"  # was 30.5 MB (PNG figures, plotly.js uncompressed)
+
+
+def test_a_snapshot_reopens_in_the_layout_it_was_saved_with():
+    """Seven pictures saved 6 to a row (Compare: the image and six methods) reopen as 6 + 1 in columns of the
+    same width, not 7 narrow ones (issue 21.7)."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import numpy as np
+        import streamlit as st
+
+        from dashboard import snapshot_ui
+        from surgery_core.share.drawing import encode_png
+
+        png = encode_png(np.zeros((8, 8, 3), np.uint8))
+        snapshot_ui.begin()
+        cols = st.columns(6)
+        for k in range(7):
+            snapshot_ui.image(f"m{k}", png, f"method {k}", cols[k % 6], per_row=6)
+        _, numbers, images = snapshot_ui.collect()
+        st.session_state["saved"] = numbers
+        snapshot_ui.render_blocks(numbers, images)
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, [e.message for e in at.exception]
+    blocks = at.session_state["saved"]["blocks"]
+    assert [b.get("per_row") for b in blocks if b["kind"] == "image"] == [6] * 7
+    assert len(at.columns) == 6 + 6 + 6  # on screen 6; reopened two rows of 6 columns (6 + 1 pictures)

@@ -199,7 +199,7 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     for m in cfg.methods:
         qt = next(t for t in doc.tables if t["caption"].startswith(f"{m} — "))
         assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m].by_percentile]
-    # samples: per sample its image once, then per method its heatmap | boxes figure, JPEG data URIs equal to
+    # samples: per sample its image once, then per method its heatmap | boxes figure, WebP data URIs equal to
     # report.figure without the image column
     imgs = [a for tag, a in doc.tags if tag == "img"]
     assert len(imgs) == len(samples) * (len(cfg.methods) + 1)
@@ -208,11 +208,12 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     first = base64.b64decode(imgs[0]["src"].split(",", 1)[1])
     assert first == report_html.sample_picture(run, *samples[0])
     second = base64.b64decode(imgs[1]["src"].split(",", 1)[1])
-    assert second == report_html._jpeg(figure(run, cfg.methods[0], *samples[0], image_column=False,
+    assert second == report_html._picture(figure(run, cfg.methods[0], *samples[0], image_column=False,
                                               side=report_html.PANEL_PX))
     for a in imgs:
-        assert a["src"].startswith("data:image/jpeg;base64,")
-        assert base64.b64decode(a["src"].split(",", 1)[1])[:3] == b"\xff\xd8\xff"
+        assert a["src"].startswith("data:image/webp;base64,")
+        raw = base64.b64decode(a["src"].split(",", 1)[1])
+        assert raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
         assert a["alt"]
 
 
@@ -282,7 +283,7 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     sweep = list(csv.DictReader(io.StringIO(z.read("tables/sweep.csv").decode())))
     assert len(sweep) == (len(cfg.methods) * len(cfg.protocols) * 2 * len(cfg.sweep_percentiles)
                           * len(cfg.iou_thresholds))
-    pngs = sorted(n for n in names if n.endswith(".jpg"))
+    pngs = sorted(n for n in names if n.endswith(".webp"))
     assert len(pngs) == len(samples) * (len(cfg.methods) + 1)
     uris = [a["src"].split(",", 1)[1] for tag, a in _Doc(report).tags if tag == "img"]
     assert sorted(base64.b64decode(u) for u in uris) == sorted(z.read(n) for n in pngs)
@@ -361,7 +362,9 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
                        protocol="present", interp="voc07", extra_setting={"alpha": 0.5})
     assert state["run_hash"] == run.run_hash and state["config"]["model"]["checkpoint"] == run.cfg.model.checkpoint
     assert state["class"] == run.classes[class_index] and state["methods"] == list(run.cfg.methods)
-    png = report_html._jpeg(figure(run, "vv_mixed", image_index, class_index))
+    from surgery_core.share.drawing import encode_png
+
+    png = encode_png(figure(run, "vv_mixed", image_index, class_index))
     images = {"vv_mixed figure": png, "../odd/name.png": b"\x89PNG\r\n\x1a\nnot really"}
     times = iter(["2025-01-02T03:04:05", "2025-01-02T03:04:06"])
     import datetime as dt

@@ -123,11 +123,11 @@ def view() -> None:
         for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
-                                  width="stretch", caption=legend)
+                                  per_row=per_row, width="stretch", caption=legend)
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
-                              widgets.METHODS[m].description, col, width="stretch")
+                              widgets.METHODS[m].description, col, per_row=per_row, width="stretch")
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))

@@ -68,7 +68,8 @@ def view() -> None:
                         format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
     snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
-    widgets.how(run, what=f"{what} over the sweep grid; {BOX_NOTE} (percentile varies)",
+    cell_note = box_note(run.cfg.boxes.model_copy(update={"percentile": float(p)}))  # the heading's percentile
+    widgets.how(run, what=f"{what} over the sweep grid; {cell_note}; along the curves only the percentile varies",
                 protocol=proto, interp=interp)
 
     parts, missing, errors = data.sweep_parts(run, methods, proto, start=False)

@@ -3,7 +3,7 @@
 :func:`build_report_html` returns one HTML file that opens offline with nothing else: the run's configuration,
 mAP per method, protocol and interpolation, per-class AP tables, the IoU and percentile sweeps as interactive
 plotly charts (plotly.js inlined once, gzip-compressed, no CDN), heatmap quality and the pointing games, and the
-figures (every method) of chosen samples as ``data:`` JPEGs, each sample's image drawn once. The same run and selection give byte-identical files
+figures (every method) of chosen samples as ``data:`` WebP pictures, each sample's image drawn once. The same run and selection give byte-identical files
 (no timestamps, fixed plotly div ids). Absolute paths of the configuration (dataset root, checkpoint, ...) are cut
 to their base names unless ``include_paths``. :mod:`surgery_core.share.bundle` packs the same parts as a zip.
 """
@@ -15,6 +15,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
     from surgery_core.run.facade import Run
 
 DEFAULT_SAMPLE_COUNT = 4
-#: Sample figures: JPEG at this quality, panels this many px on their longer side (the image of a sample drawn
-#: once, then per method its heatmap and its boxes): a report of 4 samples x 10 methods stays a few MB.
-JPEG_QUALITY = 85
+#: Sample figures: lossy WebP at this quality, panels this many px on their longer side (the image of a sample
+#: drawn once, then per method its heatmap and its boxes): a report of 4 samples x 10 methods stays under 5 MB.
+WEBP_QUALITY = 80
 PANEL_PX = 384
 
 
@@ -48,8 +49,8 @@ class _Sample:
     image_id: str
     class_name: str
     n_gt: int
-    figures: dict[str, bytes] = field(default_factory=dict)  # method -> JPEG: heatmap | boxes (empty: unavailable)
-    picture: bytes = b""  # JPEG: the image with its GT boxes, drawn once for all methods
+    figures: dict[str, bytes] = field(default_factory=dict)  # method -> WebP: heatmap | boxes (empty: unavailable)
+    picture: bytes = b""  # WebP: the image with its GT boxes, drawn once for all methods
     note: str = ""
 
     @property
@@ -80,12 +81,12 @@ class Parts:
         return what if self.mark_best else "no method marked best: random weights"
 
 
-def _jpeg(image_rgb) -> bytes:
-    """JPEG at :data:`JPEG_QUALITY`: a tenth of a PNG's bytes on aerial scenes and heatmaps."""
-    from surgery_core.share.drawing import encode_jpg
+def _picture(image_rgb) -> bytes:
+    """WebP at :data:`WEBP_QUALITY`: a twentieth of a PNG's bytes on aerial scenes and heatmaps."""
+    from surgery_core.share.drawing import encode_webp
 
     try:
-        return encode_jpg(image_rgb, JPEG_QUALITY)
+        return encode_webp(image_rgb, WEBP_QUALITY)
     except ValueError as exc:
         raise SurgeryError(str(exc)) from None
 
@@ -103,7 +104,7 @@ def sample_picture(run: "Run", image_index: int, class_index: int) -> bytes:
     n = int(sel.sum())
     head = title_bar(view.shape[1], f"{rec.image_id}: {run.classes[class_index]}, {n} GT box{'es' if n != 1 else ''} "
                                     "(green; other classes white)", 0.5)
-    return _jpeg(np.vstack([head, view]))
+    return _picture(np.vstack([head, view]))
 
 
 def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple[int, int]]:
@@ -161,7 +162,7 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
             try:
                 s.picture = sample_picture(run, i, c)
                 for m in run.cfg.methods:
-                    s.figures[m] = _jpeg(figure(run, m, i, c, figure_iou, image_column=False, side=PANEL_PX))
+                    s.figures[m] = _picture(figure(run, m, i, c, figure_iou, image_column=False, side=PANEL_PX))
             except (FileNotFoundError, OSError, SurgeryError) as exc:
                 s.figures, s.picture = {}, b""
                 msg = str(exc)
@@ -481,7 +482,7 @@ def _section_samples(p: Parts, cfg) -> str:
            f"<p class=\"note\">Per sample its image with the GT boxes of the class (green, solid), then per method "
            f"two columns: heatmap overlay (jet, min-max normalised) | GT vs boxes cut at percentile {pct:g} (red, "
            f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol). Pictures: "
-           f"JPEG, quality {JPEG_QUALITY}, panels {PANEL_PX} px.</p>"]
+           f"WebP, quality {WEBP_QUALITY}, panels {PANEL_PX} px.</p>"]
     if not p.samples:
         out.append("<p>No sample selected.</p>")
     for s in p.samples:
@@ -490,12 +491,12 @@ def _section_samples(p: Parts, cfg) -> str:
         if s.note:
             out.append(f"<p class=\"warn\">{_esc(s.note)}</p>")
         if s.picture:
-            uri = "data:image/jpeg;base64," + base64.b64encode(s.picture).decode("ascii")
+            uri = "data:image/webp;base64," + base64.b64encode(s.picture).decode("ascii")
             out.append(f"<figure><img src=\"{uri}\" alt=\"image {_esc(s.image_id)} with the GT boxes of "
                        f"{_esc(s.class_name)}\"></figure>")
         out.append("<div class=\"quad\">")
-        for m, jpg in s.figures.items():
-            uri = "data:image/jpeg;base64," + base64.b64encode(jpg).decode("ascii")
+        for m, pic in s.figures.items():
+            uri = "data:image/webp;base64," + base64.b64encode(pic).decode("ascii")
             desc = METHODS[m].description if m in METHODS else ""
             out.append(f"<figure><img src=\"{uri}\" alt=\"{_esc(m)}: image {_esc(s.image_id)}, class "
                        f"{_esc(s.class_name)}\"><figcaption><strong>{_esc(m)}</strong> — {_esc(desc)}"
@@ -540,7 +541,10 @@ _CHART_SCRIPT = "text/plotly-chart"
 
 def _deferred(chart_html: str) -> str:
     """A chart's inline script, kept until the library has been unpacked (:func:`_plotly_library` runs it)."""
-    return chart_html.replace('<script type="text/javascript">', f'<script type="{_CHART_SCRIPT}">')
+    out = re.sub(r'<script(?: type="text/javascript")?>', f'<script type="{_CHART_SCRIPT}">', chart_html)
+    if f'type="{_CHART_SCRIPT}"' not in out:  # plotly changed how it writes the chart's script
+        raise SurgeryError("plotly's chart HTML has no inline script to defer")
+    return out
 
 
 def _plotly_library() -> str:
