@@ -83,15 +83,15 @@ def _cmd_heatmaps(args) -> int:
     import torch
 
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.demo.model import DEMO_ARCH
     from surgery_core.model.heatmaps import compute_heatmaps
-    from surgery_core.model.loading import load_model
     from surgery_core.model.methods import DEFAULT_METHODS
+    from surgery_core.run.engine import resolve_model
 
-    arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))
-    with bars.status(f"model: loading {arch}"):
-        loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
+    loaded = resolve_model(_model_config(args), device, random_weights=args.random_weights, bars=bars)
+    arch = loaded.arch
+    if loaded.note:
+        print(f"surgery heatmaps: WARNING: {loaded.note}", file=sys.stderr)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
         raise SurgeryError(f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
@@ -108,7 +108,8 @@ def _cmd_heatmaps(args) -> int:
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
-    weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
+    weights = (f"model {loaded.name}, sha256 {loaded.checkpoint_sha256[:16]}..." if loaded.name else
+               f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
                "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
@@ -234,6 +235,7 @@ def _cmd_demo_card(args) -> int:
 RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "split": ("data", "split"), "limit": ("data", "limit"),
     "arch": ("model", "arch"), "checkpoint": ("model", "checkpoint"), "quickgelu": ("model", "quickgelu"),
+    "model": ("model", "name"), "allow_sha256_mismatch": ("model", "allow_sha256_mismatch"),
     "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
     "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
     "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
@@ -303,6 +305,24 @@ def config_from_args(args) -> "RunConfig":
         return RunConfig.model_validate(doc)
     except ValidationError as exc:
         raise SurgeryError(explain_validation_error(exc, names, args.config)) from None
+
+
+def _model_config(args) -> "RunConfig":
+    """A configuration holding only the model options of ``args`` (``surgery heatmaps``), validated like a run's."""
+    from pydantic import ValidationError
+
+    from surgery_core.run.config import RunConfig, explain_validation_error
+
+    doc, names = {}, {}
+    for dest in ("model", "arch", "checkpoint", "quickgelu", "allow_sha256_mismatch"):
+        value = getattr(args, dest)
+        if value is not None and value is not False:
+            doc[RUN_OPTIONS[dest][1]] = value
+            names[RUN_OPTIONS[dest]] = _flag(dest)
+    try:
+        return RunConfig.model_validate({"model": doc})
+    except ValidationError as exc:
+        raise SurgeryError(explain_validation_error(exc, names)) from None
 
 
 def _open_run(args):
@@ -417,9 +437,7 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--images", help="image folder for --coco")
     e.add_argument("--split", help="train, val, test, trainval or all")
     e.add_argument("--limit", type=int, help="first N images of the split")
-    e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
-    e.add_argument("--checkpoint", help="local checkpoint (state dict)")
-    e.add_argument("--quickgelu", action="store_true")
+    _add_model_arguments(e)
     e.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
@@ -450,6 +468,18 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     _add_progress_argument(e)
 
 
+def _add_model_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--model", metavar="NAME", help="a catalog or registered model (see 'surgery models'): sets "
+                                                  "architecture, QuickGELU and checkpoint together")
+    e.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
+    e.add_argument("--checkpoint", help="local checkpoint file (state dict); with --model: that model's file "
+                                        "kept elsewhere (its sha256 is checked)")
+    e.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP and models "
+                                                            "fine-tuned from it: RemoteCLIP, GeoRSCLIP B/L)")
+    e.add_argument("--allow-sha256-mismatch", dest="allow_sha256_mismatch", action="store_true",
+                   help="with --model: load a file whose sha256 differs from the published one (the run says so)")
+
+
 def _add_progress_argument(e: argparse.ArgumentParser) -> None:
     e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars and status lines on stderr (default: when stderr is a terminal)")
@@ -477,11 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_dataset)
 
     h = sub.add_parser("heatmaps", help="the raw heatmap grids of one image (every method by default), as .npz")
-    h.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
-    h.add_argument("--checkpoint", help="local checkpoint file (state dict); required except for the demo model")
+    _add_model_arguments(h)
     h.add_argument("--random-weights", dest="random_weights", action="store_true",
                    help="allow an architecture without --checkpoint: random weights, for tests only")
-    h.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP, RemoteCLIP)")
     h.add_argument("--image", required=True)
     h.add_argument("--classes", required=True,
                    help="comma-separated DIOR class names; other text is allowed and used as a free-text query")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from surgery_core.errors import InputError
 from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
@@ -42,6 +42,36 @@ class ModelConfig(_Frozen):
     arch: str = "Demo-ViT-32"
     checkpoint: str | None = Field(None, description="local state dict; None with the demo arch = shipped weights")
     quickgelu: bool = False
+    name: str | None = Field(None, description="catalog or registered model (surgery models): sets arch, QuickGELU "
+                                               "and sha256; its file is found on this machine (or at checkpoint)")
+    sha256: str | None = Field(None, description="the checkpoint's expected sha256 (set from the model's name)")
+    allow_sha256_mismatch: bool = Field(False, description="load a named model whose file's sha256 differs from "
+                                                           "its published one (the run says so)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data):
+        """A model name sets architecture, QuickGELU and sha256 together; a contradicting value is refused (an
+        OpenAI-initialised model without QuickGELU cannot be built through its name)."""
+        if not isinstance(data, dict) or not data.get("name"):
+            return data
+        from surgery_core.model.local_models import find_model
+
+        try:
+            entry = find_model(str(data["name"]))
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+        data = dict(data)
+        for key, want in (("arch", entry.arch), ("quickgelu", entry.quickgelu), ("sha256", entry.sha256)):
+            given = data.get(key)
+            if given is not None and given != want:
+                why = (" (it was initialised from OpenAI CLIP, whose weights need QuickGELU)" if key == "quickgelu"
+                       and want else "")
+                flag = {"arch": "--arch / ", "quickgelu": "--quickgelu / "}.get(key, "")
+                raise ValueError(f"model {entry.name} has {key} {want}{why}, but {key} {given} was asked; leave "
+                                 f"{flag}model.{key} out (the name sets it)")
+            data[key] = want
+        return data
 
 
 class InputConfig(_Frozen):
@@ -52,7 +82,8 @@ class InputConfig(_Frozen):
 
 #: (section, field, default) of fields added after runs and result files were stored: while at their default
 #: they are left out of the run hash (section None: a top-level field) ...
-_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0))
+_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0),
+                          ("model", "name", None), ("model", "sha256", None), ("model", "allow_sha256_mismatch", False))
 #: ... and these also out of every file that dumps the configuration (``refine`` has been written since before
 #: the result files' schema was fixed, so it stays).
 _FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:]
@@ -270,6 +301,10 @@ def explain_validation_error(exc: ValidationError, names: dict[tuple, str] | Non
             rule = f"must be {err['ctx']['expected']}"
         elif kind == "value_error":
             rule = str(err["ctx"]["error"]) if err.get("ctx") else err["msg"].removeprefix("Value error, ")
+            held = getattr(info, "annotation", None)
+            if isinstance(held, type) and issubclass(held, BaseModel):  # a rule over a whole section: say it
+                out.append(f"{rule}{' (in ' + str(source) + ')' if source else ''}")
+                continue
         elif kind == "model_type":
             rule = "must be a JSON object of its keys"
         else:

@@ -70,7 +70,8 @@ class Run:
         dataset = load_dataset(cfg, bars)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
-        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
+        note = " ".join(n for n in (model_data_note(cfg), loaded.note) if n)
+        run = cls(cfg, store, dataset, grids, loaded.identity, note, loaded, bars, random_weights)
         write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
         return run
