@@ -258,7 +258,9 @@ def run_selection(area) -> Run:
     cfg = state.current_config()
     sb = st.sidebar
     sb.markdown(f"### Run `{cfg.run_hash}`")
-    summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
+    summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
+                                                          else cfg.model.arch)
+               + (" · QuickGELU" if cfg.model.quickgelu else ""))
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
     recent = _recent_runs(str(operator_settings.run_store().root))

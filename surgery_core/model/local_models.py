@@ -121,6 +121,11 @@ class Located:
     where: str
 
 
+def hf_cache_dir() -> str | None:
+    """``$HF_HUB_CACHE`` as set now (huggingface_hub reads it once, at import); None = its default."""
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
 def hub_cached(entry: CatalogEntry) -> Path | None:
     """The file of a hub entry in the Hugging Face cache (no network), or None."""
     if not entry.repo:
@@ -129,7 +134,8 @@ def hub_cached(entry: CatalogEntry) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # huggingface_hub comes with open_clip; without it there is no cache to look in
         return None
-    found = try_to_load_from_cache(entry.repo, entry.file, revision=entry.revision or "main")
+    found = try_to_load_from_cache(entry.repo, entry.file, revision=entry.revision or "main",
+                                   cache_dir=hf_cache_dir())
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 

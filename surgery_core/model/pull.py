@@ -1,7 +1,7 @@
 """``surgery models pull``: the only code that downloads weights, and only when asked.
 
 Hub entries go through ``huggingface_hub.hf_hub_download`` into the Hugging Face cache (its proxies, ``HF_ENDPOINT``,
-``HF_HUB_CACHE``, tokens and resumable ``.incomplete`` files included); URL entries are a plain HTTPS download into
+``HF_HUB_CACHE``, tokens, and resuming a dropped connection within the pull, included); URL entries are a plain HTTPS download into
 ``<models folder>/<name>/`` under a ``.part`` name, renamed into place only once whole and checked. Either way the
 file's size and sha256 are checked against the catalog; a mismatch removes the file and is refused, so nothing that
 is not the published file is ever found under a final name. ``HF_HUB_OFFLINE=1`` (read at call time) and an
@@ -10,6 +10,7 @@ unreachable server give one line naming the URL and the exact path to put a hand
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import urllib.error
@@ -20,8 +21,8 @@ from pathlib import Path
 from surgery_core.errors import CheckpointError, InputError
 from surgery_core.files import content_sha256
 from surgery_core.model.catalog import CatalogEntry
-from surgery_core.model.local_models import Located, locate, models_dir, record_verified, target_path, \
-    verified_sha256
+from surgery_core.model.local_models import Located, hf_cache_dir, locate, models_dir, record_verified, \
+    target_path, verified_sha256
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 _CHUNK = 1 << 20
@@ -96,18 +97,17 @@ def pull(entry: CatalogEntry, *, tqdm_class=None, root: Path | None = None) -> L
     return Located(path, where)
 
 
-def _hf_cache_dir() -> str | None:
-    return os.environ.get("HF_HUB_CACHE") or None
-
-
 def _pull_hub(entry: CatalogEntry, tqdm_class, root: Path) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
     rev = entry.revision or "main"
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its "trying to resume" warnings: the outcome is said in one line below
     try:
-        got = Path(hf_hub_download(entry.repo, entry.file, revision=rev, cache_dir=_hf_cache_dir(),
+        got = Path(hf_hub_download(entry.repo, entry.file, revision=rev, cache_dir=hf_cache_dir(),
                                    endpoint=hub_endpoint(), tqdm_class=tqdm_class))
     except OfflineModeIsEnabled:
         raise _offline(entry, "offline mode: HF_HUB_OFFLINE is set", root) from None
@@ -120,8 +120,10 @@ def _pull_hub(entry: CatalogEntry, tqdm_class, root: Path) -> Path:
         raise InputError(None, f"model {entry.name}: {source_url(entry)} failed ({_first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - a dropped connection surfaces as the HTTP client's own error types
         raise InputError(None, f"model {entry.name}: the download from {source_url(entry)} was interrupted "
-                               f"({type(exc).__name__}: {_first_line(exc)}); nothing was kept under a final name, "
-                               "and the next 'surgery models pull' resumes it") from None
+                               f"({type(exc).__name__}: {_first_line(exc)}); huggingface_hub retried and "
+                               "resumed it 5 times; nothing was kept: run the pull again") from None
+    finally:
+        hub_log.setLevel(level)
     try:
         sha = check_file(entry, got)
     except CheckpointError:

@@ -77,6 +77,13 @@ class Run:
         return run
 
     @property
+    def model_info(self) -> dict:
+        """The model as results name it: what identifies its outputs (architecture, QuickGELU, checkpoint sha256)
+        and, when the run names it so, its catalog or registered name (not part of the heatmap key: the same file
+        gives the same grids by any name)."""
+        return self.model_identity | ({"name": self.cfg.model.name} if self.cfg.model.name else {})
+
+    @property
     def run_hash(self) -> str:
         return self.cfg.run_hash
 
@@ -94,7 +101,7 @@ class Run:
         """What identifies and describes the run (``run.json``)."""
         return {
             "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": self.cfg.to_file_dict(),
-            "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
+            "model": self.model_info, "dataset": self.dataset.name, "split": self.dataset.split,
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
             "computed_now": self.grids.computed, "reused": self.grids.reused, "model_note": self.model_note,

@@ -269,8 +269,8 @@ def _section_config(p: Parts, run) -> str:
     conf = h["config"]
     items = [
         ("run hash", h["run_hash"]), ("heatmap key", h["heatmap_key"]),
-        ("model", f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), checkpoint "
-                  f"{conf['model'].get('checkpoint') or 'shipped demo weights'}, sha256 "
+        ("model", (f"{m['name']}: " if m.get("name") else "") + f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), "
+                  f"checkpoint {conf['model'].get('checkpoint') or ('found by name' if m.get('name') else 'shipped demo weights')}, sha256 "
                   f"{m.get('checkpoint_sha256') or 'none'}"),
         ("dataset", f"{h['dataset']} / {h['split']} ({conf['data']['kind']}"
                     + (f", root {conf['data']['root']}" if conf["data"].get("root") else "")

@@ -199,7 +199,9 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         f"- Dataset: {head['dataset']} / {head['split']}: {head['images']} images, "
         f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
                                                          if head["skipped_images"] else ""),
-        f"- Model: `{m['arch']}`, QuickGELU {m['quickgelu']}, checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
+        "- Model: " + (f"`{m['name']}` (" if m.get("name") else "")
+        + f"`{m['arch']}`, QuickGELU {m['quickgelu']}" + (")" if m.get("name") else "")
+        + f", checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
         f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",
