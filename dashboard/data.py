@@ -32,6 +32,13 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
     from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
 
     path = cfg.model.checkpoint or (DEMO_WEIGHTS if cfg.model.arch == DEMO_ARCH else None)
+    if path is None and cfg.model.name:  # a named model's file as found now (pulled meanwhile: a new stamp)
+        from surgery_core.model.local_models import find_model, locate
+
+        found = locate(find_model(cfg.model.name))
+        path = found.path if found else None
+        if path is None:
+            return ("absent", cfg.model.name)
     if path is None:
         return ("random",)
     try:
@@ -111,7 +118,7 @@ def _open(cfg: RunConfig, area) -> Run:
 
     loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
     t0 = time.perf_counter()
-    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
+    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.name or cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
         run = Run.open(cfg, operator_settings.run_store(), progress=progress, loaded=loaded)
     if bar is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from dashboard import data, operator_settings, permalink, state, widgets
+from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.model.methods import METHODS
 from surgery_core.model.prompts import PROMPT_SETS
@@ -61,6 +61,7 @@ FORM_FIELDS = (
     ("f_images", "data.images", _text, _text_or_none),
     ("f_split", "data.split", _same, _same),
     ("f_limit", "data.limit", _zero, _int_or_none),
+    ("f_model", "model.name", _text, _text_or_none),
     ("f_arch", "model.arch", _same, str.strip),
     ("f_ckpt", "model.checkpoint", _text, _text_or_none),
     ("f_qg", "model.quickgelu", _same, bool),
@@ -102,6 +103,11 @@ def _config_from_form(base: RunConfig) -> RunConfig:
         for part in parents:
             node = node[part]
         node[name] = to_field(s[key])
+    model = doc["model"]
+    model.pop("sha256", None)  # set again from the name, if any: never the previous model's
+    if model["name"]:  # the name sets architecture, QuickGELU and the file; the fields typed below are not used
+        for k in ("arch", "quickgelu", "checkpoint"):
+            model.pop(k, None)
     pct = float(s.f_pct)
     if pct not in doc["sweep_percentiles"] and pct not in doc["quality_percentiles"]:
         doc["sweep_percentiles"] = sorted({*doc["sweep_percentiles"], pct})
@@ -136,7 +142,7 @@ def _keep_form() -> None:
 def _missing(s) -> list[str]:
     """Required form fields left empty, by their labels."""
     out = []
-    if not str(s.get("f_arch") or "").strip():
+    if not s.get("f_model") and not str(s.get("f_arch") or "").strip():
         out.append("Architecture is empty (an open_clip name, e.g. ViT-B-32; Demo-ViT-32 is the demo model)")
     if not s.get("f_methods"):
         out.append("Heatmap methods: pick at least one")
@@ -202,8 +208,17 @@ def _recent_runs(store_root: str) -> list[dict]:
 
 def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
-    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))), \
-            st.form("run_form", border=False):
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
+                                                           or st.session_state.get("_model_pulled"))):
+        st.markdown("**Model**")
+        model_picker.draw()
+        _form_body()
+    if st.session_state.get("_form_error"):
+        st.sidebar.error(st.session_state["_form_error"])
+
+
+def _form_body() -> None:
+    with st.form("run_form", border=False):
         st.markdown("**Data**")
         st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
         st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON",
@@ -213,7 +228,7 @@ def _form(cfg: RunConfig) -> None:
         c1, c2 = st.columns(2)
         c1.selectbox("Split", SPLITS, key="f_split")
         c2.number_input("First N images", 0, step=50, key="f_limit", help="0 = the whole split")
-        st.markdown("**Model**")
+        st.markdown("**Architecture and checkpoint** (when no model is picked above)")
         st.text_input("Architecture", key="f_arch", help="open_clip name, e.g. ViT-B-32, ViT-L-14, RN50; "
                                                          "Demo-ViT-32 is the shipped demo model")
         st.text_input("Checkpoint", key="f_ckpt", placeholder="empty: the shipped demo weights",
@@ -238,8 +253,6 @@ def _form(cfg: RunConfig) -> None:
         c1.number_input("Box map px", 0, step=32, key="f_res", help="working map side; 0 = the image size")
         c2.checkbox("x class prob", key="f_cpw", help="multiply box scores by the CLS class probability")
         st.form_submit_button("Open run", type="primary", on_click=_submit, width="stretch")
-    if st.session_state.get("_form_error"):
-        st.sidebar.error(st.session_state["_form_error"])
 
 
 def box_caption(cfg: RunConfig) -> str:

@@ -40,24 +40,8 @@ def _size(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
-def model_rows() -> list[dict]:
-    """One row per catalog entry and registered model: its facts and where its file is here (or None)."""
-    from surgery_core.model.local_models import all_models, locate, verified_sha256
-
-    rows = []
-    for entry in all_models().values():
-        found = locate(entry)
-        verified = bool(found and entry.sha256 and verified_sha256(found.path) == entry.sha256)
-        rows.append({"name": entry.name, "title": entry.title, "arch": entry.arch, "quickgelu": entry.quickgelu,
-                     "size": entry.size, "sha256": entry.sha256, "source": entry.source,
-                     "registered": entry.registered, "present": found is not None,
-                     "where": found.where if found else None, "path": str(found.path) if found else None,
-                     "sha256_verified": verified})
-    return rows
-
-
 def _cmd_list(args) -> int:
-    from surgery_core.model.local_models import models_dir
+    from surgery_core.model.local_models import model_rows, models_dir
 
     rows = model_rows()
     if args.json:

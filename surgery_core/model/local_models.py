@@ -181,3 +181,17 @@ def missing_message(entry: CatalogEntry, root: Path | None = None) -> str:
     fetched = (f"the checkpoint inside {entry.download_url}" if entry.archive else entry.download_url)
     return (f"model {entry.name} is not on this machine: run 'surgery models pull {entry.name}' (network), or put "
             f"{fetched} at {target_path(entry, root)}{sha}")
+
+
+def model_rows() -> list[dict]:
+    """One row per catalog entry and registered model: its facts and where its file is here (or None)."""
+    rows = []
+    for entry in all_models().values():
+        found = locate(entry)
+        verified = bool(found and entry.sha256 and verified_sha256(found.path) == entry.sha256)
+        rows.append({"name": entry.name, "title": entry.title, "arch": entry.arch, "quickgelu": entry.quickgelu,
+                     "size": entry.size, "sha256": entry.sha256, "source": entry.source, "licence": entry.licence,
+                     "registered": entry.registered, "present": found is not None,
+                     "where": found.where if found else None, "path": str(found.path) if found else None,
+                     "sha256_verified": verified})
+    return rows
