@@ -376,6 +376,12 @@ def _cmd_evaluate(args) -> int:
             vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
+    cl = run.corloc()
+    print(f"CorLoc at IoU 0.5 (share of a class's images whose top box of the class hits; mean over classes; "
+          f"percentile {cfg.boxes.percentile:g}):")
+    for m in cfg.methods:
+        print(f"  {m:<9} " + "  ".join(f"{pr}={'n/a' if (v := cl.entry(m, pr).corloc['0.5']) is None else f'{v:.4f}'}"
+                                       for pr in cfg.protocols))
     q = run.quality().methods
     print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
                                         if q[m].pointing_game['overall'] is not None))

@@ -345,3 +345,21 @@ def evaluate(gt: Detections, det: Detections, num_classes: int,
     if match is not None and len(match.order) != len(det):
         raise ValueError(f"match is for {len(match.order)} detections, not {len(det)}")
     return _evaluate_voc(gt, det, num_classes, ts, use_07=(interp == "voc07"), match=match, area=rng)
+
+
+def size_counts(gt: Detections, num_classes: int) -> np.ndarray:
+    """int64 [len(SIZES), K]: ground-truth boxes of each class in each COCO size bucket (inclusive bounds, so a box
+    of exactly 32^2 or 96^2 px^2 counts in two buckets, as COCOeval evaluates it)."""
+    return np.stack([np.bincount(gt.class_id[in_area(gt.xyxy, AREA_RANGES[s])], minlength=num_classes)
+                     for s in SIZES]).astype(np.int64).reshape(len(SIZES), num_classes)
+
+
+def size_note(size: str) -> str:
+    """The size bucket in words, for captions: ``small objects (area <= 32^2 px^2 ...)``."""
+    if size in (None, "all"):
+        return "all object sizes"
+    lo, hi = AREA_RANGES[size]
+    rng = f"area <= {hi:g} px2" if lo == 0 else (f"area >= {lo:g} px2" if size == "large" else
+                                                  f"{lo:g} <= area <= {hi:g} px2")
+    return (f"{size} objects only ({rng} of the original image, COCO's bounds; GT outside ignored, detections "
+            "matched to it or unmatched outside the range ignored)")

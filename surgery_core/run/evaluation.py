@@ -16,10 +16,12 @@ import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
+from surgery_core.eval.ap import AREA_RANGES, COCO_IOUS, SIZES, evaluate, size_counts, size_note, voc_match
 from surgery_core.eval.boxes import BoxParams, sweep_detections, sweep_two_sets
 from surgery_core.eval.maxdets import cap_detections
-from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
+from surgery_core.eval.corloc import corloc
+from surgery_core.eval.results import (APEntry, APTables, CorLocEntry, CorLocTables, SizeAPTables, Sweep, SweepBest,
+                                       SweepCell, nested_none_if_nan)
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
 from surgery_core.run.grids import GridSet
@@ -151,22 +153,67 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
     VOC interpolations are scored at each IoU of ``cfg.iou_thresholds``; COCO at those thresholds too and,
     for its headline ``mAP``, at .50:.05:.95.
     """
+    return _ap_tables(cfg, dataset, gs, boxes, percentile, bars, (None,))[None]
+
+
+def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
+    """:func:`ap_tables` of each size bucket of ``sizes`` (None = all objects), one VOC matching per cell shared by
+    every size and VOC interpolation."""
     p = float(cfg.boxes.percentile if percentile is None else percentile)
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
-    out: dict = {}
-    with bars.bar(f"AP at p{p:g}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps),
+    out: dict = {s: {} for s in sizes}
+    label = "AP" if sizes == (None,) else "AP by object size"
+    with bars.bar(f"{label} at p{p:g}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps) * len(sizes),
                   "method x protocol x interp") as bar:
         for m in cfg.methods:
             for proto in cfg.protocols:
                 det = boxes.get(m, proto, p)
-                for interp in cfg.interps:
-                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp)
-                    head = evaluate(gt, det, k, COCO_IOUS, "coco") if interp == "coco" else None
-                    out.setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
-                        res, gs.classes, INTERP_NOTES[interp], head)
-                    bar.update(1)
-    return APTables(p, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, out)
+                match = voc_match(gt, det) if len(sizes) > 1 and set(cfg.interps) - {"coco"} else None
+                for size in sizes:
+                    for interp in cfg.interps:
+                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match,
+                                       area=size)
+                        head = evaluate(gt, det, k, COCO_IOUS, "coco", area=size) if interp == "coco" else None
+                        note = INTERP_NOTES[interp] if size is None else (
+                            INTERP_NOTES[interp].replace(", area all", "") + "; " + size_note(size))
+                        out[size].setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
+                            res, gs.classes, note, head)
+                        bar.update(1)
+    return {s: APTables(p, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, t) for s, t in out.items()}
+
+
+def ap_by_size(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
+               bars: Progress = QUIET) -> SizeAPTables:
+    """AP per method, protocol and interpolation of small, medium and large objects (COCO's buckets and ignore
+    rule, :mod:`surgery_core.eval.ap`), with the ground truth's size mix per class."""
+    gt = ground_truth_for(dataset, gs.rows)
+    counts = size_counts(gt, len(gs.classes))
+    mix = {c: {s: int(counts[i, j]) for i, s in enumerate(SIZES)} for j, c in enumerate(gs.classes)}
+    return SizeAPTables({s: list(AREA_RANGES[s]) for s in SIZES}, mix,
+                        _ap_tables(cfg, dataset, gs, boxes, percentile, bars, SIZES))
+
+
+#: What CorLoc is, in one line for tables and files (docs/DESIGN.md section 5).
+CORLOC_NOTE = ("CorLoc (Deselaers et al. 2012; OICR's dis_eval): per class, over the images that contain it, the share "
+               "whose highest-scoring box of the class has IoU >= t with a GT box of the class; mean over classes")
+
+
+def corloc_ious(cfg: RunConfig) -> tuple[float, ...]:
+    """The IoU thresholds CorLoc is tabled at: the run's and 0.5 (the papers' threshold)."""
+    return tuple(sorted({*map(float, cfg.iou_thresholds), 0.5}))
+
+
+def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
+                  ) -> CorLocTables:
+    """CorLoc per method and protocol at the run's box rule (or ``percentile``), at :func:`corloc_ious`."""
+    p = float(cfg.boxes.percentile if percentile is None else percentile)
+    gt = ground_truth_for(dataset, gs.rows)
+    ts = corloc_ious(cfg)
+    out = {m: {pr: CorLocEntry.from_result(corloc(gt, boxes.get(m, pr, p), len(gs.classes), ts), gs.classes)
+               for pr in cfg.protocols} for m in cfg.methods}
+    params = cfg.boxes.model_copy(update={"percentile": p})
+    return CorLocTables(list(ts), box_note(params), CORLOC_NOTE, out)
 
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
