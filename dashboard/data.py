@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
+from surgery_core.eval.corloc import CorLocResult
 from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
 from surgery_core.run.engine import resolve_model
@@ -223,11 +224,18 @@ def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
 
 
 def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
-              coco95: bool = False) -> APResult:
-    """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco)."""
+              coco95: bool = False, size: str = "all") -> APResult:
+    """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco) and object
+    size (``all`` or a COCO bucket)."""
     ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
-    return run.ap(method, protocol, interp, float(percentile), thr)
+    return run.ap(method, protocol, interp, float(percentile), thr, None if size == "all" else size)
+
+
+def corloc_result(run: Run, method: str, protocol: str, percentile: float, iou: float) -> CorLocResult:
+    """``run.corloc_at`` (boxes cut under a spinner first)."""
+    ensure_cells(run, [method], protocol, percentile)
+    return run.corloc_at(method, protocol, float(percentile), float(iou))
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables

@@ -133,9 +133,10 @@ class APTables:
     means.
     """
 
-    percentile: float
+    percentile: float | None
     protocol_notes: dict[str, str]
     entries: dict[str, dict[str, dict[str, APEntry]]]
+    box_rule: str | None = None  # a rule other than the percentile (then ``percentile`` is None), in words
 
     @property
     def methods(self) -> list[str]:
@@ -177,13 +178,19 @@ class APTables:
     def to_dict(self) -> dict:
         return {"percentile": self.percentile, "protocol_notes": dict(self.protocol_notes),
                 "tables": {m: {pr: {it: e.to_dict() for it, e in bi.items()} for pr, bi in bp.items()}
-                           for m, bp in self.entries.items()}}
+                           for m, bp in self.entries.items()}} | ({} if self.box_rule is None else
+                                                                  {"box_rule": self.box_rule})
 
     @classmethod
     def from_dict(cls, d: dict) -> "APTables":
         return cls(d["percentile"], dict(d["protocol_notes"]),
                    {m: {pr: {it: APEntry.from_dict(e) for it, e in bi.items()} for pr, bi in bp.items()}
-                    for m, bp in d["tables"].items()})
+                    for m, bp in d["tables"].items()}, d.get("box_rule"))
+
+    @property
+    def cut_text(self) -> str:
+        """The box rule of the tables in words: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
+        return self.box_rule or f"percentile {self.percentile:g}"
 
 
 # ============================================================================================ sweep

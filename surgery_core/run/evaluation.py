@@ -17,7 +17,8 @@ import numpy as np
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import AREA_RANGES, COCO_IOUS, SIZES, evaluate, size_counts, size_note, voc_match
-from surgery_core.eval.boxes import BoxParams, sweep_detections, sweep_two_sets
+from surgery_core.eval.boxes import (BoxParams, BoxRule, as_cut, cut_label, cut_sort_key, sweep_detections,
+                                     sweep_two_sets)
 from surgery_core.eval.maxdets import cap_detections
 from surgery_core.eval.corloc import corloc
 from surgery_core.eval.results import (APEntry, APTables, CorLocEntry, CorLocTables, SizeAPTables, Sweep, SweepBest,
@@ -79,12 +80,19 @@ class BoxCache:
     dets: dict[tuple[str, str], dict[float, Detections]] = field(default_factory=dict)
 
     def get(self, method: str, protocol: str, percentile: float) -> Detections:
-        return self.dets[(method, protocol)][float(percentile)]
+        return self.dets[(method, protocol)][as_cut(percentile)]
 
 
-def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
-    return tuple(sorted({float(p) for p in (*cfg.sweep_percentiles, *cfg.quality_percentiles,
-                                             cfg.boxes.percentile)}))
+def all_percentiles(cfg: RunConfig) -> tuple:
+    """Every cut the run's views offer: the sweep's and quality's percentiles and the run's own cut (a percentile
+    or a :class:`~surgery_core.eval.boxes.BoxRule`), percentiles first."""
+    return tuple(sorted({*map(float, cfg.sweep_percentiles), *map(float, cfg.quality_percentiles), cfg.boxes.cut},
+                        key=cut_sort_key))
+
+
+def fixed_cuts(cfg: RunConfig) -> tuple[BoxRule, ...]:
+    """The fixed-value cuts the views offer: the sweep's values and the run's own."""
+    return tuple(BoxRule("fixed", v) for v in sorted({*map(float, cfg.sweep_fixed_values), cfg.boxes.fixed_value}))
 
 
 def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None,
@@ -104,7 +112,7 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     cache = BoxCache()
     methods = cfg.methods if methods is None else methods
     protocols = cfg.protocols if protocols is None else protocols
-    percentiles = all_percentiles(cfg) if percentiles is None else tuple(float(p) for p in percentiles)
+    percentiles = all_percentiles(cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
     cap = cfg.boxes.max_dets
     if workers is None:
         n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in protocols else 0)
@@ -159,12 +167,12 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
 def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
     """:func:`ap_tables` of each size bucket of ``sizes`` (None = all objects), one VOC matching per cell shared by
     every size and VOC interpolation."""
-    p = float(cfg.boxes.percentile if percentile is None else percentile)
+    p = as_cut(cfg.boxes.cut if percentile is None else percentile)
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
     out: dict = {s: {} for s in sizes}
     label = "AP" if sizes == (None,) else "AP by object size"
-    with bars.bar(f"{label} at p{p:g}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps) * len(sizes),
+    with bars.bar(f"{label} at {cut_label(p)}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps) * len(sizes),
                   "method x protocol x interp") as bar:
         for m in cfg.methods:
             for proto in cfg.protocols:
@@ -180,7 +188,9 @@ def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
                         out[size].setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
                             res, gs.classes, note, head)
                         bar.update(1)
-    return {s: APTables(p, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, t) for s, t in out.items()}
+    # A percentile is written as before; another rule is named, and the percentile left empty.
+    pct, rule = (p, None) if not isinstance(p, BoxRule) else (None, cut_label(p))
+    return {s: APTables(pct, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, t, rule) for s, t in out.items()}
 
 
 def ap_by_size(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
@@ -207,12 +217,12 @@ def corloc_ious(cfg: RunConfig) -> tuple[float, ...]:
 def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
                   ) -> CorLocTables:
     """CorLoc per method and protocol at the run's box rule (or ``percentile``), at :func:`corloc_ious`."""
-    p = float(cfg.boxes.percentile if percentile is None else percentile)
+    p = as_cut(cfg.boxes.cut if percentile is None else percentile)
     gt = ground_truth_for(dataset, gs.rows)
     ts = corloc_ious(cfg)
     out = {m: {pr: CorLocEntry.from_result(corloc(gt, boxes.get(m, pr, p), len(gs.classes), ts), gs.classes)
                for pr in cfg.protocols} for m in cfg.methods}
-    params = cfg.boxes.model_copy(update={"percentile": p})
+    params = cfg.boxes.with_cut(p)
     return CorLocTables(list(ts), box_note(params), CORLOC_NOTE, out)
 
 
@@ -263,7 +273,7 @@ def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "
 
 def describe_boxes(params: BoxParams) -> str:
     """One line saying exactly how boxes were cut (shown next to every number)."""
-    parts = [f"percentile {params.percentile:g} of the min-max-normalised map",
+    parts = [rule_words(params),
              f"working map {params.box_resolution or 'image-size'} px (bilinear)",
              f"close+open {params.morph_kernel}x{params.morph_kernel}", f"{params.connectivity}-connected components",
              f"score = {params.score} of map in component" + (" x class prob" if params.class_prob_weight else "")]
@@ -275,6 +285,15 @@ def describe_boxes(params: BoxParams) -> str:
     if params.refine != "none":
         parts.append(f"maps refined by {params.refine.upper()} (10 iterations, dilations 8, 16 px) before the threshold")
     return ", ".join(parts)
+
+
+def rule_words(params: BoxParams) -> str:
+    """The threshold of the box rule in words, as every caption states it."""
+    if params.rule == "otsu":
+        return "Otsu's threshold of each min-max-normalised working map (256 bins over 0-1)"
+    if params.rule == "fixed":
+        return f"fixed value {params.fixed_value:g} of the min-max-normalised map"
+    return f"percentile {params.percentile:g} of the min-max-normalised map"
 
 
 def box_note(params: BoxParams) -> str:

@@ -18,7 +18,7 @@ from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.data.images import read_image
 from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, boxes_from_grid
+from surgery_core.eval.boxes import BoxParams, boxes_from_grid, cut_sort_key
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.corloc import CorLocResult, corloc
 from surgery_core.eval.results import (APTables, CorLocTables, MethodQuality, QualityTables, SizeAPTables, Sweep,
@@ -142,7 +142,7 @@ class Run:
 
     def report_percentiles(self) -> tuple[float, ...]:
         """Percentiles whose boxes the reports need: the run's own and the sweep's."""
-        return tuple(sorted({float(self.cfg.boxes.percentile), *map(float, self.cfg.sweep_percentiles)}))
+        return tuple(sorted({self.cfg.boxes.cut, *map(float, self.cfg.sweep_percentiles)}, key=cut_sort_key))
 
     def ensure_boxes(self, percentiles: tuple[float, ...] | None = None) -> int:
         """Cut every missing cell of the run's methods and protocols at ``percentiles`` (default: what the reports
@@ -196,14 +196,14 @@ class Run:
     def ap_tables(self) -> APTables:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
         def compute():
-            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
             return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
         return APTables.from_dict(self._cached_json("ap_tables.json", compute))
 
     def corloc(self) -> CorLocTables:
         """CorLoc per method and protocol at the run's box rule, at the run's IoUs and 0.5 (``corloc.json``)."""
         def compute():
-            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
             return corloc_tables(self.cfg, self.dataset, self.grids, self.boxes).to_dict()
         return CorLocTables.from_dict(self._cached_json("corloc.json", compute))
 
@@ -211,7 +211,7 @@ class Run:
         """AP of small, medium and large objects per method, protocol and interpolation at the run's box rule, and
         the ground truth's size mix (``ap_by_size.json``)."""
         def compute():
-            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
             return ap_by_size(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
         return SizeAPTables.from_dict(self._cached_json("ap_by_size.json", compute))
 
@@ -286,7 +286,7 @@ class Run:
         """Boxes of one image and class at any percentile (computed live: one map, microseconds)."""
         rec = self.dataset.images[image_index]
         row = self.row_of(image_index)
-        params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
+        params: BoxParams = box_params_for(self.cfg, protocol).with_cut(percentile)
         grid = self.grids.grids[method][row]
         if params.refine == "pamr":
             from surgery_core.data.images import squash

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surgery_core.eval.boxes import cut_label, cut_tag
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 from surgery_core.model.methods import METHODS
@@ -64,7 +65,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
     percentile: default the run's."""
     rec = run.dataset.images[image_index]
-    p = run.cfg.boxes.percentile if percentile is None else percentile
+    p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
     panel = pairs.panel(run, method, image_index, class_index, p, "present", iou)
     d = panel.det
@@ -73,7 +74,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     n_gt = int((rec.labels == class_index).sum())
     titles = (f"{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
               f"{method}: heatmap of '{cls}' (jet, min-max normalised)",
-              f"{len(d)} box{'es' if len(d) != 1 else ''} at p{p:g}, {int(d.extra['tp'].sum())} TP at IoU "
+              f"{len(d)} box{'es' if len(d) != 1 else ''} at {cut_tag(p)}, {int(d.extra['tp'].sum())} TP at IoU "
               f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
                         titles, scale_ticks=_scale_ticks(panel.grid),
@@ -85,7 +86,7 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
     """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
     its GT boxes, then per method the heatmap with GT, boxes (``present`` protocol) and pointing-game point."""
     rec = run.dataset.images[image_index]
-    p = run.cfg.boxes.percentile if percentile is None else percentile
+    p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
     cls = run.classes[class_index]
     sel = rec.labels == class_index
@@ -101,7 +102,7 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
     heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at p{p:g} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP at "
+               f"boxes at {cut_label(p)} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP at "
                f"IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
                       f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
@@ -185,7 +186,7 @@ def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[flo
     cl = run.corloc()
     cols["CorLoc@0.5"] = {m: cl.entry(m, proto).corloc.get(iou_key(0.5)) for m in cfg.methods}
     best = {c: max((v for v in vals.values() if v is not None), default=None) for c, vals in cols.items()}
-    lines = [f"## Methods at a glance ({interp}, {proto} protocol, percentile {tables.percentile:g})", "",
+    lines = [f"## Methods at a glance ({interp}, {proto} protocol, {tables.cut_text})", "",
              "| method | " + " | ".join(cols) + " | what it does | source |", "|---|" + "---|" * (len(cols) + 2)]
     for m in cfg.methods:
         cells = [("**" + _fmt(v) + "**") if v is not None and v == best[c] else _fmt(v)
@@ -296,7 +297,7 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
                       f"{_fmt(mq.energy_pointing_game['overall'])}.", ""]
     if figures or compared:
         iou = view_iou(cfg) if figure_iou is None else figure_iou
-        lines += ["## Figures", "", f"Boxes at percentile {cfg.boxes.percentile:g}, present protocol, TP/FP at IoU >= "
+        lines += ["## Figures", "", f"Boxes at {cut_label(cfg.boxes.cut)}, present protocol, TP/FP at IoU >= "
                   f"{iou:g} (the dashboard's default). Heatmaps in jet, min-max normalised per image and class "
                   "(the colour bar gives the raw similarity at 0 and 1).", ""]
     if compared:
