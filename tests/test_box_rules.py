@@ -123,7 +123,7 @@ def test_the_rule_is_in_the_run_hash_without_moving_existing_hashes():
     assert RunConfig().run_hash == "a0fcc5e3d5bd"
     assert RunConfig(boxes={"percentile": 75}).run_hash == "3bbb1f9885de"
     assert RunConfig(data={"kind": "samples"}, methods=("vv_mixed",)).run_hash == "eebbf941e212"
-    assert "rule" not in RunConfig().to_file_dict()["boxes"]
+    assert RunConfig().to_file_dict()["boxes"]["rule"] == "percentile"  # files name the rule
     otsu, fixed = RunConfig(boxes={"rule": "otsu"}), RunConfig(boxes={"rule": "fixed", "fixed_value": 0.4})
     hashes = {RunConfig().run_hash, otsu.run_hash, fixed.run_hash,
               RunConfig(boxes={"rule": "fixed", "fixed_value": 0.6}).run_hash}
@@ -133,3 +133,42 @@ def test_the_rule_is_in_the_run_hash_without_moving_existing_hashes():
     assert all_percentiles(otsu)[-1] == BoxRule("otsu") and 90.0 in all_percentiles(otsu)
     with pytest.raises(ValidationError):
         RunConfig(sweep_fixed_values=(0.5, 1.5))
+
+
+# ------------------------------------------------------------------------------------------------ a run
+def test_a_run_cuts_stores_scores_and_sweeps_the_other_rules(test_run, tmp_path):
+    from surgery_core.eval.ap import evaluate
+    from surgery_core.run.facade import Run
+    from surgery_core.run.store import RunStore
+
+    run = test_run
+    m, pr = run.cfg.methods[-1], run.cfg.protocols[0]
+    otsu, fixed = BoxRule("otsu"), BoxRule("fixed", 0.5)
+    p90 = run.detections(m, pr, 90.0)
+    for rule in (otsu, fixed):
+        det = run.detections(m, pr, rule)
+        assert run.boxes.cells.path(m, pr, rule).name == cut_tag(rule)
+        assert run.boxes.cells.has(m, pr, rule)
+        # what the run stored is what one cut of the run's grids by that rule gives (the cap included)
+        pairs = run.boxes.cells.read(m, pr, rule)
+        np.testing.assert_array_equal(pairs.xyxy, det.xyxy)
+        assert len(det) and not (len(det) == len(p90) and np.array_equal(det.xyxy, p90.xyxy))
+        res = run.ap(m, pr, "voc07", rule, run.cfg.iou_thresholds)
+        assert res.mAP == evaluate(run.gt, det, len(run.classes), run.cfg.iou_thresholds, "voc07").mAP
+    # the fixed-value sweep: rows are the fixed values, each cell the AP of that cut
+    part = run.sweep_part(m, pr, "fixed")
+    assert run.has_sweep_part(m, pr, "fixed") and run.has_sweep_part(m, pr) is run.has_sweep_part(m, pr, "percentile")
+    vals = list(run.cfg.sweep_fixed_values)
+    row = vals.index(0.5)
+    ap = run.ap(m, pr, "voc07", fixed, run.cfg.iou_thresholds)
+    assert part["voc07"].map[row] == [None if np.isnan(v) else float(v) for v in ap.map_per_iou]
+    assert part["voc07"].best.percentile in vals
+    # a run whose own rule is Otsu: its tables say so, and share the cells (the box key leaves the rule out)
+    cfg = run.cfg.model_copy(update={"boxes": run.cfg.boxes.with_cut(otsu)})
+    other = Run(cfg, RunStore(tmp_path), run.dataset, run.grids, run.model_identity, run.model_note)
+    assert cfg.run_hash != run.cfg.run_hash
+    tables = other.ap_tables()
+    assert tables.percentile is None and tables.box_rule == "Otsu" and tables.cut_text == "Otsu"
+    assert tables.entry(m, pr, "voc07").map == evaluate(run.gt, run.detections(m, pr, otsu), len(run.classes),
+                                                        run.cfg.iou_thresholds, "voc07").mAP
+    assert "Otsu's threshold" in other.corloc().box_note

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.ap import SIZES, size_note
+from surgery_core.eval.boxes import cut_tag
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
@@ -60,7 +61,7 @@ def view() -> None:
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, size=size, run=run.run_hash)
     st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
-                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}"
+                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"
                                  + ("" if size == "all" else f"_{size}") + ".csv", mime="text/csv")
 
     corloc_view(methods, proto, p, 0.5 if coco95 and interp == "coco" else iou)

@@ -99,7 +99,8 @@ def size_mix() -> None:
     snapshot_ui.markdown("#### Object sizes in the ground truth")
     lo, hi = AREA_RANGES["medium"]
     snapshot_ui.caption(f"Boxes per class in COCO's buckets, box area in px² of the original image: small <= {lo:g} "
-                        f"(32²), medium {lo:g}-{hi:g}, large >= {hi:g} (96²); a box of exactly 32² or 96² counts in "
+                        f"(32²), medium {lo:g}-{hi:g}, large >= {hi:g} (96²); a box of exactly 32² or 96² counts "
+                        "in "
                         f"both of its buckets, as in COCOeval. {len(run.grids.rows)} images of {run.dataset.name}. "
                         "AP per size: the Per-class AP page's 'Object size'.")
     counts = size_counts(run.gt, len(run.classes))

@@ -86,6 +86,14 @@ def cut_tag(c: Cut) -> str:
     return f"p{c:g}"
 
 
+def cut_short(c: Cut) -> str:
+    """A cut in a few characters for labels: ``p90``, ``Otsu``, ``fixed 0.5``."""
+    c = as_cut(c)
+    if isinstance(c, BoxRule):
+        return "Otsu" if c.kind == "otsu" else f"fixed {c.value:g}"
+    return f"p{c:g}"
+
+
 def cut_label(c: Cut) -> str:
     """A cut in words for captions: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
     c = as_cut(c)

@@ -330,7 +330,8 @@ class CorLocEntry:
         """From a :class:`~surgery_core.eval.corloc.CorLocResult`."""
         keys = [iou_key(t) for t in res.iou_thresholds]
         return cls({k: none_if_nan(v) for k, v in zip(keys, res.mean)},
-                   {c: {k: none_if_nan(res.corloc[t, j]) for t, k in enumerate(keys)} for j, c in enumerate(class_names)},
+                   {c: {k: none_if_nan(res.corloc[t, j]) for t, k in enumerate(keys)}
+                    for j, c in enumerate(class_names)},
                    {c: int(res.n_images[j]) for j, c in enumerate(class_names)})
 
     def to_dict(self) -> dict:

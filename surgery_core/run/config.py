@@ -56,8 +56,9 @@ _HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_toleranc
                           ("boxes", "rule", "percentile"), ("boxes", "fixed_value", 0.5),
                           (None, "sweep_fixed_values", list(DEFAULT_SWEEP_FIXED)))
 #: ... and these also out of every file that dumps the configuration (``refine`` has been written since before
-#: the result files' schema was fixed, so it stays).
-_FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:]
+#: the result files' schema was fixed, so it stays; the box rule's fields are written, so that every file names
+#: its rule).
+_FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:2]
 
 
 def _without_neutral_defaults(doc: dict, rules) -> dict:

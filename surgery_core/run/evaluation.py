@@ -180,8 +180,8 @@ def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
                 match = voc_match(gt, det) if len(sizes) > 1 and set(cfg.interps) - {"coco"} else None
                 for size in sizes:
                     for interp in cfg.interps:
-                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match,
-                                       area=size)
+                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp, area=size,
+                                       match=None if interp == "coco" else match)
                         head = evaluate(gt, det, k, COCO_IOUS, "coco", area=size) if interp == "coco" else None
                         note = INTERP_NOTES[interp] if size is None else (
                             INTERP_NOTES[interp].replace(", area all", "") + "; " + size_note(size))
@@ -228,16 +228,19 @@ def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                 interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET, *,
-                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None) -> Sweep:
+                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None,
+                rule: str = "percentile") -> Sweep:
     """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
 
-    methods / protocols: only these (default: the run's).
+    methods / protocols: only these (default: the run's). rule: "percentile" sweeps ``cfg.sweep_percentiles``;
+    "fixed" sweeps the fixed-value rule over :func:`fixed_cuts` (the rows, and ``best.percentile``, are then
+    values of the 0-1 map).
     """
     methods = cfg.methods if methods is None else methods
     protocols = cfg.protocols if protocols is None else protocols
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
-    ps = tuple(float(p) for p in cfg.sweep_percentiles)
+    ps = sweep_cuts(cfg, rule)
     out: dict = {}
     with bars.bar(f"sweep {len(ps)} percentiles x {len(cfg.iou_thresholds)} IoUs",
                   len(methods) * len(protocols) * len(ps), "method x protocol x percentile") as bar:
@@ -260,15 +263,40 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                     out.setdefault(m, {}).setdefault(proto, {})[interp] = SweepCell(
                         nested_none_if_nan(maps_a),
                         {c: nested_none_if_nan(pc[:, :, j]) for j, c in enumerate(gs.classes)},
-                        SweepBest(ps[best[0]], float(cfg.iou_thresholds[best[1]]), nested_none_if_nan(maps_a[best])))
-    return sweep_of(cfg, out, interps)
+                        SweepBest(sweep_rows(cfg, rule)[best[0]], float(cfg.iou_thresholds[best[1]]),
+                                  nested_none_if_nan(maps_a[best])))
+    return sweep_of(cfg, out, interps, rule)
 
 
-def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "voc")) -> Sweep:
-    """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles, IoUs and
-    box rule: one place for the header, whether the table was computed in one call or assembled from parts."""
-    return Sweep([float(p) for p in cfg.sweep_percentiles], list(cfg.iou_thresholds), list(interps),
-                 box_note(cfg.boxes), table)
+def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "voc"), rule: str = "percentile"
+             ) -> Sweep:
+    """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles (or fixed
+    values), IoUs and box rule: one place for the header, whether the table was computed in one call or assembled
+    from parts."""
+    return Sweep(sweep_rows(cfg, rule), list(cfg.iou_thresholds), list(interps), sweep_note(cfg, rule), table)
+
+
+#: The box rules the threshold sweep sweeps: those with a parameter.
+SWEEP_RULES = ("percentile", "fixed")
+
+
+def sweep_cuts(cfg: RunConfig, rule: str = "percentile") -> tuple:
+    """The cuts of the sweep's rows: the sweep percentiles, or the fixed-value cuts (:func:`fixed_cuts`)."""
+    if rule not in SWEEP_RULES:
+        raise ValueError(f"the sweep sweeps {' or '.join(SWEEP_RULES)} (Otsu has no parameter), not {rule!r}")
+    return tuple(float(p) for p in cfg.sweep_percentiles) if rule == "percentile" else fixed_cuts(cfg)
+
+
+def sweep_rows(cfg: RunConfig, rule: str = "percentile") -> list[float]:
+    """The sweep's row values: percentiles, or fixed values of the 0-1 map."""
+    return [c if not isinstance(c, BoxRule) else c.value for c in sweep_cuts(cfg, rule)]
+
+
+def sweep_note(cfg: RunConfig, rule: str = "percentile") -> str:
+    """The sweep's header: the run's box parameters under the swept rule at the run's own value of its parameter
+    (the run's percentile, or its fixed value); the rows replace that value."""
+    own = float(cfg.boxes.percentile) if rule == "percentile" else BoxRule("fixed", cfg.boxes.fixed_value)
+    return box_note(cfg.boxes.with_cut(own))
 
 
 def describe_boxes(params: BoxParams) -> str:

@@ -29,7 +29,7 @@ from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
 from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
 from surgery_core.run.evaluation import (ap_by_size, ap_tables, box_params_for, corloc_tables, ground_truth_for,
-                                         sweep_of, sweep_table)
+                                         sweep_cuts, sweep_of, sweep_table)
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store
 
@@ -215,22 +215,25 @@ class Run:
             return ap_by_size(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
         return SizeAPTables.from_dict(self._cached_json("ap_by_size.json", compute))
 
-    def _sweep_part_file(self, method: str, protocol: str) -> Path:
-        return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
+    def _sweep_part_file(self, method: str, protocol: str, rule: str = "percentile") -> Path:
+        return self.run_dir / SWEEP_PARTS / (f"{method}.{protocol}.json" if rule == "percentile" else
+                                             f"{method}.{protocol}.{rule}.json")
 
-    def has_sweep_part(self, method: str, protocol: str) -> bool:
+    def has_sweep_part(self, method: str, protocol: str, rule: str = "percentile") -> bool:
         """Whether :meth:`sweep_part` of this method and protocol is stored (asking for it costs a file read)."""
-        return self._sweep_part_file(method, protocol).is_file()
+        return self._sweep_part_file(method, protocol, rule).is_file()
 
-    def sweep_part(self, method: str, protocol: str) -> dict[str, SweepCell]:
+    def sweep_part(self, method: str, protocol: str, rule: str = "percentile") -> dict[str, SweepCell]:
         """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
-        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
+        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing). rule: "fixed" sweeps the
+        fixed-value rule over the run's ``sweep_fixed_values`` instead (``sweep/<method>.<protocol>.fixed.json``;
+        rows and ``best.percentile`` are then values of the 0-1 map)."""
         def compute():
-            self.boxes.ensure([method], [protocol], self.cfg.sweep_percentiles)
+            self.boxes.ensure([method], [protocol], sweep_cuts(self.cfg, rule))
             sw = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
-                             protocols=(protocol,))
+                             protocols=(protocol,), rule=rule)
             return {it: c.to_dict() for it, c in sw.table[method][protocol].items()}
-        doc = self._cached_json(str(self._sweep_part_file(method, protocol).relative_to(self.run_dir)), compute)
+        doc = self._cached_json(str(self._sweep_part_file(method, protocol, rule).relative_to(self.run_dir)), compute)
         return {it: SweepCell.from_dict(c) for it, c in doc.items()}
 
     def sweep(self) -> Sweep:

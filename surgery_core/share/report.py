@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surgery_core.eval.boxes import cut_label, cut_tag
+from surgery_core.eval.boxes import cut_label, cut_short
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 from surgery_core.model.methods import METHODS
@@ -74,7 +74,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     n_gt = int((rec.labels == class_index).sum())
     titles = (f"{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
               f"{method}: heatmap of '{cls}' (jet, min-max normalised)",
-              f"{len(d)} box{'es' if len(d) != 1 else ''} at {cut_tag(p)}, {int(d.extra['tp'].sum())} TP at IoU "
+              f"{len(d)} box{'es' if len(d) != 1 else ''} at {cut_short(p)}, {int(d.extra['tp'].sum())} TP at IoU "
               f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
                         titles, scale_ticks=_scale_ticks(panel.grid),
@@ -102,8 +102,8 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
     heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at {cut_label(p)} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP at "
-               f"IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+               f"boxes at {cut_short(p)} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP "
+               f"at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
                       f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
                       scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
@@ -234,7 +234,8 @@ def size_section(run: Run) -> list[str]:
         lines.append(f"| {m} | " + " | ".join(
             _fmt(by.tables[s].entry(m, proto, interp).map_per_iou.get(iou_key(t))) for s in sizes for t in ious) + " |")
     lines += ["", "Ground-truth boxes per class and size (a box of exactly 32² or 96² px² counts in both of its "
-                  "buckets, as in COCOeval):", "", "| class | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+                  "buckets, as in COCOeval):", "", "| class | " + " | ".join(sizes) + " |",
+              "|---|" + "---|" * len(sizes)]
     for c, mix in by.size_mix.items():
         if any(mix.values()):
             lines.append(f"| {c} | " + " | ".join(str(mix[s]) for s in sizes) + " |")
