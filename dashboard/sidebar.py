@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
+from surgery_core.eval.boxes import cut_short
 from surgery_core.model.methods import METHODS
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.config import RunConfig
@@ -72,6 +73,8 @@ FORM_FIELDS = (
     ("f_depth", "surgery_depth", _same, int),
     ("f_prompts", "prompt_set", _same, _same),
     ("f_pct", "boxes.percentile", float, float),
+    ("f_rule", "boxes.rule", _same, _same),
+    ("f_fixed", "boxes.fixed_value", float, float),
     ("f_kernel", "boxes.morph_kernel", _same, int),
     ("f_conn", "boxes.connectivity", _same, int),
     ("f_score", "boxes.score", _same, _same),
@@ -245,6 +248,9 @@ def _form_body() -> None:
         st.markdown("**Boxes**")
         c1, c2 = st.columns(2)
         c1.number_input("Percentile", 0.0, 100.0, step=5.0, key="f_pct")
+        c2.selectbox("Box rule", ["percentile", "otsu", "fixed"], key="f_rule",
+                     help="percentile (the seed's), Otsu's threshold of each 0-1 map (256 bins), or a fixed value")
+        c1.number_input("Fixed value", 0.0, 1.0, step=0.05, key="f_fixed", help="threshold of the fixed rule, 0-1")
         c2.selectbox("Morph kernel", KERNELS, key="f_kernel")
         c1.selectbox("Connectivity", [8, 4], key="f_conn")
         c2.selectbox("Score", ["mean", "max"], key="f_score")
@@ -259,11 +265,11 @@ def box_caption(cfg: RunConfig) -> str:
     """The percentile the page shows boxes at (what its percentile control drew last, see
     :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
     ss = st.session_state
-    run_p = float(cfg.boxes.percentile)
+    run_p = cfg.boxes.cut
     drawn = ss.get("_pct_drawn")
     page_p = drawn[1] if isinstance(drawn, tuple) and drawn[0] == ss.get("_page") else run_p
     ss["_sidebar_p"] = (ss.get("_page"), page_p)
-    return f"boxes p{page_p:g}" + ("" if page_p == run_p else f" on this page (run: p{run_p:g})")
+    return f"boxes {cut_short(page_p)}" + ("" if page_p == run_p else f" on this page (run: {cut_short(run_p)})")
 
 
 def run_selection(area) -> Run:

@@ -334,6 +334,7 @@ BLOCK_KINDS = {
 
 STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "split": "split",
                 "image_id": "sample", "class": "class", "methods": "methods", "percentile": "heatmap percentile",
+                "box_rule": "box rule",
                 "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
 
 

@@ -242,7 +242,7 @@ RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
     "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
     "figures": ("figure_samples",), "max_dets": ("boxes", "max_dets"), "protocols": ("protocols",),
-    "sweep_percentiles": ("sweep_percentiles",),
+    "sweep_percentiles": ("sweep_percentiles",), "box_rule": ("boxes", "rule"), "fixed_value": ("boxes", "fixed_value"),
 }
 
 
@@ -374,6 +374,7 @@ def _cmd_evaluate(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
+    from surgery_core.eval.boxes import cut_label
     from surgery_core.run.evaluation import describe_cap
     from surgery_core.share.report import write_evaluation
 
@@ -390,12 +391,18 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
     tables = run.ap_tables()
     interp = cfg.interps[0]
-    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
+    print(f"mAP ({interp}, {cut_label(cfg.boxes.cut)}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
             vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
+    cl = run.corloc()
+    print(f"CorLoc at IoU 0.5 (share of a class's images whose top box of the class hits; mean over classes; "
+          f"{cut_label(cfg.boxes.cut)}):")
+    for m in cfg.methods:
+        print(f"  {m:<9} " + "  ".join(f"{pr}={'n/a' if (v := cl.entry(m, pr).corloc['0.5']) is None else f'{v:.4f}'}"
+                                       for pr in cfg.protocols))
     q = run.quality().methods
     print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
                                         if q[m].pointing_game['overall'] is not None))
@@ -444,6 +451,11 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--window", type=int, help="sliding-window size in px")
     e.add_argument("--stride", type=int, help="sliding-window stride in px")
     e.add_argument("--percentile", type=float, help="heatmap threshold percentile (default 90)")
+    e.add_argument("--box-rule", dest="box_rule", choices=["percentile", "otsu", "fixed"],
+                   help="how each map is thresholded: percentile (default, --percentile), otsu (Otsu's threshold "
+                        "of the min-max-normalised map, 256 bins) or fixed (--fixed-value of the 0-1 map)")
+    e.add_argument("--fixed-value", dest="fixed_value", type=float,
+                   help="threshold of --box-rule fixed, a 0-1 map value (default 0.5)")
     e.add_argument("--morph-kernel", dest="morph_kernel", type=int)
     e.add_argument("--score", choices=["mean", "max"])
     e.add_argument("--class-prob-weight", dest="class_prob_weight", action="store_true")

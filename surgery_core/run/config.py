@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from surgery_core.errors import InputError
-from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from surgery_core.eval.boxes import DEFAULT_SWEEP_FIXED, DEFAULT_SWEEP_PERCENTILES, BoxParams
 from surgery_core.eval.quality import SEED_QUALITY_PERCENTILES
 from surgery_core.model.methods import DEFAULT_METHODS, METHODS
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
@@ -83,10 +83,13 @@ class InputConfig(_Frozen):
 #: (section, field, default) of fields added after runs and result files were stored: while at their default
 #: they are left out of the run hash (section None: a top-level field) ...
 _HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0),
-                          ("model", "name", None), ("model", "sha256", None), ("model", "allow_sha256_mismatch", False))
+                          ("model", "name", None), ("model", "sha256", None), ("model", "allow_sha256_mismatch", False),
+                          ("boxes", "rule", "percentile"), ("boxes", "fixed_value", 0.5),
+                          (None, "sweep_fixed_values", list(DEFAULT_SWEEP_FIXED)))
 #: ... and these also out of every file that dumps the configuration (``refine`` has been written since before
-#: the result files' schema was fixed, so it stays).
-_FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:]
+#: the result files' schema was fixed, so it stays; the box rule's fields and the fixed-value sweep are written, so
+#: that every file names its rule).
+_FILE_NEUTRAL_DEFAULTS = tuple(r for r in _HASH_NEUTRAL_DEFAULTS if r[0] == "model" or r[1] == "pointing_tolerance_px_at_224")
 
 
 def _without_neutral_defaults(doc: dict, rules) -> dict:
@@ -112,6 +115,8 @@ class RunConfig(_Frozen):
     interps: tuple[Literal["voc07", "voc", "coco"], ...] = ("voc07", "voc", "coco")
     sweep_percentiles: tuple[float, ...] = DEFAULT_SWEEP_PERCENTILES
     quality_percentiles: tuple[float, ...] = SEED_QUALITY_PERCENTILES
+    sweep_fixed_values: tuple[float, ...] = Field(DEFAULT_SWEEP_FIXED, description="values of the 0-1 map the "
+                                                  "threshold sweep cuts at under the fixed-value box rule")
     figure_samples: int = Field(10, ge=0, description="three-column PNGs per method")
     pointing_tolerance_px_at_224: float = Field(
         15.0, ge=0, description="pointing game: a hit may miss the GT box by this many px, on a 224-pixel image "
@@ -133,6 +138,16 @@ class RunConfig(_Frozen):
             raise ValueError(f"percentiles must be between 0 and 100, got {', '.join(f'{p:g}' for p in bad)}")
         if not v:
             raise ValueError("needs at least one percentile")
+        return v
+
+    @field_validator("sweep_fixed_values")
+    @classmethod
+    def _fixed_in_range(cls, v):
+        bad = [x for x in v if not 0.0 <= x <= 1.0]
+        if bad:
+            raise ValueError(f"fixed thresholds are values of the 0-1 map, got {', '.join(f'{x:g}' for x in bad)}")
+        if not v:
+            raise ValueError("needs at least one value")
         return v
 
     @field_validator("prompt_set")
