@@ -1,4 +1,6 @@
-"""Per-class AP: classes x methods at one IoU, interpolation, protocol and percentile; PR curves; CSV."""
+"""Per-class AP: classes x methods at one IoU, interpolation, protocol and percentile; PR curves; CSV; the boxes."""
+
+import functools
 
 import streamlit as st
 
@@ -46,8 +48,16 @@ def view() -> None:
                         "Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
-    st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
-                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
+                         file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
+    buttons.download_button(
+        "Download the boxes (COCO + CSV, zip)", functools.partial(data.boxes_zip, data.run_key(run), tuple(methods),
+                                                                   proto, p, run),
+        icon=":material/download:", file_name=f"boxes_{run.run_hash}_{proto}_p{p:g}.zip", mime="application/zip",
+        help=f"every image's predicted boxes of {', '.join(methods)} ({proto} protocol, p{p:g}) as COCO results "
+             "JSON and the CSV 'surgery score' reads, with the COCO ground truth: scoring them gives these AP "
+             "values (surgery score --coco ground_truth.json --detections FILE)")
 
     snapshot_ui.markdown("#### Precision-recall per class")
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
