@@ -74,6 +74,9 @@ def download(pg, click) -> tuple[str, bytes]:
     with pg.expect_download(timeout=90_000) as info:
         click()
     d = info.value
+    where = os.environ.get("SURGERY_SCREENSHOTS")
+    if where:  # kept to be looked at, beside the screenshots
+        d.save_as(str(Path(where) / f"download_{d.suggested_filename}"))
     return d.suggested_filename, Path(d.path()).read_bytes()
 
 
