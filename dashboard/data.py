@@ -269,3 +269,13 @@ def panel(key: str, method: str, image: int, cls: int, percentile: float, protoc
     """:func:`surgery_core.run.pairs.panel`, cached per run key and settings (read-only: callers must not modify
     it)."""
     return pairs.panel(_run, method, image, cls, percentile, protocol, iou)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def boxes_zip(key: str, methods: tuple[str, ...], protocol: str, percentile: float, _run: Run) -> bytes:
+    """The Per-class AP page's boxes download: the files of ``surgery export boxes`` (COCO results and CSV per
+    method, the ground truth, the manifest) for the methods, protocol and percentile shown, as one zip. Built
+    when the button is clicked."""
+    from surgery_core.share.export_boxes import box_export_zip, cells
+
+    return box_export_zip(_run, cells(_run, methods, [protocol], percentile))

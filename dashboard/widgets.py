@@ -306,7 +306,10 @@ def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None,
         snapshot_ui.register_table(shown, data)
 
 
-def chart(fig, key: str, where=st) -> None:
-    """A plotly figure without the mode bar."""
-    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+def chart(fig, key: str, where=st, name: str | None = None) -> None:
+    """A plotly figure with its toolbar (download as PNG at 2x, :func:`dashboard.charts.config`); ``name``: the
+    downloaded file's name (default: the key and the run)."""
+    from dashboard import charts, data
+
+    where.plotly_chart(fig, key=key, config=charts.config(name or f"{key}_{data.current_run().run_hash}"))
     snapshot_ui.register_chart(key, fig)

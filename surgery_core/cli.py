@@ -157,8 +157,13 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``surgery score``."""
     from surgery_core.eval.ap import INTERPS
 
-    parser.add_argument("--dior", required=True, metavar="ROOT", help="DIOR root (release layout)")
-    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dior", metavar="ROOT", help="DIOR root (release layout)")
+    src.add_argument("--coco", metavar="JSON", help="COCO ground-truth JSON (e.g. the ground_truth.json of "
+                                                    "'surgery export boxes'); a plain results list uses its ids")
+    src.add_argument("--samples", action="store_true", help="the five real DIOR pairs shipped with the project")
+    parser.add_argument("--images", help="image folder for --coco (not needed to score)")
+    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test; DIOR)")
     parser.add_argument("--detections", required=True, metavar="FILE",
                         help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
     parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
@@ -168,10 +173,15 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
 
 
-def _load_dataset(root: str, split: str):
-    from surgery_core.data.datasets import load_dior
+def _load_dataset(args):
+    """The dataset ``surgery score`` reads: ``--dior`` (a split), ``--coco`` or ``--samples``."""
+    from surgery_core.data.datasets import load_coco, load_dior, load_samples
 
-    return load_dior(root, split)
+    if getattr(args, "coco", None):
+        return load_coco(args.coco, args.images)
+    if getattr(args, "samples", False):
+        return load_samples(split=args.split)
+    return load_dior(args.dior, args.split)
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -183,7 +193,7 @@ def run_score(args: argparse.Namespace) -> int:
     from surgery_core.eval.scoring import format_score_table, read_detections, score
     from surgery_core.files import write_json
 
-    dataset = _load_dataset(args.dior, args.split)
+    dataset = _load_dataset(args)
     det = read_detections(args.detections, dataset)
     result = score(dataset, det, args.iou, args.interp)
     report = getattr(dataset, "report", None)
@@ -380,6 +390,10 @@ def _cmd_evaluate(args) -> int:
 
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
+    if args.export_boxes:
+        from surgery_core.commands.export import export_boxes
+
+        paths |= {f"boxes/{p.name}": p for p in export_boxes(run, out / "boxes")}
     s = run.summary()
     print(f"run {cfg.run_hash}: {s['images_with_grids']}/{s['images']} images with heatmaps "
           f"({s['computed_now']} computed now, {s['reused']} from the store {store.root})")
@@ -540,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
     _add_run_arguments(e)
     e.add_argument("--out", help="output folder (default: ./surgery_eval/<run hash>)")
+    e.add_argument("--export-boxes", dest="export_boxes", action="store_true",
+                   help="also write every method's and protocol's boxes to OUT/boxes/ as COCO results, ground truth "
+                        "and CSV (see 'surgery export boxes')")
     _add_execution_arguments(e)
     e.set_defaults(func=_cmd_evaluate)
 

@@ -80,6 +80,32 @@ class Run:
         write_json(run.run_dir / "run.json", run.summary())
         return run
 
+    @classmethod
+    def open_stored(cls, ref: str, store: RunStore | None = None, **kwargs) -> "Run":
+        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:meth:`RunStore.find_run`),
+        with the configuration it was stored with (``config.json``); ``kwargs`` go to :meth:`open`. Its grids
+        are read from the store; a run whose checkpoint file has changed since is refused (its numbers would
+        come from another model)."""
+        from pydantic import ValidationError
+
+        from surgery_core.errors import InputError
+        from surgery_core.run.config import read_config_file
+
+        store = store or default_store()
+        folder = store.find_run(ref)
+        try:
+            cfg = RunConfig.model_validate(read_config_file(folder / "config.json"))
+        except ValidationError as exc:
+            raise InputError(folder / "config.json", f"not a configuration this version reads "
+                                                     f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})"
+                             ) from None
+        run = cls.open(cfg, store, **kwargs)
+        if run.run_dir.name != folder.name:
+            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {folder.name} "
+                                                   f"was stored (now {run.run_dir.name}): its numbers were not "
+                                                   "computed with this file")
+        return run
+
     @property
     def model_info(self) -> dict:
         """The model as results name it: what identifies its outputs (architecture, QuickGELU, checkpoint sha256)

@@ -82,9 +82,11 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
 
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
-                      percentile: float | None = None, methods: tuple[str, ...] | None = None) -> np.ndarray:
+                      percentile: float | None = None, methods: tuple[str, ...] | None = None,
+                      protocol: str = "present", alpha: float = 0.5) -> np.ndarray:
     """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
-    its GT boxes, then per method the heatmap with GT, boxes (``present`` protocol) and pointing-game point."""
+    its GT boxes, then per method the heatmap (opacity ``alpha``) with GT, boxes (of ``protocol``) and
+    pointing-game point."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
@@ -92,7 +94,7 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
     sel = rec.labels == class_index
     panels = []
     for m in methods or run.cfg.methods:
-        pn = pairs.panel(run, m, image_index, class_index, p, "present", iou)
+        pn = pairs.panel(run, m, image_index, class_index, p, protocol, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
         best = "" if pn.best_iou is None else f", best IoU {pn.best_iou:.2f}"
@@ -102,10 +104,10 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
     heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at {cut_short(p)} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP "
-               f"at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+               f"boxes at {cut_short(p)} of each map, {protocol} protocol; labels: score, IoU with the best GT box, "
+               f"TP/FP at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
-                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
+                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading, alpha=alpha,
                       scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
                       scale_title="each heatmap: min-max normalised similarity")
 
