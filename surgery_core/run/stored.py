@@ -324,3 +324,33 @@ def compute_missing(store: RunStore, runs: list[StoredRun], progress: Callable[[
     if progress:
         progress(len(todo), len(todo), "done")
     return done_runs
+
+
+def open_stored(store: RunStore, run: StoredRun, show_bar: bool = False):
+    """The :class:`~surgery_core.run.facade.Run` of a stored run, opened from the store (its grids are there)."""
+    from surgery_core.run.config import RunConfig
+    from surgery_core.run.facade import Run
+
+    return Run.open(RunConfig.model_validate(run.config), store, show_bar=show_bar, random_weights=run.random_weights)
+
+
+def leaderboard(store: RunStore, runs: list[StoredRun] | None = None, sizes: bool = True) -> list[dict]:
+    """One row per (run, method), newest run first: :meth:`StoredRun.facts`, the method, the headline numbers
+    (:data:`HEADLINES`, None where not computed or undefined), ``not computed`` (the products the run lacks,
+    comma-separated, "" when none) and, with ``sizes``, the run folder's and its grids' bytes on disk."""
+    runs = list_stored(store) if runs is None else runs
+    grid_bytes: dict[str, int] = {}
+    rows = []
+    for r in runs:
+        extra = {}
+        if sizes:
+            key = r.record.get("heatmap_key") or ""
+            if key not in grid_bytes:
+                grid_bytes[key] = grid_size(store, r)
+            extra = {"run MB": folder_size(r.folder) / 1e6, "grids MB": grid_bytes[key] / 1e6}
+        missing = ", ".join(p.replace("_", " ") for p, ok in r.products.items() if not ok)
+        for m in r.methods:
+            values, _ = r.headline(m)
+            rows.append(r.facts() | {"method": m} | values | {NOT_COMPUTED: missing} | extra
+                        | {"note": r.note, "finished": r.finished, "folder": r.name})
+    return rows
