@@ -194,9 +194,16 @@ def _read_json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def read_run(folder: Path) -> StoredRun | None:
+def read_label(folder: Path) -> tuple[str, str]:
+    """(label, note) of a run folder ("" when none)."""
+    lab = _read_json(Path(folder) / LABEL_FILE) or {}
+    return str(lab.get("label") or ""), str(lab.get("note") or "")
+
+
+def read_run(folder: Path, products: bool = True) -> StoredRun | None:
     """A run folder as a :class:`StoredRun`; None when it has no readable ``run.json`` or was deleted while it was
-    read (its inode changed or it vanished: see the module note)."""
+    read (its inode changed or it vanished: see the module note). ``products`` False: the product files are not
+    read (a listing of names and labels only)."""
     try:
         before = os.stat(folder).st_ino
     except OSError:
@@ -206,9 +213,8 @@ def read_run(folder: Path) -> StoredRun | None:
     if rec is None:
         return None
     record.record = rec
-    lab = _read_json(folder / LABEL_FILE) or {}
-    record.label, record.note = str(lab.get("label") or ""), str(lab.get("note") or "")
-    for product, name in HEADLINE_PRODUCTS.items():
+    record.label, record.note = read_label(folder)
+    for product, name in HEADLINE_PRODUCTS.items() if products else ():
         doc = _read_json(folder / name)
         record.products[product] = doc is not None
         if doc is not None:
@@ -221,9 +227,9 @@ def read_run(folder: Path) -> StoredRun | None:
     return record
 
 
-def list_stored(store: RunStore) -> list[StoredRun]:
+def list_stored(store: RunStore, products: bool = True) -> list[StoredRun]:
     """Every run of ``store`` (newest first by the time it was last opened); tombstones and unreadable folders
-    are left out."""
+    are left out. ``products`` False: labels and run records only (see :func:`read_run`)."""
     runs = store.root / "runs"
     if not runs.is_dir():
         return []
@@ -231,7 +237,7 @@ def list_stored(store: RunStore) -> list[StoredRun]:
     for d in runs.iterdir():
         if d.name.startswith("."):
             continue
-        r = read_run(d)
+        r = read_run(d, products)
         if r is not None:
             out.append(r)
     return sorted(out, key=lambda r: (r.finished, r.name), reverse=True)
