@@ -322,3 +322,46 @@ def test_cli_runs_compare_label_rm_and_report(world, capsys, tmp_path):
 
     code, _, err = cli(["runs", "rm", d2.run_hash, *root], capsys)  # stdin is not a terminal: no silent delete
     assert code == 2 and "needs a confirmation: pass --yes" in err and d2.run_dir.is_dir()
+
+
+# ------------------------------------------------------------------------------------------ the page
+def test_the_runs_page_shows_the_same_numbers_and_computes_nothing(world):
+    """The Runs page (AppTest): each headline cell is the run's own number as text (4 decimals) or "not computed";
+    opening it writes nothing into any run folder; two rows compared show the pictures and the same per-class
+    table as the library."""
+    from streamlit.testing.v1 import AppTest
+
+    store, d6, d2 = world["store"], world["runs"]["d6"], world["runs"]["d2"]
+    folders = {r.run_dir.name: sorted(p.name for p in r.run_dir.rglob("*")) for r in world["runs"].values()}
+    env = world["env"] | {"SURGERY_DASHBOARD_CONFIG": d6.cfg.model_dump_json()}
+    with environ(env, also=("SURGERY_DASHBOARD_CONFIG",)):
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
+        at.query_params.update({"page": "runs"})
+        at.run()
+        at.switch_page("views/runs.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        board = at.dataframe[0].value
+        for key in ("d6", "d2", "samples"):
+            run = world["runs"][key]
+            for m in METHODS:
+                row = board[(board["run"] == run.run_hash) & (board["method"] == m)].iloc[0]
+                page = run.ap(m, "open", "voc07", float(run.cfg.boxes.percentile), 0.1).mAP
+                assert row["VOC07@0.1 open"] == f"{page:.4f}"
+                pg = run.quality().methods[m].pointing_game["overall"]
+                assert row["pointing game"] == f"{pg:.4f}"
+        assert {r.run_dir.name: sorted(p.name for p in r.run_dir.rglob("*"))
+                for r in world["runs"].values()} == folders, "opening the Runs page wrote files"
+
+        at.query_params.update({"page": "runs", "pairs": f"{d6.run_dir.name}:vv_mixed,{d2.run_dir.name}:vv_mixed",
+                                "riou": "0.1"})
+        at.session_state["pairs"] = [f"{d6.run_dir.name}:vv_mixed", f"{d2.run_dir.name}:vv_mixed"]
+        at.session_state["riou"] = 0.1
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert len(at.image) == 4  # the image with GT, two pairs, the colour scale
+        text = "\n".join(m.value for m in at.markdown)
+        assert f"Compared on {LIMIT} shared images" in text
+        shown = at.dataframe[1].value
+        pairs = [crossrun.Pair(d6, "vv_mixed", d6.label), crossrun.Pair(d2, "vv_mixed", d2.label)]
+        table = crossrun.compare_table(pairs, crossrun.pairing_for(pairs), "present", "voc07", 0.1)
+        np.testing.assert_allclose(shown[table.columns[-1]].astype(float), table[table.columns[-1]], atol=1e-12)
