@@ -147,3 +147,15 @@ def distributions(frames: dict, column: str, title: str) -> go.Figure:
                              line=dict(color=method_color(m)), boxpoints="outliers"))
     fig.update_layout(height=320, margin=MARGIN, showlegend=False, yaxis_title=title)
     return fig
+
+
+def sweep_runs(series: dict[str, tuple[list[float], list]], y_title: str, height: int = 320) -> go.Figure:
+    """mAP against the box percentile, one line per (run, method) pair (each with its own percentiles)."""
+    fig = go.Figure()
+    for name, (xs, ys) in series.items():
+        fig.add_trace(go.Scatter(x=xs, y=[np.nan if v is None else v for v in ys], mode="lines+markers", name=name,
+                                 line=dict(width=2), marker=dict(size=6),
+                                 hovertemplate=f"{name}<br>p%{{x:g}}: mAP %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, xaxis_title="box percentile of the map", yaxis_title=y_title,
+                      legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=11)))
+    return fig

@@ -204,9 +204,15 @@ def _reset() -> None:
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _recent_runs(store_root: str) -> list[dict]:
-    return [{"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
-             "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch")}
-            for m in operator_settings.run_store().list_runs()[:30]]
+    from surgery_core.run.stored import list_stored
+
+    out = []
+    for r in list_stored(operator_settings.run_store(), products=False)[:30]:
+        m = r.record
+        out.append({"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
+                    "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch"),
+                    "label": r.label})
+    return out
 
 
 def _form(cfg: RunConfig) -> None:
@@ -276,17 +282,19 @@ def run_selection(area) -> Run:
     """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
     cfg = state.current_config()
     sb = st.sidebar
-    sb.markdown(f"### Run `{cfg.run_hash}`")
+    recent = _recent_runs(str(operator_settings.run_store().root))
+    label = next((m["label"] for m in recent if m["run_hash"] == cfg.run_hash and m["label"]), "")
+    sb.markdown(f"### Run `{cfg.run_hash}`" + (f" · {label}" if label else ""))
     summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
                                                           else cfg.model.arch)
                + (" · QuickGELU" if cfg.model.quickgelu else ""))
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
-    recent = _recent_runs(str(operator_settings.run_store().root))
     if recent:
         sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
                      placeholder="reopen a stored run…",
-                     format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
+                     format_func=lambda m: f"{m['run_hash']}{' · ' + m['label'] if m['label'] else ''} · "
+                                           f"{m['dataset']}/{m['split']} · {m['images']} img · "
                                            f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
               disabled=cfg == operator_settings.app_default_config())

@@ -427,6 +427,10 @@ def _cmd_evaluate(args) -> int:
 def _cmd_report(args) -> int:
     if args.samples_count < 0:
         raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
+    if args.runs:  # stored runs compared in one file (surgery_core/commands/runs.py)
+        from surgery_core.commands.runs import report_runs
+
+        return report_runs(args)
     opened = _open_run(args)
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
@@ -568,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
+    from surgery_core.commands.runs import add_report_arguments
+
+    add_report_arguments(r)
     _add_execution_arguments(r)
     r.set_defaults(func=_cmd_report)
 

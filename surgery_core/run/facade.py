@@ -124,6 +124,18 @@ class Run:
         return self.store.run_dir(f"{self.run_hash}-{self.grids.key[:8]}")
 
     @property
+    def label(self) -> str:
+        """The run's label ("" when none), set with ``surgery runs label`` or on the Runs page."""
+        from surgery_core.run.stored import read_label
+
+        return read_label(self.run_dir)[0]
+
+    def title(self) -> str:
+        """``<run hash> · <label>`` (the hash alone without a label): how captions and reports name the run."""
+        label = self.label
+        return f"{self.run_hash} · {label}" if label else self.run_hash
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return self.grids.classes
 

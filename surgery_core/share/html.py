@@ -268,7 +268,8 @@ def _section_config(p: Parts, run) -> str:
     m = h["model"]
     conf = h["config"]
     items = [
-        ("run hash", h["run_hash"]), ("heatmap key", h["heatmap_key"]),
+        ("run hash", h["run_hash"]), *([("run label", run.label)] if run.label else []),
+        ("heatmap key", h["heatmap_key"]),
         ("model", (f"{m['name']}: " if m.get("name") else "") + f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), "
                   f"checkpoint {conf['model'].get('checkpoint') or ('found by name' if m.get('name') else 'shipped demo weights')}, sha256 "
                   f"{m.get('checkpoint_sha256') or 'none'}"),
@@ -476,7 +477,7 @@ def render_html(p: Parts, run) -> str:
              for k, (div_id, fig) in enumerate(figs)]
     from surgery_core import __version__
 
-    title = f"CLIP Surgery report — run {p.head['run_hash']}"
+    title = f"CLIP Surgery report — run {run.title()}"
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
         ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))
