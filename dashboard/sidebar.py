@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.eval.boxes import cut_short
-from surgery_core.model.methods import METHODS
+from surgery_core.model.methods import METHODS, POSEMBED_MODES
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.config import RunConfig
 from surgery_core.run.facade import Run
@@ -70,6 +70,7 @@ FORM_FIELDS = (
     ("f_size", "input.size", _zero, _int_or_none),
     ("f_window", "input.window", _zero, _int_or_none),
     ("f_stride", "input.stride", _zero, _int_or_none),
+    ("f_posembed", "input.posembed", _same, _same),
     ("f_depth", "surgery_depth", _same, int),
     ("f_prompts", "prompt_set", _same, _same),
     ("f_pct", "boxes.percentile", float, float),
@@ -248,6 +249,9 @@ def _form_body() -> None:
         c1.number_input("Input px", 0, step=32, key="f_size", help="0 = the model's own size")
         c2.number_input("Window", 0, step=32, key="f_window", help="sliding window px; 0 = one pass")
         c3.number_input("Stride", 0, step=32, key="f_stride", help="0 = the window")
+        st.selectbox("Positional embedding", list(POSEMBED_MODES), key="f_posembed",
+                     help="when the input (or window) is not the model's own size: " + "; ".join(
+                         f"{k} = {v}" for k, v in POSEMBED_MODES.items()))
         c1, c2 = st.columns(2)
         c1.number_input("Surgery depth", 0, 48, key="f_depth")
         c2.selectbox("Prompts", list(PROMPT_SETS), key="f_prompts")

@@ -83,8 +83,8 @@ def _cmd_heatmaps(args) -> int:
     import torch
 
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.model.heatmaps import compute_heatmaps
-    from surgery_core.model.methods import DEFAULT_METHODS
+    from surgery_core.model.heatmaps import compute_heatmaps, resizes
+    from surgery_core.model.methods import DEFAULT_METHODS, posembed_words
     from surgery_core.run.engine import resolve_model
 
     device = torch.device(_device(args))
@@ -104,7 +104,7 @@ def _cmd_heatmaps(args) -> int:
     methods = _method_list(args.methods) if args.methods else DEFAULT_METHODS
     with bars.status(f"heatmaps: {len(methods)} methods x {len(classes)} classes, text features and one pass"):
         out = compute_heatmaps(loaded, x, classes, methods, depth=args.depth, window=window,
-                               stride=args.stride, query_mode=args.query)
+                               stride=args.stride, query_mode=args.query, posembed=args.posembed)
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
@@ -112,7 +112,8 @@ def _cmd_heatmaps(args) -> int:
                f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
                "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
-          f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
+          f"({arch}, {weights}, input {size}px, surgery depth {args.depth}, "
+          f"{posembed_words(args.posembed, resizes(loaded.model.visual, ((window or size),) * 2))})")
     return 0
 
 
@@ -129,7 +130,7 @@ def _method_list(text: str) -> tuple[str, ...]:
 
 
 def _cmd_methods(args) -> int:
-    from surgery_core.model.methods import METHODS, PATHS, SEED_METHODS
+    from surgery_core.model.methods import METHODS, PATHS, POSEMBED_RULES, SEED_METHODS
 
     for m in METHODS.values():
         path = PATHS.get(m.tokens)
@@ -137,6 +138,8 @@ def _cmd_methods(args) -> int:
         print(f"{m.name:<12} {m.description}")
         print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
+        rule = POSEMBED_RULES[m.posembed]
+        print(f"{'':<12} positional embedding off the model's own grid: {rule.name} ({rule.cite})")
         print(f"{'':<12} source: {m.source}")
     return 0
 
@@ -247,6 +250,7 @@ RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "arch": ("model", "arch"), "checkpoint": ("model", "checkpoint"), "quickgelu": ("model", "quickgelu"),
     "model": ("model", "name"), "allow_sha256_mismatch": ("model", "allow_sha256_mismatch"),
     "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
+    "posembed": ("input", "posembed"),
     "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
     "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
     "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
@@ -453,6 +457,11 @@ def _cmd_report(args) -> int:
     return 0
 
 
+_POSEMBED_HELP = ("positional-embedding resize when the input grid is not the model's own: official = as each "
+                  "method's official code (one tower pass per rule, default), shared = one bicubic resize for "
+                  "every method (one pass, faster, not official)")
+
+
 def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--config", help="run configuration JSON (flags override it)")
     src = e.add_mutually_exclusive_group()
@@ -468,6 +477,7 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
     e.add_argument("--stride", type=int, help="sliding-window stride in px")
+    e.add_argument("--posembed", choices=["official", "shared"], help=_POSEMBED_HELP)
     e.add_argument("--percentile", type=float, help="heatmap threshold percentile (default 90)")
     e.add_argument("--box-rule", dest="box_rule", choices=["percentile", "otsu", "fixed"],
                    help="how each map is thresholded: percentile (default, --percentile), otsu (Otsu's threshold "
@@ -547,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
+    h.add_argument("--posembed", choices=["official", "shared"], default="official", help=_POSEMBED_HELP)
     h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks of the v-v and GEM paths")
     h.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     h.add_argument("--query", action="store_true",

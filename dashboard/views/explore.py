@@ -272,7 +272,8 @@ def view() -> None:
     mode = explore.effective_mode(phrases, ss["xmode"])
     with right, st.spinner(f"Forward pass of {res.window_count} window{'s' * (res.window_count > 1)} at "
                            f"{res.size} px (once per image and resolution)…", show_time=True):
-        tokens, cached = cache.get(loaded, image, res, run.cfg.surgery_depth, methods, image_key=key)
+        tokens, cached = cache.get(loaded, image, res, run.cfg.surgery_depth, methods, image_key=key,
+                                   posembed=run.cfg.input.posembed)
     new = explore.uncached_phrases(loaded, phrases, run.cfg.prompt_set)
     with right, st.spinner(f"Encoding {', '.join(map(repr, new))} with the {run.cfg.prompt_set} prompt ensemble "
                            "(once per phrase)…" if new else "Similarity maps…", show_time=bool(new)):

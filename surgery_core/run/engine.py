@@ -154,7 +154,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     device = loaded.device
     # On a GPU, images are decoded and squashed on the card (device_images); the key says which path made them.
     key = heatmap_key(cfg, loaded.identity, classes, size,
-                      resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE)
+                      resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE, native_size=loaded.image_size)
     paths = [r.path for r in dataset.images]
     bars = Progress(show_bar)
     shas = _hash_images(paths, bars)
@@ -196,7 +196,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
             if batch is not None:
                 out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, need,
                                        depth=cfg.surgery_depth, window=cfg.input.window, stride=cfg.input.stride,
-                                       prompt_set=cfg.prompt_set)
+                                       prompt_set=cfg.prompt_set, posembed=cfg.input.posembed)
                 for b, j in enumerate(local):
                     store.put(key, shas[todo[j]], {stored[m]: g[b] for m, g in out.grids.items()}, out.probs[b])
             done += len(local) + len(bad)

@@ -15,7 +15,7 @@ import numpy as np
 from surgery_core.eval.boxes import cut_label, cut_short
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
-from surgery_core.model.methods import METHODS
+from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.run.facade import Run
@@ -164,11 +164,16 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
 
 
 def input_size(run: Run) -> str:
-    """The input size in words: ``input 448 px`` as configured, or ``input 224 px (the model's own)``."""
+    """The input size in words: ``input 448 px`` as configured, or ``input 224 px (the model's own)``; off the
+    model's own size, how the positional embedding was resized (``posembed``)."""
     cfg = run.cfg
-    if cfg.input.size:
-        return f"input {cfg.input.size} px"
-    return f"input {run.loaded.image_size} px (the model's own)"
+    if not cfg.input.size:
+        text = f"input {run.loaded.image_size} px (the model's own)"
+    else:
+        text = f"input {cfg.input.size} px"
+    if not cfg.input.at_models_own_size:
+        text += f", {posembed_words(cfg.input.posembed, cfg.input.resizes(run.loaded.image_size))}"
+    return text
 
 
 def _fmt(v) -> str:
