@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -49,30 +48,6 @@ def _libraries(bars) -> None:
         from surgery_core.run import facade  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
 
 
-def _cmd_dataset(args) -> int:
-    from surgery_core.data.datasets import load_coco, load_dior
-
-    if args.coco:
-        ds = load_coco(args.coco, args.images)
-    else:
-        ds = load_dior(args.dior, args.split)
-    summary = ds.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        q = summary["quirks"]
-        print(f"{ds.name} {ds.split}: {summary['images']} images, {summary['objects']} objects, "
-              f"{q['images_found']} image files found")
-        for c, n in summary["per_class"].items():
-            print(f"  {c:<26} {n:>7}")
-        print(f"quirks: zero-size boxes {q['zero_size_boxes']}, boxes past the image (clipped) "
-              f"{q['boxes_past_image_clipped']}, touching the border {q['boxes_touching_border']}, "
-              f"depth != 3 {q['depth_not_3']}, with XML declaration {q['with_xml_declaration']}")
-        for item in q["skipped_files"] + q["skipped_objects"]:
-            print(f"skipped: {item['file']}: {item['reason']}")
-    return 0
-
-
 def _class_names_note(classes: list[str]) -> str | None:
     """A note naming the ``--classes`` entries that are not DIOR classes (any accepted spelling), or None."""
     from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
@@ -97,17 +72,17 @@ def _cmd_heatmaps(args) -> int:
     import torch
 
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.demo.model import DEMO_ARCH
-    from surgery_core.model.heatmaps import compute_heatmaps
-    from surgery_core.model.loading import load_model
+    from surgery_core.model.heatmaps import compute_heatmaps, resizes
     from surgery_core.model.identity import RANDOM_WEIGHTS_NOTE, is_random_weights
-    from surgery_core.model.methods import DEFAULT_METHODS
+    from surgery_core.model.methods import DEFAULT_METHODS, posembed_words
+    from surgery_core.run.engine import resolve_model
 
     _check_input_options(args)
-    arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))
-    with bars.status(f"model: loading {arch}"):
-        loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
+    loaded = resolve_model(_model_config(args), device, random_weights=args.random_weights, bars=bars)
+    arch = loaded.arch
+    if loaded.note:
+        print(f"surgery heatmaps: WARNING: {loaded.note}", file=sys.stderr)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
         raise InputError(None, f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
@@ -120,15 +95,17 @@ def _cmd_heatmaps(args) -> int:
     methods = _method_list(args.methods) if args.methods else DEFAULT_METHODS
     with bars.status(f"heatmaps: {len(methods)} methods x {len(classes)} classes, text features and one pass"):
         out = compute_heatmaps(loaded, x, classes, methods, depth=args.depth, window=window,
-                               stride=args.stride, query_mode=args.query)
+                               stride=args.stride, query_mode=args.query, posembed=args.posembed)
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
     random = is_random_weights(loaded.identity)
-    weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
+    weights = (f"model {loaded.name}, sha256 {loaded.checkpoint_sha256[:16]}..." if loaded.name else
+               f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
                "RANDOM weights: these heatmaps mean nothing" if random else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
-          f"({arch}, {weights}, input {size}px, surgery depth {args.depth})")
+          f"({arch}, {weights}, input {size}px, surgery depth {args.depth}, "
+          f"{posembed_words(args.posembed, resizes(loaded.model.visual, ((window or size),) * 2))})")
     if args.png:
         from surgery_core.share.report import heatmap_pictures
 
@@ -185,7 +162,7 @@ def _method_list(text: str) -> tuple[str, ...]:
 
 
 def _cmd_methods(args) -> int:
-    from surgery_core.model.methods import METHODS, PATHS, SEED_METHODS
+    from surgery_core.model.methods import METHODS, PATHS, POSEMBED_RULES, SEED_METHODS
 
     for m in METHODS.values():
         path = PATHS.get(m.tokens)
@@ -193,70 +170,11 @@ def _cmd_methods(args) -> int:
         print(f"{m.name:<12} {m.description}")
         print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
+        rule = POSEMBED_RULES[m.posembed]
+        print(f"{'':<12} positional embedding off the model's own grid: {rule.name} ({rule.cite})")
         print(f"{'':<12} source: {m.source}")
     return 0
 
-
-
-# ---------------------------------------------------------------------------------------------- surgery score
-def _iou_arg(text: str) -> float | tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or comma-separated numbers") from None
-    if not vals or any(not (0.0 < v <= 1.0) for v in vals):
-        raise argparse.ArgumentTypeError(f"IoU thresholds must lie in (0, 1], got {text!r}")
-    return vals[0] if len(vals) == 1 else vals
-
-
-def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``surgery score``."""
-    from surgery_core.eval.ap import INTERPS
-
-    parser.add_argument("--dior", required=True, metavar="ROOT", help="DIOR root (release layout)")
-    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test)")
-    parser.add_argument("--detections", required=True, metavar="FILE",
-                        help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
-    parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
-                        help="IoU threshold, or comma-separated thresholds (default 0.5; coco: .50:.05:.95)")
-    parser.add_argument("--interp", choices=INTERPS, default="voc07",
-                        help="voc07 (11-point, default), voc (all-point) or coco")
-    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
-
-
-def _load_dataset(root: str, split: str):
-    from surgery_core.data.datasets import load_dior
-
-    return load_dior(root, split)
-
-
-def run_score(args: argparse.Namespace) -> int:
-    """``surgery score``: read the dataset and the detection file, print the table, optionally write JSON.
-
-    Errors in the inputs raise :class:`~surgery_core.errors.SurgeryError` subclasses (the CLI prints them).
-    """
-    from surgery_core.errors import InputError
-    from surgery_core.eval.scoring import format_score_table, read_detections, score
-    from surgery_core.files import write_json
-
-    dataset = _load_dataset(args.dior, args.split)
-    det = read_detections(args.detections, dataset)
-    result = score(dataset, det, args.iou, args.interp)
-    report = getattr(dataset, "report", None)
-    skipped = len(getattr(report, "skipped_files", []) or [])
-    if skipped:
-        result["skipped_annotation_files"] = skipped
-    print(format_score_table(result))
-    if skipped:
-        print(f"note: {skipped} annotation files could not be read and are left out "
-              "(see `surgery dataset`)")
-    if args.json:
-        try:
-            write_json(args.json, result)
-        except OSError as exc:
-            raise InputError(args.json, f"cannot write ({exc.strerror or exc})") from None
-        print(f"wrote {args.json}")
-    return 0
 
 
 # Command-line options of a run and the configuration key each one sets (section, key); the same table names
@@ -264,13 +182,15 @@ def run_score(args: argparse.Namespace) -> int:
 RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "split": ("data", "split"), "limit": ("data", "limit"),
     "arch": ("model", "arch"), "checkpoint": ("model", "checkpoint"), "quickgelu": ("model", "quickgelu"),
+    "model": ("model", "name"), "allow_sha256_mismatch": ("model", "allow_sha256_mismatch"),
     "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
+    "posembed": ("input", "posembed"),
     "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
     "min_area": ("boxes", "min_area"), "nms": ("boxes", "nms_iou"), "box_resolution": ("boxes", "box_resolution"),
     "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
     "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
     "figures": ("figure_samples",), "max_dets": ("boxes", "max_dets"), "protocols": ("protocols",),
-    "sweep_percentiles": ("sweep_percentiles",),
+    "sweep_percentiles": ("sweep_percentiles",), "box_rule": ("boxes", "rule"), "fixed_value": ("boxes", "fixed_value"),
 }
 
 
@@ -335,6 +255,24 @@ def config_from_args(args) -> "RunConfig":
         raise InputError(None, explain_validation_error(exc, names, args.config)) from None
 
 
+def _model_config(args) -> "RunConfig":
+    """A configuration holding only the model options of ``args`` (``surgery heatmaps``), validated like a run's."""
+    from pydantic import ValidationError
+
+    from surgery_core.run.config import RunConfig, explain_validation_error
+
+    doc, names = {}, {}
+    for dest in ("model", "arch", "checkpoint", "quickgelu", "allow_sha256_mismatch"):
+        value = getattr(args, dest)
+        if value is not None and value is not False:
+            doc[RUN_OPTIONS[dest][1]] = value
+            names[RUN_OPTIONS[dest]] = _flag(dest)
+    try:
+        return RunConfig.model_validate({"model": doc})
+    except ValidationError as exc:
+        raise InputError(None, explain_validation_error(exc, names)) from None
+
+
 def _open_run(args):
     """The run of ``args`` (configuration first, so bad options fail before any work), with progress.
 
@@ -384,11 +322,16 @@ def _cmd_evaluate(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
+    from surgery_core.eval.boxes import cut_label
     from surgery_core.run.evaluation import describe_cap
     from surgery_core.share.report import write_evaluation
 
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
+    if args.export_boxes:
+        from surgery_core.commands.export import export_boxes
+
+        paths |= {f"boxes/{p.name}": p for p in export_boxes(run, out / "boxes")}
     s = run.summary()
     print(f"run {cfg.run_hash}: {s['images_with_grids']}/{s['images']} images with heatmaps "
           f"({s['computed_now']} computed now, {s['reused']} from the store {store.root})")
@@ -400,12 +343,18 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
     tables = run.ap_tables()
     interp = cfg.interps[0]
-    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
+    print(f"mAP ({interp}, {cut_label(cfg.boxes.cut)}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
             vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
+    cl = run.corloc()
+    print(f"CorLoc at IoU 0.5 (share of a class's images whose top box of the class hits; mean over classes; "
+          f"{cut_label(cfg.boxes.cut)}):")
+    for m in cfg.methods:
+        print(f"  {m:<9} " + "  ".join(f"{pr}={'n/a' if (v := cl.entry(m, pr).corloc['0.5']) is None else f'{v:.4f}'}"
+                                       for pr in cfg.protocols))
     q = run.quality().methods
     print(f"pointing game{' (RANDOM WEIGHTS: meaningless)' if run.random_weights else ''}: "
           + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
@@ -426,6 +375,10 @@ def _closing_notes(run) -> None:
 
 
 def _cmd_report(args) -> int:
+    if args.runs:  # stored runs compared in one file (surgery_core/commands/runs.py)
+        from surgery_core.commands.runs import report_runs
+
+        return report_runs(args)
     opened = _open_run(args)
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
@@ -447,6 +400,11 @@ def _cmd_report(args) -> int:
     return 0
 
 
+_POSEMBED_HELP = ("positional-embedding resize when the input grid is not the model's own: official = as each "
+                  "method's official code (one tower pass per rule, default), shared = one bicubic resize for "
+                  "every method (one pass, faster, not official)")
+
+
 def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--config", help="run configuration JSON (flags override it)")
     src = e.add_mutually_exclusive_group()
@@ -456,15 +414,19 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--images", help="image folder for --coco")
     e.add_argument("--split", help="train, val, test, trainval or all")
     e.add_argument("--limit", type=int, help="first N images of the split")
-    e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
-    e.add_argument("--checkpoint", help="local checkpoint (state dict)")
-    e.add_argument("--quickgelu", action="store_true")
+    _add_model_arguments(e)
     e.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
     e.add_argument("--stride", type=int, help="sliding-window stride in px")
+    e.add_argument("--posembed", choices=["official", "shared"], help=_POSEMBED_HELP)
     e.add_argument("--percentile", type=float, help="heatmap threshold percentile (default 90)")
+    e.add_argument("--box-rule", dest="box_rule", choices=["percentile", "otsu", "fixed"],
+                   help="how each map is thresholded: percentile (default, --percentile), otsu (Otsu's threshold "
+                        "of the min-max-normalised map, 256 bins) or fixed (--fixed-value of the 0-1 map)")
+    e.add_argument("--fixed-value", dest="fixed_value", type=float,
+                   help="threshold of --box-rule fixed, a 0-1 map value (default 0.5)")
     e.add_argument("--morph-kernel", dest="morph_kernel", type=int)
     e.add_argument("--score", choices=["mean", "max"])
     e.add_argument("--class-prob-weight", dest="class_prob_weight", action="store_true")
@@ -489,6 +451,18 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     _add_progress_argument(e)
 
 
+def _add_model_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--model", metavar="NAME", help="a catalog or registered model (see 'surgery models'): sets "
+                                                  "architecture, QuickGELU and checkpoint together")
+    e.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
+    e.add_argument("--checkpoint", help="local checkpoint file (state dict); with --model: that model's file "
+                                        "kept elsewhere (its sha256 is checked)")
+    e.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP and models "
+                                                            "fine-tuned from it: RemoteCLIP, GeoRSCLIP B/L)")
+    e.add_argument("--allow-sha256-mismatch", dest="allow_sha256_mismatch", action="store_true",
+                   help="with --model: load a file whose sha256 differs from the published one (the run says so)")
+
+
 def _add_progress_argument(e: argparse.ArgumentParser) -> None:
     e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars and status lines on stderr (default: when stderr is a terminal)")
@@ -506,21 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    d = sub.add_parser("dataset", help="read a dataset's annotations and print counts and quirks")
-    src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dior", help="DIOR root (release layout)")
-    src.add_argument("--coco", help="COCO-format annotation JSON")
-    d.add_argument("--images", help="image folder for --coco")
-    d.add_argument("--split", default="test", help="train, val, test, trainval or all (DIOR)")
-    d.add_argument("--json", action="store_true", help="print a JSON object")
-    d.set_defaults(func=_cmd_dataset)
-
     h = sub.add_parser("heatmaps", help="the raw heatmap grids of one image (every method by default), as .npz")
-    h.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
-    h.add_argument("--checkpoint", help="local checkpoint file (state dict); required except for the demo model")
+    _add_model_arguments(h)
     h.add_argument("--random-weights", dest="random_weights", action="store_true",
                    help="allow an architecture without --checkpoint: random weights, for tests only")
-    h.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP, RemoteCLIP)")
     h.add_argument("--image", required=True)
     h.add_argument("--classes", required=True,
                    help="comma-separated DIOR class names; other text is allowed and used as a free-text query")
@@ -530,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
+    h.add_argument("--posembed", choices=["official", "shared"], default="official", help=_POSEMBED_HELP)
     h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks of the v-v and GEM paths")
     h.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
     h.add_argument("--query", action="store_true",
@@ -541,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
     _add_run_arguments(e)
     e.add_argument("--out", help="output folder (default: ./surgery_eval/<run hash>)")
+    e.add_argument("--export-boxes", dest="export_boxes", action="store_true",
+                   help="also write every method's and protocol's boxes to OUT/boxes/ as COCO results, ground truth "
+                        "and CSV (see 'surgery export boxes')")
     _add_execution_arguments(e)
     e.set_defaults(func=_cmd_evaluate)
 
@@ -552,15 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
+    from surgery_core.commands.runs import add_report_arguments
+
+    add_report_arguments(r)
     _add_execution_arguments(r)
     r.set_defaults(func=_cmd_report)
 
     ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")
     ms.set_defaults(func=_cmd_methods)
-
-    sc = sub.add_parser("score", help="score an external detection file (CSV or COCO results JSON)")
-    add_score_arguments(sc)
-    sc.set_defaults(func=run_score)
 
 
     import importlib

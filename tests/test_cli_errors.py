@@ -220,7 +220,17 @@ BASES = {  # a good command line of each subcommand, cheap to refuse; {tmp} is t
     "score": ["score", "--dior", SAMPLES_DIR, "--split", "all", "--detections", "{tmp}/dets.csv"],
     "demo generate": ["demo", "generate", "--out", "{tmp}/g", "--seed", "1", "--count", "1"],
     "demo train": ["demo", "train", "--out", "{tmp}/t", "--steps", "1", "--scenes", "4", "--batch", "2"],
+    "export boxes": ["export", "boxes", "{run}", "--out", "{tmp}/e", "--store", "{store}"],
+    "export fiftyone": ["export", "fiftyone", "{run}", "--out", "{tmp}/e", "--store", "{store}"],
+    "export grids": ["export", "grids", "{run}", "--out", "{tmp}/e", "--store", "{store}"],
+    "models add": ["models", "add", "mine", "--arch", "ViT-B-32", "--checkpoint", "{tmp}/afile"],
+    "runs": ["runs", "--store", "{store}"],
+    "runs compare": ["runs", "compare", "{run}", "{run2}", "--store", "{store}", "--out", "{tmp}/c"],
+    "runs label": ["runs", "label", "{run}", "mine", "--store", "{store}"],
+    "runs rm": ["runs", "rm", "{run}", "--store", "{store}"],
 }
+#: Options that take free text with no value that could be wrong (a filter, a note): nothing to refuse.
+FREE_TEXT = {("runs", "--dataset"), ("runs label", "--note")}
 SOURCES = {"--dior", "--coco", "--samples"}  # one of a group: a case naming one drops the base's
 COCO = "{tmp}/ann/instances.json"
 RUN_OPTION_CASES = {  # option: (arguments, what the one line must say); for evaluate and report alike
@@ -253,6 +263,10 @@ RUN_OPTION_CASES = {  # option: (arguments, what the one line must say); for eva
     "--device": (["--device", "tpu"], "--device tpu: not a device name"),
     "--workers": (["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
     "--batch-size": (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    "--box-rule": (["--box-rule", "nope"], "argument --box-rule: invalid choice: 'nope'"),
+    "--fixed-value": (["--fixed-value", "2"], "--fixed-value 2: must be between 0 and 1"),
+    "--model": (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    "--posembed": (["--posembed", "nope"], "argument --posembed: invalid choice: 'nope'"),
 }
 BAD_VALUES = {
     **{("evaluate", k): v for k, v in RUN_OPTION_CASES.items()},
@@ -261,6 +275,10 @@ BAD_VALUES = {
     ("report", "--out"): (["--out", "{tmp}/afile/r.html"], "afile: File exists"),
     ("report", "--zip"): (["--zip", "{tmp}/afile/r.zip"], "afile: File exists"),
     ("report", "--samples-count"): (["--samples-count", "-2"], "argument --samples-count: must be at least 0"),
+    ("report", "--runs"): (["--runs", "{run},zzzz"], "no stored run matches 'zzzz'"),
+    ("report", "--runs-interp"): (["--runs", "{run},{run2}", "--runs-interp", "nope"], "nope"),
+    ("report", "--runs-iou"): (["--runs", "{run},{run2}", "--runs-iou", "2"], "2"),
+    ("report", "--runs-protocol"): (["--runs", "{run},{run2}", "--runs-protocol", "closed"], "closed"),
     ("dataset", "--dior"): (["--dior", "{tmp}/nodir"], "nodir: dataset root is not a directory"),
     ("dataset", "--coco"): (["--coco", "{tmp}/no.json"], "no.json: cannot read COCO JSON"),
     ("dataset", "--images"): (["--coco", COCO, "--images", "{tmp}/nope"], "nope: images folder of instances.json"),
@@ -277,12 +295,41 @@ BAD_VALUES = {
     ("heatmaps", "--depth"): (["--depth", "-1"], "--depth -1: must be at least 0"),
     ("heatmaps", "--methods"): (["--methods", "nosuch"], "--methods nosuch: unknown method(s) nosuch"),
     ("heatmaps", "--device"): (["--device", "tpu"], "--device tpu: not a device name"),
+    ("heatmaps", "--model"): (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ("heatmaps", "--posembed"): (["--posembed", "nope"], "argument --posembed: invalid choice: 'nope'"),
     ("score", "--dior"): (["--dior", "{tmp}/nodir"], "nodir: dataset root is not a directory"),
     ("score", "--split"): (["--split", "nope"], "unknown split 'nope'"),
     ("score", "--detections"): (["--detections", "{tmp}/none.csv"], "none.csv: cannot read"),
     ("score", "--iou"): (["--iou", "2"], "argument --iou: IoU thresholds must lie in (0, 1]"),
     ("score", "--interp"): (["--interp", "voc12"], "argument --interp: invalid choice: 'voc12'"),
     ("score", "--json"): (["--json", "{tmp}/afile/s.json"], "afile/s.json: cannot write"),
+    ("score", "--coco"): (["--coco", "{tmp}/no.json"], "no.json: cannot read COCO JSON"),
+    ("score", "--images"): (["--coco", COCO, "--images", "{tmp}/nope"], "nope: images folder of instances.json"),
+    **{(f"export {kind}", k): v for kind in ("boxes", "fiftyone", "grids") for k, v in {
+        "--out": (["--out", "{tmp}/afile/x"], "afile"),
+        "--methods": (["--methods", "nosuch"], "--methods nosuch: unknown method(s) nosuch"),
+        "--store": (["--store", "{tmp}/nostore"], "no stored run matches"),
+        "--device": (["--device", "tpu"], "--device tpu: not a device name"),
+    }.items()},
+    ("export boxes", "--percentile"): (["--percentile", "150"], "--percentile 150: must be between 0 and 100"),
+    ("export boxes", "--protocols"): (["--protocols", "closed"], "has no protocol closed"),
+    ("export fiftyone", "--percentile"): (["--percentile", "150"], "--percentile 150: must be between 0 and 100"),
+    ("export fiftyone", "--protocol"): (["--protocol", "closed"], "argument --protocol: invalid choice: 'closed'"),
+    ("export fiftyone", "--heatmaps"): (["--heatmaps", "nope"], "argument --heatmaps: invalid choice: 'nope'"),
+    ("export grids", "--dtype"): (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+    ("models add", "--arch"): (["--arch", "NoSuch"], "unknown architecture 'NoSuch'"),
+    ("models add", "--checkpoint"): (["--checkpoint", "{tmp}/missing.pt"], "missing.pt: checkpoint file not found"),
+    ("runs", "--store"): (["--store", "{tmp}/nostore"], "nostore: no run store here"),
+    ("runs", "--method"): (["--method", "nosuch"], "--method nosuch: unknown method"),
+    ("runs compare", "--out"): (["--out", "{tmp}/afile/x"], "afile"),
+    ("runs compare", "--methods"): (["--methods", "nosuch"], "nosuch"),
+    ("runs compare", "--protocol"): (["--protocol", "closed"], "closed"),
+    ("runs compare", "--interp"): (["--interp", "nope"], "nope"),
+    ("runs compare", "--iou"): (["--iou", "2"], "2"),
+    ("runs compare", "--samples"): (["--samples", "-1"], "--samples -1: must be 0 or more"),
+    ("runs compare", "--store"): (["--store", "{tmp}/nostore"], "no stored run matches"),
+    ("runs label", "--store"): (["--store", "{tmp}/nostore"], "no stored run matches"),
+    ("runs rm", "--store"): (["--store", "{tmp}/nostore"], "no stored run matches"),
     ("demo generate", "--out"): (["--out", "{tmp}/afile"], "afile: exists and is not empty; --overwrite"),
     ("demo generate", "--seed"): (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
     ("demo generate", "--count"): (["--count", "0"], "argument --count: must be at least 1, got 0"),
@@ -318,12 +365,28 @@ def value_options() -> set[tuple[str, str]]:
 
 
 def test_the_walk_covers_every_option_that_takes_a_value():
-    missing = sorted(value_options() - set(BAD_VALUES))
+    missing = sorted(value_options() - set(BAD_VALUES) - FREE_TEXT)
     assert not missing, f"add a bad value for these options to BAD_VALUES: {missing}"
 
 
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> dict[str, str]:
+    """A run store with two small stored runs (both have ``standard``), for the commands that name runs."""
+    import contextlib
+
+    store = tmp_path_factory.mktemp("walk-store")
+    hashes = []
+    for methods in ("standard", "standard,gem"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["evaluate", "--samples", "--limit", "1", "--methods", methods, "--figures", "0",
+                         "--store", str(store), "--out", str(store / "out" / methods), "--no-progress"]) == 0
+        hashes.append(out.getvalue().split("run ", 1)[1].split(":", 1)[0])
+    return {"store": str(store), "run": hashes[0], "run2": hashes[1]}
+
+
 @pytest.mark.parametrize("command,option", sorted(BAD_VALUES))
-def test_every_option_with_a_bad_value_is_one_line_and_exit_2(env, capfd, command, option):
+def test_every_option_with_a_bad_value_is_one_line_and_exit_2(env, capfd, command, option, two_runs):
     from test_trust_cli import coco_of_samples
 
     (env / "afile").write_text("a file where a folder or an image is expected")
@@ -336,6 +399,7 @@ def test_every_option_with_a_bad_value_is_one_line_and_exit_2(env, capfd, comman
             if a in SOURCES:
                 del base[k:k + (1 if a == "--samples" else 2)]
                 break
-    argv = [a.replace("{tmp}", str(env)) for a in base + args]
+    argv = [a.replace("{tmp}", str(env)).replace("{store}", two_runs["store"]).replace("{run2}", two_runs["run2"])
+            .replace("{run}", two_runs["run"]) for a in base + args]
     line = assert_one_line_refusal(*run_main(capfd, argv), needle.replace("{tmp}", str(env)))
     assert line.startswith(f"surgery {command}: error: "), line
