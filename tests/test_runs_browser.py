@@ -29,12 +29,11 @@ def second_run(dashboard_env, test_run):
 def page(server):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
+    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS, new_page
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        pg.set_default_timeout(90_000)
+        pg = new_page(browser, WIDTH, 900, timeout_ms=90_000)  # nothing beyond this machine
         yield pg
         browser.close()
 
