@@ -126,8 +126,13 @@ def adopt_run(cfg: RunConfig) -> None:
     if before is None or before == cfg.run_hash:
         return
     notes = []
+    # set, not dropped: a widget kept across pages (persist_state) would bring a dropped value back
+    reset = {"p": float(cfg.boxes.percentile), "iou": _declared["iou"].default_for(cfg), "bn": None, "bcls": [],
+             "q": "", "bout": "all", "bpage": 1}
     for key, what in RUN_SCOPED.items():
-        old = ss.pop(key, None)
+        old = ss.get(key)
+        if key in reset:
+            ss[key] = reset[key]
         ss.get("_defaults", {}).pop(key, None)
         if old is None or key == "bpage" or old in ((), [], ""):
             continue

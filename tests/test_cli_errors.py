@@ -311,6 +311,10 @@ BAD_VALUES = {
         "--store": (["--store", "{tmp}/nostore"], "no stored run matches"),
         "--device": (["--device", "tpu"], "--device tpu: not a device name"),
     }.items()},
+    **{(f"export {kind}", k): v for kind in ("boxes", "fiftyone") for k, v in {
+        "--box-rule": (["--box-rule", "nope"], "argument --box-rule: invalid choice: 'nope'"),
+        "--fixed-value": (["--fixed-value", "2"], "--fixed-value 2: must be between 0 and 1"),
+    }.items()},
     ("export boxes", "--percentile"): (["--percentile", "150"], "--percentile 150: must be between 0 and 100"),
     ("export boxes", "--protocols"): (["--protocols", "closed"], "has no protocol closed"),
     ("export fiftyone", "--percentile"): (["--percentile", "150"], "--percentile 150: must be between 0 and 100"),

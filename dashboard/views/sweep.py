@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.boxes import BoxRule
-from surgery_core.run.evaluation import SWEEP_RULES, sweep_note, sweep_rows
+from surgery_core.run.evaluation import SWEEP_RULES, box_note, sweep_rows
 
 permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
@@ -75,8 +75,9 @@ def view() -> None:
                         format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
     snapshot_ui.shown_state(methods=methods, percentile=cut, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
-    widgets.how(run, what=f"{what} over the sweep grid; {sweep_note(run.cfg, rule)} "
-                          f"({'percentile' if rule == 'percentile' else 'fixed value'} varies)",
+    # the box rule of the heading's cell (not the run's own value); the curves vary only that value
+    widgets.how(run, what=f"{what} over the sweep grid; {box_note(run.cfg.boxes.with_cut(cut))}; along the curves "
+                          f"only the {'percentile' if rule == 'percentile' else 'fixed value'} varies",
                 protocol=proto, interp=interp)
 
     parts, missing, errors = data.sweep_parts(run, methods, proto, start=False, rule=rule)
