@@ -210,7 +210,6 @@ def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
     with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
                                                            or st.session_state.get("_model_pulled"))):
-        st.markdown("**Model**")
         model_picker.draw()
         _form_body()
     if st.session_state.get("_form_error"):
