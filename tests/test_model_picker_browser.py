@@ -25,7 +25,7 @@ from surgery_core.model.catalog import CATALOG
 pytestmark = pytest.mark.browser
 
 WIDTH = 1280
-PICKER = '[data-testid="stSidebar"] .st-key-f_model'
+PICKER = '[data-testid="stSidebar"] .st-key-model_picker'
 
 
 @pytest.fixture(scope="module")
