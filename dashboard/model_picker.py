@@ -35,8 +35,9 @@ def label(name: str) -> str:
     r = rows().get(name)
     if r is None:
         return f"{name} (unknown)"
-    here = "✓ on this machine" if r["present"] else f"↓ not here ({_size(r['size'])})"
-    return f"{name} · {r['arch']}{' · QuickGELU' if r['quickgelu'] else ''} · {here}"
+    # the mark first: the sidebar is narrow and a long label is cut at its end
+    mark, here = ("✓", "on this machine") if r["present"] else ("↓", f"not here ({_size(r['size'])})")
+    return f"{mark} {name} · {r['arch']}{' · QuickGELU' if r['quickgelu'] else ''} · {here}"
 
 
 def options(current: str | None) -> list[str]:
