@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
-from surgery_core.model.methods import METHODS
+from surgery_core.eval.boxes import cut_short
+from surgery_core.model.methods import METHODS, POSEMBED_MODES
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.config import RunConfig
 from surgery_core.run.facade import Run
@@ -69,9 +70,12 @@ FORM_FIELDS = (
     ("f_size", "input.size", _zero, _int_or_none),
     ("f_window", "input.window", _zero, _int_or_none),
     ("f_stride", "input.stride", _zero, _int_or_none),
+    ("f_posembed", "input.posembed", _same, _same),
     ("f_depth", "surgery_depth", _same, int),
     ("f_prompts", "prompt_set", _same, _same),
     ("f_pct", "boxes.percentile", float, float),
+    ("f_rule", "boxes.rule", _same, _same),
+    ("f_fixed", "boxes.fixed_value", float, float),
     ("f_kernel", "boxes.morph_kernel", _same, int),
     ("f_conn", "boxes.connectivity", _same, int),
     ("f_score", "boxes.score", _same, _same),
@@ -201,9 +205,15 @@ def _reset() -> None:
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _recent_runs(store_root: str) -> list[dict]:
-    return [{"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
-             "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch")}
-            for m in operator_settings.run_store().list_runs()[:30]]
+    from surgery_core.run.stored import list_stored
+
+    out = []
+    for r in list_stored(operator_settings.run_store(), products=False)[:30]:
+        m = r.record
+        out.append({"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
+                    "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch"),
+                    "label": r.label})
+    return out
 
 
 def _form(cfg: RunConfig) -> None:
@@ -237,12 +247,18 @@ def _form_body() -> None:
         c1.number_input("Input px", 0, step=32, key="f_size", help="0 = the model's own size")
         c2.number_input("Window", 0, step=32, key="f_window", help="sliding window px; 0 = one pass")
         c3.number_input("Stride", 0, step=32, key="f_stride", help="0 = the window")
+        st.selectbox("Positional embedding", list(POSEMBED_MODES), key="f_posembed",
+                     help="when the input (or window) is not the model's own size: " + "; ".join(
+                         f"{k} = {v}" for k, v in POSEMBED_MODES.items()))
         c1, c2 = st.columns(2)
         c1.number_input("Surgery depth", 0, 48, key="f_depth")
         c2.selectbox("Prompts", list(PROMPT_SETS), key="f_prompts")
         st.markdown("**Boxes**")
         c1, c2 = st.columns(2)
         c1.number_input("Percentile", 0.0, 100.0, step=5.0, key="f_pct")
+        c2.selectbox("Box rule", ["percentile", "otsu", "fixed"], key="f_rule",
+                     help="percentile (the seed's), Otsu's threshold of each 0-1 map (256 bins), or a fixed value")
+        c1.number_input("Fixed value", 0.0, 1.0, step=0.05, key="f_fixed", help="threshold of the fixed rule, 0-1")
         c2.selectbox("Morph kernel", KERNELS, key="f_kernel")
         c1.selectbox("Connectivity", [8, 4], key="f_conn")
         c2.selectbox("Score", ["mean", "max"], key="f_score")
@@ -257,28 +273,30 @@ def box_caption(cfg: RunConfig) -> str:
     """The percentile the page shows boxes at (what its percentile control drew last, see
     :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
     ss = st.session_state
-    run_p = float(cfg.boxes.percentile)
+    run_p = cfg.boxes.cut
     drawn = ss.get("_pct_drawn")
     page_p = drawn[1] if isinstance(drawn, tuple) and drawn[0] == ss.get("_page") else run_p
     ss["_sidebar_p"] = (ss.get("_page"), page_p)
-    return f"boxes p{page_p:g}" + ("" if page_p == run_p else f" on this page (run: p{run_p:g})")
+    return f"boxes {cut_short(page_p)}" + ("" if page_p == run_p else f" on this page (run: {cut_short(run_p)})")
 
 
 def run_selection(area) -> Run:
     """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
     cfg = state.current_config()
     sb = st.sidebar
-    sb.markdown(f"### Run `{cfg.run_hash}`")
+    recent = _recent_runs(str(operator_settings.run_store().root))
+    label = next((m["label"] for m in recent if m["run_hash"] == cfg.run_hash and m["label"]), "")
+    sb.markdown(f"### Run `{cfg.run_hash}`" + (f" · {label}" if label else ""))
     summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
                                                           else cfg.model.arch)
                + (" · QuickGELU" if cfg.model.quickgelu else ""))
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
-    recent = _recent_runs(str(operator_settings.run_store().root))
     if recent:
         sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
                      placeholder="reopen a stored run…",
-                     format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
+                     format_func=lambda m: f"{m['run_hash']}{' · ' + m['label'] if m['label'] else ''} · "
+                                           f"{m['dataset']}/{m['split']} · {m['images']} img · "
                                            f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
               disabled=cfg == operator_settings.app_default_config())

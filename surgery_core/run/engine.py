@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from surgery_core.data.datasets import Dataset, load_coco, load_dior
+from surgery_core.data.datasets import SAMPLES_DATASET_NAME, SAMPLES_ROOT  # noqa: F401 - where callers import them
+from surgery_core.data.datasets import Dataset, load_coco, load_dior, load_samples
 from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.errors import CheckpointError, ImageError, InputError, SurgeryError
 from surgery_core.files import content_sha256
@@ -34,10 +35,7 @@ from surgery_core.run.device_images import DeviceImageBatches
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore
 
-SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"
-# What the dashboard, the reports and the snapshots call the shipped pictures (``Dataset.name``), so that nobody
-# cites five images as results on DIOR.
-SAMPLES_DATASET_NAME = "DIOR samples ({n} real images)"
+# SAMPLES_ROOT and SAMPLES_DATASET_NAME live with the reader (``surgery score --samples`` needs them without torch).
 
 
 def load_dataset(cfg: RunConfig, bars: Progress = QUIET) -> Dataset:
@@ -66,12 +64,7 @@ def _load_dataset(cfg: RunConfig) -> Dataset:
         ds.name = generated.name
         return ds
     if d.kind == "samples":
-        from surgery_core.data.classes import DIOR_CLASSES
-
-        ds = load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
-                       cfg.classes or DIOR_CLASSES, limit=d.limit)
-        ds.name = SAMPLES_DATASET_NAME.format(n=len(ds))
-        return ds
+        return load_samples(d.root, d.split, cfg.classes, limit=d.limit)
     if not d.root:
         raise InputError(None, "a DIOR dataset needs data.root")
     from surgery_core.data.classes import DIOR_CLASSES
@@ -161,7 +154,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     device = loaded.device
     # On a GPU, images are decoded and squashed on the card (device_images); the key says which path made them.
     key = heatmap_key(cfg, loaded.identity, classes, size,
-                      resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE)
+                      resize=DEVICE_RESIZE if device.type == "cuda" else CPU_RESIZE, native_size=loaded.image_size)
     paths = [r.path for r in dataset.images]
     bars = Progress(show_bar)
     shas = _hash_images(paths, bars)
@@ -203,7 +196,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
             if batch is not None:
                 out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, need,
                                        depth=cfg.surgery_depth, window=cfg.input.window, stride=cfg.input.stride,
-                                       prompt_set=cfg.prompt_set)
+                                       prompt_set=cfg.prompt_set, posembed=cfg.input.posembed)
                 for b, j in enumerate(local):
                     store.put(key, shas[todo[j]], {stored[m]: g[b] for m, g in out.grids.items()}, out.probs[b])
             done += len(local) + len(bad)
