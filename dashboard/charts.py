@@ -11,6 +11,15 @@ from plotly.subplots import make_subplots
 from surgery_core.model.methods import method_color  # one colour per method, fixed by the registry's order
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
+
+
+def config(name: str) -> dict:
+    """Every chart's plotly configuration: the toolbar on (shown while the pointer is over the chart, so that at
+    rest it covers no subplot title), its camera button saving the chart as drawn as a PNG at twice the on-screen
+    resolution, named ``name``; no plotly logo, no selection tools (nothing selects) and no zoom steps."""
+    return {"displayModeBar": "hover", "displaylogo": False,
+            "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
+            "toImageButtonOptions": {"format": "png", "scale": 2, "filename": name}}
 LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
@@ -137,4 +146,16 @@ def distributions(frames: dict, column: str, title: str) -> go.Figure:
         fig.add_trace(go.Box(y=df[column], name=m, boxmean="sd", marker=dict(size=3, opacity=0.5),
                              line=dict(color=method_color(m)), boxpoints="outliers"))
     fig.update_layout(height=320, margin=MARGIN, showlegend=False, yaxis_title=title)
+    return fig
+
+
+def sweep_runs(series: dict[str, tuple[list[float], list]], y_title: str, height: int = 320) -> go.Figure:
+    """mAP against the box percentile, one line per (run, method) pair (each with its own percentiles)."""
+    fig = go.Figure()
+    for name, (xs, ys) in series.items():
+        fig.add_trace(go.Scatter(x=xs, y=[np.nan if v is None else v for v in ys], mode="lines+markers", name=name,
+                                 line=dict(width=2), marker=dict(size=6),
+                                 hovertemplate=f"{name}<br>p%{{x:g}}: mAP %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, xaxis_title="box percentile of the map", yaxis_title=y_title,
+                      legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=11)))
     return fig

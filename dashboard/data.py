@@ -34,6 +34,13 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
     from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
 
     path = cfg.model.checkpoint or (DEMO_WEIGHTS if cfg.model.arch == DEMO_ARCH else None)
+    if path is None and cfg.model.name:  # a named model's file as found now (pulled meanwhile: a new stamp)
+        from surgery_core.model.local_models import find_model, locate
+
+        found = locate(find_model(cfg.model.name))
+        path = found.path if found else None
+        if path is None:
+            return ("absent", cfg.model.name)
     if path is None:
         return ("random",)
     try:
@@ -113,7 +120,7 @@ def _open(cfg: RunConfig, area) -> Run:
 
     loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
     t0 = time.perf_counter()
-    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
+    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.name or cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
         run = Run.open(cfg, operator_settings.run_store(), progress=progress, loaded=loaded)
     if bar is not None:
@@ -262,3 +269,13 @@ def panel(key: str, method: str, image: int, cls: int, percentile: float, protoc
     """:func:`surgery_core.run.pairs.panel`, cached per run key and settings (read-only: callers must not modify
     it)."""
     return pairs.panel(_run, method, image, cls, percentile, protocol, iou)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def boxes_zip(key: str, methods: tuple[str, ...], protocol: str, percentile: float, _run: Run) -> bytes:
+    """The Per-class AP page's boxes download: the files of ``surgery export boxes`` (COCO results and CSV per
+    method, the ground truth, the manifest) for the methods, protocol and percentile shown, as one zip. Built
+    when the button is clicked."""
+    from surgery_core.share.export_boxes import box_export_zip, cells
+
+    return box_export_zip(_run, cells(_run, methods, [protocol], percentile))

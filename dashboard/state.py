@@ -19,7 +19,7 @@ from surgery_core.run.config import RunConfig
 
 #: The app's pages (``?page=`` names) and their titles, in navigation order.
 PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "explore": "Explore", "ap": "Per-class AP",
-               "sweep": "Threshold sweep", "quality": "Heatmap quality", "run": "Run", "snapshots": "Snapshots"}
+               "sweep": "Threshold sweep", "quality": "Heatmap quality", "run": "Run", "runs": "Runs", "snapshots": "Snapshots"}
 
 
 # ------------------------------------------------------------------------------------------ run configuration

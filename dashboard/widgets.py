@@ -181,7 +181,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if percentile is not None:
         params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
         parts.append(box_note(params))
-    parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
+    parts.append(f"run {run.title()} ({len(run.grids.rows)} images)")
     snapshot_ui.caption(" · ".join(parts), where)
 
 
@@ -215,26 +215,30 @@ def banner(run: Run) -> None:
 
 
 # ------------------------------------------------------------------------------------------ tables
+def scale_colours(vals: pd.DataFrame, lo: float | None = None, hi: float | None = None) -> pd.DataFrame:
+    """CSS per cell of the numeric frame ``vals``: white to blue from ``lo`` to ``hi`` (default: its min and max),
+    nothing on NaN (:func:`colour_scale`'s colours, for tables that show other text in their cells)."""
+    arr = vals.to_numpy(dtype=float)
+    lo = np.nanmin(arr) if lo is None else lo
+    hi = np.nanmax(arr) if hi is None else hi
+    span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
+
+    def one(v: float) -> str:
+        if not np.isfinite(v):
+            return ""
+        t = float(np.clip((v - lo) / span, 0, 1))
+        r, g, b = (int(255 + (c - 255) * t) for c in (66, 133, 214))
+        return f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}"
+
+    return pd.DataFrame([[one(v) for v in row] for row in arr], index=vals.index, columns=vals.columns)
+
+
 def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi: float | None = None,
                  best_per_row: bool = False, fmt: str = "{:.3f}"):
     """A pandas Styler: white-to-blue background on ``cols`` (no matplotlib needed); with ``best_per_row`` the
     row's best value (every tie, and only when above zero) in bold with a star; NaN shown as an em dash."""
     vals = df[cols].astype(float)
-    lo = np.nanmin(vals.values) if lo is None else lo
-    hi = np.nanmax(vals.values) if hi is None else hi
-    span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
-
-    def colours(col: pd.Series) -> list[str]:
-        out = []
-        for v in col.astype(float):
-            if not np.isfinite(v):
-                out.append("")
-                continue
-            t = float(np.clip((v - lo) / span, 0, 1))
-            r, g, b = (int(255 + (c - 255) * t) for c in (66, 133, 214))
-            out.append(f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}")
-        return out
-
+    colours = scale_colours(vals, lo, hi)
     best = None
     if best_per_row and len(cols) > 1:
         top = vals.max(axis=1, skipna=True)
@@ -247,7 +251,7 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
             return score_text(float(v))
         return fmt.format(v)
 
-    sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
+    sty = df.style.apply(lambda _: colours, axis=None, subset=cols).format(text, subset=cols)
     if best is not None:
         sty = sty.apply(lambda _: np.where(best, "font-weight: bold", ""), axis=None, subset=cols)
         for idx, col in best.stack().loc[lambda s: s].index:
@@ -306,7 +310,10 @@ def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None,
         snapshot_ui.register_table(shown, data)
 
 
-def chart(fig, key: str, where=st) -> None:
-    """A plotly figure without the mode bar."""
-    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+def chart(fig, key: str, where=st, name: str | None = None) -> None:
+    """A plotly figure with its toolbar (download as PNG at 2x, :func:`dashboard.charts.config`); ``name``: the
+    downloaded file's name (default: the key and the run)."""
+    from dashboard import charts, data
+
+    where.plotly_chart(fig, key=key, config=charts.config(name or f"{key}_{data.current_run().run_hash}"))
     snapshot_ui.register_chart(key, fig)

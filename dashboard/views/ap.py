@@ -1,11 +1,13 @@
-"""Per-class AP: classes x methods at one IoU, interpolation, protocol, percentile and object size; CorLoc per
-class and method; PR curves; CSV."""
+"""Per-class AP: classes x methods at one IoU, interpolation, protocol, box cut and object size; CorLoc per
+class and method; PR curves; CSV; the boxes."""
+
+import functools
 
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.ap import SIZES, size_note
-from surgery_core.eval.boxes import cut_tag
+from surgery_core.eval.boxes import cut_short, cut_tag
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
@@ -60,9 +62,18 @@ def view() -> None:
                         "Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, size=size, run=run.run_hash)
-    st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
-                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"
-                                 + ("" if size == "all" else f"_{size}") + ".csv", mime="text/csv")
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
+                            file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"
+                                      + ("" if size == "all" else f"_{size}") + ".csv", mime="text/csv")
+    buttons.download_button(
+        "Download the boxes (COCO + CSV, zip)", functools.partial(data.boxes_zip, data.run_key(run), tuple(methods),
+                                                                   proto, p, run),
+        icon=":material/download:", file_name=f"boxes_{run.run_hash}_{proto}_{cut_tag(p)}.zip",
+        mime="application/zip",
+        help=f"every image's predicted boxes of {', '.join(methods)} ({proto} protocol, {cut_short(p)}) as COCO "
+             "results JSON and the CSV 'surgery score' reads, with the COCO ground truth: scoring them gives these "
+             "AP values for all object sizes (surgery score --coco ground_truth.json --detections FILE)")
 
     corloc_view(methods, proto, p, 0.5 if coco95 and interp == "coco" else iou)
 

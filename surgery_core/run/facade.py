@@ -74,10 +74,44 @@ class Run:
         dataset = load_dataset(cfg, bars)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
-        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
+        note = " ".join(n for n in (model_data_note(cfg), loaded.note) if n)
+        run = cls(cfg, store, dataset, grids, loaded.identity, note, loaded, bars, random_weights)
         write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
         return run
+
+    @classmethod
+    def open_stored(cls, ref: str, store: RunStore | None = None, **kwargs) -> "Run":
+        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:meth:`RunStore.find_run`),
+        with the configuration it was stored with (``config.json``); ``kwargs`` go to :meth:`open`. Its grids
+        are read from the store; a run whose checkpoint file has changed since is refused (its numbers would
+        come from another model)."""
+        from pydantic import ValidationError
+
+        from surgery_core.errors import InputError
+        from surgery_core.run.config import read_config_file
+
+        store = store or default_store()
+        folder = store.find_run(ref)
+        try:
+            cfg = RunConfig.model_validate(read_config_file(folder / "config.json"))
+        except ValidationError as exc:
+            raise InputError(folder / "config.json", f"not a configuration this version reads "
+                                                     f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})"
+                             ) from None
+        run = cls.open(cfg, store, **kwargs)
+        if run.run_dir.name != folder.name:
+            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {folder.name} "
+                                                   f"was stored (now {run.run_dir.name}): its numbers were not "
+                                                   "computed with this file")
+        return run
+
+    @property
+    def model_info(self) -> dict:
+        """The model as results name it: what identifies its outputs (architecture, QuickGELU, checkpoint sha256)
+        and, when the run names it so, its catalog or registered name (not part of the heatmap key: the same file
+        gives the same grids by any name)."""
+        return self.model_identity | ({"name": self.cfg.model.name} if self.cfg.model.name else {})
 
     @property
     def run_hash(self) -> str:
@@ -90,6 +124,18 @@ class Run:
         return self.store.run_dir(f"{self.run_hash}-{self.grids.key[:8]}")
 
     @property
+    def label(self) -> str:
+        """The run's label ("" when none), set with ``surgery runs label`` or on the Runs page."""
+        from surgery_core.run.stored import read_label
+
+        return read_label(self.run_dir)[0]
+
+    def title(self) -> str:
+        """``<run hash> · <label>`` (the hash alone without a label): how captions and reports name the run."""
+        label = self.label
+        return f"{self.run_hash} · {label}" if label else self.run_hash
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return self.grids.classes
 
@@ -97,7 +143,7 @@ class Run:
         """What identifies and describes the run (``run.json``)."""
         return {
             "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": self.cfg.to_file_dict(),
-            "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
+            "model": self.model_info, "dataset": self.dataset.name, "split": self.dataset.split,
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
             "computed_now": self.grids.computed, "reused": self.grids.reused, "model_note": self.model_note,

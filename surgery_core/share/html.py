@@ -268,9 +268,10 @@ def _section_config(p: Parts, run) -> str:
     m = h["model"]
     conf = h["config"]
     items = [
-        ("run hash", h["run_hash"]), ("heatmap key", h["heatmap_key"]),
-        ("model", f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), checkpoint "
-                  f"{conf['model'].get('checkpoint') or 'shipped demo weights'}, sha256 "
+        ("run hash", h["run_hash"]), *([("run label", run.label)] if run.label else []),
+        ("heatmap key", h["heatmap_key"]),
+        ("model", (f"{m['name']}: " if m.get("name") else "") + f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), "
+                  f"checkpoint {conf['model'].get('checkpoint') or ('found by name' if m.get('name') else 'shipped demo weights')}, sha256 "
                   f"{m.get('checkpoint_sha256') or 'none'}"),
         ("dataset", f"{h['dataset']} / {h['split']} ({conf['data']['kind']}"
                     + (f", root {conf['data']['root']}" if conf["data"].get("root") else "")
@@ -499,7 +500,7 @@ def render_html(p: Parts, run) -> str:
              for k, (div_id, fig) in enumerate(figs)]
     from surgery_core import __version__
 
-    title = f"CLIP Surgery report — run {p.head['run_hash']}"
+    title = f"CLIP Surgery report — run {run.title()}"
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
         ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"),
         ("localisation", "CorLoc, sizes"), ("sweep", "Sweeps"),

@@ -15,7 +15,7 @@ import numpy as np
 from surgery_core.eval.boxes import cut_label, cut_short
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
-from surgery_core.model.methods import METHODS
+from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.run.facade import Run
@@ -82,9 +82,11 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
 
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
-                      percentile: float | None = None, methods: tuple[str, ...] | None = None) -> np.ndarray:
+                      percentile: float | None = None, methods: tuple[str, ...] | None = None,
+                      protocol: str = "present", alpha: float = 0.5) -> np.ndarray:
     """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
-    its GT boxes, then per method the heatmap with GT, boxes (``present`` protocol) and pointing-game point."""
+    its GT boxes, then per method the heatmap (opacity ``alpha``) with GT, boxes (of ``protocol``) and
+    pointing-game point."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
@@ -92,7 +94,7 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
     sel = rec.labels == class_index
     panels = []
     for m in methods or run.cfg.methods:
-        pn = pairs.panel(run, m, image_index, class_index, p, "present", iou)
+        pn = pairs.panel(run, m, image_index, class_index, p, protocol, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
         best = "" if pn.best_iou is None else f", best IoU {pn.best_iou:.2f}"
@@ -102,10 +104,10 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
     heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at {cut_short(p)} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP "
-               f"at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+               f"boxes at {cut_short(p)} of each map, {protocol} protocol; labels: score, IoU with the best GT box, "
+               f"TP/FP at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
-                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
+                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading, alpha=alpha,
                       scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
                       scale_title="each heatmap: min-max normalised similarity")
 
@@ -162,11 +164,16 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
 
 
 def input_size(run: Run) -> str:
-    """The input size in words: ``input 448 px`` as configured, or ``input 224 px (the model's own)``."""
+    """The input size in words: ``input 448 px`` as configured, or ``input 224 px (the model's own)``; off the
+    model's own size, how the positional embedding was resized (``posembed``)."""
     cfg = run.cfg
-    if cfg.input.size:
-        return f"input {cfg.input.size} px"
-    return f"input {run.loaded.image_size} px (the model's own)"
+    if not cfg.input.size:
+        text = f"input {run.loaded.image_size} px (the model's own)"
+    else:
+        text = f"input {cfg.input.size} px"
+    if not cfg.input.at_models_own_size:
+        text += f", {posembed_words(cfg.input.posembed, cfg.input.resizes(run.loaded.image_size))}"
+    return text
 
 
 def _fmt(v) -> str:
@@ -254,7 +261,9 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         f"- Dataset: {head['dataset']} / {head['split']}: {head['images']} images, "
         f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
                                                          if head["skipped_images"] else ""),
-        f"- Model: `{m['arch']}`, QuickGELU {m['quickgelu']}, checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
+        "- Model: " + (f"`{m['name']}` (" if m.get("name") else "")
+        + f"`{m['arch']}`, QuickGELU {m['quickgelu']}" + (")" if m.get("name") else "")
+        + f", checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
         f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",

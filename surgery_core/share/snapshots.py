@@ -93,8 +93,8 @@ def view_state(run: "Run | None" = None, page: str = "", *, image_index: int | N
     name), methods and thresholds; ``extra`` keys are kept as they are (JSON values)."""
     state: dict = {"page": page}
     if run is not None:
-        state |= {"run_hash": run.run_hash, "config": run.cfg.to_file_dict(),
-                  "model": run.model_identity, "dataset": run.dataset.name, "split": run.dataset.split}
+        state |= {"run_hash": run.run_hash, "run_label": run.label, "config": run.cfg.to_file_dict(),
+                  "model": run.model_info, "dataset": run.dataset.name, "split": run.dataset.split}
         if image_index is not None:
             state["image_id"] = str(run.dataset.images[image_index].image_id)
         if class_index is not None:
