@@ -53,7 +53,7 @@ def world(tmp_path_factory):
                                   boxes=RunConfig().boxes.model_copy(update={"percentile": 75.0}))}
         runs = {k: Run.open(c, store) for k, c in cfgs.items()}
         for k in ("d6", "d2", "samples"):
-            runs[k].ap_tables(), runs[k].quality()
+            runs[k].ap_tables(), runs[k].quality(), runs[k].corloc()
         yield {"store": store, "runs": runs, "env": env}
 
 
@@ -84,6 +84,7 @@ def test_the_leaderboard_equals_each_runs_own_pages(world):
                 assert row[f"COCO .50:.95 {proto}"] == pytest.approx(coco, abs=1e-12)
             assert row["pointing game"] == q[m].pointing_game["overall"]
             assert row["energy PG"] == q[m].energy_pointing_game["overall"]
+            assert row["CorLoc@0.5"] == run.corloc_at(m, "present", p, 0.5).mean[0]
             assert row["depth"] == run.cfg.surgery_depth and row["images"] == len(run.grids.rows)
     assert {row_of(rows, world["runs"]["d6"], "vv_mixed")["VOC07@0.1 present"],
             row_of(rows, world["runs"]["d2"], "vv_mixed")["VOC07@0.1 present"]} != {None}
@@ -95,12 +96,12 @@ def test_listing_computes_nothing_and_compute_fills_the_gaps(world):
     before = sorted(p.name for p in lazy.run_dir.iterdir())
     rows = stored.leaderboard(store)
     row = row_of(rows, lazy, "vv_mixed")
-    assert row[stored.NOT_COMPUTED] == "ap tables, quality" and row["VOC07@0.5 present"] is None
+    assert row[stored.NOT_COMPUTED] == "ap tables, quality, corloc" and row["VOC07@0.5 present"] is None
     assert sorted(p.name for p in lazy.run_dir.iterdir()) == before, "listing the store wrote files"
     steps = []
     todo = [r for r in stored.list_stored(store) if r.name == lazy.run_dir.name]
     stored.compute_missing(store, todo, progress=lambda d, t, what: steps.append((d, t)))
-    assert steps[0] == (0, 2) and steps[-1] == (2, 2)
+    assert steps[0] == (0, 3) and steps[-1] == (3, 3)
     row = row_of(stored.leaderboard(store), lazy, "vv_mixed")
     assert row[stored.NOT_COMPUTED] == ""
     assert row["VOC07@0.5 present"] == pytest.approx(lazy.ap("vv_mixed", "present", "voc07", 75.0, 0.5).mAP, abs=1e-12)
@@ -231,7 +232,8 @@ def test_delete_is_whole_or_nothing_for_a_concurrent_reader(world):
         stop.set()
         t.join()
     whole = [s for s in seen if s is not None]
-    assert whole and all(s == ("to delete", {"ap_tables": True, "quality": True}, d6.run_hash) for s in whole)
+    assert whole and all(s == ("to delete", {"ap_tables": True, "quality": True, "corloc": True}, d6.run_hash)
+                         for s in whole)
     assert seen[-1] is None and seen[-2] is None  # gone after the delete
     assert not copy.exists() and not [p for p in copy.parent.iterdir() if p.name.startswith(stored.TOMBSTONE)]
     with pytest.raises(SurgeryError, match="no stored run matches"):

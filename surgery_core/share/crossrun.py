@@ -22,6 +22,7 @@ import numpy as np
 
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.ap import evaluate
+from surgery_core.eval.boxes import cut_short
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,8 +137,8 @@ def shared_ap(pair: Pair, idx: np.ndarray, classes: tuple[str, ...], protocol: s
     run = pair.run
     remap = np.asarray([classes.index(c) for c in run.classes], np.int64)
     gt = run.gt[np.isin(run.gt.image, idx)]
-    run.boxes.ensure([pair.method], [protocol], [run.cfg.boxes.percentile])
-    det = run.detections(pair.method, protocol, run.cfg.boxes.percentile)
+    run.boxes.ensure([pair.method], [protocol], [run.cfg.boxes.cut])  # the run's own box rule
+    det = run.detections(pair.method, protocol, run.cfg.boxes.cut)
     det = det[np.isin(det.image, idx)]
     return evaluate(_relabel(gt, remap), _relabel(det, remap), len(classes), float(iou), interp)
 
@@ -245,17 +246,17 @@ def cross_figure(pairs: list[Pair], pairing: Pairing, image_id: str, class_name:
         r = p.run
         i = int(pairing.index[runs.index(r)][j])
         c = r.classes.index(class_name)
-        pct = float(r.cfg.boxes.percentile)
+        pct = r.cfg.boxes.cut
         pn = run_pairs.panel(r, p.method, i, c, pct, protocol, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
-        panels.append({"title": f"{n} (p{pct:g}): {len(d)} box{'es' if len(d) != 1 else ''}, "
+        panels.append({"title": f"{n} ({cut_short(pct)}): {len(d)} box{'es' if len(d) != 1 else ''}, "
                                 f"{int(d.extra['tp'].sum())} TP{hit}",
                        "map01": pn.map01, "det_xyxy": d.xyxy,
                        "labels": det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False),
                        "point": pn.point, "hit": pn.pointing_hit})
     heading = (f"Image {rec.image_id}, class '{class_name}' ({int(sel.sum())} GT): {len(pairs)} (run, method) pairs, "
-               f"boxes at each run's percentile, {protocol} protocol; TP/FP at IoU >= {iou:g}; {pairing.summary()}")
+               f"boxes at each run's box rule, {protocol} protocol; TP/FP at IoU >= {iou:g}; {pairing.summary()}")
     return comparison(first.image(i0), rec.xyxy[sel], rec.xyxy[~sel], f"{rec.image_id}: GT {class_name} green",
                       panels, heading, scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")])
 

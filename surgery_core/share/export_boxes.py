@@ -9,7 +9,7 @@ For each (method, protocol, box rule) cell of a run, over all its images (those 
     manifest.json                           run hash, model, dataset, ids, per file the box rule, the box count and
                                             the run's own mAP (per interpolation and IoU) that scoring it reproduces
 
-``<rule>`` names the box rule (``p90``: the 90th percentile of the map). The boxes are the run's own cells
+``<rule>`` names the box rule (``p90``: the 90th percentile of the map; ``otsu``; ``fixed0.5``). The boxes are the run's own cells
 (:meth:`Run.detections`: the cap ``max_dets`` applied), in the run's order, every float written exactly
 (:mod:`surgery_core.data.exchange`), so ``surgery score --coco ground_truth.json --detections FILE`` gives the
 run's AP at every interpolation and IoU (to 1e-12; tested). The ground truth is the run's: images left out
@@ -27,6 +27,7 @@ from typing import Iterable
 from surgery_core.data.detections import Detections
 from surgery_core.data.exchange import CocoIds, coco_ground_truth, coco_results, detections_csv
 from surgery_core.eval.ap import COCO_IOUS
+from surgery_core.eval.boxes import BoxRule, Cut, as_cut, cut_label, cut_sort_key, cut_tag
 from surgery_core.eval.results import iou_key, none_if_nan
 from surgery_core.files import atomic_write_text
 from surgery_core.run.evaluation import box_note, box_params_for
@@ -38,16 +39,17 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class BoxCell:
-    """One exported cell: a method and protocol under one box rule (today the rule is a percentile of the map)."""
+    """One exported cell: a method and protocol under one box rule (a percentile of the map, or a
+    :class:`~surgery_core.eval.boxes.BoxRule`)."""
 
     method: str
     protocol: str
-    percentile: float
+    percentile: Cut
 
     @property
     def rule(self) -> str:
-        """The box rule as a file-name part (``p90``)."""
-        return f"p{self.percentile:g}"
+        """The box rule as a file-name part (``p90``, ``otsu``, ``fixed0.5``)."""
+        return cut_tag(self.percentile)
 
     @property
     def stem(self) -> str:
@@ -59,11 +61,11 @@ class BoxCell:
 
     def note(self, run: Run) -> str:
         """``boxes: <rule>``, as every table of the run names it."""
-        return box_note(box_params_for(run.cfg, self.protocol).model_copy(update={"percentile": self.percentile}))
+        return box_note(box_params_for(run.cfg, self.protocol).with_cut(self.percentile))
 
 
 def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
-          percentile: float | None = None) -> list[BoxCell]:
+          percentile: Cut | None = None) -> list[BoxCell]:
     """The cells to export (default: every method and protocol of the run at its own box rule), checked against
     the run: a method or protocol it did not compute is a one-line error naming what it has."""
     from surgery_core.errors import SurgeryError
@@ -75,8 +77,8 @@ def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[st
         if missing or not asked:
             raise SurgeryError(f"run {run.run_hash} has no {what} {', '.join(missing) or '(none given)'}; "
                                f"it has {', '.join(has)}")
-    p = float(run.cfg.boxes.percentile if percentile is None else percentile)
-    if not 0.0 <= p <= 100.0:
+    p = as_cut(run.cfg.boxes.cut if percentile is None else percentile)
+    if not isinstance(p, BoxRule) and not 0.0 <= p <= 100.0:
         raise SurgeryError(f"--percentile {p:g}: must be between 0 and 100")
     return [BoxCell(m, pr, p) for m in methods for pr in protocols]
 
@@ -127,7 +129,9 @@ def manifest(run: Run, exported: list[BoxCell], scores: bool = True) -> dict:
     for c in exported:
         det = c.detections(run)
         entry = {"results": f"{c.stem}.json", "csv": f"{c.stem}.csv", "method": c.method, "protocol": c.protocol,
-                 "box_rule": c.rule, "percentile": c.percentile, "boxes_note": c.note(run), "boxes": int(len(det))}
+                 "box_rule": c.rule,
+                 "percentile": None if isinstance(c.percentile, BoxRule) else c.percentile,
+                 "box_rule_text": cut_label(c.percentile), "boxes_note": c.note(run), "boxes": int(len(det))}
         if scores:
             entry["run_mAP"] = run_map(run, c)
         files.append(entry)
@@ -166,7 +170,7 @@ def write_box_export(run: Run, out: str | Path, exported: list[BoxCell], scores:
 
 def ensure_cells(run: Run, exported: list[BoxCell]) -> None:
     """Cut the missing cells together (one pass over each method's maps, both protocols sharing it)."""
-    for p in sorted({c.percentile for c in exported}):
+    for p in sorted({c.percentile for c in exported}, key=cut_sort_key):
         these = [c for c in exported if c.percentile == p]
         run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol for c in these), [p])
 

@@ -507,6 +507,29 @@ def _section_samples(p: Parts, cfg) -> str:
     return "".join(out)
 
 
+def _section_localisation(p: Parts, run) -> str:
+    """CorLoc per method and protocol (``run.corloc()``), and mAP of small, medium and large objects
+    (``run.ap_by_size()``, first interpolation, each protocol, the run's first IoU)."""
+    cl, by = run.corloc(), run.ap_by_size()
+    keys = list(cl.entry(p.methods[0], run.cfg.protocols[0]).corloc)
+    out = ["<section id=\"localisation\"><h2>CorLoc and AP by object size</h2>",
+           f"<p class=\"note\">{_esc(cl.note)}. {_esc(cl.box_note)}.</p>"]
+    rows = [[(m, ""), (pr, "")] + [(_fmt(cl.entry(m, pr).corloc[k]), "") for k in keys]
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table("CorLoc (mean over classes)", ["method", "protocol"] + [f"IoU ≥ {k}" for k in keys], rows, 2))
+    it, t = run.cfg.interps[0], iou_key(run.cfg.iou_thresholds[0])
+    sizes = list(by.tables)
+    rows = [[(m, ""), (pr, "")] + _best_cells([by.tables[s].entry(m, pr, it).map_per_iou.get(t) for s in sizes])
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table(f"mAP by object size — {it}, IoU ≥ {t}; COCO's buckets (px² of the original image): "
+                      "small ≤ 32², medium 32²–96², large ≥ 96²; GT of other sizes ignored, as are detections "
+                      "matched to it and unmatched detections of other sizes", ["method", "protocol"] + sizes, rows, 2))
+    mix = [[(c, "")] + [(str(v[s]), "") for s in sizes] for c, v in by.size_mix.items() if any(v.values())]
+    out.append(_table("Ground-truth boxes per class and size", ["class"] + sizes, mix))
+    out.append("</section>")
+    return "".join(out)
+
+
 def render_html(p: Parts, run) -> str:
     cfg = run.cfg
     plot_cfg = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
@@ -519,7 +542,8 @@ def render_html(p: Parts, run) -> str:
 
     title = f"CLIP Surgery report — run {run.title()}" + ("" if p.mark_best else " — RANDOM WEIGHTS")
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
-        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
+        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"),
+        ("localisation", "CorLoc, sizes"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))
     body = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -530,7 +554,8 @@ def render_html(p: Parts, run) -> str:
         f"{_esc(p.head['split'])}, {p.head['images_with_grids']} images with heatmaps. A self-contained file: the "
         "charts and images are embedded, nothing is fetched.</p>",
         f"<nav>{nav}</nav>",
-        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_sweep(p, cfg, plots),
+        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_localisation(p, run),
+        _section_sweep(p, cfg, plots),
         _section_quality(p, cfg), _section_samples(p, cfg),
         "</body></html>\n",
     ]
