@@ -148,7 +148,7 @@ def test_export_grids_npz_reads_with_numpy_alone(run, tmp_path):
     with np.load(out, allow_pickle=False) as z:
         assert list(z["method_names"]) == list(METHODS) and list(z["class_names"]) == list(run.classes)
         assert str(z["run_hash"]) == run.run_hash
-        assert json.loads(str(z["model"])) == run.model_identity
+        assert json.loads(str(z["model"])) == run.model_info
         assert list(z["image_ids"]) == [run.dataset.images[i].image_id for i in run.grids.rows]
         for m in METHODS:
             assert z[f"grid_{m}"].dtype == np.float32 and np.array_equal(z[f"grid_{m}"], run.grids.grids[m])

@@ -80,7 +80,7 @@ def _cmd_grids(args) -> int:
     g = next(iter(run.grids.grids.values()))
     what = f"{len(paths) - 1} files (one per image) and manifest.json in {args.out}/" if args.per_image else args.out
     print(f"wrote {what}: {len(run.grids.rows)} images x {len(run.classes)} classes x {g.shape[2]}x{g.shape[3]} "
-          f"raw grids ({args.dtype}), run {run.run_hash}, model {run.model_identity['arch']}")
+          f"raw grids ({args.dtype}), run {run.run_hash}, model {run.model_info['arch']}")
     return 0
 
 

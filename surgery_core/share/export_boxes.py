@@ -92,7 +92,7 @@ def _ids(run: Run) -> CocoIds:
 def run_info(run: Run) -> dict:
     """What identifies the run, for the ``info`` of COCO files and the manifests."""
     return {"description": f"surgery run {run.run_hash}: {run.dataset.name} {run.dataset.split}",
-            "run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_identity,
+            "run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_info,
             "dataset": run.dataset.name, "split": run.dataset.split, "images": int(len(run.grids.rows)),
             "model_note": run.model_note}
 
