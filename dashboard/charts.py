@@ -12,6 +12,7 @@ from surgery_core.model.methods import method_color  # one colour per method, fi
 from surgery_core.share.portable import plotly_config
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
+LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
 def config(name: str) -> dict:

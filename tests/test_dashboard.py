@@ -216,7 +216,8 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
         assert row["vv_mixed"] == pytest.approx(res.per_class_ap[k], nan_ok=True)
         assert row["GT"] == res.n_gt[k]
     assert "VOC2010+ all-point" in "\n".join(c.value for c in at.caption)
-    assert len(at.get("download_button")) == 1
+    # the table's CSV and the boxes behind it (COCO + CSV zip)
+    assert [b.proto.label for b in at.get("download_button")] == ["Download CSV", "Download the boxes (COCO + CSV, zip)"]
     at.segmented_control(key="interp").set_value("coco").run()
     at.toggle(key="coco95").set_value(True).run()
     ok(at)
