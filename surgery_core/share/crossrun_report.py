@@ -17,7 +17,7 @@ from surgery_core.errors import SurgeryError
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
 from surgery_core.share.crossrun import Pair, Pairing, compare_table, cross_figure, sample_ids, sweep_series
-from surgery_core.share.portable import scrub_paths, slug
+from surgery_core.share.portable import plotly_config, scrub_paths, slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -203,7 +203,7 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
     if pairing.n and not pairing.gt_problem:
         fig = _sweep_chart(pairs, pairing, protocol, interp, iou)
         plot_html = fig.to_html(full_html=False, include_plotlyjs=True, div_id="surgery-runs-sweep",
-                                config={"displaylogo": False, "responsive": True},
+                                config={"responsive": True, **plotly_config("surgery-runs-sweep")},
                                 default_height="380px", default_width="100%")
         body.append("<h2>Threshold sweep</h2>" + plot_html)
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS, APTables, QualityTables, Sweep, iou_key
-from surgery_core.share.portable import scrub_paths, slug
+from surgery_core.share.portable import plotly_config, scrub_paths, slug
 
 if TYPE_CHECKING:
     from surgery_core.run.facade import Run
@@ -532,9 +532,10 @@ def _section_localisation(p: Parts, run) -> str:
 
 def render_html(p: Parts, run) -> str:
     cfg = run.cfg
-    plot_cfg = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
     figs = [("surgery-iou-sweep", _iou_chart(p, cfg)), ("surgery-percentile-sweep", _percentile_chart(p, cfg))]
-    plots = [_deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=plot_cfg,
+    plots = [_deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                   config={"responsive": True, "showSendToCloud": False,
+                                           **plotly_config(f"{div_id}-{run.run_hash}")},
                                    default_height=f"{fig.layout.height}px", default_width="100%"))
              for div_id, fig in figs]
     plots[0] = _plotly_library() + plots[0]
