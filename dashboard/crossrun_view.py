@@ -82,6 +82,9 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
     runs = crossrun.distinct_runs(pairs)
     counts = ", ".join(f"run {r.title()}: {n} images with heatmaps" for r, n in zip(runs, pg.counts))
     snapshot_ui.markdown(f"**{pg.summary().capitalize()}** ({counts}).")
+    if len(runs) > 1:
+        snapshot_ui.markdown(f"**Settings that differ** (run {' / '.join(r.run_hash for r in runs)}): "
+                             f"{crossrun.differences_text(runs)}")
     if pg.gt_problem:
         snapshot_ui.markdown(f":orange-badge[:material/warning: per-class table refused] The ground truth differs: "
                              f"{pg.gt_problem}. The pictures are shown; numbers would not compare like with like.")

@@ -112,6 +112,7 @@ def test_comparison_differences_are_the_difference_of_the_runs_tables(world):
     pairs = [crossrun.Pair(d6, "vv_mixed", "depth 6"), crossrun.Pair(d2, "vv_mixed", "depth 2")]
     pairing = crossrun.pairing_for(pairs)
     assert pairing.n == LIMIT and pairing.gt_problem is None
+    assert crossrun.differences_text([d6, d2]) == "surgery_depth 6 / 2"
     for proto, interp, iou in (("present", "voc07", 0.1), ("open", "voc", 0.5), ("present", "coco", 0.5)):
         table = crossrun.compare_table(pairs, pairing, proto, interp, iou)
         a, b = (r.ap("vv_mixed", proto, interp, 90.0, iou) for r in (d6, d2))

@@ -191,6 +191,38 @@ def pairing_for(pairs: list[Pair]) -> Pairing:
     return pair_runs(runs, names)
 
 
+def _flatten(doc: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(runs: list["Run"]) -> list[tuple[str, list]]:
+    """The configuration keys whose values differ between the runs (``("surgery_depth", [6, 2])``), and the
+    checkpoint's content when it does: what a comparison of these runs is a comparison of."""
+    import json
+
+    flat = [_flatten(r.cfg.to_file_dict()) | {"checkpoint sha256": (r.model_identity.get("checkpoint_sha256")
+                                                                     or "none")[:12]} for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    return [(k, [f.get(k) for f in flat]) for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1]
+
+
+def differences_text(runs: list["Run"]) -> str:
+    """``surgery_depth 6 / 2; boxes.percentile 90 / 75`` (or "none: the same configuration")."""
+    def shown(v):
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v)) if len(v) <= 4 else f"{len(v)} values"
+        return "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+    diff = differences(runs)
+    return "; ".join(f"{k} {' / '.join(shown(v) for v in vs)}" for k, vs in diff) or "none: the same configuration"
+
+
 def common_options(pairs: list[Pair]) -> dict[str, list]:
     """Protocols, interpolations and IoU thresholds every run of ``pairs`` scores (first run's order)."""
     runs = distinct_runs(pairs)

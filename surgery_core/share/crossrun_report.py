@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from surgery_core.errors import SurgeryError
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
-from surgery_core.share.crossrun import Pair, Pairing, compare_table, cross_figure, sample_ids, sweep_series
+from surgery_core.share.crossrun import (Pair, Pairing, compare_table, cross_figure, differences_text, distinct_runs,
+                                        sample_ids, sweep_series)
 from surgery_core.share.portable import scrub_paths, slug
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     lines = [f"# Runs compared: {', '.join(p.name for p in pairs)}", "",
              f"{pairing.summary()} ({', '.join(f'{p.run.run_hash}: {n}' for p, n in zip(_firsts(pairs), pairing.counts))}"
              " images with heatmaps).", ""]
-    lines += ["## The runs", "", _md_table(_facts_frame(pairs)), ""]
+    lines += ["## The runs", "", f"Settings that differ: {differences_text(distinct_runs(pairs))}.", "",
+              _md_table(_facts_frame(pairs)), ""]
     lines += ["## Per-class AP", ""]
     try:
         table = compare_table(pairs, pairing, protocol, interp, iou)
@@ -162,7 +164,7 @@ def _html_table(df, names: list[str]) -> str:
 def _sweep_chart(pairs: list[Pair], pairing: Pairing, protocol: str, interp: str, iou: float):
     import plotly.graph_objects as go
 
-    from surgery_core.share.crossrun import distinct_runs, unique_names
+    from surgery_core.share.crossrun import unique_names
 
     runs = distinct_runs(pairs)
     classes = pairs[0].run.classes
@@ -190,7 +192,8 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
     body = [f"<h1>Runs compared</h1><p class=note>{_esc(pairing.summary())} "
             f"({', '.join(f'run {p.run.run_hash}: {n} images with heatmaps' for p, n in zip(_firsts(pairs), pairing.counts))})."
             " A self-contained file: charts and images are embedded, nothing is fetched.</p>",
-            "<h2>The runs</h2>" + facts.to_html(index=False, border=0, escape=True)]
+            "<h2>The runs</h2>" + f"<p>Settings that differ: {_esc(differences_text(distinct_runs(pairs)))}.</p>"
+            + facts.to_html(index=False, border=0, escape=True)]
     body.append("<h2>Per-class AP</h2>")
     try:
         table = compare_table(pairs, pairing, protocol, interp, iou)
