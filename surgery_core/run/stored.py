@@ -76,7 +76,7 @@ class StoredRun:
     label: str = ""
     note: str = ""
     products: dict[str, bool] = field(default_factory=dict)  # HEADLINE_PRODUCTS -> file present
-    docs: dict[str, dict] = field(default_factory=dict)  # product -> its JSON (when present)
+    values: dict[str, dict] = field(default_factory=dict)  # product -> {method: {headline: value}} (when present)
 
     @property
     def name(self) -> str:
@@ -139,12 +139,12 @@ class StoredRun:
         values: dict[str, float | None] = {}
         missing: set[str] = set()
         for h in HEADLINES:
-            doc = self.docs.get(h.product)
-            if doc is None:
+            by_method = self.values.get(h.product)
+            if by_method is None:
                 values[h.key] = None
                 missing.add(h.key)
                 continue
-            values[h.key] = _read_headline(doc, h, method)
+            values[h.key] = (by_method.get(method) or {}).get(h.key)
         return values, missing
 
 
@@ -194,6 +194,33 @@ def _read_json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+#: Headline values of product files already read, by (path, inode, size, mtime): listing the store again reads
+#: only the files that changed (a 240 kB ``ap_tables.json`` costs tens of ms to parse). Bounded.
+_VALUES_CACHE: dict[tuple, dict] = {}
+_VALUES_CACHE_MAX = 4096
+
+
+def _product_values(path: Path, product: str) -> dict | None:
+    """``{method: {headline key: value}}`` of one product file (None when absent or unreadable)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _VALUES_CACHE.get(key)
+    if hit is not None:
+        return hit
+    doc = _read_json(path)
+    if doc is None:
+        return None
+    methods = (doc.get("tables") if product == "ap_tables" else doc.get("methods")) or {}
+    out = {m: {h.key: _read_headline(doc, h, m) for h in HEADLINES if h.product == product} for m in methods}
+    if len(_VALUES_CACHE) >= _VALUES_CACHE_MAX:
+        _VALUES_CACHE.clear()
+    _VALUES_CACHE[key] = out
+    return out
+
+
 def read_label(folder: Path) -> tuple[str, str]:
     """(label, note) of a run folder ("" when none)."""
     lab = _read_json(Path(folder) / LABEL_FILE) or {}
@@ -215,10 +242,10 @@ def read_run(folder: Path, products: bool = True) -> StoredRun | None:
     record.record = rec
     record.label, record.note = read_label(folder)
     for product, name in HEADLINE_PRODUCTS.items() if products else ():
-        doc = _read_json(folder / name)
-        record.products[product] = doc is not None
-        if doc is not None:
-            record.docs[product] = doc
+        values = _product_values(folder / name, product)
+        record.products[product] = values is not None
+        if values is not None:
+            record.values[product] = values
     try:
         if os.stat(folder).st_ino != before:
             return None
