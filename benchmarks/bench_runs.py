@@ -42,7 +42,7 @@ def fill(n: int, limit: int) -> list:
         boxes = base.boxes.model_copy(update={"percentile": PERCENTILES[k % len(PERCENTILES)],
                                               "morph_kernel": KERNELS[k // len(PERCENTILES) % len(KERNELS)]})
         run = Run.open(base.model_copy(update={"boxes": boxes}))
-        run.ap_tables(), run.quality()
+        run.ap_tables(), run.quality(), run.corloc()
         runs.append(run)
     return runs
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import charts, data, render, snapshot_ui, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
+from surgery_core.eval.boxes import cut_short
 from surgery_core.run import evaluation, stored
 from surgery_core.run.config import RunConfig
 from surgery_core.share import crossrun
@@ -124,7 +125,7 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
     snapshot_ui.shown_state(pairs=names, run_hash=", ".join(r.run_hash for r in runs), image_id=rec.image_id,
                             cls=cls_name, protocol=proto, interp=interp, iou=iou, shared_images=pg.n)
     view_iou = float(evaluation.view_iou(first.cfg))
-    widgets.how(first, what=f"{pg.summary()}; each pair's boxes at its run's own percentile; red label = score, "
+    widgets.how(first, what=f"{pg.summary()}; each pair's boxes at its run's own box rule; red label = score, "
                 "IoU with the best GT box, TP/FP; ring = pointing-game point", protocol=proto, iou=view_iou)
     _pictures(pairs, names, pg, j, cls_name, proto, view_iou)
 
@@ -174,7 +175,7 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             run = p.run
             i = int(pg.index[runs.index(run)][j])
             c = run.classes.index(cls_name)
-            pct = float(run.cfg.boxes.percentile)
+            pct = run.cfg.boxes.cut
             rkey = data.run_key(run)
             info = data.panel(rkey, p.method, i, c, pct, proto, iou, run)
             snapshot_ui.image(n, render.overlay_jpg(rkey, i, c, p.method, pct, proto, iou, 0.5, SIDE, run, info),
@@ -183,7 +184,7 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             hit = (":gray-badge[no GT]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
             snapshot_ui.markdown(
-                f"**{n}** {hit}  \np{pct:g} · {len(d)} box{'es' if len(d) != 1 else ''}, {int(np.sum(d.extra['tp']))}"
+                f"**{n}** {hit}  \n{cut_short(pct)} · {len(d)} box{'es' if len(d) != 1 else ''}, {int(np.sum(d.extra['tp']))}"
                 f" TP" + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
                           else ""), col, n)
     snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)

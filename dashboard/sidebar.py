@@ -9,9 +9,10 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from dashboard import data, operator_settings, permalink, state, widgets
+from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
-from surgery_core.model.methods import METHODS
+from surgery_core.eval.boxes import cut_short
+from surgery_core.model.methods import METHODS, POSEMBED_MODES
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.config import RunConfig
 from surgery_core.run.facade import Run
@@ -61,6 +62,7 @@ FORM_FIELDS = (
     ("f_images", "data.images", _text, _text_or_none),
     ("f_split", "data.split", _same, _same),
     ("f_limit", "data.limit", _zero, _int_or_none),
+    ("f_model", "model.name", _text, _text_or_none),
     ("f_arch", "model.arch", _same, str.strip),
     ("f_ckpt", "model.checkpoint", _text, _text_or_none),
     ("f_qg", "model.quickgelu", _same, bool),
@@ -68,9 +70,12 @@ FORM_FIELDS = (
     ("f_size", "input.size", _zero, _int_or_none),
     ("f_window", "input.window", _zero, _int_or_none),
     ("f_stride", "input.stride", _zero, _int_or_none),
+    ("f_posembed", "input.posembed", _same, _same),
     ("f_depth", "surgery_depth", _same, int),
     ("f_prompts", "prompt_set", _same, _same),
     ("f_pct", "boxes.percentile", float, float),
+    ("f_rule", "boxes.rule", _same, _same),
+    ("f_fixed", "boxes.fixed_value", float, float),
     ("f_kernel", "boxes.morph_kernel", _same, int),
     ("f_conn", "boxes.connectivity", _same, int),
     ("f_score", "boxes.score", _same, _same),
@@ -102,6 +107,11 @@ def _config_from_form(base: RunConfig) -> RunConfig:
         for part in parents:
             node = node[part]
         node[name] = to_field(s[key])
+    model = doc["model"]
+    model.pop("sha256", None)  # set again from the name, if any: never the previous model's
+    if model["name"]:  # the name sets architecture, QuickGELU and the file; the fields typed below are not used
+        for k in ("arch", "quickgelu", "checkpoint"):
+            model.pop(k, None)
     pct = float(s.f_pct)
     if pct not in doc["sweep_percentiles"] and pct not in doc["quality_percentiles"]:
         doc["sweep_percentiles"] = sorted({*doc["sweep_percentiles"], pct})
@@ -136,7 +146,7 @@ def _keep_form() -> None:
 def _missing(s) -> list[str]:
     """Required form fields left empty, by their labels."""
     out = []
-    if not str(s.get("f_arch") or "").strip():
+    if not s.get("f_model") and not str(s.get("f_arch") or "").strip():
         out.append("Architecture is empty (an open_clip name, e.g. ViT-B-32; Demo-ViT-32 is the demo model)")
     if not s.get("f_methods"):
         out.append("Heatmap methods: pick at least one")
@@ -208,8 +218,17 @@ def _recent_runs(store_root: str) -> list[dict]:
 
 def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
-    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))), \
-            st.form("run_form", border=False):
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
+                                                           or st.session_state.get("_model_pulled"))):
+        st.markdown("**Model**")
+        model_picker.draw()
+        _form_body()
+    if st.session_state.get("_form_error"):
+        st.sidebar.error(st.session_state["_form_error"])
+
+
+def _form_body() -> None:
+    with st.form("run_form", border=False):
         st.markdown("**Data**")
         st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
         st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON",
@@ -219,7 +238,7 @@ def _form(cfg: RunConfig) -> None:
         c1, c2 = st.columns(2)
         c1.selectbox("Split", SPLITS, key="f_split")
         c2.number_input("First N images", 0, step=50, key="f_limit", help="0 = the whole split")
-        st.markdown("**Model**")
+        st.markdown("**Architecture and checkpoint** (when no model is picked above)")
         st.text_input("Architecture", key="f_arch", help="open_clip name, e.g. ViT-B-32, ViT-L-14, RN50; "
                                                          "Demo-ViT-32 is the shipped demo model")
         st.text_input("Checkpoint", key="f_ckpt", placeholder="empty: the shipped demo weights",
@@ -230,12 +249,18 @@ def _form(cfg: RunConfig) -> None:
         c1.number_input("Input px", 0, step=32, key="f_size", help="0 = the model's own size")
         c2.number_input("Window", 0, step=32, key="f_window", help="sliding window px; 0 = one pass")
         c3.number_input("Stride", 0, step=32, key="f_stride", help="0 = the window")
+        st.selectbox("Positional embedding", list(POSEMBED_MODES), key="f_posembed",
+                     help="when the input (or window) is not the model's own size: " + "; ".join(
+                         f"{k} = {v}" for k, v in POSEMBED_MODES.items()))
         c1, c2 = st.columns(2)
         c1.number_input("Surgery depth", 0, 48, key="f_depth")
         c2.selectbox("Prompts", list(PROMPT_SETS), key="f_prompts")
         st.markdown("**Boxes**")
         c1, c2 = st.columns(2)
         c1.number_input("Percentile", 0.0, 100.0, step=5.0, key="f_pct")
+        c2.selectbox("Box rule", ["percentile", "otsu", "fixed"], key="f_rule",
+                     help="percentile (the seed's), Otsu's threshold of each 0-1 map (256 bins), or a fixed value")
+        c1.number_input("Fixed value", 0.0, 1.0, step=0.05, key="f_fixed", help="threshold of the fixed rule, 0-1")
         c2.selectbox("Morph kernel", KERNELS, key="f_kernel")
         c1.selectbox("Connectivity", [8, 4], key="f_conn")
         c2.selectbox("Score", ["mean", "max"], key="f_score")
@@ -244,19 +269,17 @@ def _form(cfg: RunConfig) -> None:
         c1.number_input("Box map px", 0, step=32, key="f_res", help="working map side; 0 = the image size")
         c2.checkbox("x class prob", key="f_cpw", help="multiply box scores by the CLS class probability")
         st.form_submit_button("Open run", type="primary", on_click=_submit, width="stretch")
-    if st.session_state.get("_form_error"):
-        st.sidebar.error(st.session_state["_form_error"])
 
 
 def box_caption(cfg: RunConfig) -> str:
     """The percentile the page shows boxes at (what its percentile control drew last, see
     :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
     ss = st.session_state
-    run_p = float(cfg.boxes.percentile)
+    run_p = cfg.boxes.cut
     drawn = ss.get("_pct_drawn")
     page_p = drawn[1] if isinstance(drawn, tuple) and drawn[0] == ss.get("_page") else run_p
     ss["_sidebar_p"] = (ss.get("_page"), page_p)
-    return f"boxes p{page_p:g}" + ("" if page_p == run_p else f" on this page (run: p{run_p:g})")
+    return f"boxes {cut_short(page_p)}" + ("" if page_p == run_p else f" on this page (run: {cut_short(run_p)})")
 
 
 def run_selection(area) -> Run:
@@ -266,7 +289,9 @@ def run_selection(area) -> Run:
     recent = _recent_runs(str(operator_settings.run_store().root))
     label = next((m["label"] for m in recent if m["run_hash"] == cfg.run_hash and m["label"]), "")
     sb.markdown(f"### Run `{cfg.run_hash}`" + (f" · {label}" if label else ""))
-    summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
+    summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
+                                                          else cfg.model.arch)
+               + (" · QuickGELU" if cfg.model.quickgelu else ""))
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
     if recent:

@@ -279,7 +279,9 @@ def _chart(block: dict, images: dict[str, bytes], key: str) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         st.warning(f"Chart {block.get('name')!r} of this snapshot cannot be drawn: {exc}")
         return
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    from dashboard import charts
+
+    st.plotly_chart(fig, key=key, config=charts.config(str(block.get("name") or key)))
 
 
 def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
@@ -351,6 +353,7 @@ BLOCK_KINDS = {
 STATE_LABELS = {"page_title": "page", "run_hash": "run", "run_label": "run label", "pairs": "compared",
                 "shared_images": "shared images", "dataset": "dataset", "split": "split",
                 "image_id": "sample", "class": "class", "methods": "methods", "percentile": "heatmap percentile",
+                "box_rule": "box rule",
                 "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
 
 

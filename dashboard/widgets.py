@@ -13,11 +13,19 @@ import streamlit as st
 
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
-from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for
+from surgery_core.eval.boxes import RULES, BoxRule
+from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
+                                         fixed_cuts)
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import score_text
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
+RULE_LABELS = {"percentile": "Percentile", "otsu": "Otsu", "fixed": "Fixed value"}
+RULE_HELP = ("How each heatmap is thresholded before boxes are cut (the min-max-normalised working map):\n"
+             "- **Percentile** (the seed's rule): at or above this percentile of the map's own values;\n"
+             "- **Otsu**: Otsu's threshold of each map (256 bins over 0-1, the split of largest between-class "
+             "variance); no parameter;\n"
+             "- **Fixed value**: at or above this value of the 0-1 map.")
 SESSION = "session"  # persist_state: keep each value across pages
 log = logging.getLogger("surgery.dashboard")
 
@@ -52,7 +60,7 @@ def fragment(fn):
 
 def percentiles(run: Run) -> list[float]:
     """Percentiles with cached boxes (the sweep's, the quality table's and the run's own)."""
-    return [float(p) for p in all_percentiles(run.cfg)]
+    return [float(p) for p in all_percentiles(run.cfg) if not isinstance(p, BoxRule)]
 
 
 def method_help(opts) -> str:
@@ -90,15 +98,30 @@ def method_one(run: Run, key: str, where=st, label: str = "Method", width="stret
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
-def percentile(run: Run, where=st, width=190) -> float:
-    """The page's heatmap percentile. The sidebar names it ("boxes p75"): when the sidebar drawn last names
-    another value (the control moved inside a page fragment, or the page opened), the whole app reruns once."""
-    opts = percentiles(run)
-    state.coerce("p", opts)
-    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
-                                  format_func=lambda v: f"p{v:g}",
-                                  help="Boxes are cut where the min-max-normalised map is at or above this "
-                                       "percentile of its own values (seed: 90; its analysis recommends 75)."))
+def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
+    """The page's box rule and its parameter: a percentile (a float, the seed's rule) or a
+    :class:`~surgery_core.eval.boxes.BoxRule` (Otsu, a fixed value), among ``rules``. The sidebar names it
+    ("boxes p75"): when the sidebar drawn last names another value (the control moved inside a page fragment, or
+    the page opened), the whole app reruns once."""
+    rule = state.coerce("rule", list(rules), "percentile" if "percentile" in rules else rules[0])
+    rule = where.segmented_control("Box rule", list(rules), key="rule", persist_state=SESSION, required=True,
+                                   selection_mode="single", format_func=RULE_LABELS.get, help=RULE_HELP) or rule
+    if rule == "otsu":
+        v = BoxRule("otsu")
+    elif rule == "fixed":
+        opts = [c.value for c in fixed_cuts(run.cfg)]
+        state.coerce("fv", opts)
+        v = BoxRule("fixed", where.select_slider("Fixed threshold", opts, key="fv", persist_state=SESSION,
+                                                 width=width, format_func=lambda v: f"{v:g}",
+                                                 help="Boxes are cut where the min-max-normalised map is at or "
+                                                      "above this value."))
+    else:
+        opts = percentiles(run)
+        state.coerce("p", opts)
+        v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
+                                      format_func=lambda v: f"p{v:g}",
+                                      help="Boxes are cut where the min-max-normalised map is at or above this "
+                                           "percentile of its own values (seed: 90; its analysis recommends 75)."))
     ss = st.session_state
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
@@ -156,7 +179,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if iou is not None:
         parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
     if percentile is not None:
-        params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
+        params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
         parts.append(box_note(params))
     parts.append(f"run {run.title()} ({len(run.grids.rows)} images)")
     snapshot_ui.caption(" · ".join(parts), where)
@@ -287,7 +310,10 @@ def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None,
         snapshot_ui.register_table(shown, data)
 
 
-def chart(fig, key: str, where=st) -> None:
-    """A plotly figure without the mode bar."""
-    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+def chart(fig, key: str, where=st, name: str | None = None) -> None:
+    """A plotly figure with its toolbar (download as PNG at 2x, :func:`dashboard.charts.config`); ``name``: the
+    downloaded file's name (default: the key and the run)."""
+    from dashboard import charts, data
+
+    where.plotly_chart(fig, key=key, config=charts.config(name or f"{key}_{data.current_run().run_hash}"))
     snapshot_ui.register_chart(key, fig)

@@ -120,9 +120,10 @@ def _reference_tokens(visual, images, name, depth=DEPTH, bias_times=1, flags=Non
     return _reference_all(visual, images, (name,), depth, bias_times, flags)[name]
 
 
-def _reference_all(visual, images, names, depth=DEPTH, bias_times=1, flags=None):
-    """``{name: (tokens, grid)}`` for several methods; the vanilla blocks before the last ``depth`` run once."""
-    x, grid = embed(visual, images)
+def _reference_all(visual, images, names, depth=DEPTH, bias_times=1, flags=None, embedded=None):
+    """``{name: (tokens, grid)}`` for several methods; the vanilla blocks before the last ``depth`` run once.
+    embedded: ``(tokens after ln_pre, grid)`` when the caller embeds the image itself."""
+    x, grid = embedded if embedded is not None else embed(visual, images)
     blocks = list(visual.transformer.resblocks)
     start = len(blocks) - min(depth, len(blocks))
     for blk in blocks[:start]:

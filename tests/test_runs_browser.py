@@ -56,7 +56,7 @@ def test_runs_page_compare_snapshot_and_reopen(server, page, test_run, second_ru
     check(pg, "Runs")
     main = pg.locator('[data-testid="stMain"]')
     # the table is drawn on a canvas: its "not computed" cells show in the button that computes them
-    assert "Compute the missing numbers (2 products of 1 run)" in main.inner_text()
+    assert "Compute the missing numbers (3 products of 1 run)" in main.inner_text()
     pg.screenshot(path=str(tmp_path / "runs.png"))
 
     pick_row(pg, f"{test_run.run_hash} · vv_mixed")

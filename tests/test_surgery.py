@@ -29,9 +29,10 @@ def vit_b32():
     return load_model("ViT-B-32", random_weights=True)
 
 
-def _reference_tokens(visual, images, depth):
-    """Both paths with plain per-head loops of matrix products (no SDPA, no fused projections)."""
-    x, _ = embed(visual, images)
+def _reference_tokens(visual, images, depth, embedded=None):
+    """Both paths with plain per-head loops of matrix products (no SDPA, no fused projections). embedded: the
+    tokens after ``ln_pre`` when the caller embeds the image itself."""
+    x = embedded if embedded is not None else embed(visual, images)[0]
     blocks = list(visual.transformer.resblocks)
     depth = min(depth, len(blocks))  # a depth beyond the tower means every block (the demo ViT has 4)
     for blk in blocks[: len(blocks) - depth]:

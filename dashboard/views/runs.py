@@ -200,7 +200,7 @@ def view() -> None:
         f"{len(runs)} runs in {store.root / 'runs'}, newest first; {len(df)} (run, method) rows shown. Every number "
         "is read from what the run has computed already (opening this page computes nothing); mAP: VOC2007 "
         "11-point or COCO AP@[.50:.95], at the IoU of the column, boxes at the run's own box rule (column 'box "
-        "rule'); pointing games over all (image, GT class) pairs, tolerance as configured per run. — = the run "
+        "rule'); CorLoc at IoU 0.5 (top box per class and image); pointing games over all (image, GT class) pairs, tolerance as configured per run. — = the run "
         "does not score it (or no GT). Click a header to sort.")
     leaderboard(df)
     compute(runs)

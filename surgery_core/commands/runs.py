@@ -77,7 +77,8 @@ def _cmd_list(args) -> int:
     for t in table:
         print("  ".join(x.ljust(w) for x, w in zip(t, widths)))
     missing = sum(1 for r in runs if not all(r.products.values()))
-    print(f"\n{len(runs)} runs in {store.root / 'runs'}; mAP: VOC2007 11-point at the run's box percentile; "
+    print(f"\n{len(runs)} runs in {store.root / 'runs'}; mAP: VOC2007 11-point at the run's box rule; CorLoc: "
+          "top box per class and image at IoU 0.5; "
           "pointing games over all (image, GT class) pairs; — = not scored by the run (or no GT)"
           + (f"; {missing} runs have products not computed ('surgery runs --compute')" if missing else ""))
     return 0

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
 from surgery_core.model.attention import AttnContext, attention_of
-from surgery_core.model.methods import ORI, get_path
+from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,43 @@ class SurgeryTokens:
         return torch.cat([self.ori[:, :1], self.vv[:, 1:]], dim=1)
 
 
-def interpolate_pos_embed(pos: torch.Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int]) -> torch.Tensor:
-    """Resize a ``[1 + gh*gw, D]`` positional embedding to another grid (bicubic, CLS row kept)."""
+def _resize_grid(grid: torch.Tensor, dst: tuple[int, int], rule: str) -> torch.Tensor:
+    """``[1, D, h0, w0]`` positional grid to ``dst`` cells by one of ``methods.POSEMBED_RULES`` (sources there)."""
+    if rule == "bicubic_size":
+        return F.interpolate(grid, size=dst, mode="bicubic", align_corners=False)
+    if rule == "bilinear_size":
+        return F.interpolate(grid, size=dst, mode="bilinear", align_corners=False)
+    if rule == "bicubic_antialias":
+        return F.interpolate(grid, size=dst, mode="bicubic", align_corners=False, antialias=True)
+    if rule == "bicubic_scale":
+        # scale_factor (g + 0.1) / g0 with recompute_scale_factor left off: torch sizes the output
+        # floor(g0 * factor) = g and maps coordinates with the factor itself (not g / g0).
+        h0, w0 = grid.shape[-2:]
+        out = F.interpolate(grid, scale_factor=((dst[0] + 0.1) / h0, (dst[1] + 0.1) / w0), mode="bicubic",
+                            align_corners=False, recompute_scale_factor=False)
+        if tuple(out.shape[-2:]) != tuple(dst):
+            raise ValueError(f"bicubic_scale resize of a {h0}x{w0} grid gave {tuple(out.shape[-2:])}, not {dst}")
+        return out
+    raise ValueError(f"unknown positional-embedding rule {rule!r}; known: {list(POSEMBED_RULES)}")
+
+
+def interpolate_pos_embed(pos: torch.Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int],
+                          rule: str = SHARED_RULE) -> torch.Tensor:
+    """Resize a ``[1 + gh*gw, D]`` positional embedding to another grid by ``rule`` (a key of
+    ``methods.POSEMBED_RULES``; default: bicubic by size), CLS row kept; unchanged at its own grid."""
     if tuple(src_grid) == tuple(dst_grid):
         return pos
     cls, patches = pos[:1], pos[1:]
     d = patches.shape[-1]
     grid = patches.reshape(1, src_grid[0], src_grid[1], d).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=dst_grid, mode="bicubic", align_corners=False)
+    grid = _resize_grid(grid, tuple(dst_grid), rule)
     grid = grid.permute(0, 2, 3, 1).reshape(-1, d).to(pos.dtype)
     return torch.cat([cls, grid], dim=0)
 
 
-def embed(visual: VisionTransformer, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Patch + class + positional embedding and ``ln_pre``, for any input size divisible by the patch."""
+def patchify(visual: VisionTransformer, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch embedding with the class token prepended, ``[B, 1 + gh*gw, D]``, before the positional embedding:
+    what every positional-embedding rule shares."""
     ph, pw = visual.patch_size
     h, w = images.shape[-2:]
     if h % ph or w % pw:
@@ -67,9 +90,16 @@ def embed(visual: VisionTransformer, images: torch.Tensor) -> tuple[torch.Tensor
     grid = (x.shape[-2], x.shape[-1])
     x = x.flatten(2).transpose(1, 2)
     cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    pos = interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), grid)
-    x = torch.cat([cls, x], dim=1) + pos.to(x.dtype)
-    return visual.ln_pre(x), grid
+    return torch.cat([cls, x], dim=1), grid
+
+
+def embed(visual: VisionTransformer, images: torch.Tensor, rule: str = SHARED_RULE,
+          patches: tuple[torch.Tensor, tuple[int, int]] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch + class + positional embedding (resized by ``rule`` off the model's own grid) and ``ln_pre``, for
+    any input size divisible by the patch. patches: :func:`patchify`'s output when already computed."""
+    x, grid = patches if patches is not None else patchify(visual, images)
+    pos = interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), grid, rule)
+    return visual.ln_pre(x + pos.to(x.dtype)), grid
 
 
 def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -87,13 +117,16 @@ class TowerTokens:
     grid: tuple[int, int]
 
 
-def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), depth: int = 6) -> TowerTokens:
+def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), depth: int = 6,
+                  posembed: str = SHARED_RULE, patches=None) -> TowerTokens:
     """Run the image tower once and return the projected tokens of the vanilla tower and of each path.
 
     images: ``[B, 3, H, W]`` normalised, H and W multiples of the patch size. paths: names of
     ``methods.PATHS`` (unknown names raise ValueError). depth: the surgery depth, i.e. how many final blocks
     the ``"depth"`` paths (v-v, GEM) replace; 0 = none (those paths are then copies of ``ori``); clipped to
-    the tower's block count.
+    the tower's block count. posembed: the rule (``methods.POSEMBED_RULES``) that resizes the positional
+    embedding off the model's own grid; patches: :func:`patchify`'s output of ``images`` when already computed
+    (passes of several rules share it).
     """
     blocks = visual.transformer.resblocks
     if depth < 0:
@@ -105,7 +138,7 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     first = {s.name: total - s.n_blocks(depth, total) for s in specs}  # index of each path's first block
     # Blocks before the last `depth` always run as plain blocks (the seed's dual path starts there too).
     split = min([total - min(depth, total), *first.values()])
-    x, grid = embed(visual, images)
+    x, grid = embed(visual, images, posembed, patches)
     for blk in blocks[:split]:
         x = blk(x)
     x_ori, state = x, {}

@@ -18,17 +18,74 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.attention import SCORERS
-from surgery_core.model.forward import SurgeryTokens, TowerTokens, tower_forward
+from surgery_core.model.forward import SurgeryTokens, TowerTokens, patchify, tower_forward
 from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.methods import DEFAULT_METHODS, ORI, Method, get_method, paths_for
+from surgery_core.model.methods import (
+    DEFAULT_METHODS,
+    ORI,
+    Method,
+    get_method,
+    method_rule,
+    pass_plan,
+    paths_for,
+    probs_rule,
+)
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features
+
+
+@dataclass(frozen=True)
+class PassTokens:
+    """The tower passes of one batch, one per positional-embedding rule (``methods.pass_plan``):
+    ``passes[rule]`` holds the vanilla tokens and the paths of the methods of that rule. resize: whether the
+    input grid differs from the model's own; posembed: ``"official"`` or ``"shared"``. Which pass a method
+    (and the class probabilities) reads follows from these (``methods.method_rule``)."""
+
+    passes: dict[str, TowerTokens]
+    resize: bool
+    posembed: str
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return next(iter(self.passes.values())).grid
+
+    def for_method(self, name: str) -> TowerTokens:
+        rule = method_rule(name, self.resize, self.posembed)
+        if rule not in self.passes:
+            raise ValueError(f"method {name!r} reads the {rule} pass, which was not computed "
+                             f"(computed: {list(self.passes)})")
+        return self.passes[rule]
+
+    def for_probs(self) -> TowerTokens:
+        return self.passes[probs_rule(self.resize, self.posembed)]
+
+
+def resizes(visual, crop_hw: tuple[int, int]) -> bool:
+    """Whether crops of ``crop_hw`` px give the tower a grid other than its own (the positional embedding is
+    then resized, by each method's rule)."""
+    ph, pw = visual.patch_size
+    return (crop_hw[0] // ph, crop_hw[1] // pw) != tuple(visual.grid_size)
+
+
+def run_passes(visual, crops: torch.Tensor, methods, depth: int = 6, posembed: str = "official") -> PassTokens:
+    """One tower pass per positional-embedding rule that ``methods`` need at this crop size (one pass at the
+    model's own grid, or with ``posembed="shared"``); the patch embedding of the crops is computed once and
+    shared by every pass."""
+    resize = resizes(visual, tuple(crops.shape[-2:]))
+    plan = pass_plan(methods, resize, posembed)
+    patches = patchify(visual, crops)
+    passes = {rule: tower_forward(visual, crops, paths_for(ms), depth, rule, patches) for rule, ms in plan.items()}
+    return PassTokens(passes, resize, posembed)
 
 
 def _as_tower(toks) -> TowerTokens:
     if isinstance(toks, SurgeryTokens):
         return TowerTokens({ORI: toks.ori, "vv": toks.vv}, toks.grid)
     return toks
+
+
+def _tokens_for(toks, name: str) -> TowerTokens:
+    return toks.for_method(name) if isinstance(toks, PassTokens) else _as_tower(toks)
 
 
 def method_tokens(method: Method, toks: TowerTokens) -> torch.Tensor:
@@ -46,15 +103,15 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
                      redundant: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Raw similarity grids ``{method: [B, K, gh, gw]}`` (float32) from one pass's tokens.
 
-    toks: ``TowerTokens`` (or the seed's ``SurgeryTokens``). text ``[K, D]`` normalised. redundant: None for
-    class-set mode, else the empty-string feature ``[1, D]`` for single-text mode.
+    toks: ``PassTokens`` (each method reads its rule's pass), ``TowerTokens`` (or the seed's ``SurgeryTokens``).
+    text ``[K, D]`` normalised. redundant: None for class-set mode, else the empty-string feature ``[1, D]`` for
+    single-text mode.
     """
-    toks = _as_tower(toks)
     gh, gw = toks.grid
     out = {}
     for name in methods:
         m = get_method(name)
-        tokens = F.normalize(method_tokens(m, toks).float(), dim=-1)
+        tokens = F.normalize(method_tokens(m, _tokens_for(toks, name)).float(), dim=-1)
         sim = SCORERS[m.scoring](tokens, text, redundant)
         b, _, k = sim.shape
         out[name] = sim[:, 1:].transpose(1, 2).reshape(b, k, gh, gw)
@@ -64,7 +121,8 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
 def class_probabilities(toks, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """``[B, K]`` image-level class probabilities: softmax over the class set of the scaled cosine between
     the q-k CLS token (what ``encode_image`` returns) and each class's text feature."""
-    cls = F.normalize(_as_tower(toks).tokens[ORI][:, 0].float(), dim=-1)
+    toks = toks.for_probs() if isinstance(toks, PassTokens) else _as_tower(toks)
+    cls = F.normalize(toks.tokens[ORI][:, 0].float(), dim=-1)
     return (logit_scale.exp().float() * cls @ text.t()).softmax(dim=-1)
 
 
@@ -103,16 +161,20 @@ def merge_windows(grids: torch.Tensor, origins: list[tuple[int, int]], batch: in
 @torch.no_grad()
 def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods=DEFAULT_METHODS,
                      depth: int = 6, window: int | None = None, stride: int | None = None,
-                     prompt_set: str = DEFAULT_PROMPT_SET, query_mode: bool = False) -> HeatmapOutput:
-    """The requested methods' raw grids and the class probabilities of a batch, from one pass of the tower.
+                     prompt_set: str = DEFAULT_PROMPT_SET, query_mode: bool = False,
+                     posembed: str = "official") -> HeatmapOutput:
+    """The requested methods' raw grids and the class probabilities of a batch, from one pass of the tower per
+    positional-embedding rule (one pass at the model's own grid).
 
     methods: names of ``methods.METHODS`` (unknown names raise ValueError); only the token sources they need
-    are computed. depth: surgery depth (final blocks of the v-v and GEM paths).
+    are computed. depth: surgery depth (final blocks of the v-v and GEM paths). posembed: ``"official"`` (each
+    method's positional-embedding resize, ``Method.posembed``) or ``"shared"`` (one bicubic resize for all).
 
     images: ``[B, 3, S, S]`` normalised, on the model's device; S a multiple of the patch size. When S is
     larger than the model's input size and ``window`` is set, windows of ``window`` px slide with
     ``stride`` px (multiples of the patch size) and overlapping grid cells are averaged; class
-    probabilities are averaged over windows. Otherwise the positional embedding is interpolated to S.
+    probabilities are averaged over windows. The positional embedding is resized to any crop whose grid is not
+    the model's own.
     query_mode: single-text feature surgery for each name in ``classes`` (free-text queries) instead of
     class-set feature surgery.
     """
@@ -130,7 +192,7 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
         origins = [(y, x) for y in window_origins(h, window, stride) for x in window_origins(w, window, stride)]
         crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
     with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        toks = tower_forward(loaded.model.visual, crops, paths_for(methods), depth)
+        toks = run_passes(loaded.model.visual, crops, methods, depth, posembed)
     grids = similarity_grids(toks, text, methods, redundant)
     probs = class_probabilities(toks, text, loaded.model.logit_scale)
     if len(origins) > 1:
@@ -162,9 +224,10 @@ def _sdpa_cpu_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
 
 
 @torch.no_grad()
-def pass_flops(visual, methods, size: int, depth: int = 6) -> int:
-    """Matrix-product FLOPs of one ``size`` px image through the tower computing ``methods`` (``None`` =
-    vanilla ``encode_image``'s tower). Deterministic and machine independent (element-wise ops not counted)."""
+def pass_flops(visual, methods, size: int, depth: int = 6, posembed: str = "official") -> int:
+    """Matrix-product FLOPs of one ``size`` px image through the tower passes computing ``methods`` (``None`` =
+    vanilla ``encode_image``'s tower; one pass per positional-embedding rule off the model's own size).
+    Deterministic and machine independent (element-wise ops not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, size, size, device=next(visual.parameters()).device)
@@ -177,7 +240,7 @@ def pass_flops(visual, methods, size: int, depth: int = 6) -> int:
             if methods is None:
                 visual(x)
             else:
-                tower_forward(visual, x, paths_for(methods), depth)
+                run_passes(visual, x, methods, depth, posembed)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
     return int(counter.get_total_flops())

@@ -55,9 +55,21 @@ class TokenPath:
 
 
 @dataclass(frozen=True)
+class PosEmbedRule:
+    """How a method's official code resizes CLIP's positional embedding to a grid other than the model's own
+    (``forward.POSEMBED_RESIZE`` holds the torch function of each rule). cite: repository @ commit, file:lines."""
+
+    name: str
+    description: str
+    cite: str
+
+
+@dataclass(frozen=True)
 class Method:
     """A heatmap method. tokens: ``"ori"`` or a registered path; cls: ``"own"`` or ``"ori"`` (the CLS token
-    that feature surgery or the CLS bias reads); scoring: one of ``SCORING_RULES``."""
+    that feature surgery or the CLS bias reads); scoring: one of ``SCORING_RULES``; posembed: the
+    positional-embedding resize of its official code (a key of ``POSEMBED_RULES``), used when the input's grid
+    is not the model's own."""
 
     name: str
     tokens: str
@@ -66,6 +78,7 @@ class Method:
     description: str
     source: Source
     version: int = 1
+    posembed: str = "bicubic_size"
 
     @property
     def store_name(self) -> str:
@@ -76,6 +89,7 @@ class Method:
 # ------------------------------------------------------------------------------------------ registries
 PATHS: dict[str, TokenPath] = {}
 METHODS: dict[str, Method] = {}
+POSEMBED_RULES: dict[str, PosEmbedRule] = {}
 ORI = "ori"  # the vanilla tower: always computed (class probabilities and every path read it)
 #: Scoring rules a method may name (their functions: ``attention.SCORERS``).
 SCORING_RULES = ("cosine", "surgery", "cls_bias")
@@ -98,6 +112,9 @@ def register_method(method: Method) -> Method:
         raise ValueError(f"method {method.name!r}: cls must be 'own' or 'ori', got {method.cls!r}")
     if method.scoring not in SCORING_RULES:
         raise ValueError(f"method {method.name!r}: unknown scoring {method.scoring!r}; known: {list(SCORING_RULES)}")
+    if method.posembed not in POSEMBED_RULES:
+        raise ValueError(f"method {method.name!r}: unknown positional-embedding rule {method.posembed!r}; "
+                         f"known: {list(POSEMBED_RULES)}")
     METHODS[method.name] = method
     return method
 
@@ -120,6 +137,83 @@ def paths_for(methods) -> tuple[str, ...]:
     """The registered paths (besides ``"ori"``) that a list of method names needs, in registry order."""
     need = {get_method(m).tokens for m in methods}
     return tuple(p for p in PATHS if p in need)
+
+
+def register_posembed(rule: PosEmbedRule) -> PosEmbedRule:
+    if rule.name in POSEMBED_RULES:
+        raise ValueError(f"positional-embedding rule {rule.name!r} is already registered")
+    POSEMBED_RULES[rule.name] = rule
+    return rule
+
+
+# ------------------------------------------------------------------------------------------ positional embedding
+#: ``posembed`` run settings: each method's official resize (one tower pass per distinct rule the run's
+#: methods name), or the project's single bicubic resize for every method (one pass, faster, not official).
+POSEMBED_MODES = {
+    "official": "positional embedding resized as each method's official code does (one tower pass per rule)",
+    "shared": "positional embedding resized once, bicubic by size, for every method (one pass; NOT each "
+              "method's official resize)",
+}
+#: The rule of ``posembed: shared`` (what every method used before the rules were told apart).
+SHARED_RULE = "bicubic_size"
+
+for _r in (
+    PosEmbedRule("bicubic_size", "bicubic to the grid's size (align_corners=False), CLS row kept",
+                 "chongzhou96/MaskCLIP @ 245d31f mmseg/models/backbones/vit.py:383-410 (interpolate_mode "
+                 "'bicubic', line 185)"),
+    PosEmbedRule("bilinear_size", "bilinear to the grid's size (align_corners=False), CLS row kept; resized from "
+                 "the model's own grid each time (the official code overwrites its embedding, so a second size "
+                 "would be resized from the first)",
+                 "xmed-lab/CLIP_Surgery @ d4696d4 clip/clip_surgery_model.py:337-341"),
+    PosEmbedRule("bicubic_scale", "bicubic by scale factor ((g + 0.1) / g0 per axis, output floor(g + 0.1) = g "
+                 "cells, source coordinates from the factor, not the size), CLS row kept",
+                 "wangf3014/SCLIP @ b56bd30 clip/model.py:263-281; sinahmr/NACLIP @ 0cac3a6 clip/model.py:134-151; "
+                 "mc-lan/ClearCLIP @ ad68a40 open_clip/transformer.py:569-587; likyoo/SegEarth-OV @ 3e22a96 "
+                 "open_clip/transformer.py:571-589; yvhangyang/ResCLIP @ 0e085f7 clip/model.py:377-394; "
+                 "SuleBai/SC-CLIP @ 0417ba9 clip/model.py:375-393"),
+    PosEmbedRule("bicubic_antialias", "bicubic to the grid's size with antialias=True (torch's separable "
+                 "antialiased kernel, a = -0.5), CLS row kept",
+                 "WalBouss/GEM @ 5fa677c gem/gem_utils.py:36 (resample_abs_pos_embed, called at 166-171)"),
+):
+    register_posembed(_r)
+
+
+def posembed_words(posembed: str, resize: bool) -> str:
+    """How the positional embedding was resized, in words for captions: ``positional embedding: each method's
+    official resize`` / ``...: one shared bicubic resize (not official)``; at the model's own grid, none."""
+    if not resize:
+        return "positional embedding: the model's own (no resize)"
+    if posembed == "shared":
+        return "positional embedding: one shared bicubic resize for every method (posembed shared, not official)"
+    return "positional embedding: each method's official resize (posembed official)"
+
+
+def method_rule(name: str, resize: bool, posembed: str = "official") -> str:
+    """The positional-embedding rule of the pass a method reads: its own with ``posembed="official"`` when the
+    input grid is not the model's own (``resize``), else :data:`SHARED_RULE` (one pass serves all)."""
+    if posembed not in POSEMBED_MODES:
+        raise ValueError(f"posembed {posembed!r}: one of {list(POSEMBED_MODES)}")
+    return get_method(name).posembed if resize and posembed == "official" else SHARED_RULE
+
+
+def probs_rule(resize: bool, posembed: str = "official") -> str:
+    """The rule of the pass whose vanilla CLS gives the class probabilities (:data:`PROBS_METHOD`'s)."""
+    return method_rule(PROBS_METHOD, resize, posembed)
+
+
+def pass_plan(methods, resize: bool, posembed: str = "official") -> dict[str, tuple[str, ...]]:
+    """The tower passes a set of methods needs: ``{rule: methods computed in that pass}``, in rule order.
+
+    resize: whether the input grid differs from the model's own (at the model's own grid no rule applies:
+    one pass, whatever ``posembed``). posembed: ``"official"`` (one pass per distinct rule of ``methods``) or
+    ``"shared"`` (one pass, :data:`SHARED_RULE`). The class probabilities come from the vanilla CLS of the
+    pass of :data:`PROBS_METHOD`'s rule, so that rule is always planned (with no methods when none of
+    ``methods`` uses it: a vanilla-only pass).
+    """
+    groups: dict[str, list[str]] = {probs_rule(resize, posembed): []}
+    for m in methods:
+        groups.setdefault(method_rule(m, resize, posembed), []).append(m)
+    return {r: tuple(groups[r]) for r in POSEMBED_RULES if r in groups}
 
 
 # ------------------------------------------------------------------------------------------ the ten methods
@@ -159,31 +253,37 @@ for _p in (
 
 for _m in (
     Method("standard", ORI, "own", "cosine", "Plain CLIP: q-k tokens, cosine similarity (the seed's baseline).",
-           _CLIP),
+           _CLIP, posembed="bilinear_size"),
     Method("vv_qk", ORI, "own", "surgery", "q-k tokens with feature surgery: the effect of feature surgery alone.",
-           _SURGERY),
-    Method("vv_vv", "vv", "own", "surgery", "v-v path end to end (its own CLS) with feature surgery.", _SURGERY),
+           _SURGERY, posembed="bilinear_size"),
+    Method("vv_vv", "vv", "own", "surgery", "v-v path end to end (its own CLS) with feature surgery.", _SURGERY,
+           posembed="bilinear_size"),
     Method("vv_mixed", "vv", "ori", "surgery",
-           "Published CLIP Surgery: CLS from q-k, patches from v-v, feature surgery.", _SURGERY),
+           "Published CLIP Surgery: CLS from q-k, patches from v-v, feature surgery.", _SURGERY,
+           posembed="bilinear_size"),
     Method("maskclip", "maskclip", "own", "cosine",
            "MaskCLIP (official ViT code): last block's attention = identity, residual and FFN kept; cosine.",
-           _MASKCLIP),
+           _MASKCLIP, posembed="bicubic_size"),
     Method("sclip", "sclip", "own", "cosine",
-           "SCLIP: last block softmax(qq^T)+softmax(kk^T) (summed), residual and FFN kept; cosine.", _SCLIP),
+           "SCLIP: last block softmax(qq^T)+softmax(kk^T) (summed), residual and FFN kept; cosine.", _SCLIP,
+           posembed="bicubic_scale"),
     Method("clearclip", "clearclip", "own", "cosine",
-           "ClearCLIP: last block softmax(qq^T), no residual, no FFN; cosine.", _CLEARCLIP),
+           "ClearCLIP: last block softmax(qq^T), no residual, no FFN; cosine.", _CLEARCLIP, posembed="bicubic_scale"),
     Method("naclip", "naclip", "own", "cosine",
            "NACLIP: last block softmax(kk^T + Gaussian prior, sigma 5 patches), no residual, no FFN; cosine.",
-           _NACLIP),
+           _NACLIP, posembed="bicubic_scale"),
     Method("gem", "gem", "own", "cosine",
            "GEM: self-self attention (q, k, v normalised, one clustering step, adaptive temperature) on the "
-           "surgery depth's blocks, residual kept, no FFN; cosine.", _GEM),
+           "surgery depth's blocks, residual kept, no FFN; cosine.", _GEM, posembed="bicubic_antialias"),
     Method("segearth_ov", "segearth", "own", "cls_bias",
            "SegEarth-OV without SimFeatUp (a trained upsampler): last block qq+kk+vv softmaxes, no residual, "
-           "no FFN; cos(patch) - 0.3 cos(its CLS).", _SEGEARTH),
+           "no FFN; cos(patch) - 0.3 cos(its CLS).", _SEGEARTH, posembed="bicubic_scale"),
 ):
     register_method(_m)
 
+#: The method whose CLS token gives the image-level class probabilities (``encode_image``'s), and so whose
+#: positional-embedding rule they are computed with.
+PROBS_METHOD = "standard"
 #: The seed's four methods (what the dashboard's Compare page shows by default).
 SEED_METHODS = ("standard", "vv_qk", "vv_vv", "vv_mixed")
 #: Every registered method, in registry order (the order that fixes each method's colour).

@@ -36,10 +36,10 @@ from surgery_core.data.images import decode_image, squash, to_tensor
 from surgery_core.errors import ImageError, InputError
 from surgery_core.eval.maps import normalize
 from surgery_core.model import heatmaps
-from surgery_core.model.forward import TowerTokens, tower_forward
-from surgery_core.model.heatmaps import class_probabilities, similarity_grids, window_origins
+from surgery_core.model.forward import TowerTokens, patchify, tower_forward
+from surgery_core.model.heatmaps import PassTokens, class_probabilities, similarity_grids, window_origins
 from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.methods import METHODS, ORI, paths_for
+from surgery_core.model.methods import METHODS, ORI, pass_plan, paths_for, posembed_words
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features
 
@@ -271,56 +271,85 @@ def model_key(loaded: LoadedModel) -> str:
 
 
 # ------------------------------------------------------------------------------------------ image side
-def token_needs(methods) -> tuple[str, ...]:
-    """The token sources the chosen methods read: ``ori`` (always: class probabilities read its CLS) and the
-    registry paths of ``methods.paths_for``. Unknown method: error."""
+def token_needs(methods, resize: bool = False, posembed: str = "official") -> tuple[tuple[str, str], ...]:
+    """The ``(positional-embedding rule, token source)`` pairs the chosen methods read: per pass of
+    ``methods.pass_plan``, ``ori`` (always: class probabilities read its CLS) and the registry paths of
+    ``methods.paths_for``. resize: whether the tower's input grid is not the model's own. Unknown method:
+    error."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(None, f"unknown heatmap methods {unknown}; registered: {', '.join(METHODS)}")
-    return (ORI, *paths_for(methods))
+    return tuple((rule, p) for rule, ms in pass_plan(methods, resize, posembed).items() for p in (ORI, *paths_for(ms)))
 
 
 @dataclass(frozen=True)
 class ImageTokens:
     """The image side of one image at one resolution: projected tokens of every window.
 
-    tokens: :class:`~surgery_core.model.forward.TowerTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]`` per
-    source (CLS first). holds: the token sources present. seconds: wall time of the forward pass."""
+    tokens: :class:`~surgery_core.model.heatmaps.PassTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]``
+    per pass and source (CLS first). holds: the ``(rule, source)`` pairs present (:func:`token_needs`).
+    posembed: ``"official"`` or ``"shared"``. seconds: wall time of the forward passes."""
 
-    tokens: TowerTokens
+    tokens: PassTokens
     resolution: Resolution
     depth: int
-    holds: tuple[str, ...]
+    holds: tuple[tuple[str, str], ...]
     seconds: float
+    posembed: str = "official"
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in self.tokens.tokens.values())
+        return sum(t.element_size() * t.nelement() for p in self.tokens.passes.values() for t in p.tokens.values())
+
+    @property
+    def passes(self) -> int:
+        """Tower passes this image side ran (one per positional-embedding rule)."""
+        return len(self.tokens.passes)
+
+
+@torch.no_grad()
+def resolution_resizes(loaded: LoadedModel, resolution: Resolution) -> bool:
+    """Whether the tower's input at ``resolution`` (a window, or the whole input) is not the model's own size."""
+    crop = resolution.window or resolution.size
+    return heatmaps.resizes(loaded.model.visual, (crop, crop))
 
 
 @torch.no_grad()
 def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
-                 methods=tuple(METHODS), also: tuple[str, ...] = ()) -> ImageTokens:
-    """The forward pass of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
-    squashed input exactly as :func:`~surgery_core.model.heatmaps.compute_heatmaps` cuts them), computing the token
-    sources ``methods`` need plus the registry paths named in ``also``."""
-    paths = tuple(p for p in dict.fromkeys((*token_needs(methods), *also)) if p != ORI)
+                 methods=tuple(METHODS), also: tuple[tuple[str, str], ...] = (),
+                 posembed: str = "official") -> ImageTokens:
+    """The forward passes of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
+    squashed input exactly as :func:`~surgery_core.model.heatmaps.compute_heatmaps` cuts them; one pass per
+    positional-embedding rule, the patch embedding shared), computing the ``(rule, source)`` pairs ``methods``
+    need plus those named in ``also``."""
+    want = dict.fromkeys((*token_needs(methods, resolution_resizes(loaded, resolution), posembed), *also))
+    by_rule: dict[str, list[str]] = {}
+    for rule, p in want:
+        by_rule.setdefault(rule, [])
+        if p != ORI:
+            by_rule[rule].append(p)
     t0 = time.perf_counter()
     size, window = resolution.size, resolution.window
     x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(loaded.device)
     origins = resolution.origins()
     crops = x if window is None else torch.cat([x[:, :, y:y + window, c:c + window] for y, c in origins])
     dtype = autocast_dtype(x.device)
+    visual = loaded.model.visual
     with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-        toks = tower_forward(loaded.model.visual, crops, paths, depth)
-    toks = TowerTokens({k: t.float().cpu() for k, t in toks.tokens.items()}, toks.grid)
-    return ImageTokens(toks, resolution, int(depth), tuple(toks.tokens), time.perf_counter() - t0)
+        patches = patchify(visual, crops)
+        passes = {rule: tower_forward(visual, crops, tuple(paths), depth, rule, patches)
+                  for rule, paths in by_rule.items()}
+    passes = {rule: TowerTokens({k: t.float().cpu() for k, t in toks.tokens.items()}, toks.grid)
+              for rule, toks in passes.items()}
+    tokens = PassTokens(passes, resolution_resizes(loaded, resolution), posembed)
+    holds = tuple((rule, k) for rule, toks in passes.items() for k in toks.tokens)
+    return ImageTokens(tokens, resolution, int(depth), holds, time.perf_counter() - t0, posembed)
 
 
 class TokenCache:
     """Image sides kept in memory (never on disk), least recently used evicted beyond ``max_bytes``.
 
-    Key: (model, image content hash, input size, window, stride, depth); an entry serves any methods whose
+    Key: (model, image content hash, input size, window, stride, depth, posembed); an entry serves any methods whose
     :func:`token_needs` it holds. ``computed`` and ``hits`` count forward passes and reuses (thread-safe)."""
 
     def __init__(self, max_bytes: int = 768 << 20):
@@ -338,11 +367,12 @@ class TokenCache:
         return sum(e.nbytes for e in self._entries.values())
 
     def get(self, loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
-            methods=tuple(METHODS), image_key: str | None = None) -> tuple[ImageTokens, bool]:
+            methods=tuple(METHODS), image_key: str | None = None,
+            posembed: str = "official") -> tuple[ImageTokens, bool]:
         """The image side of ``image`` (``image_key``: its :func:`image_hash` when already known) and whether it
         came from the cache."""
-        need = set(token_needs(methods))
-        key = (model_key(loaded), image_key or image_hash(image), resolution, int(depth))
+        need = set(token_needs(methods, resolution_resizes(loaded, resolution), posembed))
+        key = (model_key(loaded), image_key or image_hash(image), resolution, int(depth), posembed)
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and need <= set(hit.holds):
@@ -351,7 +381,7 @@ class TokenCache:
                 return hit, True
         # a cached entry that lacks a source is replaced by one holding both (no back-and-forth recomputing)
         also = () if hit is None else tuple(hit.holds)
-        entry = image_tokens(loaded, image, resolution, depth, methods, also)
+        entry = image_tokens(loaded, image, resolution, depth, methods, also, posembed)
         with self._lock:
             self.computed += 1
             self._entries[key] = entry
@@ -418,7 +448,7 @@ def phrase_maps(loaded: LoadedModel, tokens: ImageTokens, phrases, methods, mode
     if not phrases:
         raise InputError(None, "no phrase: type one or more, separated by commas")
     mode = effective_mode(list(phrases), mode)
-    need = set(token_needs(methods))
+    need = set(token_needs(methods, tokens.tokens.resize, tokens.posembed))
     if not need <= set(tokens.holds):
         raise InputError(None, f"these image tokens hold {tokens.holds}, the methods need {sorted(need)}")
     text = text_features(loaded, phrases, prompt_set)
@@ -465,9 +495,10 @@ def describe(loaded: LoadedModel, tokens: ImageTokens, maps: PhraseMaps) -> str:
     ck = loaded.checkpoint_sha256
     model = f"{loaded.arch}{' QuickGELU' if loaded.quickgelu else ''} " + (
         f"(checkpoint sha256 {ck[:12]})" if ck else "(RANDOM weights: the maps mean nothing)")
-    return (f"model {model} · text mode {MODES[maps.mode]} · {tokens.resolution.describe()} · surgery depth "
-            f"{tokens.depth} · prompts {maps.prompt_set} ensemble · grids min-max normalised per method and "
-            "phrase, upsampled bilinearly")
+    return (f"model {model} · text mode {MODES[maps.mode]} · {tokens.resolution.describe()} · "
+            f"{posembed_words(tokens.posembed, tokens.tokens.resize)} ({tokens.passes} tower "
+            f"pass{'es' if tokens.passes > 1 else ''}) · surgery depth {tokens.depth} · prompts {maps.prompt_set} "
+            "ensemble · grids min-max normalised per method and phrase, upsampled bilinearly")
 
 
 __all__ = ["MODES", "SCALES", "MAX_PHRASES", "MAX_INPUT_SIZE", "MAX_PASS_CELLS", "parse_phrases", "effective_mode",

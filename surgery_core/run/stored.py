@@ -28,7 +28,7 @@ from surgery_core.run.store import RunStore
 LABEL_FILE = "label.json"
 TOMBSTONE = ".deleted-"
 #: The products whose numbers the leaderboard shows, and their files (the names of ``Run.PRODUCT_FILES``).
-HEADLINE_PRODUCTS = {"ap_tables": "ap_tables.json", "quality": "quality.json"}
+HEADLINE_PRODUCTS = {"ap_tables": "ap_tables.json", "quality": "quality.json", "corloc": "corloc.json"}
 NOT_COMPUTED = "not computed"
 MAX_LABEL = 200
 MAX_NOTE = 2000
@@ -39,7 +39,7 @@ class Headline:
     """One headline column: what it reads from which product, and how the page and the CLI name it."""
 
     key: str  # column name
-    product: str  # ap_tables | quality
+    product: str  # ap_tables | quality | corloc
     protocol: str | None = None
     interp: str | None = None
     iou: str | None = None  # an iou_key ("0.5"), or None for COCO's .50:.95
@@ -60,6 +60,9 @@ HEADLINES: tuple[Headline, ...] = (
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), present protocol"),
     Headline("COCO .50:.95 open", "ap_tables", "open", "coco", None,
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), open protocol"),
+    Headline("CorLoc@0.5 present", "corloc", "present", iou="0.5",
+             doc="CorLoc at IoU >= 0.5, present protocol: share of the images of a class whose top-scored box of "
+                 "the class hits a GT box, mean over classes (the run's box rule)"),
     Headline("pointing game", "quality", game="pointing_game",
              doc="pointing-game accuracy over all (image, GT class) pairs"),
     Headline("energy PG", "quality", game="energy_pointing_game",
@@ -119,6 +122,8 @@ class StoredRun:
         ckpt = model.get("checkpoint")
         if self.random_weights:
             weights = "random weights"
+        elif model.get("name"):  # a catalog or registered model, by its name
+            weights = str(model["name"])
         elif ckpt:
             weights = Path(ckpt).name
         else:
@@ -156,7 +161,10 @@ def _window(inp: dict) -> str:
 
 def box_rule_short(boxes: dict) -> str:
     """The box rule in a few words (the full rule is :func:`surgery_core.run.evaluation.describe_boxes`)."""
-    parts = [f"p{float(boxes.get('percentile', 90)):g}", f"{boxes.get('score', 'mean')}"]
+    rule = boxes.get("rule", "percentile")
+    cut = {"otsu": "Otsu", "fixed": f"fixed {float(boxes.get('fixed_value') or 0):g}"}.get(
+        rule, f"p{float(boxes.get('percentile', 90)):g}")
+    parts = [cut, f"{boxes.get('score', 'mean')}"]
     if boxes.get("class_prob_weight"):
         parts.append("x prob")
     if boxes.get("morph_kernel", 3) != 3:
@@ -181,6 +189,9 @@ def _read_headline(doc: dict, h: Headline, method: str) -> float | None:
         if h.iou is None:
             return entry.get("mAP_50_95")
         return (entry.get("per_iou") or {}).get("mAP_per_iou", {}).get(h.iou)
+    if h.product == "corloc":
+        entry = ((doc.get("tables") or {}).get(method) or {}).get(h.protocol) or {}
+        return (entry.get("CorLoc") or {}).get(h.iou)
     q = (doc.get("methods") or {}).get(method)
     return None if q is None else (q.get(h.game) or {}).get("overall")
 
@@ -213,7 +224,7 @@ def _product_values(path: Path, product: str) -> dict | None:
     doc = _read_json(path)
     if doc is None:
         return None
-    methods = (doc.get("tables") if product == "ap_tables" else doc.get("methods")) or {}
+    methods = (doc.get("methods") if product == "quality" else doc.get("tables")) or {}
     out = {m: {h.key: _read_headline(doc, h, m) for h in HEADLINES if h.product == product} for m in methods}
     if len(_VALUES_CACHE) >= _VALUES_CACHE_MAX:
         _VALUES_CACHE.clear()

@@ -89,7 +89,7 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
-        lines += ["## Samples", "", f"Boxes at each run's percentile, present protocol, TP/FP at IoU >= {fiou:g}.", ""]
+        lines += ["## Samples", "", f"Boxes at each run's box rule (percentile, Otsu or fixed value), present protocol, TP/FP at IoU >= {fiou:g}.", ""]
     for image_id, cls in picks:
         name = f"figures/{slug(image_id, 60, 'image')}_{slug(cls, 40, 'class')}.png"
         atomic_write_bytes(out / name, encode_png(cross_figure(pairs, pairing, image_id, cls, fiou), level=6))
@@ -212,7 +212,7 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
-        body.append(f"<h2>Samples</h2><p class=note>Boxes at each run's percentile, present protocol, TP/FP at IoU "
+        body.append(f"<h2>Samples</h2><p class=note>Boxes at each run's box rule (percentile, Otsu or fixed value), present protocol, TP/FP at IoU "
                     f"&gt;= {fiou:g}; ring: pointing-game point.</p>")
     for image_id, cls in picks:
         png = encode_png(cross_figure(pairs, pairing, image_id, cls, fiou), level=6)
