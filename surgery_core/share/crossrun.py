@@ -202,6 +202,10 @@ def _flatten(doc: dict, prefix: str = "") -> dict:
     return out
 
 
+#: Configuration keys that change no number of a given method (which methods run, how many figures are drawn).
+NUMBER_NEUTRAL = ("methods", "figure_samples")
+
+
 def differences(runs: list["Run"]) -> list[tuple[str, list]]:
     """The configuration keys whose values differ between the runs (``("surgery_depth", [6, 2])``), and the
     checkpoint's content when it does: what a comparison of these runs is a comparison of."""
@@ -209,7 +213,7 @@ def differences(runs: list["Run"]) -> list[tuple[str, list]]:
 
     flat = [_flatten(r.cfg.to_file_dict()) | {"checkpoint sha256": (r.model_identity.get("checkpoint_sha256")
                                                                      or "none")[:12]} for r in runs]
-    keys = list(dict.fromkeys(k for f in flat for k in f))
+    keys = [k for k in dict.fromkeys(k for f in flat for k in f) if k not in NUMBER_NEUTRAL]
     return [(k, [f.get(k) for f in flat]) for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1]
 
 
