@@ -357,12 +357,14 @@ def compute_missing(store: RunStore, runs: list[StoredRun], progress: Callable[[
 
     todo = [(r, p) for r in runs for p, ok in r.products.items() if not ok]
     done_runs: list[str] = []
+    opened: dict[str, object] = {}
     for k, (r, product) in enumerate(todo):
         if progress:
             progress(k, len(todo), f"run {r.run_hash}: {product.replace('_', ' ')}")
-        run = Run.open(RunConfig.model_validate(r.config), store, show_bar=show_bar,
-                       random_weights=r.random_weights)
-        getattr(run, product)()
+        if r.name not in opened:  # each run opened once, whatever it lacks
+            opened = {r.name: Run.open(RunConfig.model_validate(r.config), store, show_bar=show_bar,
+                                       random_weights=r.random_weights)}
+        getattr(opened[r.name], product)()
         if r.run_hash not in done_runs:
             done_runs.append(r.run_hash)
     if progress:
