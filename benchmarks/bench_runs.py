@@ -9,6 +9,13 @@ each with its AP tables and heatmap quality computed once. Then, in headless chr
 
 Targets (issue 23): under 2 s for the page, under 1 s for a Prev/Next step.
 
+Measured 2026-12-07 in the short mode below on the shared 2-core test machine at load average 13-14 (six
+engineers' tests at once), so an upper bound: store of 50 runs x 10 methods (500 rows) listed from its files in
+0.76 s cold, milliseconds warm; Runs page 2.1 s median (22 s on the server's very first page: importing torch
+and the app); cross-run view opened 6.1 s (two runs opened from the store); Prev/Next 1.55 s (new image) and
+1.34 s (seen before) medians. The cross-run view is a fragment, so a step redraws only itself (4.5 s when it
+redrew the 500-row table too).
+
     python benchmarks/bench_runs.py                       # 50 runs, 40 scenes
     python benchmarks/bench_runs.py --runs 50 --limit 6 --repeats 5   # the short mode
 """
