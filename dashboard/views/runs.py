@@ -117,7 +117,7 @@ def compute(runs: list[stored.StoredRun]) -> None:
     n = sum(not ok for r in todo for ok in r.products.values())
     if not st.button(f"Compute the missing numbers ({n} product{'s' * (n != 1)} of {len(todo)} "
                      f"run{'s' * (len(todo) != 1)})", key="runs_compute", icon=":material/calculate:",
-                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables and "
+                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables, CorLoc and "
                           "heatmap quality; the numbers are kept in the run folder."):
         return
     allowed = []

@@ -210,7 +210,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", help="only runs whose dataset name contains this text")
     p.add_argument("--method", help="only this method's rows")
     p.add_argument("--compute", action="store_true",
-                   help="first compute the AP tables and quality that runs lack (from their stored grids)")
+                   help="first compute the AP tables, quality and CorLoc that runs lack (from their stored grids)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=_cmd_list)

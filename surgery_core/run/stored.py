@@ -349,7 +349,7 @@ def grid_size(store: RunStore, run: StoredRun) -> int:
 # ------------------------------------------------------------------------------------------ computing
 def compute_missing(store: RunStore, runs: list[StoredRun], progress: Callable[[int, int, str], None] | None = None,
                     show_bar: bool = False) -> list[str]:
-    """Compute the headline products (AP tables, quality) the given runs lack, opening each run from the store
+    """Compute the headline products (AP tables, quality, CorLoc) the given runs lack, opening each run from the store
     (its grids are there: no forward pass unless they were removed). ``progress(done, total, what)`` is called
     before each step and once at the end. Returns the hashes of the runs computed."""
     from surgery_core.run.config import RunConfig
