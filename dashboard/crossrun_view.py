@@ -1,6 +1,7 @@
-"""The cross-run view of the Runs page (its URL parameters are declared by ``views/runs.py``): 2 to 4 (run, method) pairs on the images their runs share, drawn exactly
-as Compare draws one run's methods (:mod:`dashboard.render` over :mod:`surgery_core.run.pairs`), with the
-per-class AP table of the pairs (difference to the first, best marked) and their threshold sweeps in one chart.
+"""The cross-run view of the Runs page (its URL parameters are declared by ``views/runs.py``): 2 to 4 (run,
+method) pairs on the images their runs share, drawn exactly as Compare draws one run's methods
+(:mod:`dashboard.render` over :mod:`surgery_core.run.pairs`), with the per-class AP table of the pairs (difference
+to the first, best marked) and their threshold sweeps in one chart.
 
 The numbers are :mod:`surgery_core.share.crossrun`'s; here they are only cached and drawn.
 """
@@ -184,7 +185,8 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             hit = (":gray-badge[no GT]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
             snapshot_ui.markdown(
-                f"**{n}** {hit}  \n{cut_short(pct)} · {len(d)} box{'es' if len(d) != 1 else ''}, {int(np.sum(d.extra['tp']))}"
-                f" TP" + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                          else ""), col, n)
+                f"**{n}** {hit}  \n{cut_short(pct)} · {len(d)} box{'es' if len(d) != 1 else ''}, "
+                f"{int(np.sum(d.extra['tp']))} TP"
+                + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None else ""),
+                col, n)
     snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)

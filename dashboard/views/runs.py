@@ -117,7 +117,8 @@ def compute(runs: list[stored.StoredRun]) -> None:
     n = sum(not ok for r in todo for ok in r.products.values())
     if not st.button(f"Compute the missing numbers ({n} product{'s' * (n != 1)} of {len(todo)} "
                      f"run{'s' * (len(todo) != 1)})", key="runs_compute", icon=":material/calculate:",
-                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables, CorLoc and "
+                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables, "
+                          "CorLoc and "
                           "heatmap quality; the numbers are kept in the run folder."):
         return
     allowed = []
@@ -200,7 +201,8 @@ def view() -> None:
         f"{len(runs)} runs in {store.root / 'runs'}, newest first; {len(df)} (run, method) rows shown. Every number "
         "is read from what the run has computed already (opening this page computes nothing); mAP: VOC2007 "
         "11-point or COCO AP@[.50:.95], at the IoU of the column, boxes at the run's own box rule (column 'box "
-        "rule'); CorLoc at IoU 0.5 (top box per class and image); pointing games over all (image, GT class) pairs, tolerance as configured per run. — = the run "
+        "rule'); CorLoc at IoU 0.5 (top box per class and image); pointing games over all (image, GT class) "
+        "pairs, tolerance as configured per run. — = the run "
         "does not score it (or no GT). Click a header to sort.")
     leaderboard(df)
     compute(runs)
