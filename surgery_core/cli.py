@@ -429,7 +429,7 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
     e.add_argument("--checkpoint", help="local checkpoint (state dict)")
     e.add_argument("--quickgelu", action="store_true")
-    e.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
+    e.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see 'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
     h.add_argument("--posembed", choices=["official", "shared"], default="official", help=_POSEMBED_HELP)
     h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks of the v-v and GEM paths")
-    h.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
+    h.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see 'surgery methods')")
     h.add_argument("--query", action="store_true",
                    help="single-text feature surgery per name (free-text queries) instead of class-set mode")
     h.add_argument("--device", help="cpu or cuda (default: cuda when present)")

@@ -85,7 +85,9 @@ def _official_embed(visual, images, resize):
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
     cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
     x = torch.cat([cls, x], dim=1)
-    pos = resize(visual.positional_embedding, grid, tuple(images.shape[-2:]), visual.patch_size[0])
+    pos = visual.positional_embedding
+    if x.shape[1] != pos.shape[0]:  # every official code leaves the model's own grid as it is
+        pos = resize(pos, grid, tuple(images.shape[-2:]), visual.patch_size[0])
     return visual.ln_pre(x + pos), grid
 
 
