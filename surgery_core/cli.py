@@ -133,7 +133,8 @@ def _cmd_methods(args) -> int:
 
     for m in METHODS.values():
         path = PATHS.get(m.tokens)
-        blocks = "whole tower" if path is None else ("last block" if path.blocks == "last" else "last --depth blocks")
+        blocks = "whole tower" if path is None else {"last": "last block", "depth": "last --depth blocks",
+                                                     "tail": "after the tower, from its block outputs"}[path.blocks]
         print(f"{m.name:<12} {m.description}")
         print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
