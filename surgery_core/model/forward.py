@@ -25,6 +25,7 @@ from open_clip.transformer import VisionTransformer
 
 from surgery_core.model.attention import ATTN_TAPS, AttnContext, attention_of
 from surgery_core.model.multilayer import TAILS
+from surgery_core.model.rows import ROWS, AttentionRows, row_vanilla
 from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
 
 
@@ -126,7 +127,7 @@ class TowerTokens:
 
 
 def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), depth: int = 6,
-                  posembed: str = SHARED_RULE, patches=None) -> TowerTokens:
+                  posembed: str = SHARED_RULE, patches=None, rows: AttentionRows | None = None) -> TowerTokens:
     """Run the image tower once and return the projected tokens of the vanilla tower and of each path.
 
     images: ``[B, 3, H, W]`` normalised, H and W multiples of the patch size. paths: names of
@@ -134,7 +135,8 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     the ``"depth"`` paths (v-v, GEM) replace; 0 = none (those paths are then copies of ``ori``); clipped to
     the tower's block count. posembed: the rule (``methods.POSEMBED_RULES``) that resizes the positional
     embedding off the model's own grid; patches: :func:`patchify`'s output of ``images`` when already computed
-    (passes of several rules share it).
+    (passes of several rules share it). rows: when given, filled with one query token's attention rows
+    (vanilla, every block; each path, the blocks it changes) from this pass's own q, k, v (``rows.py``).
     """
     blocks = visual.transformer.resblocks
     if depth < 0:
@@ -153,8 +155,12 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     taps, hidden = [], {}
     x, grid = embed(visual, images, posembed, patches)
     for idx, blk in enumerate(blocks[:split]):
-        if idx in attn_taps:
-            taps.append(_qk(blk, x))
+        if idx in attn_taps or rows is not None:
+            qk = _qk(blk, x)
+            if idx in attn_taps:
+                taps.append(qk)
+            if rows is not None:
+                rows.vanilla[idx] = row_vanilla(*qk, None, None, rows.index)
         x = blk(x)
         if idx in hidden_taps:
             hidden[idx] = x
@@ -169,6 +175,10 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
             taps.append((q, k))
         active = [s for s in specs if idx >= first[s.name]]
         ctx = AttnContext(h, grid, q, k, v, tuple(taps))
+        if rows is not None:
+            rows.vanilla[idx] = row_vanilla(q, k, v, ctx, rows.index)
+            for s in active:
+                rows.paths.setdefault(s.name, {})[idx] = ROWS[s.attention](q, k, v, ctx, rows.index)
         outs = [F.scaled_dot_product_attention(q, k, v)] + [attention_of(s.name)(q, k, v, ctx) for s in active]
         b, _, n, _ = q.shape
         both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)
