@@ -19,7 +19,8 @@ st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/sat
                    initial_sidebar_state=330)
 
 ICONS = {"browse": "grid_view", "compare": "compare", "explore": "travel_explore", "ap": "table_chart",
-         "sweep": "tune", "quality": "insights", "run": "info", "snapshots": "photo_library"}
+         "sweep": "tune", "quality": "insights", "run": "info", "runs": "leaderboard",
+         "snapshots": "photo_library"}
 PAGES = {name: st.Page(f"views/{name}.py", title=title, icon=f":material/{ICONS[name]}:", default=name == "browse",
                        url_path=None if name == "browse" else name)
          for name, title in state.PAGE_TITLES.items()}
@@ -36,11 +37,15 @@ st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.6rem;padding-
 top = st.container()
 st.session_state["_page"] = name
 snapshot_ui.begin()  # the page registers what it shows, for "Save snapshot"
-if name == "snapshots":  # stored views open from their files alone: no run is opened (it may be gone)
-    st.sidebar.caption("Snapshots open from their files alone: no run is opened on this page.")
+if name in ("snapshots", "runs"):  # no session run is opened: stored views open from their files alone, the
+    # Runs page reads the run folders' files and opens only the runs it compares
+    st.sidebar.caption("Snapshots open from their files alone: no run is opened on this page." if name == "snapshots"
+                       else "The Runs page reads every stored run's files; it opens only the runs you compare.")
     permalink.sync_url(name)
     widgets.guarded(page.run)
     permalink.sync_url(name)
+    if name == "runs":
+        snapshot_ui.save_control(None)
     st.stop()
 run = sidebar.run_selection(top)
 widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short

@@ -11,6 +11,15 @@ from plotly.subplots import make_subplots
 from surgery_core.model.methods import method_color  # one colour per method, fixed by the registry's order
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
+
+
+def config(name: str) -> dict:
+    """Every chart's plotly configuration: the toolbar on (shown while the pointer is over the chart, so that at
+    rest it covers no subplot title), its camera button saving the chart as drawn as a PNG at twice the on-screen
+    resolution, named ``name``; no plotly logo, no selection tools (nothing selects) and no zoom steps."""
+    return {"displayModeBar": "hover", "displaylogo": False,
+            "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
+            "toImageButtonOptions": {"format": "png", "scale": 2, "filename": name}}
 LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
@@ -75,8 +84,10 @@ def lines(x, series: dict[str, list], x_title: str, y_title: str, mark_x=None, h
 
 
 def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious: list[float],
-                   best: dict[str, tuple[float, float, float]], title: str, cols: int = 2) -> go.Figure:
-    """Percentile x IoU heat map per method, ``cols`` per row, every cell with its value; the best cell of each
+                   best: dict[str, tuple[float, float, float]], title: str, cols: int = 2,
+                   ylabel: str = "heatmap percentile") -> go.Figure:
+    """Percentile (or fixed value: ``ylabel``) x IoU heat map per method, ``cols`` per row, every cell with its
+    value; the best cell of each
     method in bold with a star before its value (nothing covers a number). One colour scale for all (shown)."""
     methods = list(tables)
     cols = max(1, min(cols, len(methods)))
@@ -87,13 +98,14 @@ def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious
     z_all = np.array([[[np.nan if v is None else v for v in r] for r in tables[m]] for m in methods], float)
     zmax = float(np.nanmax(z_all)) if np.isfinite(z_all).any() else 1.0
     xs = [f"{t:g}" for t in ious]
-    ys = [f"p{p:g}" for p in percentiles]
+    row_text = (lambda p: f"p{p:g}") if ylabel == "heatmap percentile" else (lambda p: f"{p:g}")
+    ys = [row_text(p) for p in percentiles]
     for j, m in enumerate(methods):
         z = z_all[j]
         text = np.array([[f"{v:.3f}".removeprefix("0") if np.isfinite(v) else "" for v in r] for r in z], object)
         if m in best and best[m][2] is not None:
             bp, bi, _ = best[m]
-            i, k = ys.index(f"p{bp:g}"), xs.index(f"{bi:g}")
+            i, k = ys.index(row_text(bp)), xs.index(f"{bi:g}")
             text[i, k] = f"<b>★{text[i, k]}</b>"
         fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, zmin=0, zmax=max(zmax, 1e-9), colorscale="Blues",
                                  text=text, texttemplate="%{text}", textfont=dict(size=12),
@@ -102,7 +114,7 @@ def sweep_heatmaps(tables: dict[str, list[list]], percentiles: list[float], ious
                                  hovertemplate=f"{m}<br>IoU %{{x}} · %{{y}}<br>{title} %{{z:.4f}}<extra></extra>"),
                       row=j // cols + 1, col=j % cols + 1)
     fig.update_xaxes(title_text="IoU threshold", type="category", title_standoff=4)
-    fig.update_yaxes(type="category", title_text="heatmap percentile", title_standoff=2)
+    fig.update_yaxes(type="category", title_text=ylabel, title_standoff=2)
     fig.update_annotations(font_size=13)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10))
     return fig
@@ -134,6 +146,18 @@ def distributions(frames: dict, column: str, title: str) -> go.Figure:
         fig.add_trace(go.Box(y=df[column], name=m, boxmean="sd", marker=dict(size=3, opacity=0.5),
                              line=dict(color=method_color(m)), boxpoints="outliers"))
     fig.update_layout(height=320, margin=MARGIN, showlegend=False, yaxis_title=title)
+    return fig
+
+
+def sweep_runs(series: dict[str, tuple[list[float], list]], y_title: str, height: int = 320) -> go.Figure:
+    """mAP against the box percentile, one line per (run, method) pair (each with its own percentiles)."""
+    fig = go.Figure()
+    for name, (xs, ys) in series.items():
+        fig.add_trace(go.Scatter(x=xs, y=[np.nan if v is None else v for v in ys], mode="lines+markers", name=name,
+                                 line=dict(width=2), marker=dict(size=6),
+                                 hovertemplate=f"{name}<br>p%{{x:g}}: mAP %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, xaxis_title="box percentile of the map", yaxis_title=y_title,
+                      legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=11)))
     return fig
 
 

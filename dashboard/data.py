@@ -17,6 +17,8 @@ import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
+from surgery_core.eval.boxes import cut_short
+from surgery_core.eval.corloc import CorLocResult
 from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
 from surgery_core.run.engine import resolve_model
@@ -32,6 +34,13 @@ def checkpoint_stamp(cfg: RunConfig) -> tuple:
     from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
 
     path = cfg.model.checkpoint or (DEMO_WEIGHTS if cfg.model.arch == DEMO_ARCH else None)
+    if path is None and cfg.model.name:  # a named model's file as found now (pulled meanwhile: a new stamp)
+        from surgery_core.model.local_models import find_model, locate
+
+        found = locate(find_model(cfg.model.name))
+        path = found.path if found else None
+        if path is None:
+            return ("absent", cfg.model.name)
     if path is None:
         return ("random",)
     try:
@@ -111,7 +120,7 @@ def _open(cfg: RunConfig, area) -> Run:
 
     loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
     t0 = time.perf_counter()
-    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
+    with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.name or cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
         run = Run.open(cfg, operator_settings.run_store(), progress=progress, loaded=loaded)
     if bar is not None:
@@ -155,7 +164,8 @@ def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float)
     if not todo:
         return
     names = ", ".join(m for m, _, _ in todo)
-    with st.spinner(f"Cutting boxes of {names} ({protocol}, p{percentile:g}; once, then kept in the run store)…",
+    with st.spinner(f"Cutting boxes of {names} ({protocol}, {cut_short(percentile)}; once, then kept in the run "
+                    "store)…",
                     show_time=True):
         run.boxes.ensure([m for m, _, _ in todo], [protocol], [percentile])
 
@@ -164,14 +174,14 @@ def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float)
 class _Filler:
     """A run's sweep parts computed in a background thread (one per run) while the page stays usable.
 
-    queue: (method, protocol) parts still to compute, in the order pages asked for them; done: parts finished in
+    queue: (method, protocol, rule) parts still to compute, in the order pages asked for them; done: parts finished in
     this process; running: the part being computed; errors: part -> one-line reason."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    queue: list[tuple[str, str]] = field(default_factory=list)
-    done: set[tuple[str, str]] = field(default_factory=set)
-    running: tuple[str, str] | None = None
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    queue: list[tuple[str, str, str]] = field(default_factory=list)
+    done: set[tuple[str, str, str]] = field(default_factory=set)
+    running: tuple[str, str, str] | None = None
+    errors: dict[tuple[str, str, str], str] = field(default_factory=dict)
     thread: threading.Thread | None = None
 
 
@@ -196,26 +206,26 @@ def _fill(run: Run, f: _Filler) -> None:
             f.done.add(part)
 
 
-def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
+def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True, rule: str = "percentile"
                 ) -> tuple[dict[str, dict], list[str], dict[str, str]]:
-    """The sweep of each method under ``protocol`` that is computed already (``run.sweep_part``, read from the
-    run folder), the methods still missing (with ``start``, queued to the run's background thread, started here
-    when idle), and errors by method. Never blocks on a computation."""
+    """The sweep of each method under ``protocol`` (and box ``rule``: percentile or fixed) that is computed already
+    (``run.sweep_part``, read from the run folder), the methods still missing (with ``start``, queued to the run's
+    background thread, started here when idle), and errors by method. Never blocks on a computation."""
     f = _filler(run_key(run))
     have, missing, errors = {}, [], {}
     for m in methods:
-        part = (m, protocol)
+        part = (m, protocol, rule)
         if part in f.errors:
             errors[m] = f.errors[part]
-        elif run.has_sweep_part(m, protocol):
-            have[m] = run.sweep_part(m, protocol)
+        elif run.has_sweep_part(m, protocol, rule):
+            have[m] = run.sweep_part(m, protocol, rule)
         else:
             missing.append(m)
     if missing and start:
         with f.lock:
             for m in missing:
-                if (m, protocol) not in f.queue and f.running != (m, protocol):
-                    f.queue.append((m, protocol))
+                if (m, protocol, rule) not in f.queue and f.running != (m, protocol, rule):
+                    f.queue.append((m, protocol, rule))
             if f.thread is None:
                 f.thread = threading.Thread(target=_fill, args=(run, f), name=f"sweep-{run.run_hash}", daemon=True)
                 f.thread.start()
@@ -223,11 +233,18 @@ def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True
 
 
 def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
-              coco95: bool = False) -> APResult:
-    """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco)."""
+              coco95: bool = False, size: str = "all") -> APResult:
+    """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco) and object
+    size (``all`` or a COCO bucket)."""
     ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
-    return run.ap(method, protocol, interp, float(percentile), thr)
+    return run.ap(method, protocol, interp, float(percentile), thr, None if size == "all" else size)
+
+
+def corloc_result(run: Run, method: str, protocol: str, percentile: float, iou: float) -> CorLocResult:
+    """``run.corloc_at`` (boxes cut under a spinner first)."""
+    ensure_cells(run, [method], protocol, percentile)
+    return run.corloc_at(method, protocol, float(percentile), float(iou))
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables
@@ -252,3 +269,13 @@ def panel(key: str, method: str, image: int, cls: int, percentile: float, protoc
     """:func:`surgery_core.run.pairs.panel`, cached per run key and settings (read-only: callers must not modify
     it)."""
     return pairs.panel(_run, method, image, cls, percentile, protocol, iou)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def boxes_zip(key: str, methods: tuple[str, ...], protocol: str, percentile: float, _run: Run) -> bytes:
+    """The Per-class AP page's boxes download: the files of ``surgery export boxes`` (COCO results and CSV per
+    method, the ground truth, the manifest) for the methods, protocol and percentile shown, as one zip. Built
+    when the button is clicked."""
+    from surgery_core.share.export_boxes import box_export_zip, cells
+
+    return box_export_zip(_run, cells(_run, methods, [protocol], percentile))

@@ -56,3 +56,40 @@ def colour_bar(width: int) -> bytes:
     """PNG of the heatmaps' jet scale (:func:`surgery_core.share.drawing.colour_strip`), ``width`` px wide."""
     return drawing.encode_png(drawing.colour_strip(width, tick_labels=("0 (map min)", "0.25", "0.5", "0.75",
                                                                     "1 (map max)")))
+
+
+# ------------------------------------------------------------------------------------------ downloads (PNG)
+# Built only when a download button is clicked (Streamlit calls the button's ``data`` then), and cached.
+@st.cache_data(max_entries=64, show_spinner=False)
+def method_panel_png(key: str, image: int, cls: int, method: str, percentile: float, protocol: str, iou: float,
+                     alpha: float, side: int, title: str, note: str, _run, _panel) -> bytes:
+    """One Compare panel as drawn (heatmap, GT, boxes with labels, pointing point), with its title, its settings
+    and, when a heatmap is drawn, the colour bar, as one PNG."""
+    rec = _run.dataset.images[image]
+    d = _panel.det
+    picture = drawing.method_view(_run.image(image), _panel.map01, rec.xyxy[rec.labels == cls], d.xyxy,
+                                  drawing.det_labels(d.score, d.extra["iou"], d.extra["tp"]), _panel.point,
+                                  _panel.pointing_hit, alpha, side)
+    return drawing.encode_png(drawing.panel_figure(
+        picture, title, note, [(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
+        "min-max normalised similarity" if alpha > 0 else None), level=6)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_panel_png(key: str, image: int, cls: int, side: int, title: str, note: str, _run) -> bytes:
+    """The Compare page's image panel (GT of the class green, other classes white) with its title, as one PNG."""
+    rec = _run.dataset.images[image]
+    other = rec.labels != cls
+    picture = drawing.gt_view(_run.image(image), rec.xyxy[~other], rec.xyxy[other], side)
+    return drawing.encode_png(drawing.panel_figure(picture, title, note, scale_title=None), level=6)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def comparison_png(key: str, image: int, cls: int, methods: tuple[str, ...], percentile: float, protocol: str,
+                   iou: float, alpha: float, _run) -> bytes:
+    """The cross-method sample figure (the report's: image, then every method, one colour bar, a heading that
+    says how the boxes were cut and matched), as one PNG."""
+    from surgery_core.share.report import comparison_figure
+
+    return drawing.encode_png(comparison_figure(_run, image, cls, iou, percentile, methods, protocol, alpha),
+                              level=6)

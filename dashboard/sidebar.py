@@ -9,8 +9,9 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from dashboard import data, operator_settings, permalink, state, widgets
+from dashboard import data, model_picker, operator_settings, permalink, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
+from surgery_core.eval.boxes import cut_short
 from surgery_core.model.methods import METHODS, POSEMBED_MODES
 from surgery_core.model.prompts import PROMPT_SETS
 from surgery_core.run.config import RunConfig
@@ -61,6 +62,7 @@ FORM_FIELDS = (
     ("f_images", "data.images", _text, _text_or_none),
     ("f_split", "data.split", _same, _same),
     ("f_limit", "data.limit", _zero, _int_or_none),
+    ("f_model", "model.name", _text, _text_or_none),
     ("f_arch", "model.arch", _same, str.strip),
     ("f_ckpt", "model.checkpoint", _text, _text_or_none),
     ("f_qg", "model.quickgelu", _same, bool),
@@ -72,6 +74,8 @@ FORM_FIELDS = (
     ("f_depth", "surgery_depth", _same, int),
     ("f_prompts", "prompt_set", _same, _same),
     ("f_pct", "boxes.percentile", float, float),
+    ("f_rule", "boxes.rule", _same, _same),
+    ("f_fixed", "boxes.fixed_value", float, float),
     ("f_kernel", "boxes.morph_kernel", _same, int),
     ("f_conn", "boxes.connectivity", _same, int),
     ("f_score", "boxes.score", _same, _same),
@@ -103,6 +107,11 @@ def _config_from_form(base: RunConfig) -> RunConfig:
         for part in parents:
             node = node[part]
         node[name] = to_field(s[key])
+    model = doc["model"]
+    model.pop("sha256", None)  # set again from the name, if any: never the previous model's
+    if model["name"]:  # the name sets architecture, QuickGELU and the file; the fields typed below are not used
+        for k in ("arch", "quickgelu", "checkpoint"):
+            model.pop(k, None)
     pct = float(s.f_pct)
     if pct not in doc["sweep_percentiles"] and pct not in doc["quality_percentiles"]:
         doc["sweep_percentiles"] = sorted({*doc["sweep_percentiles"], pct})
@@ -137,7 +146,7 @@ def _keep_form() -> None:
 def _missing(s) -> list[str]:
     """Required form fields left empty, by their labels."""
     out = []
-    if not str(s.get("f_arch") or "").strip():
+    if not s.get("f_model") and not str(s.get("f_arch") or "").strip():
         out.append("Architecture is empty (an open_clip name, e.g. ViT-B-32; Demo-ViT-32 is the demo model)")
     if not s.get("f_methods"):
         out.append("Heatmap methods: pick at least one")
@@ -196,15 +205,30 @@ def _reset() -> None:
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _recent_runs(store_root: str) -> list[dict]:
-    return [{"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
-             "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch")}
-            for m in operator_settings.run_store().list_runs()[:30]]
+    from surgery_core.run.stored import list_stored
+
+    out = []
+    for r in list_stored(operator_settings.run_store(), products=False)[:30]:
+        m = r.record
+        out.append({"run_hash": m.get("run_hash"), "config": m.get("config"), "dataset": m.get("dataset"),
+                    "split": m.get("split"), "images": m.get("images"), "arch": (m.get("model") or {}).get("arch"),
+                    "label": r.label})
+    return out
 
 
 def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
-    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))), \
-            st.form("run_form", border=False):
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
+                                                           or st.session_state.get("_model_pulled"))):
+        st.markdown("**Model**")
+        model_picker.draw()
+        _form_body()
+    if st.session_state.get("_form_error"):
+        st.sidebar.error(st.session_state["_form_error"])
+
+
+def _form_body() -> None:
+    with st.form("run_form", border=False):
         st.markdown("**Data**")
         st.selectbox("Dataset", list(KINDS), key="f_kind", format_func=KINDS.get)
         st.text_input("Root", key="f_root", placeholder="DIOR folder or COCO JSON",
@@ -214,7 +238,7 @@ def _form(cfg: RunConfig) -> None:
         c1, c2 = st.columns(2)
         c1.selectbox("Split", SPLITS, key="f_split")
         c2.number_input("First N images", 0, step=50, key="f_limit", help="0 = the whole split")
-        st.markdown("**Model**")
+        st.markdown("**Architecture and checkpoint** (when no model is picked above)")
         st.text_input("Architecture", key="f_arch", help="open_clip name, e.g. ViT-B-32, ViT-L-14, RN50; "
                                                          "Demo-ViT-32 is the shipped demo model")
         st.text_input("Checkpoint", key="f_ckpt", placeholder="empty: the shipped demo weights",
@@ -234,6 +258,9 @@ def _form(cfg: RunConfig) -> None:
         st.markdown("**Boxes**")
         c1, c2 = st.columns(2)
         c1.number_input("Percentile", 0.0, 100.0, step=5.0, key="f_pct")
+        c2.selectbox("Box rule", ["percentile", "otsu", "fixed"], key="f_rule",
+                     help="percentile (the seed's), Otsu's threshold of each 0-1 map (256 bins), or a fixed value")
+        c1.number_input("Fixed value", 0.0, 1.0, step=0.05, key="f_fixed", help="threshold of the fixed rule, 0-1")
         c2.selectbox("Morph kernel", KERNELS, key="f_kernel")
         c1.selectbox("Connectivity", [8, 4], key="f_conn")
         c2.selectbox("Score", ["mean", "max"], key="f_score")
@@ -242,34 +269,36 @@ def _form(cfg: RunConfig) -> None:
         c1.number_input("Box map px", 0, step=32, key="f_res", help="working map side; 0 = the image size")
         c2.checkbox("x class prob", key="f_cpw", help="multiply box scores by the CLS class probability")
         st.form_submit_button("Open run", type="primary", on_click=_submit, width="stretch")
-    if st.session_state.get("_form_error"):
-        st.sidebar.error(st.session_state["_form_error"])
 
 
 def box_caption(cfg: RunConfig) -> str:
     """The percentile the page shows boxes at (what its percentile control drew last, see
     :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
     ss = st.session_state
-    run_p = float(cfg.boxes.percentile)
+    run_p = cfg.boxes.cut
     drawn = ss.get("_pct_drawn")
     page_p = drawn[1] if isinstance(drawn, tuple) and drawn[0] == ss.get("_page") else run_p
     ss["_sidebar_p"] = (ss.get("_page"), page_p)
-    return f"boxes p{page_p:g}" + ("" if page_p == run_p else f" on this page (run: p{run_p:g})")
+    return f"boxes {cut_short(page_p)}" + ("" if page_p == run_p else f" on this page (run: {cut_short(run_p)})")
 
 
 def run_selection(area) -> Run:
     """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
     cfg = state.current_config()
     sb = st.sidebar
-    sb.markdown(f"### Run `{cfg.run_hash}`")
-    summary = f"{cfg.data.kind}/{cfg.data.split} · {cfg.model.arch}" + (" · QuickGELU" if cfg.model.quickgelu else "")
+    recent = _recent_runs(str(operator_settings.run_store().root))
+    label = next((m["label"] for m in recent if m["run_hash"] == cfg.run_hash and m["label"]), "")
+    sb.markdown(f"### Run `{cfg.run_hash}`" + (f" · {label}" if label else ""))
+    summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
+                                                          else cfg.model.arch)
+               + (" · QuickGELU" if cfg.model.quickgelu else ""))
     sb.caption(summary + " · " + box_caption(cfg))
     _form(cfg)
-    recent = _recent_runs(str(operator_settings.run_store().root))
     if recent:
         sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
                      placeholder="reopen a stored run…",
-                     format_func=lambda m: f"{m['run_hash']} · {m['dataset']}/{m['split']} · {m['images']} img · "
+                     format_func=lambda m: f"{m['run_hash']}{' · ' + m['label'] if m['label'] else ''} · "
+                                           f"{m['dataset']}/{m['split']} · {m['images']} img · "
                                            f"{m['arch']}")
     sb.button("Back to the default run", on_click=_reset, width="stretch",
               disabled=cfg == operator_settings.app_default_config())

@@ -172,6 +172,11 @@ def snapshot_state(run, page: str, values: dict, link: dict) -> dict:
 
 def default_title(page: str, values: dict, run) -> str:
     parts = [PAGE_TITLES.get(page, page)]
+    if run is None:  # a page of several runs (Runs): what it compared, or the whole store
+        pairs = values.get("pairs") or []
+        if values.get("image_id"):
+            parts.append(str(values["image_id"]))
+        return " · ".join(parts + ([" vs ".join(pairs)] if pairs else ["every stored run"]))
     if values.get("image_index") is not None:
         parts.append(str(run.dataset.images[values["image_index"]].image_id))
     if values.get("class_index") is not None:
@@ -263,7 +268,9 @@ def _chart(block: dict, images: dict[str, bytes], key: str) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         st.warning(f"Chart {block.get('name')!r} of this snapshot cannot be drawn: {exc}")
         return
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    from dashboard import charts
+
+    st.plotly_chart(fig, key=key, config=charts.config(str(block.get("name") or key)))
 
 
 def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
@@ -332,8 +339,10 @@ BLOCK_KINDS = {
 }
 
 
-STATE_LABELS = {"page_title": "page", "run_hash": "run", "dataset": "dataset", "split": "split",
+STATE_LABELS = {"page_title": "page", "run_hash": "run", "run_label": "run label", "pairs": "compared",
+                "shared_images": "shared images", "dataset": "dataset", "split": "split",
                 "image_id": "sample", "class": "class", "methods": "methods", "percentile": "heatmap percentile",
+                "box_rule": "box rule",
                 "iou": "IoU threshold", "protocol": "protocol", "interp": "interpolation"}
 
 

@@ -19,7 +19,7 @@ from surgery_core.run.config import RunConfig
 
 #: The app's pages (``?page=`` names) and their titles, in navigation order.
 PAGE_TITLES = {"browse": "Browse", "compare": "Compare", "explore": "Explore", "ap": "Per-class AP",
-               "sweep": "Threshold sweep", "quality": "Heatmap quality", "run": "Run", "snapshots": "Snapshots"}
+               "sweep": "Threshold sweep", "quality": "Heatmap quality", "run": "Run", "runs": "Runs", "snapshots": "Snapshots"}
 
 
 # ------------------------------------------------------------------------------------------ run configuration
@@ -75,6 +75,8 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("cls", "str", "", "class name shown in Compare"),
     Param("methods", "list", lambda c: seed_first(c.methods), "heatmap methods shown"),
     Param("p", "float", lambda c: float(c.boxes.percentile), "heatmap percentile threshold"),
+    Param("rule", "str", lambda c: c.boxes.rule, "box rule: percentile, otsu or fixed"),
+    Param("fv", "float", lambda c: float(c.boxes.fixed_value), "fixed threshold of the 0-1 map (box rule fixed)"),
     Param("iou", "float", _default_iou, "IoU threshold for TP/AP"),
     Param("proto", "str", "present", "evaluation protocol"),
     Param("interp", "str", "voc07", "AP interpolation"),

@@ -13,11 +13,19 @@ import streamlit as st
 
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
-from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for
+from surgery_core.eval.boxes import RULES, BoxRule
+from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
+                                         fixed_cuts)
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import score_text
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
+RULE_LABELS = {"percentile": "Percentile", "otsu": "Otsu", "fixed": "Fixed value"}
+RULE_HELP = ("How each heatmap is thresholded before boxes are cut (the min-max-normalised working map):\n"
+             "- **Percentile** (the seed's rule): at or above this percentile of the map's own values;\n"
+             "- **Otsu**: Otsu's threshold of each map (256 bins over 0-1, the split of largest between-class "
+             "variance); no parameter;\n"
+             "- **Fixed value**: at or above this value of the 0-1 map.")
 SESSION = "session"  # persist_state: keep each value across pages
 log = logging.getLogger("surgery.dashboard")
 
@@ -52,7 +60,7 @@ def fragment(fn):
 
 def percentiles(run: Run) -> list[float]:
     """Percentiles with cached boxes (the sweep's, the quality table's and the run's own)."""
-    return [float(p) for p in all_percentiles(run.cfg)]
+    return [float(p) for p in all_percentiles(run.cfg) if not isinstance(p, BoxRule)]
 
 
 def method_help(opts) -> str:
@@ -90,15 +98,30 @@ def method_one(run: Run, key: str, where=st, label: str = "Method", width="stret
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
-def percentile(run: Run, where=st, width=190) -> float:
-    """The page's heatmap percentile. The sidebar names it ("boxes p75"): when the sidebar drawn last names
-    another value (the control moved inside a page fragment, or the page opened), the whole app reruns once."""
-    opts = percentiles(run)
-    state.coerce("p", opts)
-    v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
-                                  format_func=lambda v: f"p{v:g}",
-                                  help="Boxes are cut where the min-max-normalised map is at or above this "
-                                       "percentile of its own values (seed: 90; its analysis recommends 75)."))
+def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
+    """The page's box rule and its parameter: a percentile (a float, the seed's rule) or a
+    :class:`~surgery_core.eval.boxes.BoxRule` (Otsu, a fixed value), among ``rules``. The sidebar names it
+    ("boxes p75"): when the sidebar drawn last names another value (the control moved inside a page fragment, or
+    the page opened), the whole app reruns once."""
+    rule = state.coerce("rule", list(rules), "percentile" if "percentile" in rules else rules[0])
+    rule = where.segmented_control("Box rule", list(rules), key="rule", persist_state=SESSION, required=True,
+                                   selection_mode="single", format_func=RULE_LABELS.get, help=RULE_HELP) or rule
+    if rule == "otsu":
+        v = BoxRule("otsu")
+    elif rule == "fixed":
+        opts = [c.value for c in fixed_cuts(run.cfg)]
+        state.coerce("fv", opts)
+        v = BoxRule("fixed", where.select_slider("Fixed threshold", opts, key="fv", persist_state=SESSION,
+                                                 width=width, format_func=lambda v: f"{v:g}",
+                                                 help="Boxes are cut where the min-max-normalised map is at or "
+                                                      "above this value."))
+    else:
+        opts = percentiles(run)
+        state.coerce("p", opts)
+        v = float(where.select_slider("Heatmap percentile", opts, key="p", persist_state=SESSION, width=width,
+                                      format_func=lambda v: f"p{v:g}",
+                                      help="Boxes are cut where the min-max-normalised map is at or above this "
+                                           "percentile of its own values (seed: 90; its analysis recommends 75)."))
     ss = st.session_state
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
@@ -156,13 +179,13 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if iou is not None:
         parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
     if percentile is not None:
-        params = box_params_for(run.cfg, protocol or "present").model_copy(update={"percentile": float(percentile)})
+        params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
         parts.append(box_note(params))
     if not run.cfg.input.at_models_own_size:  # a resized input: how the positional embedding followed
         from surgery_core.share.report import input_size
 
         parts.append(input_size(run))
-    parts.append(f"run {run.run_hash} ({len(run.grids.rows)} images)")
+    parts.append(f"run {run.title()} ({len(run.grids.rows)} images)")
     snapshot_ui.caption(" · ".join(parts), where)
 
 
@@ -196,26 +219,30 @@ def banner(run: Run) -> None:
 
 
 # ------------------------------------------------------------------------------------------ tables
+def scale_colours(vals: pd.DataFrame, lo: float | None = None, hi: float | None = None) -> pd.DataFrame:
+    """CSS per cell of the numeric frame ``vals``: white to blue from ``lo`` to ``hi`` (default: its min and max),
+    nothing on NaN (:func:`colour_scale`'s colours, for tables that show other text in their cells)."""
+    arr = vals.to_numpy(dtype=float)
+    lo = np.nanmin(arr) if lo is None else lo
+    hi = np.nanmax(arr) if hi is None else hi
+    span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
+
+    def one(v: float) -> str:
+        if not np.isfinite(v):
+            return ""
+        t = float(np.clip((v - lo) / span, 0, 1))
+        r, g, b = (int(255 + (c - 255) * t) for c in (66, 133, 214))
+        return f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}"
+
+    return pd.DataFrame([[one(v) for v in row] for row in arr], index=vals.index, columns=vals.columns)
+
+
 def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi: float | None = None,
                  best_per_row: bool = False, fmt: str = "{:.3f}"):
     """A pandas Styler: white-to-blue background on ``cols`` (no matplotlib needed); with ``best_per_row`` the
     row's best value (every tie, and only when above zero) in bold with a star; NaN shown as an em dash."""
     vals = df[cols].astype(float)
-    lo = np.nanmin(vals.values) if lo is None else lo
-    hi = np.nanmax(vals.values) if hi is None else hi
-    span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
-
-    def colours(col: pd.Series) -> list[str]:
-        out = []
-        for v in col.astype(float):
-            if not np.isfinite(v):
-                out.append("")
-                continue
-            t = float(np.clip((v - lo) / span, 0, 1))
-            r, g, b = (int(255 + (c - 255) * t) for c in (66, 133, 214))
-            out.append(f"background-color: rgb({r},{g},{b}); color: {'white' if t > 0.6 else 'black'}")
-        return out
-
+    colours = scale_colours(vals, lo, hi)
     best = None
     if best_per_row and len(cols) > 1:
         top = vals.max(axis=1, skipna=True)
@@ -228,7 +255,7 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
             return score_text(float(v))
         return fmt.format(v)
 
-    sty = df.style.apply(colours, subset=cols).format(text, subset=cols)
+    sty = df.style.apply(lambda _: colours, axis=None, subset=cols).format(text, subset=cols)
     if best is not None:
         sty = sty.apply(lambda _: np.where(best, "font-weight: bold", ""), axis=None, subset=cols)
         for idx, col in best.stack().loc[lambda s: s].index:
@@ -287,7 +314,10 @@ def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None,
         snapshot_ui.register_table(shown, data)
 
 
-def chart(fig, key: str, where=st) -> None:
-    """A plotly figure without the mode bar."""
-    where.plotly_chart(fig, key=key, config={"displayModeBar": False})
+def chart(fig, key: str, where=st, name: str | None = None) -> None:
+    """A plotly figure with its toolbar (download as PNG at 2x, :func:`dashboard.charts.config`); ``name``: the
+    downloaded file's name (default: the key and the run)."""
+    from dashboard import charts, data
+
+    where.plotly_chart(fig, key=key, config=charts.config(name or f"{key}_{data.current_run().run_hash}"))
     snapshot_ui.register_chart(key, fig)

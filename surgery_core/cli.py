@@ -83,15 +83,15 @@ def _cmd_heatmaps(args) -> int:
     import torch
 
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.demo.model import DEMO_ARCH
     from surgery_core.model.heatmaps import compute_heatmaps, resizes
-    from surgery_core.model.loading import load_model
     from surgery_core.model.methods import DEFAULT_METHODS, posembed_words
+    from surgery_core.run.engine import resolve_model
 
-    arch = args.arch or DEMO_ARCH
     device = torch.device(_device(args))
-    with bars.status(f"model: loading {arch}"):
-        loaded = load_model(arch, args.checkpoint, args.quickgelu, device, random_weights=args.random_weights)
+    loaded = resolve_model(_model_config(args), device, random_weights=args.random_weights, bars=bars)
+    arch = loaded.arch
+    if loaded.note:
+        print(f"surgery heatmaps: WARNING: {loaded.note}", file=sys.stderr)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
         raise SurgeryError(f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
@@ -108,7 +108,8 @@ def _cmd_heatmaps(args) -> int:
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
-    weights = (f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
+    weights = (f"model {loaded.name}, sha256 {loaded.checkpoint_sha256[:16]}..." if loaded.name else
+               f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
                "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth}, "
@@ -160,8 +161,13 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``surgery score``."""
     from surgery_core.eval.ap import INTERPS
 
-    parser.add_argument("--dior", required=True, metavar="ROOT", help="DIOR root (release layout)")
-    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dior", metavar="ROOT", help="DIOR root (release layout)")
+    src.add_argument("--coco", metavar="JSON", help="COCO ground-truth JSON (e.g. the ground_truth.json of "
+                                                    "'surgery export boxes'); a plain results list uses its ids")
+    src.add_argument("--samples", action="store_true", help="the five real DIOR pairs shipped with the project")
+    parser.add_argument("--images", help="image folder for --coco (not needed to score)")
+    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test; DIOR)")
     parser.add_argument("--detections", required=True, metavar="FILE",
                         help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
     parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
@@ -171,10 +177,15 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
 
 
-def _load_dataset(root: str, split: str):
-    from surgery_core.data.datasets import load_dior
+def _load_dataset(args):
+    """The dataset ``surgery score`` reads: ``--dior`` (a split), ``--coco`` or ``--samples``."""
+    from surgery_core.data.datasets import load_coco, load_dior, load_samples
 
-    return load_dior(root, split)
+    if getattr(args, "coco", None):
+        return load_coco(args.coco, args.images)
+    if getattr(args, "samples", False):
+        return load_samples(split=args.split)
+    return load_dior(args.dior, args.split)
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -186,7 +197,7 @@ def run_score(args: argparse.Namespace) -> int:
     from surgery_core.eval.scoring import format_score_table, read_detections, score
     from surgery_core.files import write_json
 
-    dataset = _load_dataset(args.dior, args.split)
+    dataset = _load_dataset(args)
     det = read_detections(args.detections, dataset)
     result = score(dataset, det, args.iou, args.interp)
     report = getattr(dataset, "report", None)
@@ -238,6 +249,7 @@ def _cmd_demo_card(args) -> int:
 RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "split": ("data", "split"), "limit": ("data", "limit"),
     "arch": ("model", "arch"), "checkpoint": ("model", "checkpoint"), "quickgelu": ("model", "quickgelu"),
+    "model": ("model", "name"), "allow_sha256_mismatch": ("model", "allow_sha256_mismatch"),
     "size": ("input", "size"), "window": ("input", "window"), "stride": ("input", "stride"),
     "posembed": ("input", "posembed"),
     "percentile": ("boxes", "percentile"), "morph_kernel": ("boxes", "morph_kernel"), "score": ("boxes", "score"),
@@ -245,7 +257,7 @@ RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "class_prob_weight": ("boxes", "class_prob_weight"), "refine": ("boxes", "refine"),
     "methods": ("methods",), "ious": ("iou_thresholds",), "depth": ("surgery_depth",),
     "figures": ("figure_samples",), "max_dets": ("boxes", "max_dets"), "protocols": ("protocols",),
-    "sweep_percentiles": ("sweep_percentiles",),
+    "sweep_percentiles": ("sweep_percentiles",), "box_rule": ("boxes", "rule"), "fixed_value": ("boxes", "fixed_value"),
 }
 
 
@@ -310,6 +322,24 @@ def config_from_args(args) -> "RunConfig":
         raise SurgeryError(explain_validation_error(exc, names, args.config)) from None
 
 
+def _model_config(args) -> "RunConfig":
+    """A configuration holding only the model options of ``args`` (``surgery heatmaps``), validated like a run's."""
+    from pydantic import ValidationError
+
+    from surgery_core.run.config import RunConfig, explain_validation_error
+
+    doc, names = {}, {}
+    for dest in ("model", "arch", "checkpoint", "quickgelu", "allow_sha256_mismatch"):
+        value = getattr(args, dest)
+        if value is not None and value is not False:
+            doc[RUN_OPTIONS[dest][1]] = value
+            names[RUN_OPTIONS[dest]] = _flag(dest)
+    try:
+        return RunConfig.model_validate({"model": doc})
+    except ValidationError as exc:
+        raise SurgeryError(explain_validation_error(exc, names)) from None
+
+
 def _open_run(args):
     """The run of ``args`` (configuration first, so bad options fail before any work), with progress.
 
@@ -359,11 +389,16 @@ def _cmd_evaluate(args) -> int:
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
     cfg, store, run = opened
+    from surgery_core.eval.boxes import cut_label
     from surgery_core.run.evaluation import describe_cap
     from surgery_core.share.report import write_evaluation
 
     out = Path(args.out) if args.out else Path("surgery_eval") / cfg.run_hash
     paths = write_evaluation(run, out)
+    if args.export_boxes:
+        from surgery_core.commands.export import export_boxes
+
+        paths |= {f"boxes/{p.name}": p for p in export_boxes(run, out / "boxes")}
     s = run.summary()
     print(f"run {cfg.run_hash}: {s['images_with_grids']}/{s['images']} images with heatmaps "
           f"({s['computed_now']} computed now, {s['reused']} from the store {store.root})")
@@ -375,12 +410,18 @@ def _cmd_evaluate(args) -> int:
         print(f"skipped annotation {sk['file']}: {sk['reason']}")
     tables = run.ap_tables()
     interp = cfg.interps[0]
-    print(f"mAP ({interp}, percentile {cfg.boxes.percentile:g}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
+    print(f"mAP ({interp}, {cut_label(cfg.boxes.cut)}, {describe_cap(cfg.boxes.max_dets)}) per IoU:")
     for m in cfg.methods:
         for proto in cfg.protocols:
             vals = tables.entry(m, proto, interp).map_per_iou
             print(f"  {m:<9} {proto:<8} " + "  ".join(f"@{k}={'n/a' if v is None else f'{v:.4f}'}"
                                                       for k, v in vals.items()))
+    cl = run.corloc()
+    print(f"CorLoc at IoU 0.5 (share of a class's images whose top box of the class hits; mean over classes; "
+          f"{cut_label(cfg.boxes.cut)}):")
+    for m in cfg.methods:
+        print(f"  {m:<9} " + "  ".join(f"{pr}={'n/a' if (v := cl.entry(m, pr).corloc['0.5']) is None else f'{v:.4f}'}"
+                                       for pr in cfg.protocols))
     q = run.quality().methods
     print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
                                         if q[m].pointing_game['overall'] is not None))
@@ -391,6 +432,10 @@ def _cmd_evaluate(args) -> int:
 def _cmd_report(args) -> int:
     if args.samples_count < 0:
         raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
+    if args.runs:  # stored runs compared in one file (surgery_core/commands/runs.py)
+        from surgery_core.commands.runs import report_runs
+
+        return report_runs(args)
     opened = _open_run(args)
     if opened is None:  # a torchrun rank other than 0: its share is in the store
         return 0
@@ -427,16 +472,20 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--images", help="image folder for --coco")
     e.add_argument("--split", help="train, val, test, trainval or all")
     e.add_argument("--limit", type=int, help="first N images of the split")
-    e.add_argument("--arch", help="open_clip architecture (default: the demo model)")
-    e.add_argument("--checkpoint", help="local checkpoint (state dict)")
-    e.add_argument("--quickgelu", action="store_true")
-    e.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see 'surgery methods')")
+    _add_model_arguments(e)
+    e.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see "
+                                     "'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
     e.add_argument("--stride", type=int, help="sliding-window stride in px")
     e.add_argument("--posembed", choices=["official", "shared"], help=_POSEMBED_HELP)
     e.add_argument("--percentile", type=float, help="heatmap threshold percentile (default 90)")
+    e.add_argument("--box-rule", dest="box_rule", choices=["percentile", "otsu", "fixed"],
+                   help="how each map is thresholded: percentile (default, --percentile), otsu (Otsu's threshold "
+                        "of the min-max-normalised map, 256 bins) or fixed (--fixed-value of the 0-1 map)")
+    e.add_argument("--fixed-value", dest="fixed_value", type=float,
+                   help="threshold of --box-rule fixed, a 0-1 map value (default 0.5)")
     e.add_argument("--morph-kernel", dest="morph_kernel", type=int)
     e.add_argument("--score", choices=["mean", "max"])
     e.add_argument("--class-prob-weight", dest="class_prob_weight", action="store_true")
@@ -459,6 +508,18 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--random-weights", dest="random_weights", action="store_true",
                    help="allow an architecture without --checkpoint: random weights, for tests only")
     _add_progress_argument(e)
+
+
+def _add_model_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--model", metavar="NAME", help="a catalog or registered model (see 'surgery models'): sets "
+                                                  "architecture, QuickGELU and checkpoint together")
+    e.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
+    e.add_argument("--checkpoint", help="local checkpoint file (state dict); with --model: that model's file "
+                                        "kept elsewhere (its sha256 is checked)")
+    e.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP and models "
+                                                            "fine-tuned from it: RemoteCLIP, GeoRSCLIP B/L)")
+    e.add_argument("--allow-sha256-mismatch", dest="allow_sha256_mismatch", action="store_true",
+                   help="with --model: load a file whose sha256 differs from the published one (the run says so)")
 
 
 def _add_progress_argument(e: argparse.ArgumentParser) -> None:
@@ -488,11 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_dataset)
 
     h = sub.add_parser("heatmaps", help="the raw heatmap grids of one image (every method by default), as .npz")
-    h.add_argument("--arch", help="open_clip architecture, e.g. ViT-B-32 (default: the shipped demo model)")
-    h.add_argument("--checkpoint", help="local checkpoint file (state dict); required except for the demo model")
+    _add_model_arguments(h)
     h.add_argument("--random-weights", dest="random_weights", action="store_true",
                    help="allow an architecture without --checkpoint: random weights, for tests only")
-    h.add_argument("--quickgelu", action="store_true", help="QuickGELU activations (OpenAI CLIP, RemoteCLIP)")
     h.add_argument("--image", required=True)
     h.add_argument("--classes", required=True,
                    help="comma-separated DIOR class names; other text is allowed and used as a free-text query")
@@ -512,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="heatmaps, boxes, AP, sweeps, quality and figures for a run")
     _add_run_arguments(e)
     e.add_argument("--out", help="output folder (default: ./surgery_eval/<run hash>)")
+    e.add_argument("--export-boxes", dest="export_boxes", action="store_true",
+                   help="also write every method's and protocol's boxes to OUT/boxes/ as COCO results, ground truth "
+                        "and CSV (see 'surgery export boxes')")
     _add_execution_arguments(e)
     e.set_defaults(func=_cmd_evaluate)
 
@@ -523,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
+    from surgery_core.commands.runs import add_report_arguments
+
+    add_report_arguments(r)
     _add_execution_arguments(r)
     r.set_defaults(func=_cmd_report)
 

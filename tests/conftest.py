@@ -100,7 +100,7 @@ def dashboard_env(tmp_path_factory) -> dict[str, str]:
 
         cfg = _dashboard_config(base)
         run = Run.open(cfg)
-        run.boxes, run.ap_tables(), run.sweep(), run.quality()
+        run.boxes, run.ap_tables(), run.sweep(), run.quality(), run.corloc(), run.ap_by_size()
         env["SURGERY_DASHBOARD_CONFIG"] = cfg.model_dump_json()
         os.environ.update(env)
         yield env

@@ -106,7 +106,12 @@ def test_pointing_tolerance_is_neutral_at_its_default():
     assert "pointing_tolerance_px_at_224" not in base.to_file_dict()  # files dump the configuration as before
     assert "pointing_tolerance_px_at_224" not in json.loads(base.canonical_json())
     full = json.loads(base.model_dump_json())
-    assert full.pop("pointing_tolerance_px_at_224") == 15.0 and base.to_file_dict() == full  # nothing else dropped
+    assert full.pop("pointing_tolerance_px_at_224") == 15.0
+    # the other fields added since the files' schema was fixed, at their defaults: the catalog name and hash of the
+    # model, and the positional-embedding rule
+    assert [full["model"].pop(k) for k in ("name", "sha256", "allow_sha256_mismatch")] == [None, None, False]
+    assert full["input"].pop("posembed") == "official"
+    assert base.to_file_dict() == full  # nothing else dropped
     assert base.to_file_dict()["boxes"]["refine"] == "none"  # written since before the files' schema was fixed
     other = RunConfig(pointing_tolerance_px_at_224=10)
     assert other.run_hash != base.run_hash and other.to_file_dict()["pointing_tolerance_px_at_224"] == 10.0

@@ -222,7 +222,7 @@ def test_arguments():
 
 
 def test_run_score_with_fake_dataset(tmp_path, ds, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load_dataset", lambda root, split: ds)
+    monkeypatch.setattr(cli, "_load_dataset", lambda args: ds)
     out = tmp_path / "out.json"
     args = _parse(["--dior", "R", "--detections", str(write(tmp_path, "d.csv", CSV_OK)), "--interp", "voc",
                    "--json", str(out)])

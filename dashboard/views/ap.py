@@ -1,11 +1,19 @@
-"""Per-class AP: classes x methods at one IoU, interpolation, protocol and percentile; PR curves; CSV."""
+"""Per-class AP: classes x methods at one IoU, interpolation, protocol, box cut and object size; CorLoc per
+class and method; PR curves; CSV; the boxes."""
+
+import functools
 
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
+from surgery_core.eval.ap import SIZES, size_note
+from surgery_core.eval.boxes import cut_short, cut_tag
 from surgery_core.run import pairs
+from surgery_core.run.evaluation import CORLOC_NOTE
 
-permalink.declare(state.Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"))
+SIZE_OPTIONS = ["all", *SIZES]
+permalink.declare(state.Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"),
+                  state.Param("size", "str", "all", "Per-class AP: object size (all, small, medium, large)"))
 
 run = data.current_run()
 
@@ -23,12 +31,20 @@ def view() -> None:
                             help="COCO's headline AP: the mean over IoU .50, .55, ... .95")
     iou = widgets.iou(run, row, disabled=coco95)
     p = widgets.percentile(run, row)
+    state.coerce("size", SIZE_OPTIONS, "all")
+    size = row.segmented_control("Object size", SIZE_OPTIONS, key="size", persist_state="session", required=True,
+                                 selection_mode="single",
+                                 help="COCO's buckets in px² of the original image: small <= 32², medium 32²-96², "
+                                      "large >= 96². GT of other sizes is ignored, and so are detections matched "
+                                      "to it and unmatched detections of other sizes (COCOeval's rule)") or "all"
     methods = widgets.methods(run)
-    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, coco95=coco95)
-    widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT", protocol=proto, interp=interp,
+    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, coco95=coco95,
+                            size=size)
+    widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT"
+                + ("" if size == "all" else f"; {size_note(size)}"), protocol=proto, interp=interp,
                 iou=iou, coco95=coco95, percentile=p)
 
-    results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95) for m in methods}
+    results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95, size) for m in methods}
     table = pairs.ap_table(results, run.classes)
     maps = {m: results[m].mAP for m in methods}
     best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
@@ -45,9 +61,21 @@ def view() -> None:
     snapshot_ui.caption("★ and bold: the best method of the row (every tie; none when all are 0). "
                         "Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
-    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, run=run.run_hash)
-    st.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
-                       file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_p{p:g}.csv", mime="text/csv")
+    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, size=size, run=run.run_hash)
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
+                            file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"
+                                      + ("" if size == "all" else f"_{size}") + ".csv", mime="text/csv")
+    buttons.download_button(
+        "Download the boxes (COCO + CSV, zip)", functools.partial(data.boxes_zip, data.run_key(run), tuple(methods),
+                                                                   proto, p, run),
+        icon=":material/download:", file_name=f"boxes_{run.run_hash}_{proto}_{cut_tag(p)}.zip",
+        mime="application/zip",
+        help=f"every image's predicted boxes of {', '.join(methods)} ({proto} protocol, {cut_short(p)}) as COCO "
+             "results JSON and the CSV 'surgery score' reads, with the COCO ground truth: scoring them gives these "
+             "AP values for all object sizes (surgery score --coco ground_truth.json --detections FILE)")
+
+    corloc_view(methods, proto, p, 0.5 if coco95 and interp == "coco" else iou)
 
     snapshot_ui.markdown("#### Precision-recall per class")
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
@@ -55,6 +83,22 @@ def view() -> None:
                 interp=interp, iou=iou, protocol=proto, percentile=p)
     widgets.chart(charts.pr_curves(results, run.classes), "pr")
     permalink.sync_url()
+
+
+def corloc_view(methods: list[str], proto: str, p: float, iou: float) -> None:
+    """CorLoc per class and method at the page's IoU (0.5 under COCO's .50:.95), protocol and percentile."""
+    snapshot_ui.markdown(f"#### CorLoc at IoU {iou:g}")
+    widgets.how(run, what=CORLOC_NOTE + " (all object sizes; the interpolation does not apply)", protocol=proto,
+                iou=iou, percentile=p)
+    res = {m: data.corloc_result(run, m, proto, p, iou) for m in methods}
+    snapshot_ui.shown_numbers("CorLoc", {f"CorLoc {m}": float(res[m].mean[0]) for m in methods})
+    widgets.metrics({f"CorLoc {m}": "—" if res[m].mean[0] != res[m].mean[0] else f"{res[m].mean[0]:.4f}"
+                     for m in methods}, helps=[widgets.METHODS[m].description for m in methods])
+    table = pairs.corloc_table(res, run.classes)
+    sty = widgets.colour_scale(table, methods, lo=0.0, hi=1.0, best_per_row=True)
+    widgets.table(sty, len(table), 820, shown="CorLoc per class",
+                  column_config={"class": st.column_config.TextColumn(pinned=True),
+                                 "images": st.column_config.NumberColumn(help="images that contain the class")})
 
 
 view()

@@ -1,5 +1,7 @@
 """Compare: one sample, one class, every heatmap method side by side as the seed drew them."""
 
+import functools
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -126,6 +128,11 @@ def view() -> None:
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
                                   width="stretch", caption=legend)
+                col.download_button(
+                    "PNG", functools.partial(render.image_panel_png, key, image, cls, side,
+                                             f"{rec.image_id}: {cls_name}", legend, run),
+                    file_name=f"{rec.image_id}_{cls_name}_image.png", mime="image/png", key="png_image",
+                    icon=":material/download:", help="this panel as drawn, with its title, as one PNG")
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
@@ -139,10 +146,28 @@ def view() -> None:
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
                    else absent), col, m)
             col.caption(widgets.METHODS[m].description)
+            title = (f"{m}: {len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
+                     + ("" if info.best_iou is None else f", best IoU {info.best_iou:.2f}")
+                     + ("" if info.pointing_hit is None else
+                        ", pointing hit" if info.pointing_hit else ", pointing miss"))
+            note = (f"{rec.image_id} ({run.dataset.name}), class {cls_name}; {proto} protocol, boxes at p{p:g} of "
+                    f"the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity {alpha:g}")
+            col.download_button(
+                "PNG", functools.partial(render.method_panel_png, key, image, cls, m, p, proto, iou, alpha, side,
+                                         title, note, run, info),
+                file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_p{p:g}.png", mime="image/png", key=f"png_{m}",
+                icon=":material/download:", help="this panel as drawn (heatmap, boxes, colour scale, title), "
+                                                 "as one PNG")
             if raw:
                 widgets.chart(charts.patch_grid(info.grid, rec, cls, m), f"grid_{m}", col)
     if alpha > 0:
         snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)
+    st.download_button(
+        "Download the figure (PNG)", functools.partial(render.comparison_png, key, image, cls, tuple(methods), p,
+                                                       proto, iou, alpha, run),
+        file_name=f"{rec.image_id}_{cls_name}_{proto}_p{p:g}_compare.png", mime="image/png", key="png_compare",
+        icon=":material/download:", help="the image and every method shown, one colour bar and a heading that "
+                                         "says how boxes were cut and matched, as one PNG (the report's figure)")
 
     cfg = run.cfg
     try:

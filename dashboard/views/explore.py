@@ -20,6 +20,7 @@ from surgery_core.eval.maps import upsample
 from surgery_core.model.methods import METHODS
 from surgery_core.run import explore
 from surgery_core.share import drawing
+from surgery_core.share.portable import slug
 
 # a dataset sample is ``sample``; an uploaded image never goes into a link, only ``xsrc=upload``
 permalink.declare(
@@ -134,7 +135,10 @@ def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: 
         coloraxis=dict(colorscale=jet_scale(), cmin=lo, cmax=hi,
                        colorbar=dict(title=dict(text=title, side="right"), thickness=12, len=0.9,
                                      tickformat=".2f" if scale == "minmax" else ".3f")),
-        height=225 * n_rows + 10, margin=dict(l=0, r=0, t=22, b=0), hoverlabel=dict(font_size=11))
+        # the phrase as the figure's title: the PNG of the toolbar's camera button says what it shows
+        title=dict(text=f"'{html.escape(maps.phrases[k])}' · {title} colour scale", x=0.0, xanchor="left",
+                   y=1.0, yanchor="top", yref="container", font=dict(size=12)),
+        height=225 * n_rows + 34, margin=dict(l=0, r=0, t=46, b=0), hoverlabel=dict(font_size=11))
     return go.Figure(data=traces, layout=layout)
 
 
@@ -297,7 +301,8 @@ def view() -> None:
         if maps.probs is not None:
             head += f" · p(phrase | image) over the set = {maps.probs[k]:.3f} (CLS, softmax over the phrases)"
         snapshot_ui.markdown(head)
-        widgets.chart(phrase_figure(maps, k, picture, scale, alpha, grid_view), f"x_fig_{k}")
+        widgets.chart(phrase_figure(maps, k, picture, scale, alpha, grid_view), f"x_fig_{k}",
+                      name=slug(f"explore {name} {phrase}", 80, "explore"))
     inspector.show(loaded, image, res, run.cfg.surgery_depth, methods, run.cfg.input.posembed, "x_insp")
 
 

@@ -1,14 +1,18 @@
-"""Heatmap quality: the seed's per-percentile table, GT responses, pointing game and energy pointing game."""
+"""Heatmap quality: the seed's per-percentile table, GT responses, pointing game and energy pointing game, CorLoc,
+and the ground truth's object-size mix."""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, widgets
+from surgery_core.eval.ap import AREA_RANGES, SIZES, size_counts
 
 run = data.current_run()
 data.ensure(run, "quality")
+data.ensure(run, "corloc")
 quality = run.quality()
+corloc = run.corloc()
 key = data.run_key(run)
 
 
@@ -71,7 +75,44 @@ def view() -> None:
                               for g, k in games.items() for agg in ("overall", "mean_over_classes")})
     widgets.table(widgets.colour_scale(summary, list(summary.columns[2:]), lo=0.0, hi=1.0), len(summary),
                   shown="pointing games")
+    corloc_section(methods)
+    size_mix()
     permalink.sync_url()
+
+
+def corloc_section(methods: list[str]) -> None:
+    """The run's CorLoc table (``corloc.json``): mean over classes per method and protocol at each tabled IoU."""
+    snapshot_ui.markdown("#### CorLoc")
+    snapshot_ui.caption(f"{corloc.note}. {corloc.box_note}. Present and open agree: the open protocol scales every "
+                        "box of an (image, class) by the same probability, so the top box is the same. Per class "
+                        "and at any IoU: the Per-class AP page.")
+    keys = list(next(iter(corloc.entries.values())).values())[0].corloc
+    rows = pd.DataFrame([{"method": m, "protocol": pr} | {f"IoU {k}": corloc.entry(m, pr).corloc[k] for k in keys}
+                         for m in methods for pr in run.cfg.protocols])
+    snapshot_ui.shown_numbers("CorLoc@0.5", {f"CorLoc {m}": corloc.entry(m, run.cfg.protocols[0]).corloc["0.5"]
+                                             for m in methods})
+    widgets.table(widgets.colour_scale(rows, [f"IoU {k}" for k in keys], lo=0.0, hi=1.0), len(rows), shown="CorLoc")
+
+
+def size_mix() -> None:
+    """Ground-truth boxes per class and COCO size bucket (what AP by object size is computed over)."""
+    snapshot_ui.markdown("#### Object sizes in the ground truth")
+    lo, hi = AREA_RANGES["medium"]
+    snapshot_ui.caption(f"Boxes per class in COCO's buckets, box area in px² of the original image: small <= {lo:g} "
+                        f"(32²), medium {lo:g}-{hi:g}, large >= {hi:g} (96²); a box of exactly 32² or 96² counts "
+                        "in "
+                        f"both of its buckets, as in COCOeval. {len(run.grids.rows)} images of {run.dataset.name}. "
+                        "AP per size: the Per-class AP page's 'Object size'.")
+    counts = size_counts(run.gt, len(run.classes))
+    mix = pd.DataFrame({"class": list(run.classes)} | {s: counts[i] for i, s in enumerate(SIZES)})
+    mix = mix[mix[list(SIZES)].sum(axis=1) > 0].reset_index(drop=True)
+    total = {"class": "all classes"} | {s: int(mix[s].sum()) for s in SIZES}
+    mix = pd.concat([mix, pd.DataFrame([total])], ignore_index=True)
+    shares = mix[list(SIZES)].div(mix[list(SIZES)].sum(axis=1).clip(lower=1), axis=0)
+    for s in SIZES:
+        mix[f"{s} %"] = 100 * shares[s]
+    sty = widgets.colour_scale(mix, [f"{s} %" for s in SIZES], lo=0.0, hi=100.0, fmt="{:.0f}")
+    widgets.table(sty, len(mix), cap=10_000, shown="object-size mix")
 
 
 view()

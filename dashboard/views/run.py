@@ -44,8 +44,8 @@ num = [c for c in df.columns if c.startswith("IoU")]
 df[num] = df[num].astype(float)
 st.markdown("#### Headline mAP")
 widgets.how(run, what="mAP per IoU threshold, every method, protocol and interpolation",
-            percentile=tables.percentile)
-snapshot_ui.shown_state(percentile=tables.percentile)
+            percentile=run.cfg.boxes.cut)  # the tables are cut by the run's own rule
+snapshot_ui.shown_state(percentile=run.cfg.boxes.cut)
 widgets.table(widgets.colour_scale(df, num, lo=0.0), len(df), cap=10_000, shown="headline mAP")
 if coco:  # COCO's own headline, only where it is defined (the COCO interpolation)
     ap95 = pd.DataFrame(coco).pivot(index="method", columns="protocol", values="AP .50:.95")

@@ -1,4 +1,5 @@
-"""Threshold sweep: mAP against the heatmap percentile and the IoU threshold, per method (``run.sweep_part``).
+"""Threshold sweep: mAP against the box rule's parameter (the heatmap percentile, or the fixed value of the 0-1
+map) and the IoU threshold, per method (``run.sweep_part``).
 
 The cell the user asked for (percentile, IoU, protocol, interpolation) is scored first, from that one cell's
 boxes; each method's whole sweep is computed in a background thread (:func:`dashboard.data.sweep_parts`) and
@@ -10,14 +11,16 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
-from surgery_core.run.evaluation import box_note
+from surgery_core.eval.boxes import BoxRule
+from surgery_core.run.evaluation import SWEEP_RULES, sweep_note, sweep_rows
 
 permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
 run = data.current_run()
-PS, TS = [float(p) for p in run.cfg.sweep_percentiles], [float(t) for t in run.cfg.iou_thresholds]
+TS = [float(t) for t in run.cfg.iou_thresholds]
+ROWS = {r: sweep_rows(run.cfg, r) for r in SWEEP_RULES}  # the sweep's rows: percentiles, or fixed values
+ROW_LABEL = {"percentile": "heatmap percentile", "fixed": "fixed threshold (0-1 map)"}
 SWEEP_INTERPS = ["voc07", "voc"]  # what run.sweep_part computes (COCO is on the Per-class AP page)
-BOX_NOTE = box_note(run.cfg.boxes)  # the header run.sweep() stores
 WITH_GT = [run.classes[k] for k in sorted(set(run.gt.class_id.tolist()))]
 
 
@@ -27,27 +30,29 @@ def values(part: dict, interp: str, cls: str) -> list[list]:
     return cell.map if not cls else cell.per_class[cls]
 
 
-def best_cell(part: dict, interp: str, cls: str) -> tuple:
+def best_cell(part: dict, interp: str, cls: str, ps: list[float]) -> tuple:
     if not cls:
         b = part[interp].best
         return b.percentile, b.iou, b.map
     z = np.array([[np.nan if v is None else v for v in r] for r in values(part, interp, cls)], float)
     if not np.isfinite(z).any():
-        return PS[0], TS[0], None
+        return ps[0], TS[0], None
     i, j = np.unravel_index(np.nanargmax(z), z.shape)
-    return PS[i], TS[j], float(z[i, j])
+    return ps[i], TS[j], float(z[i, j])
 
 
 @st.fragment(run_every=1.0)
-def filling(n_total: int) -> None:
+def filling(n_total: int, rule: str) -> None:
     """Progress of the background sweep; reruns the page whenever another method's sweep has landed."""
     proto = st.session_state.get("proto", run.cfg.protocols[0])
     methods = st.session_state.get("methods") or list(run.cfg.methods)
-    _, missing, _ = data.sweep_parts(run, [m for m in run.cfg.methods if m in methods], proto)
+    _, missing, _ = data.sweep_parts(run, [m for m in run.cfg.methods if m in methods], proto, rule=rule)
     done = n_total - len(missing)
+    n = len(ROWS[rule])
+    what = "percentiles" if rule == "percentile" else "fixed values"
     st.progress(done / max(n_total, 1),
                 text=f"Threshold sweep filling in: {done} of {n_total} methods done ({proto}; each: boxes at "
-                     f"{len(PS)} percentiles, then {len(PS)} x {len(TS)} cells, VOC07 and VOC); the page stays usable")
+                     f"{n} {what}, then {n} x {len(TS)} cells, VOC07 and VOC); the page stays usable")
     if st.session_state.get("_sweep_missing") != len(missing):
         st.session_state["_sweep_missing"] = len(missing)
         st.rerun(scope="app")
@@ -59,65 +64,71 @@ def view() -> None:
     row = widgets.control_row()
     proto = widgets.protocol(run, row)
     interp = widgets.interp(run, row, options=SWEEP_INTERPS)
-    state.coerce("p", PS)
-    p = widgets.percentile(run, row)
+    state.coerce("p", ROWS["percentile"])
+    cut = widgets.percentile(run, row, rules=SWEEP_RULES)  # Otsu has no parameter to sweep
+    rule = "fixed" if isinstance(cut, BoxRule) else "percentile"
+    ps, p, ylabel = ROWS[rule], (cut.value if rule == "fixed" else cut), ROW_LABEL[rule]
     iou = widgets.iou(run, row)
     methods = widgets.methods(run)
     state.coerce("sc", [""] + WITH_GT, "")
     cls = row.selectbox("Per-class view", [""] + WITH_GT, key="sc", persist_state="session", width=220,
                         format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
-    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
-    widgets.how(run, what=f"{what} over the sweep grid; {BOX_NOTE} (percentile varies)",
+    snapshot_ui.shown_state(methods=methods, percentile=cut, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
+    widgets.how(run, what=f"{what} over the sweep grid; {sweep_note(run.cfg, rule)} "
+                          f"({'percentile' if rule == 'percentile' else 'fixed value'} varies)",
                 protocol=proto, interp=interp)
 
-    parts, missing, errors = data.sweep_parts(run, methods, proto, start=False)
+    parts, missing, errors = data.sweep_parts(run, methods, proto, start=False, rule=rule)
     st.session_state["_sweep_missing"] = len(missing)
     # The cell asked for, first: from the method's sweep when it is there, else scored from that one cell's boxes.
     k = run.classes.index(cls) if cls else None
     cell = {}
     for m in methods:
         if m in parts:
-            cell[m] = values(parts[m], interp, cls)[PS.index(p)][TS.index(iou)]
+            cell[m] = values(parts[m], interp, cls)[ps.index(p)][TS.index(iou)]
         elif m not in errors:
-            res = data.ap_result(run, m, proto, interp, p, iou)
+            res = data.ap_result(run, m, proto, interp, cut, iou)
             v = res.mAP if k is None else float(res.ap[0, k])
             cell[m] = None if v != v else v
     snapshot_ui.shown_numbers("cell", {f"{what} {m}": v for m, v in cell.items()})
-    snapshot_ui.markdown(f"**{what} at percentile {p:g}, IoU {iou:g}** ({proto}, {interp})")
+    at = f"percentile {p:g}" if rule == "percentile" else f"fixed value {p:g}"
+    snapshot_ui.markdown(f"**{what} at {at}, IoU {iou:g}** ({proto}, {interp})")
     widgets.metrics({f"{m}": "—" if v is None else f"{v:.4f}" for m, v in cell.items()},
                     helps=[widgets.METHODS[m].description for m in cell])
     for m, err in errors.items():
         st.error(f"The sweep of {m} ({proto}) failed: {err}", icon=":material/error:")
     if missing:  # queued only now, so that the cell above did not wait behind whole sweeps
-        data.sweep_parts(run, missing, proto)
-        filling(len(methods))
+        data.sweep_parts(run, missing, proto, rule=rule)
+        filling(len(methods), rule)
     shown = [m for m in methods if m in parts]
     if not shown:
         permalink.sync_url()
         return
 
     left, right = st.columns(2)
-    ti, pi = TS.index(iou), PS.index(p)
-    snapshot_ui.markdown(f"**{what} vs heatmap percentile** at IoU {iou:g}", left)
-    widgets.chart(charts.lines(PS, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
-                               "heatmap percentile", what, mark_x=p), "vs_p", left)
-    snapshot_ui.markdown(f"**{what} vs IoU threshold** at percentile {p:g}", right)
+    ti, pi = TS.index(iou), ps.index(p)
+    snapshot_ui.markdown(f"**{what} vs {ylabel}** at IoU {iou:g}", left)
+    widgets.chart(charts.lines(ps, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
+                               ylabel, what, mark_x=p), "vs_p", left)
+    snapshot_ui.markdown(f"**{what} vs IoU threshold** at {at}", right)
     widgets.chart(charts.lines(TS, {m: values(parts[m], interp, cls)[pi] for m in shown}, "IoU threshold",
                                what, mark_x=iou), "vs_iou", right)
     seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [values(parts[m], interp, cls)[pi][j] for m in shown]
                                              for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
-    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at percentile {p:g}")
+    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at {at}")
     widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed), shown="seed table")
 
-    snapshot_ui.markdown(f"**Percentile x IoU**: {what} in every cell · ★ and bold = best setting of each method")
-    best = {m: best_cell(parts[m], interp, cls) for m in shown}
-    widgets.chart(charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, PS, TS, best, what),
-                  "grid")
+    snapshot_ui.markdown(f"**{'Percentile' if rule == 'percentile' else 'Fixed value'} x IoU**: {what} in every "
+                         "cell · ★ and bold = best setting of each method")
+    best = {m: best_cell(parts[m], interp, cls, ps) for m in shown}
+    widgets.chart(charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, ps, TS, best, what,
+                                        ylabel=ylabel), "grid")
+    row_text = "p{:g}" if rule == "percentile" else "fixed {:g}"
     snapshot_ui.caption(" · ".join(
-        f"{m}: best {what} {b[2]:.4f} at p{b[0]:g}, IoU {b[1]:g}" if b[2] is not None else f"{m}: no value"
-        for m, b in best.items()))
+        f"{m}: best {what} {b[2]:.4f} at {row_text.format(b[0])}, IoU {b[1]:g}" if b[2] is not None
+        else f"{m}: no value" for m, b in best.items()))
     permalink.sync_url()
 
 

@@ -14,6 +14,13 @@ All functions are pure. AP values are fractions in [0, 1] (not percent). IoU thr
   at most 100 detections per image and class, area range "all"), computed by faster-coco-eval's
   ``COCOeval_faster`` from in-memory dicts, not re-implemented here.
 
+AP by object size (``area="small" | "medium" | "large"``, :data:`AREA_RANGES`, COCO's bounds 32^2 and 96^2 px^2 of
+the original image) follows COCO's rule for every interpolation: ground truth outside the range is ignored (not a
+miss), a detection matched to ignored ground truth is ignored, and an unmatched detection outside the range is
+ignored (not a false positive). For ``coco`` it is COCOeval's own ``areaRng`` (APs/APm/APl); for the VOC
+interpolations the ignored ground truth plays the devkit's "difficult" role: a detection whose best ground truth
+(over all of its class in the image) is ignored and overlaps at the threshold is neither a TP nor an FP.
+
 mAP is the mean over the classes that have ground truth (and, with several IoU thresholds, over those
 thresholds too). Classes without ground truth have AP NaN and are left out of every mean.
 """
@@ -26,7 +33,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
-from surgery_core.eval.matching import BestMatch, as_iou_thresholds, best_ground_truth, score_order, true_positives
+from surgery_core.eval.matching import (BestMatch, as_iou_thresholds, best_ground_truth, box_area, score_order,
+                                        true_positives, true_positives_ignoring)
 from surgery_core.eval.results import iou_key, none_if_nan
 
 Interp = Literal["voc07", "voc", "coco"]
@@ -37,6 +45,12 @@ COCO_RECALLS: np.ndarray = np.linspace(0.0, 1.0, 101)
 # COCO's "all" area range and the per-image detection cap used for its headline AP.
 _COCO_AREA_ALL = [0.0, 1e5 ** 2]
 _COCO_MAX_DETS = 100
+#: COCO's object-size buckets (pycocotools ``Params.areaRng`` / ``areaRngLbl``), box area in px^2 of the original
+#: image. Both bounds are inclusive, as COCOeval compares (``area < lo or area > hi`` is outside), so an object of
+#: exactly 32^2 or 96^2 px^2 belongs to two buckets.
+AREA_RANGES: dict[str, tuple[float, float]] = {
+    "all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e5 ** 2)}
+SIZES: tuple[str, ...] = ("small", "medium", "large")
 
 
 @dataclass(frozen=True)
@@ -157,10 +171,34 @@ def voc_match(gt: Detections, det: Detections) -> VocMatch:
     return VocMatch(best_ground_truth(gt, det), score_order(det))
 
 
+def area_range(area: str | tuple[float, float] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` px^2 of a size bucket name (:data:`AREA_RANGES`) or a pair; None for None or "all"."""
+    if area is None or area == "all":
+        return None
+    if isinstance(area, str):
+        if area not in AREA_RANGES:
+            raise ValueError(f"area must be one of {tuple(AREA_RANGES)}, not {area!r}")
+        return AREA_RANGES[area]
+    lo, hi = (float(v) for v in area)
+    if not 0.0 <= lo <= hi:
+        raise ValueError(f"area range {area!r} must satisfy 0 <= lo <= hi")
+    return lo, hi
+
+
+def in_area(xyxy: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
+    """bool [N]: boxes whose area (w * h, px^2) lies in ``rng``, both bounds inclusive (COCOeval's test)."""
+    a = box_area(xyxy)
+    return (a >= rng[0]) & (a <= rng[1])
+
+
 def _evaluate_voc(gt: Detections, det: Detections, num_classes: int, ts: tuple[float, ...],
-                  use_07: bool, match: VocMatch | None = None) -> APResult:
-    n_gt = np.bincount(gt.class_id, minlength=num_classes).astype(np.int64)
-    n_det = np.bincount(det.class_id, minlength=num_classes).astype(np.int64)
+                  use_07: bool, match: VocMatch | None = None, area: tuple[float, float] | None = None) -> APResult:
+    gt_out = None if area is None else ~in_area(gt.xyxy, area)
+    det_out = None if area is None else ~in_area(det.xyxy, area)
+    n_gt = np.bincount(gt.class_id if gt_out is None else gt.class_id[~gt_out],
+                       minlength=num_classes).astype(np.int64)
+    n_det = np.bincount(det.class_id if det_out is None else det.class_id[~det_out],
+                        minlength=num_classes).astype(np.int64)
     match = voc_match(gt, det) if match is None else match
     best, order = match.best, match.order
     cls_sorted = det.class_id[order]
@@ -170,14 +208,21 @@ def _evaluate_voc(gt: Detections, det: Detections, num_classes: int, ts: tuple[f
     recalls, precisions = [], []
     empty = np.zeros(0)
     for ti, t in enumerate(ts):
-        tp_sorted = true_positives(best, order, t)[order]
+        if area is None:
+            tp_sorted, kept_sorted = true_positives(best, order, t)[order], None
+        else:
+            tp, ignored = true_positives_ignoring(best, order, t, gt_out, det_out)
+            tp_sorted, kept_sorted = tp[order], ~ignored[order]
         rec_t, prec_t = [], []
         for k in range(num_classes):   # a loop over classes only; each step is vectorised
             if n_gt[k] == 0:
                 rec_t.append(empty)
                 prec_t.append(empty)
                 continue
-            tp = np.cumsum(tp_sorted[lo[k]:hi[k]]).astype(np.float64)
+            seq = tp_sorted[lo[k]:hi[k]]
+            if kept_sorted is not None:  # ignored detections leave the ranking (COCO's area rule)
+                seq = seq[kept_sorted[lo[k]:hi[k]]]
+            tp = np.cumsum(seq).astype(np.float64)
             fp = np.arange(1, len(tp) + 1, dtype=np.float64) - tp
             rec = tp / float(n_gt[k])
             # The devkit guards tp + fp == 0 with eps; here tp + fp is the rank, always >= 1.
@@ -231,11 +276,16 @@ def _silent(*_args, **_kwargs) -> None:
     return None
 
 
-def _evaluate_coco(gt: Detections, det: Detections, num_classes: int, ts: tuple[float, ...]) -> APResult:
+def _evaluate_coco(gt: Detections, det: Detections, num_classes: int, ts: tuple[float, ...],
+                   area: tuple[float, float] | None = None) -> APResult:
     from faster_coco_eval import COCO, COCOeval_faster
 
-    n_gt = np.bincount(gt.class_id, minlength=num_classes).astype(np.int64)
-    n_det = np.bincount(det.class_id, minlength=num_classes).astype(np.int64)
+    if area is None:
+        n_gt = np.bincount(gt.class_id, minlength=num_classes).astype(np.int64)
+        n_det = np.bincount(det.class_id, minlength=num_classes).astype(np.int64)
+    else:
+        n_gt = np.bincount(gt.class_id[in_area(gt.xyxy, area)], minlength=num_classes).astype(np.int64)
+        n_det = np.bincount(det.class_id[in_area(det.xyxy, area)], minlength=num_classes).astype(np.int64)
     T, K = len(ts), num_classes
     ap = np.full((T, K), np.nan)
     recalls = tuple(tuple(COCO_RECALLS.copy() if n_gt[k] else np.zeros(0) for k in range(K)) for _ in ts)
@@ -251,8 +301,8 @@ def _evaluate_coco(gt: Detections, det: Detections, num_classes: int, ts: tuple[
     # Only what the headline AP needs: area "all", 100 detections per image and class. Set after
     # construction because passing ranges={} makes the library log a warning.
     ev.params.iouThrs = np.asarray(ts, dtype=np.float64)
-    ev.params.areaRng = [list(_COCO_AREA_ALL)]
-    ev.params.areaRngLbl = ["all"]
+    ev.params.areaRng = [list(_COCO_AREA_ALL) if area is None else list(area)]
+    ev.params.areaRngLbl = ["all" if area is None else "range"]
     ev.params.maxDets = [_COCO_MAX_DETS]
     ev.params.catIds = list(range(1, K + 1))
     ev.evaluate()
@@ -270,13 +320,16 @@ def _evaluate_coco(gt: Detections, det: Detections, num_classes: int, ts: tuple[
 
 def evaluate(gt: Detections, det: Detections, num_classes: int,
              iou: float | Sequence[float] | None = None, interp: Interp = "voc07",
-             match: VocMatch | None = None) -> APResult:
+             match: VocMatch | None = None, area: str | tuple[float, float] | None = None) -> APResult:
     """AP of ``det`` against ``gt`` for classes ``0..num_classes-1``.
 
     iou: one threshold or several; default 0.5 for VOC, COCO's .50:.05:.95 for "coco".
     interp: "voc07" (11-point), "voc" (all-point, VOC2010+) or "coco" (faster-coco-eval).
     match: :func:`voc_match` of these very ``gt`` and ``det``, when already computed (VOC interps only;
-    matching is most of the cost, and it does not depend on the threshold or the interpolation).
+    matching is most of the cost, and it does not depend on the threshold, the interpolation or the area).
+    area: None or "all", a bucket of :data:`AREA_RANGES` ("small", "medium", "large") or a ``(lo, hi)`` px^2
+    pair: AP over objects of that size under COCO's ignore rule (module docstring); ``n_gt`` / ``n_det`` then
+    count the boxes inside the range.
     Raises ValueError for an unknown interp, thresholds outside (0, 1], class ids outside the range or
     non-finite scores.
     """
@@ -285,9 +338,28 @@ def evaluate(gt: Detections, det: Detections, num_classes: int,
     if iou is None:
         iou = COCO_IOUS if interp == "coco" else 0.5
     ts = as_iou_thresholds(iou)
+    rng = area_range(area)
     _check(gt, det, num_classes)
     if interp == "coco":
-        return _evaluate_coco(gt, det, num_classes, ts)
+        return _evaluate_coco(gt, det, num_classes, ts, rng)
     if match is not None and len(match.order) != len(det):
         raise ValueError(f"match is for {len(match.order)} detections, not {len(det)}")
-    return _evaluate_voc(gt, det, num_classes, ts, use_07=(interp == "voc07"), match=match)
+    return _evaluate_voc(gt, det, num_classes, ts, use_07=(interp == "voc07"), match=match, area=rng)
+
+
+def size_counts(gt: Detections, num_classes: int) -> np.ndarray:
+    """int64 [len(SIZES), K]: ground-truth boxes of each class in each COCO size bucket (inclusive bounds, so a box
+    of exactly 32^2 or 96^2 px^2 counts in two buckets, as COCOeval evaluates it)."""
+    return np.stack([np.bincount(gt.class_id[in_area(gt.xyxy, AREA_RANGES[s])], minlength=num_classes)
+                     for s in SIZES]).astype(np.int64).reshape(len(SIZES), num_classes)
+
+
+def size_note(size: str) -> str:
+    """The size bucket in words, for captions: ``small objects (area <= 32^2 px^2 ...)``."""
+    if size in (None, "all"):
+        return "all object sizes"
+    lo, hi = AREA_RANGES[size]
+    rng = f"area <= {hi:g} px2" if lo == 0 else (f"area >= {lo:g} px2" if size == "large" else
+                                                  f"{lo:g} <= area <= {hi:g} px2")
+    return (f"{size} objects only ({rng} of the original image, COCO's bounds; GT outside ignored, detections "
+            "matched to it or unmatched outside the range ignored)")

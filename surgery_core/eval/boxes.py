@@ -4,8 +4,11 @@ Per image and class (docs/DESIGN.md section 4):
 
 1. working map: the raw grid min-max normalised to 0-1 and upsampled to the working resolution
    (:func:`surgery_core.eval.maps.working_map`; ``box_resolution`` pixels square, or the image's own size);
-2. threshold: ``mask = map >= np.percentile(map, p)`` with numpy's default (linear) interpolation over all
-   working-map pixels;
+2. threshold, by the box rule (``BoxParams.rule``): ``mask = map >= t`` with ``t`` the ``p``-th percentile of the
+   map (``np.percentile``, numpy's default linear interpolation over all working-map pixels; the seed's rule and
+   the default), Otsu's threshold of the map (:func:`otsu_threshold`: 256 bins over 0-1) or a fixed value of the
+   0-1 map (compared in float32). A rule other than the percentile is a :class:`BoxRule`; wherever a percentile
+   is passed (``percentiles`` of the sweeps, the cells of a run), a :class:`BoxRule` may stand in its place;
 3. morphology: close then open with a ``morph_kernel`` x ``morph_kernel`` rectangle (1 = off), which fills
    gaps narrower than the kernel and then removes specks smaller than it, with OpenCV's default borders
    (as the seed): erosion counts the outside as foreground, so a region touching the image edge keeps its
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence, Union
 
 import cv2
 import numpy as np
@@ -36,6 +39,73 @@ from surgery_core.parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
+#: Values of the fixed-value rule swept by the Threshold sweep (0-1 map values).
+DEFAULT_SWEEP_FIXED: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: The box rules: the seed's percentile of each map, Otsu's threshold of each map, a fixed value of the 0-1 map.
+RULES: tuple[str, ...] = ("percentile", "otsu", "fixed")
+OTSU_BINS = 256
+
+
+@dataclass(frozen=True)
+class BoxRule:
+    """A box rule other than the percentile, in the place of a percentile (a *cut*: a float is a percentile).
+
+    kind: "otsu" (Otsu's threshold of each working map, :func:`otsu_threshold`; no parameter, value 0) or "fixed"
+    (the 0-1 working map at or above ``value``)."""
+
+    kind: Literal["otsu", "fixed"]
+    value: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("otsu", "fixed"):
+            raise ValueError(f"box rule must be 'otsu' or 'fixed' (a percentile is a plain number), not {self.kind!r}")
+        if self.kind == "otsu" and self.value != 0.0:
+            raise ValueError("Otsu's rule has no parameter (value 0)")
+        if self.kind == "fixed" and not 0.0 <= float(self.value) <= 1.0:
+            raise ValueError(f"a fixed threshold is a value of the 0-1 map, got {self.value}")
+        object.__setattr__(self, "value", float(self.value))
+
+    def __format__(self, spec: str) -> str:  # f"{cut:g}" anywhere a percentile was formatted: the rule's tag
+        return cut_tag(self)
+
+
+Cut = Union[float, BoxRule]
+"""A box cut: a percentile (a float, 0-100) or a :class:`BoxRule`."""
+
+
+def as_cut(c) -> Cut:
+    """A cut in its canonical form: a :class:`BoxRule` as it is, anything else as a float percentile."""
+    return c if isinstance(c, BoxRule) else float(c)
+
+
+def cut_tag(c: Cut) -> str:
+    """Short stable text of a cut (folder names, labels): ``p90``, ``otsu``, ``fixed0.5``."""
+    c = as_cut(c)
+    if isinstance(c, BoxRule):
+        return "otsu" if c.kind == "otsu" else f"fixed{c.value:g}"
+    return f"p{c:g}"
+
+
+def cut_short(c: Cut) -> str:
+    """A cut in a few characters for labels: ``p90``, ``Otsu``, ``fixed 0.5``."""
+    c = as_cut(c)
+    if isinstance(c, BoxRule):
+        return "Otsu" if c.kind == "otsu" else f"fixed {c.value:g}"
+    return f"p{c:g}"
+
+
+def cut_label(c: Cut) -> str:
+    """A cut in words for captions: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
+    c = as_cut(c)
+    if isinstance(c, BoxRule):
+        return "Otsu" if c.kind == "otsu" else f"fixed value {c.value:g}"
+    return f"percentile {c:g}"
+
+
+def cut_sort_key(c: Cut) -> tuple:
+    """Percentiles first (ascending), then Otsu, then fixed values (ascending)."""
+    c = as_cut(c)
+    return (0, c) if not isinstance(c, BoxRule) else ((1, 0.0) if c.kind == "otsu" else (2, c.value))
 
 
 class BoxParams(BaseModel):
@@ -61,10 +131,31 @@ class BoxParams(BaseModel):
                                                  "per method, protocol and percentile, the highest scores first, "
                                                  "as detectors and COCO's maxDets do; 0 = no cap. Applied by "
                                                  "the run's box store, see maxdets.py")
+    rule: Literal["percentile", "otsu", "fixed"] = Field(
+        "percentile", description="box rule: percentile (the seed's: ``percentile`` of each map), otsu (Otsu's "
+                                  "threshold of each min-max-normalised working map, 256 bins) or fixed "
+                                  "(``fixed_value`` of the 0-1 map)")
+    fixed_value: float = Field(0.5, ge=0.0, le=1.0, description="threshold of the fixed rule, a 0-1 map value")
     refine: Literal["none", "pamr"] = Field(
         "none", description="refine each class map before thresholding: none, or pamr (10 iterations, "
                             "dilations 8 and 16 px at the model's input size, guided by the image; NACLIP's "
                             "setting). Applied by the run (evaluation.cut_boxes, Run.boxes_for), see refine.py")
+
+    @property
+    def cut(self) -> Cut:
+        """The cut of these parameters: ``percentile`` as a float, or the :class:`BoxRule` of the other rules."""
+        if self.rule == "otsu":
+            return BoxRule("otsu")
+        if self.rule == "fixed":
+            return BoxRule("fixed", self.fixed_value)
+        return float(self.percentile)
+
+    def with_cut(self, c: Cut) -> "BoxParams":
+        """These parameters cutting at ``c`` (a percentile or a :class:`BoxRule`)."""
+        c = as_cut(c)
+        if isinstance(c, BoxRule):
+            return self.model_copy(update={"rule": c.kind} | ({"fixed_value": c.value} if c.kind == "fixed" else {}))
+        return self.model_copy(update={"rule": "percentile", "percentile": c})
 
     @field_validator("morph_kernel")
     @classmethod
@@ -119,6 +210,54 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
     d = b - a
     # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.
     return np.where(upper, b - d * one_minus_t, a + d * t)
+
+
+def otsu_threshold(wmap: np.ndarray) -> np.float32:
+    """Otsu's threshold of a 0-1 working map, as a threshold of ``map >= t``.
+
+    The map's values are binned into :data:`OTSU_BINS` equal bins over [0, 1] (bin ``i`` is ``[i/256, (i+1)/256)``,
+    the last one closed, as ``np.histogram(map, 256, (0, 1))``); Otsu's split maximises the between-class variance
+    ``w0 w1 (mu0 - mu1)^2`` over the splits after bin ``k`` (bin centres as values; the first maximum on ties, as
+    OpenCV's THRESH_OTSU on the binned map), and the threshold is the upper edge ``(k + 1) / 256`` of the last
+    background bin: exactly the pixels of bins ``k + 1 ...`` are foreground. A constant map (one filled bin) gives
+    ``k = 0``: no pixel of an all-zero map is foreground.
+    """
+    flat = np.asarray(wmap, dtype=np.float32).ravel().astype(np.float64)
+    if flat.size == 0:
+        raise ValueError("cannot take Otsu's threshold of an empty map")
+    idx = np.clip(np.floor(flat * OTSU_BINS), 0, OTSU_BINS - 1).astype(np.int64)  # x * 256 is exact in float64
+    hist = np.bincount(idx, minlength=OTSU_BINS).astype(np.float64)
+    centres = (np.arange(OTSU_BINS) + 0.5) / OTSU_BINS
+    w0 = np.cumsum(hist)[:-1]
+    w1 = hist.sum() - w0
+    m0 = np.cumsum(hist * centres)[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = w0 * w1 * (m0 / w0 - (np.dot(hist, centres) - m0) / w1) ** 2
+    between[(w0 == 0) | (w1 == 0)] = 0.0
+    k = int(np.argmax(between))
+    return np.float32((k + 1) / OTSU_BINS)
+
+
+def cut_thresholds(wmap: np.ndarray, cuts: Sequence) -> np.ndarray:
+    """float32 ``[len(cuts)]``: the threshold of each cut on one 0-1 working map. Percentiles are
+    :func:`percentile_thresholds` (the same call, bit for bit, when every cut is a percentile), Otsu is
+    :func:`otsu_threshold`, a fixed value is itself in float32."""
+    cuts = [as_cut(c) for c in cuts]
+    rules = [i for i, c in enumerate(cuts) if isinstance(c, BoxRule)]
+    if not rules:
+        return percentile_thresholds(wmap, cuts)
+    out = np.empty(len(cuts), np.float32)
+    pct = [i for i, c in enumerate(cuts) if not isinstance(c, BoxRule)]
+    if pct:
+        out[pct] = percentile_thresholds(wmap, [cuts[i] for i in pct])
+    otsu = None
+    for i in rules:
+        if cuts[i].kind == "otsu":
+            otsu = otsu_threshold(wmap) if otsu is None else otsu
+            out[i] = otsu
+        else:
+            out[i] = np.float32(cuts[i].value)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -248,8 +387,9 @@ def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
 
 def boxes_from_map_sweep(wmap: np.ndarray, image_w: int, image_h: int, params: BoxParams,
                          percentiles: Sequence[float], class_prob: float = 1.0) -> list[BoxList]:
-    """Boxes at each percentile of one 0-1 working map, original-image pixels; one list entry per percentile."""
-    return boxes_at_thresholds(wmap, percentile_thresholds(wmap, percentiles), image_w, image_h, params,
+    """Boxes at each percentile (or :class:`BoxRule`) of one 0-1 working map, original-image pixels; one list entry
+    per percentile."""
+    return boxes_at_thresholds(wmap, cut_thresholds(wmap, percentiles), image_w, image_h, params,
                                class_prob)
 
 
@@ -266,12 +406,13 @@ def boxes_from_grid_sweep(grid2d: np.ndarray, image_w: int, image_h: int, params
 
 def boxes_from_grid(grid2d: np.ndarray, image_w: int, image_h: int, params: BoxParams,
                     class_prob: float = 1.0) -> BoxList:
-    """Boxes at ``params.percentile`` from a raw ``[grid_h, grid_w]`` grid, in original-image pixels.
+    """Boxes by the rule of ``params`` (:attr:`BoxParams.cut`) from a raw ``[grid_h, grid_w]`` grid, in
+    original-image pixels.
 
     Returns ``(xyxy float64 [n, 4], score float64 [n])``; scores are 0-1 map values (times ``class_prob``
     when ``params.class_prob_weight``).
     """
-    return boxes_from_grid_sweep(grid2d, image_w, image_h, params, [params.percentile], class_prob)[0]
+    return boxes_from_grid_sweep(grid2d, image_w, image_h, params, [params.cut], class_prob)[0]
 
 
 # ----------------------------------------------------------------------------------------- many maps
@@ -306,7 +447,7 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
                                       chunk.pair_prob.tolist(), also):
         w, h = chunk.sizes[row]
         wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
-        index, xyxy, score = _cut(wmap, percentile_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
+        index, xyxy, score = _cut(wmap, cut_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
         if not len(score):
             continue
         ids = (np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64))
@@ -394,7 +535,7 @@ def sweep_two_sets(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params:
 def _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs, class_probs, image_ids,
            workers, chunk_pairs, progress, max_dets, also_weighted: bool | None = None) -> list[dict]:
     """The body of :func:`sweep_detections` and :func:`sweep_two_sets`: one dict per set of pairs."""
-    percentiles = tuple(float(p) for p in percentiles)
+    percentiles = tuple(as_cut(p) for p in percentiles)
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
     n_img = len(grids)
     if len(sizes) != n_img:
@@ -480,7 +621,8 @@ def extract_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, par
                        pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
                        class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
                        workers: int = 1, chunk_pairs: int | None = None) -> Detections:
-    """Boxes for many (image, class) pairs at ``params.percentile``; see :func:`sweep_detections`."""
-    return sweep_detections(grids, image_sizes, params, [params.percentile], pair_image=pair_image,
+    """Boxes for many (image, class) pairs by the rule of ``params`` (:attr:`BoxParams.cut`); see
+    :func:`sweep_detections`."""
+    return sweep_detections(grids, image_sizes, params, [params.cut], pair_image=pair_image,
                             pair_class=pair_class, class_probs=class_probs, image_ids=image_ids,
-                            workers=workers, chunk_pairs=chunk_pairs)[float(params.percentile)]
+                            workers=workers, chunk_pairs=chunk_pairs)[params.cut]

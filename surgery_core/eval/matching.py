@@ -157,6 +157,35 @@ def true_positives(best: BestMatch, order: np.ndarray, threshold: float) -> np.n
     return tp
 
 
+def true_positives_ignoring(best: BestMatch, order: np.ndarray, threshold: float, gt_ignore: np.ndarray,
+                            det_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, ignored) bool [N] (input order) at one IoU threshold when some ground truth and detections are to be
+    ignored (COCO's area rule, with the VOC devkit's "difficult" semantics):
+
+    - a detection whose best ground truth overlaps at the threshold but is ignored (``gt_ignore``) is ignored,
+      whether or not that ground truth was already matched (the devkit skips difficult objects so);
+    - otherwise the usual greedy rule (:func:`true_positives`) decides TP or FP, ignored ground truth never
+      being claimed;
+    - a detection that is not a TP and is itself to be ignored (``det_ignore``: outside the area range) is
+      ignored, as COCOeval ignores unmatched detections outside the range.
+    """
+    n = len(best.best_gt)
+    tp = np.zeros(n, dtype=bool)
+    if n == 0:
+        return tp, np.zeros(0, dtype=bool)
+    g = best.best_gt[order]
+    overlaps = (g >= 0) & (best.best_iou[order] >= threshold)
+    on_ignored = np.zeros(n, dtype=bool)
+    on_ignored[overlaps] = np.asarray(gt_ignore, bool)[g[overlaps]]
+    eligible = np.flatnonzero(overlaps & ~on_ignored)
+    _, first = np.unique(g[eligible], return_index=True)
+    tp[order[eligible[first]]] = True
+    ignored = np.zeros(n, dtype=bool)
+    ignored[order] = on_ignored
+    ignored |= ~tp & np.asarray(det_ignore, bool)
+    return tp, ignored
+
+
 def as_iou_thresholds(iou: float | Sequence[float]) -> tuple[float, ...]:
     """One threshold or several as a tuple of floats; ValueError when empty or outside (0, 1]."""
     ts = tuple(float(t) for t in np.atleast_1d(np.asarray(iou, dtype=np.float64)))

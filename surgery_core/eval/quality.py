@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
-from surgery_core.eval.boxes import BoxParams, boxes_at_thresholds, percentile_thresholds
+from surgery_core.eval.boxes import BoxParams, as_cut, boxes_at_thresholds, cut_thresholds
 from surgery_core.eval.maps import box_mask, image_scale, raw_working_map, working_map
 from surgery_core.eval.matching import box_iou
 from surgery_core.parallel import resolve_workers, spawn_map
@@ -121,8 +121,8 @@ def heatmap_quality(grid2d: np.ndarray, image_w: int, image_h: int, gt_xyxy: np.
     wmap = working_map(grid2d, image_w, image_h, params.box_resolution)
     inside = box_mask(gt, image_w, image_h, params.box_resolution)
 
-    percentiles = tuple(float(p) for p in percentiles)
-    thresholds = percentile_thresholds(wmap, percentiles)
+    percentiles = tuple(as_cut(p) for p in percentiles)  # a BoxRule may stand for a percentile
+    thresholds = cut_thresholds(wmap, percentiles)
     boxes = boxes_at_thresholds(wmap, thresholds, image_w, image_h, params)
     n_px = wmap.size
     return PairQuality(

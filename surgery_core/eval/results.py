@@ -133,9 +133,10 @@ class APTables:
     means.
     """
 
-    percentile: float
+    percentile: float | None
     protocol_notes: dict[str, str]
     entries: dict[str, dict[str, dict[str, APEntry]]]
+    box_rule: str | None = None  # a rule other than the percentile (then ``percentile`` is None), in words
 
     @property
     def methods(self) -> list[str]:
@@ -177,13 +178,19 @@ class APTables:
     def to_dict(self) -> dict:
         return {"percentile": self.percentile, "protocol_notes": dict(self.protocol_notes),
                 "tables": {m: {pr: {it: e.to_dict() for it, e in bi.items()} for pr, bi in bp.items()}
-                           for m, bp in self.entries.items()}}
+                           for m, bp in self.entries.items()}} | ({} if self.box_rule is None else
+                                                                  {"box_rule": self.box_rule})
 
     @classmethod
     def from_dict(cls, d: dict) -> "APTables":
         return cls(d["percentile"], dict(d["protocol_notes"]),
                    {m: {pr: {it: APEntry.from_dict(e) for it, e in bi.items()} for pr, bi in bp.items()}
-                    for m, bp in d["tables"].items()})
+                    for m, bp in d["tables"].items()}, d.get("box_rule"))
+
+    @property
+    def cut_text(self) -> str:
+        """The box rule of the tables in words: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
+        return self.box_rule or f"percentile {self.percentile:g}"
 
 
 # ============================================================================================ sweep
@@ -305,3 +312,86 @@ class QualityTables:
     def from_dict(cls, d: dict) -> "QualityTables":
         return cls(list(d["percentiles"]), d["tolerance_px_at_224"], d["gt_response_units"],
                    {m: MethodQuality.from_dict(q) for m, q in d["methods"].items()})
+
+
+# ============================================================================================ CorLoc
+@dataclass(frozen=True)
+class CorLocEntry:
+    """CorLoc of one method and protocol (:mod:`surgery_core.eval.corloc`): ``corloc[iou_key]`` the mean over
+    classes that occur in some image; ``per_class[class][iou_key]`` (None for a class in no image); ``n_images``
+    the images that contain each class."""
+
+    corloc: dict[str, float | None]
+    per_class: dict[str, dict[str, float | None]]
+    n_images: dict[str, int]
+
+    @classmethod
+    def from_result(cls, res, class_names) -> "CorLocEntry":
+        """From a :class:`~surgery_core.eval.corloc.CorLocResult`."""
+        keys = [iou_key(t) for t in res.iou_thresholds]
+        return cls({k: none_if_nan(v) for k, v in zip(keys, res.mean)},
+                   {c: {k: none_if_nan(res.corloc[t, j]) for t, k in enumerate(keys)}
+                    for j, c in enumerate(class_names)},
+                   {c: int(res.n_images[j]) for j, c in enumerate(class_names)})
+
+    def to_dict(self) -> dict:
+        return {"CorLoc": dict(self.corloc), "per_class": {c: dict(v) for c, v in self.per_class.items()},
+                "n_images": dict(self.n_images)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CorLocEntry":
+        return cls(dict(d["CorLoc"]), {c: dict(v) for c, v in d["per_class"].items()}, dict(d["n_images"]))
+
+
+@dataclass(frozen=True)
+class CorLocTables:
+    """CorLoc of every method and protocol of a run at its box rule (``corloc.json``): ``entries[method][protocol]``
+    at each of ``ious`` (the run's IoU thresholds and 0.5, the papers' threshold); ``box_note`` says how boxes were
+    cut, ``note`` what CorLoc is.
+
+    Read it as ``run.corloc().entry("vv_mixed", "present").corloc["0.5"]``."""
+
+    ious: list[float]
+    box_note: str
+    note: str
+    entries: dict[str, dict[str, CorLocEntry]]
+
+    def entry(self, method: str, protocol: str) -> CorLocEntry:
+        return self.entries[method][protocol]
+
+    def to_frame(self):
+        """CorLoc as a long table: method, protocol, iou, CorLoc (None where undefined)."""
+        rows = [[m, pr, k, v] for m, bp in self.entries.items() for pr, e in bp.items() for k, v in e.corloc.items()]
+        return _rows_frame(["method", "protocol", "iou", "CorLoc"], rows, keep_none="CorLoc")
+
+    def to_dict(self) -> dict:
+        return {"ious": list(self.ious), "box_note": self.box_note, "note": self.note,
+                "tables": {m: {pr: e.to_dict() for pr, e in bp.items()} for m, bp in self.entries.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CorLocTables":
+        return cls(list(d["ious"]), d["box_note"], d["note"],
+                   {m: {pr: CorLocEntry.from_dict(e) for pr, e in bp.items()} for m, bp in d["tables"].items()})
+
+
+# ============================================================================================ AP by object size
+@dataclass(frozen=True)
+class SizeAPTables:
+    """AP by object size (``ap_by_size.json``): ``tables[size]`` the :class:`APTables` of one COCO size bucket
+    (small, medium, large: :data:`surgery_core.eval.ap.AREA_RANGES`), and ``size_mix[class][size]`` the ground-truth
+    boxes of each class in each bucket (a box of exactly 32^2 or 96^2 px^2 counts in both of its buckets, as
+    COCOeval's inclusive bounds do)."""
+
+    bounds: dict[str, list[float]]
+    size_mix: dict[str, dict[str, int]]
+    tables: dict[str, APTables]
+
+    def to_dict(self) -> dict:
+        return {"bounds": {s: list(b) for s, b in self.bounds.items()},
+                "size_mix": {c: dict(v) for c, v in self.size_mix.items()},
+                "tables": {s: t.to_dict() for s, t in self.tables.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SizeAPTables":
+        return cls({s: list(b) for s, b in d["bounds"].items()}, {c: dict(v) for c, v in d["size_mix"].items()},
+                   {s: APTables.from_dict(t) for s, t in d["tables"].items()})

@@ -10,7 +10,8 @@ Accepted detection files (boxes in original-image pixels):
   1 = airplane ... 20 = windmill), which is how DIOR is usually converted to COCO. To use other ids, wrap
   the list as ``{"annotations": [...], "categories": [{"id", "name"}, ...]}``: then ids map through the
   category names (aliases accepted), and an optional ``"images": [{"id", "file_name"}]`` maps numeric
-  image ids to file stems.
+  image ids to file stems. Against a dataset read from a COCO file (``surgery score --coco``), a plain
+  list's ``image_id`` and ``category_id`` are that file's own ids, as pycocotools' ``loadRes`` reads them.
 
 Image ids are the dataset's image ids (DIOR: the file stem, ``11726``). A file name (``11726.jpg``) is
 accepted for its stem, and a bare integer (``1``, as written by tools that drop leading zeros) for the
@@ -34,10 +35,10 @@ import numpy as np
 
 from surgery_core.data.classes import ClassIndex
 from surgery_core.data.detections import Detections
+from surgery_core.data.exchange import CSV_COLUMNS
 from surgery_core.errors import InputError
 from surgery_core.eval.ap import COCO_IOUS, evaluate
 
-CSV_COLUMNS = ("image_id", "class", "xmin", "ymin", "xmax", "ymax", "score")
 
 
 class ScoringDataset(Protocol):
@@ -221,11 +222,15 @@ def read_coco_detections(path: str | Path, dataset: ScoringDataset) -> Detection
 
     images = _ImageIds(dataset)
     key = None
+    coco_images = getattr(dataset, "coco_image_ids", None)
+    coco_categories = getattr(dataset, "coco_category_ids", None)
     if isinstance(doc, list):
         entries = doc
-        # Plain results list: category id k is the k-th class of the dataset, 1-based.
-        cat_to_class = {k + 1: k for k in range(len(dataset.classes))}
-        image_names: dict[int, str] = {}
+        if coco_categories is not None:  # the dataset is a COCO file: results name its own ids
+            cat_to_class, image_names = dict(coco_categories), dict(coco_images or {})
+        else:  # Plain results list: category id k is the k-th class of the dataset, 1-based.
+            cat_to_class = {k + 1: k for k in range(len(dataset.classes))}
+            image_names = {}
     elif isinstance(doc, dict) and isinstance(doc.get("annotations"), list):
         key, entries = "annotations", doc["annotations"]
         cats = doc.get("categories")
@@ -273,6 +278,7 @@ def read_coco_detections(path: str | Path, dataset: ScoringDataset) -> Detection
             k = None if isinstance(cat, bool) else cat_to_class.get(cat)
             if k is None:
                 raise ValueError(f"unknown category_id {cat!r} (" + (
+                    "not a category of the ground-truth file" if key is None and coco_categories is not None else
                     f"1..{len(dataset.classes)} = {dataset.classes[0]}..{dataset.classes[-1]}"
                     if key is None or doc.get("categories") is None else "not in 'categories'") + ")")
             raw = e["image_id"]

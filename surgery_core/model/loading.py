@@ -178,6 +178,8 @@ class LoadedModel:
     patch_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    name: str | None = None  # the catalog or registered name it was loaded by, if any
+    note: str = ""  # one warning line about how it was loaded (QuickGELU likely missing, sha256 mismatch accepted)
     _text_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -203,8 +205,34 @@ def _check_surgery_compatible(model, arch: str) -> None:
                                "ResidualAttentionBlock (nn.MultiheadAttention) is supported")
 
 
+def quickgelu_hint(path: Path, sha256: str | None) -> str | None:
+    """Why a checkpoint loaded without QuickGELU looks like it needs it (OpenAI-initialised weights), or None:
+    its sha256 is a catalog model's that uses QuickGELU, the ``open_clip_config.json`` beside it (a hub snapshot)
+    says ``quick_gelu``, or its file name names OpenAI CLIP or a model fine-tuned from it."""
+    from surgery_core.model.catalog import CATALOG
+
+    for entry in CATALOG.values():
+        if sha256 and entry.sha256 == sha256 and entry.quickgelu:
+            return f"it is catalog model {entry.name} (use --model {entry.name})"
+    try:
+        import json
+
+        cfg = json.loads((path.parent / "open_clip_config.json").read_text(encoding="utf-8"))
+        if cfg.get("model_cfg", {}).get("quick_gelu"):
+            return "the open_clip_config.json beside it says quick_gelu"
+    except (OSError, ValueError, AttributeError):
+        pass
+    n = path.name.lower().replace("_", "-")
+    large_or_base = not any(t in n for t in ("h-14", "h14"))  # GeoRSCLIP's H-14 is LAION-initialised
+    if ("openai" in n or "remoteclip" in n or (("rs5m" in n or "georsclip" in n) and large_or_base)
+            or ("skyclip" in n and ("l14" in n or "l-14" in n))):
+        return f"its name ({path.name}) says it comes from OpenAI CLIP weights"
+    return None
+
+
 def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool = False,
-               device: str | torch.device = "cpu", *, random_weights: bool = False) -> LoadedModel:
+               device: str | torch.device = "cpu", *, random_weights: bool = False, name: str | None = None,
+               expected_sha256: str | None = None, allow_sha256_mismatch: bool = False) -> LoadedModel:
     """Build ``arch`` with open_clip (no download) and load ``checkpoint`` strictly.
 
     quickgelu: use QuickGELU activations, as OpenAI CLIP and RemoteCLIP (fine-tuned from it) do.
@@ -212,6 +240,10 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     them; any other architecture is refused
     (CheckpointError saying how to pass one) unless ``random_weights``, which keeps the initialisation (seeded,
     so the same for every call): for tests and throughput figures only, its heatmaps mean nothing.
+    name, expected_sha256: the catalog or registered model the checkpoint is loaded as, and its published sha256;
+    a file with another sha256 is refused (CheckpointError) unless ``allow_sha256_mismatch``, and then the
+    loaded model's ``note`` says so. A bare checkpoint that looks OpenAI-initialised, loaded without QuickGELU,
+    gets a ``note`` too (see :func:`quickgelu_hint`).
     """
     shipped = shipped_model(arch)  # also makes extensions' architectures (the demo's) known to open_clip
     if ":" in arch:
@@ -238,15 +270,29 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
                                         "(--checkpoint FILE, or model.checkpoint in a run configuration), or "
                                         "ask for random weights explicitly (--random-weights, for tests)")
         checkpoint = shipped.weights
-    sha = None
+    sha, note = None, ""
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
+        if expected_sha256 and checkpoint.is_file():  # before reading it: a wrong file fails fast
+            sha = content_sha256(checkpoint)
+            if sha != expected_sha256:
+                if not allow_sha256_mismatch:
+                    raise CheckpointError(checkpoint, f"sha256 {sha} differs from model {name}'s published "
+                                                      f"{expected_sha256}: another or a damaged file. Pull it again "
+                                                      "('surgery models pull'), or load it anyway with "
+                                                      "--allow-sha256-mismatch (the run will say so)")
+                note = (f"checkpoint {checkpoint.name} (sha256 {sha[:16]}...) is NOT model {name}'s published file "
+                        f"(sha256 {expected_sha256[:16]}...): loaded anyway, as asked (--allow-sha256-mismatch)")
         state = read_state_dict(checkpoint)
         problem = _describe_mismatch(checkpoint, arch, model, state)
         if problem:
             raise CheckpointError(checkpoint, problem)
         model.load_state_dict(state, strict=True)
-        sha = content_sha256(checkpoint)
+        sha = sha or content_sha256(checkpoint)
+        hint = None if quickgelu or name else quickgelu_hint(checkpoint, sha)
+        if hint:
+            note = (f"checkpoint {checkpoint.name} is loaded without QuickGELU, but {hint}: its maps will be "
+                    "subtly wrong; pass --quickgelu")
     model.eval().to(device)
     visual = model.visual
     cfg = getattr(visual, "preprocess_cfg", {}) or {}
@@ -254,7 +300,8 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
     return LoadedModel(model=model, tokenizer=open_clip.get_tokenizer(arch), arch=arch, quickgelu=quickgelu,
                        checkpoint=None if checkpoint is None else str(checkpoint), checkpoint_sha256=sha,
-                       image_size=visual.image_size[0], patch_size=visual.patch_size[0], mean=mean, std=std)
+                       image_size=visual.image_size[0], patch_size=visual.patch_size[0], mean=mean, std=std,
+                       name=name, note=note)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -38,6 +38,7 @@ import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
+from surgery_core.eval.boxes import Cut, as_cut, cut_tag
 from surgery_core.files import shared_mode
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
@@ -51,7 +52,8 @@ def box_key(cfg: RunConfig, gs: GridSet) -> str:
     """16 hex digits over everything a run's boxes depend on except the method, protocol and percentile."""
     doc = {"grids": gs.key, "data": cfg.data.model_dump(mode="json"), "classes": list(gs.classes),
            "rows": hashlib.sha256(np.ascontiguousarray(gs.rows, np.int64).tobytes()).hexdigest(),
-           "boxes": cfg.boxes.model_dump(mode="json", exclude={"percentile"})}
+           # the box rule is part of each cell's folder name, not of the key: runs of any rule share the key
+           "boxes": cfg.boxes.model_dump(mode="json", exclude={"percentile", "rule", "fixed_value"})}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -61,8 +63,9 @@ class CellStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def path(self, method: str, protocol: str, percentile: float) -> Path:
-        return self.root / method / protocol / f"p{float(percentile):g}"
+    def path(self, method: str, protocol: str, percentile: Cut) -> Path:
+        """The cell's folder: ``p<percentile>``, or ``otsu`` / ``fixed<value>`` for the other box rules."""
+        return self.root / method / protocol / cut_tag(percentile)
 
     def has(self, method: str, protocol: str, percentile: float) -> bool:
         d = self.path(method, protocol, percentile)
@@ -133,12 +136,12 @@ class RunBoxes:
         """Cells not stored yet among the given ones (default: the run's methods, protocols, percentiles)."""
         ms = self.cfg.methods if methods is None else tuple(methods)
         prs = self.cfg.protocols if protocols is None else tuple(protocols)
-        ps = all_percentiles(self.cfg) if percentiles is None else tuple(float(p) for p in percentiles)
+        ps = all_percentiles(self.cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
         return [(m, pr, p) for m in ms for pr in prs for p in ps if not self.cells.has(m, pr, p)]
 
     def get(self, method: str, protocol: str, percentile: float) -> Detections:
         """The boxes of one cell, cut and stored first when missing."""
-        key = (method, protocol, float(percentile))
+        key = (method, protocol, as_cut(percentile))
         with self._mem_lock:
             if key in self._mem:
                 self._mem.move_to_end(key)

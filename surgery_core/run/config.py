@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from surgery_core.errors import InputError
-from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams
+from surgery_core.eval.boxes import DEFAULT_SWEEP_FIXED, DEFAULT_SWEEP_PERCENTILES, BoxParams
 from surgery_core.eval.quality import SEED_QUALITY_PERCENTILES
 from surgery_core.model.methods import DEFAULT_METHODS, METHODS
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET, PROMPT_SETS, prompt_set_fingerprint
@@ -42,6 +42,36 @@ class ModelConfig(_Frozen):
     arch: str = "Demo-ViT-32"
     checkpoint: str | None = Field(None, description="local state dict; None with the demo arch = shipped weights")
     quickgelu: bool = False
+    name: str | None = Field(None, description="catalog or registered model (surgery models): sets arch, QuickGELU "
+                                               "and sha256; its file is found on this machine (or at checkpoint)")
+    sha256: str | None = Field(None, description="the checkpoint's expected sha256 (set from the model's name)")
+    allow_sha256_mismatch: bool = Field(False, description="load a named model whose file's sha256 differs from "
+                                                           "its published one (the run says so)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data):
+        """A model name sets architecture, QuickGELU and sha256 together; a contradicting value is refused (an
+        OpenAI-initialised model without QuickGELU cannot be built through its name)."""
+        if not isinstance(data, dict) or not data.get("name"):
+            return data
+        from surgery_core.model.local_models import find_model
+
+        try:
+            entry = find_model(str(data["name"]))
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+        data = dict(data)
+        for key, want in (("arch", entry.arch), ("quickgelu", entry.quickgelu), ("sha256", entry.sha256)):
+            given = data.get(key)
+            if given is not None and given != want:
+                why = (" (it was initialised from OpenAI CLIP, whose weights need QuickGELU)" if key == "quickgelu"
+                       and want else "")
+                flag = {"arch": "--arch / ", "quickgelu": "--quickgelu / "}.get(key, "")
+                raise ValueError(f"model {entry.name} has {key} {want}{why}, but {key} {given} was asked; leave "
+                                 f"{flag}model.{key} out (the name sets it)")
+            data[key] = want
+        return data
 
 
 class InputConfig(_Frozen):
@@ -68,10 +98,16 @@ class InputConfig(_Frozen):
 
 #: (section, field, default) of fields added after runs and result files were stored: while at their default
 #: they are left out of the run hash (section None: a top-level field) ...
-_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0))
+_HASH_NEUTRAL_DEFAULTS = (("boxes", "refine", "none"), (None, "pointing_tolerance_px_at_224", 15.0),
+                          ("model", "name", None), ("model", "sha256", None), ("model", "allow_sha256_mismatch", False),
+                          ("boxes", "rule", "percentile"), ("boxes", "fixed_value", 0.5),
+                          (None, "sweep_fixed_values", list(DEFAULT_SWEEP_FIXED)))
 #: ... and these also out of every file that dumps the configuration (``refine`` has been written since before
-#: the result files' schema was fixed, so it stays).
-_FILE_NEUTRAL_DEFAULTS = _HASH_NEUTRAL_DEFAULTS[1:] + (("input", "posembed", "official"),)
+#: the result files' schema was fixed, so it stays; the box rule's fields and the fixed-value sweep are written, so
+#: that every file names its rule; ``input.posembed`` is in the hash where the input is resized, see canonical_json).
+_FILE_NEUTRAL_DEFAULTS = tuple(r for r in _HASH_NEUTRAL_DEFAULTS
+                               if r[0] == "model" or r[1] == "pointing_tolerance_px_at_224") + \
+    (("input", "posembed", "official"),)
 
 
 def _without_neutral_defaults(doc: dict, rules) -> dict:
@@ -97,6 +133,8 @@ class RunConfig(_Frozen):
     interps: tuple[Literal["voc07", "voc", "coco"], ...] = ("voc07", "voc", "coco")
     sweep_percentiles: tuple[float, ...] = DEFAULT_SWEEP_PERCENTILES
     quality_percentiles: tuple[float, ...] = SEED_QUALITY_PERCENTILES
+    sweep_fixed_values: tuple[float, ...] = Field(DEFAULT_SWEEP_FIXED, description="values of the 0-1 map the "
+                                                  "threshold sweep cuts at under the fixed-value box rule")
     figure_samples: int = Field(10, ge=0, description="three-column PNGs per method")
     pointing_tolerance_px_at_224: float = Field(
         15.0, ge=0, description="pointing game: a hit may miss the GT box by this many px, on a 224-pixel image "
@@ -118,6 +156,16 @@ class RunConfig(_Frozen):
             raise ValueError(f"percentiles must be between 0 and 100, got {', '.join(f'{p:g}' for p in bad)}")
         if not v:
             raise ValueError("needs at least one percentile")
+        return v
+
+    @field_validator("sweep_fixed_values")
+    @classmethod
+    def _fixed_in_range(cls, v):
+        bad = [x for x in v if not 0.0 <= x <= 1.0]
+        if bad:
+            raise ValueError(f"fixed thresholds are values of the 0-1 map, got {', '.join(f'{x:g}' for x in bad)}")
+        if not v:
+            raise ValueError("needs at least one value")
         return v
 
     @field_validator("prompt_set")
@@ -296,6 +344,10 @@ def explain_validation_error(exc: ValidationError, names: dict[tuple, str] | Non
             rule = f"must be {err['ctx']['expected']}"
         elif kind == "value_error":
             rule = str(err["ctx"]["error"]) if err.get("ctx") else err["msg"].removeprefix("Value error, ")
+            held = getattr(info, "annotation", None)
+            if isinstance(held, type) and issubclass(held, BaseModel):  # a rule over a whole section: say it
+                out.append(f"{rule}{' (in ' + str(source) + ')' if source else ''}")
+                continue
         elif kind == "model_type":
             rule = "must be a JSON object of its keys"
         else:

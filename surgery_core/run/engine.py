@@ -18,12 +18,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from surgery_core.data.datasets import Dataset, load_coco, load_dior
+from surgery_core.data.datasets import SAMPLES_DATASET_NAME, SAMPLES_ROOT  # noqa: F401 - where callers import them
+from surgery_core.data.datasets import Dataset, load_coco, load_dior, load_samples
 from surgery_core.data.images import read_image, squash, to_tensor
-from surgery_core.errors import ImageError, InputError, SurgeryError
+from surgery_core.errors import CheckpointError, ImageError, InputError, SurgeryError
 from surgery_core.files import content_sha256
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import LoadedModel, load_model
+from surgery_core.model.local_models import find_model, locate, missing_message
 from surgery_core.model.methods import get_method
 from surgery_core.plugins import generated_dataset
 from surgery_core.progress import QUIET, Progress
@@ -33,10 +35,7 @@ from surgery_core.run.device_images import DeviceImageBatches
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore
 
-SAMPLES_ROOT = Path(__file__).parents[1] / "samples" / "dior"
-# What the dashboard, the reports and the snapshots call the shipped pictures (``Dataset.name``), so that nobody
-# cites five images as results on DIOR.
-SAMPLES_DATASET_NAME = "DIOR samples ({n} real images)"
+# SAMPLES_ROOT and SAMPLES_DATASET_NAME live with the reader (``surgery score --samples`` needs them without torch).
 
 
 def load_dataset(cfg: RunConfig, bars: Progress = QUIET) -> Dataset:
@@ -65,12 +64,7 @@ def _load_dataset(cfg: RunConfig) -> Dataset:
         ds.name = generated.name
         return ds
     if d.kind == "samples":
-        from surgery_core.data.classes import DIOR_CLASSES
-
-        ds = load_dior(d.root or SAMPLES_ROOT, "all" if d.split == "test" else d.split,
-                       cfg.classes or DIOR_CLASSES, limit=d.limit)
-        ds.name = SAMPLES_DATASET_NAME.format(n=len(ds))
-        return ds
+        return load_samples(d.root, d.split, cfg.classes, limit=d.limit)
     if not d.root:
         raise InputError(None, "a DIOR dataset needs data.root")
     from surgery_core.data.classes import DIOR_CLASSES
@@ -84,10 +78,18 @@ def resolve_model(cfg: RunConfig, device: torch.device | str | None = None, *, r
     any other architecture without one is refused unless ``random_weights``; see :func:`load_model`)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     m = cfg.model
-    what = (f"checkpoint {Path(m.checkpoint).name}" if m.checkpoint else
+    checkpoint = m.checkpoint
+    if m.name and not checkpoint:  # a named model's file, found on this machine (never downloaded here)
+        entry = find_model(m.name)
+        found = locate(entry)
+        if found is None:
+            raise CheckpointError(None, missing_message(entry))
+        checkpoint = str(found.path)
+    what = (f"checkpoint {Path(checkpoint).name}" if checkpoint else
             "random weights" if random_weights else "shipped demo weights")
-    with bars.status(f"model: loading {m.arch} ({what}) on {device.type}"):
-        return load_model(m.arch, m.checkpoint, m.quickgelu, device, random_weights=random_weights)
+    with bars.status(f"model: loading {m.name or m.arch} ({what}) on {device.type}"):
+        return load_model(m.arch, checkpoint, m.quickgelu, device, random_weights=random_weights, name=m.name,
+                          expected_sha256=m.sha256, allow_sha256_mismatch=m.allow_sha256_mismatch)
 
 
 class _ImageSet(torch.utils.data.Dataset):

@@ -16,10 +16,13 @@ import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.eval.ap import COCO_IOUS, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, sweep_detections, sweep_two_sets
+from surgery_core.eval.ap import AREA_RANGES, COCO_IOUS, SIZES, evaluate, size_counts, size_note, voc_match
+from surgery_core.eval.boxes import (BoxParams, BoxRule, as_cut, cut_label, cut_sort_key, sweep_detections,
+                                     sweep_two_sets)
 from surgery_core.eval.maxdets import cap_detections
-from surgery_core.eval.results import APEntry, APTables, Sweep, SweepBest, SweepCell, nested_none_if_nan
+from surgery_core.eval.corloc import corloc
+from surgery_core.eval.results import (APEntry, APTables, CorLocEntry, CorLocTables, SizeAPTables, Sweep, SweepBest,
+                                       SweepCell, nested_none_if_nan)
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
 from surgery_core.run.grids import GridSet
@@ -77,12 +80,19 @@ class BoxCache:
     dets: dict[tuple[str, str], dict[float, Detections]] = field(default_factory=dict)
 
     def get(self, method: str, protocol: str, percentile: float) -> Detections:
-        return self.dets[(method, protocol)][float(percentile)]
+        return self.dets[(method, protocol)][as_cut(percentile)]
 
 
-def all_percentiles(cfg: RunConfig) -> tuple[float, ...]:
-    return tuple(sorted({float(p) for p in (*cfg.sweep_percentiles, *cfg.quality_percentiles,
-                                             cfg.boxes.percentile)}))
+def all_percentiles(cfg: RunConfig) -> tuple:
+    """Every cut the run's views offer: the sweep's and quality's percentiles and the run's own cut (a percentile
+    or a :class:`~surgery_core.eval.boxes.BoxRule`), percentiles first."""
+    return tuple(sorted({*map(float, cfg.sweep_percentiles), *map(float, cfg.quality_percentiles), cfg.boxes.cut},
+                        key=cut_sort_key))
+
+
+def fixed_cuts(cfg: RunConfig) -> tuple[BoxRule, ...]:
+    """The fixed-value cuts the views offer: the sweep's values and the run's own."""
+    return tuple(BoxRule("fixed", v) for v in sorted({*map(float, cfg.sweep_fixed_values), cfg.boxes.fixed_value}))
 
 
 def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None,
@@ -102,7 +112,7 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     cache = BoxCache()
     methods = cfg.methods if methods is None else methods
     protocols = cfg.protocols if protocols is None else protocols
-    percentiles = all_percentiles(cfg) if percentiles is None else tuple(float(p) for p in percentiles)
+    percentiles = all_percentiles(cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
     cap = cfg.boxes.max_dets
     if workers is None:
         n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in protocols else 0)
@@ -151,36 +161,86 @@ def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, pe
     VOC interpolations are scored at each IoU of ``cfg.iou_thresholds``; COCO at those thresholds too and,
     for its headline ``mAP``, at .50:.05:.95.
     """
-    p = float(cfg.boxes.percentile if percentile is None else percentile)
+    return _ap_tables(cfg, dataset, gs, boxes, percentile, bars, (None,))[None]
+
+
+def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
+    """:func:`ap_tables` of each size bucket of ``sizes`` (None = all objects), one VOC matching per cell shared by
+    every size and VOC interpolation."""
+    p = as_cut(cfg.boxes.cut if percentile is None else percentile)
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
-    out: dict = {}
-    with bars.bar(f"AP at p{p:g}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps),
+    out: dict = {s: {} for s in sizes}
+    label = "AP" if sizes == (None,) else "AP by object size"
+    with bars.bar(f"{label} at {cut_label(p)}", len(cfg.methods) * len(cfg.protocols) * len(cfg.interps) * len(sizes),
                   "method x protocol x interp") as bar:
         for m in cfg.methods:
             for proto in cfg.protocols:
                 det = boxes.get(m, proto, p)
-                for interp in cfg.interps:
-                    res = evaluate(gt, det, k, cfg.iou_thresholds, interp)
-                    head = evaluate(gt, det, k, COCO_IOUS, "coco") if interp == "coco" else None
-                    out.setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
-                        res, gs.classes, INTERP_NOTES[interp], head)
-                    bar.update(1)
-    return APTables(p, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, out)
+                match = voc_match(gt, det) if len(sizes) > 1 and set(cfg.interps) - {"coco"} else None
+                for size in sizes:
+                    for interp in cfg.interps:
+                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp, area=size,
+                                       match=None if interp == "coco" else match)
+                        head = evaluate(gt, det, k, COCO_IOUS, "coco", area=size) if interp == "coco" else None
+                        note = INTERP_NOTES[interp] if size is None else (
+                            INTERP_NOTES[interp].replace(", area all", "") + "; " + size_note(size))
+                        out[size].setdefault(m, {}).setdefault(proto, {})[interp] = APEntry.from_ap(
+                            res, gs.classes, note, head)
+                        bar.update(1)
+    # A percentile is written as before; another rule is named, and the percentile left empty.
+    pct, rule = (p, None) if not isinstance(p, BoxRule) else (None, cut_label(p))
+    return {s: APTables(pct, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, t, rule) for s, t in out.items()}
+
+
+def ap_by_size(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
+               bars: Progress = QUIET) -> SizeAPTables:
+    """AP per method, protocol and interpolation of small, medium and large objects (COCO's buckets and ignore
+    rule, :mod:`surgery_core.eval.ap`), with the ground truth's size mix per class."""
+    gt = ground_truth_for(dataset, gs.rows)
+    counts = size_counts(gt, len(gs.classes))
+    mix = {c: {s: int(counts[i, j]) for i, s in enumerate(SIZES)} for j, c in enumerate(gs.classes)}
+    return SizeAPTables({s: list(AREA_RANGES[s]) for s in SIZES}, mix,
+                        _ap_tables(cfg, dataset, gs, boxes, percentile, bars, SIZES))
+
+
+#: What CorLoc is, in one line for tables and files (docs/DESIGN.md section 5).
+CORLOC_NOTE = ("CorLoc (Deselaers et al. 2012; OICR's dis_eval): per class, over the images that contain it, the share "
+               "whose highest-scoring box of the class has IoU >= t with a GT box of the class; mean over classes")
+
+
+def corloc_ious(cfg: RunConfig) -> tuple[float, ...]:
+    """The IoU thresholds CorLoc is tabled at: the run's and 0.5 (the papers' threshold)."""
+    return tuple(sorted({*map(float, cfg.iou_thresholds), 0.5}))
+
+
+def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
+                  ) -> CorLocTables:
+    """CorLoc per method and protocol at the run's box rule (or ``percentile``), at :func:`corloc_ious`."""
+    p = as_cut(cfg.boxes.cut if percentile is None else percentile)
+    gt = ground_truth_for(dataset, gs.rows)
+    ts = corloc_ious(cfg)
+    out = {m: {pr: CorLocEntry.from_result(corloc(gt, boxes.get(m, pr, p), len(gs.classes), ts), gs.classes)
+               for pr in cfg.protocols} for m in cfg.methods}
+    params = cfg.boxes.with_cut(p)
+    return CorLocTables(list(ts), box_note(params), CORLOC_NOTE, out)
 
 
 def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                 interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET, *,
-                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None) -> Sweep:
+                methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None,
+                rule: str = "percentile") -> Sweep:
     """mAP and per-class AP over the percentile x IoU grid, per method, protocol and interpolation.
 
-    methods / protocols: only these (default: the run's).
+    methods / protocols: only these (default: the run's). rule: "percentile" sweeps ``cfg.sweep_percentiles``;
+    "fixed" sweeps the fixed-value rule over :func:`fixed_cuts` (the rows, and ``best.percentile``, are then
+    values of the 0-1 map).
     """
     methods = cfg.methods if methods is None else methods
     protocols = cfg.protocols if protocols is None else protocols
     gt = ground_truth_for(dataset, gs.rows)
     k = len(gs.classes)
-    ps = tuple(float(p) for p in cfg.sweep_percentiles)
+    ps = sweep_cuts(cfg, rule)
     out: dict = {}
     with bars.bar(f"sweep {len(ps)} percentiles x {len(cfg.iou_thresholds)} IoUs",
                   len(methods) * len(protocols) * len(ps), "method x protocol x percentile") as bar:
@@ -203,20 +263,45 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
                     out.setdefault(m, {}).setdefault(proto, {})[interp] = SweepCell(
                         nested_none_if_nan(maps_a),
                         {c: nested_none_if_nan(pc[:, :, j]) for j, c in enumerate(gs.classes)},
-                        SweepBest(ps[best[0]], float(cfg.iou_thresholds[best[1]]), nested_none_if_nan(maps_a[best])))
-    return sweep_of(cfg, out, interps)
+                        SweepBest(sweep_rows(cfg, rule)[best[0]], float(cfg.iou_thresholds[best[1]]),
+                                  nested_none_if_nan(maps_a[best])))
+    return sweep_of(cfg, out, interps, rule)
 
 
-def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "voc")) -> Sweep:
-    """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles, IoUs and
-    box rule: one place for the header, whether the table was computed in one call or assembled from parts."""
-    return Sweep([float(p) for p in cfg.sweep_percentiles], list(cfg.iou_thresholds), list(interps),
-                 box_note(cfg.boxes), table)
+def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "voc"), rule: str = "percentile"
+             ) -> Sweep:
+    """A :class:`Sweep` of ``table`` (``[method][protocol][interp]`` cells) with the run's percentiles (or fixed
+    values), IoUs and box rule: one place for the header, whether the table was computed in one call or assembled
+    from parts."""
+    return Sweep(sweep_rows(cfg, rule), list(cfg.iou_thresholds), list(interps), sweep_note(cfg, rule), table)
+
+
+#: The box rules the threshold sweep sweeps: those with a parameter.
+SWEEP_RULES = ("percentile", "fixed")
+
+
+def sweep_cuts(cfg: RunConfig, rule: str = "percentile") -> tuple:
+    """The cuts of the sweep's rows: the sweep percentiles, or the fixed-value cuts (:func:`fixed_cuts`)."""
+    if rule not in SWEEP_RULES:
+        raise ValueError(f"the sweep sweeps {' or '.join(SWEEP_RULES)} (Otsu has no parameter), not {rule!r}")
+    return tuple(float(p) for p in cfg.sweep_percentiles) if rule == "percentile" else fixed_cuts(cfg)
+
+
+def sweep_rows(cfg: RunConfig, rule: str = "percentile") -> list[float]:
+    """The sweep's row values: percentiles, or fixed values of the 0-1 map."""
+    return [c if not isinstance(c, BoxRule) else c.value for c in sweep_cuts(cfg, rule)]
+
+
+def sweep_note(cfg: RunConfig, rule: str = "percentile") -> str:
+    """The sweep's header: the run's box parameters under the swept rule at the run's own value of its parameter
+    (the run's percentile, or its fixed value); the rows replace that value."""
+    own = float(cfg.boxes.percentile) if rule == "percentile" else BoxRule("fixed", cfg.boxes.fixed_value)
+    return box_note(cfg.boxes.with_cut(own))
 
 
 def describe_boxes(params: BoxParams) -> str:
     """One line saying exactly how boxes were cut (shown next to every number)."""
-    parts = [f"percentile {params.percentile:g} of the min-max-normalised map",
+    parts = [rule_words(params),
              f"working map {params.box_resolution or 'image-size'} px (bilinear)",
              f"close+open {params.morph_kernel}x{params.morph_kernel}", f"{params.connectivity}-connected components",
              f"score = {params.score} of map in component" + (" x class prob" if params.class_prob_weight else "")]
@@ -228,6 +313,15 @@ def describe_boxes(params: BoxParams) -> str:
     if params.refine != "none":
         parts.append(f"maps refined by {params.refine.upper()} (10 iterations, dilations 8, 16 px) before the threshold")
     return ", ".join(parts)
+
+
+def rule_words(params: BoxParams) -> str:
+    """The threshold of the box rule in words, as every caption states it."""
+    if params.rule == "otsu":
+        return "Otsu's threshold of each min-max-normalised working map (256 bins over 0-1)"
+    if params.rule == "fixed":
+        return f"fixed value {params.fixed_value:g} of the min-max-normalised map"
+    return f"percentile {params.percentile:g} of the min-max-normalised map"
 
 
 def box_note(params: BoxParams) -> str:

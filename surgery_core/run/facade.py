@@ -18,22 +18,26 @@ from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.data.images import read_image
 from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, boxes_from_grid
+from surgery_core.eval.boxes import BoxParams, boxes_from_grid, cut_sort_key
 from surgery_core.eval.quality import aggregate_quality, quality_records
-from surgery_core.eval.results import APTables, MethodQuality, QualityTables, Sweep, SweepCell
+from surgery_core.eval.corloc import CorLocResult, corloc
+from surgery_core.eval.results import (APTables, CorLocTables, MethodQuality, QualityTables, SizeAPTables, Sweep,
+                                       SweepCell)
 from surgery_core.files import write_json
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
 from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
-from surgery_core.run.evaluation import ap_tables, box_params_for, ground_truth_for, sweep_of, sweep_table
+from surgery_core.run.evaluation import (ap_by_size, ap_tables, box_params_for, corloc_tables, ground_truth_for,
+                                         sweep_cuts, sweep_of, sweep_table)
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store
 
 SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) of the sweep
 #: What a run computes once and keeps in its folder as one file, by name: the file that holds it. (Its boxes are
 #: kept cell by cell in the run store, see :mod:`surgery_core.run.boxcells`.)
-PRODUCT_FILES = {"ap_tables": "ap_tables.json", "sweep": "sweep.json", "quality": "quality.json"}
+PRODUCT_FILES = {"ap_tables": "ap_tables.json", "sweep": "sweep.json", "quality": "quality.json",
+                 "corloc": "corloc.json", "ap_by_size": "ap_by_size.json"}
 #: Every product :meth:`Run.is_cached` knows.
 PRODUCTS = ("boxes", *PRODUCT_FILES)
 
@@ -70,10 +74,44 @@ class Run:
         dataset = load_dataset(cfg, bars)
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
-        run = cls(cfg, store, dataset, grids, loaded.identity, model_data_note(cfg), loaded, bars, random_weights)
+        note = " ".join(n for n in (model_data_note(cfg), loaded.note) if n)
+        run = cls(cfg, store, dataset, grids, loaded.identity, note, loaded, bars, random_weights)
         write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
         return run
+
+    @classmethod
+    def open_stored(cls, ref: str, store: RunStore | None = None, **kwargs) -> "Run":
+        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:meth:`RunStore.find_run`),
+        with the configuration it was stored with (``config.json``); ``kwargs`` go to :meth:`open`. Its grids
+        are read from the store; a run whose checkpoint file has changed since is refused (its numbers would
+        come from another model)."""
+        from pydantic import ValidationError
+
+        from surgery_core.errors import InputError
+        from surgery_core.run.config import read_config_file
+
+        store = store or default_store()
+        folder = store.find_run(ref)
+        try:
+            cfg = RunConfig.model_validate(read_config_file(folder / "config.json"))
+        except ValidationError as exc:
+            raise InputError(folder / "config.json", f"not a configuration this version reads "
+                                                     f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})"
+                             ) from None
+        run = cls.open(cfg, store, **kwargs)
+        if run.run_dir.name != folder.name:
+            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {folder.name} "
+                                                   f"was stored (now {run.run_dir.name}): its numbers were not "
+                                                   "computed with this file")
+        return run
+
+    @property
+    def model_info(self) -> dict:
+        """The model as results name it: what identifies its outputs (architecture, QuickGELU, checkpoint sha256)
+        and, when the run names it so, its catalog or registered name (not part of the heatmap key: the same file
+        gives the same grids by any name)."""
+        return self.model_identity | ({"name": self.cfg.model.name} if self.cfg.model.name else {})
 
     @property
     def run_hash(self) -> str:
@@ -86,6 +124,18 @@ class Run:
         return self.store.run_dir(f"{self.run_hash}-{self.grids.key[:8]}")
 
     @property
+    def label(self) -> str:
+        """The run's label ("" when none), set with ``surgery runs label`` or on the Runs page."""
+        from surgery_core.run.stored import read_label
+
+        return read_label(self.run_dir)[0]
+
+    def title(self) -> str:
+        """``<run hash> · <label>`` (the hash alone without a label): how captions and reports name the run."""
+        label = self.label
+        return f"{self.run_hash} · {label}" if label else self.run_hash
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return self.grids.classes
 
@@ -93,7 +143,7 @@ class Run:
         """What identifies and describes the run (``run.json``)."""
         return {
             "run_hash": self.run_hash, "heatmap_key": self.grids.key, "config": self.cfg.to_file_dict(),
-            "model": self.model_identity, "dataset": self.dataset.name, "split": self.dataset.split,
+            "model": self.model_info, "dataset": self.dataset.name, "split": self.dataset.split,
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
             "computed_now": self.grids.computed, "reused": self.grids.reused, "model_note": self.model_note,
@@ -108,7 +158,7 @@ class Run:
         return self._loaded
 
     def is_cached(self, product: str) -> bool:
-        """Whether ``product`` (one of :data:`PRODUCTS`: boxes, ap_tables, sweep, quality) is there without
+        """Whether ``product`` (one of :data:`PRODUCTS`: boxes, ap_tables, sweep, quality, ...) is there without
         computing: for the tables, their file in the run folder; for the boxes, every cell the reports need
         (:meth:`report_percentiles`, each method and protocol) in the run store."""
         if product not in PRODUCTS:
@@ -138,7 +188,7 @@ class Run:
 
     def report_percentiles(self) -> tuple[float, ...]:
         """Percentiles whose boxes the reports need: the run's own and the sweep's."""
-        return tuple(sorted({float(self.cfg.boxes.percentile), *map(float, self.cfg.sweep_percentiles)}))
+        return tuple(sorted({self.cfg.boxes.cut, *map(float, self.cfg.sweep_percentiles)}, key=cut_sort_key))
 
     def ensure_boxes(self, percentiles: tuple[float, ...] | None = None) -> int:
         """Cut every missing cell of the run's methods and protocols at ``percentiles`` (default: what the reports
@@ -160,15 +210,22 @@ class Run:
         return voc_match(self.gt, self.detections(method, protocol, percentile))
 
     @lru_cache(maxsize=256)
-    def ap(self, method: str, protocol: str, interp: str, percentile: float, iou: float | tuple[float, ...]
-           ) -> APResult:
+    def ap(self, method: str, protocol: str, interp: str, percentile: float, iou: float | tuple[float, ...],
+           area: str | None = None) -> APResult:
         """AP of one method and protocol from cached boxes (COCO: pass a tuple of IoUs for AP@[.5:.95]).
 
-        VOC interps reuse the matching of the same boxes: another IoU or interpolation costs only the AP.
+        VOC interps reuse the matching of the same boxes: another IoU, interpolation or object size costs only the
+        AP. area: None (all objects) or "small", "medium", "large" (COCO's buckets, :mod:`surgery_core.eval.ap`).
         """
         det = self.detections(method, protocol, percentile)
         match = None if interp == "coco" else self.match(method, protocol, percentile)
-        return evaluate(self.gt, det, len(self.classes), iou, interp, match=match)
+        return evaluate(self.gt, det, len(self.classes), iou, interp, match=match, area=area)
+
+    @lru_cache(maxsize=256)
+    def corloc_at(self, method: str, protocol: str, percentile: float, iou: float | tuple[float, ...] = 0.5
+                  ) -> CorLocResult:
+        """CorLoc (:mod:`surgery_core.eval.corloc`) of one method and protocol from cached boxes, at any IoU."""
+        return corloc(self.gt, self.detections(method, protocol, percentile), len(self.classes), iou)
 
     # ------------------------------------------------------------------------------------------ tables
     def _cached_json(self, name: str, compute):
@@ -185,26 +242,44 @@ class Run:
     def ap_tables(self) -> APTables:
         """AP per method, protocol and interpolation at the run's percentile (``ap_tables.json``)."""
         def compute():
-            self.boxes.ensure(percentiles=[self.cfg.boxes.percentile])
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
             return ap_tables(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
         return APTables.from_dict(self._cached_json("ap_tables.json", compute))
 
-    def _sweep_part_file(self, method: str, protocol: str) -> Path:
-        return self.run_dir / SWEEP_PARTS / f"{method}.{protocol}.json"
-
-    def has_sweep_part(self, method: str, protocol: str) -> bool:
-        """Whether :meth:`sweep_part` of this method and protocol is stored (asking for it costs a file read)."""
-        return self._sweep_part_file(method, protocol).is_file()
-
-    def sweep_part(self, method: str, protocol: str) -> dict[str, SweepCell]:
-        """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
-        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing)."""
+    def corloc(self) -> CorLocTables:
+        """CorLoc per method and protocol at the run's box rule, at the run's IoUs and 0.5 (``corloc.json``)."""
         def compute():
-            self.boxes.ensure([method], [protocol], self.cfg.sweep_percentiles)
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
+            return corloc_tables(self.cfg, self.dataset, self.grids, self.boxes).to_dict()
+        return CorLocTables.from_dict(self._cached_json("corloc.json", compute))
+
+    def ap_by_size(self) -> SizeAPTables:
+        """AP of small, medium and large objects per method, protocol and interpolation at the run's box rule, and
+        the ground truth's size mix (``ap_by_size.json``)."""
+        def compute():
+            self.boxes.ensure(percentiles=[self.cfg.boxes.cut])
+            return ap_by_size(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars).to_dict()
+        return SizeAPTables.from_dict(self._cached_json("ap_by_size.json", compute))
+
+    def _sweep_part_file(self, method: str, protocol: str, rule: str = "percentile") -> Path:
+        return self.run_dir / SWEEP_PARTS / (f"{method}.{protocol}.json" if rule == "percentile" else
+                                             f"{method}.{protocol}.{rule}.json")
+
+    def has_sweep_part(self, method: str, protocol: str, rule: str = "percentile") -> bool:
+        """Whether :meth:`sweep_part` of this method and protocol is stored (asking for it costs a file read)."""
+        return self._sweep_part_file(method, protocol, rule).is_file()
+
+    def sweep_part(self, method: str, protocol: str, rule: str = "percentile") -> dict[str, SweepCell]:
+        """The sweep of one method and protocol, ``{interp: SweepCell}`` as in :meth:`sweep`'s table (cached in
+        ``sweep/<method>.<protocol>.json``; its box cells are cut first when missing). rule: "fixed" sweeps the
+        fixed-value rule over the run's ``sweep_fixed_values`` instead (``sweep/<method>.<protocol>.fixed.json``;
+        rows and ``best.percentile`` are then values of the 0-1 map)."""
+        def compute():
+            self.boxes.ensure([method], [protocol], sweep_cuts(self.cfg, rule))
             sw = sweep_table(self.cfg, self.dataset, self.grids, self.boxes, bars=self.bars, methods=(method,),
-                             protocols=(protocol,))
+                             protocols=(protocol,), rule=rule)
             return {it: c.to_dict() for it, c in sw.table[method][protocol].items()}
-        doc = self._cached_json(str(self._sweep_part_file(method, protocol).relative_to(self.run_dir)), compute)
+        doc = self._cached_json(str(self._sweep_part_file(method, protocol, rule).relative_to(self.run_dir)), compute)
         return {it: SweepCell.from_dict(c) for it, c in doc.items()}
 
     def sweep(self) -> Sweep:
@@ -260,7 +335,7 @@ class Run:
         """Boxes of one image and class at any percentile (computed live: one map, microseconds)."""
         rec = self.dataset.images[image_index]
         row = self.row_of(image_index)
-        params: BoxParams = box_params_for(self.cfg, protocol).model_copy(update={"percentile": float(percentile)})
+        params: BoxParams = box_params_for(self.cfg, protocol).with_cut(percentile)
         grid = self.grids.grids[method][row]
         if params.refine == "pamr":
             from surgery_core.data.images import squash

@@ -52,7 +52,7 @@ def pair_outcomes(run: "Run", method: str, protocol: str, percentile: float, iou
     """
     gt = run.gt
     k = len(run.classes)
-    det = match_detections(gt, run.detections(method, protocol, float(percentile)), float(iou))
+    det = match_detections(gt, run.detections(method, protocol, percentile), float(iou))
     gpair, n_gt = np.unique(gt.image * k + gt.class_id, return_counts=True)
     dpair = det.image * k + det.class_id
     pos = np.searchsorted(gpair, dpair)
@@ -90,7 +90,7 @@ def panel(run: "Run", method: str, image: int, cls: int, percentile: float, prot
     class; the pointing-game point of the working map; pointing hit, energy share and best-box IoU from
     :func:`surgery_core.eval.quality.heatmap_quality` (None when the class has no GT in the image)."""
     rec = run.dataset.images[image]
-    params = box_params_for(run.cfg, protocol).model_copy(update={"percentile": float(percentile)})
+    params = box_params_for(run.cfg, protocol).with_cut(percentile)
     grid = run.grid(method, image, cls)
     sel = rec.labels == cls
     m = int(sel.sum())
@@ -105,10 +105,23 @@ def panel(run: "Run", method: str, image: int, cls: int, percentile: float, prot
     point = pointing_point(wmap, rec.width, rec.height, params.box_resolution)
     hit = energy = best = None
     if m:
-        q = heatmap_quality(grid, rec.width, rec.height, rec.xyxy[sel], params, (float(percentile),),
+        q = heatmap_quality(grid, rec.width, rec.height, rec.xyxy[sel], params, (percentile,),
                             tolerance_px_at_224=run.cfg.pointing_tolerance_px_at_224)
         hit, energy, best = q.pointing_hit, q.energy, q.best_iou[0]
     return Panel(method, working_map(grid, rec.width, rec.height, None), grid, det, point, hit, energy, best)
+
+
+def corloc_table(results: dict[str, "CorLocResult"], classes: tuple[str, ...]) -> pd.DataFrame:
+    """Classes x methods CorLoc table (fractions, the results' first IoU) with the images that contain each class,
+    classes in no image left out, and a ``mean`` row last (each method's mean over classes)."""
+    methods = list(results)
+    first = results[methods[0]]
+    df = pd.DataFrame({"class": list(classes), "images": first.n_images.astype(int)})
+    for m in methods:
+        df[m] = results[m].corloc[0]
+    df = df[df["images"] > 0].reset_index(drop=True)
+    row = {"class": "mean", "images": int(first.n_images.sum())} | {m: float(results[m].mean[0]) for m in methods}
+    return pd.concat([df, pd.DataFrame([row])], ignore_index=True)
 
 
 def ap_table(results: dict[str, "APResult"], classes: tuple[str, ...]) -> pd.DataFrame:

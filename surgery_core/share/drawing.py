@@ -419,6 +419,19 @@ def comparison(image: np.ndarray, gt_xyxy: np.ndarray, other_xyxy: np.ndarray | 
     return body
 
 
+def panel_figure(picture: np.ndarray, title: str, note: str = "", scale_ticks: list[tuple[float, str]] | None = None,
+                 scale_title: str | None = "heatmap: min-max normalised similarity") -> np.ndarray:
+    """One panel as drawn on a page, as one picture: its title (bold) and note above, the picture, and the
+    colour bar beside it (``scale_title`` None: no heatmap drawn, no bar)."""
+    ts = _text_scale(max(picture.shape[:2]))
+    body = picture
+    if scale_title is not None:
+        body = _row([picture, colour_bar(picture.shape[0], scale_ticks, scale_title, scale=ts * 0.82)])
+    heads = [title_bar(body.shape[1], title, ts, bold=True)] + ([title_bar(body.shape[1], note, ts * 0.85)]
+                                                               if note else [])
+    return _stack([*heads, body], gap=0)
+
+
 # ------------------------------------------------------------------------------------------ encoding
 def encode_png(image_rgb: np.ndarray, level: int = 1) -> bytes:
     """PNG at zlib ``level`` (1: fast; 6: about a third smaller on textured scenes, for files that are kept)."""

@@ -160,13 +160,13 @@ def _iou_chart(p: Parts, cfg) -> "Any":
                 fig.add_trace(go.Scatter(
                     x=ious, y=vals, mode="lines+markers", name=m, legendgroup=m, showlegend=(r == 0 and c == 0),
                     line=dict(color=method_color(m), width=2),
-                    hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>percentile {pct:g}<br>"
+                    hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>{p.tables.cut_text}<br>"
                                    "IoU ≥ %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
     fig.update_xaxes(title_text="IoU threshold", title_font_size=11)
     fig.update_yaxes(title_text="mAP", title_font_size=11, col=1)
     fig.update_annotations(font_size=12)
     fig.update_layout(height=300 * len(protos) + 80, margin=dict(l=50, r=20, t=60, b=50),
-                      title=dict(text=f"mAP vs IoU threshold, boxes at percentile {pct:g}", font_size=14),
+                      title=dict(text=f"mAP vs IoU threshold, boxes at {p.tables.cut_text}", font_size=14),
                       legend=dict(orientation="h", y=-0.12))
     return fig
 
@@ -268,9 +268,10 @@ def _section_config(p: Parts, run) -> str:
     m = h["model"]
     conf = h["config"]
     items = [
-        ("run hash", h["run_hash"]), ("heatmap key", h["heatmap_key"]),
-        ("model", f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), checkpoint "
-                  f"{conf['model'].get('checkpoint') or 'shipped demo weights'}, sha256 "
+        ("run hash", h["run_hash"]), *([("run label", run.label)] if run.label else []),
+        ("heatmap key", h["heatmap_key"]),
+        ("model", (f"{m['name']}: " if m.get("name") else "") + f"{m.get('arch')} (QuickGELU {m.get('quickgelu')}), "
+                  f"checkpoint {conf['model'].get('checkpoint') or ('found by name' if m.get('name') else 'shipped demo weights')}, sha256 "
                   f"{m.get('checkpoint_sha256') or 'none'}"),
         ("dataset", f"{h['dataset']} / {h['split']} ({conf['data']['kind']}"
                     + (f", root {conf['data']['root']}" if conf["data"].get("root") else "")
@@ -304,7 +305,7 @@ def _section_config(p: Parts, run) -> str:
 def _section_map(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
-           f"<p class=\"note\">Boxes at percentile {pct:g} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
+           f"<p class=\"note\">Boxes at {p.tables.cut_text} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
            "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. Best method per "
            "column and protocol marked.</p>"]
     for it in cfg.interps:
@@ -326,7 +327,7 @@ def _section_map(p: Parts, cfg) -> str:
             marks = [_best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
             for k, m in enumerate(p.methods):
                 rows.append([(m, ""), (pr, "")] + [marks[j][k] for j in range(len(cols[0]))])
-        out.append(_table(f"mAP — {it}: {note}; percentile {pct:g}", header, rows, left_cols=2))
+        out.append(_table(f"mAP — {it}: {note}; {p.tables.cut_text}", header, rows, left_cols=2))
     out.append("</section>")
     return "".join(out)
 
@@ -336,7 +337,7 @@ def _section_per_class(p: Parts, cfg) -> str:
     out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
            f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
            f"columns: methods; best method per row marked (ties all marked; no mark when all are equal). Boxes at "
-           f"percentile {pct:g}.</p>"]
+           f"{p.tables.cut_text}.</p>"]
     first = True
     for pr in cfg.protocols:
         for it in cfg.interps:
@@ -348,7 +349,7 @@ def _section_per_class(p: Parts, cfg) -> str:
             for key, label in keys:
                 rows = [[(c, ""), (str(n_gt), "")] + _best_cells(vals)
                         for c, n_gt, vals in p.tables.per_class(pr, it, key, p.methods, p.classes)]
-                tables.append(_table(f"AP per class — protocol {pr}, {it}, {label}, percentile {pct:g}",
+                tables.append(_table(f"AP per class — protocol {pr}, {it}, {label}, {p.tables.cut_text}",
                                      ["class", "GT"] + p.methods, rows, left_cols=1))
             out.append(f"<details{' open' if first else ''}><summary>Protocol {_esc(pr)}, {_esc(it)} "
                        f"({_esc(note)})</summary><div class=\"flex\">{''.join(tables)}</div></details>")
@@ -446,7 +447,7 @@ def _section_samples(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"samples\"><h2>Four-way comparison of samples</h2>",
            f"<p class=\"note\">Per method, three columns: image + GT boxes of the class (green, solid) | heatmap "
-           f"overlay (jet, min-max normalised) | GT vs boxes cut at percentile {pct:g} (red, dashed; score, IoU "
+           f"overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, dashed; score, IoU "
            f"with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol).</p>"]
     if not p.samples:
         out.append("<p>No sample selected.</p>")
@@ -476,7 +477,7 @@ def render_html(p: Parts, run) -> str:
              for k, (div_id, fig) in enumerate(figs)]
     from surgery_core import __version__
 
-    title = f"CLIP Surgery report — run {p.head['run_hash']}"
+    title = f"CLIP Surgery report — run {run.title()}"
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
         ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))

@@ -1,6 +1,7 @@
 """What ``surgery evaluate`` writes: the original report's files, for every method, from one run.
 
 ``map_results.json``, ``multi_iou_results.json``, ``sweep_results.json``, ``heatmap_quality_analysis.json``,
+``corloc_results.json`` (CorLoc), ``ap_by_size_results.json`` (AP of small, medium and large objects),
 ``evaluation_report.md``, per method one three-column PNG per sample in ``<method>/``, and per sample one PNG
 of every method side by side in ``compare/``.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surgery_core.eval.boxes import cut_label, cut_short
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 from surgery_core.model.methods import METHODS, posembed_words
@@ -63,7 +65,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
     percentile: default the run's."""
     rec = run.dataset.images[image_index]
-    p = run.cfg.boxes.percentile if percentile is None else percentile
+    p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
     panel = pairs.panel(run, method, image_index, class_index, p, "present", iou)
     d = panel.det
@@ -72,7 +74,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     n_gt = int((rec.labels == class_index).sum())
     titles = (f"{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
               f"{method}: heatmap of '{cls}' (jet, min-max normalised)",
-              f"{len(d)} box{'es' if len(d) != 1 else ''} at p{p:g}, {int(d.extra['tp'].sum())} TP at IoU "
+              f"{len(d)} box{'es' if len(d) != 1 else ''} at {cut_short(p)}, {int(d.extra['tp'].sum())} TP at IoU "
               f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
                         titles, scale_ticks=_scale_ticks(panel.grid),
@@ -80,17 +82,19 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
 
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
-                      percentile: float | None = None, methods: tuple[str, ...] | None = None) -> np.ndarray:
+                      percentile: float | None = None, methods: tuple[str, ...] | None = None,
+                      protocol: str = "present", alpha: float = 0.5) -> np.ndarray:
     """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
-    its GT boxes, then per method the heatmap with GT, boxes (``present`` protocol) and pointing-game point."""
+    its GT boxes, then per method the heatmap (opacity ``alpha``) with GT, boxes (of ``protocol``) and
+    pointing-game point."""
     rec = run.dataset.images[image_index]
-    p = run.cfg.boxes.percentile if percentile is None else percentile
+    p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
     cls = run.classes[class_index]
     sel = rec.labels == class_index
     panels = []
     for m in methods or run.cfg.methods:
-        pn = pairs.panel(run, m, image_index, class_index, p, "present", iou)
+        pn = pairs.panel(run, m, image_index, class_index, p, protocol, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
         best = "" if pn.best_iou is None else f", best IoU {pn.best_iou:.2f}"
@@ -100,10 +104,10 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
     heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at p{p:g} of each map, present protocol; labels: score, IoU with the best GT box, TP/FP at "
-               f"IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+               f"boxes at {cut_short(p)} of each map, {protocol} protocol; labels: score, IoU with the best GT box, "
+               f"TP/FP at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
-                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading,
+                      f"{rec.image_id}: GT {cls} green, other classes white", panels, heading, alpha=alpha,
                       scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
                       scale_title="each heatmap: min-max normalised similarity")
 
@@ -133,6 +137,10 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
     write_json(paths["sweep_results"], head | run.sweep().to_dict())
     paths["heatmap_quality_analysis"] = out / "heatmap_quality_analysis.json"
     write_json(paths["heatmap_quality_analysis"], head | run.quality().to_dict())
+    paths["corloc_results"] = out / "corloc_results.json"
+    write_json(paths["corloc_results"], head | run.corloc().to_dict())
+    paths["ap_by_size_results"] = out / "ap_by_size_results.json"
+    write_json(paths["ap_by_size_results"], head | run.ap_by_size().to_dict())
     n = run.cfg.figure_samples if samples is None else samples
     iou = view_iou(run.cfg) if figure_iou is None else figure_iou
     figures, compared = [], []
@@ -182,13 +190,62 @@ def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[flo
     cols = {"pointing game": {m: q.methods[m].pointing_game["overall"] for m in cfg.methods}}
     for t in ious:
         cols[f"mAP@{t:g}"] = {m: tables.entry(m, proto, interp).map_per_iou.get(iou_key(t)) for m in cfg.methods}
+    cl = run.corloc()
+    cols["CorLoc@0.5"] = {m: cl.entry(m, proto).corloc.get(iou_key(0.5)) for m in cfg.methods}
     best = {c: max((v for v in vals.values() if v is not None), default=None) for c, vals in cols.items()}
-    lines = [f"## Methods at a glance ({interp}, {proto} protocol, percentile {tables.percentile:g})", "",
+    lines = [f"## Methods at a glance ({interp}, {proto} protocol, {tables.cut_text})", "",
              "| method | " + " | ".join(cols) + " | what it does | source |", "|---|" + "---|" * (len(cols) + 2)]
     for m in cfg.methods:
         cells = [("**" + _fmt(v) + "**") if v is not None and v == best[c] else _fmt(v)
                  for c, v in ((c, cols[c][m]) for c in cols)]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {METHODS[m].description} | {METHODS[m].source} |")
+    return lines + [""]
+
+
+def corloc_section(run: Run, classes: list[str]) -> list[str]:
+    """Markdown lines: CorLoc per method and protocol at each tabled IoU, and per class at 0.5 (present protocol)."""
+    cl = run.corloc()
+    keys = [iou_key(t) for t in cl.ious]
+    lines = ["", f"## CorLoc — {cl.note}", "", f"{cl.box_note}.", "",
+             "| method | protocol | " + " | ".join(f"IoU {k}" for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for m, by_proto in cl.entries.items():
+        for pr, e in by_proto.items():
+            lines.append(f"| {m} | {pr} | " + " | ".join(_fmt(e.corloc[k]) for k in keys) + " |")
+    proto = "present" if "present" in run.cfg.protocols else run.cfg.protocols[0]
+    methods = list(cl.entries)
+    first = cl.entry(methods[0], proto)
+    lines += ["", f"CorLoc per class at IoU 0.5 ({proto} protocol):", "",
+              "| class | images | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for c in classes:
+        if first.n_images.get(c):
+            lines.append(f"| {c} | {first.n_images[c]} | "
+                         + " | ".join(_fmt(cl.entry(m, proto).per_class[c]["0.5"]) for m in methods) + " |")
+    return lines + [""]
+
+
+def size_section(run: Run) -> list[str]:
+    """Markdown lines: mAP of small, medium and large objects per method (first interpolation, present protocol,
+    the run's first IoU and 0.5 when scored), and the ground truth's size mix."""
+    by = run.ap_by_size()
+    cfg = run.cfg
+    interp = cfg.interps[0]
+    proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
+    ious = [t for t in dict.fromkeys((cfg.iou_thresholds[0], 0.5)) if t in cfg.iou_thresholds]
+    sizes = list(by.tables)
+    lines = [f"## AP by object size ({interp}, {proto} protocol; COCO's buckets: small <= 32², medium 32²-96², "
+             "large >= 96² px² of the original image; GT of other sizes ignored, as are detections matched to it "
+             "and unmatched detections of other sizes)", "",
+             "| method | " + " | ".join(f"{s} mAP@{t:g}" for s in sizes for t in ious) + " |",
+             "|---|" + "---|" * (len(sizes) * len(ious))]
+    for m in cfg.methods:
+        lines.append(f"| {m} | " + " | ".join(
+            _fmt(by.tables[s].entry(m, proto, interp).map_per_iou.get(iou_key(t))) for s in sizes for t in ious) + " |")
+    lines += ["", "Ground-truth boxes per class and size (a box of exactly 32² or 96² px² counts in both of its "
+                  "buckets, as in COCOeval):", "", "| class | " + " | ".join(sizes) + " |",
+              "|---|" + "---|" * len(sizes)]
+    for c, mix in by.size_mix.items():
+        if any(mix.values()):
+            lines.append(f"| {c} | " + " | ".join(str(mix[s]) for s in sizes) + " |")
     return lines + [""]
 
 
@@ -204,7 +261,9 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         f"- Dataset: {head['dataset']} / {head['split']}: {head['images']} images, "
         f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
                                                          if head["skipped_images"] else ""),
-        f"- Model: `{m['arch']}`, QuickGELU {m['quickgelu']}, checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
+        "- Model: " + (f"`{m['name']}` (" if m.get("name") else "")
+        + f"`{m['arch']}`, QuickGELU {m['quickgelu']}" + (")" if m.get("name") else "")
+        + f", checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
         f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",
@@ -230,6 +289,7 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
     for c, n_gt, vals in tables.per_class("present", first, iou_key(t0), list(cfg.methods), list(run.classes)):
         if n_gt:
             lines.append(f"| {c} | {n_gt} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    lines += corloc_section(run, list(run.classes)) + size_section(run)
     lines += ["", f"## Heatmap quality (the seed's analysis; best-box IoU per (image, class) with GT; "
                   f"pointing game tolerance {cfg.pointing_tolerance_px_at_224:g} px at 224 scale)", ""]
     for meth in cfg.methods:
@@ -247,7 +307,7 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
                       f"{_fmt(mq.energy_pointing_game['overall'])}.", ""]
     if figures or compared:
         iou = view_iou(cfg) if figure_iou is None else figure_iou
-        lines += ["## Figures", "", f"Boxes at percentile {cfg.boxes.percentile:g}, present protocol, TP/FP at IoU >= "
+        lines += ["## Figures", "", f"Boxes at {cut_label(cfg.boxes.cut)}, present protocol, TP/FP at IoU >= "
                   f"{iou:g} (the dashboard's default). Heatmaps in jet, min-max normalised per image and class "
                   "(the colour bar gives the raw similarity at 0 and 1).", ""]
     if compared:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from surgery_core.eval.boxes import BoxRule, cut_label
 from surgery_core.errors import SurgeryError
 from surgery_core.files import atomic_write_bytes
 from surgery_core.share.portable import clean_text, jsonable, slug, zip_bytes
@@ -92,16 +93,18 @@ def view_state(run: "Run | None" = None, page: str = "", *, image_index: int | N
     name), methods and thresholds; ``extra`` keys are kept as they are (JSON values)."""
     state: dict = {"page": page}
     if run is not None:
-        state |= {"run_hash": run.run_hash, "config": run.cfg.to_file_dict(),
-                  "model": run.model_identity, "dataset": run.dataset.name, "split": run.dataset.split}
+        state |= {"run_hash": run.run_hash, "run_label": run.label, "config": run.cfg.to_file_dict(),
+                  "model": run.model_info, "dataset": run.dataset.name, "split": run.dataset.split}
         if image_index is not None:
             state["image_id"] = str(run.dataset.images[image_index].image_id)
         if class_index is not None:
             state["class"] = run.classes[class_index]
     state |= {"image_index": image_index, "class_index": class_index,
               "methods": list(methods) if methods is not None else (list(run.cfg.methods) if run else None),
-              "percentile": percentile if percentile is not None else (run.cfg.boxes.percentile if run else None),
+              "percentile": percentile if percentile is not None else (run.cfg.boxes.cut if run else None),
               "iou": iou, "protocol": protocol, "interp": interp}
+    if isinstance(state["percentile"], BoxRule):  # another box rule: named, no percentile
+        state["box_rule"], state["percentile"] = cut_label(state["percentile"]), None
     return jsonable(state | extra)
 
 
