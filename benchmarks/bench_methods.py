@@ -130,7 +130,8 @@ def main() -> None:
                   f"{max(times[k]) / args.batch * 1000:.1f} ms/img)")
         if args.flops and window is None:
             f0, f4, fo, fs = (pass_flops(visual, ms, size, args.depth, pe) for ms, pe in
-                              ((() if resize else None, "official"), (SEED_METHODS, "official"), (every, "official"), (every, "shared")))
+                              ((() if resize else None, "official"), (SEED_METHODS, "official"),
+                               (every, "official"), (every, "shared")))
             print(f"  matrix-product FLOPs per image: encode_image {f0 / 1e9:.2f} G; seed four x{f4 / f0:.2f}, "
                   f"all official x{fo / f0:.2f}, all shared x{fs / f0:.2f}")
 

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
 from surgery_core.model.attention import ATTN_TAPS, AttnContext, attention_of
+from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
 from surgery_core.model.multilayer import TAILS
 from surgery_core.model.rows import ROWS, AttentionRows, row_vanilla
-from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
 
 
 @dataclass(frozen=True)

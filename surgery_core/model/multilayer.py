@@ -94,7 +94,7 @@ def scclip_attention(blk, x: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
     ``[softmax(3 (mid - mean), negatives -inf) + softmax(k k^T s)] / 2`` per head, times v."""
     attn = blk.attn
     h = blk.ln_1(x)
-    q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    _, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     n, d = k.shape
     nh = attn.num_heads
     k, v = (t.reshape(n, nh, d // nh).transpose(0, 1) for t in (k, v))

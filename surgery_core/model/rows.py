@@ -69,7 +69,7 @@ def row_gem(q, k, v, ctx, i):
 
 
 def row_resclip(q, k, v, ctx, i):
-    tau, lam = RESCLIP_RCS_WEIGHTS
+    lam = RESCLIP_RCS_WEIGHTS[1]
     own = _soft(k, k, i, naclip_omega(ctx.grid, device=q.device, dtype=torch.float32)[i])
     rcs = sum(_soft(qj, kj, i) for qj, kj in ctx.taps) / len(ctx.taps)
     return (1 - lam) * own + lam * rcs  # tau divided out
