@@ -176,8 +176,8 @@ def attention_rows(panels: list[tuple[str, np.ndarray]], cell: tuple[int, int], 
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="white", width=2),
                       **at)
         fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", **at)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, constrain="domain")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", showgrid=False, constrain="domain")
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, constrain="domain")
     fig.update_annotations(font=dict(size=10))
     fig.update_layout(height=height * rows + 20, margin=dict(l=0, r=0, t=24, b=0))
     return fig
