@@ -244,3 +244,16 @@ def json_dump(doc) -> str:
     import json
 
     return json.dumps(doc)
+
+
+@pytest.mark.parametrize("size", [256, 448, 800, 1024])
+def test_each_rule_resizes_as_its_official_function_at_dior_sizes(size):
+    """The resize alone, at sizes up to DIOR's 800 px and beyond: the registry's rule of each method equals the
+    official function written above (ViT-B/32's 7x7 embedding)."""
+    from surgery_core.model.forward import interpolate_pos_embed
+
+    pos = torch.randn(50, 768, generator=torch.Generator().manual_seed(size))
+    g = size // 32
+    for name, official in OFFICIAL_RESIZE.items():
+        ours = interpolate_pos_embed(pos, (7, 7), (g, g), METHODS[name].posembed)
+        torch.testing.assert_close(ours, official(pos, (g, g), (size, size), 32), atol=1e-6, rtol=0)
