@@ -71,7 +71,7 @@ def test_the_leaderboard_equals_each_runs_own_pages(world):
     rows = stored.leaderboard(world["store"])
     for key in ("d6", "d2", "samples"):
         run = world["runs"][key]
-        p = float(run.cfg.boxes.percentile)
+        p = run.cfg.boxes.cut
         q = run.quality().methods
         for m in METHODS:
             row = row_of(rows, run, m)
@@ -82,9 +82,10 @@ def test_the_leaderboard_equals_each_runs_own_pages(world):
                     assert row[f"VOC07@{iou:g} {proto}"] == pytest.approx(page, abs=1e-12), (key, m, proto, iou)
                 coco = run.ap(m, proto, "coco", p, COCO_IOUS).mAP
                 assert row[f"COCO .50:.95 {proto}"] == pytest.approx(coco, abs=1e-12)
+            corloc = run.corloc_at(m, "present", p, 0.5).mean[0]  # the Per-class AP page's CorLoc at IoU 0.5
+            assert row["CorLoc@0.5 present"] == pytest.approx(corloc, abs=1e-12)
             assert row["pointing game"] == q[m].pointing_game["overall"]
             assert row["energy PG"] == q[m].energy_pointing_game["overall"]
-            assert row["CorLoc@0.5"] == run.corloc_at(m, "present", p, 0.5).mean[0]
             assert row["depth"] == run.cfg.surgery_depth and row["images"] == len(run.grids.rows)
     assert {row_of(rows, world["runs"]["d6"], "vv_mixed")["VOC07@0.1 present"],
             row_of(rows, world["runs"]["d2"], "vv_mixed")["VOC07@0.1 present"]} != {None}
@@ -113,6 +114,7 @@ def test_comparison_differences_are_the_difference_of_the_runs_tables(world):
     pairs = [crossrun.Pair(d6, "vv_mixed", "depth 6"), crossrun.Pair(d2, "vv_mixed", "depth 2")]
     pairing = crossrun.pairing_for(pairs)
     assert pairing.n == LIMIT and pairing.gt_problem is None
+    assert crossrun.differences_text([d6, d2]) == "surgery_depth 6 / 2"
     for proto, interp, iou in (("present", "voc07", 0.1), ("open", "voc", 0.5), ("present", "coco", 0.5)):
         table = crossrun.compare_table(pairs, pairing, proto, interp, iou)
         a, b = (r.ap("vv_mixed", proto, interp, 90.0, iou) for r in (d6, d2))
@@ -347,7 +349,7 @@ def test_the_runs_page_shows_the_same_numbers_and_computes_nothing(world):
             run = world["runs"][key]
             for m in METHODS:
                 row = board[(board["run"] == run.run_hash) & (board["method"] == m)].iloc[0]
-                page = run.ap(m, "open", "voc07", float(run.cfg.boxes.percentile), 0.1).mAP
+                page = run.ap(m, "open", "voc07", run.cfg.boxes.cut, 0.1).mAP
                 assert row["VOC07@0.1 open"] == f"{page:.4f}"
                 pg = run.quality().methods[m].pointing_game["overall"]
                 assert row["pointing game"] == f"{pg:.4f}"
