@@ -57,11 +57,12 @@ def test_every_page_renders(dashboard_env, test_run):
     goto(at, "compare")
     assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method shown (the seed's four), the colour bar
     goto(at, "ap")
-    assert len(at.dataframe) == 1 and len(at.metric) == len(SEED_METHODS)
+    # AP per class and CorLoc per class; mAP and CorLoc of each method
+    assert len(at.dataframe) == 2 and len(at.metric) == 2 * len(SEED_METHODS)
     goto(at, "sweep")
     assert len(at.dataframe) == 1
     goto(at, "quality")
-    assert len(at.dataframe) == 3
+    assert len(at.dataframe) == 5  # the seed's three, CorLoc, the object-size mix
     goto(at, "run")
     assert test_run.run_hash in markdown(at)
 

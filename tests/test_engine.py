@@ -70,7 +70,7 @@ def test_evaluate_command_writes_the_reports(tmp_path, demo_checkpoint, demo_env
         assert (out / name).is_file(), name
     maps = json.loads((out / "map_results.json").read_text())
     assert maps["box_rule"].startswith("percentile 75 ")
-    assert tuple(maps["tables"]) == DEFAULT_METHODS  # all ten by default
+    assert tuple(maps["tables"]) == DEFAULT_METHODS  # every registered method by default
     multi = json.loads((out / "multi_iou_results.json").read_text())
     assert list(multi["results"]["vv_mixed"]["present"]["voc07"]["mAP_per_iou"]) == \
         ["0.05", "0.1", "0.15", "0.2", "0.3", "0.5"]

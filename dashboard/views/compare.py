@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, permalink, render, snapshot_ui, state, widgets
+from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
+from surgery_core.errors import InputError
 from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
 
@@ -126,7 +128,7 @@ def view() -> None:
         for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
-                                  width="stretch", caption=legend)
+                                  per_row=per_row, width="stretch", caption=legend)
                 col.download_button(
                     "PNG", functools.partial(render.image_panel_png, key, image, cls, side,
                                              f"{rec.image_id}: {cls_name}", legend, run),
@@ -135,7 +137,7 @@ def view() -> None:
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
-                              widgets.METHODS[m].description, col, width="stretch")
+                              widgets.METHODS[m].description, col, per_row=per_row, width="stretch")
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
@@ -169,6 +171,14 @@ def view() -> None:
         icon=":material/download:", help="the image and every method shown, one colour bar and a heading that "
                                          "says how boxes were cut and matched, as one PNG (the report's figure)")
 
+    cfg = run.cfg
+    try:
+        res = explore.Resolution.check(cfg.input.size or run.loaded.image_size, cfg.input.window, cfg.input.stride,
+                                       run.loaded.patch_size)
+    except InputError:  # a run beyond the inspector's one-pass limits (e.g. a huge input without windows)
+        res = None
+    if res is not None:
+        inspector.show(run.loaded, run.image(image), res, cfg.surgery_depth, methods, cfg.input.posembed, "c_insp")
     if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({
             "method": m, "x1": i.det.xyxy[:, 0], "y1": i.det.xyxy[:, 1], "x2": i.det.xyxy[:, 2],

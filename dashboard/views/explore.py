@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, permalink, snapshot_ui, state, widgets
+from dashboard import data, inspector, permalink, snapshot_ui, state, widgets
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
 from surgery_core.eval.maps import upsample
@@ -303,6 +303,7 @@ def view() -> None:
         snapshot_ui.markdown(head)
         widgets.chart(phrase_figure(maps, k, picture, scale, alpha, grid_view), f"x_fig_{k}",
                       name=slug(f"explore {name} {phrase}", 80, "explore"))
+    inspector.show(loaded, image, res, run.cfg.surgery_depth, methods, run.cfg.input.posembed, "x_insp")
 
 
 view()

@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from surgery_core.data.detections import Detections
+from surgery_core.errors import InputError
 from surgery_core.eval.maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
 from surgery_core.parallel import resolve_workers, spawn_map
 
@@ -268,7 +269,7 @@ def _percentile_plan(n: int, percentiles: tuple[float, ...]):
     lo_idx, hi_idx, gammas = [], [], []
     for p in percentiles:
         if not 0.0 <= p <= 100.0:
-            raise ValueError(f"percentile must be within 0-100, got {p}")
+            raise InputError(None, f"percentile must be within 0-100, got {p:g}")
         v = (n - 1) * float(np.true_divide(p, 100))
         lo = int(np.floor(v))
         lo_i, hi_i = (n - 1, n - 1) if v >= n - 1 else (lo, lo + 1)

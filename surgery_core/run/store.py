@@ -98,7 +98,8 @@ class RunStore:
         runs = self.root / "runs"
         if not runs.is_dir():
             return []
-        out = [m for m in (self.run_record(d) for d in runs.iterdir()) if m is not None]
+        out = [m for m in (self.run_record(d) for d in runs.iterdir() if not d.name.startswith("."))
+               if m is not None]  # names starting with a dot: runs being deleted (see run/stored.py)
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 

@@ -138,7 +138,7 @@ def manifest(run: Run, exported: list[BoxCell], scores: bool = True) -> dict:
     for c in exported:
         det = c.detections(run)
         entry = {"results": f"{c.stem}.json", "csv": f"{c.stem}.csv", "method": c.method, "protocol": c.protocol,
-                 "box_rule": c.rule, "cut": cut_label(c.cut),
+                 "box_rule": c.rule, "box_rule_text": cut_label(c.cut),
                  "percentile": None if isinstance(c.cut, BoxRule) else c.cut, "boxes_note": c.note(run),
                  "boxes": int(len(det))}
         if scores:
