@@ -512,8 +512,8 @@ def _section_localisation(p: Parts, run) -> str:
     (``run.ap_by_size()``, first interpolation, each protocol, the run's first IoU)."""
     cl, by = run.corloc(), run.ap_by_size()
     keys = list(cl.entry(p.methods[0], run.cfg.protocols[0]).corloc)
-    out = ["<section id=\"localisation\"><h2>CorLoc and AP by object size</h2>",
-           f"<p class=\"note\">{_esc(cl.note)}. {_esc(cl.box_note)}.</p>"]
+    out = [f"<section id=\"localisation\"><h2>CorLoc and AP by object size</h2><p class=\"note\">{_esc(cl.note)}. "
+           f"{_esc(cl.box_note)}.</p>"]
     rows = [[(m, ""), (pr, "")] + [(_fmt(cl.entry(m, pr).corloc[k]), "") for k in keys]
             for pr in run.cfg.protocols for m in p.methods]
     out.append(_table("CorLoc (mean over classes)", ["method", "protocol"] + [f"IoU ≥ {k}" for k in keys], rows, 2))
@@ -525,9 +525,7 @@ def _section_localisation(p: Parts, run) -> str:
                       "small ≤ 32², medium 32²–96², large ≥ 96²; GT of other sizes ignored, as are detections "
                       "matched to it and unmatched detections of other sizes", ["method", "protocol"] + sizes, rows, 2))
     mix = [[(c, "")] + [(str(v[s]), "") for s in sizes] for c, v in by.size_mix.items() if any(v.values())]
-    out.append(_table("Ground-truth boxes per class and size", ["class"] + sizes, mix))
-    out.append("</section>")
-    return "".join(out)
+    return "".join(out + [_table("Ground-truth boxes per class and size", ["class"] + sizes, mix), "</section>"])
 
 
 def render_html(p: Parts, run) -> str:
