@@ -90,8 +90,9 @@ def _cmd_fiftyone(args) -> int:
 
     with run.bars.status(f"export: FiftyOne files of run {run.run_hash} to {args.out}"):
         m = write_fiftyone(run, args.out, _methods(args), args.protocol, _cut(args), args.heatmaps)
-    print(f"wrote {args.out}/: ground truth, {len(m['prediction_fields'])} prediction fields ({m['protocol']}, "
-          f"{m['boxes_note']}), {len(m['heatmap_fields'])} heatmap fields ({m['heatmaps']} classes)")
+    n, h = len(m["prediction_fields"]), len(m["heatmap_fields"])
+    print(f"wrote {args.out}/: ground truth, {n} prediction field{'s' * (n != 1)} ({m['protocol']}, "
+          f"{m['boxes_note']}), {h} heatmap field{'s' * (h != 1)} ({m['heatmaps']} classes)")
     print(f"load it: pip install fiftyone && python {Path(args.out) / 'load_fiftyone.py'} {m['image_folder']}")
     return 0
 
