@@ -15,8 +15,9 @@ import streamlit as st  # noqa: E402
 from dashboard import permalink, sidebar, snapshot_ui, state, widgets  # noqa: E402
 
 # 330 px: the sidebar's labels ("Window", "x class prob") and recent-run entries fit on one line at 1280 px
-st.set_page_config(page_title="CLIP Surgery inspector", page_icon=":material/satellite_alt:", layout="wide",
-                   initial_sidebar_state=330)
+# The page icon ships with the app (a material icon would make the browser fetch it from Google's font server)
+st.set_page_config(page_title="CLIP Surgery inspector", page_icon=str(ROOT / "dashboard" / "assets" / "page_icon.png"),
+                   layout="wide", initial_sidebar_state=330)
 
 ICONS = {"browse": "grid_view", "compare": "compare", "explore": "travel_explore", "ap": "table_chart",
          "sweep": "tune", "quality": "insights", "run": "info", "runs": "leaderboard",
@@ -48,6 +49,7 @@ if name in ("snapshots", "runs"):  # no session run is opened: stored views open
         snapshot_ui.save_control(None)
     st.stop()
 run = sidebar.run_selection(top)
+state.adopt_run(run.cfg)  # a newly opened run: its own percentile, no filter of the previous run
 widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short
 widgets.banner(run)
 permalink.sync_url(name)

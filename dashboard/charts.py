@@ -9,18 +9,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from surgery_core.model.methods import method_color  # one colour per method, fixed by the registry's order
+from surgery_core.share.portable import plotly_config
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
+LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
 def config(name: str) -> dict:
-    """Every chart's plotly configuration: the toolbar on (shown while the pointer is over the chart, so that at
-    rest it covers no subplot title), its camera button saving the chart as drawn as a PNG at twice the on-screen
-    resolution, named ``name``; no plotly logo, no selection tools (nothing selects) and no zoom steps."""
-    return {"displayModeBar": "hover", "displaylogo": False,
-            "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
-            "toImageButtonOptions": {"format": "png", "scale": 2, "filename": name}}
-LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
+    """Every chart's plotly configuration (:func:`surgery_core.share.portable.plotly_config`: the camera saves a
+    PNG at 2x named ``name``), the toolbar shown while the pointer is over the chart, so that at rest it covers
+    no subplot title."""
+    return {"displayModeBar": "hover", **plotly_config(name)}
 
 
 def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:

@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
-from surgery_core.eval.boxes import cut_short
+from surgery_core.eval.boxes import as_cut, cut_short
 from surgery_core.eval.corloc import CorLocResult
 from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
@@ -70,9 +70,10 @@ def _count_model_load(model_json: str) -> None:
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def _model(model_json: str, stamp: tuple):
-    """The model, loaded once per process per checkpoint file version."""
-    loaded = resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)))
+def _model(model_json: str, stamp: tuple, random_weights: bool = False):
+    """The model, loaded once per process per checkpoint file version (``random_weights``: an architecture
+    without a checkpoint was chosen with the form's "Random weights" box)."""
+    loaded = resolve_model(RunConfig(model=ModelConfig.model_validate_json(model_json)), random_weights=random_weights)
     _count_model_load(model_json)
     return loaded
 
@@ -87,6 +88,14 @@ class _Slot:
 def _slot(run_hash: str, stamp: tuple) -> _Slot:
     """One slot per run (keyed by run hash and checkpoint version): the Run lives here for the process."""
     return _Slot()
+
+
+RANDOM_OK = "_random_ok"  # session state: hashes of the runs this session chose random weights for (the form's box)
+
+
+def random_chosen(cfg: RunConfig) -> bool:
+    """Whether this session chose random weights for ``cfg`` (an architecture without a checkpoint)."""
+    return checkpoint_stamp(cfg) == ("random",) and cfg.run_hash in st.session_state.get(RANDOM_OK, ())
 
 
 def open_run(cfg: RunConfig, area=None) -> Run:
@@ -118,7 +127,7 @@ def _open(cfg: RunConfig, area) -> Run:
             bar = area.progress(0.0, text=text)
         bar.progress(frac, text=text)
 
-    loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg))
+    loaded = _model(cfg.model.model_dump_json(), checkpoint_stamp(cfg), random_chosen(cfg))
     t0 = time.perf_counter()
     with st.spinner(f"Opening run {cfg.run_hash}: model {cfg.model.name or cfg.model.arch}, dataset {cfg.data.kind}/{cfg.data.split} "
                     "(demo scenes are generated on first use)…", show_time=True):
@@ -238,13 +247,13 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
     size (``all`` or a COCO bucket)."""
     ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
-    return run.ap(method, protocol, interp, float(percentile), thr, None if size == "all" else size)
+    return run.ap(method, protocol, interp, as_cut(percentile), thr, None if size == "all" else size)
 
 
 def corloc_result(run: Run, method: str, protocol: str, percentile: float, iou: float) -> CorLocResult:
     """``run.corloc_at`` (boxes cut under a spinner first)."""
     ensure_cells(run, [method], protocol, percentile)
-    return run.corloc_at(method, protocol, float(percentile), float(iou))
+    return run.corloc_at(method, protocol, as_cut(percentile), float(iou))
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables

@@ -64,8 +64,48 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def open_page(playwright, width: int, height: int = 1000, timeout_ms: int = 600_000):
     """A page of a new headless chromium (Debian's, with :data:`CHROMIUM_ARGS`) at ``width`` x ``height`` px,
-    whose waits time out after ``timeout_ms`` (benchmarks wait for real work, not for a test's patience)."""
+    whose waits time out after ``timeout_ms`` (benchmarks wait for real work, not for a test's patience); every
+    request off this machine is blocked (:func:`new_page`)."""
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": width, "height": height})
+    return new_page(browser, width, height, timeout_ms)
+
+
+#: Every request a page of :func:`new_page` tried to send off this machine (blocked): browser tests fail on any
+#: (``tests/conftest.py`` checks it after each test), since the app must work offline with what it ships.
+OUTSIDE_REQUESTS: list[str] = []
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` stays on this machine: the app's own server (loopback), or data the page already holds
+    (``data:``, ``blob:``, ``about:``, a ``file:`` report)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about", "file", "chrome-error"):
+        return True
+    return parts.hostname in LOCAL_HOSTS
+
+
+def block_outside(context) -> None:
+    """Route every request of a Playwright browser context: local ones go on, any other is aborted and recorded in
+    :data:`OUTSIDE_REQUESTS`."""
+    def route(r):
+        url = r.request.url
+        if is_local(url):
+            r.continue_()
+        else:
+            OUTSIDE_REQUESTS.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+
+
+def new_page(browser, width: int, height: int = 1000, timeout_ms: int = 60_000):
+    """A page ``width`` x ``height`` px in a new context of ``browser`` that cannot reach beyond this machine
+    (:func:`block_outside`); waits time out after ``timeout_ms``. Every browser test opens its pages here."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    block_outside(context)
+    page = context.new_page()
     page.set_default_timeout(timeout_ms)
     return page

@@ -95,6 +95,7 @@ def _form_values(cfg: RunConfig) -> dict:
         for part in parents:
             node = node[part]
         out[key] = to_widget(node[name])
+    out["f_random"] = cfg.run_hash in st.session_state.get(data.RANDOM_OK, ())  # not a field: a session's choice
     return out
 
 
@@ -167,7 +168,10 @@ def _submit() -> None:
         st.session_state["_form_error"] = "; ".join(
             f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         return
-    _accept(cfg)
+    if st.session_state.get("f_random"):
+        st.session_state.setdefault(data.RANDOM_OK, set()).add(cfg.run_hash)
+    if _accept(cfg):
+        st.session_state["_tried_from_form"] = cfg.run_hash  # a failure to open it returns to the working run
 
 
 def _accept(cfg: RunConfig) -> bool:
@@ -192,7 +196,9 @@ def _pick_recent() -> None:
     meta = st.session_state.get("_recent")
     if meta:
         try:
-            _accept(RunConfig.model_validate(meta["config"]))
+            cfg = RunConfig.model_validate(meta["config"])
+            if _accept(cfg):
+                st.session_state["_tried_from_form"] = cfg.run_hash
         except ValidationError as exc:
             st.session_state["_form_error"] = f"stored run {meta.get('run_hash')} has an unreadable config: {exc}"
     st.session_state["_recent"] = None
@@ -218,9 +224,7 @@ def _recent_runs(store_root: str) -> list[dict]:
 
 def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
-    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
-                                                           or st.session_state.get("_model_pulled"))):
-        st.markdown("**Model**")
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))):
         model_picker.draw()
         _form_body()
     if st.session_state.get("_form_error"):
@@ -244,6 +248,10 @@ def _form_body() -> None:
         st.text_input("Checkpoint", key="f_ckpt", placeholder="empty: the shipped demo weights",
                       help="a local state dict (.pt/.safetensors), e.g. RemoteCLIP-ViT-B-32.pt")
         st.checkbox("QuickGELU (OpenAI CLIP and RemoteCLIP use it)", key="f_qg")
+        st.checkbox("Random weights (no checkpoint: every number means nothing)", key="f_random",
+                    help="For trying the app with another architecture when no checkpoint is at hand: the model keeps "
+                         "its random initialisation; every page then says RANDOM WEIGHTS and marks no method best. "
+                         "Used only when Checkpoint is empty and the architecture is not the demo model.")
         st.multiselect("Heatmap methods", list(METHODS), key="f_methods")
         c1, c2, c3 = st.columns(3)
         c1.number_input("Input px", 0, step=32, key="f_size", help="0 = the model's own size")
@@ -271,6 +279,41 @@ def _form_body() -> None:
         st.form_submit_button("Open run", type="primary", on_click=_submit, width="stretch")
 
 
+#: The command line's words in a library message, as the Run settings form names the same thing.
+FORM_TERMS = (
+    (r"\(--checkpoint FILE, or model\.checkpoint in a run configuration\)", "(the Checkpoint field)"),
+    (r"\(--random-weights, for tests\)", "(tick Random weights)"),
+    (r"--random-weights", "Random weights"), (r"--images FOLDER", "COCO image folder"),
+    (r"--images", "COCO image folder"), (r"--split all", "Split: all"), (r"--split", "Split"),
+    (r"--checkpoint", "Checkpoint"), (r"\bmodel\.checkpoint\b", "Checkpoint"),
+)
+
+
+def form_terms(message: str) -> str:
+    """A library message with its command-line options named as the form names them."""
+    import re
+
+    for pattern, words in FORM_TERMS:
+        message = re.sub(pattern, words, message)
+    return message
+
+
+def _back_to_working_run(cfg: RunConfig, exc: Exception) -> bool:
+    """When ``cfg`` came from the form (or the recent runs) and cannot be opened: the session returns to the run
+    that was working, and the form says why in its own terms. False when there is no such run to return to."""
+    ss = st.session_state
+    working = ss.get("_working_run")
+    if ss.get("_tried_from_form") != cfg.run_hash or not working:
+        return False
+    ss.pop("_tried_from_form", None)
+    msg = _refusal(exc) if isinstance(exc, PathNotAllowedError) else form_terms(str(exc))
+    ss["_form_error"] = f"**Run {cfg.run_hash} cannot be opened; the run you had stays open.** {msg}"
+    back = RunConfig.model_validate_json(working)
+    state.set_config(back)
+    ss["_form_for"] = back.run_hash  # the form keeps the values that were tried, beside the message
+    return True
+
+
 def box_caption(cfg: RunConfig) -> str:
     """The percentile the page shows boxes at (what its percentile control drew last, see
     :func:`dashboard.widgets.percentile`), and the run's own when they differ."""
@@ -289,10 +332,10 @@ def run_selection(area) -> Run:
     recent = _recent_runs(str(operator_settings.run_store().root))
     label = next((m["label"] for m in recent if m["run_hash"] == cfg.run_hash and m["label"]), "")
     sb.markdown(f"### Run `{cfg.run_hash}`" + (f" · {label}" if label else ""))
-    summary = (f"{cfg.data.kind}/{cfg.data.split} · " + (f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name
-                                                          else cfg.model.arch)
-               + (" · QuickGELU" if cfg.model.quickgelu else ""))
-    sb.caption(summary + " · " + box_caption(cfg))
+    model = ((f"{cfg.model.name} ({cfg.model.arch})" if cfg.model.name else cfg.model.arch)
+             + (" · QuickGELU" if cfg.model.quickgelu else ""))
+    head = sb.empty()  # the dataset in the words every page uses (its name and split), once the run is open
+    head.caption(f"{cfg.data.kind}/{cfg.data.split} · {model} · {box_caption(cfg)}")
     _form(cfg)
     if recent:
         sb.selectbox("Recent runs", recent, index=None, key="_recent", on_change=_pick_recent,
@@ -304,14 +347,14 @@ def run_selection(area) -> Run:
               disabled=cfg == operator_settings.app_default_config())
     try:
         run = data.open_run(cfg, area)
-    except PathNotAllowedError as exc:  # a link (or the recent-runs list) named a path outside the data roots
-        sb.error(_refusal(exc), icon=":material/block:")
-        area.error(f"**Run {cfg.run_hash} cannot be opened.** {_refusal(exc)}", icon=":material/block:")
-        permalink.sync_url()
-        st.stop()
     except Exception as exc:  # noqa: BLE001 - bad input (SurgeryError, OSError, ValueError) or a library failure
-        if isinstance(exc, (SurgeryError, OSError, ValueError)):
-            area.error(f"**Run {cfg.run_hash} cannot be opened.** {exc}", icon=":material/error:")
+        if isinstance(exc, (SurgeryError, OSError, ValueError)) and _back_to_working_run(cfg, exc):
+            st.rerun()  # the working run stays open; the message sits at the form
+        if isinstance(exc, PathNotAllowedError):  # a link (or the recent-runs list) named a path outside the roots
+            sb.error(_refusal(exc), icon=":material/block:")
+            area.error(f"**Run {cfg.run_hash} cannot be opened.** {_refusal(exc)}", icon=":material/block:")
+        elif isinstance(exc, (SurgeryError, OSError, ValueError)):
+            area.error(f"**Run {cfg.run_hash} cannot be opened.** {form_terms(str(exc))}", icon=":material/error:")
         else:
             widgets.failure(f"Opening run {cfg.run_hash}", exc, area)
         from surgery_core.demo.model import DEMO_ARCH, DEMO_WEIGHTS
@@ -321,6 +364,10 @@ def run_selection(area) -> Run:
                       "checkpoint under **Run settings** in the sidebar.")
         permalink.sync_url()
         st.stop()
+    st.session_state["_working_run"] = cfg.model_dump_json()
+    st.session_state.pop("_tried_from_form", None)
+    head.caption(f"{run.dataset.name} / {run.dataset.split} · {model}"
+                 + (" · RANDOM WEIGHTS" if run.random_weights else "") + f" · {box_caption(cfg)}")
     g = run.grids
     sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "
                f"{g.grids[run.cfg.methods[0]].shape[-2]}x{g.grids[run.cfg.methods[0]].shape[-1]} · "

@@ -58,6 +58,17 @@ def begin() -> None:
     st.session_state[REG] = {"state": {}, "blocks": []}
 
 
+def mark() -> int:
+    """Where the registry stands now: a fragment that reruns alone under other registered blocks calls
+    :func:`rewind` with this mark first, so that its blocks replace its own earlier ones, not the page's."""
+    return len(_reg()["blocks"])
+
+
+def rewind(at: int) -> None:
+    """Drop the blocks registered after mark ``at`` (see :func:`mark`)."""
+    del _reg()["blocks"][at:]
+
+
 def _reg() -> dict:
     reg = st.session_state.get(REG)
     if not isinstance(reg, dict):
@@ -104,11 +115,12 @@ def caption(text: str, where=st, name: str | None = None) -> None:
     _add("caption", text=str(text), name=name)
 
 
-def image(name: str, data: bytes, label: str | None = None, where=st, **kw) -> None:
+def image(name: str, data: bytes, label: str | None = None, where=st, per_row: int | None = None, **kw) -> None:
     """Draw ``data`` (PNG or JPEG bytes) with ``where.image(data, **kw)`` and register it under ``name`` with
-    ``label``, the words a snapshot shows under it (on screen they may sit in a caption of their own)."""
+    ``label``, the words a snapshot shows under it (on screen they may sit in a caption of their own).
+    per_row: pictures per row on screen (the row's columns), so that a snapshot reopens in the same layout."""
     where.image(data, **kw)
-    _add("image", name=name, data=data, caption=label)
+    _add("image", name=name, data=data, caption=label, **({"per_row": int(per_row)} if per_row else {}))
 
 
 # ------------------------------------------------------------------------------------------ serialising
@@ -152,7 +164,8 @@ def _store_image(b: dict, images: dict[str, bytes]) -> dict:
     while key in images:  # unique keys; the block keeps the name shown
         key, n = f"{b['name']} ({n})", n + 1
     images[key] = bytes(b["data"])
-    return {"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")}
+    return {"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")} | (
+        {"per_row": b["per_row"]} if b.get("per_row") else {})
 
 
 def collect(reg: dict | None = None) -> tuple[dict, dict, dict[str, bytes]]:
@@ -277,9 +290,10 @@ def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[
     if len(row) == 1 and row[0].get("name") == COLOUR_SCALE and images.get(row[0].get("image")) is not None:
         st.image(images[row[0]["image"]], width=640)
         return
-    for start in range(0, len(row), IMAGES_PER_ROW):
-        part = row[start:start + IMAGES_PER_ROW]
-        for col, b in zip(st.columns(len(part)), part):
+    per = row[0].get("per_row") or IMAGES_PER_ROW  # the layout it was saved with (older snapshots: 8 a row)
+    for start in range(0, len(row), per):
+        part = row[start:start + per]
+        for col, b in zip(st.columns(per if row[0].get("per_row") else len(part)), part):
             data = images.get(b.get("image"))
             if data is None:
                 col.warning(f"image {b.get('name')!r} is missing from the snapshot file")

@@ -109,6 +109,43 @@ def param(key: str) -> Param | None:
     return _declared.get(key)
 
 
+#: View settings that belong to the run they were chosen on: a run opened later starts from its own values of
+#: these (its percentile and IoU, no filter), and the session is told what was reset (:func:`adopt_run`).
+RUN_SCOPED = {"p": "heatmap percentile", "iou": "IoU threshold", "bn": "objects-per-image filter",
+              "bcls": "class filter", "q": "image id filter", "bout": "outcome filter", "bpage": "Browse page"}
+ADOPT_NOTES = "_adopt_notes"
+
+
+def adopt_run(cfg: RunConfig) -> None:
+    """Called once the session's run is open: when it is another run than the one the view settings were chosen
+    on, drop the settings of :data:`RUN_SCOPED` (every page then shows the run's own values) and keep a note of
+    what changed for the banner. A session's first run keeps what its link set."""
+    ss = st.session_state
+    before = ss.get("_view_for")
+    ss["_view_for"] = cfg.run_hash
+    if before is None or before == cfg.run_hash:
+        return
+    notes = []
+    for key, what in RUN_SCOPED.items():
+        old = ss.pop(key, None)
+        ss.get("_defaults", {}).pop(key, None)
+        if old is None or key == "bpage" or old in ((), [], ""):
+            continue
+        p = param(key)
+        if p is not None and p.kind == "range":
+            notes.append(f"{what} cleared (was {int(old[0])}-{int(old[1])})")
+        elif key == "p":
+            if float(old) != float(cfg.boxes.percentile):
+                notes.append(f"percentile p{float(cfg.boxes.percentile):g}, the run's (was p{float(old):g})")
+        elif key == "iou":
+            continue  # the IoU list is the run's own; the slider shows its default
+        elif p is not None and old != p.default_for(cfg):
+            notes.append(f"{what} cleared (was {', '.join(old) if isinstance(old, list) else old})")
+    for key in ("_pct_drawn", "_sidebar_p"):
+        ss.pop(key, None)
+    ss[ADOPT_NOTES] = notes
+
+
 def set_default(key: str, value: Any) -> None:
     """A default that depends on the open run (e.g. the full object-count range), kept out of the URL."""
     st.session_state.setdefault("_defaults", {})[key] = value

@@ -17,7 +17,6 @@ from surgery_core.eval.boxes import RULES, BoxRule
 from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
                                          fixed_cuts)
 from surgery_core.run.facade import Run
-from surgery_core.share.drawing import score_text
 
 INTERP_LABELS = {"voc07": "VOC07 11-pt", "voc": "VOC all-pt", "coco": "COCO 101-pt"}
 RULE_LABELS = {"percentile": "Percentile", "otsu": "Otsu", "fixed": "Fixed value"}
@@ -123,11 +122,20 @@ def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
                                       help="Boxes are cut where the min-max-normalised map is at or above this "
                                            "percentile of its own values (seed: 90; its analysis recommends 75)."))
     ss = st.session_state
+    run_p = float(run.cfg.boxes.percentile)
+    if v != run_p:  # a page override, said where the boxes are, one click from the run's value
+        where.button(f"Run's p{run_p:g}", key="p_back", icon=":material/undo:", on_click=_set_percentile,
+                     args=(run_p,), help=f"Boxes on this page are cut at p{v:g}, not at the run's own percentile "
+                                         f"p{run_p:g}: click to draw them at the run's.")
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
     if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
         st.rerun(scope="app")
     return v
+
+
+def _set_percentile(p: float) -> None:
+    st.session_state["p"] = p
 
 
 def iou(run: Run, where=st, disabled: bool = False, width=170) -> float:
@@ -209,9 +217,17 @@ def settle_heap() -> None:
 
 
 def banner(run: Run) -> None:
-    """Warnings that must not be missed: the model cannot read the data; the link's run changed."""
-    if run.model_note:
+    """Warnings that must not be missed: random weights, or a model that cannot read the data; the link's run
+    changed; the view settings the newly opened run reset."""
+    if run.random_weights:
+        st.error(f"**Random weights: {run.cfg.model.arch} has no checkpoint.** {run.model_note}",
+                 icon=":material/warning:")
+    elif run.model_note:
         st.error(f"**Model/data mismatch.** {run.model_note}", icon=":material/warning:")
+    notes = st.session_state.get(state.ADOPT_NOTES)
+    if notes:
+        st.info(f"Run {run.run_hash} opened with its own settings: " + "; ".join(notes) + ".",
+                icon=":material/restart_alt:")
     for note in st.session_state.get("_url_notes", []):
         st.warning(note, icon=":material/link:")
     if run.grids.skipped:
@@ -251,16 +267,20 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
     def text(v):
         if v is None or not np.isfinite(float(v)):
             return "—"
-        if 0 < abs(float(v)) < 0.001:  # a tiny AP is not 0.000: two significant digits
-            return score_text(float(v))
+        if 0 < abs(float(v)) < 0.001:  # a tiny AP is not 0.000, and one format per table: "<0.001"
+            return "<0.001" if v > 0 else "-<0.001"
         return fmt.format(v)
 
     sty = df.style.apply(lambda _: colours, axis=None, subset=cols).format(text, subset=cols)
     if best is not None:
         sty = sty.apply(lambda _: np.where(best, "font-weight: bold", ""), axis=None, subset=cols)
         for idx, col in best.stack().loc[lambda s: s].index:
-            sty = sty.format(lambda v: f"★ {text(v)}", subset=pd.IndexSlice[[idx], [col]])
+            sty = sty.format(lambda v: f"{text(v)}★", subset=pd.IndexSlice[[idx], [col]])
     return sty
+
+
+#: Width of a number column of :func:`colour_scale` (fits "0.123★" and "<0.001" in bold at 14 px).
+NUMBER_COLUMN_PX = 66
 
 
 def metrics(values: dict, helps: list[str] | None = None, per_row: int = 5, where=st) -> None:

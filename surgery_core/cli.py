@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from surgery_core.errors import SurgeryError
+from surgery_core.errors import InputError, SurgeryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -15,6 +14,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def at_least(low: float, kind=int, strict: bool = False):
+    """An argparse type: a number of ``kind`` that is at least ``low`` (above it with ``strict``); a bad value is
+    the usual one-line usage error naming the option."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low:g}, got {text}")
+        return value
+    return parse
 
 
 def _progress(args):
@@ -35,30 +48,6 @@ def _libraries(bars) -> None:
         from surgery_core.run import facade  # noqa: F401 - the rest of the library (OpenCV, pandas, pydantic)
 
 
-def _cmd_dataset(args) -> int:
-    from surgery_core.data.datasets import load_coco, load_dior
-
-    if args.coco:
-        ds = load_coco(args.coco, args.images)
-    else:
-        ds = load_dior(args.dior, args.split)
-    summary = ds.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        q = summary["quirks"]
-        print(f"{ds.name} {ds.split}: {summary['images']} images, {summary['objects']} objects, "
-              f"{q['images_found']} image files found")
-        for c, n in summary["per_class"].items():
-            print(f"  {c:<26} {n:>7}")
-        print(f"quirks: zero-size boxes {q['zero_size_boxes']}, boxes past the image (clipped) "
-              f"{q['boxes_past_image_clipped']}, touching the border {q['boxes_touching_border']}, "
-              f"depth != 3 {q['depth_not_3']}, with XML declaration {q['with_xml_declaration']}")
-        for item in q["skipped_files"] + q["skipped_objects"]:
-            print(f"skipped: {item['file']}: {item['reason']}")
-    return 0
-
-
 def _class_names_note(classes: list[str]) -> str | None:
     """A note naming the ``--classes`` entries that are not DIOR classes (any accepted spelling), or None."""
     from surgery_core.data.classes import DIOR_CLASSES, ClassIndex
@@ -76,7 +65,7 @@ def _class_names_note(classes: list[str]) -> str | None:
 def _cmd_heatmaps(args) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not classes:
-        raise SurgeryError("--classes needs at least one class name")
+        raise InputError(None, "--classes needs at least one class name")
     bars = _progress(args)
     _libraries(bars)
     import numpy as np
@@ -84,9 +73,11 @@ def _cmd_heatmaps(args) -> int:
 
     from surgery_core.data.images import read_image, squash, to_tensor
     from surgery_core.model.heatmaps import compute_heatmaps, resizes
+    from surgery_core.model.identity import RANDOM_WEIGHTS_NOTE, is_random_weights
     from surgery_core.model.methods import DEFAULT_METHODS, posembed_words
     from surgery_core.run.engine import resolve_model
 
+    _check_input_options(args)
     device = torch.device(_device(args))
     loaded = resolve_model(_model_config(args), device, random_weights=args.random_weights, bars=bars)
     arch = loaded.arch
@@ -94,7 +85,7 @@ def _cmd_heatmaps(args) -> int:
         print(f"surgery heatmaps: WARNING: {loaded.note}", file=sys.stderr)
     size = args.size or loaded.image_size
     if size % loaded.patch_size:
-        raise SurgeryError(f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
+        raise InputError(None, f"--size {size}: must be a multiple of the patch size {loaded.patch_size}")
     image = read_image(args.image)
     note = _class_names_note(classes)
     if note:  # after the inputs are known to be good, so that an error stays the only line
@@ -108,13 +99,54 @@ def _cmd_heatmaps(args) -> int:
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
+    random = is_random_weights(loaded.identity)
     weights = (f"model {loaded.name}, sha256 {loaded.checkpoint_sha256[:16]}..." if loaded.name else
                f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else
-               "RANDOM weights: these heatmaps mean nothing" if args.random_weights else "shipped demo weights")
+               "RANDOM weights: these heatmaps mean nothing" if random else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth}, "
           f"{posembed_words(args.posembed, resizes(loaded.model.visual, ((window or size),) * 2))})")
+    if args.png:
+        from surgery_core.share.report import heatmap_pictures
+
+        title = f"{arch}, {weights}, input {size}px, surgery depth {args.depth}"
+        written = heatmap_pictures(image, arrays, classes, args.png, title)
+        print(f"wrote {len(written)} PNGs (each method's maps over the image, with the colour scale) to {args.png}/")
+    warning = RANDOM_WEIGHTS_NOTE if random else _off_domain_note(loaded, args.image)
+    if warning:  # last, as `surgery evaluate` says it
+        print(f"WARNING: {warning}")
     return 0
+
+
+def _check_input_options(args) -> None:
+    """``--size``, ``--window``, ``--stride`` and ``--depth`` of ``surgery heatmaps`` under the rules of a run's
+    configuration (the same message as ``surgery evaluate``'s), before any work."""
+    from pydantic import ValidationError
+
+    from surgery_core.run.config import InputConfig, RunConfig, explain_validation_error
+
+    try:
+        InputConfig(size=args.size, window=args.window, stride=args.stride)
+        RunConfig(surgery_depth=args.depth)
+    except ValidationError as exc:
+        names = {("size",): "--size", ("window",): "--window", ("stride",): "--stride", ("surgery_depth",): "--depth"}
+        model = RunConfig if any(e["loc"] == ("surgery_depth",) for e in exc.errors()) else InputConfig
+        raise InputError(None, explain_validation_error(exc, names, model=model)) from None
+
+
+def _off_domain_note(loaded, image: str) -> str:
+    """The shipped model's warning when it is run on an image that is not one of the scenes it was made for (the
+    demo model on a real photograph), as ``surgery evaluate --samples`` says it; '' otherwise."""
+    from surgery_core.plugins import shipped_model
+
+    shipped = shipped_model(loaded.arch)
+    if shipped is None or loaded.checkpoint_sha256 is None or loaded.checkpoint != str(shipped.weights):
+        return ""
+    from surgery_core.demo.scenes.dataset import is_complete
+
+    if any(is_complete(folder) for folder in Path(image).resolve().parents):  # a generated demo scene
+        return ""
+    return shipped.note_off_domain
 
 
 def _method_list(text: str) -> tuple[str, ...]:
@@ -124,7 +156,7 @@ def _method_list(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise SurgeryError(f"--methods {text}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+        raise InputError(None, f"--methods {text}: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                            f"registered: {', '.join(METHODS)} (see 'surgery methods')")
     return names
 
@@ -144,104 +176,6 @@ def _cmd_methods(args) -> int:
         print(f"{'':<12} source: {m.source}")
     return 0
 
-
-
-# ---------------------------------------------------------------------------------------------- surgery score
-def _iou_arg(text: str) -> float | tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or comma-separated numbers") from None
-    if not vals or any(not (0.0 < v <= 1.0) for v in vals):
-        raise argparse.ArgumentTypeError(f"IoU thresholds must lie in (0, 1], got {text!r}")
-    return vals[0] if len(vals) == 1 else vals
-
-
-def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``surgery score``."""
-    from surgery_core.eval.ap import INTERPS
-
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dior", metavar="ROOT", help="DIOR root (release layout)")
-    src.add_argument("--coco", metavar="JSON", help="COCO ground-truth JSON (e.g. the ground_truth.json of "
-                                                    "'surgery export boxes'); a plain results list uses its ids")
-    src.add_argument("--samples", action="store_true", help="the five real DIOR pairs shipped with the project")
-    parser.add_argument("--images", help="image folder for --coco (not needed to score)")
-    parser.add_argument("--split", default="test", help="train, val, test, trainval or all (default test; DIOR)")
-    parser.add_argument("--detections", required=True, metavar="FILE",
-                        help="CSV (image_id,class,xmin,ymin,xmax,ymax,score) or COCO results JSON")
-    parser.add_argument("--iou", type=_iou_arg, default=None, metavar="T",
-                        help="IoU threshold, or comma-separated thresholds (default 0.5; coco: .50:.05:.95)")
-    parser.add_argument("--interp", choices=INTERPS, default="voc07",
-                        help="voc07 (11-point, default), voc (all-point) or coco")
-    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to this file")
-
-
-def _load_dataset(args):
-    """The dataset ``surgery score`` reads: ``--dior`` (a split), ``--coco`` or ``--samples``."""
-    from surgery_core.data.datasets import load_coco, load_dior, load_samples
-
-    if getattr(args, "coco", None):
-        return load_coco(args.coco, args.images)
-    if getattr(args, "samples", False):
-        return load_samples(split=args.split)
-    return load_dior(args.dior, args.split)
-
-
-def run_score(args: argparse.Namespace) -> int:
-    """``surgery score``: read the dataset and the detection file, print the table, optionally write JSON.
-
-    Errors in the inputs raise :class:`~surgery_core.errors.SurgeryError` subclasses (the CLI prints them).
-    """
-    from surgery_core.errors import InputError
-    from surgery_core.eval.scoring import format_score_table, read_detections, score
-    from surgery_core.files import write_json
-
-    dataset = _load_dataset(args)
-    det = read_detections(args.detections, dataset)
-    result = score(dataset, det, args.iou, args.interp)
-    report = getattr(dataset, "report", None)
-    skipped = len(getattr(report, "skipped_files", []) or [])
-    if skipped:
-        result["skipped_annotation_files"] = skipped
-    print(format_score_table(result))
-    if skipped:
-        print(f"note: {skipped} annotation files could not be read and are left out "
-              "(see `surgery dataset`)")
-    if args.json:
-        try:
-            write_json(args.json, result)
-        except OSError as exc:
-            raise InputError(args.json, f"cannot write ({exc.strerror or exc})") from None
-        print(f"wrote {args.json}")
-    return 0
-
-
-def _cmd_demo_generate(args) -> int:
-    from surgery_core.demo.scenes import generate_dataset
-
-    summary = generate_dataset(args.out, args.seed, args.count, args.size, overwrite=args.overwrite)
-    print(json.dumps({k: summary[k] for k in ("out", "seed", "count", "size", "splits")}, default=str))
-    return 0
-
-
-def _cmd_demo_train(args) -> int:
-    from surgery_core.demo.model import WEIGHTS_DIR
-    from surgery_core.demo.train import train
-
-    recipe = {k: getattr(args, k) for k in ("seed", "scenes", "steps", "batch", "lr") if getattr(args, k) is not None}
-    log = train(Path(args.out or WEIGHTS_DIR), threads=args.threads, device=args.device, **recipe)
-    print(f"trained {log['steps']} steps in {log['wall_seconds']:.0f} s; final loss "
-          f"{sum(log['loss_every_step'][-50:]) / 50:.4f}; weights in {args.out or WEIGHTS_DIR}")
-    return 0
-
-
-def _cmd_demo_card(args) -> int:
-    from surgery_core.demo.card import write_model_card
-
-    card = write_model_card()
-    print(card.read_text())
-    return 0
 
 
 # Command-line options of a run and the configuration key each one sets (section, key); the same table names
@@ -269,9 +203,9 @@ def _csv_floats(flag: str, text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise SurgeryError(f"{flag} {text}: must be comma-separated numbers, e.g. 0.1,0.5") from None
+        raise InputError(None, f"{flag} {text}: must be comma-separated numbers, e.g. 0.1,0.5") from None
     if not values:
-        raise SurgeryError(f"{flag} {text!r}: needs at least one number")
+        raise InputError(None, f"{flag} {text!r}: needs at least one number")
     return values
 
 
@@ -319,7 +253,7 @@ def config_from_args(args) -> "RunConfig":
     try:
         return RunConfig.model_validate(doc)
     except ValidationError as exc:
-        raise SurgeryError(explain_validation_error(exc, names, args.config)) from None
+        raise InputError(None, explain_validation_error(exc, names, args.config)) from None
 
 
 def _model_config(args) -> "RunConfig":
@@ -337,7 +271,7 @@ def _model_config(args) -> "RunConfig":
     try:
         return RunConfig.model_validate({"model": doc})
     except ValidationError as exc:
-        raise SurgeryError(explain_validation_error(exc, names)) from None
+        raise InputError(None, explain_validation_error(exc, names)) from None
 
 
 def _open_run(args):
@@ -376,11 +310,11 @@ def _device(args) -> str:
     try:
         dev = torch.device(args.device)
     except RuntimeError:
-        raise SurgeryError(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+        raise InputError(None, f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SurgeryError(f"--device {args.device}: no CUDA device is available here (use cpu)")
+        raise InputError(None, f"--device {args.device}: no CUDA device is available here (use cpu)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SurgeryError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise InputError(None, f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return args.device
 
 
@@ -423,15 +357,25 @@ def _cmd_evaluate(args) -> int:
         print(f"  {m:<9} " + "  ".join(f"{pr}={'n/a' if (v := cl.entry(m, pr).corloc['0.5']) is None else f'{v:.4f}'}"
                                        for pr in cfg.protocols))
     q = run.quality().methods
-    print("pointing game: " + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
-                                        if q[m].pointing_game['overall'] is not None))
+    print(f"pointing game{' (RANDOM WEIGHTS: meaningless)' if run.random_weights else ''}: "
+          + ", ".join(f"{m} {q[m].pointing_game['overall']:.3f}" for m in cfg.methods
+                      if q[m].pointing_game['overall'] is not None))
     print(f"wrote {len(paths)} reports and figures to {out}/")
+    _closing_notes(run)
     return 0
 
 
+def _closing_notes(run) -> None:
+    """What must not scroll away, repeated at the end: images left out of the run, and the model warning."""
+    s = run.summary()
+    if s["skipped_images"]:
+        print(f"note: {len(s['skipped_images'])} of {s['images']} images were left out (no image file or "
+              f"unreadable; listed above and in the reports); the numbers cover the other {s['images_with_grids']}")
+    if run.model_note:
+        print(f"WARNING: {run.model_note}")
+
+
 def _cmd_report(args) -> int:
-    if args.samples_count < 0:
-        raise SurgeryError(f"--samples-count {args.samples_count}: must be 0 or more")
     if args.runs:  # stored runs compared in one file (surgery_core/commands/runs.py)
         from surgery_core.commands.runs import report_runs
 
@@ -447,14 +391,13 @@ def _cmd_report(args) -> int:
     samples = default_samples(run, args.samples_count) if args.samples_count else []
     with run.bars.status(f"report: {len(samples)} samples x {len(cfg.methods)} methods, charts, HTML"):
         paths = write_report(run, out, args.zip, samples=samples, include_paths=args.include_paths)
-    if run.model_note:
-        print(f"WARNING: {run.model_note}")
     if args.samples_count and len(samples) < args.samples_count:
         print(f"note: only {len(samples)} of {args.samples_count} samples have an image file and objects")
     for kind, path in paths.items():
         print(f"wrote {kind} {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(f"run {cfg.run_hash}: {len(samples)} samples; absolute paths "
           f"{'kept' if args.include_paths else 'cut to base names'}")
+    _closing_notes(run)
     return 0
 
 
@@ -531,22 +474,13 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     """Where and how a run executes: none of these change its numbers, so none is part of the run hash."""
     p.add_argument("--store", help="run store folder (default: $SURGERY_STORE or ~/.cache/surgery/store)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--workers", type=int, help="image-decoding worker processes")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--workers", type=at_least(0), help="image-decoding worker processes")
+    p.add_argument("--batch-size", dest="batch_size", type=at_least(1), default=64)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="surgery", description="CLIP Surgery heatmaps, boxes and metrics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    d = sub.add_parser("dataset", help="read a dataset's annotations and print counts and quirks")
-    src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dior", help="DIOR root (release layout)")
-    src.add_argument("--coco", help="COCO-format annotation JSON")
-    d.add_argument("--images", help="image folder for --coco")
-    d.add_argument("--split", default="test", help="train, val, test, trainval or all (DIOR)")
-    d.add_argument("--json", action="store_true", help="print a JSON object")
-    d.set_defaults(func=_cmd_dataset)
 
     h = sub.add_parser("heatmaps", help="the raw heatmap grids of one image (every method by default), as .npz")
     _add_model_arguments(h)
@@ -556,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--classes", required=True,
                    help="comma-separated DIOR class names; other text is allowed and used as a free-text query")
     h.add_argument("--out", required=True, help="output .npz")
+    h.add_argument("--png", metavar="DIR", help="also write pictures: per method its map of each class over the "
+                                                "image, with the colour scale")
     h.add_argument("--size", type=int, help="input size in px (default: the model's own)")
     h.add_argument("--window", type=int, help="sliding-window size in px (default: none)")
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
@@ -581,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(r)
     r.add_argument("--out", help="output HTML (default: ./surgery_report_<run hash>.html)")
     r.add_argument("--zip", help="also write a .zip: numbers as JSON and CSV, figures as PNG, the HTML")
-    r.add_argument("--samples-count", dest="samples_count", type=int, default=4,
+    r.add_argument("--samples-count", dest="samples_count", type=at_least(0), default=4,
                    help="images drawn with every method of the run side by side (default 4; 0 = none)")
     r.add_argument("--include-paths", dest="include_paths", action="store_true",
                    help="keep absolute paths (dataset root, checkpoint) instead of their base names")
@@ -594,28 +530,6 @@ def build_parser() -> argparse.ArgumentParser:
     ms = sub.add_parser("methods", help="list the heatmap methods: what each does and its source")
     ms.set_defaults(func=_cmd_methods)
 
-    sc = sub.add_parser("score", help="score an external detection file (CSV or COCO results JSON)")
-    add_score_arguments(sc)
-    sc.set_defaults(func=run_score)
-
-    demo = sub.add_parser("demo", help="the embedded demo world: synthetic scenes and a small CLIP")
-    dsub = demo.add_subparsers(dest="demo_command", required=True)
-    g = dsub.add_parser("generate", help="write synthetic aerial scenes in DIOR's release layout")
-    g.add_argument("--out", required=True)
-    g.add_argument("--seed", type=int, required=True)
-    g.add_argument("--count", type=int, required=True)
-    g.add_argument("--size", type=int, default=224, help="scene side in px")
-    g.add_argument("--overwrite", action="store_true")
-    g.set_defaults(func=_cmd_demo_generate)
-    t = dsub.add_parser("train", help="train the demo CLIP on scene captions (CPU, deterministic per seed)")
-    t.add_argument("--out", help="output folder (default: the shipped weights folder)")
-    for name, kind in (("seed", int), ("scenes", int), ("steps", int), ("batch", int), ("lr", float)):
-        t.add_argument(f"--{name}", type=kind, help="default: the shipped recipe (surgery_core.demo.train.train)")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_demo_train)
-    c = dsub.add_parser("card", help="evaluate the shipped demo weights and rewrite their model card")
-    c.set_defaults(func=_cmd_demo_card)
 
     import importlib
 
@@ -623,7 +537,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in commands.MODULES:  # subcommand groups kept in modules of their own
         importlib.import_module(f"surgery_core.commands.{name}").add_parser(sub)
+    _name_commands(p)
     return p
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand (nested ones too) records its full name, so that an error of the library is prefixed
+    as argparse prefixes its own (``surgery demo generate: error: ...``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.set_defaults(command_name=sp.prog)
+                _name_commands(sp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -631,14 +556,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SurgeryError as exc:
-        print(f"surgery {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{args.command_name}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file that cannot be written or read (a folder that does not exist, no space, ...)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"surgery {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{args.command_name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"surgery {args.command}: interrupted (everything already written to the run store is kept)",
+        print(f"{args.command_name}: interrupted (everything already written to the run store is kept)",
               file=sys.stderr)
         return 130
 

@@ -28,13 +28,36 @@ class Progress:
     def __init__(self, enabled: bool = False, stream: TextIO | None = None):
         self.enabled = bool(enabled)
         self.stream = stream
+        self._phase = None  # the bar of the phase now running: bars opened inside it count on it
+
+    @contextmanager
+    def phase(self, desc: str, total: int, unit: str = "it") -> Iterator[object]:
+        """One bar for a phase made of parts (each method's boxes, each sweep cell): every :meth:`bar` opened
+        inside it counts on this bar instead of printing its own, so a phase shows one bar with its whole
+        count. Inside another phase: that phase's bar."""
+        if not self.enabled:
+            yield _NoBar()
+            return
+        if self._phase is not None:
+            yield self._phase
+            return
+        with self.bar(desc, total, unit) as bar:
+            self._phase = bar
+            try:
+                yield bar
+            finally:
+                self._phase = None
 
     def _out(self) -> TextIO:
         return self.stream or sys.stderr
 
     @contextmanager
     def bar(self, desc: str, total: int, unit: str = "it") -> Iterator[object]:
-        """A tqdm bar of ``total`` steps for the phase ``desc`` (``update(n)`` per step done)."""
+        """A tqdm bar of ``total`` steps for the phase ``desc`` (``update(n)`` per step done); inside a
+        :meth:`phase`, that phase's bar."""
+        if self._phase is not None:
+            yield self._phase
+            return
         if not self.enabled or total <= 0:
             yield _NoBar()
             return

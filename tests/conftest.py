@@ -62,6 +62,20 @@ def _isolated_cache(demo_env):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _offline_browser():
+    """Every browser page opened through ``dashboard.serving.new_page`` blocks requests off this machine and
+    records them: a test whose pages tried to reach any other address fails (the app ships every asset)."""
+    from dashboard import serving
+
+    serving.OUTSIDE_REQUESTS.clear()
+    yield
+    tried = sorted(set(serving.OUTSIDE_REQUESTS))
+    serving.OUTSIDE_REQUESTS.clear()
+    if tried:
+        pytest.fail(f"the page tried to reach {len(tried)} address(es) off this machine: {tried[:5]}")
+
+
 # ------------------------------------------------------------------------------------ dashboard tests
 DASHBOARD_LIMIT = 40  # scenes of the demo test split used by the dashboard tests
 

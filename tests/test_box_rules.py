@@ -172,3 +172,23 @@ def test_a_run_cuts_stores_scores_and_sweeps_the_other_rules(test_run, tmp_path)
     assert tables.entry(m, pr, "voc07").map == evaluate(run.gt, run.detections(m, pr, otsu), len(run.classes),
                                                         run.cfg.iou_thresholds, "voc07").mAP
     assert "Otsu's threshold" in other.corloc().box_note
+
+
+def test_the_box_export_takes_another_rule(test_run, tmp_path):
+    """`surgery export boxes` / the Per-class AP download of an Otsu cell: files named by the rule, the manifest
+    naming it (no percentile), and the run's own AP of those boxes."""
+    from surgery_core.share.export_boxes import cells, write_box_export
+
+    run, otsu = test_run, BoxRule("otsu")
+    m, pr = run.cfg.methods[-1], run.cfg.protocols[0]
+    exported = cells(run, [m], [pr], otsu)
+    assert [c.stem for c in exported] == [f"{m}.{pr}.otsu"]
+    write_box_export(run, tmp_path, exported)
+    manifest = __import__("json").loads((tmp_path / "manifest.json").read_text())
+    (entry,) = manifest["files"]
+    assert entry["box_rule"] == "otsu" and entry["percentile"] is None and entry["box_rule_text"] == "Otsu"
+    assert "Otsu's threshold" in entry["boxes_note"]
+    det = run.detections(m, pr, otsu)
+    assert entry["boxes"] == len(det)
+    assert len((tmp_path / f"{m}.{pr}.otsu.csv").read_text().strip().splitlines()) == len(det) + 1
+    assert entry["run_mAP"]["voc07"]["0.5"] == run.ap(m, pr, "voc07", otsu, 0.5).mAP

@@ -43,8 +43,7 @@ def page(server):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
-        pg.set_default_timeout(90_000)
+        pg = serving.new_page(browser, 1500, 1100, timeout_ms=90_000)  # nothing beyond this machine
         yield pg
         browser.close()
 

@@ -23,7 +23,8 @@ def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_
     assert at.query_params["methods"]  # the choice is in the permalink
     goto(at, "ap")  # the choice carries over: Per-class AP lists every method
     ok(at)
-    assert len(at.metric) == len(DEFAULT_METHODS)
+    labels = [m.label.removesuffix(" ★") for m in at.metric]  # every method's mAP, then its CorLoc
+    assert labels == [f"mAP {m}" for m in DEFAULT_METHODS] + [f"CorLoc {m}" for m in DEFAULT_METHODS]
 
 
 def test_picker_help_names_each_method_and_its_source():

@@ -225,7 +225,7 @@ def media(monkeypatch) -> list[tuple[bytes, str, str | None]]:
 
 
 SECTIONS = ("Run configuration", "mAP per method and protocol", "Per-class AP", "Threshold sweeps",
-            "Heatmap quality and pointing game", "Four-way comparison of samples")
+            "Heatmap quality and pointing game", "Every method on chosen samples")
 
 
 def test_report_download_buttons(dashboard_env, test_run, media):
@@ -256,4 +256,4 @@ def test_report_download_buttons(dashboard_env, test_run, media):
     at.button(key="report_build").click().run()
     ok(at)
     html = next(d for d, _, n in media if n and n.endswith(".html")).decode()
-    assert defaults[-1] in html and defaults[0] not in html.split("Four-way comparison of samples", 1)[1]
+    assert defaults[-1] in html and defaults[0] not in html.split("Every method on chosen samples", 1)[1]

@@ -87,12 +87,11 @@ REQUIRED = ("f_kind", "f_split", "f_arch", "f_methods", "f_depth", "f_prompts", 
 def page(server):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
+    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS, new_page
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        pg.set_default_timeout(60_000)
+        pg = new_page(browser, WIDTH, 900)  # nothing beyond this machine
         yield pg
         browser.close()
 
@@ -181,6 +180,12 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     pg.goto(f"{server}/")
     check(pg, "Browse")
     assert count(pg, '[data-testid="stImage"]', 12, at_least=True) >= 12
+    low = pg.locator('.st-key-bn input[type="range"]').first  # issue 21.4: this run's filter must not follow
+    low.focus()
+    low.press("ArrowRight")
+    pg.wait_for_url(re.compile(r"[?&]bn=\d+-\d+"))
+    bn = re.search(r"[?&]bn=(\d+)-", pg.url).group(1)
+    check(pg, "Browse, a narrower objects-per-image range")
 
     button = pg.locator('[class*="st-key-open_"] button >> visible=true').nth(1)
     sample = button.inner_text().strip().split()[-1]
@@ -232,6 +237,20 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     open_run(pg, new.run_hash, {"f_limit": "30", "f_pct": "75.00"})  # formatted: committed
     check(pg, "a changed run setting, opened")
     assert new.run_hash in sidebar_text(pg)
+    # issue 21.5: the new run's percentile on every page, not the p85 left on Compare; the reset is said
+    assert "boxes p75" in sidebar_text(pg) and "on this page" not in sidebar_text(pg), sidebar_text(pg)
+    assert "p=85" not in pg.url, pg.url
+    said = pg.locator('[data-testid="stMain"]').inner_text()
+    assert "percentile p75, the run's (was p85)" in said and f"objects-per-image filter cleared (was {bn}-" in said
+    slider = one(pg, '.st-key-p input[type="range"]')
+    slider.focus()
+    slider.press("ArrowRight")
+    pg.wait_for_url(re.compile(r"[?&]p=80(&|$)"))
+    check(pg, "Compare, a page percentile again")
+    one(pg, ".st-key-p_back button").click()  # one click back to the run's value
+    pg.wait_for_function("() => !location.search.includes('p=80')")
+    check(pg, "Compare, back to the run's percentile")
+    assert "on this page" not in sidebar_text(pg)
 
     form(pg)
     choose(pg, '[data-testid="stSidebar"] .st-key-f_kind input', "5 real DIOR samples")
@@ -242,6 +261,38 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     main = pg.locator('[data-testid="stMain"]').inner_text()
     assert "class absent" not in main, "a class carried over from the demo run that the sample does not have"
     assert "(from the previous view) has no ground truth" in main, "the fallback is not said"
+    nav(pg, "Browse")
+    check(pg, "Browse, the 5 real DIOR samples")
+    main = pg.locator('[data-testid="stMain"]').inner_text()
+    assert "5 of 5 samples" in main, "a filter of the previous run hides samples of this one"
+    one(pg, ".st-key-bheat label").click()  # issue 21.9: a thumbnail says which class its heatmap shows
+    check(pg, "Browse, heatmaps on")
+    assert pg.locator('[data-testid="stCaptionContainer"]', has_text="heatmap: ").count() == 5
+
+    # issue 21.6: a run that cannot open leaves the working one open, the message at the form in its terms
+    form(pg)
+    arch = one(pg, '[data-testid="stSidebar"] .st-key-f_arch input')
+    arch.fill("ViT-B-16")
+    arch.press("Tab")
+    pg.get_by_role("button", name="Open run").click()
+    pg.locator('[data-testid="stSidebar"] [data-testid="stAlert"]', has_text="stays open").wait_for()
+    check(pg, "a run that cannot open")
+    assert f"h={samples.run_hash}" in pg.url and pg.locator('[data-testid="stImage"]').count() >= 5
+    alert = pg.locator('[data-testid="stSidebar"] [data-testid="stAlert"]').inner_text()
+    assert "ViT-B-16 needs a checkpoint" in alert and "Checkpoint field" in alert and "--" not in alert, alert
+    assert pg.locator('[data-testid="stSidebar"] .st-key-f_random').count() == 1  # random weights: a labelled box
+
+    # issue 21.8: ten methods of Per-class AP fit at 1280 px, nothing cut at the right edge
+    nav(pg, "Per-class AP")
+    all_methods = pg.locator(".st-key-methods_all button >> visible=true")
+    if all_methods.count():
+        all_methods.click()
+    check(pg, "Per-class AP, every method")
+    frame = one(pg, '[data-testid="stMain"] [data-testid="stDataFrame"]')
+    box = frame.bounding_box()
+    assert box["x"] + box["width"] <= WIDTH, box
+    overflow = frame.evaluate("f => [...f.querySelectorAll('.dvn-scroller')].map(s => s.scrollWidth - s.clientWidth)")
+    assert all(o <= 1 for o in overflow), f"the per-class table scrolls sideways by {overflow} px"
 
     pg.get_by_role("button", name="Back to the default run").click()
     pg.wait_for_url(re.compile(rf"h={test_run.run_hash}"))

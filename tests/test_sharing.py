@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import io
 import json
 import os
@@ -185,7 +186,9 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     assert sum(len(t["rows"]) for t in doc.tables if t["caption"].startswith("AP per class")) == \
         len(run.classes) * len(cfg.protocols) * (len(cfg.interps) * (len(cfg.iou_thresholds) + 1) + 1)
     # sweeps: two plotly charts (plotly.js inlined once) and the tables behind them
-    assert report.count("* plotly.js v") == 1 and len([s for s in doc.scripts if "Plotly.newPlot" in s]) == 2
+    assert report.count('id="plotly-gz"') == 1 and len([s for s in doc.scripts if "Plotly.newPlot" in s]) == 2
+    packed = report.split('id="plotly-gz" type="application/gzip;base64">', 1)[1].split("</script>", 1)[0]
+    assert gzip.decompress(base64.b64decode(packed)).decode().count("* plotly.js v") == 1  # once, compressed
     best = doc.table("Best operating point of the sweep")
     assert len(best["rows"]) == len(cfg.methods) * len(cfg.protocols) * 2
     # quality and pointing game per method
@@ -196,16 +199,21 @@ def test_report_has_every_section_with_live_numbers(run, report, samples):
     for m in cfg.methods:
         qt = next(t for t in doc.tables if t["caption"].startswith(f"{m} — "))
         assert [r[1][0] for r in qt["rows"]] == [_fmt(x["mean_best_iou"]) for x in q[m].by_percentile]
-    # samples: four methods' three-column figures per sample, as PNG data URIs equal to report.figure
+    # samples: per sample its image once, then per method its heatmap | boxes figure, WebP data URIs equal to
+    # report.figure without the image column
     imgs = [a for tag, a in doc.tags if tag == "img"]
-    assert len(imgs) == len(samples) * len(cfg.methods)
+    assert len(imgs) == len(samples) * (len(cfg.methods) + 1)
     from surgery_core.share.report import figure
 
     first = base64.b64decode(imgs[0]["src"].split(",", 1)[1])
-    assert first == report_html._png(figure(run, cfg.methods[0], *samples[0]))
+    assert first == report_html.sample_picture(run, *samples[0])
+    second = base64.b64decode(imgs[1]["src"].split(",", 1)[1])
+    assert second == report_html._picture(figure(run, cfg.methods[0], *samples[0], image_column=False,
+                                              side=report_html.PANEL_PX))
     for a in imgs:
-        assert a["src"].startswith("data:image/png;base64,")
-        assert base64.b64decode(a["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert a["src"].startswith("data:image/webp;base64,")
+        raw = base64.b64decode(a["src"].split(",", 1)[1])
+        assert raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
         assert a["alt"]
 
 
@@ -275,8 +283,8 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
     sweep = list(csv.DictReader(io.StringIO(z.read("tables/sweep.csv").decode())))
     assert len(sweep) == (len(cfg.methods) * len(cfg.protocols) * 2 * len(cfg.sweep_percentiles)
                           * len(cfg.iou_thresholds))
-    pngs = sorted(n for n in names if n.endswith(".png"))
-    assert len(pngs) == len(samples) * len(cfg.methods)
+    pngs = sorted(n for n in names if n.endswith(".webp"))
+    assert len(pngs) == len(samples) * (len(cfg.methods) + 1)
     uris = [a["src"].split(",", 1)[1] for tag, a in _Doc(report).tags if tag == "img"]
     assert sorted(base64.b64decode(u) for u in uris) == sorted(z.read(n) for n in pngs)
     listed = json.loads(z.read("numbers/samples.json"))["samples"]
@@ -310,25 +318,15 @@ def test_report_command(run, tmp_path, rand_checkpoint, capsys):
 def test_report_renders_offline_in_chromium(report, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS
+    from dashboard.serving import CHROMIUM, CHROMIUM_ARGS, new_page
 
     path = tmp_path / "report.html"
     path.write_text(report)
-    errors, blocked = [], []
+    errors = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            ctx = browser.new_context(viewport={"width": 1300, "height": 900})
-
-            def route(r):
-                if r.request.url.startswith("file:"):
-                    r.continue_()
-                else:
-                    blocked.append(r.request.url)
-                    r.abort()
-
-            ctx.route("**/*", route)
-            page = ctx.new_page()
+            page = new_page(browser, 1300, 900)  # a request off this machine fails the test (conftest)
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(path.as_uri())
@@ -344,7 +342,6 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
         finally:
             browser.close()
     assert not errors, errors
-    assert not blocked, blocked
 
 
 # ============================================================================================ snapshots
@@ -365,7 +362,9 @@ def test_snapshot_round_trip(run, tmp_path, samples, monkeypatch):
                        protocol="present", interp="voc07", extra_setting={"alpha": 0.5})
     assert state["run_hash"] == run.run_hash and state["config"]["model"]["checkpoint"] == run.cfg.model.checkpoint
     assert state["class"] == run.classes[class_index] and state["methods"] == list(run.cfg.methods)
-    png = report_html._png(figure(run, "vv_mixed", image_index, class_index))
+    from surgery_core.share.drawing import encode_png
+
+    png = encode_png(figure(run, "vv_mixed", image_index, class_index))
     images = {"vv_mixed figure": png, "../odd/name.png": b"\x89PNG\r\n\x1a\nnot really"}
     times = iter(["2025-01-02T03:04:05", "2025-01-02T03:04:06"])
     import datetime as dt

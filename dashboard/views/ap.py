@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.ap import SIZES, size_note
-from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.eval.boxes import BoxRule, cut_label, cut_short, cut_tag
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
@@ -47,21 +47,27 @@ def view() -> None:
     results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95, size) for m in methods}
     table = pairs.ap_table(results, run.classes)
     maps = {m: results[m].mAP for m in methods}
-    best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m])
+    mark = not run.random_weights  # random weights: no method is marked best
+    best = max(maps, key=lambda m: -1 if maps[m] != maps[m] else maps[m]) if mark else None
     snapshot_ui.shown_numbers("mAP", {f"mAP {m}" + (" ★" if m == best else ""): maps[m] for m in methods})
-    widgets.metrics({f"mAP {m}" + (" ★" if m == best else ""): "—" if maps[m] != maps[m] else f"{maps[m]:.4f}"
+    widgets.metrics({f"mAP {m}" + (" ★" if m == best else ""): "—" if maps[m] != maps[m] else f"{maps[m]:.3f}"
                      for m in methods}, helps=[widgets.METHODS[m].description for m in methods])
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
-    sty = widgets.colour_scale(table, methods, lo=0.0, hi=hi, best_per_row=True)
-    widgets.table(sty, len(table), 820, shown="AP per class",
-                  column_config={"class": st.column_config.TextColumn(pinned=True),
-                                 "GT": st.column_config.NumberColumn(help="ground-truth boxes")}
-                  | {f"det {m}": st.column_config.NumberColumn(help=f"boxes predicted by {m}") for m in methods})
-    snapshot_ui.caption("★ and bold: the best method of the row (every tie; none when all are 0). "
-                        "Click a header to sort.")
+    shown = table[["class", "GT", *methods]]  # the boxes per method go to the CSV: ten methods fit at 1280 px
+    sty = widgets.colour_scale(shown, methods, lo=0.0, hi=hi, best_per_row=mark)
+    widgets.table(sty, len(shown), 820, shown="AP per class",
+                  column_config={"class": st.column_config.TextColumn(pinned=True, width=120),
+                                 "GT": st.column_config.NumberColumn(help="ground-truth boxes", width=48)}
+                  | {m: st.column_config.Column(help=f"AP of {m} (exact value in the CSV)",
+                                                width=widgets.NUMBER_COLUMN_PX) for m in methods})
+    snapshot_ui.caption(("★ and bold: the best method of the row (every tie; none when all are 0). " if mark else
+                         "No method is marked best: random weights. ")
+                        + "Three decimals, <0.001 below that; the CSV has the exact values and the boxes each "
+                          "method predicted per class. Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
-    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, size=size, run=run.run_hash)
+    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=None if isinstance(p, BoxRule) else p,
+                       box_rule=cut_label(p), size=size, run=run.run_hash)
     buttons = st.container(horizontal=True)
     buttons.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
                             file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"

@@ -98,18 +98,22 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
     for r0 in range(0, len(shown), per_row):
         for col, i in zip(st.columns(per_row), shown[r0:r0 + per_row].tolist()):
             rec, fc = recs[i], first_class.get(i)
+            shows = None  # the class whose heatmap the thumbnail shows
             if fc:
                 k = (run.classes.index(fc),)
                 img = render.thumbnail(key, i, side, k, run, method or "", k[0] if method else -1)
+                shows = fc if method else None
             elif method:
-                img = render.thumbnail(key, i, side, sel, run, method, map_class(rec, classes))
+                shows = run.classes[map_class(rec, classes)]
+                img = render.thumbnail(key, i, side, sel, run, method, run.classes.index(shows))
             else:
                 img = render.thumbnail(key, i, side, sel, run)
             with col.container(border=True):
-                snapshot_ui.image(rec.image_id, img, rec.image_id, width="stretch")
+                snapshot_ui.image(rec.image_id, img, rec.image_id, per_row=per_row, width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
-                snapshot_ui.caption(captions.get(i) or f"{rec.num_objects} object"
-                                    f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names), name=rec.image_id)
+                snapshot_ui.caption((captions.get(i) or f"{rec.num_objects} object"
+                                     f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names))
+                                    + (f" · heatmap: {shows}" if shows else ""), name=rec.image_id)
                 st.button(rec.image_id, key=f"open_{i}", icon=":material/open_in_new:", width="stretch",
                           on_click=open_in_compare, args=(rec.image_id, fc or (classes[0] if classes else None)),
                           help="open in Compare")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
 from surgery_core.errors import InputError
+from surgery_core.eval.boxes import cut_short, cut_tag
 from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
@@ -127,7 +128,7 @@ def view() -> None:
         for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
-                                  width="stretch", caption=legend)
+                                  per_row=per_row, width="stretch", caption=legend)
                 col.download_button(
                     "PNG", functools.partial(render.image_panel_png, key, image, cls, side,
                                              f"{rec.image_id}: {cls_name}", legend, run),
@@ -136,7 +137,7 @@ def view() -> None:
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
-                              widgets.METHODS[m].description, col, width="stretch")
+                              widgets.METHODS[m].description, col, per_row=per_row, width="stretch")
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
@@ -150,12 +151,13 @@ def view() -> None:
                      + ("" if info.best_iou is None else f", best IoU {info.best_iou:.2f}")
                      + ("" if info.pointing_hit is None else
                         ", pointing hit" if info.pointing_hit else ", pointing miss"))
-            note = (f"{rec.image_id} ({run.dataset.name}), class {cls_name}; {proto} protocol, boxes at p{p:g} of "
-                    f"the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity {alpha:g}")
+            note = (f"{rec.image_id} ({run.dataset.name}), class {cls_name}; {proto} protocol, boxes at "
+                    f"{cut_short(p)} of the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity "
+                    f"{alpha:g}")
             col.download_button(
                 "PNG", functools.partial(render.method_panel_png, key, image, cls, m, p, proto, iou, alpha, side,
                                          title, note, run, info),
-                file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_p{p:g}.png", mime="image/png", key=f"png_{m}",
+                file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_{cut_tag(p)}.png", mime="image/png", key=f"png_{m}",
                 icon=":material/download:", help="this panel as drawn (heatmap, boxes, colour scale, title), "
                                                  "as one PNG")
             if raw:
@@ -165,7 +167,7 @@ def view() -> None:
     st.download_button(
         "Download the figure (PNG)", functools.partial(render.comparison_png, key, image, cls, tuple(methods), p,
                                                        proto, iou, alpha, run),
-        file_name=f"{rec.image_id}_{cls_name}_{proto}_p{p:g}_compare.png", mime="image/png", key="png_compare",
+        file_name=f"{rec.image_id}_{cls_name}_{proto}_{cut_tag(p)}_compare.png", mime="image/png", key="png_compare",
         icon=":material/download:", help="the image and every method shown, one colour bar and a heading that "
                                          "says how boxes were cut and matched, as one PNG (the report's figure)")
 

@@ -137,7 +137,7 @@ def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: 
                                      tickformat=".2f" if scale == "minmax" else ".3f")),
         # the phrase as the figure's title: the PNG of the toolbar's camera button says what it shows
         title=dict(text=f"'{html.escape(maps.phrases[k])}' · {title} colour scale", x=0.0, xanchor="left",
-                   y=1.0, yanchor="top", yref="container", font=dict(size=12)),
+                   y=1.0, yanchor="top", yref="container", pad=dict(t=8), font=dict(size=12)),
         height=225 * n_rows + 34, margin=dict(l=0, r=0, t=46, b=0), hoverlabel=dict(font_size=11))
     return go.Figure(data=traces, layout=layout)
 

@@ -8,4 +8,4 @@ stay in ``surgery_core.cli`` and are imported from there. Keeping each group in 
 """
 
 #: Module names under ``surgery_core.commands``, in the order their subcommands appear in ``surgery --help``.
-MODULES: tuple[str, ...] = ("models", "export", "runs")
+MODULES: tuple[str, ...] = ("dataset", "score", "models", "export", "runs", "demo")

@@ -98,6 +98,7 @@ class Dataset:
     #: which COCO results name images and classes. None for other datasets.
     coco_image_ids: dict[int, str] | None = None
     coco_category_ids: dict[int, int] | None = None
+    image_dirs: tuple[Path, ...] = ()  # the folders its image files were looked for in
 
     def __post_init__(self):
         self._index = {rec.image_id: i for i, rec in enumerate(self.images)}
@@ -140,7 +141,7 @@ class Dataset:
     def subset(self, indices) -> "Dataset":
         """A dataset over some of the images (the class list and report are kept)."""
         return Dataset(self.name, self.split, self.classes, [self.images[i] for i in indices], self.report,
-                       self.root, self.coco_image_ids, self.coco_category_ids)
+                       self.root, self.coco_image_ids, self.coco_category_ids, self.image_dirs)
 
 
 # ---------------------------------------------------------------------------------------------- DIOR
@@ -335,7 +336,7 @@ def load_dior(root: str | Path, split: str = "test", classes: tuple[str, ...] | 
         path = image_files.get(image_id)
         report.images_found += path is not None
         images.append(ImageRecord(image_id, w, h, xyxy, labels, path, file, depth))
-    return Dataset("DIOR", split, index.classes, images, report, layout.root)
+    return Dataset("DIOR", split, index.classes, images, report, layout.root, image_dirs=tuple(layout.image_dirs))
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -362,7 +363,8 @@ def load_coco(annotation_file: str | Path, images_dir: str | Path | None = None,
     """Read a COCO-format detection JSON (``images``, ``annotations`` with xywh ``bbox``, ``categories``).
 
     The class list is the categories sorted by id unless ``classes`` is given (then category names are
-    matched to it, aliases accepted). Crowd annotations are skipped and listed in the report.
+    matched to it, aliases accepted). Crowd annotations are skipped and listed in the report. Image
+    ``file_name``s are relative to ``images_dir``, by default the JSON's own folder.
     """
     annotation_file = Path(annotation_file)
     try:
@@ -392,7 +394,10 @@ def load_coco(annotation_file: str | Path, images_dir: str | Path | None = None,
             report.skipped_objects.append((str(annotation_file), f"{where}: bbox is not [x, y, w, h]"))
             continue
         by_image.setdefault(ann["image_id"], []).append(((x, y, x + w, y + h), cls))
-    images_dir = None if images_dir is None else Path(images_dir)
+    images_dir = annotation_file.parent if images_dir is None else Path(images_dir)
+    if not images_dir.is_dir():
+        raise AnnotationError(images_dir, f"images folder of {annotation_file.name} does not exist (or is not a "
+                                          "folder)")
     images, image_ids = [], {}
     for img in doc["images"]:
         objs = by_image.get(img["id"], [])
@@ -401,7 +406,7 @@ def load_coco(annotation_file: str | Path, images_dir: str | Path | None = None,
         report.zero_size_boxes += int(np.sum((xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])))
         report.objects += len(labels)
         path = None
-        if images_dir is not None and (images_dir / img["file_name"]).is_file():
+        if (images_dir / img["file_name"]).is_file():
             path = images_dir / img["file_name"]
             report.images_found += 1
         stem = Path(img["file_name"]).stem
@@ -410,5 +415,5 @@ def load_coco(annotation_file: str | Path, images_dir: str | Path | None = None,
                                   annotation_file))
     categories = {i: k for i, k in cat_to_class.items() if k is not None}
     return Dataset(annotation_file.stem, "all", index.classes, images, report, annotation_file.parent,
-                   image_ids, categories)
+                   image_ids, categories, (images_dir,))
 

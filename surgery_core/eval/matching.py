@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
+from surgery_core.errors import InputError
 
 # Detection/ground-truth pairs materialised at once when searching each detection's best ground truth.
 # About 100 bytes per pair live at the peak, so this bounds the working memory to roughly 200 MB while
@@ -190,11 +191,11 @@ def as_iou_thresholds(iou: float | Sequence[float]) -> tuple[float, ...]:
     """One threshold or several as a tuple of floats; ValueError when empty or outside (0, 1]."""
     ts = tuple(float(t) for t in np.atleast_1d(np.asarray(iou, dtype=np.float64)))
     if not ts:
-        raise ValueError("at least one IoU threshold is needed")
+        raise InputError(None, "at least one IoU threshold is needed")
     for t in ts:
         # IoU >= 0 would make any same-class detection in an image with ground truth a hit.
         if not (0.0 < t <= 1.0):
-            raise ValueError(f"IoU threshold {t} is outside (0, 1]")
+            raise InputError(None, f"IoU threshold {t:g} is outside (0, 1]")
     return ts
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
+from surgery_core.errors import InputError
 from surgery_core.model.attention import ATTN_TAPS, AttnContext, attention_of
 from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
 from surgery_core.model.multilayer import TAILS
@@ -87,7 +88,7 @@ def patchify(visual: VisionTransformer, images: torch.Tensor) -> tuple[torch.Ten
     ph, pw = visual.patch_size
     h, w = images.shape[-2:]
     if h % ph or w % pw:
-        raise ValueError(f"input {h}x{w} is not a multiple of the patch size {ph}x{pw}")
+        raise InputError(None, f"input {h}x{w} px is not a multiple of the model's patch size {ph}x{pw} px")
     x = visual.conv1(images)
     grid = (x.shape[-2], x.shape[-1])
     x = x.flatten(2).transpose(1, 2)
@@ -140,7 +141,7 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     """
     blocks = visual.transformer.resblocks
     if depth < 0:
-        raise ValueError(f"surgery depth must be >= 0, got {depth}")
+        raise InputError(None, f"surgery depth must be >= 0, got {depth}")
     if not getattr(visual.transformer, "batch_first", True):
         raise ValueError("open_clip transformer must be batch_first")
     specs = [get_path(p) for p in dict.fromkeys(paths) if p != ORI]

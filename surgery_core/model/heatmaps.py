@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surgery_core.errors import InputError
 from surgery_core.model.attention import SCORERS
 from surgery_core.model.forward import SurgeryTokens, TowerTokens, patchify, tower_forward
 from surgery_core.model.loading import LoadedModel, autocast_dtype
@@ -188,7 +189,8 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
     else:
         stride = stride or window
         if window % patch or stride % patch:
-            raise ValueError(f"window {window} and stride {stride} must be multiples of the patch size {patch}")
+            raise InputError(None, f"sliding window {window} px and stride {stride} px must be multiples of the "
+                                   f"model's patch size {patch} px (e.g. window {max(patch, window // patch * patch)})")
         origins = [(y, x) for y in window_origins(h, window, stride) for x in window_origins(w, window, stride)]
         crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
     with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):

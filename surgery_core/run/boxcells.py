@@ -42,7 +42,7 @@ from surgery_core.eval.boxes import Cut, as_cut, cut_tag
 from surgery_core.files import shared_mode
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
-from surgery_core.run.evaluation import all_percentiles, cut_boxes
+from surgery_core.run.evaluation import all_percentiles, cut_boxes, maps_per_protocol
 from surgery_core.run.grids import GridSet
 
 COLUMNS = ("xyxy", "score", "class_id", "image")
@@ -167,6 +167,18 @@ class RunBoxes:
         todo: dict[str, dict[str, list[float]]] = {}
         for m, pr, p in self.missing(methods, protocols, percentiles):
             todo.setdefault(m, {}).setdefault(pr, []).append(p)
+        n = 0
+        if not todo:
+            return 0
+        maps = maps_per_protocol(self.dataset, self.gs.rows, len(self.gs.classes))
+        total = sum(maps[pr] for by_proto in todo.values() for pr in by_proto)
+        n_ps = len({p for by_proto in todo.values() for ps in by_proto.values() for p in ps})
+        with self.bars.phase(f"boxes ({len(todo)} methods x {'+'.join(sorted({pr for b in todo.values() for pr in b}))}"
+                             f", {n_ps} percentiles)", total, "map"):
+            n = self._cut(todo)
+        return n
+
+    def _cut(self, todo: dict[str, dict[str, list[float]]]) -> int:
         n = 0
         for m, by_proto in todo.items():
             for prs, ps in _same_percentiles(by_proto):

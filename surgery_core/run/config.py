@@ -158,6 +158,16 @@ class RunConfig(_Frozen):
             raise ValueError("needs at least one percentile")
         return v
 
+    @field_validator("iou_thresholds")
+    @classmethod
+    def _ious_in_range(cls, v):
+        bad = [t for t in v if not 0.0 < t <= 1.0]
+        if bad:
+            raise ValueError(f"IoU thresholds must lie in (0, 1], got {', '.join(f'{t:g}' for t in bad)}")
+        if not v:
+            raise ValueError("needs at least one IoU threshold")
+        return v
+
     @field_validator("sweep_fixed_values")
     @classmethod
     def _fixed_in_range(cls, v):

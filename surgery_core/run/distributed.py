@@ -129,10 +129,11 @@ def compute_shard(cfg, store, launch: Launch, *, device: torch.device, batch_siz
     """Grids of this rank's share of the images, into ``store`` (with ``progress``: a bar on stderr naming the
     rank; nothing on stdout)."""
     from surgery_core.progress import Progress
-    from surgery_core.run.engine import compute_grids, load_dataset, resolve_model
+    from surgery_core.run.engine import compute_grids, load_dataset, require_images, resolve_model
 
     loaded = resolve_model(cfg, device, random_weights=random_weights)
     dataset = load_dataset(cfg)
+    require_images(cfg, dataset)
     mine = shard(len(dataset), launch.rank, launch.world)
     with Progress(progress).bar(f"heatmaps rank {launch.rank}/{launch.world}", len(mine), "img") as bar:
         last = [0]

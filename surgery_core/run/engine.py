@@ -21,7 +21,7 @@ import torch
 from surgery_core.data.datasets import SAMPLES_DATASET_NAME, SAMPLES_ROOT  # noqa: F401 - where callers import them
 from surgery_core.data.datasets import Dataset, load_coco, load_dior, load_samples
 from surgery_core.data.images import read_image, squash, to_tensor
-from surgery_core.errors import CheckpointError, ImageError, InputError, SurgeryError
+from surgery_core.errors import CheckpointError, EmptyRunError, ImageError, InputError, SurgeryError
 from surgery_core.files import content_sha256
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import LoadedModel, load_model
@@ -49,6 +49,27 @@ def load_dataset(cfg: RunConfig, bars: Progress = QUIET) -> Dataset:
         generated.root(bars)  # generated on first use, with its own bar
     with bars.status(f"dataset: reading {d.kind} {d.split} annotations"):
         return _load_dataset(cfg)
+
+
+def require_images(cfg: RunConfig, dataset: Dataset) -> None:
+    """EmptyRunError (one line: where it looked, and the fix) when the run would read no image: an empty split,
+    or no image file found for any annotated image (a COCO file without its images folder, a mistyped one)."""
+    d = cfg.data
+    where = d.root or (str(dataset.root) if dataset.root else dataset.name)
+    if not len(dataset):
+        if d.kind == "coco":
+            raise EmptyRunError(where, "the COCO file lists no images: nothing to compute")
+        raise EmptyRunError(where, f"the {d.split!r} split has no images: nothing to compute; choose another split "
+                                   "(--split all, or train, val, trainval; 'split' in Run settings)")
+    if any(r.path is not None for r in dataset.images):
+        return
+    dirs = ", ".join(str(p) for p in dataset.image_dirs) or "(no image folder found)"
+    if d.kind == "coco":
+        fix = "give the folder the JSON's file_name entries are relative to (--images FOLDER; 'images' in Run settings)"
+    else:
+        fix = "put the images in JPEGImages-trainval/ and JPEGImages-test/ beside the annotations"
+    raise EmptyRunError(where, f"none of the {len(dataset)} images has an image file (looked in {dirs}): nothing to "
+                               f"compute; {fix}")
 
 
 def _load_dataset(cfg: RunConfig) -> Dataset:

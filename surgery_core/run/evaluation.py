@@ -67,6 +67,11 @@ def present_pairs(dataset: Dataset, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(pr, np.int64), np.asarray(pc, np.int64)
 
 
+def maps_per_protocol(dataset: Dataset, rows: np.ndarray, n_classes: int) -> dict[str, int]:
+    """How many (image, class) maps each protocol cuts per method: its progress count."""
+    return {"present": len(present_pairs(dataset, rows)[0]), "open": len(rows) * n_classes}
+
+
 def ground_truth_for(dataset: Dataset, rows: np.ndarray) -> Detections:
     """Ground truth of the images that have grids (images skipped for bad data are left out of scoring)."""
     gt = dataset.ground_truth()
@@ -117,7 +122,7 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     if workers is None:
         n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in protocols else 0)
         workers = 0 if n_pairs > 20_000 else 1
-    n_maps = {"present": len(pr), "open": len(gs.rows) * len(gs.classes)}
+    n_maps = {"present": len(pr), "open": len(gs.rows) * len(gs.classes)}  # as maps_per_protocol
     total = len(methods) * sum(n_maps[proto] for proto in protocols)
     with bars.bar(f"boxes ({len(methods)} methods x {'+'.join(protocols)}, {len(percentiles)} percentiles)",
                   total, "map") as bar:

@@ -23,11 +23,14 @@ from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.corloc import CorLocResult, corloc
 from surgery_core.eval.results import (APTables, CorLocTables, MethodQuality, QualityTables, SizeAPTables, Sweep,
                                        SweepCell)
+from surgery_core.errors import EmptyRunError
 from surgery_core.files import write_json
+from surgery_core.model.identity import RANDOM_WEIGHTS_NOTE, is_random_weights
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
-from surgery_core.run.engine import ProgressFn, compute_grids, load_dataset, resolve_model
+from surgery_core.run.engine import (ProgressFn, compute_grids, load_dataset, require_images,
+                                     resolve_model)
 from surgery_core.run.evaluation import (ap_by_size, ap_tables, box_params_for, corloc_tables, ground_truth_for,
                                          sweep_cuts, sweep_of, sweep_table)
 from surgery_core.run.grids import GridSet
@@ -51,7 +54,7 @@ class Run:
         self.model_identity, self.model_note = model_identity, model_note
         self._loaded = loaded
         self.bars = bars  # where phases computed later (boxes, AP, sweep, quality) show their progress
-        self.random_weights = random_weights
+        self._allow_random = random_weights  # permission to reload an architecture without a checkpoint
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------ building
@@ -72,9 +75,14 @@ class Run:
         # The model first: a bad checkpoint is refused before the demo scenes are generated or DIOR is read.
         loaded = loaded or resolve_model(cfg, device, random_weights=random_weights, bars=bars)
         dataset = load_dataset(cfg, bars)
+        require_images(cfg, dataset)  # an empty split or no image file: an error, before any work
         grids = compute_grids(cfg, dataset, loaded, store, batch_size=batch_size, workers=workers,
                               progress=progress, show_bar=show_bar)
-        note = " ".join(n for n in (model_data_note(cfg), loaded.note) if n)
+        if not len(grids.rows):
+            reasons = sorted({s["reason"] for s in grids.skipped})
+            raise EmptyRunError(cfg.data.root or dataset.name, f"none of the {len(dataset)} images could be read "
+                                f"({'; '.join(reasons[:3])}): nothing to compute")
+        note = " ".join(n for n in (model_data_note(cfg, loaded.identity), loaded.note) if n)
         run = cls(cfg, store, dataset, grids, loaded.identity, note, loaded, bars, random_weights)
         write_json(run.run_dir / "config.json", cfg.to_file_dict())
         write_json(run.run_dir / "run.json", run.summary())
@@ -82,26 +90,27 @@ class Run:
 
     @classmethod
     def open_stored(cls, ref: str, store: RunStore | None = None, **kwargs) -> "Run":
-        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:meth:`RunStore.find_run`),
-        with the configuration it was stored with (``config.json``); ``kwargs`` go to :meth:`open`. Its grids
-        are read from the store; a run whose checkpoint file has changed since is refused (its numbers would
-        come from another model)."""
+        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:func:`stored.resolve
+        <surgery_core.run.stored.resolve>`), with the configuration it was stored with; ``kwargs`` go to
+        :meth:`open`. Its grids are read from the store; a run whose checkpoint file has changed since is refused
+        (its numbers would come from another model)."""
         from pydantic import ValidationError
 
         from surgery_core.errors import InputError
-        from surgery_core.run.config import read_config_file
+        from surgery_core.run.stored import list_stored, resolve
 
         store = store or default_store()
-        folder = store.find_run(ref)
+        found = resolve(store, ref, list_stored(store, products=False))
         try:
-            cfg = RunConfig.model_validate(read_config_file(folder / "config.json"))
+            cfg = RunConfig.model_validate(found.config)
         except ValidationError as exc:
-            raise InputError(folder / "config.json", f"not a configuration this version reads "
-                                                     f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})"
-                             ) from None
+            raise InputError(found.folder / "run.json", f"not a configuration this version reads "
+                                                         f"({exc.error_count()} problems, first: "
+                                                         f"{exc.errors()[0]['msg']})") from None
+        kwargs.setdefault("random_weights", found.random_weights)
         run = cls.open(cfg, store, **kwargs)
-        if run.run_dir.name != folder.name:
-            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {folder.name} "
+        if run.run_dir.name != found.name:
+            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {found.name} "
                                                    f"was stored (now {run.run_dir.name}): its numbers were not "
                                                    "computed with this file")
         return run
@@ -139,6 +148,12 @@ class Run:
     def classes(self) -> tuple[str, ...]:
         return self.grids.classes
 
+    @property
+    def random_weights(self) -> bool:
+        """The run's model has random weights (no checkpoint loaded): its numbers mean nothing. The one fact every
+        product reads (:func:`surgery_core.model.identity.is_random_weights` of the model identity)."""
+        return is_random_weights(self.model_identity)
+
     def summary(self) -> dict:
         """What identifies and describes the run (``run.json``)."""
         return {
@@ -147,14 +162,14 @@ class Run:
             "images": len(self.dataset), "images_with_grids": int(len(self.grids.rows)),
             "skipped_images": self.grids.skipped, "skipped_annotations": self.dataset.report.to_dict()["skipped_files"],
             "computed_now": self.grids.computed, "reused": self.grids.reused, "model_note": self.model_note,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "random_weights": self.random_weights, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
     @property
     def loaded(self):
         """The model (loaded lazily when a run was reopened without it; needed only for new images)."""
         if self._loaded is None:
-            self._loaded = resolve_model(self.cfg, random_weights=self.random_weights)
+            self._loaded = resolve_model(self.cfg, random_weights=self._allow_random)
         return self._loaded
 
     def is_cached(self, product: str) -> bool:
@@ -287,8 +302,13 @@ class Run:
         :meth:`sweep_part` of every method and protocol."""
         def compute():
             self.boxes.ensure(percentiles=self.cfg.sweep_percentiles)
-            table = {m: {pr: self.sweep_part(m, pr) for pr in self.cfg.protocols} for m in self.cfg.methods}
-            return sweep_of(self.cfg, table).to_dict()
+            cfg = self.cfg
+            parts = [(m, pr) for m in cfg.methods for pr in cfg.protocols if not self.has_sweep_part(m, pr)]
+            with self.bars.phase(f"sweep ({len(cfg.sweep_percentiles)} percentiles x {len(cfg.iou_thresholds)} "
+                                 f"IoUs, {len(parts)} method x protocol)", len(parts) * len(cfg.sweep_percentiles),
+                                 "method x protocol x percentile"):
+                table = {m: {pr: self.sweep_part(m, pr) for pr in cfg.protocols} for m in cfg.methods}
+            return sweep_of(cfg, table).to_dict()
         return Sweep.from_dict(self._cached_json("sweep.json", compute))
 
     def quality(self) -> QualityTables:
@@ -347,10 +367,13 @@ class Run:
                                float(self.grids.probs[row, class_index]))
 
 
-def model_data_note(cfg: RunConfig) -> str:
-    """A plain warning when the model cannot read the data (the demo model has never seen real imagery)."""
+def model_data_note(cfg: RunConfig, identity: dict | None = None) -> str:
+    """A plain warning when the model's numbers cannot be read as findings: random weights (``identity`` with no
+    checkpoint), or a model that cannot read the data (the demo model has never seen real imagery)."""
     from surgery_core.plugins import shipped_model
 
+    if is_random_weights(identity):
+        return RANDOM_WEIGHTS_NOTE
     shipped = shipped_model(cfg.model.arch)
     if shipped is not None and cfg.data.kind != shipped.trained_on:
         return shipped.note_off_domain

@@ -46,7 +46,8 @@ def _frame_csv(frame) -> bytes:
 
 def build_report_zip(run: "Run", samples: list[tuple[int, int]] | None = None, include_paths: bool = False) -> bytes:
     """A .zip of the report: ``report.html``, the numbers as JSON (``numbers/``) and CSV (``tables/``), the
-    sample figures as PNG (``images/<image>_<class>/<method>.png``) and a README. Deterministic."""
+    sample figures as WebP (``images/<image>_<class>/image.webp`` and ``<method>.webp``) and a README.
+    Deterministic."""
     p = collect(run, samples, include_paths)
     return _zip_from_parts(p, run, render_html(p, run))
 
@@ -57,8 +58,11 @@ def _zip_from_parts(p: Parts, run, html_text: str) -> bytes:
     sample_docs = []
     images = []
     for s in p.samples:
-        members = {m: f"images/{s.stem}/{m}.png" for m in s.pngs}
-        images += [(members[m], png) for m, png in s.pngs.items()]
+        members = {m: f"images/{s.stem}/{m}.webp" for m in s.figures}
+        images += [(members[m], pic) for m, pic in s.figures.items()]
+        if s.picture:
+            members = {"image": f"images/{s.stem}/image.webp"} | members
+            images.append((members["image"], s.picture))
         sample_docs.append({"image_index": s.image_index, "image_id": s.image_id, "class_index": s.class_index,
                             "class": s.class_name, "n_gt": s.n_gt, "figure_iou": p.figure_iou,
                             "percentile": p.tables.percentile, "images": members, "note": s.note})
@@ -78,7 +82,8 @@ def _zip_from_parts(p: Parts, run, html_text: str) -> bytes:
               "tables/map.csv              mAP per method, protocol, interp and IoU\n"
               "tables/per_class_ap.csv     AP per class x method, per protocol, interp and IoU\n"
               "tables/sweep.csv            mAP per method, protocol, interp, percentile and IoU\n"
-              "images/<image>_<class>/     the three-column figure of each method\n")
+              "images/<image>_<class>/     image.webp (the image and its GT boxes), then per method its heatmap |"
+              " boxes figure\n")
     members = [("README.txt", readme.encode()), ("report.html", html_text.encode())]
     members += [(n, (dumps(d) + "\n").encode()) for n, d in numbers]
     members += [("tables/map.csv", _frame_csv(p.tables.to_frame())), ("tables/per_class_ap.csv", _per_class_csv(p, cfg)),

@@ -361,13 +361,14 @@ def _text_scale(side: int) -> float:
 def three_column(image: np.ndarray, gt_xyxy: np.ndarray, map01: np.ndarray, det_xyxy: np.ndarray,
                  det_labels: list[str] | None = None, titles: tuple[str, str, str] | None = None,
                  alpha: float = 0.5, side: int | None = None, scale_ticks: list[tuple[float, str]] | None = None,
-                 scale_title: str = "heatmap: min-max normalised similarity", heading: str | None = None
-                 ) -> np.ndarray:
+                 scale_title: str = "heatmap: min-max normalised similarity", heading: str | None = None,
+                 image_column: bool = True) -> np.ndarray:
     """The seed's figure: image + GT (green solid) | heatmap overlay (jet) with its colour bar | GT (green) vs
     predictions (red dashed, labelled), side by side, each under its title (wrapped, never cut).
 
     side: display side of each panel in px (default :func:`panel_side`: the image's own, at least 448 px).
-    scale_ticks: the colour bar's (position 0-1, label) ticks. heading: an optional line above everything."""
+    scale_ticks: the colour bar's (position 0-1, label) ticks. heading: an optional line above everything.
+    image_column False: the last two columns only (a report that shows the image once, above its methods)."""
     side = side or panel_side(image)
     ts = _text_scale(side)
     empty = np.zeros((0, 4))
@@ -380,7 +381,7 @@ def three_column(image: np.ndarray, gt_xyxy: np.ndarray, map01: np.ndarray, det_
     head_h = max(h.shape[0] for h in heads)
     cols = [np.vstack([_pad_to(h, head_h, c.shape[1]), c]) for h, c in zip(heads, (left, mid, right))]
     cols[1] = np.hstack([cols[1], np.vstack([np.full((head_h, bar.shape[1], 3), 255, np.uint8), bar])])
-    fig = _row(cols)
+    fig = _row(cols if image_column else cols[1:])
     if heading:
         fig = _stack([title_bar(fig.shape[1], heading, ts, bold=True), fig], gap=0)
     return fig
@@ -438,6 +439,14 @@ def encode_png(image_rgb: np.ndarray, level: int = 1) -> bytes:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
     if not ok:
         raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_webp(image_rgb: np.ndarray, quality: int = 80) -> bytes:
+    """Lossy WebP at ``quality``: about half a JPEG's bytes for the same look on heatmaps over aerial scenes."""
+    ok, buf = cv2.imencode(".webp", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, quality])
+    if not ok:
+        raise ValueError("WebP encoding failed")
     return buf.tobytes()
 
 

@@ -2,8 +2,8 @@
 
 :func:`build_report_html` returns one HTML file that opens offline with nothing else: the run's configuration,
 mAP per method, protocol and interpolation, per-class AP tables, the IoU and percentile sweeps as interactive
-plotly charts (plotly.js inlined once, no CDN), heatmap quality and the pointing games, and the comparison
-figures (every method) of chosen samples as ``data:`` PNGs. The same run and selection give byte-identical files
+plotly charts (plotly.js inlined once, gzip-compressed, no CDN), heatmap quality and the pointing games, and the
+figures (every method) of chosen samples as ``data:`` WebP pictures, each sample's image drawn once. The same run and selection give byte-identical files
 (no timestamps, fixed plotly div ids). Absolute paths of the configuration (dataset root, checkpoint, ...) are cut
 to their base names unless ``include_paths``. :mod:`surgery_core.share.bundle` packs the same parts as a zip.
 """
@@ -15,18 +15,23 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS, APTables, QualityTables, Sweep, iou_key
-from surgery_core.share.portable import scrub_paths, slug
+from surgery_core.share.portable import plotly_config, scrub_paths, slug
 
 if TYPE_CHECKING:
     from surgery_core.run.facade import Run
 
 DEFAULT_SAMPLE_COUNT = 4
+#: Sample figures: lossy WebP at this quality, panels this many px on their longer side (the image of a sample
+#: drawn once, then per method its heatmap and its boxes): a report of 4 samples x 10 methods stays under 5 MB.
+WEBP_QUALITY = 80
+PANEL_PX = 384
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -44,7 +49,8 @@ class _Sample:
     image_id: str
     class_name: str
     n_gt: int
-    pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG (empty when unavailable)
+    figures: dict[str, bytes] = field(default_factory=dict)  # method -> WebP: heatmap | boxes (empty: unavailable)
+    picture: bytes = b""  # WebP: the image with its GT boxes, drawn once for all methods
     note: str = ""
 
     @property
@@ -64,16 +70,41 @@ class Parts:
     classes: list[str]
     figure_iou: float
     include_paths: bool
+    mark_best: bool = True  # False for random weights: no method is marked best
+
+    def best_cells(self, values: list) -> list[tuple[str, str]]:
+        """:func:`_best_cells`, or the plain cells when no method may be marked best (random weights)."""
+        return _best_cells(values) if self.mark_best else [(_fmt(v), "") for v in values]
+
+    def marked(self, what: str) -> str:
+        """``what`` ('best method per row marked') or, for random weights, why nothing is marked."""
+        return what if self.mark_best else "no method marked best: random weights"
 
 
-def _png(image_rgb) -> bytes:
-    """PNG at zlib level 6: a third smaller than ``drawing.encode_png``'s fast default on textured scenes."""
-    from surgery_core.share.drawing import encode_png
+def _picture(image_rgb) -> bytes:
+    """WebP at :data:`WEBP_QUALITY`: a twentieth of a PNG's bytes on aerial scenes and heatmaps."""
+    from surgery_core.share.drawing import encode_webp
 
     try:
-        return encode_png(image_rgb, level=6)
+        return encode_webp(image_rgb, WEBP_QUALITY)
     except ValueError as exc:
         raise SurgeryError(str(exc)) from None
+
+
+def sample_picture(run: "Run", image_index: int, class_index: int) -> bytes:
+    """The image of a sample with the GT boxes of the class (green) and of the others (white), titled: drawn once
+    above the method figures (:func:`surgery_core.share.report.figure` without its image column)."""
+    import numpy as np
+
+    from surgery_core.share.drawing import gt_view, title_bar
+
+    rec = run.dataset.images[image_index]
+    sel = rec.labels == class_index
+    view = gt_view(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel], side=PANEL_PX)
+    n = int(sel.sum())
+    head = title_bar(view.shape[1], f"{rec.image_id}: {run.classes[class_index]}, {n} GT box{'es' if n != 1 else ''} "
+                                    "(green; other classes white)", 0.5)
+    return _picture(np.vstack([head, view]))
 
 
 def default_samples(run: "Run", count: int = DEFAULT_SAMPLE_COUNT) -> list[tuple[int, int]]:
@@ -104,6 +135,7 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
 
     figure_iou = view_iou(run.cfg) if figure_iou is None else figure_iou  # the dashboard's Compare threshold
     head = header(run)
+    run.ensure_boxes()  # every percentile the report needs, in one pass (one progress bar)
     if not include_paths:
         head = scrub_paths(head, _known_paths(run))
     if samples is None:
@@ -128,16 +160,18 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
             s.note = "this image has no heatmaps in the run (skipped: see the configuration section)"
         else:
             try:
+                s.picture = sample_picture(run, i, c)
                 for m in run.cfg.methods:
-                    s.pngs[m] = _png(figure(run, m, i, c, figure_iou))
+                    s.figures[m] = _picture(figure(run, m, i, c, figure_iou, image_column=False, side=PANEL_PX))
             except (FileNotFoundError, OSError, SurgeryError) as exc:
-                s.pngs = {}
+                s.figures, s.picture = {}, b""
                 msg = str(exc)
                 s.note = f"image not available: {msg if include_paths else scrub_paths(msg, _known_paths(run))}"
         picked.append(s)
     return Parts(head=head, tables=run.ap_tables(), multi=multi_iou(run), sweep=run.sweep(),
                   quality=run.quality(), samples=picked, methods=list(run.cfg.methods),
-                  classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths)
+                  classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths,
+                 mark_best=not run.random_weights)
 
 
 # ============================================================================================ charts
@@ -306,8 +340,8 @@ def _section_map(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
            f"<p class=\"note\">Boxes at {p.tables.cut_text} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
-           "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. Best method per "
-           "column and protocol marked.</p>"]
+           "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. "
+           f"{p.marked('Best method per column and protocol marked')}.</p>"]
     for it in cfg.interps:
         note = p.tables.entry(p.methods[0], cfg.protocols[0], it).note
         ious = [f"{t:.6g}" for t in cfg.iou_thresholds]
@@ -324,7 +358,7 @@ def _section_map(p: Parts, cfg) -> str:
                     vals.append(e.map_50_95)
                 cols.append(vals)
             # mark the best method per column within the protocol
-            marks = [_best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
+            marks = [p.best_cells([cols[k][j] for k in range(len(p.methods))]) for j in range(len(cols[0]))]
             for k, m in enumerate(p.methods):
                 rows.append([(m, ""), (pr, "")] + [marks[j][k] for j in range(len(cols[0]))])
         out.append(_table(f"mAP — {it}: {note}; {p.tables.cut_text}", header, rows, left_cols=2))
@@ -336,7 +370,7 @@ def _section_per_class(p: Parts, cfg) -> str:
     pct = p.tables.percentile
     out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
            f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
-           f"columns: methods; best method per row marked (ties all marked; no mark when all are equal). Boxes at "
+           f"columns: methods; {p.marked('best method per row marked (ties all marked; no mark when all are equal)')}. Boxes at "
            f"{p.tables.cut_text}.</p>"]
     first = True
     for pr in cfg.protocols:
@@ -347,7 +381,7 @@ def _section_per_class(p: Parts, cfg) -> str:
                 keys.append((COCO_50_95, "AP@[.50:.95]"))
             tables = []
             for key, label in keys:
-                rows = [[(c, ""), (str(n_gt), "")] + _best_cells(vals)
+                rows = [[(c, ""), (str(n_gt), "")] + p.best_cells(vals)
                         for c, n_gt, vals in p.tables.per_class(pr, it, key, p.methods, p.classes)]
                 tables.append(_table(f"AP per class — protocol {pr}, {it}, {label}, {p.tables.cut_text}",
                                      ["class", "GT"] + p.methods, rows, left_cols=1))
@@ -407,13 +441,13 @@ def _section_quality(p: Parts, cfg) -> str:
         cols["pgc"].append(mq.pointing_game["mean_over_classes"])
         cols["epg"].append(mq.energy_pointing_game["overall"])
         cols["epgc"].append(mq.energy_pointing_game["mean_over_classes"])
-    marks = {k: _best_cells(v) for k, v in cols.items() if k != "n"}
+    marks = {k: p.best_cells(v) for k, v in cols.items() if k != "n"}
     for k, m in enumerate(p.methods):
         g = q.methods[m].gt_response
         rows.append([(m, ""), (str(cols["n"][k]), ""), marks["pg"][k], marks["pgc"][k], marks["epg"][k],
                      marks["epgc"][k], (f"{_fmt(g['mean_mean'])} ± {_fmt(g['mean_std'])}", ""),
                      (f"{_fmt(g['max_mean'])} ± {_fmt(g['max_std'])}", "")])
-    out.append(_table("Pointing game and GT response per method (best per column marked)",
+    out.append(_table(f"Pointing game and GT response per method ({p.marked('best per column marked')})",
                       ["method", "pairs", "pointing game (over pairs)", "pointing game (mean over classes)",
                        "energy PG (over pairs)", "energy PG (mean over classes)", "GT mean response (mean ± std)",
                        "GT max response (mean ± std)"], rows))
@@ -432,7 +466,7 @@ def _section_quality(p: Parts, cfg) -> str:
         if not any(pcs):
             continue
         n = next(x["n"] for x in pcs if x)
-        rows.append([(c, ""), (str(n), "")] + _best_cells([x["accuracy"] if x else None for x in pcs]))
+        rows.append([(c, ""), (str(n), "")] + p.best_cells([x["accuracy"] if x else None for x in pcs]))
     if rows:
         out.append("<details><summary>Pointing game per class</summary>"
                    + _table("Pointing game accuracy per class (pairs = images with the class)",
@@ -445,10 +479,11 @@ def _section_samples(p: Parts, cfg) -> str:
     from surgery_core.model.methods import METHODS
 
     pct = p.tables.percentile
-    out = ["<section id=\"samples\"><h2>Four-way comparison of samples</h2>",
-           f"<p class=\"note\">Per method, three columns: image + GT boxes of the class (green, solid) | heatmap "
-           f"overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, dashed; score, IoU "
-           f"with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol).</p>"]
+    out = ["<section id=\"samples\"><h2>Every method on chosen samples</h2>",
+           f"<p class=\"note\">Per sample its image with the GT boxes of the class (green, solid), then per method "
+           f"two columns: heatmap overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, "
+           f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol). Pictures: "
+           f"WebP, quality {WEBP_QUALITY}, panels {PANEL_PX} px.</p>"]
     if not p.samples:
         out.append("<p>No sample selected.</p>")
     for s in p.samples:
@@ -456,9 +491,13 @@ def _section_samples(p: Parts, cfg) -> str:
                    f"({s.n_gt} GT box{'es' if s.n_gt != 1 else ''})</h3>")
         if s.note:
             out.append(f"<p class=\"warn\">{_esc(s.note)}</p>")
+        if s.picture:
+            uri = "data:image/webp;base64," + base64.b64encode(s.picture).decode("ascii")
+            out.append(f"<figure><img src=\"{uri}\" alt=\"image {_esc(s.image_id)} with the GT boxes of "
+                       f"{_esc(s.class_name)}\"></figure>")
         out.append("<div class=\"quad\">")
-        for m, png in s.pngs.items():
-            uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        for m, pic in s.figures.items():
+            uri = "data:image/webp;base64," + base64.b64encode(pic).decode("ascii")
             desc = METHODS[m].description if m in METHODS else ""
             out.append(f"<figure><img src=\"{uri}\" alt=\"{_esc(m)}: image {_esc(s.image_id)}, class "
                        f"{_esc(s.class_name)}\"><figcaption><strong>{_esc(m)}</strong> — {_esc(desc)}"
@@ -468,18 +507,42 @@ def _section_samples(p: Parts, cfg) -> str:
     return "".join(out)
 
 
+def _section_localisation(p: Parts, run) -> str:
+    """CorLoc per method and protocol (``run.corloc()``), and mAP of small, medium and large objects
+    (``run.ap_by_size()``, first interpolation, each protocol, the run's first IoU)."""
+    cl, by = run.corloc(), run.ap_by_size()
+    keys = list(cl.entry(p.methods[0], run.cfg.protocols[0]).corloc)
+    out = [f"<section id=\"localisation\"><h2>CorLoc and AP by object size</h2><p class=\"note\">{_esc(cl.note)}. "
+           f"{_esc(cl.box_note)}.</p>"]
+    rows = [[(m, ""), (pr, "")] + [(_fmt(cl.entry(m, pr).corloc[k]), "") for k in keys]
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table("CorLoc (mean over classes)", ["method", "protocol"] + [f"IoU ≥ {k}" for k in keys], rows, 2))
+    it, t = run.cfg.interps[0], iou_key(run.cfg.iou_thresholds[0])
+    sizes = list(by.tables)
+    rows = [[(m, ""), (pr, "")] + _best_cells([by.tables[s].entry(m, pr, it).map_per_iou.get(t) for s in sizes])
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table(f"mAP by object size — {it}, IoU ≥ {t}; COCO's buckets (px² of the original image): "
+                      "small ≤ 32², medium 32²–96², large ≥ 96²; GT of other sizes ignored, as are detections "
+                      "matched to it and unmatched detections of other sizes", ["method", "protocol"] + sizes, rows, 2))
+    mix = [[(c, "")] + [(str(v[s]), "") for s in sizes] for c, v in by.size_mix.items() if any(v.values())]
+    return "".join(out + [_table("Ground-truth boxes per class and size", ["class"] + sizes, mix), "</section>"])
+
+
 def render_html(p: Parts, run) -> str:
     cfg = run.cfg
-    plot_cfg = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
     figs = [("surgery-iou-sweep", _iou_chart(p, cfg)), ("surgery-percentile-sweep", _percentile_chart(p, cfg))]
-    plots = [fig.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=div_id, config=plot_cfg,
-                         default_height=f"{fig.layout.height}px", default_width="100%")
-             for k, (div_id, fig) in enumerate(figs)]
+    plots = [_deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                   config={"responsive": True, "showSendToCloud": False,
+                                           **plotly_config(f"{div_id}-{run.run_hash}")},
+                                   default_height=f"{fig.layout.height}px", default_width="100%"))
+             for div_id, fig in figs]
+    plots[0] = _plotly_library() + plots[0]
     from surgery_core import __version__
 
-    title = f"CLIP Surgery report — run {run.title()}"
+    title = f"CLIP Surgery report — run {run.title()}" + ("" if p.mark_best else " — RANDOM WEIGHTS")
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
-        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
+        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"),
+        ("localisation", "CorLoc, sizes"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))
     body = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -490,11 +553,42 @@ def render_html(p: Parts, run) -> str:
         f"{_esc(p.head['split'])}, {p.head['images_with_grids']} images with heatmaps. A self-contained file: the "
         "charts and images are embedded, nothing is fetched.</p>",
         f"<nav>{nav}</nav>",
-        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_sweep(p, cfg, plots),
+        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_localisation(p, run),
+        _section_sweep(p, cfg, plots),
         _section_quality(p, cfg), _section_samples(p, cfg),
         "</body></html>\n",
     ]
     return "\n".join(body)
+
+
+_CHART_SCRIPT = "text/plotly-chart"
+
+
+def _deferred(chart_html: str) -> str:
+    """A chart's inline script, kept until the library has been unpacked (:func:`_plotly_library` runs it)."""
+    out = re.sub(r'<script(?: type="text/javascript")?>', f'<script type="{_CHART_SCRIPT}">', chart_html)
+    if f'type="{_CHART_SCRIPT}"' not in out:  # plotly changed how it writes the chart's script
+        raise SurgeryError("plotly's chart HTML has no inline script to defer")
+    return out
+
+
+def _plotly_library() -> str:
+    """plotly.js once, gzip-compressed (level 9, no timestamp: the same bytes every time) and base64-encoded, with
+    the few lines that unpack it in the browser (``DecompressionStream``, no network) and then draw the charts:
+    a fifth of the 4.8 MB of the plain library."""
+    import gzip
+
+    from plotly.offline import get_plotlyjs
+
+    packed = base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9, mtime=0)).decode("ascii")
+    return (f'<script id="plotly-gz" type="application/gzip;base64">{packed}</script><script>(async () => {{'
+            'const b = atob(document.getElementById("plotly-gz").textContent.trim());'
+            'const bytes = Uint8Array.from(b, c => c.charCodeAt(0));'
+            'const js = await new Response(new Blob([bytes]).stream()'
+            '.pipeThrough(new DecompressionStream("gzip"))).text();'
+            '(0, eval)(js);'
+            f"for (const s of document.querySelectorAll('script[type=\"{_CHART_SCRIPT}\"]')) (0, eval)(s.textContent);"
+            '})();</script>')
 
 
 def build_report_html(run: "Run", samples: list[tuple[int, int]] | None = None, include_paths: bool = False) -> str:

@@ -15,18 +15,20 @@ import numpy as np
 from surgery_core.eval.boxes import cut_label, cut_short
 from surgery_core.eval.results import APTables, QualityTables, iou_key
 from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
+from surgery_core.model.identity import RANDOM_WEIGHTS_LABEL
 from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
+from surgery_core.share.portable import slug
 
 
 def header(run: Run) -> dict:
     """Identification of a run placed at the top of every output file."""
     s = run.summary()
     return {k: s[k] for k in ("run_hash", "heatmap_key", "model", "dataset", "split", "images", "images_with_grids",
-                              "skipped_images", "model_note")} | {
+                              "skipped_images", "model_note", "random_weights")} | {
         "box_rule": describe_boxes(run.cfg.boxes), "config": s["config"]}
 
 
@@ -58,12 +60,12 @@ def _scale_ticks(grid: np.ndarray) -> list[tuple[float, str]]:
 
 
 def figure(run: Run, method: str, image_index: int, class_index: int, iou: float | None = None,
-           percentile: float | None = None) -> np.ndarray:
+           percentile: float | None = None, image_column: bool = True, side: int | None = None) -> np.ndarray:
     """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
     their matches of :func:`surgery_core.run.pairs.panel`, as the dashboard's Compare page shows them.
 
     iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
-    percentile: default the run's."""
+    percentile: default the run's. image_column False: without the first column (image + GT); side: panel px."""
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
@@ -72,13 +74,14 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     labels = det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False)
     cls = run.classes[class_index]
     n_gt = int((rec.labels == class_index).sum())
-    titles = (f"{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
+    titles = (f"{weights_prefix(run)}{rec.image_id}: {cls}, {n_gt} GT box{'es' if n_gt != 1 else ''} (green)",
               f"{method}: heatmap of '{cls}' (jet, min-max normalised)",
               f"{len(d)} box{'es' if len(d) != 1 else ''} at {cut_short(p)}, {int(d.extra['tp'].sum())} TP at IoU "
               f">= {iou:g} (red dashed: score, IoU, TP/FP)")
     return three_column(run.image(image_index), rec.xyxy[rec.labels == class_index], panel.map01, d.xyxy, labels,
                         titles, scale_ticks=_scale_ticks(panel.grid),
-                        scale_title="min-max normalised similarity (raw at 0 and 1)")
+                        scale_title="min-max normalised similarity (raw at 0 and 1)", image_column=image_column,
+                        side=side)
 
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
@@ -103,13 +106,42 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
                        "labels": det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False),
                        "point": pn.point, "hit": pn.pointing_hit})
     n_gt = int(sel.sum())
-    heading = (f"Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; {run.dataset.name}): "
-               f"boxes at {cut_short(p)} of each map, {protocol} protocol; labels: score, IoU with the best GT box, "
-               f"TP/FP at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
+    heading = (f"{weights_prefix(run)}Image {rec.image_id}, class '{cls}' ({n_gt} GT box{'es' if n_gt != 1 else ''}; "
+               f"{run.dataset.name}): boxes at {cut_short(p)} of each map, {protocol} protocol; labels: score, IoU with "
+               f"the best GT box, TP/FP at IoU >= {iou:g}; ring: pointing-game point (green hit, red miss)")
     return comparison(run.image(image_index), rec.xyxy[sel], rec.xyxy[~sel],
                       f"{rec.image_id}: GT {cls} green, other classes white", panels, heading, alpha=alpha,
                       scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
                       scale_title="each heatmap: min-max normalised similarity")
+
+
+def weights_prefix(run: Run) -> str:
+    """What a figure title starts with: 'RANDOM WEIGHTS (numbers mean nothing): ' for a random-weights run."""
+    return f"{RANDOM_WEIGHTS_LABEL.upper()} (numbers mean nothing): " if run.random_weights else ""
+
+
+def heatmap_pictures(image: np.ndarray, grids: dict[str, np.ndarray], classes: list[str], out: str | Path,
+                     title: str) -> list[Path]:
+    """``surgery heatmaps --png``: per method one PNG of the image and each class's map over it (jet, min-max
+    normalised per class, bilinearly upsampled; the raw similarity at 0 and 1 in each panel's title) with the
+    colour scale. grids: ``{method: [classes, gh, gw]}`` raw similarity. Returns the paths written."""
+    from surgery_core.eval.maps import normalize, upsample
+
+    out = Path(out)
+    h, w = image.shape[:2]
+    empty = np.zeros((0, 4))
+    paths = []
+    for m, grid in grids.items():
+        maps = upsample(normalize(grid), w, h)
+        panels = [{"title": f"'{c}': raw {float(g.min()):.3f} .. {float(g.max()):.3f}", "map01": maps[k],
+                   "det_xyxy": empty} for k, (c, g) in enumerate(zip(classes, grid))]
+        fig = comparison(image, empty, None, "image", panels, f"{m}: heatmap of each class ({title})",
+                         scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")],
+                         scale_title="each heatmap: min-max normalised similarity")
+        path = out / f"{slug(m, 40, 'method')}.png"
+        atomic_write_bytes(path, encode_png(fig))
+        paths.append(path)
+    return paths
 
 
 def main_class(rec) -> int:
@@ -127,6 +159,7 @@ def write_evaluation(run: Run, out: str | Path, samples: int | None = None, figu
     out.mkdir(parents=True, exist_ok=True)
     head = header(run)
     paths = {}
+    run.ensure_boxes()  # every percentile the files need, in one pass (one progress bar)
     tables = run.ap_tables()
     paths["map_results"] = out / "map_results.json"
     write_json(paths["map_results"], head | tables.to_dict())
@@ -182,7 +215,8 @@ def _fmt(v) -> str:
 
 def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[float, ...] = (0.05, 0.5)) -> list[str]:
     """Markdown lines: one row per method with its pointing game and mAP at ``ious`` (first interpolation,
-    present protocol, the run's percentile), the best of each column in bold, and its source."""
+    present protocol, the run's percentile), the best of each column in bold (none with random weights), and its
+    source."""
     cfg = run.cfg
     interp = cfg.interps[0]
     proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
@@ -192,8 +226,10 @@ def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[flo
         cols[f"mAP@{t:g}"] = {m: tables.entry(m, proto, interp).map_per_iou.get(iou_key(t)) for m in cfg.methods}
     cl = run.corloc()
     cols["CorLoc@0.5"] = {m: cl.entry(m, proto).corloc.get(iou_key(0.5)) for m in cfg.methods}
-    best = {c: max((v for v in vals.values() if v is not None), default=None) for c, vals in cols.items()}
-    lines = [f"## Methods at a glance ({interp}, {proto} protocol, {tables.cut_text})", "",
+    best = {c: None if run.random_weights else max((v for v in vals.values() if v is not None), default=None)
+            for c, vals in cols.items()}
+    lines = [f"## Methods at a glance ({interp}, {proto} protocol, {tables.cut_text}"
+             + (f"; {RANDOM_WEIGHTS_LABEL}: no method marked best" if run.random_weights else "") + ")", "",
              "| method | " + " | ".join(cols) + " | what it does | source |", "|---|" + "---|" * (len(cols) + 2)]
     for m in cfg.methods:
         cells = [("**" + _fmt(v) + "**") if v is not None and v == best[c] else _fmt(v)
@@ -253,7 +289,8 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
                     compared: list[Path] = (), figure_iou: float | None = None) -> str:
     cfg = run.cfg
     q = run.quality()
-    lines = [f"# CLIP Surgery evaluation: run `{head['run_hash']}`", ""]
+    lines = [f"# CLIP Surgery evaluation: run `{head['run_hash']}`"
+             + (f" ({RANDOM_WEIGHTS_LABEL.upper()})" if run.random_weights else ""), ""]
     if head["model_note"]:
         lines += [f"> **Warning.** {head['model_note']}", ""]
     m = head["model"]
@@ -262,8 +299,9 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         f"{head['images_with_grids']} with heatmaps" + (f", {len(head['skipped_images'])} skipped (listed below)"
                                                          if head["skipped_images"] else ""),
         "- Model: " + (f"`{m['name']}` (" if m.get("name") else "")
-        + f"`{m['arch']}`, QuickGELU {m['quickgelu']}" + (")" if m.get("name") else "")
-        + f", checkpoint sha256 `{(m['checkpoint_sha256'] or 'none')[:16]}`",
+        + f"`{m['arch']}`, QuickGELU {m['quickgelu']}" + (")" if m.get("name") else "") + ", "
+        + (f"checkpoint sha256 `{m['checkpoint_sha256'][:16]}`" if m["checkpoint_sha256"] else
+           f"**{RANDOM_WEIGHTS_LABEL}** (no checkpoint)"),
         f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",

@@ -14,6 +14,7 @@ import numpy as np
 
 from surgery_core.demo.scenes.classes import DEMO_CLASSES
 from surgery_core.demo.scenes.scene import GENERATOR_VERSION, render_scene
+from surgery_core.errors import InputError
 
 _ANN_DIR = Path("Annotations") / "Horizontal Bounding Boxes"
 
@@ -71,9 +72,9 @@ def generate_dataset(out: Path | str, seed: int, count: int, size: int = 224,
     out = Path(out)
     seed, count, size = int(seed), int(count), int(size)
     if not 1 <= count <= 99999:
-        raise ValueError(f"count must be 1..99999 (DIOR ids have 5 digits), got {count}")
+        raise InputError(None, f"count must be 1..99999 (DIOR ids have 5 digits), got {count}")
     if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+        raise InputError(None, f"seed must be non-negative, got {seed}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
     n_train, n_val, n_test = _split_sizes(count, split_fractions)

@@ -14,6 +14,7 @@ from surgery_core.demo.scenes.builder import _Builder
 from surgery_core.demo.scenes.captions import _caption
 from surgery_core.demo.scenes.classes import CLASS_BY_NAME, DEMO_CLASSES, PLACING_ORDER
 from surgery_core.demo.scenes.distractors import _distractors
+from surgery_core.errors import InputError
 
 #: Bumped whenever the drawing changes, so that cached datasets/models can tell they are stale.
 GENERATOR_VERSION = 1
@@ -42,7 +43,7 @@ def render_scene(rng: np.random.Generator, size: int = 224, plain: bool = False)
     """
     size = int(size)
     if size < 64:
-        raise ValueError(f"size must be at least 64 px, got {size}")
+        raise InputError(None, f"size must be at least 64 px, got {size}")
     for _ in range(20):
         scene = _try_scene(rng, size, plain)
         if scene is not None:
