@@ -1,11 +1,22 @@
-"""Cost of the method registry's one pass: all ten methods vs the seed's four vs vanilla ``encode_image``.
+"""Cost of the method registry's passes: every method vs the seed's four vs vanilla ``encode_image``, at several
+input sizes, in one pass and in sliding windows, with the tower passes each needs.
 
-Times the image tower only (``tower_forward`` with the paths the methods need, then scoring against random
-text features), on the same machine, in one process, interleaved over repetitions so that a busy machine
-slows the three alike; prints the median per pass and the ratios. Target (issue 13): all ten <= 1.5x the
-seed's four.
+Times the image side only (windows cut, ``heatmaps.run_passes``: one tower pass per positional-embedding rule,
+then scoring against random text features and merging the windows), on the same machine, in one process,
+interleaved over repetitions so that a busy machine slows every case alike; prints the median per image and the
+ratios side by side. Cases per input:
 
-    python benchmarks/bench_methods.py [--arch ViT-B-16] [--batch 8] [--size 224] [--reps 5] [--device cpu]
+- ``encode_image``: the vanilla tower (open_clip's ``encode_image`` on the model's own size or on windows of it;
+  off the model's size, the same blocks with the positional embedding resized once: ``encode_image`` itself
+  refuses other sizes);
+- the seed's four (one pass: they share CLIP Surgery's rule);
+- every registered method with each official positional-embedding rule (``posembed official``);
+- every registered method with one shared resize (``posembed shared``, one pass).
+
+    python benchmarks/bench_methods.py [--arch ViT-B-16] [--batch 4] [--inputs 224,448,448/224,800,800/224/192]
+        [--reps 3] [--device cpu]
+
+An input is ``SIZE`` (one pass) or ``SIZE/WINDOW[/STRIDE]`` (sliding windows).
 """
 
 from __future__ import annotations
@@ -19,74 +30,110 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.forward import tower_forward
-from surgery_core.model.heatmaps import similarity_grids
+from surgery_core.model.heatmaps import (
+    merge_windows,
+    pass_flops,
+    resizes,
+    run_passes,
+    similarity_grids,
+    window_origins,
+)
 from surgery_core.model.loading import autocast_dtype, load_model
-from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, paths_for
+from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, pass_plan
+
+
+def _input(text: str) -> tuple[int, int | None, int | None]:
+    parts = [int(p) for p in text.split("/")]
+    return parts[0], (parts[1] if len(parts) > 1 else None), (parts[2] if len(parts) > 2 else None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="ViT-B-16")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=None, help="input px (default: the model's own)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--inputs", default="224,448,448/224,800,800/224/192",
+                    help="comma-separated SIZE or SIZE/WINDOW[/STRIDE] in px")
     ap.add_argument("--classes", type=int, default=20, help="text features (random) scored per pass")
     ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--flops", action="store_true", help="also count matrix-product FLOPs per image (slow on CPU)")
     args = ap.parse_args()
 
     device = torch.device(args.device)
-    loaded = load_model(args.arch, device=device, random_weights=True)  # random weights: the cost does not depend on them
+    loaded = load_model(args.arch, device=device, random_weights=True)  # the cost does not depend on the weights
     visual = loaded.model.visual
-    size = args.size or loaded.image_size
-    images = torch.randn(args.batch, 3, size, size, device=device)
+    patch = loaded.patch_size
     text = F.normalize(torch.randn(args.classes, loaded.model.text_projection.shape[1], device=device), dim=-1)
     dtype = autocast_dtype(device)
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    print(f"{args.arch} (random weights), batch {args.batch}, depth {args.depth}, {args.classes} classes, {dev}, "
+          f"{'fp32' if dtype is None else dtype}; median of {args.reps} interleaved repetitions per input")
+    every = DEFAULT_METHODS
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def vanilla():
-        loaded.model.encode_image(images)
+    for spec in args.inputs.split(","):
+        size, window, stride = _input(spec)
+        images = torch.randn(args.batch, 3, size, size, device=device)
+        if window and window < size:
+            stride = stride or window
+            along = window_origins(size, window, stride)
+            origins = [(y, x) for y in along for x in along]
+            crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
+        else:
+            window, origins, crops = None, [(0, 0)], images
+        resize = resizes(visual, tuple(crops.shape[-2:]))
 
-    def methods(names):
-        def run():
-            toks = tower_forward(visual, images, paths_for(names), args.depth)
-            similarity_grids(toks, text, names)
-        return run
+        def vanilla():
+            if resize:
+                tower_forward(visual, crops)
+            else:
+                loaded.model.encode_image(crops)
 
-    cases = {"encode_image": vanilla, f"seed four ({', '.join(SEED_METHODS)})": methods(SEED_METHODS),
-             f"all ten ({len(DEFAULT_METHODS)})": methods(DEFAULT_METHODS)}
-    times = {k: [] for k in cases}
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        for fn in cases.values():  # warm-up
-            fn()
-        sync()
-        for _ in range(args.reps):
-            for name, fn in cases.items():
-                t0 = time.perf_counter()
+        def methods(names, posembed):
+            def run():
+                toks = run_passes(visual, crops, names, args.depth, posembed)
+                grids = similarity_grids(toks, text, names)
+                if len(origins) > 1:
+                    for g in grids.values():
+                        merge_windows(g, origins, args.batch, (size // patch, size // patch), patch)
+            return run
+
+        cases = {"encode_image": (vanilla, 1),
+                 "seed four": (methods(SEED_METHODS, "official"), len(pass_plan(SEED_METHODS, resize))),
+                 f"all {len(every)}, official": (methods(every, "official"), len(pass_plan(every, resize))),
+                 f"all {len(every)}, shared": (methods(every, "shared"), 1)}
+        times = {k: [] for k in cases}
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            for fn, _ in cases.values():  # warm-up
                 fn()
-                sync()
-                times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
-    print(f"{args.arch}, batch {args.batch}, {size} px, depth {args.depth}, {args.classes} classes, "
-          f"{dev}, {'fp32' if dtype is None else dtype}; median of {args.reps} interleaved repetitions")
-    base = med["encode_image"]
-    four = med[next(k for k in med if k.startswith("seed four"))]
-    for k, v in med.items():
-        print(f"  {k:<46} {v * 1000:9.1f} ms/pass  {v / args.batch * 1000:8.1f} ms/img  "
-              f"x{v / base:4.2f} of encode_image  x{v / four:4.2f} of the seed's four  "
-              f"(min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f} ms)")
-    ten = med[next(k for k in med if k.startswith("all ten"))]
-    print(f"all ten / seed four = {ten / four:.2f} wall time (target <= 1.5): {'met' if ten / four <= 1.5 else 'NOT met'}")
-    from surgery_core.model.heatmaps import pass_flops
-
-    f0, f4, f10 = (pass_flops(visual, ms, size, args.depth) for ms in (None, SEED_METHODS, DEFAULT_METHODS))
-    print(f"matrix-product FLOPs per image: encode_image {f0 / 1e9:.2f} G, seed four x{f4 / f0:.3f}, "
-          f"all ten x{f10 / f0:.3f}; all ten / seed four = {f10 / f4:.2f}")
+            sync()
+            for _ in range(args.reps):
+                for name, (fn, _) in cases.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    sync()
+                    times[name].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        how = (f"{len(origins)} windows of {window} px, stride {stride} px" if window else "one pass") + \
+            (", positional embedding resized" if resize else ", the model's own grid")
+        print(f"\n{size} px, {how}")
+        base, four = med["encode_image"], med["seed four"]
+        for k, v in med.items():
+            print(f"  {k:<20} {cases[k][1]} tower pass{'es' if cases[k][1] > 1 else '  '} x {len(origins):>2} crops "
+                  f"{v / args.batch * 1000:9.1f} ms/img  x{v / base:5.2f} of encode_image  x{v / four:5.2f} of the "
+                  f"seed's four  (min {min(times[k]) / args.batch * 1000:.1f}, max "
+                  f"{max(times[k]) / args.batch * 1000:.1f} ms/img)")
+        if args.flops and window is None:
+            f0, f4, fo, fs = (pass_flops(visual, ms, size, args.depth, pe) for ms, pe in
+                              ((() if resize else None, "official"), (SEED_METHODS, "official"),
+                               (every, "official"), (every, "shared")))
+            print(f"  matrix-product FLOPs per image: encode_image {f0 / 1e9:.2f} G; seed four x{f4 / f0:.2f}, "
+                  f"all official x{fo / f0:.2f}, all shared x{fs / f0:.2f}")
 
 
 if __name__ == "__main__":

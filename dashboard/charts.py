@@ -9,18 +9,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from surgery_core.model.methods import method_color  # one colour per method, fixed by the registry's order
+from surgery_core.share.portable import plotly_config
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
+LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
 def config(name: str) -> dict:
-    """Every chart's plotly configuration: the toolbar on (shown while the pointer is over the chart, so that at
-    rest it covers no subplot title), its camera button saving the chart as drawn as a PNG at twice the on-screen
-    resolution, named ``name``; no plotly logo, no selection tools (nothing selects) and no zoom steps."""
-    return {"displayModeBar": "hover", "displaylogo": False,
-            "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
-            "toImageButtonOptions": {"format": "png", "scale": 2, "filename": name}}
-LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
+    """Every chart's plotly configuration (:func:`surgery_core.share.portable.plotly_config`: the camera saves a
+    PNG at 2x named ``name``), the toolbar shown while the pointer is over the chart, so that at rest it covers
+    no subplot title."""
+    return {"displayModeBar": "hover", **plotly_config(name)}
 
 
 def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
@@ -158,4 +157,26 @@ def sweep_runs(series: dict[str, tuple[list[float], list]], y_title: str, height
                                  hovertemplate=f"{name}<br>p%{{x:g}}: mAP %{{y:.4f}}<extra></extra>"))
     fig.update_layout(height=height, margin=MARGIN, xaxis_title="box percentile of the map", yaxis_title=y_title,
                       legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=11)))
+    return fig
+
+
+def attention_rows(panels: list[tuple[str, np.ndarray]], cell: tuple[int, int], cols: int = 7,
+                   height: int = 170) -> go.Figure:
+    """Small multiples of attention rows over the patch grid (one shared 0-max colour scale per panel), the
+    query patch outlined in white."""
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.012,
+                        vertical_spacing=0.12 / rows)
+    r, c = cell
+    for i, (title, grid) in enumerate(panels):
+        at = dict(row=i // cols + 1, col=i % cols + 1)
+        fig.add_trace(go.Heatmap(z=grid, colorscale="Viridis", showscale=False, zmin=0, zmax=float(grid.max()) or 1,
+                                 hovertemplate="row %{y}, col %{x}: %{z:.4f}<extra>" + title + "</extra>"), **at)
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="white", width=2),
+                      **at)
+        fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", **at)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", showgrid=False, constrain="domain")
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, constrain="domain")
+    fig.update_annotations(font=dict(size=10))
+    fig.update_layout(height=height * rows + 20, margin=dict(l=0, r=0, t=24, b=0))
     return fig

@@ -1,6 +1,7 @@
-"""The cross-run view of the Runs page (its URL parameters are declared by ``views/runs.py``): 2 to 4 (run, method) pairs on the images their runs share, drawn exactly
-as Compare draws one run's methods (:mod:`dashboard.render` over :mod:`surgery_core.run.pairs`), with the
-per-class AP table of the pairs (difference to the first, best marked) and their threshold sweeps in one chart.
+"""The cross-run view of the Runs page (its URL parameters are declared by ``views/runs.py``): 2 to 4 (run,
+method) pairs on the images their runs share, drawn exactly as Compare draws one run's methods
+(:mod:`dashboard.render` over :mod:`surgery_core.run.pairs`), with the per-class AP table of the pairs (difference
+to the first, best marked) and their threshold sweeps in one chart.
 
 The numbers are :mod:`surgery_core.share.crossrun`'s; here they are only cached and drawn.
 """
@@ -13,6 +14,7 @@ import streamlit as st
 
 from dashboard import charts, data, render, snapshot_ui, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
+from surgery_core.eval.boxes import cut_short
 from surgery_core.run import evaluation, stored
 from surgery_core.run.config import RunConfig
 from surgery_core.share import crossrun
@@ -82,6 +84,9 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
     runs = crossrun.distinct_runs(pairs)
     counts = ", ".join(f"run {r.title()}: {n} images with heatmaps" for r, n in zip(runs, pg.counts))
     snapshot_ui.markdown(f"**{pg.summary().capitalize()}** ({counts}).")
+    if len(runs) > 1:
+        snapshot_ui.markdown(f"**Settings that differ** (run {' / '.join(r.run_hash for r in runs)}): "
+                             f"{crossrun.differences_text(runs)}")
     if pg.gt_problem:
         snapshot_ui.markdown(f":orange-badge[:material/warning: per-class table refused] The ground truth differs: "
                              f"{pg.gt_problem}. The pictures are shown; numbers would not compare like with like.")
@@ -121,7 +126,7 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
     snapshot_ui.shown_state(pairs=names, run_hash=", ".join(r.run_hash for r in runs), image_id=rec.image_id,
                             cls=cls_name, protocol=proto, interp=interp, iou=iou, shared_images=pg.n)
     view_iou = float(evaluation.view_iou(first.cfg))
-    widgets.how(first, what=f"{pg.summary()}; each pair's boxes at its run's own percentile; red label = score, "
+    widgets.how(first, what=f"{pg.summary()}; each pair's boxes at its run's own box rule; red label = score, "
                 "IoU with the best GT box, TP/FP; ring = pointing-game point", protocol=proto, iou=view_iou)
     _pictures(pairs, names, pg, j, cls_name, proto, view_iou)
 
@@ -171,7 +176,7 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             run = p.run
             i = int(pg.index[runs.index(run)][j])
             c = run.classes.index(cls_name)
-            pct = float(run.cfg.boxes.percentile)
+            pct = run.cfg.boxes.cut
             rkey = data.run_key(run)
             info = data.panel(rkey, p.method, i, c, pct, proto, iou, run)
             snapshot_ui.image(n, render.overlay_jpg(rkey, i, c, p.method, pct, proto, iou, 0.5, SIDE, run, info),
@@ -180,7 +185,8 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             hit = (":gray-badge[no GT]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
             snapshot_ui.markdown(
-                f"**{n}** {hit}  \np{pct:g} · {len(d)} box{'es' if len(d) != 1 else ''}, {int(np.sum(d.extra['tp']))}"
-                f" TP" + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
-                          else ""), col, n)
+                f"**{n}** {hit}  \n{cut_short(pct)} · {len(d)} box{'es' if len(d) != 1 else ''}, "
+                f"{int(np.sum(d.extra['tp']))} TP"
+                + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None else ""),
+                col, n)
     snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)

@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
-from surgery_core.eval.boxes import cut_short
+from surgery_core.eval.boxes import as_cut, cut_short
 from surgery_core.eval.corloc import CorLocResult
 from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
@@ -247,13 +247,13 @@ def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: flo
     size (``all`` or a COCO bucket)."""
     ensure_cells(run, [method], protocol, percentile)
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
-    return run.ap(method, protocol, interp, float(percentile), thr, None if size == "all" else size)
+    return run.ap(method, protocol, interp, as_cut(percentile), thr, None if size == "all" else size)
 
 
 def corloc_result(run: Run, method: str, protocol: str, percentile: float, iou: float) -> CorLocResult:
     """``run.corloc_at`` (boxes cut under a spinner first)."""
     ensure_cells(run, [method], protocol, percentile)
-    return run.corloc_at(method, protocol, float(percentile), float(iou))
+    return run.corloc_at(method, protocol, as_cut(percentile), float(iou))
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables

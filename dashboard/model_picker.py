@@ -1,7 +1,7 @@
 """The model picker of Run settings: catalog entries and registered models by name, which are on this machine,
 and a download (with a progress bar) of a missing one, on request only.
 
-The picked name is the form field ``model.name`` (widget key ``f_model``); "" means "the architecture and
+The picked name is the form field ``model.name`` (session-state key ``f_model``); "" means "the architecture and
 checkpoint typed below". A name sets architecture, QuickGELU and the expected sha256 together (see
 :class:`surgery_core.run.config.ModelConfig`), so the form leaves those fields out when a name is picked.
 """
@@ -35,8 +35,9 @@ def label(name: str) -> str:
     r = rows().get(name)
     if r is None:
         return f"{name} (unknown)"
-    here = "✓ on this machine" if r["present"] else f"↓ not here ({_size(r['size'])})"
-    return f"{name} · {r['arch']}{' · QuickGELU' if r['quickgelu'] else ''} · {here}"
+    # the mark first: the sidebar is narrow and a long label is cut at its end
+    mark, here = ("✓", "on this machine") if r["present"] else ("↓", f"not here ({_size(r['size'])})")
+    return f"{mark} {name} · {r['arch']}{' · QuickGELU' if r['quickgelu'] else ''} · {here}"
 
 
 def options(current: str | None) -> list[str]:
@@ -70,11 +71,18 @@ def _streamlit_tqdm(bar, what: str):
 def draw() -> None:
     """The picker, and under it what the picked model is, where its file is, or a Download button."""
     ss = st.session_state
-    st.selectbox("Model", options(ss.get("f_model")), key="f_model", format_func=label,
-                 help="A catalog model (RemoteCLIP, GeoRSCLIP, SkyCLIP, OpenAI CLIP, LAION) or one registered "
-                      "with 'surgery models add': its name sets architecture, QuickGELU and checkpoint together, "
-                      "and the run names it. Nothing is downloaded unless you press Download.")
-    name = ss.get("f_model") or CUSTOM
+    current = ss.get("f_model") or CUSTOM
+    names = options(current)
+    # No widget key: the id of an unkeyed selectbox covers its labels, so once a download makes a model "on this
+    # machine" the box is drawn anew with its new label (a keyed one keeps showing the old label of the picked
+    # option). The pick is kept in session state under the form field's key, ``f_model``.
+    with st.container(key="model_picker"):
+        name = st.selectbox("Model", names, index=names.index(current), format_func=label,
+                            help="A catalog model (RemoteCLIP, GeoRSCLIP, SkyCLIP, OpenAI CLIP, LAION) or one "
+                                 "registered with 'surgery models add': its name sets architecture, QuickGELU and "
+                                 "checkpoint together, and the run names it. Nothing is downloaded unless you "
+                                 "press Download.")
+    ss["f_model"] = name
     pulled = ss.pop("_model_pulled", None)
     if pulled:
         st.success(pulled, icon=":material/check:")

@@ -224,9 +224,7 @@ def _recent_runs(store_root: str) -> list[dict]:
 
 def _form(cfg: RunConfig) -> None:
     _load_form(cfg)
-    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error")
-                                                           or st.session_state.get("_model_pulled"))):
-        st.markdown("**Model**")
+    with st.sidebar.expander("Run settings", expanded=bool(st.session_state.get("_form_error"))):
         model_picker.draw()
         _form_body()
     if st.session_state.get("_form_error"):

@@ -58,6 +58,17 @@ def begin() -> None:
     st.session_state[REG] = {"state": {}, "blocks": []}
 
 
+def mark() -> int:
+    """Where the registry stands now: a fragment that reruns alone under other registered blocks calls
+    :func:`rewind` with this mark first, so that its blocks replace its own earlier ones, not the page's."""
+    return len(_reg()["blocks"])
+
+
+def rewind(at: int) -> None:
+    """Drop the blocks registered after mark ``at`` (see :func:`mark`)."""
+    del _reg()["blocks"][at:]
+
+
 def _reg() -> dict:
     reg = st.session_state.get(REG)
     if not isinstance(reg, dict):

@@ -189,6 +189,10 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if percentile is not None:
         params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
         parts.append(box_note(params))
+    if not run.cfg.input.at_models_own_size:  # a resized input: how the positional embedding followed
+        from surgery_core.share.report import input_size
+
+        parts.append(input_size(run))
     parts.append(f"run {run.title()} ({len(run.grids.rows)} images)")
     snapshot_ui.caption(" · ".join(parts), where)
 

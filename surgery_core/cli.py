@@ -166,7 +166,8 @@ def _cmd_methods(args) -> int:
 
     for m in METHODS.values():
         path = PATHS.get(m.tokens)
-        blocks = "whole tower" if path is None else ("last block" if path.blocks == "last" else "last --depth blocks")
+        blocks = "whole tower" if path is None else {"last": "last block", "depth": "last --depth blocks",
+                                                     "tail": "after the tower, from its block outputs"}[path.blocks]
         print(f"{m.name:<12} {m.description}")
         print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
@@ -415,7 +416,8 @@ def _add_run_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--split", help="train, val, test, trainval or all")
     e.add_argument("--limit", type=int, help="first N images of the split")
     _add_model_arguments(e)
-    e.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
+    e.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see "
+                                     "'surgery methods')")
     e.add_argument("--depth", type=int, help="surgery depth (default 6)")
     e.add_argument("--size", type=int, help="input size in px")
     e.add_argument("--window", type=int, help="sliding-window size in px")
@@ -495,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--stride", type=int, help="sliding-window stride in px (default: the window)")
     h.add_argument("--posembed", choices=["official", "shared"], default="official", help=_POSEMBED_HELP)
     h.add_argument("--depth", type=int, default=6, help="surgery depth: final blocks of the v-v and GEM paths")
-    h.add_argument("--methods", help="comma-separated heatmap methods (default: all ten; see 'surgery methods')")
+    h.add_argument("--methods", help="comma-separated heatmap methods (default: every registered method; see 'surgery methods')")
     h.add_argument("--query", action="store_true",
                    help="single-text feature surgery per name (free-text queries) instead of class-set mode")
     h.add_argument("--device", help="cpu or cuda (default: cuda when present)")

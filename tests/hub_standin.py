@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -25,6 +26,7 @@ class HubStandin:
     def __init__(self):
         self.files: dict[str, bytes] = {}  # "repo/file" (hub) or "files/name" (plain) -> bytes
         self.drop_after: int | None = None
+        self.chunk_delay = 0.0  # seconds slept after each MiB of a body (a slow link: progress bars can be seen)
         self.stay_dead = True  # after the drop, cut every later request (False: answer them, Range included)
         self.dead = False  # set after a drop: every later request is cut before any answer (the server went away)
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header) of every request
@@ -101,7 +103,14 @@ class HubStandin:
                     self.close_connection = True
                     self.connection.shutdown(2)  # mid-body: the client sees the connection drop
                     return
-                self.wfile.write(body)
+                try:
+                    for i in range(0, len(body), 1 << 20):
+                        self.wfile.write(body[i:i + (1 << 20)])
+                        if standin.chunk_delay:
+                            self.wfile.flush()
+                            time.sleep(standin.chunk_delay)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (a test's app stopped)
+                    self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

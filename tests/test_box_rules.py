@@ -119,10 +119,12 @@ def test_cut_names_and_validation():
 
 
 def test_the_rule_is_in_the_run_hash_without_moving_existing_hashes():
-    # hashes of configurations stored before the rules existed (computed on main before this change)
-    assert RunConfig().run_hash == "a0fcc5e3d5bd"
-    assert RunConfig(boxes={"percentile": 75}).run_hash == "3bbb1f9885de"
+    # the hash of a configuration stored before the rules existed (computed on main before this change; a
+    # configuration naming its methods, as the default method list has grown since)
     assert RunConfig(data={"kind": "samples"}, methods=("vv_mixed",)).run_hash == "eebbf941e212"
+    for cfg in (RunConfig(), RunConfig(boxes={"percentile": 75})):
+        doc = __import__("json").loads(cfg.canonical_json())
+        assert not {"rule", "fixed_value"} & set(doc["boxes"]) and "sweep_fixed_values" not in doc
     assert RunConfig().to_file_dict()["boxes"]["rule"] == "percentile"  # files name the rule
     otsu, fixed = RunConfig(boxes={"rule": "otsu"}), RunConfig(boxes={"rule": "fixed", "fixed_value": 0.4})
     hashes = {RunConfig().run_hash, otsu.run_hash, fixed.run_hash,
@@ -172,3 +174,23 @@ def test_a_run_cuts_stores_scores_and_sweeps_the_other_rules(test_run, tmp_path)
     assert tables.entry(m, pr, "voc07").map == evaluate(run.gt, run.detections(m, pr, otsu), len(run.classes),
                                                         run.cfg.iou_thresholds, "voc07").mAP
     assert "Otsu's threshold" in other.corloc().box_note
+
+
+def test_the_box_export_takes_another_rule(test_run, tmp_path):
+    """`surgery export boxes` / the Per-class AP download of an Otsu cell: files named by the rule, the manifest
+    naming it (no percentile), and the run's own AP of those boxes."""
+    from surgery_core.share.export_boxes import cells, write_box_export
+
+    run, otsu = test_run, BoxRule("otsu")
+    m, pr = run.cfg.methods[-1], run.cfg.protocols[0]
+    exported = cells(run, [m], [pr], otsu)
+    assert [c.stem for c in exported] == [f"{m}.{pr}.otsu"]
+    write_box_export(run, tmp_path, exported)
+    manifest = __import__("json").loads((tmp_path / "manifest.json").read_text())
+    (entry,) = manifest["files"]
+    assert entry["box_rule"] == "otsu" and entry["percentile"] is None and entry["box_rule_text"] == "Otsu"
+    assert "Otsu's threshold" in entry["boxes_note"]
+    det = run.detections(m, pr, otsu)
+    assert entry["boxes"] == len(det)
+    assert len((tmp_path / f"{m}.{pr}.otsu.csv").read_text().strip().splitlines()) == len(det) + 1
+    assert entry["run_mAP"]["voc07"]["0.5"] == run.ap(m, pr, "voc07", otsu, 0.5).mAP

@@ -57,11 +57,12 @@ def test_every_page_renders(dashboard_env, test_run):
     goto(at, "compare")
     assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method shown (the seed's four), the colour bar
     goto(at, "ap")
-    assert len(at.dataframe) == 1 and len(at.metric) == len(SEED_METHODS)
+    # AP per class and CorLoc per class; mAP and CorLoc of each method
+    assert len(at.dataframe) == 2 and len(at.metric) == 2 * len(SEED_METHODS)
     goto(at, "sweep")
     assert len(at.dataframe) == 1
     goto(at, "quality")
-    assert len(at.dataframe) == 3
+    assert len(at.dataframe) == 5  # the seed's three, CorLoc, the object-size mix
     goto(at, "run")
     assert test_run.run_hash in markdown(at)
 
@@ -216,7 +217,8 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
         assert row["vv_mixed"] == pytest.approx(res.per_class_ap[k], nan_ok=True)
         assert row["GT"] == res.n_gt[k]
     assert "VOC2010+ all-point" in "\n".join(c.value for c in at.caption)
-    assert len(at.get("download_button")) == 1
+    # the table's CSV and the boxes behind it (COCO + CSV zip)
+    assert [b.proto.label for b in at.get("download_button")] == ["Download CSV", "Download the boxes (COCO + CSV, zip)"]
     at.segmented_control(key="interp").set_value("coco").run()
     at.toggle(key="coco95").set_value(True).run()
     ok(at)

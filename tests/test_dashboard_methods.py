@@ -9,7 +9,7 @@ from surgery_core.model.methods import DEFAULT_METHODS, METHODS, SEED_METHODS, m
 
 
 def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_env, test_run):
-    assert tuple(test_run.cfg.methods) == DEFAULT_METHODS  # the test run holds all ten
+    assert tuple(test_run.cfg.methods) == DEFAULT_METHODS  # the test run holds every registered method
     at = goto(app(), "compare")
     ok(at)
     assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method, the colour scale
@@ -23,7 +23,8 @@ def test_compare_defaults_to_the_seed_four_and_shows_all_in_one_click(dashboard_
     assert at.query_params["methods"]  # the choice is in the permalink
     goto(at, "ap")  # the choice carries over: Per-class AP lists every method
     ok(at)
-    assert len(at.metric) == len(DEFAULT_METHODS)
+    labels = [m.label.removesuffix(" ★") for m in at.metric]  # every method's mAP, then its CorLoc
+    assert labels == [f"mAP {m}" for m in DEFAULT_METHODS] + [f"CorLoc {m}" for m in DEFAULT_METHODS]
 
 
 def test_picker_help_names_each_method_and_its_source():
@@ -51,7 +52,8 @@ def test_sweep_heat_maps_wrap_into_rows():
     from dashboard import charts
 
     tables = {m: [[0.1, 0.2]] for m in DEFAULT_METHODS}
-    for cols, n_rows in ((2, 5), (5, 2)):  # ten panels: five rows of two (the page's default), two rows of five
+    n = len(DEFAULT_METHODS)
+    for cols, n_rows in ((2, -(-n // 2)), (5, -(-n // 5))):  # one panel per method, rows of two (the default) or five
         fig = charts.sweep_heatmaps(tables, [90.0], [0.05, 0.5], {}, "mAP", cols=cols)
         axes = {t.yaxis for t in fig.data}
         assert len(fig.data) == len(DEFAULT_METHODS) and len(axes) == len(DEFAULT_METHODS)

@@ -75,6 +75,28 @@ def test_export_boxes_round_trip_is_exact(run, tmp_path, capsys):
     assert fractional, "the samples' boxes should have fractional corners (800 px images, 224 px working map)"
 
 
+@pytest.mark.parametrize("rule", [["--box-rule", "otsu"], ["--box-rule", "fixed", "--fixed-value", "0.6"]])
+def test_export_under_other_box_rules_round_trips(run, tmp_path, rule):
+    """Otsu and a fixed value, as exported cells: the files are named after the rule, say it, and score to the
+    run's own AP of that cell."""
+    from surgery_core.eval.boxes import BoxRule
+
+    cut = BoxRule("otsu") if rule[1] == "otsu" else BoxRule("fixed", 0.6)
+    tag = "otsu" if rule[1] == "otsu" else "fixed0.6"
+    out = tmp_path / "b"
+    assert main(["export", "boxes", run.run_hash, "--out", str(out), "--methods", "vv_mixed", *rule]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["results"] for f in manifest["files"]] == [f"vv_mixed.present.{tag}.json", f"vv_mixed.open.{tag}.json"]
+    assert all(("Otsu" if tag == "otsu" else "fixed value 0.6") in f["boxes_note"] for f in manifest["files"])
+    for proto in ("present", "open"):
+        for name in (f"vv_mixed.{proto}.{tag}.json", f"vv_mixed.{proto}.{tag}.csv"):
+            for interp in ("voc07", "coco"):
+                scored = _score(["--coco", str(out / "ground_truth.json"), "--detections", str(out / name),
+                                 "--interp", interp, "--iou", "0.1,0.5"], tmp_path / "s.json")
+                _same(run.ap("vv_mixed", proto, interp, cut, (0.1, 0.5)), scored, run.classes)
+    assert main(["export", "boxes", run.run_hash, "--out", str(out), "--box-rule", "fixed"]) == 2
+
+
 def test_exported_csv_is_bit_exact_and_results_read_by_dataset_folder(run, tmp_path):
     """The CSV holds the very float64 corners and scores; the plain results list scores the same against the
     samples themselves (`--samples`: DIOR category numbers and numeric stems)."""
@@ -126,7 +148,7 @@ def test_export_grids_npz_reads_with_numpy_alone(run, tmp_path):
     with np.load(out, allow_pickle=False) as z:
         assert list(z["method_names"]) == list(METHODS) and list(z["class_names"]) == list(run.classes)
         assert str(z["run_hash"]) == run.run_hash
-        assert json.loads(str(z["model"])) == run.model_identity
+        assert json.loads(str(z["model"])) == run.model_info
         assert list(z["image_ids"]) == [run.dataset.images[i].image_id for i in run.grids.rows]
         for m in METHODS:
             assert z[f"grid_{m}"].dtype == np.float32 and np.array_equal(z[f"grid_{m}"], run.grids.grids[m])

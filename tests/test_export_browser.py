@@ -110,7 +110,7 @@ def test_downloads_across_pages(small_app, page):
     chart.hover()
     name, data = download(page, lambda: chart.locator(CAMERA).click())
     w, _ = png_size(data)
-    assert name == f"pr_{run.run_hash}.png" and w >= 2 * chart.bounding_box()["width"] - 2
+    assert name == f"pr-{run.run_hash}.png" and w >= 2 * chart.bounding_box()["width"] - 2
 
     # Compare: one panel as drawn, then the cross-method figure
     page.goto(f"{url}/compare?methods={methods}&cols=4")

@@ -292,3 +292,29 @@ def test_a_bare_checkpoint_named_like_openai_weights_without_quickgelu_gets_one_
     plain.write_bytes(checkpoint_bytes)
     code, _, err = run(capfd, [a if a != str(ckpt) else str(plain) for a in argv])
     assert code == 0 and "WARNING" not in err
+
+
+# ------------------------------------------------------------------------------------------ URL entries (SkyCLIP)
+def test_a_url_zip_entry_is_downloaded_extracted_and_checked_into_the_models_folder(hub, capfd, tmp_path,
+                                                                                    monkeypatch, checkpoint_bytes):
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:  # SkyCLIP's zips hold one checkpoint (and whatever else)
+        z.writestr("SkyCLIP_demo/README.txt", "not weights")
+        z.writestr("SkyCLIP_demo/epoch_20.pt", checkpoint_bytes)
+    hub.files["files/skyclip-demo.zip"] = buf.getvalue()
+    entry = dataclasses.replace(standin_entry(checkpoint_bytes), name="sky-demo", repo=None, file=None,
+                                revision=None, url=f"{hub.url}/files/skyclip-demo.zip", archive="zip")
+    monkeypatch.setitem(CATALOG, entry.name, entry)
+    final = tmp_path / "models" / "sky-demo" / "sky-demo.pt"
+    hub.drop_after = 1000  # first an interrupted download: nothing under the final name, no partial file left
+    one_line_error(*run(capfd, ["models", "pull", "sky-demo"])[::2], "sky-demo", "interrupted", "nothing was kept")
+    assert not final.exists() and list(final.parent.iterdir()) == []
+    hub.dead = False
+    code, out, err = run(capfd, ["models", "pull", "sky-demo"])
+    assert code == 0, err
+    assert final.read_bytes() == checkpoint_bytes and "in the models folder" in out
+    assert sorted(p.name for p in final.parent.iterdir()) == ["sky-demo.pt"], "the zip and .part files are gone"
+    row = listing(capfd)["sky-demo"]
+    assert row["where"] == "models folder" and row["sha256_verified"]

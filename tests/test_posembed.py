@@ -85,7 +85,9 @@ def _official_embed(visual, images, resize):
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
     cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
     x = torch.cat([cls, x], dim=1)
-    pos = resize(visual.positional_embedding, grid, tuple(images.shape[-2:]), visual.patch_size[0])
+    pos = visual.positional_embedding
+    if x.shape[1] != pos.shape[0]:  # every official code leaves the model's own grid as it is
+        pos = resize(pos, grid, tuple(images.shape[-2:]), visual.patch_size[0])
     return visual.ln_pre(x + pos), grid
 
 
@@ -242,3 +244,16 @@ def json_dump(doc) -> str:
     import json
 
     return json.dumps(doc)
+
+
+@pytest.mark.parametrize("size", [256, 448, 800, 1024])
+def test_each_rule_resizes_as_its_official_function_at_dior_sizes(size):
+    """The resize alone, at sizes up to DIOR's 800 px and beyond: the registry's rule of each method equals the
+    official function written above (ViT-B/32's 7x7 embedding)."""
+    from surgery_core.model.forward import interpolate_pos_embed
+
+    pos = torch.randn(50, 768, generator=torch.Generator().manual_seed(size))
+    g = size // 32
+    for name, official in OFFICIAL_RESIZE.items():
+        ours = interpolate_pos_embed(pos, (7, 7), (g, g), METHODS[name].posembed)
+        torch.testing.assert_close(ours, official(pos, (g, g), (size, size), 32), atol=1e-6, rtol=0)

@@ -53,7 +53,7 @@ def world(tmp_path_factory):
                                   boxes=RunConfig().boxes.model_copy(update={"percentile": 75.0}))}
         runs = {k: Run.open(c, store) for k, c in cfgs.items()}
         for k in ("d6", "d2", "samples"):
-            runs[k].ap_tables(), runs[k].quality()
+            runs[k].ap_tables(), runs[k].quality(), runs[k].corloc()
         yield {"store": store, "runs": runs, "env": env}
 
 
@@ -71,7 +71,7 @@ def test_the_leaderboard_equals_each_runs_own_pages(world):
     rows = stored.leaderboard(world["store"])
     for key in ("d6", "d2", "samples"):
         run = world["runs"][key]
-        p = float(run.cfg.boxes.percentile)
+        p = run.cfg.boxes.cut
         q = run.quality().methods
         for m in METHODS:
             row = row_of(rows, run, m)
@@ -82,6 +82,8 @@ def test_the_leaderboard_equals_each_runs_own_pages(world):
                     assert row[f"VOC07@{iou:g} {proto}"] == pytest.approx(page, abs=1e-12), (key, m, proto, iou)
                 coco = run.ap(m, proto, "coco", p, COCO_IOUS).mAP
                 assert row[f"COCO .50:.95 {proto}"] == pytest.approx(coco, abs=1e-12)
+            corloc = run.corloc_at(m, "present", p, 0.5).mean[0]  # the Per-class AP page's CorLoc at IoU 0.5
+            assert row["CorLoc@0.5 present"] == pytest.approx(corloc, abs=1e-12)
             assert row["pointing game"] == q[m].pointing_game["overall"]
             assert row["energy PG"] == q[m].energy_pointing_game["overall"]
             assert row["depth"] == run.cfg.surgery_depth and row["images"] == len(run.grids.rows)
@@ -95,12 +97,12 @@ def test_listing_computes_nothing_and_compute_fills_the_gaps(world):
     before = sorted(p.name for p in lazy.run_dir.iterdir())
     rows = stored.leaderboard(store)
     row = row_of(rows, lazy, "vv_mixed")
-    assert row[stored.NOT_COMPUTED] == "ap tables, quality" and row["VOC07@0.5 present"] is None
+    assert row[stored.NOT_COMPUTED] == "ap tables, quality, corloc" and row["VOC07@0.5 present"] is None
     assert sorted(p.name for p in lazy.run_dir.iterdir()) == before, "listing the store wrote files"
     steps = []
     todo = [r for r in stored.list_stored(store) if r.name == lazy.run_dir.name]
     stored.compute_missing(store, todo, progress=lambda d, t, what: steps.append((d, t)))
-    assert steps[0] == (0, 2) and steps[-1] == (2, 2)
+    assert steps[0] == (0, 3) and steps[-1] == (3, 3)
     row = row_of(stored.leaderboard(store), lazy, "vv_mixed")
     assert row[stored.NOT_COMPUTED] == ""
     assert row["VOC07@0.5 present"] == pytest.approx(lazy.ap("vv_mixed", "present", "voc07", 75.0, 0.5).mAP, abs=1e-12)
@@ -112,6 +114,7 @@ def test_comparison_differences_are_the_difference_of_the_runs_tables(world):
     pairs = [crossrun.Pair(d6, "vv_mixed", "depth 6"), crossrun.Pair(d2, "vv_mixed", "depth 2")]
     pairing = crossrun.pairing_for(pairs)
     assert pairing.n == LIMIT and pairing.gt_problem is None
+    assert crossrun.differences_text([d6, d2]) == "surgery_depth 6 / 2"
     for proto, interp, iou in (("present", "voc07", 0.1), ("open", "voc", 0.5), ("present", "coco", 0.5)):
         table = crossrun.compare_table(pairs, pairing, proto, interp, iou)
         a, b = (r.ap("vv_mixed", proto, interp, 90.0, iou) for r in (d6, d2))
@@ -231,7 +234,8 @@ def test_delete_is_whole_or_nothing_for_a_concurrent_reader(world):
         stop.set()
         t.join()
     whole = [s for s in seen if s is not None]
-    assert whole and all(s == ("to delete", {"ap_tables": True, "quality": True}, d6.run_hash) for s in whole)
+    assert whole and all(s == ("to delete", {"ap_tables": True, "quality": True, "corloc": True}, d6.run_hash)
+                         for s in whole)
     assert seen[-1] is None and seen[-2] is None  # gone after the delete
     assert not copy.exists() and not [p for p in copy.parent.iterdir() if p.name.startswith(stored.TOMBSTONE)]
     with pytest.raises(SurgeryError, match="no stored run matches"):
@@ -345,7 +349,7 @@ def test_the_runs_page_shows_the_same_numbers_and_computes_nothing(world):
             run = world["runs"][key]
             for m in METHODS:
                 row = board[(board["run"] == run.run_hash) & (board["method"] == m)].iloc[0]
-                page = run.ap(m, "open", "voc07", float(run.cfg.boxes.percentile), 0.1).mAP
+                page = run.ap(m, "open", "voc07", run.cfg.boxes.cut, 0.1).mAP
                 assert row["VOC07@0.1 open"] == f"{page:.4f}"
                 pg = run.quality().methods[m].pointing_game["overall"]
                 assert row["pointing game"] == f"{pg:.4f}"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgery_core import cli
-from surgery_core.cli import add_score_arguments, run_score
+from surgery_core.commands import score as score_command
+from surgery_core.commands.score import add_score_arguments, run_score
 from surgery_core.data.classes import DIOR_CLASSES
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
@@ -222,7 +222,7 @@ def test_arguments():
 
 
 def test_run_score_with_fake_dataset(tmp_path, ds, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load_dataset", lambda args: ds)
+    monkeypatch.setattr(score_command, "_load_dataset", lambda args: ds)
     out = tmp_path / "out.json"
     args = _parse(["--dior", "R", "--detections", str(write(tmp_path, "d.csv", CSV_OK)), "--interp", "voc",
                    "--json", str(out)])

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.ap import SIZES, size_note
-from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.eval.boxes import BoxRule, cut_label, cut_short, cut_tag
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
@@ -66,7 +66,8 @@ def view() -> None:
                         + "Three decimals, <0.001 below that; the CSV has the exact values and the boxes each "
                           "method predicted per class. Click a header to sort.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
-    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=p, size=size, run=run.run_hash)
+    csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=None if isinstance(p, BoxRule) else p,
+                       box_rule=cut_label(p), size=size, run=run.run_hash)
     buttons = st.container(horizontal=True)
     buttons.download_button("Download CSV", csv.to_csv(index=False).encode(), icon=":material/download:",
                             file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, permalink, render, snapshot_ui, state, widgets
+from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
+from surgery_core.errors import InputError
+from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
 
@@ -148,12 +151,13 @@ def view() -> None:
                      + ("" if info.best_iou is None else f", best IoU {info.best_iou:.2f}")
                      + ("" if info.pointing_hit is None else
                         ", pointing hit" if info.pointing_hit else ", pointing miss"))
-            note = (f"{rec.image_id} ({run.dataset.name}), class {cls_name}; {proto} protocol, boxes at p{p:g} of "
-                    f"the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity {alpha:g}")
+            note = (f"{rec.image_id} ({run.dataset.name}), class {cls_name}; {proto} protocol, boxes at "
+                    f"{cut_short(p)} of the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity "
+                    f"{alpha:g}")
             col.download_button(
                 "PNG", functools.partial(render.method_panel_png, key, image, cls, m, p, proto, iou, alpha, side,
                                          title, note, run, info),
-                file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_p{p:g}.png", mime="image/png", key=f"png_{m}",
+                file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_{cut_tag(p)}.png", mime="image/png", key=f"png_{m}",
                 icon=":material/download:", help="this panel as drawn (heatmap, boxes, colour scale, title), "
                                                  "as one PNG")
             if raw:
@@ -163,10 +167,18 @@ def view() -> None:
     st.download_button(
         "Download the figure (PNG)", functools.partial(render.comparison_png, key, image, cls, tuple(methods), p,
                                                        proto, iou, alpha, run),
-        file_name=f"{rec.image_id}_{cls_name}_{proto}_p{p:g}_compare.png", mime="image/png", key="png_compare",
+        file_name=f"{rec.image_id}_{cls_name}_{proto}_{cut_tag(p)}_compare.png", mime="image/png", key="png_compare",
         icon=":material/download:", help="the image and every method shown, one colour bar and a heading that "
                                          "says how boxes were cut and matched, as one PNG (the report's figure)")
 
+    cfg = run.cfg
+    try:
+        res = explore.Resolution.check(cfg.input.size or run.loaded.image_size, cfg.input.window, cfg.input.stride,
+                                       run.loaded.patch_size)
+    except InputError:  # a run beyond the inspector's one-pass limits (e.g. a huge input without windows)
+        res = None
+    if res is not None:
+        inspector.show(run.loaded, run.image(image), res, cfg.surgery_depth, methods, cfg.input.posembed, "c_insp")
     if st.toggle("Table of every predicted box", key="boxtable"):
         table = pd.concat([pd.DataFrame({
             "method": m, "x1": i.det.xyxy[:, 0], "y1": i.det.xyxy[:, 1], "x2": i.det.xyxy[:, 2],

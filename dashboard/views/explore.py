@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, permalink, snapshot_ui, state, widgets
+from dashboard import data, inspector, permalink, snapshot_ui, state, widgets
 from surgery_core.demo.model import DEMO_ARCH
 from surgery_core.errors import InputError
 from surgery_core.eval.maps import upsample
@@ -137,7 +137,7 @@ def phrase_figure(maps: explore.PhraseMaps, k: int, picture: np.ndarray, scale: 
                                      tickformat=".2f" if scale == "minmax" else ".3f")),
         # the phrase as the figure's title: the PNG of the toolbar's camera button says what it shows
         title=dict(text=f"'{html.escape(maps.phrases[k])}' · {title} colour scale", x=0.0, xanchor="left",
-                   y=1.0, yanchor="top", yref="container", font=dict(size=12)),
+                   y=1.0, yanchor="top", yref="container", pad=dict(t=8), font=dict(size=12)),
         height=225 * n_rows + 34, margin=dict(l=0, r=0, t=46, b=0), hoverlabel=dict(font_size=11))
     return go.Figure(data=traces, layout=layout)
 
@@ -303,6 +303,7 @@ def view() -> None:
         snapshot_ui.markdown(head)
         widgets.chart(phrase_figure(maps, k, picture, scale, alpha, grid_view), f"x_fig_{k}",
                       name=slug(f"explore {name} {phrase}", 80, "explore"))
+    inspector.show(loaded, image, res, run.cfg.surgery_depth, methods, run.cfg.input.posembed, "x_insp")
 
 
 view()

@@ -22,7 +22,8 @@ run = data.current_run()
 summary = run.summary()
 summary["finished"] = run.store.opened_at(run.run_dir) or summary["finished"]  # when opened, not now
 
-st.markdown(f"### Run `{run.run_hash}` · {summary['dataset']}/{summary['split']} · {summary['images']} images")
+st.markdown(f"### Run `{run.run_hash}`" + (f" · {run.label}" if run.label else "")
+            + f" · {summary['dataset']}/{summary['split']} · {summary['images']} images")
 counts_now = {
     "images with heatmaps": summary["images_with_grids"], "GT boxes": len(run.gt), "classes": len(run.classes),
     "computed now / reused": f"{summary['computed_now']} / {summary['reused']}"}

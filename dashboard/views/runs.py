@@ -32,6 +32,7 @@ HEAD = [h.key for h in stored.HEADLINES]
 LEAD = ["label", "run", "method"]  # then the numbers, then what distinguishes the runs
 FACTS = ["dataset", "split", "images", "arch", "weights", "sha256", "input", "window", "depth", "prompts", "box rule"]
 TAIL = ["run MB", "grids MB", "note", "finished"]
+COLOUR_ROWS = 150
 
 
 @st.cache_data(ttl=10, show_spinner="Reading the run store…")
@@ -116,7 +117,8 @@ def compute(runs: list[stored.StoredRun]) -> None:
     n = sum(not ok for r in todo for ok in r.products.values())
     if not st.button(f"Compute the missing numbers ({n} product{'s' * (n != 1)} of {len(todo)} "
                      f"run{'s' * (len(todo) != 1)})", key="runs_compute", icon=":material/calculate:",
-                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables and "
+                     help="Opens each run from the store (its heatmaps are there) and computes its AP tables, "
+                          "CorLoc and "
                           "heatmap quality; the numbers are kept in the run folder."):
         return
     allowed = []
@@ -156,14 +158,17 @@ def leaderboard(df: pd.DataFrame) -> None:
         missing = df[stored.NOT_COMPUTED].str.contains(h.product.replace("_", " "), regex=False)
         shown[h.key] = [stored.NOT_COMPUTED if miss else ("—" if v != v else f"{v:.4f}")
                         for v, miss in zip(num[h.key], missing)]
-    sty = shown.style.apply(lambda _: widgets.scale_colours(num, 0.0), axis=None, subset=HEAD)
-    sty = sty.format("{:.1f}", subset=["run MB", "grids MB"])
+    # colours for a table of up to COLOUR_ROWS rows (a filtered view); beyond, pandas' Styler costs about a second
+    # per 1,000 rows on every redraw, so the full store is shown as sortable text only
+    sty = shown.style.apply(lambda _: widgets.scale_colours(num, 0.0), axis=None, subset=HEAD) \
+        if len(df) <= COLOUR_ROWS else shown
     cfg = {"label": st.column_config.TextColumn(pinned=True), "run": st.column_config.TextColumn(pinned=True),
            "method": st.column_config.TextColumn(pinned=True),
            "images": st.column_config.NumberColumn(help="images with heatmaps"),
            "sha256": st.column_config.TextColumn(help="checkpoint content, first 12 hex digits"),
-           "grids MB": st.column_config.NumberColumn(help="the run's heatmap grids, shared by every run of the "
-                                                          "same model, input, prompts and classes")}
+           "run MB": st.column_config.NumberColumn(format="%.1f", help="the run folder: its results and label"),
+           "grids MB": st.column_config.NumberColumn(format="%.1f", help="the run's heatmap grids, shared by every "
+                                                     "run of the same model, input, prompts and classes")}
     cfg |= {h.key: st.column_config.TextColumn(help=h.doc) for h in stored.HEADLINES}
     widgets.table(sty, len(df), 420, shown="runs", column_config=cfg)
 
@@ -196,7 +201,8 @@ def view() -> None:
         f"{len(runs)} runs in {store.root / 'runs'}, newest first; {len(df)} (run, method) rows shown. Every number "
         "is read from what the run has computed already (opening this page computes nothing); mAP: VOC2007 "
         "11-point or COCO AP@[.50:.95], at the IoU of the column, boxes at the run's own box rule (column 'box "
-        "rule'); pointing games over all (image, GT class) pairs, tolerance as configured per run. — = the run "
+        "rule'); CorLoc at IoU 0.5 (top box per class and image); pointing games over all (image, GT class) "
+        "pairs, tolerance as configured per run. — = the run "
         "does not score it (or no GT). Click a header to sort.")
     leaderboard(df)
     compute(runs)
@@ -216,7 +222,15 @@ def view() -> None:
         st.caption("Pick at least two rows: the same sample side by side, the per-class AP of each pair on the "
                    "images the runs share with the difference to the first, and the threshold sweeps.")
     else:
-        crossrun_view.show(chosen, {r.name: r for r in runs})
+        comparison(chosen, {r.name: r for r in runs}, snapshot_ui.mark())
+    permalink.sync_url()
+
+
+@widgets.fragment
+def comparison(chosen: list[str], by_name: dict, at: int) -> None:
+    """The cross-run view, rerun alone on Prev/Next and its own controls (the table above is not redrawn)."""
+    snapshot_ui.rewind(at)
+    crossrun_view.show(chosen, by_name)
     permalink.sync_url()
 
 

@@ -30,12 +30,32 @@ def _protocols(text: str | None):
     return None if not text else tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def export_boxes(run, out: Path, methods=None, protocols=None, percentile=None) -> list[Path]:
+def _cut(args):
+    """The box rule of ``--box-rule`` / ``--percentile`` / ``--fixed-value`` (None: the run's own)."""
+    from surgery_core.errors import SurgeryError
+    from surgery_core.eval.boxes import BoxRule
+
+    rule = args.box_rule or ("percentile" if args.percentile is not None else
+                             "fixed" if args.fixed_value is not None else None)
+    if rule == "otsu":
+        return BoxRule("otsu")
+    if rule == "fixed":
+        if args.fixed_value is None:
+            raise SurgeryError("--box-rule fixed needs --fixed-value V (a value of the 0-1 map)")
+        if not 0.0 <= args.fixed_value <= 1.0:
+            raise SurgeryError(f"--fixed-value {args.fixed_value:g}: must be between 0 and 1")
+        return BoxRule("fixed", args.fixed_value)
+    if rule == "percentile" and args.percentile is None:
+        raise SurgeryError("--box-rule percentile needs --percentile P")
+    return args.percentile
+
+
+def export_boxes(run, out: Path, methods=None, protocols=None, cut=None) -> list[Path]:
     """Write a run's boxes export (:mod:`surgery_core.share.export_boxes`) and print what was written; shared by
     ``surgery export boxes`` and ``surgery evaluate --export-boxes``."""
     from surgery_core.share.export_boxes import cells, write_box_export
 
-    exported = cells(run, methods, protocols, percentile)
+    exported = cells(run, methods, protocols, cut)
     with run.bars.status(f"export: {len(exported)} box cells to {out}"):
         paths = write_box_export(run, out, exported)
     for c in exported:
@@ -47,7 +67,7 @@ def export_boxes(run, out: Path, methods=None, protocols=None, percentile=None) 
 
 def _cmd_boxes(args) -> int:
     run = _open(args)
-    export_boxes(run, Path(args.out), _methods(args), _protocols(args.protocols), args.percentile)
+    export_boxes(run, Path(args.out), _methods(args), _protocols(args.protocols), _cut(args))
     return 0
 
 
@@ -60,7 +80,7 @@ def _cmd_grids(args) -> int:
     g = next(iter(run.grids.grids.values()))
     what = f"{len(paths) - 1} files (one per image) and manifest.json in {args.out}/" if args.per_image else args.out
     print(f"wrote {what}: {len(run.grids.rows)} images x {len(run.classes)} classes x {g.shape[2]}x{g.shape[3]} "
-          f"raw grids ({args.dtype}), run {run.run_hash}, model {run.model_identity['arch']}")
+          f"raw grids ({args.dtype}), run {run.run_hash}, model {run.model_info['arch']}")
     return 0
 
 
@@ -69,11 +89,20 @@ def _cmd_fiftyone(args) -> int:
     from surgery_core.share.export_fiftyone import write_fiftyone
 
     with run.bars.status(f"export: FiftyOne files of run {run.run_hash} to {args.out}"):
-        m = write_fiftyone(run, args.out, _methods(args), args.protocol, args.percentile, args.heatmaps)
-    print(f"wrote {args.out}/: ground truth, {len(m['prediction_fields'])} prediction fields ({m['protocol']}, "
-          f"{m['boxes_note']}), {len(m['heatmap_fields'])} heatmap fields ({m['heatmaps']} classes)")
+        m = write_fiftyone(run, args.out, _methods(args), args.protocol, _cut(args), args.heatmaps)
+    n, h = len(m["prediction_fields"]), len(m["heatmap_fields"])
+    print(f"wrote {args.out}/: ground truth, {n} prediction field{'s' * (n != 1)} ({m['protocol']}, "
+          f"{m['boxes_note']}), {h} heatmap field{'s' * (h != 1)} ({m['heatmaps']} classes)")
     print(f"load it: pip install fiftyone && python {Path(args.out) / 'load_fiftyone.py'} {m['image_folder']}")
     return 0
+
+
+def _rule_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--box-rule", dest="box_rule", choices=("percentile", "otsu", "fixed"),
+                   help="box rule of the exported boxes (default: the run's own)")
+    p.add_argument("--percentile", type=float, help="percentile of the map (box rule percentile)")
+    p.add_argument("--fixed-value", dest="fixed_value", type=float,
+                   help="value of the 0-1 map (box rule fixed)")
 
 
 def _common(p: argparse.ArgumentParser, out_help: str) -> None:
@@ -93,7 +122,7 @@ def add_parser(sub) -> None:
                                       "method and protocol, at one box rule")
     _common(b, "output folder")
     b.add_argument("--protocols", help="comma-separated protocols (default: all of the run's)")
-    b.add_argument("--percentile", type=float, help="box rule: percentile of the map (default: the run's)")
+    _rule_arguments(b)
     b.set_defaults(func=_cmd_boxes)
 
     g = esub.add_parser("grids", help="every image's raw heatmap grids as .npz (numpy alone reads it)")
@@ -108,7 +137,7 @@ def add_parser(sub) -> None:
     _common(f, "output folder")
     f.add_argument("--protocol", default="present", choices=("present", "open"),
                    help="protocol of the predicted boxes (default present)")
-    f.add_argument("--percentile", type=float, help="box rule: percentile of the map (default: the run's)")
+    _rule_arguments(f)
     f.add_argument("--heatmaps", default="present", choices=("present", "all", "none"),
                    help="heatmap PNGs of the classes annotated in each image (default), of every class, or none")
     f.set_defaults(func=_cmd_fiftyone)

@@ -85,7 +85,8 @@ def _cmd_list(args) -> int:
     for t in table:
         print("  ".join(x.ljust(w) for x, w in zip(t, widths)))
     missing = sum(1 for r in runs if not all(r.products.values()))
-    print(f"\n{len(runs)} runs in {store.root / 'runs'}; mAP: VOC2007 11-point at the run's box percentile; "
+    print(f"\n{len(runs)} runs in {store.root / 'runs'}; mAP: VOC2007 11-point at the run's box rule; CorLoc: "
+          "top box per class and image at IoU 0.5; "
           "pointing games over all (image, GT class) pairs; — = not scored by the run (or no GT)"
           + (f"; {missing} runs have products not computed ('surgery runs --compute')" if missing else ""))
     return 0
@@ -217,7 +218,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", help="only runs whose dataset name contains this text")
     p.add_argument("--method", help="only this method's rows")
     p.add_argument("--compute", action="store_true",
-                   help="first compute the AP tables and quality that runs lack (from their stored grids)")
+                   help="first compute the AP tables, quality and CorLoc that runs lack (from their stored grids)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=_cmd_list)

@@ -115,17 +115,25 @@ def coco_labels(det: Detections, ids: CocoIds) -> list[dict]:
     return out
 
 
-def detections_csv(det: Detections, dataset: Dataset, classes: Sequence[str]) -> str:
-    """``det`` as the CSV ``surgery score`` reads (header :data:`CSV_COLUMNS`), every float as its ``repr``."""
+def _csv_field(text: str) -> str:
+    """A CSV field as the csv module writes it (quoted when it holds a comma, quote or line break)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    stems = [str(rec.image_id) for rec in dataset.images]
-    names = list(classes)
-    for i, k, (x1, y1, x2, y2), s in zip(det.image.tolist(), det.class_id.tolist(), det.xyxy.tolist(),
-                                         det.score.tolist()):
-        w.writerow((stems[i], names[k], repr(x1), repr(y1), repr(x2), repr(y2), repr(s)))
+    csv.writer(buf, lineterminator="").writerow([text])
     return buf.getvalue()
+
+
+def detections_csv(det: Detections, dataset: Dataset, classes: Sequence[str]) -> str:
+    """``det`` as the CSV ``surgery score`` reads (header :data:`CSV_COLUMNS`), every float as its ``repr``.
+
+    Lines are formatted directly (``%r`` is ``repr``), about twice as fast as ``csv.writer`` on a cell of a
+    million boxes; image ids and class names are quoted as the csv module would."""
+    stems = [_csv_field(str(rec.image_id)) for rec in dataset.images]
+    names = [_csv_field(c) for c in classes]
+    lines = [",".join(CSV_COLUMNS)]
+    lines += ["%s,%s,%r,%r,%r,%r,%r" % (stems[i], names[k], x1, y1, x2, y2, s)
+              for i, k, (x1, y1, x2, y2), s in zip(det.image.tolist(), det.class_id.tolist(), det.xyxy.tolist(),
+                                                   det.score.tolist())]
+    return "\n".join(lines) + "\n"
 
 
 def write_text(path: str | Path, text: str) -> Path:

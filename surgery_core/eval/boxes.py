@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -36,79 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
 from surgery_core.eval.maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
+from surgery_core.eval.rules import (  # noqa: F401  (the rules' names, importable from here as before)
+    DEFAULT_SWEEP_FIXED, OTSU_BINS, RULES, BoxRule, Cut, as_cut, cut_label, cut_short, cut_sort_key, cut_tag,
+    otsu_threshold)
 from surgery_core.parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
-#: Values of the fixed-value rule swept by the Threshold sweep (0-1 map values).
-DEFAULT_SWEEP_FIXED: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: The box rules: the seed's percentile of each map, Otsu's threshold of each map, a fixed value of the 0-1 map.
-RULES: tuple[str, ...] = ("percentile", "otsu", "fixed")
-OTSU_BINS = 256
-
-
-@dataclass(frozen=True)
-class BoxRule:
-    """A box rule other than the percentile, in the place of a percentile (a *cut*: a float is a percentile).
-
-    kind: "otsu" (Otsu's threshold of each working map, :func:`otsu_threshold`; no parameter, value 0) or "fixed"
-    (the 0-1 working map at or above ``value``)."""
-
-    kind: Literal["otsu", "fixed"]
-    value: float = 0.0
-
-    def __post_init__(self):
-        if self.kind not in ("otsu", "fixed"):
-            raise ValueError(f"box rule must be 'otsu' or 'fixed' (a percentile is a plain number), not {self.kind!r}")
-        if self.kind == "otsu" and self.value != 0.0:
-            raise ValueError("Otsu's rule has no parameter (value 0)")
-        if self.kind == "fixed" and not 0.0 <= float(self.value) <= 1.0:
-            raise ValueError(f"a fixed threshold is a value of the 0-1 map, got {self.value}")
-        object.__setattr__(self, "value", float(self.value))
-
-    def __format__(self, spec: str) -> str:  # f"{cut:g}" anywhere a percentile was formatted: the rule's tag
-        return cut_tag(self)
-
-
-Cut = Union[float, BoxRule]
-"""A box cut: a percentile (a float, 0-100) or a :class:`BoxRule`."""
-
-
-def as_cut(c) -> Cut:
-    """A cut in its canonical form: a :class:`BoxRule` as it is, anything else as a float percentile."""
-    return c if isinstance(c, BoxRule) else float(c)
-
-
-def cut_tag(c: Cut) -> str:
-    """Short stable text of a cut (folder names, labels): ``p90``, ``otsu``, ``fixed0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "otsu" if c.kind == "otsu" else f"fixed{c.value:g}"
-    return f"p{c:g}"
-
-
-def cut_short(c: Cut) -> str:
-    """A cut in a few characters for labels: ``p90``, ``Otsu``, ``fixed 0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "Otsu" if c.kind == "otsu" else f"fixed {c.value:g}"
-    return f"p{c:g}"
-
-
-def cut_label(c: Cut) -> str:
-    """A cut in words for captions: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "Otsu" if c.kind == "otsu" else f"fixed value {c.value:g}"
-    return f"percentile {c:g}"
-
-
-def cut_sort_key(c: Cut) -> tuple:
-    """Percentiles first (ascending), then Otsu, then fixed values (ascending)."""
-    c = as_cut(c)
-    return (0, c) if not isinstance(c, BoxRule) else ((1, 0.0) if c.kind == "otsu" else (2, c.value))
-
-
 class BoxParams(BaseModel):
     """How boxes are cut from a heatmap; part of the run configuration, so frozen and strict."""
 
@@ -211,32 +145,6 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
     d = b - a
     # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.
     return np.where(upper, b - d * one_minus_t, a + d * t)
-
-
-def otsu_threshold(wmap: np.ndarray) -> np.float32:
-    """Otsu's threshold of a 0-1 working map, as a threshold of ``map >= t``.
-
-    The map's values are binned into :data:`OTSU_BINS` equal bins over [0, 1] (bin ``i`` is ``[i/256, (i+1)/256)``,
-    the last one closed, as ``np.histogram(map, 256, (0, 1))``); Otsu's split maximises the between-class variance
-    ``w0 w1 (mu0 - mu1)^2`` over the splits after bin ``k`` (bin centres as values; the first maximum on ties, as
-    OpenCV's THRESH_OTSU on the binned map), and the threshold is the upper edge ``(k + 1) / 256`` of the last
-    background bin: exactly the pixels of bins ``k + 1 ...`` are foreground. A constant map (one filled bin) gives
-    ``k = 0``: no pixel of an all-zero map is foreground.
-    """
-    flat = np.asarray(wmap, dtype=np.float32).ravel().astype(np.float64)
-    if flat.size == 0:
-        raise ValueError("cannot take Otsu's threshold of an empty map")
-    idx = np.clip(np.floor(flat * OTSU_BINS), 0, OTSU_BINS - 1).astype(np.int64)  # x * 256 is exact in float64
-    hist = np.bincount(idx, minlength=OTSU_BINS).astype(np.float64)
-    centres = (np.arange(OTSU_BINS) + 0.5) / OTSU_BINS
-    w0 = np.cumsum(hist)[:-1]
-    w1 = hist.sum() - w0
-    m0 = np.cumsum(hist * centres)[:-1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        between = w0 * w1 * (m0 / w0 - (np.dot(hist, centres) - m0) / w1) ** 2
-    between[(w0 == 0) | (w1 == 0)] = 0.0
-    k = int(np.argmax(between))
-    return np.float32((k + 1) / OTSU_BINS)
 
 
 def cut_thresholds(wmap: np.ndarray, cuts: Sequence) -> np.ndarray:

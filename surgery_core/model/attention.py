@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from surgery_core.model.methods import PATHS, SCORING_RULES
+from surgery_core.model.methods import PATHS, SCORING_RULES, official_layers
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class AttnContext:
     """What an attention variant may read besides ``q, k, v``, and the shared self-attentions of one block.
 
     h: the block's attention input ``ln_1(x)`` ``[B, N, D]`` (original path). grid: ``(gh, gw)`` patches.
-    q, k, v: per-head ``[B, H, N, d_h]``.
+    q, k, v: per-head ``[B, H, N, d_h]``. taps: ``(q_i, k_i)`` of the vanilla blocks a variant reads
+    (:data:`ATTN_TAPS`), in block order.
     """
 
     h: torch.Tensor
@@ -30,6 +31,7 @@ class AttnContext:
     q: torch.Tensor | None = None
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
+    taps: tuple = ()
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def self_attn(self, which: str) -> torch.Tensor:
@@ -123,9 +125,34 @@ def attn_gem(q, k, v, ctx):
     return (out[:b] + out[b:2 * b] + out[2 * b:]) / 3
 
 
+# ResCLIP (yvhangyang/ResCLIP @ 0e085f7): the RCS module without SFR (use_sfr=False). clip/model.py:326-331
+# averages the vanilla attention of blocks 6-9 (indices 5-8); custom_attn with attn_strategy='resclip' (473-494)
+# takes NACLIP's softmax(k k^T s + Omega) (Gaussian prior, gaussian_std 5: README's "wo_resi resclip 5") and
+# mixes A = tau ((1 - lambda) A + lambda A_rcs); arch 'wo_resi': no residual, no FFN (356-360).
+RESCLIP_RCS_LAYERS = (5, 6, 7, 8)
+RESCLIP_RCS_WEIGHTS = (2.0, 0.3)  # (tau, lambda): configs/cfg_voc21.py, cfg_ade20k.py, cfg_context60.py
+
+
+def attn_resclip(q, k, v, ctx):
+    """ResCLIP's RCS: ``tau [(1 - lambda) softmax(k k^T s + Omega) + lambda mean_i softmax(q_i k_i^T s)] v``, the
+    mean over the vanilla attention of the tapped blocks (``ctx.taps``). Each ``softmax(q_i k_i^T s) v`` is a fused
+    attention of block i's q, k with this block's v (the N x N maps are never stored)."""
+    tau, lam = RESCLIP_RCS_WEIGHTS
+    if not ctx.taps:
+        raise ValueError("ResCLIP's RCS reads the vanilla attention of intermediate blocks: none was tapped")
+    omega = naclip_omega(ctx.grid, device=q.device, dtype=q.dtype)
+    own = F.scaled_dot_product_attention(k, k, v, attn_mask=omega)
+    rcs = sum(F.scaled_dot_product_attention(qi, ki, v) for qi, ki in ctx.taps) / len(ctx.taps)
+    return tau * ((1 - lam) * own + lam * rcs)
+
+
 #: Attention variants by the name a ``TokenPath`` gives (``methods.PATHS``).
 ATTENTION: dict[str, AttentionFn] = {"vv": attn_vv, "identity": attn_identity, "qq_kk": attn_qq_kk, "qq": attn_qq,
-                                     "naclip": attn_naclip, "gem": attn_gem, "qq_kk_vv": attn_qq_kk_vv}
+                                     "naclip": attn_naclip, "gem": attn_gem, "qq_kk_vv": attn_qq_kk_vv,
+                                     "resclip": attn_resclip}
+#: Variants that read the vanilla attention (q, k) of intermediate blocks: name -> blocks, for a tower's size.
+ATTN_TAPS: dict[str, Callable[[int], tuple[int, ...]]] = {
+    "resclip": lambda total: official_layers(RESCLIP_RCS_LAYERS, total)}
 
 
 # ------------------------------------------------------------------------------------------ scoring

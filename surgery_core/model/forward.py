@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
 from surgery_core.errors import InputError
-from surgery_core.model.attention import AttnContext, attention_of
+from surgery_core.model.attention import ATTN_TAPS, AttnContext, attention_of
 from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
+from surgery_core.model.multilayer import TAILS
+from surgery_core.model.rows import ROWS, AttentionRows, row_vanilla
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
     return t.view(b, n, n_heads, d // n_heads).transpose(1, 2)
 
 
+def _qk(blk, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head q, k of a plain block's attention input (what its vanilla attention map is made of)."""
+    attn = blk.attn
+    q, k, _ = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    return _heads(q, attn.num_heads), _heads(k, attn.num_heads)
+
+
 @dataclass(frozen=True)
 class TowerTokens:
     """Projected tokens (``ln_post`` then ``proj``) of one pass, ``[B, 1 + gh*gw, embed_dim]``, CLS first, not
@@ -119,7 +128,7 @@ class TowerTokens:
 
 
 def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), depth: int = 6,
-                  posembed: str = SHARED_RULE, patches=None) -> TowerTokens:
+                  posembed: str = SHARED_RULE, patches=None, rows: AttentionRows | None = None) -> TowerTokens:
     """Run the image tower once and return the projected tokens of the vanilla tower and of each path.
 
     images: ``[B, 3, H, W]`` normalised, H and W multiples of the patch size. paths: names of
@@ -127,7 +136,8 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     the ``"depth"`` paths (v-v, GEM) replace; 0 = none (those paths are then copies of ``ori``); clipped to
     the tower's block count. posembed: the rule (``methods.POSEMBED_RULES``) that resizes the positional
     embedding off the model's own grid; patches: :func:`patchify`'s output of ``images`` when already computed
-    (passes of several rules share it).
+    (passes of several rules share it). rows: when given, filled with one query token's attention rows
+    (vanilla, every block; each path, the blocks it changes) from this pass's own q, k, v (``rows.py``).
     """
     blocks = visual.transformer.resblocks
     if depth < 0:
@@ -139,9 +149,22 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     first = {s.name: total - s.n_blocks(depth, total) for s in specs}  # index of each path's first block
     # Blocks before the last `depth` always run as plain blocks (the seed's dual path starts there too).
     split = min([total - min(depth, total), *first.values()])
+    # What some paths read of the vanilla tower: the (q, k) of given blocks (ResCLIP), block outputs (tails).
+    attn_taps = sorted({i for s in specs if s.attention in ATTN_TAPS for i in ATTN_TAPS[s.attention](total)})
+    tails = [s for s in specs if s.blocks == "tail"]
+    hidden_taps = {i for s in tails for i in TAILS[s.attention][0](total)}
+    taps, hidden = [], {}
     x, grid = embed(visual, images, posembed, patches)
-    for blk in blocks[:split]:
+    for idx, blk in enumerate(blocks[:split]):
+        if idx in attn_taps or rows is not None:
+            qk = _qk(blk, x)
+            if idx in attn_taps:
+                taps.append(qk)
+            if rows is not None:
+                rows.vanilla[idx] = row_vanilla(*qk, None, None, rows.index)
         x = blk(x)
+        if idx in hidden_taps:
+            hidden[idx] = x
     x_ori, state = x, {}
     for idx in range(split, total):
         blk = blocks[idx]
@@ -149,8 +172,14 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
         h = blk.ln_1(x_ori)
         q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (_heads(t, attn.num_heads) for t in (q, k, v))
+        if idx in attn_taps:
+            taps.append((q, k))
         active = [s for s in specs if idx >= first[s.name]]
-        ctx = AttnContext(h, grid, q, k, v)
+        ctx = AttnContext(h, grid, q, k, v, tuple(taps))
+        if rows is not None:
+            rows.vanilla[idx] = row_vanilla(q, k, v, ctx, rows.index)
+            for s in active:
+                rows.paths.setdefault(s.name, {})[idx] = ROWS[s.attention](q, k, v, ctx, rows.index)
         outs = [F.scaled_dot_product_attention(q, k, v)] + [attention_of(s.name)(q, k, v, ctx) for s in active]
         b, _, n, _ = q.shape
         both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)
@@ -169,6 +198,10 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
                 state[p] = ys[:, j * n:(j + 1) * n]
         x_ori = x_ori + blk.ls_1(both[:, :n])
         x_ori = x_ori + blk.ls_2(blk.mlp(blk.ln_2(x_ori)))
+        if idx in hidden_taps:
+            hidden[idx] = x_ori
+    for s in tails:  # patch tokens only: the CLS slot keeps the vanilla one (such methods take cls="ori")
+        state[s.name] = torch.cat([x_ori[:, :1], TAILS[s.attention][1](visual, hidden, grid).to(x_ori.dtype)], 1)
     out = {ORI: visual.ln_post(x_ori) @ visual.proj}
     for s in specs:
         out[s.name] = visual.ln_post(state[s.name]) @ visual.proj if s.name in state else out[ORI]

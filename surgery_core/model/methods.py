@@ -44,14 +44,30 @@ class TokenPath:
     """A token source computed alongside the vanilla tower (see module docstring)."""
 
     name: str
-    attention: str  # a key of attention.ATTENTION
-    blocks: Literal["last", "depth"]
+    attention: str  # a key of attention.ATTENTION (or, for blocks="tail", of multilayer.TAILS)
+    blocks: Literal["last", "depth", "tail"]  # tail: computed after the tower from its intermediate outputs
     residual: bool
     ffn: bool
 
     def n_blocks(self, depth: int, total: int) -> int:
         """How many final blocks this path replaces for a surgery ``depth`` in a tower of ``total`` blocks."""
+        if self.blocks == "tail":
+            return 0
         return min(depth, total) if self.blocks == "depth" else min(1, total)
+
+
+#: Block count of the towers the official ResCLIP and SC-CLIP configurations were written for (ViT-B/16).
+OFFICIAL_TOWER_BLOCKS = 12
+
+
+def official_layers(indices, total: int) -> tuple[int, ...]:
+    """Block indices (0-based) of an official configuration written for a 12-block tower, in a tower of ``total``
+    blocks: unchanged with 12 blocks or more (the official code uses them as they are on any tower); on a
+    shallower tower (the demo model's 4 blocks) scaled ``i * total // 12`` and kept below the last block,
+    repeats dropped. That scaling is this project's, not an official configuration."""
+    if total >= OFFICIAL_TOWER_BLOCKS:
+        return tuple(indices)
+    return tuple(dict.fromkeys(min(i * total // OFFICIAL_TOWER_BLOCKS, max(total - 2, 0)) for i in indices))
 
 
 @dataclass(frozen=True)
@@ -230,6 +246,10 @@ _NACLIP = Source("Hajimiri, Ben Ayed, Dolz, NACLIP, WACV 2025", "github.com/sina
                  "0cac3a651f753b11315ea799cfbfabf79da1bd76")
 _GEM = Source("Bousselham et al., Grounding Everything (GEM), CVPR 2024", "github.com/WalBouss/GEM",
               "5fa677ca1dcf10d39ceceadacf3e3cff414d7c27")
+_RESCLIP = Source("Yang, Deng, Li, Duan, ResCLIP, CVPR 2025 (arXiv 2411.15851)", "github.com/yvhangyang/ResCLIP",
+                  "0e085f7f52f06098b383599e9653cd28cc665a8c")
+_SCCLIP = Source("Bai et al., Self-Calibrated CLIP (SC-CLIP), arXiv 2411.15869", "github.com/SuleBai/SC-CLIP",
+                 "0417ba92851e9dd7432d608f10a0804d01a23062")
 _SEGEARTH = Source("Li et al., SegEarth-OV, CVPR 2025 (arXiv 2410.01768)", "github.com/likyoo/SegEarth-OV",
                    "3e22a969b32c6d751bdbba64a88a0b670e630f55")
 
@@ -248,6 +268,10 @@ for _p in (
     TokenPath("gem", "gem", "depth", residual=True, ffn=False),
     # SegEarth-OV model_type='SegEarth', ignore_residual=True (open_clip/transformer.py:526-535, 641-645)
     TokenPath("segearth", "qq_kk_vv", "last", residual=False, ffn=False),
+    # ResCLIP arch='wo_resi': x = custom_attn(...) only (clip/model.py:356-360); RCS reads blocks 5-8's attention
+    TokenPath("resclip", "resclip", "last", residual=False, ffn=False),
+    # SC-CLIP: computed after the tower from its block outputs and the last block's weights (multilayer.py)
+    TokenPath("scclip", "scclip", "tail", residual=False, ffn=False),
 ):
     register_path(_p)
 
@@ -278,6 +302,16 @@ for _m in (
     Method("segearth_ov", "segearth", "own", "cls_bias",
            "SegEarth-OV without SimFeatUp (a trained upsampler): last block qq+kk+vv softmaxes, no residual, "
            "no FFN; cos(patch) - 0.3 cos(its CLS).", _SEGEARTH, posembed="bicubic_scale"),
+    Method("resclip", "resclip", "own", "cosine",
+           "ResCLIP, RCS only: last block tau[(1-lambda) softmax(kk^T + NACLIP prior) + lambda mean of blocks 6-9's "
+           "q-k attention] (tau 2, lambda 0.3), no residual, no FFN; cosine. Without SFR (semantic feedback "
+           "refinement: a second last-block pass scored against the class texts and refined by PAMR).",
+           _RESCLIP, posembed="bicubic_scale"),
+    Method("scclip", "scclip", "ori", "cosine",
+           "SC-CLIP, all of it (one pass, CLIP alone): LOF anomaly-token repair before the last block, its attention "
+           "guided by block 8's feature similarities, 0.3 CLS, aggregation over similar patches (blocks 8, 3), "
+           "blocks 3-9 fused through the last block; cosine (no CLS of its own: the vanilla one).",
+           _SCCLIP, posembed="bicubic_scale"),
 ):
     register_method(_m)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -173,11 +174,14 @@ def _http_download(entry: CatalogEntry, dest: Path, tqdm_class, root: Path) -> N
     except (urllib.error.URLError, OSError) as exc:
         raise _offline(entry, str(getattr(exc, "reason", exc)), root) from None
     total = int(response.headers.get("Content-Length") or 0) or None
-    if tqdm_class is None:
+    bar_args = {}
+    if tqdm_class is None:  # on a terminal, as huggingface_hub's bars (and HF_HUB_DISABLE_PROGRESS_BARS too)
         from tqdm import tqdm as tqdm_class
+
+        bar_args["disable"] = bool(os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")) or not sys.stderr.isatty()
     got = 0
     with response, open(dest, "wb") as f, tqdm_class(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                                     desc=entry.name) as bar:
+                                                     desc=entry.name, **bar_args) as bar:
         try:
             while block := response.read(_CHUNK):
                 f.write(block)
@@ -187,8 +191,8 @@ def _http_download(entry: CatalogEntry, dest: Path, tqdm_class, root: Path) -> N
             raise InputError(None, f"model {entry.name}: the download from {url} was interrupted after {got:,} "
                                    f"bytes ({_first_line(exc) or type(exc).__name__}); nothing was kept") from None
     if total is not None and got != total:
-        raise InputError(None, f"model {entry.name}: the download from {url} stopped at {got:,} of {total:,} "
-                               "bytes; nothing was kept")
+        raise InputError(None, f"model {entry.name}: the download from {url} was interrupted after {got:,} of "
+                               f"{total:,} bytes; nothing was kept")
 
 
 def _extract_weights(archive: Path, dest: Path) -> None:

@@ -462,6 +462,43 @@ def phrase_maps(loaded: LoadedModel, tokens: ImageTokens, phrases, methods, mode
     return PhraseMaps(phrases, methods, mode, prompt_set, grids, probs, time.perf_counter() - t0)
 
 
+# ------------------------------------------------------------------------------------------ attention inspector
+@dataclass(frozen=True)
+class PatchRows:
+    """The attention inspector's answer for one patch of the full grid: ``rows`` (``model.rows.CellRows``) over
+    the crop the run fed the tower (the whole squashed input, or the window holding the patch: ``origin`` its
+    top-left corner in input px, ``cell`` the patch in that crop's grid)."""
+
+    rows: object
+    origin: tuple[int, int]
+    cell: tuple[int, int]
+
+
+@torch.no_grad()
+def inspect_patch(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, cell: tuple[int, int],
+                  depth: int = 6, methods=tuple(METHODS), posembed: str = "official") -> PatchRows:
+    """Attention rows of patch ``cell`` (row, column of the full grid) for every method: computed on request
+    only, by the same passes as the maps (the crop the engine cuts, each method's positional-embedding rule);
+    with windows, in the first window (row-major) that holds the patch. InputError for a patch outside the
+    grid."""
+    from surgery_core.model.rows import cell_rows
+
+    gh, gw = resolution.grid
+    r, c = int(cell[0]), int(cell[1])
+    if not (0 <= r < gh and 0 <= c < gw):
+        raise InputError(None, f"patch ({r}, {c}) is outside the {gh}x{gw} grid: row 0-{gh - 1}, column 0-{gw - 1}")
+    x = torch.from_numpy(to_tensor(squash(image, resolution.size), loaded.mean, loaded.std))[None].to(loaded.device)
+    p, win = resolution.patch, resolution.window or resolution.size
+    y0, x0 = next((y, xx) for y, xx in resolution.origins()
+                  if y // p <= r < (y + win) // p and xx // p <= c < (xx + win) // p)
+    crop = x[:, :, y0:y0 + win, x0:x0 + win]
+    local = (r - y0 // p, c - x0 // p)
+    dtype = autocast_dtype(x.device)  # as the maps' passes run
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        rows = cell_rows(loaded.model.visual, crop, tuple(methods), local, depth, posembed)
+    return PatchRows(rows, (y0, x0), local)
+
+
 #: Colour scales of the maps on screen.
 SCALES = {
     "minmax": "min-max per map (0 = its lowest patch, 1 = its highest), as on every page of the app",
@@ -505,4 +542,4 @@ __all__ = ["MODES", "SCALES", "MAX_PHRASES", "MAX_INPUT_SIZE", "MAX_PASS_CELLS",
            "prompt_words", "Resolution", "check_image", "Upload", "read_upload", "safe_name", "upload_notes",
            "image_hash", "model_key", "token_needs", "ImageTokens", "image_tokens", "TokenCache", "shared_token_cache",
            "merge_windows", "PhraseMaps", "text_features", "uncached_phrases", "phrase_maps", "display_range",
-           "display_grid", "describe"]
+           "display_grid", "describe", "PatchRows", "inspect_patch"]

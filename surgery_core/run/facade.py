@@ -90,26 +90,27 @@ class Run:
 
     @classmethod
     def open_stored(cls, ref: str, store: RunStore | None = None, **kwargs) -> "Run":
-        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:meth:`RunStore.find_run`),
-        with the configuration it was stored with (``config.json``); ``kwargs`` go to :meth:`open`. Its grids
-        are read from the store; a run whose checkpoint file has changed since is refused (its numbers would
-        come from another model)."""
+        """Reopen a stored run by its hash, a unique prefix of it, or its folder name (:func:`stored.resolve
+        <surgery_core.run.stored.resolve>`), with the configuration it was stored with; ``kwargs`` go to
+        :meth:`open`. Its grids are read from the store; a run whose checkpoint file has changed since is refused
+        (its numbers would come from another model)."""
         from pydantic import ValidationError
 
         from surgery_core.errors import InputError
-        from surgery_core.run.config import read_config_file
+        from surgery_core.run.stored import list_stored, resolve
 
         store = store or default_store()
-        folder = store.find_run(ref)
+        found = resolve(store, ref, list_stored(store, products=False))
         try:
-            cfg = RunConfig.model_validate(read_config_file(folder / "config.json"))
+            cfg = RunConfig.model_validate(found.config)
         except ValidationError as exc:
-            raise InputError(folder / "config.json", f"not a configuration this version reads "
-                                                     f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']})"
-                             ) from None
+            raise InputError(found.folder / "run.json", f"not a configuration this version reads "
+                                                         f"({exc.error_count()} problems, first: "
+                                                         f"{exc.errors()[0]['msg']})") from None
+        kwargs.setdefault("random_weights", found.random_weights)
         run = cls.open(cfg, store, **kwargs)
-        if run.run_dir.name != folder.name:
-            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {folder.name} "
+        if run.run_dir.name != found.name:
+            raise InputError(cfg.model.checkpoint, f"the checkpoint's content has changed since run {found.name} "
                                                    f"was stored (now {run.run_dir.name}): its numbers were not "
                                                    "computed with this file")
         return run

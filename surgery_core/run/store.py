@@ -93,32 +93,13 @@ class RunStore:
         """When the run of ``run_dir`` was last opened (ISO 8601, UTC, seconds), from its ``run.json``."""
         return (self.run_record(run_dir) or {}).get("finished")
 
-    def find_run(self, ref: str) -> Path:
-        """The folder of the stored run ``ref`` names: a run hash or a unique prefix of one, or a folder name
-        (``<run hash>-<heatmap key[:8]>``, when one hash was run with several checkpoint contents). A reference
-        that matches no run or several is an :class:`~surgery_core.errors.InputError` listing what is there."""
-        from surgery_core.errors import InputError
-
-        ref = str(ref).strip()
-        runs = self.root / "runs"
-        folders = sorted(d for d in runs.iterdir() if (d / "config.json").is_file()) if runs.is_dir() else []
-        exact = [d for d in folders if d.name == ref]
-        hits = exact or [d for d in folders if ref and d.name.startswith(ref)]
-        if len(hits) == 1:
-            return hits[0]
-        if not hits:
-            known = ", ".join(d.name.split("-")[0] for d in folders[:8]) or "none"
-            raise InputError(runs, f"no stored run matches {ref!r} (runs here: {known}"
-                                   f"{', ...' if len(folders) > 8 else ''}; see the dashboard's run list)")
-        raise InputError(runs, f"{ref!r} matches {len(hits)} stored runs ({', '.join(d.name for d in hits[:6])}); "
-                               "give more of the hash, or the whole folder name")
-
     def list_runs(self) -> list[dict]:
         """Stored runs (newest first): hash, config, finished time, image count."""
         runs = self.root / "runs"
         if not runs.is_dir():
             return []
-        out = [m for m in (self.run_record(d) for d in runs.iterdir()) if m is not None]
+        out = [m for m in (self.run_record(d) for d in runs.iterdir() if not d.name.startswith("."))
+               if m is not None]  # names starting with a dot: runs being deleted (see run/stored.py)
         return sorted(out, key=lambda m: m.get("finished", ""), reverse=True)
 
 

@@ -28,7 +28,7 @@ from surgery_core.run.store import RunStore
 LABEL_FILE = "label.json"
 TOMBSTONE = ".deleted-"
 #: The products whose numbers the leaderboard shows, and their files (the names of ``Run.PRODUCT_FILES``).
-HEADLINE_PRODUCTS = {"ap_tables": "ap_tables.json", "quality": "quality.json"}
+HEADLINE_PRODUCTS = {"ap_tables": "ap_tables.json", "quality": "quality.json", "corloc": "corloc.json"}
 NOT_COMPUTED = "not computed"
 MAX_LABEL = 200
 MAX_NOTE = 2000
@@ -39,7 +39,7 @@ class Headline:
     """One headline column: what it reads from which product, and how the page and the CLI name it."""
 
     key: str  # column name
-    product: str  # ap_tables | quality
+    product: str  # ap_tables | quality | corloc
     protocol: str | None = None
     interp: str | None = None
     iou: str | None = None  # an iou_key ("0.5"), or None for COCO's .50:.95
@@ -60,6 +60,9 @@ HEADLINES: tuple[Headline, ...] = (
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), present protocol"),
     Headline("COCO .50:.95 open", "ap_tables", "open", "coco", None,
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), open protocol"),
+    Headline("CorLoc@0.5 present", "corloc", "present", iou="0.5",
+             doc="CorLoc at IoU >= 0.5, present protocol: share of the images of a class whose top-scored box of "
+                 "the class hits a GT box, mean over classes (the run's box rule)"),
     Headline("pointing game", "quality", game="pointing_game",
              doc="pointing-game accuracy over all (image, GT class) pairs"),
     Headline("energy PG", "quality", game="energy_pointing_game",
@@ -76,7 +79,7 @@ class StoredRun:
     label: str = ""
     note: str = ""
     products: dict[str, bool] = field(default_factory=dict)  # HEADLINE_PRODUCTS -> file present
-    docs: dict[str, dict] = field(default_factory=dict)  # product -> its JSON (when present)
+    values: dict[str, dict] = field(default_factory=dict)  # product -> {method: {headline: value}} (when present)
 
     @property
     def name(self) -> str:
@@ -119,6 +122,8 @@ class StoredRun:
         ckpt = model.get("checkpoint")
         if self.random_weights:
             weights = "random weights"
+        elif model.get("name"):  # a catalog or registered model, by its name
+            weights = str(model["name"])
         elif ckpt:
             weights = Path(ckpt).name
         else:
@@ -139,12 +144,12 @@ class StoredRun:
         values: dict[str, float | None] = {}
         missing: set[str] = set()
         for h in HEADLINES:
-            doc = self.docs.get(h.product)
-            if doc is None:
+            by_method = self.values.get(h.product)
+            if by_method is None:
                 values[h.key] = None
                 missing.add(h.key)
                 continue
-            values[h.key] = _read_headline(doc, h, method)
+            values[h.key] = (by_method.get(method) or {}).get(h.key)
         return values, missing
 
 
@@ -156,7 +161,10 @@ def _window(inp: dict) -> str:
 
 def box_rule_short(boxes: dict) -> str:
     """The box rule in a few words (the full rule is :func:`surgery_core.run.evaluation.describe_boxes`)."""
-    parts = [f"p{float(boxes.get('percentile', 90)):g}", f"{boxes.get('score', 'mean')}"]
+    rule = boxes.get("rule", "percentile")
+    cut = {"otsu": "Otsu", "fixed": f"fixed {float(boxes.get('fixed_value') or 0):g}"}.get(
+        rule, f"p{float(boxes.get('percentile', 90)):g}")
+    parts = [cut, f"{boxes.get('score', 'mean')}"]
     if boxes.get("class_prob_weight"):
         parts.append("x prob")
     if boxes.get("morph_kernel", 3) != 3:
@@ -181,6 +189,9 @@ def _read_headline(doc: dict, h: Headline, method: str) -> float | None:
         if h.iou is None:
             return entry.get("mAP_50_95")
         return (entry.get("per_iou") or {}).get("mAP_per_iou", {}).get(h.iou)
+    if h.product == "corloc":
+        entry = ((doc.get("tables") or {}).get(method) or {}).get(h.protocol) or {}
+        return (entry.get("CorLoc") or {}).get(h.iou)
     q = (doc.get("methods") or {}).get(method)
     return None if q is None else (q.get(h.game) or {}).get("overall")
 
@@ -192,6 +203,33 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+#: Headline values of product files already read, by (path, inode, size, mtime): listing the store again reads
+#: only the files that changed (a 240 kB ``ap_tables.json`` costs tens of ms to parse). Bounded.
+_VALUES_CACHE: dict[tuple, dict] = {}
+_VALUES_CACHE_MAX = 4096
+
+
+def _product_values(path: Path, product: str) -> dict | None:
+    """``{method: {headline key: value}}`` of one product file (None when absent or unreadable)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _VALUES_CACHE.get(key)
+    if hit is not None:
+        return hit
+    doc = _read_json(path)
+    if doc is None:
+        return None
+    methods = (doc.get("methods") if product == "quality" else doc.get("tables")) or {}
+    out = {m: {h.key: _read_headline(doc, h, m) for h in HEADLINES if h.product == product} for m in methods}
+    if len(_VALUES_CACHE) >= _VALUES_CACHE_MAX:
+        _VALUES_CACHE.clear()
+    _VALUES_CACHE[key] = out
+    return out
 
 
 def read_label(folder: Path) -> tuple[str, str]:
@@ -215,10 +253,10 @@ def read_run(folder: Path, products: bool = True) -> StoredRun | None:
     record.record = rec
     record.label, record.note = read_label(folder)
     for product, name in HEADLINE_PRODUCTS.items() if products else ():
-        doc = _read_json(folder / name)
-        record.products[product] = doc is not None
-        if doc is not None:
-            record.docs[product] = doc
+        values = _product_values(folder / name, product)
+        record.products[product] = values is not None
+        if values is not None:
+            record.values[product] = values
     try:
         if os.stat(folder).st_ino != before:
             return None
@@ -311,7 +349,7 @@ def grid_size(store: RunStore, run: StoredRun) -> int:
 # ------------------------------------------------------------------------------------------ computing
 def compute_missing(store: RunStore, runs: list[StoredRun], progress: Callable[[int, int, str], None] | None = None,
                     show_bar: bool = False) -> list[str]:
-    """Compute the headline products (AP tables, quality) the given runs lack, opening each run from the store
+    """Compute the headline products (AP tables, quality, CorLoc) the given runs lack, opening each run from the store
     (its grids are there: no forward pass unless they were removed). ``progress(done, total, what)`` is called
     before each step and once at the end. Returns the hashes of the runs computed."""
     from surgery_core.run.config import RunConfig
@@ -319,12 +357,14 @@ def compute_missing(store: RunStore, runs: list[StoredRun], progress: Callable[[
 
     todo = [(r, p) for r in runs for p, ok in r.products.items() if not ok]
     done_runs: list[str] = []
+    opened: dict[str, object] = {}
     for k, (r, product) in enumerate(todo):
         if progress:
             progress(k, len(todo), f"run {r.run_hash}: {product.replace('_', ' ')}")
-        run = Run.open(RunConfig.model_validate(r.config), store, show_bar=show_bar,
-                       random_weights=r.random_weights)
-        getattr(run, product)()
+        if r.name not in opened:  # each run opened once, whatever it lacks
+            opened = {r.name: Run.open(RunConfig.model_validate(r.config), store, show_bar=show_bar,
+                                       random_weights=r.random_weights)}
+        getattr(opened[r.name], product)()
         if r.run_hash not in done_runs:
             done_runs.append(r.run_hash)
     if progress:

@@ -22,6 +22,7 @@ import numpy as np
 
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.ap import evaluate
+from surgery_core.eval.boxes import cut_short
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,12 +133,12 @@ def _relabel(d, remap: np.ndarray):
 
 def shared_ap(pair: Pair, idx: np.ndarray, classes: tuple[str, ...], protocol: str, interp: str, iou: float):
     """AP of one pair on the shared images ``idx`` (its dataset indices), classes in the order of ``classes``,
-    with the run's own cached boxes at its own percentile (an :class:`~surgery_core.eval.ap.APResult`)."""
+    with the run's own cached boxes at its own box rule (an :class:`~surgery_core.eval.ap.APResult`)."""
     run = pair.run
     remap = np.asarray([classes.index(c) for c in run.classes], np.int64)
     gt = run.gt[np.isin(run.gt.image, idx)]
-    run.boxes.ensure([pair.method], [protocol], [run.cfg.boxes.percentile])
-    det = run.detections(pair.method, protocol, run.cfg.boxes.percentile)
+    run.boxes.ensure([pair.method], [protocol], [run.cfg.boxes.cut])
+    det = run.detections(pair.method, protocol, run.cfg.boxes.cut)
     det = det[np.isin(det.image, idx)]
     return evaluate(_relabel(gt, remap), _relabel(det, remap), len(classes), float(iou), interp)
 
@@ -191,6 +192,42 @@ def pairing_for(pairs: list[Pair]) -> Pairing:
     return pair_runs(runs, names)
 
 
+def _flatten(doc: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+#: Configuration keys that change no number of a given method (which methods run, how many figures are drawn).
+NUMBER_NEUTRAL = ("methods", "figure_samples")
+
+
+def differences(runs: list["Run"]) -> list[tuple[str, list]]:
+    """The configuration keys whose values differ between the runs (``("surgery_depth", [6, 2])``), and the
+    checkpoint's content when it does: what a comparison of these runs is a comparison of."""
+    import json
+
+    flat = [_flatten(r.cfg.to_file_dict()) | {"checkpoint sha256": (r.model_identity.get("checkpoint_sha256")
+                                                                     or "none")[:12]} for r in runs]
+    keys = [k for k in dict.fromkeys(k for f in flat for k in f) if k not in NUMBER_NEUTRAL]
+    return [(k, [f.get(k) for f in flat]) for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1]
+
+
+def differences_text(runs: list["Run"]) -> str:
+    """``surgery_depth 6 / 2; boxes.percentile 90 / 75`` (or "none: the same configuration")."""
+    def shown(v):
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v)) if len(v) <= 4 else f"{len(v)} values"
+        return "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+    diff = differences(runs)
+    return "; ".join(f"{k} {' / '.join(shown(v) for v in vs)}" for k, vs in diff) or "none: the same configuration"
+
+
 def common_options(pairs: list[Pair]) -> dict[str, list]:
     """Protocols, interpolations and IoU thresholds every run of ``pairs`` scores (first run's order)."""
     runs = distinct_runs(pairs)
@@ -229,7 +266,7 @@ def sweep_series(pair: Pair, idx: np.ndarray, classes: tuple[str, ...], protocol
 def cross_figure(pairs: list[Pair], pairing: Pairing, image_id: str, class_name: str, iou: float,
                  protocol: str = "present") -> np.ndarray:
     """One shared image with each pair's heatmap, boxes and pointing point side by side (as Compare draws one
-    run's methods), each pair at its run's own percentile; one colour scale."""
+    run's methods), each pair at its run's own box rule; one colour scale."""
     from surgery_core.run import pairs as run_pairs
     from surgery_core.share.drawing import comparison, det_labels
 
@@ -245,17 +282,17 @@ def cross_figure(pairs: list[Pair], pairing: Pairing, image_id: str, class_name:
         r = p.run
         i = int(pairing.index[runs.index(r)][j])
         c = r.classes.index(class_name)
-        pct = float(r.cfg.boxes.percentile)
-        pn = run_pairs.panel(r, p.method, i, c, pct, protocol, iou)
+        cut = r.cfg.boxes.cut
+        pn = run_pairs.panel(r, p.method, i, c, cut, protocol, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
-        panels.append({"title": f"{n} (p{pct:g}): {len(d)} box{'es' if len(d) != 1 else ''}, "
+        panels.append({"title": f"{n} ({cut_short(cut)}): {len(d)} box{'es' if len(d) != 1 else ''}, "
                                 f"{int(d.extra['tp'].sum())} TP{hit}",
                        "map01": pn.map01, "det_xyxy": d.xyxy,
                        "labels": det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False),
                        "point": pn.point, "hit": pn.pointing_hit})
     heading = (f"Image {rec.image_id}, class '{class_name}' ({int(sel.sum())} GT): {len(pairs)} (run, method) pairs, "
-               f"boxes at each run's percentile, {protocol} protocol; TP/FP at IoU >= {iou:g}; {pairing.summary()}")
+               f"boxes at each run's box rule, {protocol} protocol; TP/FP at IoU >= {iou:g}; {pairing.summary()}")
     return comparison(first.image(i0), rec.xyxy[sel], rec.xyxy[~sel], f"{rec.image_id}: GT {class_name} green",
                       panels, heading, scale_ticks=[(1.0, "1 = map max"), (0.5, "0.5"), (0.0, "0 = map min")])
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from surgery_core.errors import SurgeryError
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
-from surgery_core.share.crossrun import Pair, Pairing, compare_table, cross_figure, sample_ids, sweep_series
-from surgery_core.share.portable import scrub_paths, slug
+from surgery_core.share.crossrun import (Pair, Pairing, compare_table, cross_figure, differences_text, distinct_runs,
+                                        sample_ids, sweep_series)
+from surgery_core.share.portable import plotly_config, scrub_paths, slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +58,8 @@ def _md_table(df: "pd.DataFrame") -> str:
 
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     sep = "|" + "|".join(":--" if j == 0 else "--:" for j in range(len(df.columns))) + "|"
-    return "\n".join([head, sep] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep] + body)
 
 
 def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, protocol: str, interp: str, iou: float,
@@ -71,9 +73,9 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     lines = [f"# Runs compared: {', '.join(p.name for p in pairs)}", "",
-             f"{pairing.summary()} ({', '.join(f'{p.run.run_hash}: {n}' for p, n in zip(_firsts(pairs), pairing.counts))}"
-             " images with heatmaps).", ""]
-    lines += ["## The runs", "", _md_table(_facts_frame(pairs)), ""]
+             f"{pairing.summary()} ({_counts(pairs, pairing)}).", ""]
+    lines += ["## The runs", "", f"Settings that differ: {differences_text(distinct_runs(pairs))}.", "",
+              _md_table(_facts_frame(pairs)), ""]
     lines += ["## Per-class AP", ""]
     try:
         table = compare_table(pairs, pairing, protocol, interp, iou)
@@ -87,7 +89,8 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
-        lines += ["## Samples", "", f"Boxes at each run's percentile, present protocol, TP/FP at IoU >= {fiou:g}.", ""]
+        lines += ["## Samples", "", f"Boxes at each run's box rule (percentile, Otsu or fixed value), present "
+                  f"protocol, TP/FP at IoU >= {fiou:g}.", ""]
     for image_id, cls in picks:
         name = f"figures/{slug(image_id, 60, 'image')}_{slug(cls, 40, 'class')}.png"
         atomic_write_bytes(out / name, encode_png(cross_figure(pairs, pairing, image_id, cls, fiou), level=6))
@@ -96,6 +99,12 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     paths["markdown"] = out / "comparison.md"
     atomic_write_text(paths["markdown"], "\n".join(lines) + "\n")
     return paths
+
+
+def _counts(pairs: list[Pair], pairing: Pairing) -> str:
+    """``run 6ac9d95418f0: 40, run e0ec1c6d2126: 12 images with heatmaps``."""
+    return ", ".join(f"run {p.run.run_hash}: {n}" for p, n in zip(_firsts(pairs), pairing.counts)) + \
+        " images with heatmaps"
 
 
 def _firsts(pairs: list[Pair]) -> list[Pair]:
@@ -162,7 +171,7 @@ def _html_table(df, names: list[str]) -> str:
 def _sweep_chart(pairs: list[Pair], pairing: Pairing, protocol: str, interp: str, iou: float):
     import plotly.graph_objects as go
 
-    from surgery_core.share.crossrun import distinct_runs, unique_names
+    from surgery_core.share.crossrun import unique_names
 
     runs = distinct_runs(pairs)
     classes = pairs[0].run.classes
@@ -188,9 +197,10 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
 
     facts = _facts_frame(pairs)
     body = [f"<h1>Runs compared</h1><p class=note>{_esc(pairing.summary())} "
-            f"({', '.join(f'run {p.run.run_hash}: {n} images with heatmaps' for p, n in zip(_firsts(pairs), pairing.counts))})."
+            f"({_counts(pairs, pairing)})."
             " A self-contained file: charts and images are embedded, nothing is fetched.</p>",
-            "<h2>The runs</h2>" + facts.to_html(index=False, border=0, escape=True)]
+            "<h2>The runs</h2>" + f"<p>Settings that differ: {_esc(differences_text(distinct_runs(pairs)))}.</p>"
+            + facts.to_html(index=False, border=0, escape=True)]
     body.append("<h2>Per-class AP</h2>")
     try:
         table = compare_table(pairs, pairing, protocol, interp, iou)
@@ -203,13 +213,14 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
     if pairing.n and not pairing.gt_problem:
         fig = _sweep_chart(pairs, pairing, protocol, interp, iou)
         plot_html = fig.to_html(full_html=False, include_plotlyjs=True, div_id="surgery-runs-sweep",
-                                config={"displaylogo": False, "responsive": True},
+                                config={"responsive": True, **plotly_config("surgery-runs-sweep")},
                                 default_height="380px", default_width="100%")
         body.append("<h2>Threshold sweep</h2>" + plot_html)
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
-        body.append(f"<h2>Samples</h2><p class=note>Boxes at each run's percentile, present protocol, TP/FP at IoU "
+        body.append(f"<h2>Samples</h2><p class=note>Boxes at each run's box rule (percentile, Otsu or fixed value), "
+                    f"present protocol, TP/FP at IoU "
                     f"&gt;= {fiou:g}; ring: pointing-game point.</p>")
     for image_id, cls in picks:
         png = encode_png(cross_figure(pairs, pairing, image_id, cls, fiou), level=6)

@@ -9,8 +9,9 @@ For each (method, protocol, box rule) cell of a run, over all its images (those 
     manifest.json                           run hash, model, dataset, ids, per file the box rule, the box count and
                                             the run's own mAP (per interpolation and IoU) that scoring it reproduces
 
-``<rule>`` names the box rule (``p90``: the 90th percentile of the map). The boxes are the run's own cells
-(:meth:`Run.detections`: the cap ``max_dets`` applied), in the run's order, every float written exactly
+``<rule>`` names the box rule (:func:`~surgery_core.eval.boxes.cut_tag`: ``p90`` for the 90th percentile of
+the map, ``otsu``, ``fixed0.5``). The boxes are the run's own cells (:meth:`Run.detections`: the cap
+``max_dets`` applied), in the run's order, every float written exactly
 (:mod:`surgery_core.data.exchange`), so ``surgery score --coco ground_truth.json --detections FILE`` gives the
 run's AP at every interpolation and IoU (to 1e-12; tested). The ground truth is the run's: images left out
 of the run (undecodable) are left out of it too, which is why scoring against the exported ground truth, not
@@ -27,6 +28,7 @@ from typing import Iterable
 from surgery_core.data.detections import Detections
 from surgery_core.data.exchange import CocoIds, coco_ground_truth, coco_results, detections_csv
 from surgery_core.eval.ap import COCO_IOUS
+from surgery_core.eval.boxes import BoxRule, Cut, as_cut, cut_label, cut_tag
 from surgery_core.eval.results import iou_key, none_if_nan
 from surgery_core.files import atomic_write_text
 from surgery_core.run.evaluation import box_note, box_params_for
@@ -38,16 +40,17 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class BoxCell:
-    """One exported cell: a method and protocol under one box rule (today the rule is a percentile of the map)."""
+    """One exported cell: a method and protocol under one box rule, its *cut* (a percentile of the map, or a
+    :class:`~surgery_core.eval.boxes.BoxRule`: Otsu, a fixed value)."""
 
     method: str
     protocol: str
-    percentile: float
+    cut: Cut
 
     @property
     def rule(self) -> str:
-        """The box rule as a file-name part (``p90``)."""
-        return f"p{self.percentile:g}"
+        """The box rule as a file-name part (``p90``, ``otsu``, ``fixed0.5``)."""
+        return cut_tag(self.cut)
 
     @property
     def stem(self) -> str:
@@ -55,17 +58,18 @@ class BoxCell:
 
     def detections(self, run: Run) -> Detections:
         """The run's own boxes of this cell (cut and stored first when missing)."""
-        return run.detections(self.method, self.protocol, self.percentile)
+        return run.detections(self.method, self.protocol, self.cut)
 
     def note(self, run: Run) -> str:
         """``boxes: <rule>``, as every table of the run names it."""
-        return box_note(box_params_for(run.cfg, self.protocol).model_copy(update={"percentile": self.percentile}))
+        return box_note(box_params_for(run.cfg, self.protocol).with_cut(self.cut))
 
 
 def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
-          percentile: float | None = None) -> list[BoxCell]:
-    """The cells to export (default: every method and protocol of the run at its own box rule), checked against
-    the run: a method or protocol it did not compute is a one-line error naming what it has."""
+          cut: Cut | None = None) -> list[BoxCell]:
+    """The cells to export (default: every method and protocol of the run at its own box rule; ``cut``: another
+    percentile or rule), checked against the run: a method or protocol it did not compute is a one-line error
+    naming what it has."""
     from surgery_core.errors import SurgeryError
 
     methods = tuple(run.cfg.methods if methods is None else methods)
@@ -75,10 +79,10 @@ def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[st
         if missing or not asked:
             raise SurgeryError(f"run {run.run_hash} has no {what} {', '.join(missing) or '(none given)'}; "
                                f"it has {', '.join(has)}")
-    p = float(run.cfg.boxes.percentile if percentile is None else percentile)
-    if not 0.0 <= p <= 100.0:
-        raise SurgeryError(f"--percentile {p:g}: must be between 0 and 100")
-    return [BoxCell(m, pr, p) for m in methods for pr in protocols]
+    c = run.cfg.boxes.cut if cut is None else as_cut(cut)
+    if not isinstance(c, BoxRule) and not 0.0 <= c <= 100.0:
+        raise SurgeryError(f"--percentile {c:g}: must be between 0 and 100")
+    return [BoxCell(m, pr, c) for m in methods for pr in protocols]
 
 
 def _ids(run: Run) -> CocoIds:
@@ -88,7 +92,7 @@ def _ids(run: Run) -> CocoIds:
 def run_info(run: Run) -> dict:
     """What identifies the run, for the ``info`` of COCO files and the manifests."""
     return {"description": f"surgery run {run.run_hash}: {run.dataset.name} {run.dataset.split}",
-            "run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_identity,
+            "run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_info,
             "dataset": run.dataset.name, "split": run.dataset.split, "images": int(len(run.grids.rows)),
             "model_note": run.model_note}
 
@@ -100,15 +104,22 @@ def ground_truth_doc(run: Run) -> dict:
 
 def run_map(run: Run, cell: BoxCell) -> dict:
     """The run's own mAP of a cell per interpolation and IoU (COCO also over .50:.95): what scoring the
-    exported file reproduces."""
+    exported file reproduces. At the run's own box rule these are its stored AP tables (read, not recomputed:
+    COCO's evaluation of a DIOR-sized cell takes seconds); at another rule they are computed."""
+    if cell.cut == run.cfg.boxes.cut:
+        tables = run.ap_tables()
+        out = {}
+        for interp in run.cfg.interps:
+            entry = tables.entry(cell.method, cell.protocol, interp)
+            out[interp] = dict(entry.map_per_iou) | ({"50:95": entry.map_50_95} if interp == "coco" else {})
+        return out
     out = {}
     ts = tuple(float(t) for t in run.cfg.iou_thresholds)
     for interp in run.cfg.interps:
-        res = run.ap(cell.method, cell.protocol, interp, cell.percentile, ts)
+        res = run.ap(cell.method, cell.protocol, interp, cell.cut, ts)
         out[interp] = {iou_key(t): none_if_nan(v) for t, v in zip(ts, res.map_per_iou)}
         if interp == "coco":
-            out[interp]["50:95"] = none_if_nan(run.ap(cell.method, cell.protocol, "coco", cell.percentile,
-                                                      COCO_IOUS).mAP)
+            out[interp]["50:95"] = none_if_nan(run.ap(cell.method, cell.protocol, "coco", cell.cut, COCO_IOUS).mAP)
     return out
 
 
@@ -127,7 +138,9 @@ def manifest(run: Run, exported: list[BoxCell], scores: bool = True) -> dict:
     for c in exported:
         det = c.detections(run)
         entry = {"results": f"{c.stem}.json", "csv": f"{c.stem}.csv", "method": c.method, "protocol": c.protocol,
-                 "box_rule": c.rule, "percentile": c.percentile, "boxes_note": c.note(run), "boxes": int(len(det))}
+                 "box_rule": c.rule, "box_rule_text": cut_label(c.cut),
+                 "percentile": None if isinstance(c.cut, BoxRule) else c.cut, "boxes_note": c.note(run),
+                 "boxes": int(len(det))}
         if scores:
             entry["run_mAP"] = run_map(run, c)
         files.append(entry)
@@ -166,9 +179,9 @@ def write_box_export(run: Run, out: str | Path, exported: list[BoxCell], scores:
 
 def ensure_cells(run: Run, exported: list[BoxCell]) -> None:
     """Cut the missing cells together (one pass over each method's maps, both protocols sharing it)."""
-    for p in sorted({c.percentile for c in exported}):
-        these = [c for c in exported if c.percentile == p]
-        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol for c in these), [p])
+    for cut in dict.fromkeys(c.cut for c in exported):
+        these = [c for c in exported if c.cut == cut]
+        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol for c in these), [cut])
 
 
 def box_export_zip(run: Run, exported: list[BoxCell]) -> bytes:

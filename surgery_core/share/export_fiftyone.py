@@ -37,6 +37,7 @@ from typing import Iterable
 import numpy as np
 
 from surgery_core.data.exchange import CocoIds, coco_labels
+from surgery_core.eval.boxes import Cut
 from surgery_core.eval.maps import working_map
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.facade import Run
@@ -87,13 +88,14 @@ def heatmap_field(method: str, class_name: str) -> str:
 
 
 def write_fiftyone(run: Run, out: str | Path, methods: Iterable[str] | None = None, protocol: str = "present",
-                   percentile: float | None = None, heatmaps: str = "present") -> dict:
-    """Write the folder of the module note; returns the manifest (also written as ``manifest.json``)."""
+                   cut: Cut | None = None, heatmaps: str = "present") -> dict:
+    """Write the folder of the module note, the boxes cut by ``cut`` (default: the run's box rule); returns the
+    manifest (also written as ``manifest.json``)."""
     from surgery_core.errors import SurgeryError
 
     if heatmaps not in HEATMAP_CLASSES:
         raise SurgeryError(f"--heatmaps {heatmaps}: one of {', '.join(HEATMAP_CLASSES)}")
-    exported: list[BoxCell] = cells(run, methods, [protocol], percentile)
+    exported: list[BoxCell] = cells(run, methods, [protocol], cut)
     out = Path(out)
     ids = CocoIds.of(run.dataset, run.classes)
     folder, names = _image_names(run)

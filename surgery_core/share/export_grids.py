@@ -48,7 +48,7 @@ def _check(run: Run, methods: Iterable[str] | None, dtype: str) -> tuple[tuple[s
 def grids_meta(run: Run, methods: tuple[str, ...], dtype: str) -> dict:
     """What the arrays are, for the ``meta`` entry and the manifest."""
     g = run.grids.grids[methods[0]]
-    return {"run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_identity,
+    return {"run_hash": run.run_hash, "heatmap_key": run.grids.key, "model": run.model_info,
             "dataset": run.dataset.name, "split": run.dataset.split, "images": int(len(run.grids.rows)),
             "classes": list(run.classes), "methods": list(methods), "dtype": dtype,
             "grid": [int(g.shape[2]), int(g.shape[3])], "input_size": int(run.grids.input_size),
@@ -66,7 +66,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 def _common(run: Run, methods: tuple[str, ...], meta: dict) -> dict[str, np.ndarray]:
     return {"class_names": np.asarray(run.classes, dtype=str), "method_names": np.asarray(methods, dtype=str),
             "run_hash": np.asarray(run.run_hash), "heatmap_key": np.asarray(run.grids.key),
-            "model": np.asarray(json.dumps(run.model_identity)), "meta": np.asarray(json.dumps(meta))}
+            "model": np.asarray(json.dumps(run.model_info)), "meta": np.asarray(json.dumps(meta))}
 
 
 def write_grids(run: Run, out: str | Path, methods: Iterable[str] | None = None, dtype: str = "float32",

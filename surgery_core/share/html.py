@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS, APTables, QualityTables, Sweep, iou_key
-from surgery_core.share.portable import scrub_paths, slug
+from surgery_core.share.portable import plotly_config, scrub_paths, slug
 
 if TYPE_CHECKING:
     from surgery_core.run.facade import Run
@@ -507,11 +507,33 @@ def _section_samples(p: Parts, cfg) -> str:
     return "".join(out)
 
 
+def _section_localisation(p: Parts, run) -> str:
+    """CorLoc per method and protocol (``run.corloc()``), and mAP of small, medium and large objects
+    (``run.ap_by_size()``, first interpolation, each protocol, the run's first IoU)."""
+    cl, by = run.corloc(), run.ap_by_size()
+    keys = list(cl.entry(p.methods[0], run.cfg.protocols[0]).corloc)
+    out = [f"<section id=\"localisation\"><h2>CorLoc and AP by object size</h2><p class=\"note\">{_esc(cl.note)}. "
+           f"{_esc(cl.box_note)}.</p>"]
+    rows = [[(m, ""), (pr, "")] + [(_fmt(cl.entry(m, pr).corloc[k]), "") for k in keys]
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table("CorLoc (mean over classes)", ["method", "protocol"] + [f"IoU ≥ {k}" for k in keys], rows, 2))
+    it, t = run.cfg.interps[0], iou_key(run.cfg.iou_thresholds[0])
+    sizes = list(by.tables)
+    rows = [[(m, ""), (pr, "")] + _best_cells([by.tables[s].entry(m, pr, it).map_per_iou.get(t) for s in sizes])
+            for pr in run.cfg.protocols for m in p.methods]
+    out.append(_table(f"mAP by object size — {it}, IoU ≥ {t}; COCO's buckets (px² of the original image): "
+                      "small ≤ 32², medium 32²–96², large ≥ 96²; GT of other sizes ignored, as are detections "
+                      "matched to it and unmatched detections of other sizes", ["method", "protocol"] + sizes, rows, 2))
+    mix = [[(c, "")] + [(str(v[s]), "") for s in sizes] for c, v in by.size_mix.items() if any(v.values())]
+    return "".join(out + [_table("Ground-truth boxes per class and size", ["class"] + sizes, mix), "</section>"])
+
+
 def render_html(p: Parts, run) -> str:
     cfg = run.cfg
-    plot_cfg = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
     figs = [("surgery-iou-sweep", _iou_chart(p, cfg)), ("surgery-percentile-sweep", _percentile_chart(p, cfg))]
-    plots = [_deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=plot_cfg,
+    plots = [_deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                   config={"responsive": True, "showSendToCloud": False,
+                                           **plotly_config(f"{div_id}-{run.run_hash}")},
                                    default_height=f"{fig.layout.height}px", default_width="100%"))
              for div_id, fig in figs]
     plots[0] = _plotly_library() + plots[0]
@@ -519,7 +541,8 @@ def render_html(p: Parts, run) -> str:
 
     title = f"CLIP Surgery report — run {run.title()}" + ("" if p.mark_best else " — RANDOM WEIGHTS")
     nav = "".join(f"<a href=\"#{a}\">{_esc(t)}</a>" for a, t in (
-        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"), ("sweep", "Sweeps"),
+        ("configuration", "Configuration"), ("map", "mAP"), ("per-class", "Per-class AP"),
+        ("localisation", "CorLoc, sizes"), ("sweep", "Sweeps"),
         ("quality", "Quality"), ("samples", "Samples")))
     body = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -530,7 +553,8 @@ def render_html(p: Parts, run) -> str:
         f"{_esc(p.head['split'])}, {p.head['images_with_grids']} images with heatmaps. A self-contained file: the "
         "charts and images are embedded, nothing is fetched.</p>",
         f"<nav>{nav}</nav>",
-        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_sweep(p, cfg, plots),
+        _section_config(p, run), _section_map(p, cfg), _section_per_class(p, cfg), _section_localisation(p, run),
+        _section_sweep(p, cfg, plots),
         _section_quality(p, cfg), _section_samples(p, cfg),
         "</body></html>\n",
     ]

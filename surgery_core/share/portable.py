@@ -41,6 +41,15 @@ def jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
+def plotly_config(name: str) -> dict:
+    """The plotly configuration of every chart the project draws (dashboard, HTML reports): the toolbar's camera
+    saves the chart as drawn as a PNG at twice the screen resolution, named ``name``; no plotly logo, no
+    selection tools (nothing selects) and no zoom steps."""
+    return {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d",
+                                                             "autoScale2d"],
+            "toImageButtonOptions": {"format": "png", "scale": 2, "filename": slug(name, 80, "chart")}}
+
+
 def dumps(doc: Any) -> str:
     return json.dumps(jsonable(doc), indent=2, sort_keys=False, ensure_ascii=False, allow_nan=False)
 
