@@ -87,7 +87,7 @@ def test_random_weights_are_an_explicit_choice_and_named_on_every_page(dashboard
     assert "RANDOM WEIGHTS" in "\n".join(c.value for c in at.sidebar.caption)
 
 
-def test_per_class_ap_has_one_number_format_and_fits_ten_methods(dashboard_env, test_run):
+def test_per_class_ap_has_one_number_format_and_fits_every_method(dashboard_env, test_run):
     from dashboard import widgets
 
     df = pd.DataFrame({"class": ["a", "b", "c"], "GT": [3, 4, 5], "m1": [0.5, 0.00058, 0.0], "m2": [8.6e-05, 0.0, 0.0]})
@@ -99,7 +99,8 @@ def test_per_class_ap_has_one_number_format_and_fits_ten_methods(dashboard_env, 
     shown = at.dataframe[0].value
     shown = shown.data if hasattr(shown, "data") else shown
     assert list(shown.columns) == ["class", "GT", *test_run.cfg.methods]  # the boxes per method: in the CSV
-    assert (len(test_run.cfg.methods) * widgets.NUMBER_COLUMN_PX + 120 + 48) < 900  # the main area at 1280 px
+    n = len(test_run.cfg.methods)
+    assert widgets.number_column_px(10) == 66 and n * widgets.number_column_px(n) + 120 + 48 < 900  # at 1280 px
 
 
 def test_browse_thumbnails_say_which_class_their_heatmap_shows(dashboard_env, test_run):
@@ -133,10 +134,11 @@ def test_the_sweep_caption_names_the_percentile_of_its_heading(dashboard_env, te
     assert "percentile 85" in caption and "percentile 90" not in caption, caption
 
 
-def test_the_html_report_of_four_samples_and_ten_methods_is_a_few_mb(dashboard_env, test_run):
+def test_the_html_report_of_four_samples_and_every_method_is_a_few_mb(dashboard_env, test_run):
+    from surgery_core.model.methods import METHODS
     from surgery_core.share.html import DEFAULT_SAMPLE_COUNT, build_report_html, default_samples
 
-    assert len(test_run.cfg.methods) == 10
+    assert test_run.cfg.methods == tuple(METHODS)  # every registered method (twelve), not the seed's four
     samples = default_samples(test_run, DEFAULT_SAMPLE_COUNT)
     assert len(samples) == 4
     size = len(build_report_html(test_run, samples).encode())

@@ -60,7 +60,7 @@ def view() -> None:
                   column_config={"class": st.column_config.TextColumn(pinned=True, width=120),
                                  "GT": st.column_config.NumberColumn(help="ground-truth boxes", width=48)}
                   | {m: st.column_config.Column(help=f"AP of {m} (exact value in the CSV)",
-                                                width=widgets.NUMBER_COLUMN_PX) for m in methods})
+                                                width=widgets.number_column_px(len(methods))) for m in methods})
     snapshot_ui.caption(("★ and bold: the best method of the row (every tie; none when all are 0). " if mark else
                          "No method is marked best: random weights. ")
                         + "Three decimals, <0.001 below that; the CSV has the exact values and the boxes each "

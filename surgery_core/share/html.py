@@ -519,7 +519,7 @@ def _section_localisation(p: Parts, run) -> str:
     out.append(_table("CorLoc (mean over classes)", ["method", "protocol"] + [f"IoU ≥ {k}" for k in keys], rows, 2))
     it, t = run.cfg.interps[0], iou_key(run.cfg.iou_thresholds[0])
     sizes = list(by.tables)
-    rows = [[(m, ""), (pr, "")] + _best_cells([by.tables[s].entry(m, pr, it).map_per_iou.get(t) for s in sizes])
+    rows = [[(m, ""), (pr, "")] + p.best_cells([by.tables[s].entry(m, pr, it).map_per_iou.get(t) for s in sizes])
             for pr in run.cfg.protocols for m in p.methods]
     out.append(_table(f"mAP by object size — {it}, IoU ≥ {t}; COCO's buckets (px² of the original image): "
                       "small ≤ 32², medium 32²–96², large ≥ 96²; GT of other sizes ignored, as are detections "
