@@ -53,28 +53,32 @@ def as_cut(c) -> Cut:
     return c if isinstance(c, BoxRule) else float(c)
 
 
+#: How a cut is written in each style: (percentile, Otsu, fixed value), each formatted with the cut's number.
+_CUT_WORDS = {"tag": ("p{:g}", "otsu", "fixed{:g}"), "short": ("p{:g}", "Otsu", "fixed {:g}"),
+              "label": ("percentile {:g}", "Otsu", "fixed value {:g}")}
+
+
+def _cut_words(c: Cut, style: str) -> str:
+    c = as_cut(c)
+    percentile, otsu, fixed = _CUT_WORDS[style]
+    if isinstance(c, BoxRule):
+        return otsu if c.kind == "otsu" else fixed.format(c.value)
+    return percentile.format(c)
+
+
 def cut_tag(c: Cut) -> str:
     """Short stable text of a cut (folder names, labels): ``p90``, ``otsu``, ``fixed0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "otsu" if c.kind == "otsu" else f"fixed{c.value:g}"
-    return f"p{c:g}"
+    return _cut_words(c, "tag")
 
 
 def cut_short(c: Cut) -> str:
     """A cut in a few characters for labels: ``p90``, ``Otsu``, ``fixed 0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "Otsu" if c.kind == "otsu" else f"fixed {c.value:g}"
-    return f"p{c:g}"
+    return _cut_words(c, "short")
 
 
 def cut_label(c: Cut) -> str:
     """A cut in words for captions: ``percentile 90``, ``Otsu``, ``fixed value 0.5``."""
-    c = as_cut(c)
-    if isinstance(c, BoxRule):
-        return "Otsu" if c.kind == "otsu" else f"fixed value {c.value:g}"
-    return f"percentile {c:g}"
+    return _cut_words(c, "label")
 
 
 def cut_sort_key(c: Cut) -> tuple:
