@@ -8,7 +8,7 @@ import hashlib
 from surgery_core.data.classes import prompt_name
 
 # OpenAI's 80 ImageNet templates, verbatim as open_clip 3.3.0 ships them (open_clip.OPENAI_IMAGENET_TEMPLATES;
-# tests/test_prompts.py checks they are equal). Written out so that reading a configuration does not import
+# tests/model/test_prompts.py checks they are equal). Written out so that reading a configuration does not import
 # open_clip, and so that a change of the library cannot change the run-store key silently.
 OPENAI_IMAGENET_TEMPLATES = (
     'a bad photo of a {}.',
