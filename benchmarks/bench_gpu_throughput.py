@@ -150,14 +150,14 @@ def throughput(args, device: torch.device, paths: list[Path]) -> dict:
                    all_over_four=round(rate["all"] / rate["four"], 3))
         out[f"{arch}@{size}"] = res
         print(f"\n{arch} @ {size} px, batch {args.batch}, median of {args.reps}, images/s:")
-        print(f"  {'vanilla encode_image':<28}{rate['vanilla']:>12,.1f}")
-        print(f"  {'the four (seed methods)':<28}{rate['four']:>12,.1f}   {res['four_over_vanilla']:.3f}x vanilla")
-        print(f"  {f'all {len(DEFAULT_METHODS)} methods':<28}{rate['all']:>12,.1f}   "
+        print(f"  {'vanilla encode_image':<44}{rate['vanilla']:>12,.1f}")
+        print(f"  {'the four (seed methods)':<44}{rate['four']:>12,.1f}   {res['four_over_vanilla']:.3f}x vanilla")
+        print(f"  {f'all {len(DEFAULT_METHODS)} methods':<44}{rate['all']:>12,.1f}   "
               f"{res['all_over_vanilla']:.3f}x vanilla, {res['all_over_four']:.3f}x the four")
         decoder = "nvJPEG on the device" if device.type == "cuda" else "OpenCV, DataLoader workers"
-        print(f"  {f'decode alone ({decoder})':<28}{rate['decode']:>12,.1f}")
-        print(f"  {'end to end, the four':<28}{rate['e2e_four']:>12,.1f}")
-        print(f"  {'end to end, all methods':<28}{rate['e2e_all']:>12,.1f}", flush=True)
+        print(f"  {f'decode alone ({decoder})':<44}{rate['decode']:>12,.1f}")
+        print(f"  {'end to end, the four':<44}{rate['e2e_four']:>12,.1f}")
+        print(f"  {'end to end, all methods':<44}{rate['e2e_all']:>12,.1f}", flush=True)
         if arch == TARGET_ARCH and size == 224:
             if device.type == "cuda":
                 ok_r, ok_e = res["four_over_vanilla"] >= TARGET_RATIO, rate["e2e_four"] >= TARGET_E2E
