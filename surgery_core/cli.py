@@ -169,7 +169,7 @@ def _cmd_methods(args) -> int:
         blocks = "whole tower" if path is None else {"last": "last block", "depth": "last --depth blocks",
                                                      "tail": "after the tower, from its block outputs"}[path.blocks]
         print(f"{m.name:<12} {m.description}")
-        print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
+        print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring_name}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
         rule = POSEMBED_RULES[m.posembed]
         print(f"{'':<12} positional embedding off the model's own grid: {rule.name} ({rule.cite})")

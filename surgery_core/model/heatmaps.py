@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.errors import InputError
-from surgery_core.model.attention import SCORERS
 from surgery_core.model.forward import SurgeryTokens, TowerTokens, patchify, tower_forward
 from surgery_core.model.loading import LoadedModel, autocast_dtype
 from surgery_core.model.methods import (
@@ -113,7 +112,7 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
     for name in methods:
         m = get_method(name)
         tokens = F.normalize(method_tokens(m, _tokens_for(toks, name)).float(), dim=-1)
-        sim = SCORERS[m.scoring](tokens, text, redundant)
+        sim = m.scoring(tokens, text, redundant)
         b, _, k = sim.shape
         out[name] = sim[:, 1:].transpose(1, 2).reshape(b, k, gh, gw)
     return out

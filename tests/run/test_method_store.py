@@ -29,7 +29,7 @@ def test_a_new_method_is_computed_alone_and_never_breaks_older_entries(tmp_path,
     seed = compute_grids(small_cfg, ds, loaded, store)
     assert seed.computed == 6 and set(seed.grids) == set(M.SEED_METHODS)
     # A method registered after the entries were written: computed (alone) and added to the same entries.
-    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "clearclip", "own", "cosine",
+    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "clearclip", "own", M.score_cosine,
                                                               "test copy", M.METHODS["clearclip"].source))
     cfg2 = small_cfg.model_copy(update={"methods": M.SEED_METHODS + ("clearclip_copy",)})
     calls = []
@@ -45,7 +45,7 @@ def test_a_new_method_is_computed_alone_and_never_breaks_older_entries(tmp_path,
     for m in M.SEED_METHODS:
         np.testing.assert_array_equal(grown.grids[m], seed.grids[m])
     # Redefining a method (new version) never serves the grids of the old definition.
-    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "naclip", "own", "cosine",
+    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "naclip", "own", M.score_cosine,
                                                               "test copy v2", M.METHODS["naclip"].source, 2))
     calls.clear()
     redone = compute_grids(cfg2, ds, loaded, store)
