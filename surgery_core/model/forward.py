@@ -29,24 +29,6 @@ from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_pat
 from surgery_core.model.rows import AttentionRows, row_vanilla
 
 
-@dataclass(frozen=True)
-class SurgeryTokens:
-    """Projected tokens of both paths, ``[B, 1 + gh*gw, embed_dim]``, CLS first, not L2-normalised.
-
-    ori: the q-k path (vanilla CLIP; ``ori[:, 0]`` equals ``encode_image``). vv: the v-v path, its own CLS.
-    grid: (gh, gw) patch grid.
-    """
-
-    ori: torch.Tensor
-    vv: torch.Tensor
-    grid: tuple[int, int]
-
-    @property
-    def mixed(self) -> torch.Tensor:
-        """Published CLIP Surgery output: CLS of ``ori``, patch tokens of ``vv``."""
-        return torch.cat([self.ori[:, :1], self.vv[:, 1:]], dim=1)
-
-
 def _resize_grid(grid: torch.Tensor, dst: tuple[int, int], rule: str) -> torch.Tensor:
     """``[1, D, h0, w0]`` positional grid to ``dst`` cells by one of ``methods.POSEMBED_RULES`` (sources there)."""
     if rule == "bicubic_size":
@@ -206,12 +188,3 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     for s in specs:
         out[s.name] = visual.ln_post(state[s.name]) @ visual.proj if s.name in state else out[ORI]
     return TowerTokens(out, grid)
-
-
-def surgery_forward(visual: VisionTransformer, images: torch.Tensor, depth: int = 6) -> SurgeryTokens:
-    """The seed's dual path: vanilla tokens and CLIP Surgery's v-v path (``tower_forward`` with ``"vv"``).
-
-    depth 0 = no v-v path (``vv`` is then a copy of ``ori``).
-    """
-    t = tower_forward(visual, images, ("vv",), depth)
-    return SurgeryTokens(t.tokens[ORI], t.tokens["vv"], t.grid)

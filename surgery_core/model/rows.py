@@ -65,7 +65,7 @@ def cell_rows(visual, crop: torch.Tensor, methods, cell: tuple[int, int], depth:
     run cut it): one tower pass per positional-embedding rule of ``methods`` (``methods.pass_plan``), each
     filling an :class:`AttentionRows` request from its own q, k, v."""
     from surgery_core.model.forward import patchify, tower_forward
-    from surgery_core.model.heatmaps import resizes
+    from surgery_core.model.encoder import resizes
     from surgery_core.model.methods import get_method, pass_plan, paths_for, probs_rule
 
     ph, pw = visual.patch_size

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.attention import score_cosine
+from surgery_core.model.encoder import Resolution
 from surgery_core.model.forward import embed, tower_forward
 from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
 from surgery_core.model.loading import load_model
@@ -195,10 +196,11 @@ def test_new_methods_with_sliding_windows(vit):
     visual = vit.model.visual
     # B/32: nine overlapping windows (cells averaged over up to four crops); B/16: four disjoint crops (cheaper).
     window, stride = vit.image_size, (224 if vit.patch_size == 16 else 128)
-    images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(4))
-    out = compute_heatmaps(vit, images, CLASSES, NEW, depth=DEPTH, window=window, stride=stride, prompt_set=PROMPTS)
-    text = ensemble_text_features(vit, CLASSES, PROMPTS)
     p = vit.patch_size
+    images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(4))
+    out = compute_heatmaps(vit, images, CLASSES, NEW, depth=DEPTH, resolution=Resolution.of(448, window, stride, p),
+                           prompt_set=PROMPTS)
+    text = ensemble_text_features(vit, CLASSES, PROMPTS)
     g = 448 // p
     starts = list(range(0, 448 - window + 1, stride))
     starts += [] if starts[-1] == 448 - window else [448 - window]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import surgery_core.model.methods as M
-from surgery_core.model.forward import embed, surgery_forward, tower_forward
+from surgery_core.model.forward import embed, tower_forward
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import load_model
 from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
@@ -86,9 +86,9 @@ def test_seed_four_are_bit_for_bit_the_seed_whatever_else_is_computed():
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ori, vv = _seed_dual_path(loaded.model.visual, images, 6)
-        alone = surgery_forward(loaded.model.visual, images, 6)
+        alone = tower_forward(loaded.model.visual, images, ("vv",), 6)
         every = tower_forward(loaded.model.visual, images, tuple(M.PATHS), 6)
-    assert torch.equal(alone.ori, ori) and torch.equal(alone.vv, vv)
+    assert torch.equal(alone.tokens["ori"], ori) and torch.equal(alone.tokens["vv"], vv)
     assert torch.equal(every.tokens["ori"], ori) and torch.equal(every.tokens["vv"], vv)
     four = compute_heatmaps(loaded, images, ["ship", "harbor"], M.SEED_METHODS, prompt_set="single")
     ten = compute_heatmaps(loaded, images, ["ship", "harbor"], M.DEFAULT_METHODS, prompt_set="single")
