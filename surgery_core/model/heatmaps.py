@@ -120,6 +120,17 @@ def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods
     the model's own.
     query_mode: single-text feature surgery for each name in ``classes`` (free-text queries) instead of
     class-set feature surgery.
+
+    On the shipped demo model, one 224 px image (its own size: one pass, a 7x7 grid of 32 px patches):
+
+    >>> from surgery_core.model.loading import load_model
+    >>> loaded = load_model("Demo-ViT-32")
+    >>> out = compute_heatmaps(loaded, torch.zeros(1, 3, 224, 224), ["ship", "airplane"], ("standard", "vv_mixed"),
+    ...                        prompt_set="single")
+    >>> out.grids["vv_mixed"].shape, out.probs.shape
+    ((1, 2, 7, 7), (1, 2))
+    >>> round(float(out.probs.sum()), 4)  # a softmax over the class set
+    1.0
     """
     text = ensemble_text_features(loaded, classes, prompt_set)
     redundant = ensemble_text_features(loaded, [""], prompt_set) if query_mode else None
