@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Most thresholds one level map holds (uint8 levels); :func:`surgery_core.eval.boxes.boxes_at_thresholds`
+#: Most thresholds one level map holds (uint8 levels); :func:`surgery_core.eval.boxes.cut`
 #: cuts longer lists in groups.
 MAX_LEVELS = 255
 
