@@ -138,7 +138,7 @@ def view() -> None:
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
-                              widgets.METHODS[m].description, col, per_row=per_row, width="stretch")
+                              None, col, per_row=per_row, width="stretch")  # its words follow, as on screen
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
@@ -147,7 +147,7 @@ def view() -> None:
                 f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
                    else absent), col, m)
-            col.caption(widgets.METHODS[m].description)
+            snapshot_ui.caption(widgets.METHODS[m].description, col, m)
             title = (f"{m}: {len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                      + ("" if info.best_iou is None else f", best IoU {info.best_iou:.2f}")
                      + ("" if info.pointing_hit is None else
