@@ -110,11 +110,12 @@ def view() -> None:
     left, right = st.columns(2)
     ti, pi = TS.index(iou), ps.index(p)
     snapshot_ui.markdown(f"**{what} vs {ylabel}** at IoU {iou:g}", left)
-    widgets.chart(charts.lines(ps, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
-                               ylabel, what, mark_x=p), "vs_p", left)
+    memo = (data.run_key(run), tuple(shown), proto, interp, rule, cls)  # what every chart below depends on
+    widgets.chart(lambda: charts.lines(ps, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
+                                       ylabel, what, mark_x=p), "vs_p", left, memo=(*memo, iou, p))
     snapshot_ui.markdown(f"**{what} vs IoU threshold** at {at}", right)
-    widgets.chart(charts.lines(TS, {m: values(parts[m], interp, cls)[pi] for m in shown}, "IoU threshold",
-                               what, mark_x=iou), "vs_iou", right)
+    widgets.chart(lambda: charts.lines(TS, {m: values(parts[m], interp, cls)[pi] for m in shown}, "IoU threshold",
+                                       what, mark_x=iou), "vs_iou", right, memo=(*memo, p, iou))
     seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [values(parts[m], interp, cls)[pi][j] for m in shown]
                                              for j, t in enumerate(TS)})
     cols = [f"IoU {t:g}" for t in TS]
@@ -124,8 +125,8 @@ def view() -> None:
     snapshot_ui.markdown(f"**{'Percentile' if rule == 'percentile' else 'Fixed value'} x IoU**: {what} in every "
                          "cell · ★ and bold = best setting of each method")
     best = {m: best_cell(parts[m], interp, cls, ps) for m in shown}
-    widgets.chart(charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, ps, TS, best, what,
-                                        ylabel=ylabel), "grid")
+    widgets.chart(lambda: charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, ps, TS, best,
+                                                what, ylabel=ylabel), "grid", memo=memo)
     row_text = "p{:g}" if rule == "percentile" else "fixed {:g}"
     snapshot_ui.caption(" · ".join(
         f"{m}: best {what} {b[2]:.4f} at {row_text.format(b[0])}, IoU {b[1]:g}" if b[2] is not None
