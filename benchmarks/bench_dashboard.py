@@ -136,7 +136,8 @@ WATCH_JS = r"""(() => {
     const m = document.querySelector('[data-testid="stMain"]');
     if (!m) return 0;
     let s = m.textContent;
-    for (const i of m.querySelectorAll('img')) s += '|' + i.src + (i.complete && i.naturalWidth > 0 ? '' : '~');
+    for (const i of m.querySelectorAll('img'))  // its address, loaded or not, and its drawn width (the layout)
+      s += '|' + i.src + (i.complete && i.naturalWidth > 0 ? '' : '~') + Math.round(i.getBoundingClientRect().width);
     for (const c of m.querySelectorAll('[data-testid="stDataFrame"], [data-testid="stDataFrameResizable"]'))
       s += '|df' + (c.getAttribute('data-sig') || '');
     return hash(s);
@@ -324,8 +325,9 @@ def walk(b: Browser, repeats: int) -> None:
         b.timed("Compare: next sample", b.button("next"))
         toggle_pill(b, "Compare: method on/off", "methods", "gem")
         b.timed("Compare: pictures per row", b.select("cols", "4" if k % 2 == 0 else "3"))
-        classes = [c for c in b.options("cls") if "(absent)" not in c] or b.options("cls")
-        b.timed("Compare: class", b.select("cls", classes[-1 if k % 2 == 0 else 0]))
+        now, shown = b.visible(".st-key-cls input").input_value(), b.options("cls")
+        classes = [c for c in shown if c != now and "(absent)" not in c] or [c for c in shown if c != now]
+        b.timed("Compare: class", b.select("cls", classes[0]))
 
     b.timed("page switch -> Per-class AP", b.nav("Per-class AP"))
     for k in range(repeats):
