@@ -19,8 +19,8 @@ IoU sliders on Compare and Sweep, switches the protocol on Sweep and Per-class A
   navigate, slider, toggle). The browser's drawing after the last message is not included,
 - the machine's load average before and after (the figures depend on what else runs).
 
-    python benchmarks/bench_dashboard_load.py                      # 8 sessions, 60 s, demo run
-    python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache bench-cache
+    .venv/bin/python benchmarks/bench_dashboard_load.py                      # 8 sessions, 60 s, demo run
+    .venv/bin/python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache bench-cache
 
 Needs Debian chromium (/usr/bin/chromium) and the ``playwright`` Python package (no browser download).
 """
@@ -343,4 +343,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())
