@@ -13,7 +13,7 @@ ratios side by side. Cases per input:
 - every registered method with each official positional-embedding rule (``posembed official``);
 - every registered method with one shared resize (``posembed shared``, one pass).
 
-    python benchmarks/bench_methods.py [--arch ViT-B-16] [--batch 4] [--inputs 224,448,448/224,800,800/224/192]
+    .venv/bin/python benchmarks/bench_methods.py [--arch ViT-B-16] [--batch 4] [--inputs 224,448,448/224,800,800/224/192]
         [--reps 3] [--device cpu]
 
 An input is ``SIZE`` (one pass) or ``SIZE/WINDOW[/STRIDE]`` (sliding windows).
@@ -126,4 +126,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())
