@@ -19,6 +19,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
 from surgery_core.errors import CheckpointError, InputError
 from surgery_core.files import content_sha256
+from surgery_core.model.text_cache import TextMemory
 from surgery_core.plugins import shipped_model
 
 # Keys that OpenAI-format state dicts carry as plain ints and open_clip models do not have.
@@ -180,7 +181,7 @@ class LoadedModel:
     std: tuple[float, float, float]
     name: str | None = None  # the catalog or registered name it was loaded by, if any
     note: str = ""  # one warning line about how it was loaded (QuickGELU likely missing, sha256 mismatch accepted)
-    _text_cache: dict = field(default_factory=dict, repr=False)
+    _text_cache: TextMemory = field(default_factory=TextMemory, repr=False)  # bounded; see model.text_cache
 
     @property
     def device(self) -> torch.device:

@@ -49,7 +49,7 @@ from surgery_core.model.heatmaps import score_tokens
 from surgery_core.model.loading import LoadedModel, autocast_dtype
 from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
-from surgery_core.model.text import ensemble_text_features
+from surgery_core.model.text import ensemble_text_features, is_cached
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
@@ -321,8 +321,9 @@ def text_features(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT
 
 
 def uncached_phrases(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT_SET) -> list[str]:
-    """The phrases whose text feature :func:`text_features` would compute now (not yet cached on the model)."""
-    return [p for p in phrases if ((p,), prompt_set) not in loaded._text_cache]
+    """The phrases whose text feature :func:`text_features` would compute now (cached neither on the model nor on
+    disk)."""
+    return [p for p in phrases if not is_cached(loaded, p, prompt_set)]
 
 
 @torch.no_grad()
