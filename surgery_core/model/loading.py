@@ -245,6 +245,12 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     a file with another sha256 is refused (CheckpointError) unless ``allow_sha256_mismatch``, and then the
     loaded model's ``note`` says so. A bare checkpoint that looks OpenAI-initialised, loaded without QuickGELU,
     gets a ``note`` too (see :func:`quickgelu_hint`).
+
+    The shipped demo model (no checkpoint needed):
+
+    >>> loaded = load_model("Demo-ViT-32")
+    >>> loaded.arch, loaded.image_size, loaded.patch_size, loaded.checkpoint_sha256[:12]
+    ('Demo-ViT-32', 224, 32, '3a38b389af3e')
     """
     shipped = shipped_model(arch)  # also makes extensions' architectures (the demo's) known to open_clip
     if ":" in arch:
