@@ -69,6 +69,8 @@ def test_dior_ensembles_bit_identical(which, request):
     loaded = request.getfixturevalue(which)
     for prompt_set in ("surgery85", "single"):
         names = list(DIOR_CLASSES) + [""]
+        if which == "b32" and prompt_set == "surgery85":
+            names = names[::5]  # 425 prompts: the 1,785 at 77 tokens cost minutes of a shared 2-core machine
         new = encode_names(loaded, names, prompt_set)
         assert torch.equal(new, padded_reference(loaded, names, prompt_set)), prompt_set
         if which == "demo":
