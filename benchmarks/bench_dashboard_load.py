@@ -19,8 +19,8 @@ IoU sliders on Compare and Sweep, switches the protocol on Sweep and Per-class A
   navigate, slider, toggle). The browser's drawing after the last message is not included,
 - the machine's load average before and after (the figures depend on what else runs).
 
-    python benchmarks/bench_dashboard_load.py                      # 8 sessions, 60 s, demo run
-    python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache bench-cache
+    .venv/bin/python benchmarks/bench_dashboard_load.py                      # 8 sessions, 60 s, demo run
+    .venv/bin/python benchmarks/bench_dashboard_load.py --sessions 4 --duration 20 --cache bench-cache
 
 Needs Debian chromium (/usr/bin/chromium) and the ``playwright`` Python package (no browser download).
 """
@@ -195,6 +195,14 @@ def toggle(pg, key: str):
     return click
 
 
+async def new_context(browser):
+    """A browser context whose pages cannot reach beyond this machine, as every browser test's
+    (:func:`dashboard.serving.block_outside`): a request off the machine is aborted and counted as an error."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    await serving.block_outside(ctx)
+    return ctx
+
+
 async def session(browser, url: str, n: int, deadline: float, stats: Stats, timeout: float, seed: int,
                   think: float = 0.0) -> None:
     rng = random.Random(seed)
@@ -202,7 +210,7 @@ async def session(browser, url: str, n: int, deadline: float, stats: Stats, time
     async def pause():  # a user looks at the result before the next change (0: back to back, a stress test)
         if think > 0:
             await asyncio.sleep(think * rng.uniform(0.5, 1.5))
-    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = await new_context(browser)
     pg = await ctx.new_page()
     pg.set_default_timeout(timeout * 1000)
     watch = Watch()
@@ -239,7 +247,7 @@ async def drive(url: str, sessions: int, duration: float, timeout: float, think:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         warm = Stats()  # one session over every page first: the run opens, caches fill
         t0 = time.monotonic()
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        ctx = await new_context(browser)
         pg = await ctx.new_page()
         pg.set_default_timeout(timeout * 1000)
         watch = Watch()
@@ -301,7 +309,8 @@ def main() -> None:
     load_after = os.getloadavg()
     loads = [ln for ln in loads_log.read_text().splitlines() if ln.strip()] if loads_log.is_file() else []
     all_lat = [x for xs in stats.latency.values() for x in xs]
-    errors = warm.errors + stats.errors
+    errors = warm.errors + stats.errors + [f"request off this machine blocked: {u}"
+                                           for u in sorted(set(serving.OUTSIDE_REQUESTS))]
 
     print(f"\nDashboard load: {args.sessions} sessions x {args.duration:g} s on run {run_hash} "
           f"({os.cpu_count()} CPUs, {args.think:g} s think time; load average before {load_before[0]:.2f}, "
@@ -334,4 +343,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

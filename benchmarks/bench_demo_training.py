@@ -6,7 +6,7 @@ default scenes and steps) from the measured rendering time per scene and the ste
 ``--skip`` steps (start-up). The projection is only as good as the machine is quiet: the load average is
 printed before and after.
 
-    python benchmarks/bench_demo_training.py [--steps 60] [--scenes 1024]
+    .venv/bin/python benchmarks/bench_demo_training.py [--steps 60] [--scenes 1024]
 """
 
 from __future__ import annotations
@@ -61,4 +61,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

@@ -16,8 +16,8 @@ interest here).
 Each scenario also prints the library's own figures (``surgery_core.run.explore``: image side, text side with
 a new and with a cached phrase) measured in this process, so the browser's share is visible.
 
-    python benchmarks/bench_explore.py                      # all three scenarios, 6 new phrases each
-    python benchmarks/bench_explore.py --scenarios demo224 --repeats 10
+    .venv/bin/python benchmarks/bench_explore.py                      # all three scenarios, 6 new phrases each
+    .venv/bin/python benchmarks/bench_explore.py --scenarios demo224 --repeats 10
 
 Writes only into a temporary cache and run store (deleted afterwards).
 """
@@ -164,4 +164,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

@@ -16,8 +16,8 @@ and the app); cross-run view opened 6.1 s (two runs opened from the store); Prev
 1.34 s (seen before) medians. The cross-run view is a fragment, so a step redraws only itself (4.5 s when it
 redrew the 500-row table too).
 
-    python benchmarks/bench_runs.py                       # 50 runs, 40 scenes
-    python benchmarks/bench_runs.py --runs 50 --limit 6 --repeats 5   # the short mode
+    .venv/bin/python benchmarks/bench_runs.py                       # 50 runs, 40 scenes
+    .venv/bin/python benchmarks/bench_runs.py --runs 50 --limit 6 --repeats 5   # the short mode
 """
 
 from __future__ import annotations
@@ -141,4 +141,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

@@ -4,7 +4,7 @@ against the same run without a cap (``boxes.max_dets = 0``).
 Prints, per protocol and interpolation, the largest |difference| over methods, IoU thresholds and (for the sweep)
 percentiles, and how many boxes the cap dropped (at the run's percentile, and over the sweep).
 
-    python benchmarks/cap_effect_demo.py [--config run.json] [--max-dets 100]
+    .venv/bin/python benchmarks/cap_effect_demo.py [--config run.json] [--max-dets 100]
 """
 
 from __future__ import annotations
@@ -59,4 +59,8 @@ def main():
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

@@ -12,7 +12,7 @@ Meant for a GPU machine: several recipes train at once on one card (``--parallel
 process; on this project's 2-core CPU one full recipe takes 25-100 minutes. Training sets are rendered once
 per scene size (scene i depends only on (seed, i), so a smaller set is a prefix of a larger one).
 
-    python benchmarks/sweep_demo_recipes.py --device cuda [--only b32,p16_224] [--parallel 8] [--smoke]
+    .venv/bin/python benchmarks/sweep_demo_recipes.py --device cuda [--only b32,p16_224] [--parallel 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -190,4 +190,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     main()
+    print(load_line())

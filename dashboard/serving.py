@@ -87,18 +87,19 @@ def is_local(url: str) -> bool:
     return parts.hostname in LOCAL_HOSTS
 
 
-def block_outside(context) -> None:
+def block_outside(context):
     """Route every request of a Playwright browser context: local ones go on, any other is aborted and recorded in
-    :data:`OUTSIDE_REQUESTS`."""
+    :data:`OUTSIDE_REQUESTS`. Works with both Playwright APIs: with the sync one it returns None; with the async one
+    it returns the coroutine to await (``await block_outside(ctx)``), and the handler's coroutines are awaited by
+    Playwright."""
     def route(r):
         url = r.request.url
         if is_local(url):
-            r.continue_()
-        else:
-            OUTSIDE_REQUESTS.append(url)
-            r.abort()
+            return r.continue_()
+        OUTSIDE_REQUESTS.append(url)
+        return r.abort()
 
-    context.route("**/*", route)
+    return context.route("**/*", route)
 
 
 def new_page(browser, width: int, height: int = 1000, timeout_ms: int = 60_000):

@@ -87,7 +87,8 @@ def view() -> None:
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)
-    widgets.chart(charts.pr_curves(results, run.classes), "pr")
+    widgets.chart(lambda: charts.pr_curves(results, run.classes), "pr",
+                  memo=(data.run_key(run), tuple(methods), proto, interp, cut_tag(p), iou, coco95, size))
     permalink.sync_url()
 
 

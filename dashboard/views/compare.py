@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
 from surgery_core.errors import InputError
 from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.eval.protocols import protocol
 from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
@@ -141,7 +142,7 @@ def view() -> None:
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-            absent = " · class absent" + (" (present protocol: no boxes)" if proto == "present" else "")
+            absent = " · class absent" + ("" if protocol(proto).all_classes else f" ({proto} protocol: no boxes)")
             snapshot_ui.markdown(
                 f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None

@@ -41,8 +41,9 @@ def view() -> None:
     widgets.table(sty.format("p{:g}", subset=["percentile"]), len(table), cap=10_000,
                   shown="boxes per heatmap percentile")
     ps = quality.percentiles
-    widgets.chart(charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m].by_percentile] for m in methods},
-                               "heatmap percentile", "mean best-box IoU"), "q_lines")
+    shown = (key, tuple(methods))  # what every chart of this page depends on
+    widgets.chart(lambda: charts.lines(ps, {m: [r["mean_best_iou"] for r in qm[m].by_percentile] for m in methods},
+                                       "heatmap percentile", "mean best-box IoU"), "q_lines", memo=shown)
 
     snapshot_ui.markdown("#### Response inside ground-truth boxes")
     snapshot_ui.caption(
@@ -52,10 +53,14 @@ def view() -> None:
                         "GT max": f"{g['max_mean']:.4f} ± {g['max_std']:.4f}"}
                        for m in methods if (g := qm[m].gt_response)["mean_mean"] is not None])
     widgets.table(gt, len(gt), shown="response inside GT boxes")
-    frames = {m: data.pair_quality(key, m, run) for m in methods}
+    def frames():
+        return {m: data.pair_quality(key, m, run) for m in methods}
+
     a, b = st.columns(2)
-    widgets.chart(charts.distributions(frames, "gt_mean", "mean response in GT boxes"), "d_mean", a)
-    widgets.chart(charts.distributions(frames, "gt_max", "max response in GT boxes"), "d_max", b)
+    widgets.chart(lambda: charts.distributions(frames(), "gt_mean", "mean response in GT boxes"), "d_mean", a,
+                  memo=shown)
+    widgets.chart(lambda: charts.distributions(frames(), "gt_max", "max response in GT boxes"), "d_max", b,
+                  memo=shown)
 
     snapshot_ui.markdown("#### Pointing game and energy pointing game")
     snapshot_ui.caption(
@@ -66,9 +71,10 @@ def view() -> None:
     pg = np.array([[qm[m].pointing_game["per_class"][n]["accuracy"] for m in methods] for n in classes], float)
     en = np.array([[qm[m].energy_pointing_game["per_class"][n]["mean"] for m in methods] for n in classes], float)
     a, b = st.columns(2)
-    widgets.chart(charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), "pg", a)
-    widgets.chart(charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes", zrange=None),
-                  "epg", b)
+    widgets.chart(lambda: charts.class_method_heatmap(pg, classes, methods, "pointing-game accuracy"), "pg", a,
+                  memo=shown)
+    widgets.chart(lambda: charts.class_method_heatmap(en, classes, methods, "energy share in GT boxes",
+                                                      zrange=None), "epg", b, memo=shown)
     games = {"pointing": "pointing_game", "energy": "energy_pointing_game"}
     summary = pd.DataFrame({"method": methods, "pairs": [qm[m].n_pairs for m in methods]}
                            | {f"{g} {agg.replace('_', ' ')}": [getattr(qm[m], k)[agg] for m in methods]

@@ -121,11 +121,12 @@ def view() -> None:
     left, right = st.columns(2)
     rows_x, ts_x = sorted({*ps, p}), sorted({*TS, iou})  # the stored grid, and the cell asked for when off it
     snapshot_ui.markdown(f"**{what} vs {ylabel}** at IoU {iou:g}", left)
-    widgets.chart(charts.lines(rows_x, {m: [at(m, v, iou) for v in rows_x] for m in shown}, ylabel, what, mark_x=p),
-                  "vs_p", left)
+    memo = (data.run_key(run), tuple(shown), proto, interp, rule, cls)  # what every chart below depends on
+    widgets.chart(lambda: charts.lines(rows_x, {m: [at(m, v, iou) for v in rows_x] for m in shown}, ylabel, what,
+                                       mark_x=p), "vs_p", left, memo=(*memo, iou, p))
     snapshot_ui.markdown(f"**{what} vs IoU threshold** at {at_text}", right)
-    widgets.chart(charts.lines(ts_x, {m: [at(m, p, t) for t in ts_x] for m in shown}, "IoU threshold", what,
-                               mark_x=iou), "vs_iou", right)
+    widgets.chart(lambda: charts.lines(ts_x, {m: [at(m, p, t) for t in ts_x] for m in shown}, "IoU threshold", what,
+                                       mark_x=iou), "vs_iou", right, memo=(*memo, p, iou))
     seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [at(m, p, t) for m in shown] for t in ts_x})
     cols = [f"IoU {t:g}" for t in ts_x]
     snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at {at_text}")
@@ -134,8 +135,8 @@ def view() -> None:
     snapshot_ui.markdown(f"**{'Percentile' if rule == 'percentile' else 'Fixed value'} x IoU**: {what} in every "
                          "cell · ★ and bold = best setting of each method")
     best = {m: best_cell(parts[m], interp, cls, ps) for m in shown}
-    widgets.chart(charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, ps, TS, best, what,
-                                        ylabel=ylabel), "grid")
+    widgets.chart(lambda: charts.sweep_heatmaps({m: values(parts[m], interp, cls) for m in shown}, ps, TS, best,
+                                                what, ylabel=ylabel), "grid", memo=memo)
     row_text = "p{:g}" if rule == "percentile" else "fixed {:g}"
     snapshot_ui.caption(" · ".join(
         f"{m}: best {what} {b[2]:.4f} at {row_text.format(b[0])}, IoU {b[1]:g}" if b[2] is not None

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,8 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
         samples = default_samples(run)
     picked: list[_Sample] = []
     seen = set()
+    drawing: list[tuple[_Sample, dict]] = []  # the samples whose pictures are being drawn, and their futures
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="report-figures")
     for item in samples:
         try:
             i, c = (int(v) for v in item)
@@ -159,15 +162,25 @@ def collect(run: "Run", samples, include_paths: bool, figure_iou: float | None =
         if run.row_of(i) is None:
             s.note = "this image has no heatmaps in the run (skipped: see the configuration section)"
         else:
-            try:
-                s.picture = sample_picture(run, i, c)
-                for m in run.cfg.methods:
-                    s.figures[m] = _picture(figure(run, m, i, c, figure_iou, image_column=False, side=PANEL_PX))
+            # drawn and encoded on every core (OpenCV releases the GIL): the same bytes as one after the other
+            jobs = {None: pool.submit(sample_picture, run, i, c)}
+            for m in run.cfg.methods:
+                jobs[m] = pool.submit(lambda m=m, i=i, c=c: _picture(
+                    figure(run, m, i, c, figure_iou, image_column=False, side=PANEL_PX)))
+            drawing.append((s, jobs))
+        picked.append(s)
+    try:
+        for s, jobs in drawing:
+            try:  # in drawing order: the first failure is the one a sequential loop would have met
+                s.picture = jobs.pop(None).result()
+                for m, job in jobs.items():
+                    s.figures[m] = job.result()
             except (FileNotFoundError, OSError, SurgeryError) as exc:
                 s.figures, s.picture = {}, b""
                 msg = str(exc)
                 s.note = f"image not available: {msg if include_paths else scrub_paths(msg, _known_paths(run))}"
-        picked.append(s)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return Parts(head=head, tables=run.ap_tables(), multi=multi_iou(run), sweep=run.sweep(),
                   quality=run.quality(), samples=picked, methods=list(run.cfg.methods),
                   classes=list(run.classes), figure_iou=float(figure_iou), include_paths=include_paths,
