@@ -1,7 +1,7 @@
 """Cost of the method registry's passes: every method vs the seed's four vs vanilla ``encode_image``, at several
 input sizes, in one pass and in sliding windows, with the tower passes each needs.
 
-Times the image side only (windows cut, ``heatmaps.run_passes``: one tower pass per positional-embedding rule,
+Times the image side only (windows cut, ``encoder.tower_passes``: one tower pass per positional-embedding rule,
 then scoring against random text features and merging the windows), on the same machine, in one process,
 interleaved over repetitions so that a busy machine slows every case alike; prints the median per image and the
 ratios side by side. Cases per input:
@@ -29,15 +29,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from surgery_core.model.encoder import Resolution, crops_of, merge_windows, resizes, token_needs, tower_passes
 from surgery_core.model.forward import tower_forward
-from surgery_core.model.heatmaps import (
-    merge_windows,
-    pass_flops,
-    resizes,
-    run_passes,
-    similarity_grids,
-    window_origins,
-)
+from surgery_core.model.heatmaps import pass_flops, similarity_grids
 from surgery_core.model.loading import autocast_dtype, load_model
 from surgery_core.model.methods import DEFAULT_METHODS, SEED_METHODS, pass_plan
 
@@ -79,13 +73,8 @@ def main() -> None:
     for spec in args.inputs.split(","):
         size, window, stride = _input(spec)
         images = torch.randn(args.batch, 3, size, size, device=device)
-        if window and window < size:
-            stride = stride or window
-            along = window_origins(size, window, stride)
-            origins = [(y, x) for y in along for x in along]
-            crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
-        else:
-            window, origins, crops = None, [(0, 0)], images
+        res = Resolution.of(size, window, stride, patch)
+        window, stride, origins, crops = res.window, res.stride, res.origins(), crops_of(images, res)
         resize = resizes(visual, tuple(crops.shape[-2:]))
 
         def vanilla():
@@ -96,7 +85,7 @@ def main() -> None:
 
         def methods(names, posembed):
             def run():
-                toks = run_passes(visual, crops, names, args.depth, posembed)
+                toks = tower_passes(visual, crops, token_needs(names, resize, posembed), args.depth, posembed)
                 grids = similarity_grids(toks, text, names)
                 if len(origins) > 1:
                     for g in grids.values():

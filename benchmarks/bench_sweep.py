@@ -48,14 +48,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from surgery_core.data.datasets import load_dior  # noqa: E402
 from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
-from surgery_core.eval.boxes import BoxParams, sweep_detections  # noqa: E402
+from surgery_core.eval.boxes import BoxParams  # noqa: E402
+from surgery_core.eval.cutting import detections_at  # noqa: E402
+from surgery_core.eval.protocols import Cell  # noqa: E402
 from surgery_core.model.methods import METHODS  # noqa: E402
 from surgery_core.run.boxcells import RunBoxes  # noqa: E402
 from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
 from surgery_core.run.evaluation import box_params_for, ground_truth_for, present_pairs, sweep_table  # noqa: E402
 from surgery_core.run.grids import GridSet  # noqa: E402
 
-TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dior" / "DIOR-annotations-hbb.tar.gz"
+#: The shared folder beside the checkout, or $SURGERY_SHARED (as the tests read it: a worktree's checkout has none
+#: beside it).
+TARBALL = (Path(os.environ.get("SURGERY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+           / "data" / "dior" / "DIOR-annotations-hbb.tar.gz")
 
 
 def synthetic_grids(ds, grid: int, rng) -> np.ndarray:
@@ -146,12 +151,13 @@ sys.path.insert(0, {repo!r})
 import numpy as np
 from surgery_core.eval.ap import evaluate, voc_match
 from surgery_core.run.boxcells import CellStore
+from surgery_core.eval.protocols import Cell
 from surgery_core.data.detections import Detections
 from surgery_core.run.pairs import ap_table
 gt_cols = np.load({gt!r})
 gt = Detections(gt_cols["xyxy"], np.ones(len(gt_cols["cls"])), gt_cols["cls"], gt_cols["image"])
 t1 = time.perf_counter()
-det = CellStore({root!r}).read({method!r}, {proto!r}, {p!r})
+det = CellStore({root!r}).read(Cell.of({method!r}, {proto!r}, {p!r}))
 res = evaluate(gt, det, 20, {iou!r}, "voc07", match=voc_match(gt, det))
 table = ap_table({{{method!r}: res}}, tuple(str(k) for k in range(20)))
 t2 = time.perf_counter()
@@ -178,7 +184,7 @@ def cap_effect(ds, gs: GridSet, cfg: RunConfig, n_images: int, workers: int) -> 
     for proto in cfg.protocols:
         pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
         params = box_params_for(cfg, proto)
-        runs = {cap: sweep_detections(gs.grids[name][rows], sizes, params, cfg.sweep_percentiles,
+        runs = {cap: detections_at(gs.grids[name][rows], sizes, params, cfg.sweep_percentiles,
                                       class_probs=gs.probs[rows], workers=workers, max_dets=cap, **pairs)
                 for cap in (0, cfg.boxes.max_dets)}
         worst, n0, n1 = 0.0, 0, 0
@@ -237,7 +243,7 @@ def main():
             if k == 0:  # the first view before anything is stored: one cell cut on the spot
                 t = time.perf_counter()
                 boxes.ensure([name], ["present"], [cfg.boxes.percentile])
-                det = boxes.get(name, "present", cfg.boxes.percentile)
+                det = boxes[Cell.of(name, "present", cfg.boxes.percentile)]
                 evaluate(gt, det, 20, 0.1, "voc07", match=voc_match(gt, det))
                 first = time.perf_counter() - t
             t = time.perf_counter()
@@ -246,7 +252,7 @@ def main():
             t = time.perf_counter()
             doc = sweep_table(mcfg, ds, gs, boxes)
             t_sweep = time.perf_counter() - t
-            n_box = {pr: sum(len(boxes.get(name, pr, p)) for p in cfg.sweep_percentiles) for pr in protocols}
+            n_box = {pr: sum(len(boxes[Cell.of(name, pr, p)]) for p in cfg.sweep_percentiles) for pr in protocols}
             best = {pr: doc.table[name][pr]["voc07"].best for pr in protocols}
             print(f"[{k + 1}/{len(names)} {name}] grids {t_grids:.1f} s; cut {sum(n_pairs[p] for p in protocols):,} "
                   f"pairs x {len(cfg.sweep_percentiles)} percentiles ({'+'.join(protocols)}) -> "

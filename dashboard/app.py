@@ -48,8 +48,7 @@ if name in ("snapshots", "runs"):  # no session run is opened: stored views open
     if name == "runs":
         snapshot_ui.save_control(None)
     st.stop()
-run = sidebar.run_selection(top)
-state.adopt_run(run.cfg)  # a newly opened run: its own percentile, no filter of the previous run
+run = sidebar.run_selection(top)  # adopts a newly opened run's own view settings (state.adopt_run)
 widgets.settle_heap()  # once per process, with the libraries loaded and a run open: keeps post-run GC short
 widgets.banner(run)
 permalink.sync_url(name)

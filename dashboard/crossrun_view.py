@@ -170,7 +170,7 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             if k is None:
                 legend = f"{rec.image_id} · GT {cls_name} green, other classes white"
                 snapshot_ui.image("image", render.image_with_gt(data.run_key(first), i0, c0, SIDE, first), legend,
-                                  col, width="stretch", caption=legend)
+                                  col, per_row=per_row, width="stretch", caption=legend)
                 continue
             p, n = pairs[k], names[k]
             run = p.run
@@ -180,7 +180,7 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             rkey = data.run_key(run)
             info = data.panel(rkey, p.method, i, c, pct, proto, iou, run)
             snapshot_ui.image(n, render.overlay_jpg(rkey, i, c, p.method, pct, proto, iou, 0.5, SIDE, run, info),
-                              n, col, width="stretch")
+                              None, col, per_row=per_row, width="stretch")  # named in the line under it
             d = info.det
             hit = (":gray-badge[no GT]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))

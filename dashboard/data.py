@@ -172,11 +172,11 @@ def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float)
     todo = run.boxes.missing(methods, [protocol], [percentile])
     if not todo:
         return
-    names = ", ".join(m for m, _, _ in todo)
+    names = ", ".join(c.method for c in todo)
     with st.spinner(f"Cutting boxes of {names} ({protocol}, {cut_short(percentile)}; once, then kept in the run "
                     "store)…",
                     show_time=True):
-        run.boxes.ensure([m for m, _, _ in todo], [protocol], [percentile])
+        run.boxes.ensure([c.method for c in todo], [protocol], [percentile])
 
 
 @dataclass

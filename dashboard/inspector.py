@@ -12,7 +12,6 @@ import streamlit as st
 from dashboard import charts, snapshot_ui, widgets
 from surgery_core.errors import InputError
 from surgery_core.model.methods import METHODS, PATHS, posembed_words
-from surgery_core.model.rows import ROW_MASS
 from surgery_core.run import explore
 
 
@@ -41,11 +40,12 @@ def show(loaded, image, resolution: explore.Resolution, depth: int, methods, pos
     rows = got.rows
     where = (f"the whole {resolution.size} px input" if resolution.window is None else
              f"the {resolution.window} px window at ({got.origin[1]}, {got.origin[0]}) px that holds it")
+    divided = ", ".join(f"{p.name} {p.row_mass:g}" for p in PATHS.values() if p.row_mass != 1)
     snapshot_ui.caption(
         f"Patch row {r}, column {c} of the {gh}x{gw} grid, attending over {where} ({rows.grid[0]}x{rows.grid[1]} "
         f"patches, the white square is the patch) · each map: the attention row averaged over heads, drawn over the "
         f"patch grid (the weight on the CLS token is given in the title, not drawn) · rows whose official form sums "
-        f"to more than one are divided by it ({', '.join(f'{a} {m:g}' for a, m in ROW_MASS.items())}) · "
+        f"to more than one are divided by it ({divided}) · "
         f"{posembed_words(posembed, explore.resolution_resizes(loaded, resolution))}, {rows.passes} tower "
         f"pass{'es' if rows.passes > 1 else ''} · surgery depth {depth} · colour 0 to each map's maximum")
     none = []

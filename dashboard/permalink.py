@@ -117,6 +117,10 @@ def declare(*params: state.Param) -> None:
             st.warning(note, icon=":material/link:")
 
 
+#: URL parameters of older links and the parameter that holds the same setting now.
+RENAMED = {"xm": "methods"}  # Explore's own method choice became the one choice of every page (issue 21.9)
+
+
 def init_from_url() -> None:
     """Seed session state from the URL once per session (bad values are ignored, with a note)."""
     ss = st.session_state
@@ -138,6 +142,10 @@ def init_from_url() -> None:
             notes.append(f"Could not read the run of this link, showing the default run instead: {exc}")
     ss["_url_has_cls"] = "cls" in qp  # a class named by a link is shown even where it has no ground truth
     texts = {k: qp.get(k) for k in qp if k not in ("page", "run", "h")}
+    for old, new in RENAMED.items():  # links made before a parameter was renamed open as they did
+        if old in texts:
+            text = texts.pop(old)
+            texts.setdefault(new, text)
     notes += _seed(state.params(), texts)
     ss[_PENDING] = texts
     ss["_url_notes"] = notes

@@ -366,6 +366,9 @@ def run_selection(area) -> Run:
         st.stop()
     st.session_state["_working_run"] = cfg.model_dump_json()
     st.session_state.pop("_tried_from_form", None)
+    # a newly opened run: its own percentile and no filter of the previous run, before the sidebar names the
+    # page's percentile (else it names the previous run's page value until the next rerun)
+    state.adopt_run(run.cfg)
     head.caption(f"{run.dataset.name} / {run.dataset.split} · {model}"
                  + (" · RANDOM WEIGHTS" if run.random_weights else "") + f" · {box_caption(cfg)}")
     g = run.grids

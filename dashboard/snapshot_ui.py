@@ -115,12 +115,15 @@ def caption(text: str, where=st, name: str | None = None) -> None:
     _add("caption", text=str(text), name=name)
 
 
-def image(name: str, data: bytes, label: str | None = None, where=st, per_row: int | None = None, **kw) -> None:
+def image(name: str, data: bytes, label: str | None = None, where=st, per_row: int | None = None,
+          framed: bool = False, **kw) -> None:
     """Draw ``data`` (PNG or JPEG bytes) with ``where.image(data, **kw)`` and register it under ``name`` with
     ``label``, the words a snapshot shows under it (on screen they may sit in a caption of their own).
-    per_row: pictures per row on screen (the row's columns), so that a snapshot reopens in the same layout."""
+    per_row: pictures per row on screen (the row's columns); framed: the picture sits in a bordered container
+    (``where`` is one): so that a snapshot reopens in the same layout, pictures of the same size."""
     where.image(data, **kw)
-    _add("image", name=name, data=data, caption=label, **({"per_row": int(per_row)} if per_row else {}))
+    _add("image", name=name, data=data, caption=label, **({"per_row": int(per_row)} if per_row else {}),
+         **({"framed": True} if framed else {}))
 
 
 # ------------------------------------------------------------------------------------------ serialising
@@ -164,8 +167,8 @@ def _store_image(b: dict, images: dict[str, bytes]) -> dict:
     while key in images:  # unique keys; the block keeps the name shown
         key, n = f"{b['name']} ({n})", n + 1
     images[key] = bytes(b["data"])
-    return {"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")} | (
-        {"per_row": b["per_row"]} if b.get("per_row") else {})
+    return {"kind": "image", "name": b["name"], "image": key, "caption": b.get("caption")} | {
+        k: b[k] for k in ("per_row", "framed") if b.get(k)}
 
 
 def collect(reg: dict | None = None) -> tuple[dict, dict, dict[str, bytes]]:
@@ -287,20 +290,32 @@ def _chart(block: dict, images: dict[str, bytes], key: str) -> None:
 
 
 def _image_row(row: list[dict], images: dict[str, bytes], under: dict[str, list[dict]]) -> None:
-    if len(row) == 1 and row[0].get("name") == COLOUR_SCALE and images.get(row[0].get("image")) is not None:
-        st.image(images[row[0]["image"]], width=640)
+    """Pictures of one layout (the same pictures per row and frame) in the columns they were saved in: every
+    row has ``per_row`` columns, the last one too, so that each picture keeps its width (snapshots saved before
+    ``per_row`` was stored: 8 a row); the colour scale alone at its own width."""
+    if row[0].get("name") == COLOUR_SCALE:
+        data = images.get(row[0].get("image"))
+        if data is None:
+            st.warning("the colour scale is missing from the snapshot file")
+        else:
+            st.image(data, width=640)
         return
-    per = row[0].get("per_row") or IMAGES_PER_ROW  # the layout it was saved with (older snapshots: 8 a row)
+    per = int(row[0].get("per_row") or IMAGES_PER_ROW)
     for start in range(0, len(row), per):
-        part = row[start:start + per]
-        for col, b in zip(st.columns(per if row[0].get("per_row") else len(part)), part):
+        for col, b in zip(st.columns(per), row[start:start + per]):
+            cell = col.container(border=True) if b.get("framed") else col
             data = images.get(b.get("image"))
             if data is None:
-                col.warning(f"image {b.get('name')!r} is missing from the snapshot file")
+                cell.warning(f"image {b.get('name')!r} is missing from the snapshot file")
             else:
-                col.image(data, width="stretch", caption=b.get("caption") or None)
+                cell.image(data, width="stretch", caption=b.get("caption") or None)
             for t in under.get(b.get("name"), []):
-                (col.caption if t["kind"] == "caption" else col.markdown)(t["text"])
+                (cell.caption if t["kind"] == "caption" else cell.markdown)(t["text"])
+
+
+def _layout(b: dict) -> tuple:
+    """What must be equal for two pictures to share a row of a snapshot."""
+    return b.get("name") == COLOUR_SCALE, b.get("per_row"), bool(b.get("framed"))
 
 
 def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") -> None:
@@ -314,7 +329,8 @@ def render_blocks(numbers: dict, images: dict[str, bytes], key: str = "snap") ->
             while k < len(blocks):
                 c = blocks[k]
                 if c.get("kind") == "image":
-                    if row and c.get("name") == COLOUR_SCALE:  # the scale goes under the pictures, as on screen
+                    # a row holds pictures of one layout; the colour scale is a row of its own, where it was drawn
+                    if row and (_layout(c) != _layout(row[0]) or c.get("name") == COLOUR_SCALE):
                         break
                     row.append(c)
                     names.add(c.get("name"))

@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
-from surgery_core.eval.boxes import RULES, BoxRule
+from surgery_core.eval.boxes import RULES, BoxRule, cut_short
 from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
                                          fixed_cuts)
 from surgery_core.run.facade import Run
@@ -57,9 +57,30 @@ def fragment(fn):
     return st.fragment(run)
 
 
+#: What the percentile and IoU controls offer beyond the run's own grids: the metrics take any value, so the
+#: controls reach percentile 99.9 and IoU 0.95 (COCO's steps of .05); boxes a run store lacks are cut when first
+#: asked for (:func:`dashboard.data.ensure_cells`), and the Threshold sweep computes a cell off its stored grid.
+VIEW_PERCENTILES = (*(50.0 + 5 * k for k in range(10)), 97.5, 99.0, 99.5, 99.9)
+VIEW_IOUS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
 def percentiles(run: Run) -> list[float]:
-    """Percentiles with cached boxes (the sweep's, the quality table's and the run's own)."""
-    return [float(p) for p in all_percentiles(run.cfg) if not isinstance(p, BoxRule)]
+    """The percentile control's values: the run's (its sweep's, its quality table's and its own cut, whose boxes
+    the run store keeps) and :data:`VIEW_PERCENTILES`."""
+    return sorted({float(p) for p in all_percentiles(run.cfg) if not isinstance(p, BoxRule)} | set(VIEW_PERCENTILES))
+
+
+def ious(run: Run) -> list[float]:
+    """The IoU control's values: the run's thresholds and :data:`VIEW_IOUS` (up to 0.95)."""
+    return sorted({float(t) for t in run.cfg.iou_thresholds} | set(VIEW_IOUS))
+
+
+def override_note(run: Run, cut) -> str:
+    """'' when ``cut`` is the run's own box cut, else words saying that the page draws another one."""
+    own = run.cfg.boxes.cut
+    if cut is None or cut == own:
+        return ""
+    return f"page setting {cut_short(cut)}, not the run's {cut_short(own)} (the button beside the control resets it)"
 
 
 def method_help(opts) -> str:
@@ -67,8 +88,22 @@ def method_help(opts) -> str:
     return "\n".join(f"- **{m}**: {METHODS[m].description} *Source: {METHODS[m].source}.*" for m in opts)
 
 
+#: The session's one method choice, methods that a page does not offer included (Explore offers every registered
+#: method, the other pages the run's): each page's picker shows the part it offers (session key ``methods``, also
+#: the URL's), and a change on one page changes only that part.
+CHOSEN = "_methods_chosen"
+
+
+def _picked(opts: list[str]) -> None:
+    """The picker of a page offering ``opts`` changed: the choice keeps what other pages offer beyond them."""
+    ss = st.session_state
+    elsewhere = [m for m in (ss.get(CHOSEN) or []) if m not in opts]
+    ss[CHOSEN] = [m for m in METHODS if m in elsewhere or m in (ss.get("methods") or [])]
+
+
 def _all_methods(opts: list[str]) -> None:
     st.session_state["methods"] = list(opts)
+    _picked(opts)
 
 
 def control_row(where=st):
@@ -76,17 +111,25 @@ def control_row(where=st):
     return where.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap="medium")
 
 
-def methods(run: Run, where=st, label: str = "Methods") -> list[str]:
-    """Method picker: the run's methods as pills (default: the seed's four when the run has them), an "All"
-    button under it; each method's description and source on hover. Returns the chosen methods in run order."""
-    opts = list(run.cfg.methods)
-    state.coerce("methods", opts)  # default (state.SHARED_PARAMS): the seed's four
+def methods(run: Run, where=st, label: str = "Methods", options: list[str] | None = None) -> list[str]:
+    """Method picker: ``options`` (default: the run's methods) as pills, the session's one choice (:data:`CHOSEN`;
+    default: the seed's four when offered), an "All" button under it; each method's description and source on
+    hover. Returns the chosen methods in registry order."""
+    opts = list(run.cfg.methods if options is None else options)
+    ss = st.session_state
+    if ss.get(CHOSEN) is not None:
+        ss["methods"] = [m for m in opts if m in ss[CHOSEN]]
+    kept = state.coerce("methods", opts)  # nothing of the choice offered here: the default (state.SHARED_PARAMS)
+    ss["methods"] = [m for m in opts if m in kept]  # in the order offered, whatever order a link names them in
+    if ss.get(CHOSEN) is None:  # the session's first picker: the link's choice, or the default
+        ss[CHOSEN] = list(ss["methods"])
     box = where.container()
     chosen = box.pills(label, opts, selection_mode="multi", key="methods", persist_state=SESSION,
-                       help=method_help(opts)) or []
+                       on_change=_picked, args=(opts,), help=method_help(opts)) or []
     if len(opts) > len(chosen):
         box.button(f"All {len(opts)} methods", key="methods_all", on_click=_all_methods, args=(opts,),
-                   help="show every method of the run", type="tertiary")
+                   help="show every method " + ("of the run" if options is None else "offered here"),
+                   type="tertiary")
     return [m for m in opts if m in chosen] or opts
 
 
@@ -122,11 +165,12 @@ def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
                                       help="Boxes are cut where the min-max-normalised map is at or above this "
                                            "percentile of its own values (seed: 90; its analysis recommends 75)."))
     ss = st.session_state
-    run_p = float(run.cfg.boxes.percentile)
-    if v != run_p:  # a page override, said where the boxes are, one click from the run's value
-        where.button(f"Run's p{run_p:g}", key="p_back", icon=":material/undo:", on_click=_set_percentile,
-                     args=(run_p,), help=f"Boxes on this page are cut at p{v:g}, not at the run's own percentile "
-                                         f"p{run_p:g}: click to draw them at the run's.")
+    own = run.cfg.boxes.cut
+    if v != own and run.cfg.boxes.rule in rules:
+        # a page override, said where the boxes are (widgets.how), one click from the run's own cut
+        where.button(f"Run's {cut_short(own)}", key="p_back", icon=":material/undo:", on_click=_run_cut,
+                     args=(run,), help=f"Boxes on this page are cut at {cut_short(v)}, not at the run's own "
+                                       f"{cut_short(own)}: click to draw them at the run's.")
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
     if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
@@ -134,12 +178,14 @@ def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
     return v
 
 
-def _set_percentile(p: float) -> None:
-    st.session_state["p"] = p
+def _run_cut(run: Run) -> None:
+    """The page's box rule and its value set back to the run's own."""
+    b = run.cfg.boxes
+    st.session_state.update(rule=b.rule, p=float(b.percentile), fv=float(b.fixed_value))
 
 
 def iou(run: Run, where=st, disabled: bool = False, width=170) -> float:
-    opts = [float(t) for t in run.cfg.iou_thresholds]
+    opts = ious(run)
     state.coerce("iou", opts)
     return float(where.select_slider("IoU threshold", opts, key="iou", persist_state=SESSION, disabled=disabled,
                                      width=width,
@@ -189,6 +235,8 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if percentile is not None:
         params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
         parts.append(box_note(params))
+        if note := override_note(run, percentile):
+            parts.append(f"**{note}**")
     if not run.cfg.input.at_models_own_size:  # a resized input: how the positional embedding followed
         from surgery_core.share.report import input_size
 

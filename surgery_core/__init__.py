@@ -34,8 +34,9 @@ _API = {
     "boxes_from_grid": "surgery_core.eval.boxes", "heatmap_quality": "surgery_core.eval.quality",
     # model
     "METHODS": "surgery_core.model.methods", "SEED_METHODS": "surgery_core.model.methods",
-    "Method": "surgery_core.model.methods", "get_method": "surgery_core.model.methods",
-    "register_method": "surgery_core.model.methods", "register_path": "surgery_core.model.methods",
+    "Method": "surgery_core.model.registry", "TokenPath": "surgery_core.model.registry",
+    "get_method": "surgery_core.model.registry", "register_method": "surgery_core.model.registry",
+    "register_path": "surgery_core.model.registry",
     "load_model": "surgery_core.model.loading", "compute_heatmaps": "surgery_core.model.heatmaps",
     # share
     "SnapshotStore": "surgery_core.share.snapshots", "write_report": "surgery_core.share.bundle",
@@ -50,6 +51,8 @@ def __getattr__(name: str):
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'surgery_core' has no attribute {name!r}")
+    if module == "surgery_core.model.registry":
+        importlib.import_module("surgery_core.model.methods")  # the registry's names come with the built-ins
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value

@@ -72,7 +72,8 @@ def _cmd_heatmaps(args) -> int:
     import torch
 
     from surgery_core.data.images import read_image, squash, to_tensor
-    from surgery_core.model.heatmaps import compute_heatmaps, resizes
+    from surgery_core.model.encoder import Resolution, resizes
+    from surgery_core.model.heatmaps import compute_heatmaps
     from surgery_core.model.identity import RANDOM_WEIGHTS_NOTE, is_random_weights
     from surgery_core.model.methods import DEFAULT_METHODS, posembed_words
     from surgery_core.run.engine import resolve_model
@@ -91,11 +92,11 @@ def _cmd_heatmaps(args) -> int:
     if note:  # after the inputs are known to be good, so that an error stays the only line
         print(f"surgery heatmaps: note: {note}", file=sys.stderr)
     x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(device)
-    window = args.window if args.window else None
+    resolution = Resolution.of(size, args.window, args.stride, loaded.patch_size)
     methods = _method_list(args.methods) if args.methods else DEFAULT_METHODS
     with bars.status(f"heatmaps: {len(methods)} methods x {len(classes)} classes, text features and one pass"):
-        out = compute_heatmaps(loaded, x, classes, methods, depth=args.depth, window=window,
-                               stride=args.stride, query_mode=args.query, posembed=args.posembed)
+        out = compute_heatmaps(loaded, x, classes, methods, depth=args.depth, resolution=resolution,
+                               query_mode=args.query, posembed=args.posembed)
     arrays = {name: g[0].astype(np.float32) for name, g in out.grids.items()}
     np.savez(args.out, classes=np.asarray(classes), class_prob=out.probs[0].astype(np.float32), **arrays)
     k, gh, gw = next(iter(arrays.values())).shape
@@ -105,7 +106,7 @@ def _cmd_heatmaps(args) -> int:
                "RANDOM weights: these heatmaps mean nothing" if random else "shipped demo weights")
     print(f"wrote {args.out}: {len(arrays)} methods x [{k}, {gh}, {gw}] raw similarity grids "
           f"({arch}, {weights}, input {size}px, surgery depth {args.depth}, "
-          f"{posembed_words(args.posembed, resizes(loaded.model.visual, ((window or size),) * 2))})")
+          f"{posembed_words(args.posembed, resizes(loaded.model.visual, (resolution.crop,) * 2))})")
     if args.png:
         from surgery_core.share.report import heatmap_pictures
 
@@ -169,7 +170,7 @@ def _cmd_methods(args) -> int:
         blocks = "whole tower" if path is None else {"last": "last block", "depth": "last --depth blocks",
                                                      "tail": "after the tower, from its block outputs"}[path.blocks]
         print(f"{m.name:<12} {m.description}")
-        print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring}; "
+        print(f"{'':<12} tokens: {m.tokens} ({blocks}); CLS: {m.cls}; scoring: {m.scoring_name}; "
               f"definition v{m.version}{'; seed method' if m.name in SEED_METHODS else ''}")
         rule = POSEMBED_RULES[m.posembed]
         print(f"{'':<12} positional embedding off the model's own grid: {rule.name} ({rule.cite})")

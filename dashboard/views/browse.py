@@ -109,7 +109,8 @@ def thumbnails(shown, classes: list[str], captions: dict, first_class: dict, met
             else:
                 img = render.thumbnail(key, i, side, sel, run)
             with col.container(border=True):
-                snapshot_ui.image(rec.image_id, img, rec.image_id, per_row=per_row, width="stretch")
+                snapshot_ui.image(rec.image_id, img, rec.image_id, per_row=per_row, framed=True,
+                                  width="stretch")
                 names = sorted({run.classes[c] for c in rec.labels})
                 snapshot_ui.caption((captions.get(i) or f"{rec.num_objects} object"
                                      f"{'s' * (rec.num_objects != 1)}: " + ", ".join(names))

@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
 from surgery_core.errors import InputError
 from surgery_core.eval.boxes import cut_short, cut_tag
+from surgery_core.eval.protocols import protocol
 from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
@@ -137,16 +138,16 @@ def view() -> None:
                 continue
             panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
             snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
-                              widgets.METHODS[m].description, col, per_row=per_row, width="stretch")
+                              None, col, per_row=per_row, width="stretch")  # its words follow, as on screen
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-            absent = " · class absent" + (" (present protocol: no boxes)" if proto == "present" else "")
+            absent = " · class absent" + ("" if protocol(proto).all_classes else f" ({proto} protocol: no boxes)")
             snapshot_ui.markdown(
                 f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
                    else absent), col, m)
-            col.caption(widgets.METHODS[m].description)
+            snapshot_ui.caption(widgets.METHODS[m].description, col, m)
             title = (f"{m}: {len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                      + ("" if info.best_iou is None else f", best IoU {info.best_iou:.2f}")
                      + ("" if info.pointing_hit is None else

@@ -27,7 +27,6 @@ permalink.declare(
     state.Param("xsrc", "str", "sample", "Explore: image source, sample (of the run) or upload"),
     state.Param("xq", "str", "", "Explore: phrases, comma-separated"),
     state.Param("xmode", "str", "set", "Explore: several phrases as a class set or as independent queries"),
-    state.Param("xm", "list", lambda c: state.seed_first(c.methods), "Explore: methods shown"),
     state.Param("xsize", "int", lambda c: c.input.size or 0, "Explore: input size px (the model's own by default)"),
     state.Param("xwin", "int", lambda c: c.input.window or 0, "Explore: sliding window px (0 = one pass)"),
     state.Param("xstride", "int", lambda c: c.input.stride or 0, "Explore: window stride px (0 = the window)"),
@@ -171,10 +170,7 @@ def controls() -> dict:
                              format_func={"set": "class set", "independent": "independent"}.get,
                              help="\n".join(f"- **{m}**: {d}" for m, d in explore.MODES.items())
                                   + "\n\nOne phrase is always single-text feature surgery.")
-    opts = list(METHODS)
-    state.coerce("xm", opts)
-    chosen = st.pills("Methods", opts, selection_mode="multi", key="xm", persist_state="session",
-                      help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts)) or []
+    chosen = widgets.methods(run, options=list(METHODS))  # every registered method; the choice is one setting
     ctl = st.columns([1.1, 1.1, 1.1, 2.5, 2.0, 1.3], vertical_alignment="bottom")
     state.set_default("xsize", run.cfg.input.size or loaded.image_size)
     for key in ("xsize", "xwin", "xstride"):
@@ -199,7 +195,7 @@ def controls() -> dict:
     state.keep("raw")
     ctl[5].toggle("Patch grid", key="raw", persist_state="session", help="the grid cells themselves, raw values "
                   f"printed up to {GRID_TEXT}x{GRID_TEXT} cells (hover shows them on any grid)")
-    return {"src": src, "methods": [m for m in opts if m in chosen], "text": ss.get("xq", "")}
+    return {"src": src, "methods": chosen, "text": ss.get("xq", "")}
 
 
 def resolution() -> explore.Resolution:

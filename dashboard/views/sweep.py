@@ -64,7 +64,6 @@ def view() -> None:
     row = widgets.control_row()
     proto = widgets.protocol(run, row)
     interp = widgets.interp(run, row, options=SWEEP_INTERPS)
-    state.coerce("p", ROWS["percentile"])
     cut = widgets.percentile(run, row, rules=SWEEP_RULES)  # Otsu has no parameter to sweep
     rule = "fixed" if isinstance(cut, BoxRule) else "percentile"
     ps, p, ylabel = ROWS[rule], (cut.value if rule == "fixed" else cut), ROW_LABEL[rule]
@@ -77,26 +76,38 @@ def view() -> None:
     snapshot_ui.shown_state(methods=methods, percentile=cut, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
     # the box rule of the heading's cell (not the run's own value); the curves vary only that value
     widgets.how(run, what=f"{what} over the sweep grid; {box_note(run.cfg.boxes.with_cut(cut))}; along the curves "
-                          f"only the {'percentile' if rule == 'percentile' else 'fixed value'} varies",
+                          f"only the {'percentile' if rule == 'percentile' else 'fixed value'} varies"
+                          + (f" · **{note}**" if (note := widgets.override_note(run, cut)) else ""),
                 protocol=proto, interp=interp)
 
     parts, missing, errors = data.sweep_parts(run, methods, proto, start=False, rule=rule)
     st.session_state["_sweep_missing"] = len(missing)
-    # The cell asked for, first: from the method's sweep when it is there, else scored from that one cell's boxes.
     k = run.classes.index(cls) if cls else None
-    cell = {}
-    for m in methods:
-        if m in parts:
-            cell[m] = values(parts[m], interp, cls)[ps.index(p)][TS.index(iou)]
-        elif m not in errors:
-            res = data.ap_result(run, m, proto, interp, cut, iou)
-            v = res.mAP if k is None else float(res.ap[0, k])
-            cell[m] = None if v != v else v
+
+    def at(m: str, v: float, t: float) -> float | None:
+        """The method's value at row value ``v`` and IoU ``t``: from its stored sweep when the cell is on the
+        sweep's grid, else scored from that cell's own boxes (cut first when the run store lacks them)."""
+        if m in parts and v in ps and t in TS:
+            return values(parts[m], interp, cls)[ps.index(v)][TS.index(t)]
+        res = data.ap_result(run, m, proto, interp, v if rule == "percentile" else BoxRule("fixed", v), t)
+        out = res.mAP if k is None else float(res.ap[0, k])
+        return None if out != out else out
+
+    # The cell asked for, first: from the method's sweep when it is there, else scored from that one cell's boxes.
+    cell = {m: at(m, p, iou) for m in methods if m not in errors}
     snapshot_ui.shown_numbers("cell", {f"{what} {m}": v for m, v in cell.items()})
-    at = f"percentile {p:g}" if rule == "percentile" else f"fixed value {p:g}"
-    snapshot_ui.markdown(f"**{what} at {at}, IoU {iou:g}** ({proto}, {interp})")
+    at_text = f"percentile {p:g}" if rule == "percentile" else f"fixed value {p:g}"
+    snapshot_ui.markdown(f"**{what} at {at_text}, IoU {iou:g}** ({proto}, {interp})")
     widgets.metrics({f"{m}": "—" if v is None else f"{v:.4f}" for m, v in cell.items()},
                     helps=[widgets.METHODS[m].description for m in cell])
+    off = [f"{'p' if rule == 'percentile' else 'fixed '}{p:g}"] if p not in ps else []
+    off += [f"IoU {iou:g}"] if iou not in TS else []
+    if off:  # said, never silently snapped to the nearest stored value
+        snapshot_ui.caption(
+            f"{' and '.join(off)} {'is' if len(off) == 1 else 'are'} outside the stored sweep ({ylabel} "
+            f"{ps[0]:g}-{ps[-1]:g}, IoU {TS[0]:g}-{TS[-1]:g}): the values at {' and '.join(off)} are computed from "
+            "that cell's own boxes, the same way the sweep scores its cells; the Percentile x IoU grid below is "
+            "the stored sweep")
     for m, err in errors.items():
         st.error(f"The sweep of {m} ({proto}) failed: {err}", icon=":material/error:")
     if missing:  # queued only now, so that the cell above did not wait behind whole sweeps
@@ -108,18 +119,17 @@ def view() -> None:
         return
 
     left, right = st.columns(2)
-    ti, pi = TS.index(iou), ps.index(p)
+    rows_x, ts_x = sorted({*ps, p}), sorted({*TS, iou})  # the stored grid, and the cell asked for when off it
     snapshot_ui.markdown(f"**{what} vs {ylabel}** at IoU {iou:g}", left)
     memo = (data.run_key(run), tuple(shown), proto, interp, rule, cls)  # what every chart below depends on
-    widgets.chart(lambda: charts.lines(ps, {m: [r[ti] for r in values(parts[m], interp, cls)] for m in shown},
-                                       ylabel, what, mark_x=p), "vs_p", left, memo=(*memo, iou, p))
-    snapshot_ui.markdown(f"**{what} vs IoU threshold** at {at}", right)
-    widgets.chart(lambda: charts.lines(TS, {m: values(parts[m], interp, cls)[pi] for m in shown}, "IoU threshold",
-                                       what, mark_x=iou), "vs_iou", right, memo=(*memo, p, iou))
-    seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [values(parts[m], interp, cls)[pi][j] for m in shown]
-                                             for j, t in enumerate(TS)})
-    cols = [f"IoU {t:g}" for t in TS]
-    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at {at}")
+    widgets.chart(lambda: charts.lines(rows_x, {m: [at(m, v, iou) for v in rows_x] for m in shown}, ylabel, what,
+                                       mark_x=p), "vs_p", left, memo=(*memo, iou, p))
+    snapshot_ui.markdown(f"**{what} vs IoU threshold** at {at_text}", right)
+    widgets.chart(lambda: charts.lines(ts_x, {m: [at(m, p, t) for t in ts_x] for m in shown}, "IoU threshold", what,
+                                       mark_x=iou), "vs_iou", right, memo=(*memo, p, iou))
+    seed = pd.DataFrame({"method": shown} | {f"IoU {t:g}": [at(m, p, t) for m in shown] for t in ts_x})
+    cols = [f"IoU {t:g}" for t in ts_x]
+    snapshot_ui.markdown(f"**The seed's table**: {what} per IoU threshold at {at_text}")
     widgets.table(widgets.colour_scale(seed, cols, lo=0.0), len(seed), shown="seed table")
 
     snapshot_ui.markdown(f"**{'Percentile' if rule == 'percentile' else 'Fixed value'} x IoU**: {what} in every "

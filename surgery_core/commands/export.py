@@ -53,13 +53,13 @@ def _cut(args):
 def export_boxes(run, out: Path, methods=None, protocols=None, cut=None) -> list[Path]:
     """Write a run's boxes export (:mod:`surgery_core.share.export_boxes`) and print what was written; shared by
     ``surgery export boxes`` and ``surgery evaluate --export-boxes``."""
-    from surgery_core.share.export_boxes import cells, write_box_export
+    from surgery_core.share.export_boxes import cell_note, cell_stem, cells, write_box_export
 
     exported = cells(run, methods, protocols, cut)
     with run.bars.status(f"export: {len(exported)} box cells to {out}"):
         paths = write_box_export(run, out, exported)
     for c in exported:
-        print(f"wrote {out / (c.stem + '.json')} and .csv: {c.method}, {c.protocol}, {c.note(run)}")
+        print(f"wrote {out / (cell_stem(c) + '.json')} and .csv: {c.method}, {c.protocol}, {cell_note(run, c)}")
     print(f"wrote {out / 'ground_truth.json'} ({len(run.grids.rows)} images) and {out / 'manifest.json'}; check with "
           f"surgery score --coco {out / 'ground_truth.json'} --detections <file> --interp <voc07|voc|coco>")
     return paths

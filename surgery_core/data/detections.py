@@ -18,6 +18,13 @@ class Detections:
     xyxy: float64 [N, 4] pixels. score: float64 [N]. class_id: int64 [N], index into the run's class list.
     image: int64 [N], index into the dataset's image list. extra: optional per-box arrays of length N
     (e.g. ``iou`` or ``tp`` after matching).
+
+    >>> det = Detections([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 5]], score=[0.9, 0.8, 0.7],
+    ...                  class_id=[0, 0, 0], image=[0, 1, 1])
+    >>> len(det), det.area.tolist()
+    (3, [100.0, 100.0, 50.0])
+    >>> det[det.score > 0.75].image.tolist()  # a numpy mask selects boxes
+    [0, 1]
     """
 
     xyxy: np.ndarray

@@ -332,6 +332,17 @@ def evaluate(gt: Detections, det: Detections, num_classes: int,
     count the boxes inside the range.
     Raises ValueError for an unknown interp, thresholds outside (0, 1], class ids outside the range or
     non-finite scores.
+
+    Two objects of one class; a hit on the first, a miss and a half-overlapping box (IoU 0.5) on the second:
+
+    >>> gt = Detections([[0, 0, 10, 10], [0, 0, 10, 10]], score=[1, 1], class_id=[0, 0], image=[0, 1])
+    >>> det = Detections([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 5]], score=[0.9, 0.8, 0.7],
+    ...                  class_id=[0, 0, 0], image=[0, 1, 1])
+    >>> r = evaluate(gt, det, num_classes=1, iou=0.5, interp="voc07")
+    >>> round(r.mAP, 4), r.n_gt.tolist(), r.n_det.tolist()
+    (0.8485, [2], [3])
+    >>> round(evaluate(gt, det, 1, iou=0.5, interp="voc").mAP, 4)  # all-point
+    0.8333
     """
     if interp not in INTERPS:
         raise ValueError(f"interp must be one of {INTERPS}, not {interp!r}")

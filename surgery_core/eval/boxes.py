@@ -20,26 +20,25 @@ Per image and class (docs/DESIGN.md section 4):
    image-level class probability;
 6. optional ``min_area`` filter (original-image px^2) and NMS (``torchvision.ops.nms``, per image and class).
 
-Sweeps over many percentiles reuse one working map: :func:`boxes_from_grid_sweep`, :func:`sweep_detections`.
+The pure cut of one working map at many thresholds is :func:`cut` (:func:`boxes_from_grid`: one raw grid at the rule of
+its parameters); cutting many maps (chunks, worker processes, both protocols from one cut) is
+:mod:`surgery_core.eval.cutting`.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from surgery_core.data.detections import Detections
 from surgery_core.errors import InputError
 from surgery_core.eval.maps import DEFAULT_BOX_RESOLUTION, image_scale, working_map
 from surgery_core.eval.rules import (  # noqa: F401  (the rules' names, importable from here as before)
     DEFAULT_SWEEP_FIXED, OTSU_BINS, RULES, BoxRule, Cut, as_cut, cut_label, cut_short, cut_sort_key, cut_tag,
     otsu_threshold)
-from surgery_core.parallel import resolve_workers, spawn_map
 
 #: Percentiles of the seed's quality table plus the neighbours a user is likely to drag to.
 DEFAULT_SWEEP_PERCENTILES: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
@@ -264,25 +263,46 @@ def _cut(wmap: np.ndarray, thresholds: np.ndarray, image_w: int, image_h: int, p
     return index, xyxy, score
 
 
-def boxes_at_thresholds(wmap: np.ndarray, thresholds: Sequence[float], image_w: int, image_h: int,
-                        params: BoxParams, class_prob: float = 1.0) -> list[BoxList]:
-    """Boxes from one 0-1 working map at each threshold (map units), in original-image pixels.
+class MapBoxes(NamedTuple):
+    """The boxes of one map at several thresholds, flat (what :func:`cut` returns): ``index`` int ``[n]``, the
+    position of each box's threshold in the thresholds given; ``xyxy`` float64 ``[n, 4]`` original-image pixels;
+    ``score`` float64 ``[n]``. Grouped by threshold (ascending value), each group in raster order of its components'
+    first pixels."""
 
-    wmap: float32 ``[working_h, working_w]`` (see :func:`surgery_core.eval.maps.working_map`); a pixel is
-    foreground at threshold ``t`` when ``wmap >= t``. ``params.percentile`` is not used here. Boxes of one
-    threshold come in raster order of their components' first pixels. The masks of all thresholds are cut in
-    one pass (:mod:`surgery_core.eval.cutter`), equal to thresholding, morphology and labelling each alone.
+    index: np.ndarray
+    xyxy: np.ndarray
+    score: np.ndarray
+
+    def at(self, i: int) -> BoxList:
+        """``(xyxy, score)`` of the ``i``-th threshold."""
+        sel = self.index == i
+        return self.xyxy[sel], self.score[sel]
+
+    def per_threshold(self, n: int) -> list[BoxList]:
+        """``(xyxy, score)`` of each of the ``n`` thresholds, in their given order."""
+        return [self.at(i) for i in range(n)]
+
+
+def cut(wmap: np.ndarray, thresholds: Sequence[float], image_w: int, image_h: int, params: BoxParams,
+        class_prob: float = 1.0) -> MapBoxes:
+    """Boxes of one 0-1 working map at each threshold (map units), in original-image pixels: the pure box cut.
+
+    wmap: float32 ``[working_h, working_w]`` (:func:`surgery_core.eval.maps.working_map`); a pixel is foreground at
+    threshold ``t`` when ``wmap >= t`` (turn percentiles or box rules into thresholds with :func:`cut_thresholds`).
+    ``params.percentile`` and ``params.rule`` are not used here; morphology, connectivity, score, ``min_area``, the
+    class-probability factor and NMS are. The masks of all thresholds are cut in one pass
+    (:mod:`surgery_core.eval.cutter`), equal to thresholding, morphology and labelling each alone.
+
+    >>> wmap = np.zeros((8, 8), np.float32); wmap[1:3, 1:4] = 1.0; wmap[5:7, 5:7] = 0.5
+    >>> got = cut(wmap, [0.25, 0.75], 16, 16, BoxParams(morph_kernel=1, box_resolution=8))
+    >>> got.index.tolist(), got.xyxy.tolist(), got.score.tolist()
+    ([0, 0, 1], [[2.0, 2.0, 8.0, 6.0], [10.0, 10.0, 14.0, 14.0], [2.0, 2.0, 8.0, 6.0]], [1.0, 0.5, 1.0])
     """
     wmap = np.ascontiguousarray(wmap, dtype=np.float32)
     thresholds = np.asarray(thresholds, dtype=np.float32).reshape(-1)
-    out = [_empty_boxes() for _ in thresholds]
     if not len(thresholds):
-        return out
-    index, xyxy, score = _cut(wmap, thresholds, image_w, image_h, params, class_prob)
-    for i in np.unique(index).tolist():
-        sel = index == i
-        out[i] = (xyxy[sel], score[sel])
-    return out
+        return MapBoxes(np.zeros(0, np.int64), *_empty_boxes())
+    return MapBoxes(*_cut(wmap, thresholds, image_w, image_h, params, class_prob))
 
 
 def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
@@ -294,25 +314,6 @@ def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
     return np.sort(keep)
 
 
-def boxes_from_map_sweep(wmap: np.ndarray, image_w: int, image_h: int, params: BoxParams,
-                         percentiles: Sequence[float], class_prob: float = 1.0) -> list[BoxList]:
-    """Boxes at each percentile (or :class:`BoxRule`) of one 0-1 working map, original-image pixels; one list entry
-    per percentile."""
-    return boxes_at_thresholds(wmap, cut_thresholds(wmap, percentiles), image_w, image_h, params,
-                               class_prob)
-
-
-def boxes_from_grid_sweep(grid2d: np.ndarray, image_w: int, image_h: int, params: BoxParams,
-                          percentiles: Sequence[float], class_prob: float = 1.0) -> list[BoxList]:
-    """Boxes at each percentile from a raw ``[grid_h, grid_w]`` grid; the working map is built once.
-
-    image_w, image_h: original image size in pixels; returned boxes are in its pixels. ``params.percentile``
-    is ignored in favour of ``percentiles``.
-    """
-    wmap = working_map(grid2d, image_w, image_h, params.box_resolution)
-    return boxes_from_map_sweep(wmap, image_w, image_h, params, percentiles, class_prob)
-
-
 def boxes_from_grid(grid2d: np.ndarray, image_w: int, image_h: int, params: BoxParams,
                     class_prob: float = 1.0) -> BoxList:
     """Boxes by the rule of ``params`` (:attr:`BoxParams.cut`) from a raw ``[grid_h, grid_w]`` grid, in
@@ -321,217 +322,5 @@ def boxes_from_grid(grid2d: np.ndarray, image_w: int, image_h: int, params: BoxP
     Returns ``(xyxy float64 [n, 4], score float64 [n])``; scores are 0-1 map values (times ``class_prob``
     when ``params.class_prob_weight``).
     """
-    return boxes_from_grid_sweep(grid2d, image_w, image_h, params, [params.cut], class_prob)[0]
-
-
-# ----------------------------------------------------------------------------------------- many maps
-
-@dataclass(frozen=True)
-class _Chunk:
-    """One worker's share: rows of the batch and the (row, class) pairs to cut."""
-
-    grids: list[np.ndarray]
-    sizes: np.ndarray
-    pair_row: np.ndarray
-    pair_class: np.ndarray
-    pair_prob: np.ndarray
-    pair_also: np.ndarray | None = None  # bool per pair: also a pair of the second set (see sweep_detections)
-
-
-def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...], max_dets: int = 0,
-               also_weighted: bool | None = None) -> list[list[tuple[np.ndarray, ...]]]:
-    """Cut every pair of a chunk at every percentile; per set of pairs, per percentile concatenated
-    (xyxy, score, class, row): ``[main]``, or ``[main, second]`` when the chunk marks a second set.
-
-    Each pair's map is cut once; the second set's scores are the same raw scores, times the class probability
-    when ``also_weighted``. max_dets: cap per image of each set's and percentile's boxes
-    (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must then hold every pair of its images. Capping
-    here, in the worker, keeps uncapped boxes out of the parent."""
-    sets = 1 if chunk.pair_also is None else 2
-    raw = params.model_copy(update={"class_prob_weight": False}) if sets == 2 else params
-    weighted = (params.class_prob_weight, also_weighted)
-    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(sets)]
-    also = chunk.pair_also.tolist() if sets == 2 else [False] * len(chunk.pair_row)
-    for row, cls, prob, second in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
-                                      chunk.pair_prob.tolist(), also):
-        w, h = chunk.sizes[row]
-        wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
-        index, xyxy, score = _cut(wmap, cut_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
-        if not len(score):
-            continue
-        ids = (np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64))
-        for k in range(1 + bool(second)) if sets == 2 else (0,):
-            sc = score * float(prob) if sets == 2 and weighted[k] else score  # _cut's own product, same bits
-            parts[k].append((index, xyxy, sc, *ids))
-    return [_by_percentile(p, len(percentiles), max_dets) for p in parts]
-
-
-def _by_percentile(parts: list[tuple[np.ndarray, ...]], n_percentiles: int, max_dets: int) -> list[tuple]:
-    """Per-pair ``(index, xyxy, score, class, row)`` parts into per-percentile columns, capped per image."""
-    if parts:
-        index, *cols = (np.concatenate(x) for x in zip(*parts))
-        # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
-        # that order within each percentile.
-        order = np.argsort(index, kind="stable")
-        bounds = np.searchsorted(index[order], np.arange(n_percentiles + 1))
-        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(n_percentiles)]
-    else:
-        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
-               for _ in range(n_percentiles)]
-    if max_dets:
-        from surgery_core.eval.maxdets import cap_indices
-
-        for i, cols in enumerate(out):
-            keep = cap_indices(cols[3], cols[1], max_dets)
-            if keep is not None:
-                out[i] = tuple(c[keep] for c in cols)
-    return out
-
-
-def sweep_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams,
-                     percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
-                     pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
-                     class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                     workers: int = 1, chunk_pairs: int | None = None,
-                     progress: Callable[[int], None] | None = None, max_dets: int = 0) -> dict[float, Detections]:
-    """Boxes for many (image, class) pairs at many percentiles, one :class:`Detections` per percentile.
-
-    grids: per image a raw ``[num_classes, grid_h, grid_w]`` array (a stacked ``[N, C, gh, gw]`` array works).
-    image_sizes: ``[N, 2]`` original ``(width, height)`` in pixels. pair_image / pair_class: row into
-    ``grids`` and class index of each pair to cut (the "present" protocol passes the annotated pairs);
-    both None means every class of every image (the "open" protocol). class_probs: ``[N, C]`` image-level
-    class probabilities, required when ``params.class_prob_weight``. image_ids: ``[N]`` dataset image
-    index stored in ``Detections.image`` (default: the row). workers: processes (1 = in this process,
-    0 = one per CPU); results are identical and in the same order whatever the count. Workers are spawned
-    (about a second to start; see :mod:`surgery_core.parallel`). chunk_pairs: pairs per task (default:
-    about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
-    Detections come grouped by image (in row order), then in the callers' pair order, then per box.
-    progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
-    max_dets: at most this many boxes per image and percentile, highest scores first (:mod:`surgery_core.eval.maxdets`,
-    ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
-    """
-    return _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, None, class_probs, image_ids,
-                  workers, chunk_pairs, progress, max_dets)[0]
-
-
-def sweep_two_sets(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams,
-                   also_params: BoxParams, also_pairs: tuple[np.ndarray, np.ndarray],
-                   percentiles: Sequence[float] = DEFAULT_SWEEP_PERCENTILES, *,
-                   pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
-                   class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                   workers: int = 1, chunk_pairs: int | None = None,
-                   progress: Callable[[int], None] | None = None,
-                   max_dets: int = 0) -> tuple[dict[float, Detections], dict[float, Detections]]:
-    """Two :func:`sweep_detections` from one cut: the pairs given as for it, with ``params``, and a subset of them,
-    ``also_pairs`` ``(pair_image, pair_class)``, with ``also_params``; equal, box for box and bit for bit, to
-    two calls (the open and present protocols of one method: the present pairs are cut once, not twice).
-
-    ``also_params`` may differ from ``params`` only in ``class_prob_weight`` (a box's geometry and raw score
-    do not depend on it), and NMS must be off (torchvision orders equal scores its own way, and weighting
-    by a probability of 0 makes scores equal). Within each image the subset must keep the order of the
-    full set (both ascending by class, as the protocols' pairs are). progress counts the maps of both sets.
-    """
-    if also_params.model_copy(update={"class_prob_weight": params.class_prob_weight}) != params:
-        raise ValueError("also_params may differ from params only in class_prob_weight")
-    if params.nms_iou is not None:
-        raise ValueError("sweep_two_sets needs NMS off: cut the two sets apart")
-    main, second = _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs,
-                          class_probs, image_ids, workers, chunk_pairs, progress, max_dets,
-                          also_weighted=also_params.class_prob_weight)
-    return main, second
-
-
-def _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs, class_probs, image_ids,
-           workers, chunk_pairs, progress, max_dets, also_weighted: bool | None = None) -> list[dict]:
-    """The body of :func:`sweep_detections` and :func:`sweep_two_sets`: one dict per set of pairs."""
-    percentiles = tuple(as_cut(p) for p in percentiles)
-    sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
-    n_img = len(grids)
-    if len(sizes) != n_img:
-        raise ValueError(f"{n_img} grids but {len(sizes)} image sizes")
-    if (pair_image is None) != (pair_class is None):
-        raise ValueError("give both pair_image and pair_class, or neither")
-    if pair_image is None:
-        n_cls = np.array([np.shape(g)[0] for g in grids], np.int64)
-        pair_image = np.repeat(np.arange(n_img), n_cls)
-        pair_class = np.concatenate([np.arange(c) for c in n_cls]) if n_img else np.zeros(0, np.int64)
-    pair_image = np.asarray(pair_image, np.int64).reshape(-1)
-    pair_class = np.asarray(pair_class, np.int64).reshape(-1)
-    if len(pair_image) != len(pair_class):
-        raise ValueError("pair_image and pair_class differ in length")
-    if len(pair_image) and (pair_image.min() < 0 or pair_image.max() >= n_img):
-        raise ValueError("pair_image holds a row outside the grids")
-    if params.class_prob_weight or also_weighted:
-        if class_probs is None:
-            raise ValueError("params.class_prob_weight needs class_probs")
-        pair_prob = np.asarray(class_probs, np.float64)[pair_image, pair_class]
-    else:
-        pair_prob = np.ones(len(pair_image), np.float64)
-    ids = np.arange(n_img, dtype=np.int64) if image_ids is None else np.asarray(image_ids, np.int64)
-    # Pairs run grouped by image so chunks ship few grids; a stable sort keeps the caller's order within.
-    order = np.argsort(pair_image, kind="stable")
-    pair_image, pair_class, pair_prob = pair_image[order], pair_class[order], pair_prob[order]
-    pair_also = None
-    if also_pairs is not None:
-        also_image, also_class = (np.asarray(a, np.int64).reshape(-1) for a in also_pairs)
-        also_order = np.argsort(also_image, kind="stable")
-        width = int(max(pair_class.max(initial=0), also_class.max(initial=0))) + 1
-        pair_also = np.isin(pair_image * width + pair_class, also_image * width + also_class)
-        if not (np.array_equal(pair_image[pair_also], also_image[also_order])
-                and np.array_equal(pair_class[pair_also], also_class[also_order])):
-            raise ValueError("also_pairs must be distinct pairs of the full set, in its order within each image")
-
-    workers = resolve_workers(workers)
-    if chunk_pairs is None:
-        chunk_pairs = int(np.clip(-(-len(pair_image) // (16 * workers)), 128, 4096))
-    chunk_pairs = max(1, chunk_pairs)
-    chunks = []
-    bounds = list(range(0, len(pair_image), chunk_pairs)) + [len(pair_image)]
-    if max_dets:  # the cap is per image: move each chunk start to the first pair of its image
-        bounds = np.unique(np.searchsorted(pair_image, pair_image[bounds[:-1]], side="left").tolist()
-                           + [len(pair_image)]).tolist() if len(pair_image) else [0]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        rows = pair_image[start:stop]
-        uniq, local = np.unique(rows, return_inverse=True)
-        chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
-                               pair_class[start:stop], pair_prob[start:stop],
-                               None if pair_also is None else pair_also[start:stop]),
-                       uniq))
-
-    def tick(k: int) -> None:
-        if progress is not None:
-            c = chunks[k][0]
-            progress(len(c.pair_class) + (0 if c.pair_also is None else int(c.pair_also.sum())))
-
-    if workers > 1 and len(chunks) > 1:
-        results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
-                            [percentiles] * len(chunks), [max_dets] * len(chunks),
-                            [also_weighted] * len(chunks), workers=workers, on_result=tick)
-    else:
-        results = []
-        for k, (c, _) in enumerate(chunks):
-            results.append(_run_chunk(c, params, percentiles, max_dets, also_weighted))
-            tick(k)
-
-    out: list[dict[float, Detections]] = []
-    for si in range(1 if pair_also is None else 2):
-        sweep: dict[float, Detections] = {}
-        for pi, p in enumerate(percentiles):
-            parts = []
-            for (chunk, uniq), res in zip(chunks, results):
-                xyxy, score, cls, local_row = res[si][pi]
-                parts.append(Detections(xyxy, score, cls, ids[uniq[local_row]]))
-            sweep[p] = Detections.concat(parts)
-        out.append(sweep)
-    return out
-
-
-def extract_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams, *,
-                       pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
-                       class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
-                       workers: int = 1, chunk_pairs: int | None = None) -> Detections:
-    """Boxes for many (image, class) pairs by the rule of ``params`` (:attr:`BoxParams.cut`); see
-    :func:`sweep_detections`."""
-    return sweep_detections(grids, image_sizes, params, [params.cut], pair_image=pair_image,
-                            pair_class=pair_class, class_probs=class_probs, image_ids=image_ids,
-                            workers=workers, chunk_pairs=chunk_pairs)[params.cut]
+    wmap = working_map(grid2d, image_w, image_h, params.box_resolution)
+    return cut(wmap, cut_thresholds(wmap, [params.cut]), image_w, image_h, params, class_prob).at(0)

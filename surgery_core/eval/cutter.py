@@ -11,8 +11,10 @@ box for box and bit for bit, to thresholding, OpenCV morphology and OpenCV label
   min, which commute with thresholding (threshold decomposition): closing-then-opening the level map once
   and then taking ``level > i`` gives the closed-then-opened mask of every threshold, with OpenCV's borders
   (a max ignores the outside, a min counts it as foreground: the uint8 border values 0 and 255).
-* **Nested masks.** Morphology is increasing, so the mask of a higher threshold lies inside the one below:
-  the runs of threshold ``i + 1`` are found by scanning only the runs of threshold ``i`` (:func:`cut_levels`).
+* **Every level in one pass.** Morphology is increasing, so the masks are nested: a pixel of level ``L`` is in
+  the masks of the thresholds below ``L``. One pass over each row opens and closes the runs of every level at
+  the changes of level, each pixel read once (:func:`cut_levels`; it used to scan the runs of each level
+  inside those of the level below, reading a pixel once per level it lies in: 20% slower on DIOR-sized maps).
 
 Components are labelled on horizontal runs with union-find (a run joins the runs of the row above that it
 touches: overlapping columns for 4-connectivity, overlapping or diagonal for 8) and numbered in raster order
@@ -28,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Most thresholds one level map holds (uint8 levels); :func:`surgery_core.eval.boxes.boxes_at_thresholds`
+#: Most thresholds one level map holds (uint8 levels); :func:`surgery_core.eval.boxes.cut`
 #: cuts longer lists in groups.
 MAX_LEVELS = 255
 
@@ -118,104 +120,105 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
     ``rect`` int32 ``[K, 5]`` = ``(left, top, right, bottom, seed_x)`` in pixels with ``right``/``bottom``
     one past the last column/row and ``(seed_x, top)`` the first pixel, and ``score`` float64; ordered by
     level, then raster order of first pixels.
+
+    One pass over each row finds the runs of every level: at a pixel of level ``L`` the runs of levels below ``L``
+    are open, so a change of level from ``a`` to ``b`` closes (``b < a``) or opens (``b > a``) the runs of the
+    levels between, and each pixel's value is added to the open runs' sums (left to right, in float64, as a run
+    alone would sum it). Each pixel is read once, whatever the number of levels. After each row, each level's runs
+    join the touching runs of the row above (union-find, per level).
     """
     h, w = levels.shape
-    cap_runs = h * ((w + 1) // 2) + h + 1
-    # Runs of the level below (to scan) and of this level (found): swapped after each level.
-    prow = np.empty(cap_runs, np.int32)
-    px0 = np.empty(cap_runs, np.int32)
-    px1 = np.empty(cap_runs, np.int32)
-    row = np.empty(cap_runs, np.int32)
-    x0 = np.empty(cap_runs, np.int32)
-    x1 = np.empty(cap_runs, np.int32)
-    run_val = np.empty(cap_runs, np.float64)
-    parent = np.empty(cap_runs, np.int32)
-    c_left = np.empty(cap_runs, np.int32)
-    c_right = np.empty(cap_runs, np.int32)
-    c_bottom = np.empty(cap_runs, np.int32)
-    acc = np.empty(cap_runs, np.float64)
-    count = np.empty(cap_runs, np.float64)
-    cap = 1024
-    o_level = np.empty(cap, np.int32)
-    o_rect = np.empty((cap, 5), np.int32)
-    o_score = np.empty(cap, np.float64)
-    n_out = 0
-    for y in range(h):  # below level 0 every pixel is "on": one run per row
-        prow[y] = y
-        px0[y] = 0
-        px1[y] = w
-    pn = h
-    for li in range(n_levels):
-        nr = 0
-        last_y = -2  # the last row holding runs before the current one, and its runs [last_start, last_end)
-        last_start = 0
-        last_end = 0
-        cur_y = -1
-        cur_start = 0
-        for q in range(pn + 1):
-            y = prow[q] if q < pn else -1
-            if y != cur_y:  # the runs of row cur_y are complete: join them to the row above's
-                if nr > cur_start:
-                    if last_y == cur_y - 1:
-                        i = last_start
-                        j = cur_start
-                        while i < last_end and j < nr:
-                            if conn8:
-                                touch = x0[i] <= x1[j] and x0[j] <= x1[i]
-                            else:
-                                touch = x0[i] < x1[j] and x0[j] < x1[i]
-                            if touch:
-                                ri = i
-                                while parent[ri] != ri:
-                                    parent[ri] = parent[parent[ri]]
-                                    ri = parent[ri]
-                                rj = j
-                                while parent[rj] != rj:
-                                    parent[rj] = parent[parent[rj]]
-                                    rj = parent[rj]
-                                if ri < rj:  # the root is a set's first run in raster order
-                                    parent[rj] = ri
-                                elif rj < ri:
-                                    parent[ri] = rj
-                            if x1[i] <= x1[j]:
-                                i += 1
-                            else:
-                                j += 1
-                    last_y = cur_y
-                    last_start = cur_start
-                    last_end = nr
-                cur_y = y
-                cur_start = nr
-            if q == pn:
-                break
-            x = px0[q]
-            end = px1[q]
-            while x < end:
-                if levels[y, x] > li:
-                    a = x
-                    v = values[y, x]
-                    s = np.float64(v)
-                    x += 1
-                    while x < end and levels[y, x] > li:
-                        u = values[y, x]
-                        if use_max:
-                            if u > v:
-                                v = u
-                        else:
-                            s += np.float64(u)
-                        x += 1
-                    row[nr] = y
-                    x0[nr] = a
-                    x1[nr] = x
-                    run_val[nr] = np.float64(v) if use_max else s
-                    parent[nr] = nr
-                    nr += 1
+    T = n_levels
+    cap_runs = h * ((w + 1) // 2) + 1  # runs of one level at most
+    # runs per level, level-major: run r of level i at [i * cap_runs + r]
+    x0 = np.empty(T * cap_runs, np.int32)
+    x1 = np.empty(T * cap_runs, np.int32)
+    row = np.empty(T * cap_runs, np.int32)
+    run_val = np.empty(T * cap_runs, np.float64)
+    parent = np.empty(T * cap_runs, np.int32)
+    nrun = np.zeros(T, np.int64)
+    prev_start = np.zeros(T, np.int64)  # runs of the row above at this level: [prev_start, cur_start)
+    cur_start = np.zeros(T, np.int64)
+    open_x = np.empty(T, np.int32)
+    acc_open = np.empty(T, np.float64)
+    for y in range(h):
+        for i in range(T):
+            cur_start[i] = nrun[i]
+        prev = 0  # levels open: 0 .. prev - 1
+        for x in range(w + 1):
+            lev = levels[y, x] if x < w else 0
+            if lev > T:
+                lev = T
+            if lev < prev:  # close runs of levels lev .. prev - 1
+                for i in range(lev, prev):
+                    r = i * cap_runs + nrun[i]
+                    x0[r] = open_x[i]
+                    x1[r] = x
+                    row[r] = y
+                    run_val[r] = acc_open[i]
+                    parent[r] = r
+                    nrun[i] += 1
+            elif lev > prev:  # open runs of levels prev .. lev - 1
+                for i in range(prev, lev):
+                    open_x[i] = x
+                    acc_open[i] = -np.inf if use_max else 0.0
+            if x < w:
+                v = np.float64(values[y, x])
+                if use_max:
+                    for i in range(lev):
+                        if v > acc_open[i] or open_x[i] == x:
+                            acc_open[i] = v
                 else:
-                    x += 1
-        if nr == 0:  # higher levels lie inside this one: nothing more to find
-            break
-        k = 0
-        for r in range(nr):
+                    for i in range(lev):
+                        acc_open[i] += v
+            prev = lev
+        # join this row's runs to the row above's, per level
+        for li in range(T):
+            base = li * cap_runs
+            i = base + prev_start[li]
+            last_end = base + cur_start[li]
+            j = last_end
+            end = base + nrun[li]
+            if y > 0:
+                while i < last_end and j < end:
+                    if row[i] == y - 1:
+                        if conn8:
+                            touch = x0[i] <= x1[j] and x0[j] <= x1[i]
+                        else:
+                            touch = x0[i] < x1[j] and x0[j] < x1[i]
+                        if touch:
+                            ri = i
+                            while parent[ri] != ri:
+                                parent[ri] = parent[parent[ri]]
+                                ri = parent[ri]
+                            rj = j
+                            while parent[rj] != rj:
+                                parent[rj] = parent[parent[rj]]
+                                rj = parent[rj]
+                            if ri < rj:
+                                parent[rj] = ri
+                            elif rj < ri:
+                                parent[ri] = rj
+                        if x1[i] <= x1[j]:
+                            i += 1
+                        else:
+                            j += 1
+                    else:
+                        i += 1
+            prev_start[li] = cur_start[li]
+    # components per level, raster order of their first run
+    total = 0
+    for li in range(T):
+        total += nrun[li]
+    c_left = np.empty(T * cap_runs, np.int32)
+    c_right = np.empty(T * cap_runs, np.int32)
+    c_bottom = np.empty(T * cap_runs, np.int32)
+    acc = np.empty(T * cap_runs, np.float64)
+    count = np.empty(T * cap_runs, np.float64)
+    n_comp = 0
+    for li in range(T):
+        base = li * cap_runs
+        for r in range(base, base + nrun[li]):
             root = parent[r]
             if parent[root] != root:
                 while parent[root] != root:
@@ -226,7 +229,7 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
                 c_right[r] = x1[r]
                 acc[r] = -np.inf if use_max else 0.0
                 count[r] = 0.0
-                k += 1
+                n_comp += 1
             else:
                 c_left[root] = min(c_left[root], x0[r])
                 c_right[root] = max(c_right[root], x1[r])
@@ -236,20 +239,13 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
             else:
                 acc[root] += run_val[r]
             count[root] += x1[r] - x0[r]
-        if n_out + k > cap:
-            while n_out + k > cap:
-                cap *= 2
-            grown_level = np.empty(cap, np.int32)
-            grown_level[:n_out] = o_level[:n_out]
-            o_level = grown_level
-            grown_rect = np.empty((cap, 5), np.int32)
-            grown_rect[:n_out] = o_rect[:n_out]
-            o_rect = grown_rect
-            grown_score = np.empty(cap, np.float64)
-            grown_score[:n_out] = o_score[:n_out]
-            o_score = grown_score
-        c = n_out
-        for r in range(nr):
+    o_level = np.empty(n_comp, np.int32)
+    o_rect = np.empty((n_comp, 5), np.int32)
+    o_score = np.empty(n_comp, np.float64)
+    c = 0
+    for li in range(T):
+        base = li * cap_runs
+        for r in range(base, base + nrun[li]):
             if parent[r] == r:
                 o_level[c] = li
                 o_rect[c, 0] = c_left[r]
@@ -259,9 +255,4 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
                 o_rect[c, 4] = x0[r]
                 o_score[c] = acc[r] if use_max else acc[r] / count[r]
                 c += 1
-        n_out += k
-        prow, row = row, prow
-        px0, x0 = x0, px0
-        px1, x1 = x1, px1
-        pn = nr
-    return o_level[:n_out], o_rect[:n_out], o_score[:n_out]
+    return o_level, o_rect, o_score

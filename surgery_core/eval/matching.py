@@ -45,7 +45,11 @@ def _iou_from_parts(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[N, M]`` between ``[N, 4]`` and ``[M, 4]`` xyxy boxes (pixels, continuous)."""
+    """Pairwise IoU ``[N, M]`` between ``[N, 4]`` and ``[M, 4]`` xyxy boxes (pixels, continuous).
+
+    >>> box_iou([[0, 0, 10, 10]], [[0, 0, 10, 5], [5, 0, 15, 10]]).round(4).tolist()
+    [[0.5, 0.3333]]
+    """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0.0, None)
@@ -215,7 +219,17 @@ class MatchResult:
 
 
 def match(gt: Detections, det: Detections, iou: float | Sequence[float]) -> MatchResult:
-    """VOC greedy matching (module docstring) of ``det`` against ``gt`` at each IoU threshold in ``iou``."""
+    """VOC greedy matching (module docstring) of ``det`` against ``gt`` at each IoU threshold in ``iou``.
+
+    >>> gt = Detections([[0, 0, 10, 10], [0, 0, 10, 10]], score=[1, 1], class_id=[0, 0], image=[0, 1])
+    >>> det = Detections([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 5]], score=[0.9, 0.8, 0.7],
+    ...                  class_id=[0, 0, 0], image=[0, 1, 1])
+    >>> m = match(gt, det, iou=[0.5, 0.75])
+    >>> m.tp.tolist()  # per detection (input order), per threshold
+    [[True, True], [False, False], [True, False]]
+    >>> m.best_iou.tolist()
+    [1.0, 0.0, 0.5]
+    """
     ts = as_iou_thresholds(iou)
     best = best_ground_truth(gt, det)
     order = score_order(det)

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
-from surgery_core.eval.boxes import BoxParams, as_cut, boxes_at_thresholds, cut_thresholds
+from surgery_core.eval.boxes import BoxParams, as_cut, cut, cut_thresholds
 from surgery_core.eval.maps import box_mask, image_scale, raw_working_map, working_map
 from surgery_core.eval.matching import box_iou
 from surgery_core.parallel import resolve_workers, spawn_map
@@ -123,7 +123,7 @@ def heatmap_quality(grid2d: np.ndarray, image_w: int, image_h: int, gt_xyxy: np.
 
     percentiles = tuple(as_cut(p) for p in percentiles)  # a BoxRule may stand for a percentile
     thresholds = cut_thresholds(wmap, percentiles)
-    boxes = boxes_at_thresholds(wmap, thresholds, image_w, image_h, params)
+    boxes = cut(wmap, thresholds, image_w, image_h, params).per_threshold(len(thresholds))
     n_px = wmap.size
     return PairQuality(
         image=int(image), class_id=int(class_id), percentiles=percentiles,
@@ -149,7 +149,7 @@ def quality_records(grids: Sequence[np.ndarray], image_sizes: np.ndarray, gt: De
     ``(width, height)``; gt: ground truth whose ``image`` holds dataset image indices, matched to rows
     through ``image_ids`` (default: row = image index). GT of images without a grid is ignored.
     Records come sorted by image, then class. workers: processes, as in
-    :func:`surgery_core.eval.boxes.sweep_detections`.
+    :func:`surgery_core.eval.cutting.detections_at`.
     """
     sizes = np.asarray(image_sizes, np.int64).reshape(-1, 2)
     ids = np.arange(len(grids)) if image_ids is None else np.asarray(image_ids, np.int64)

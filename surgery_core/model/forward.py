@@ -24,28 +24,9 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
 from surgery_core.errors import InputError
-from surgery_core.model.attention import ATTN_TAPS, AttnContext, attention_of
+from surgery_core.model.attention import AttnContext
 from surgery_core.model.methods import ORI, POSEMBED_RULES, SHARED_RULE, get_path
-from surgery_core.model.multilayer import TAILS
-from surgery_core.model.rows import ROWS, AttentionRows, row_vanilla
-
-
-@dataclass(frozen=True)
-class SurgeryTokens:
-    """Projected tokens of both paths, ``[B, 1 + gh*gw, embed_dim]``, CLS first, not L2-normalised.
-
-    ori: the q-k path (vanilla CLIP; ``ori[:, 0]`` equals ``encode_image``). vv: the v-v path, its own CLS.
-    grid: (gh, gw) patch grid.
-    """
-
-    ori: torch.Tensor
-    vv: torch.Tensor
-    grid: tuple[int, int]
-
-    @property
-    def mixed(self) -> torch.Tensor:
-        """Published CLIP Surgery output: CLS of ``ori``, patch tokens of ``vv``."""
-        return torch.cat([self.ori[:, :1], self.vv[:, 1:]], dim=1)
+from surgery_core.model.rows import AttentionRows, row_vanilla
 
 
 def _resize_grid(grid: torch.Tensor, dst: tuple[int, int], rule: str) -> torch.Tensor:
@@ -150,9 +131,9 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
     # Blocks before the last `depth` always run as plain blocks (the seed's dual path starts there too).
     split = min([total - min(depth, total), *first.values()])
     # What some paths read of the vanilla tower: the (q, k) of given blocks (ResCLIP), block outputs (tails).
-    attn_taps = sorted({i for s in specs if s.attention in ATTN_TAPS for i in ATTN_TAPS[s.attention](total)})
     tails = [s for s in specs if s.blocks == "tail"]
-    hidden_taps = {i for s in tails for i in TAILS[s.attention][0](total)}
+    attn_taps = sorted({i for s in specs if s.blocks != "tail" for i in s.read_blocks(total)})
+    hidden_taps = {i for s in tails for i in s.read_blocks(total)}
     taps, hidden = [], {}
     x, grid = embed(visual, images, posembed, patches)
     for idx, blk in enumerate(blocks[:split]):
@@ -179,8 +160,9 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
         if rows is not None:
             rows.vanilla[idx] = row_vanilla(q, k, v, ctx, rows.index)
             for s in active:
-                rows.paths.setdefault(s.name, {})[idx] = ROWS[s.attention](q, k, v, ctx, rows.index)
-        outs = [F.scaled_dot_product_attention(q, k, v)] + [attention_of(s.name)(q, k, v, ctx) for s in active]
+                if s.rows is not None:  # a path registered without inspector rows shows none
+                    rows.paths.setdefault(s.name, {})[idx] = s.rows(q, k, v, ctx, rows.index)
+        outs = [F.scaled_dot_product_attention(q, k, v)] + [s.attention(q, k, v, ctx) for s in active]
         b, _, n, _ = q.shape
         both = torch.cat(outs, dim=2).transpose(1, 2).reshape(b, len(outs) * n, -1)
         both = F.linear(both, attn.out_proj.weight, attn.out_proj.bias)
@@ -201,17 +183,8 @@ def tower_forward(visual: VisionTransformer, images: torch.Tensor, paths=(), dep
         if idx in hidden_taps:
             hidden[idx] = x_ori
     for s in tails:  # patch tokens only: the CLS slot keeps the vanilla one (such methods take cls="ori")
-        state[s.name] = torch.cat([x_ori[:, :1], TAILS[s.attention][1](visual, hidden, grid).to(x_ori.dtype)], 1)
+        state[s.name] = torch.cat([x_ori[:, :1], s.attention(visual, hidden, grid).to(x_ori.dtype)], 1)
     out = {ORI: visual.ln_post(x_ori) @ visual.proj}
     for s in specs:
         out[s.name] = visual.ln_post(state[s.name]) @ visual.proj if s.name in state else out[ORI]
     return TowerTokens(out, grid)
-
-
-def surgery_forward(visual: VisionTransformer, images: torch.Tensor, depth: int = 6) -> SurgeryTokens:
-    """The seed's dual path: vanilla tokens and CLIP Surgery's v-v path (``tower_forward`` with ``"vv"``).
-
-    depth 0 = no v-v path (``vv`` is then a copy of ``ori``).
-    """
-    t = tower_forward(visual, images, ("vv",), depth)
-    return SurgeryTokens(t.tokens[ORI], t.tokens["vv"], t.grid)

@@ -2,9 +2,9 @@
 grids.
 
 A grid is float32 ``[num_classes, grid_h, grid_w]`` per image: the similarity of each patch token to each
-class BEFORE any min-max normalisation (``maps.py`` normalises and upsamples). The methods themselves are
-data in ``methods.py`` (registry: token source, CLS source, scoring, description, source); this module only
-scores tokens and handles sliding windows.
+class BEFORE any min-max normalisation (``maps.py`` normalises and upsamples). The methods are records in
+``methods.py`` that carry their attention and scoring functions; the image side (windows, tower passes) is
+``encoder.py``; this module is the scoring step (:func:`score_tokens`) and the engine's entry point.
 
 Public entry point for a batch of images: :func:`compute_heatmaps` (``loaded, images, classes, methods``).
 """
@@ -17,76 +17,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from surgery_core.errors import InputError
-from surgery_core.model.attention import SCORERS
-from surgery_core.model.forward import SurgeryTokens, TowerTokens, patchify, tower_forward
-from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.methods import (
-    DEFAULT_METHODS,
-    ORI,
-    Method,
-    get_method,
-    method_rule,
-    pass_plan,
-    paths_for,
-    probs_rule,
+from surgery_core.model.encoder import (
+    PassTokens,
+    Resolution,
+    image_tokens,
+    merge_windows,
+    resizes,
+    token_needs,
+    tower_passes,
 )
+from surgery_core.model.forward import TowerTokens
+from surgery_core.model.loading import LoadedModel
+from surgery_core.model.methods import DEFAULT_METHODS, ORI, Method, get_method
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
 from surgery_core.model.text import ensemble_text_features
 
 
-@dataclass(frozen=True)
-class PassTokens:
-    """The tower passes of one batch, one per positional-embedding rule (``methods.pass_plan``):
-    ``passes[rule]`` holds the vanilla tokens and the paths of the methods of that rule. resize: whether the
-    input grid differs from the model's own; posembed: ``"official"`` or ``"shared"``. Which pass a method
-    (and the class probabilities) reads follows from these (``methods.method_rule``)."""
-
-    passes: dict[str, TowerTokens]
-    resize: bool
-    posembed: str
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return next(iter(self.passes.values())).grid
-
-    def for_method(self, name: str) -> TowerTokens:
-        rule = method_rule(name, self.resize, self.posembed)
-        if rule not in self.passes:
-            raise ValueError(f"method {name!r} reads the {rule} pass, which was not computed "
-                             f"(computed: {list(self.passes)})")
-        return self.passes[rule]
-
-    def for_probs(self) -> TowerTokens:
-        return self.passes[probs_rule(self.resize, self.posembed)]
-
-
-def resizes(visual, crop_hw: tuple[int, int]) -> bool:
-    """Whether crops of ``crop_hw`` px give the tower a grid other than its own (the positional embedding is
-    then resized, by each method's rule)."""
-    ph, pw = visual.patch_size
-    return (crop_hw[0] // ph, crop_hw[1] // pw) != tuple(visual.grid_size)
-
-
-def run_passes(visual, crops: torch.Tensor, methods, depth: int = 6, posembed: str = "official") -> PassTokens:
-    """One tower pass per positional-embedding rule that ``methods`` need at this crop size (one pass at the
-    model's own grid, or with ``posembed="shared"``); the patch embedding of the crops is computed once and
-    shared by every pass."""
-    resize = resizes(visual, tuple(crops.shape[-2:]))
-    plan = pass_plan(methods, resize, posembed)
-    patches = patchify(visual, crops)
-    passes = {rule: tower_forward(visual, crops, paths_for(ms), depth, rule, patches) for rule, ms in plan.items()}
-    return PassTokens(passes, resize, posembed)
-
-
-def _as_tower(toks) -> TowerTokens:
-    if isinstance(toks, SurgeryTokens):
-        return TowerTokens({ORI: toks.ori, "vv": toks.vv}, toks.grid)
-    return toks
-
-
 def _tokens_for(toks, name: str) -> TowerTokens:
-    return toks.for_method(name) if isinstance(toks, PassTokens) else _as_tower(toks)
+    return toks.for_method(name) if isinstance(toks, PassTokens) else toks
 
 
 def method_tokens(method: Method, toks: TowerTokens) -> torch.Tensor:
@@ -104,7 +52,7 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
                      redundant: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Raw similarity grids ``{method: [B, K, gh, gw]}`` (float32) from one pass's tokens.
 
-    toks: ``PassTokens`` (each method reads its rule's pass), ``TowerTokens`` (or the seed's ``SurgeryTokens``).
+    toks: ``PassTokens`` (each method reads its rule's pass) or one pass's ``TowerTokens``.
     text ``[K, D]`` normalised. redundant: None for class-set mode, else the empty-string feature ``[1, D]`` for
     single-text mode.
     """
@@ -113,7 +61,7 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
     for name in methods:
         m = get_method(name)
         tokens = F.normalize(method_tokens(m, _tokens_for(toks, name)).float(), dim=-1)
-        sim = SCORERS[m.scoring](tokens, text, redundant)
+        sim = m.scoring(tokens, text, redundant)
         b, _, k = sim.shape
         out[name] = sim[:, 1:].transpose(1, 2).reshape(b, k, gh, gw)
     return out
@@ -122,7 +70,7 @@ def similarity_grids(toks, text: torch.Tensor, methods=DEFAULT_METHODS,
 def class_probabilities(toks, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """``[B, K]`` image-level class probabilities: softmax over the class set of the scaled cosine between
     the q-k CLS token (what ``encode_image`` returns) and each class's text feature."""
-    toks = toks.for_probs() if isinstance(toks, PassTokens) else _as_tower(toks)
+    toks = toks.for_probs() if isinstance(toks, PassTokens) else toks
     cls = F.normalize(toks.tokens[ORI][:, 0].float(), dim=-1)
     return (logit_scale.exp().float() * cls @ text.t()).softmax(dim=-1)
 
@@ -135,71 +83,61 @@ class HeatmapOutput:
     probs: np.ndarray
 
 
-def window_origins(size: int, window: int, stride: int) -> list[int]:
-    """Top-left offsets (pixels) of sliding windows along one axis, the last flush with the far edge."""
-    if window >= size:
-        return [0]
-    starts = list(range(0, size - window + 1, stride))
-    if starts[-1] != size - window:
-        starts.append(size - window)
-    return starts
-
-
-def merge_windows(grids: torch.Tensor, origins: list[tuple[int, int]], batch: int, grid: tuple[int, int],
-                  patch: int) -> torch.Tensor:
-    """Window grids ``[len(origins) * batch, K, wg, wg]`` (window-major, as the crops were stacked) to full grids
-    ``[batch, K, gh, gw]``: each window added at its origin (px, multiples of ``patch``), overlapping cells
-    averaged."""
-    wg = grids.shape[-1]
-    acc = grids.new_zeros(batch, grids.shape[1], *grid)
-    count = grids.new_zeros(1, 1, *grid)
-    for i, (y, x) in enumerate(origins):
-        acc[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += grids[i * batch:(i + 1) * batch]
-        count[:, :, y // patch:y // patch + wg, x // patch:x // patch + wg] += 1
-    return acc / count
+def score_tokens(loaded: LoadedModel, toks: PassTokens, text: torch.Tensor, methods, resolution: Resolution | None,
+                 redundant: torch.Tensor | None = None, probs: bool = True):
+    """The scoring step: raw grids ``{method: [B, K, gh, gw]}`` and class probabilities ``[B, K]`` (None when not
+    asked) of the images :func:`~surgery_core.model.encoder.image_tokens` encoded at ``resolution``: each
+    method's scoring of its tokens, then, with windows, each window's grid added at its origin (overlapping
+    cells averaged) and the probabilities averaged over windows. text ``[K, D]`` normalised, on the tokens'
+    device; redundant: see :func:`similarity_grids`."""
+    grids = similarity_grids(toks, text, methods, redundant)
+    p = class_probabilities(toks, text, loaded.model.logit_scale.detach().to(text.device)) if probs else None
+    if resolution is not None and resolution.window is not None:
+        origins = resolution.origins()
+        b = next(iter(toks.passes.values())).tokens[ORI].shape[0] // len(origins)
+        grids = {name: merge_windows(g, origins, b, resolution.grid, resolution.patch) for name, g in grids.items()}
+        p = None if p is None else p.view(len(origins), b, -1).mean(dim=0)
+    return grids, p
 
 
 @torch.no_grad()
 def compute_heatmaps(loaded: LoadedModel, images: torch.Tensor, classes, methods=DEFAULT_METHODS,
-                     depth: int = 6, window: int | None = None, stride: int | None = None,
+                     depth: int = 6, resolution: Resolution | None = None,
                      prompt_set: str = DEFAULT_PROMPT_SET, query_mode: bool = False,
                      posembed: str = "official") -> HeatmapOutput:
     """The requested methods' raw grids and the class probabilities of a batch, from one pass of the tower per
-    positional-embedding rule (one pass at the model's own grid).
+    positional-embedding rule (one pass at the model's own grid): :func:`~surgery_core.model.encoder.image_tokens`
+    then :func:`score_tokens`.
 
-    methods: names of ``methods.METHODS`` (unknown names raise ValueError); only the token sources they need
+    methods: names of ``methods.METHODS`` (unknown names raise an error); only the token sources they need
     are computed. depth: surgery depth (final blocks of the v-v and GEM paths). posembed: ``"official"`` (each
     method's positional-embedding resize, ``Method.posembed``) or ``"shared"`` (one bicubic resize for all).
 
-    images: ``[B, 3, S, S]`` normalised, on the model's device; S a multiple of the patch size. When S is
-    larger than the model's input size and ``window`` is set, windows of ``window`` px slide with
-    ``stride`` px (multiples of the patch size) and overlapping grid cells are averaged; class
+    images: ``[B, 3, S, S]`` normalised, on the model's device; S a multiple of the patch size. resolution: the
+    input's :class:`~surgery_core.model.encoder.Resolution` (None: one pass over the images as they are); with
+    a window, windows of ``window`` px slide with ``stride`` px and overlapping grid cells are averaged; class
     probabilities are averaged over windows. The positional embedding is resized to any crop whose grid is not
     the model's own.
     query_mode: single-text feature surgery for each name in ``classes`` (free-text queries) instead of
     class-set feature surgery.
+
+    On the shipped demo model, one 224 px image (its own size: one pass, a 7x7 grid of 32 px patches):
+
+    >>> from surgery_core.model.loading import load_model
+    >>> loaded = load_model("Demo-ViT-32")
+    >>> out = compute_heatmaps(loaded, torch.zeros(1, 3, 224, 224), ["ship", "airplane"], ("standard", "vv_mixed"),
+    ...                        prompt_set="single")
+    >>> out.grids["vv_mixed"].shape, out.probs.shape
+    ((1, 2, 7, 7), (1, 2))
+    >>> round(float(out.probs.sum()), 4)  # a softmax over the class set
+    1.0
     """
     text = ensemble_text_features(loaded, classes, prompt_set)
     redundant = ensemble_text_features(loaded, [""], prompt_set) if query_mode else None
-    dtype = autocast_dtype(images.device)
-    b, _, h, w = images.shape
-    patch = loaded.patch_size
-    if window is None or window >= max(h, w):
-        crops, origins = images, [(0, 0)]
-    else:
-        stride = stride or window
-        if window % patch or stride % patch:
-            raise InputError(None, f"sliding window {window} px and stride {stride} px must be multiples of the "
-                                   f"model's patch size {patch} px (e.g. window {max(patch, window // patch * patch)})")
-        origins = [(y, x) for y in window_origins(h, window, stride) for x in window_origins(w, window, stride)]
-        crops = torch.cat([images[:, :, y:y + window, x:x + window] for y, x in origins])
-    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        toks = run_passes(loaded.model.visual, crops, methods, depth, posembed)
-    grids = similarity_grids(toks, text, methods, redundant)
-    probs = class_probabilities(toks, text, loaded.model.logit_scale)
-    if len(origins) > 1:
-        grids = {name: merge_windows(g, origins, b, (h // patch, w // patch), patch) for name, g in grids.items()}
-        probs = probs.view(len(origins), b, -1).mean(dim=0)
+    crop = (resolution.crop,) * 2 if resolution is not None else tuple(images.shape[-2:])
+    resize = resizes(loaded.model.visual, crop)
+    toks = image_tokens(loaded, images, resolution, token_needs(methods, resize, posembed), depth, posembed)
+    grids, probs = score_tokens(loaded, toks, text, methods, resolution, redundant)
     return _to_host(grids, probs)
 
 
@@ -242,7 +180,7 @@ def pass_flops(visual, methods, size: int, depth: int = 6, posembed: str = "offi
             if methods is None:
                 visual(x)
             else:
-                run_passes(visual, x, methods, depth, posembed)
+                tower_passes(visual, x, token_needs(methods, resizes(visual, (size, size)), posembed), depth, posembed)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
     return int(counter.get_total_flops())

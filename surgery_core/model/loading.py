@@ -19,6 +19,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
 from surgery_core.errors import CheckpointError, InputError
 from surgery_core.files import content_sha256
+from surgery_core.model.text_cache import TextMemory
 from surgery_core.plugins import shipped_model
 
 # Keys that OpenAI-format state dicts carry as plain ints and open_clip models do not have.
@@ -180,7 +181,7 @@ class LoadedModel:
     std: tuple[float, float, float]
     name: str | None = None  # the catalog or registered name it was loaded by, if any
     note: str = ""  # one warning line about how it was loaded (QuickGELU likely missing, sha256 mismatch accepted)
-    _text_cache: dict = field(default_factory=dict, repr=False)
+    _text_cache: TextMemory = field(default_factory=TextMemory, repr=False)  # bounded; see model.text_cache
 
     @property
     def device(self) -> torch.device:
@@ -244,6 +245,12 @@ def load_model(arch: str, checkpoint: str | Path | None = None, quickgelu: bool 
     a file with another sha256 is refused (CheckpointError) unless ``allow_sha256_mismatch``, and then the
     loaded model's ``note`` says so. A bare checkpoint that looks OpenAI-initialised, loaded without QuickGELU,
     gets a ``note`` too (see :func:`quickgelu_hint`).
+
+    The shipped demo model (no checkpoint needed):
+
+    >>> loaded = load_model("Demo-ViT-32")
+    >>> loaded.arch, loaded.image_size, loaded.patch_size, loaded.checkpoint_sha256[:12]
+    ('Demo-ViT-32', 224, 32, '3a38b389af3e')
     """
     shipped = shipped_model(arch)  # also makes extensions' architectures (the demo's) known to open_clip
     if ":" in arch:

@@ -1,4 +1,4 @@
-"""Token paths computed after the tower from its intermediate outputs ("tail" paths of ``methods.PATHS``).
+"""SC-CLIP's token path, computed after the tower from its intermediate outputs (a "tail" ``TokenPath``).
 
 SC-CLIP (SuleBai/SC-CLIP @ 0417ba9, clip/model.py:208-373, configs/base_config.py) runs on CLIP alone, in the
 same pass as every other method: it reads the vanilla tower's block outputs and the last block's weights.
@@ -24,8 +24,6 @@ blocks map the block indices with ``methods.official_layers``.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -131,10 +129,8 @@ def scclip_tail(visual, hidden: dict[int, torch.Tensor], grid: tuple[int, int]) 
                         for b in range(next(iter(hidden.values())).shape[0])])
 
 
-def _scclip_needs(total: int) -> tuple[int, ...]:
+def scclip_needs(total: int) -> tuple[int, ...]:
+    """Every vanilla block output SC-CLIP reads in a tower of ``total`` blocks (``TokenPath.reads``)."""
     spec = scclip_blocks(total)
     return tuple(sorted({spec["pre"], spec["post"], spec["last_in"], *spec["multi"]}))
 
-
-#: Tail paths: name -> (vanilla block outputs it reads for a tower of N blocks, function of them).
-TAILS: dict[str, tuple[Callable[[int], tuple[int, ...]], Callable]] = {"scclip": (_scclip_needs, scclip_tail)}

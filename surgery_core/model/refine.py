@@ -78,11 +78,11 @@ def refine_grid(grid: np.ndarray, image_rgb: np.ndarray, size: int) -> np.ndarra
 
 def sweep_refined(grids, image_sizes, params, percentiles, load_image, size: int, *, pair_image=None,
                   pair_class=None, class_probs=None, image_ids=None, batch: int = 16) -> dict:
-    """:func:`boxes.sweep_detections` on PAMR-refined grids, ``batch`` images at a time (a refined map is
+    """:func:`surgery_core.eval.cutting.detections_at` on PAMR-refined grids, ``batch`` images at a time (a refined map is
     ``size x size`` px per class: holding a whole run's would not fit). Same arguments and result;
     load_image(row) -> uint8 RGB image squashed to ``size``. Detections stay grouped by image in row order."""
     from surgery_core.data.detections import Detections
-    from surgery_core.eval.boxes import sweep_detections
+    from surgery_core.eval.cutting import detections_at
 
     n = len(grids)
     ids = np.arange(n, dtype=np.int64) if image_ids is None else np.asarray(image_ids, np.int64)
@@ -95,11 +95,11 @@ def sweep_refined(grids, image_sizes, params, percentiles, load_image, size: int
         if pair_image is not None:
             keep = (pair_image >= start) & (pair_image < start + len(rows))
             pairs = dict(pair_image=pair_image[keep] - start, pair_class=pair_class[keep])
-        got = sweep_detections(refined, np.asarray(image_sizes)[rows], params, percentiles,
+        got = detections_at(refined, np.asarray(image_sizes)[rows], params, percentiles,
                                class_probs=None if probs is None else probs[rows], image_ids=ids[rows],
                                workers=1, **pairs)
         for p, d in got.items():
             parts.setdefault(p, []).append(d)
-    return {p: Detections.concat(ds) for p, ds in parts.items()} if parts else sweep_detections(
+    return {p: Detections.concat(ds) for p, ds in parts.items()} if parts else detections_at(
         grids, image_sizes, params, percentiles, pair_image=pair_image, pair_class=pair_class,
         class_probs=class_probs, image_ids=image_ids, workers=1)

@@ -1,9 +1,9 @@
 """Attention rows for the inspector: one query token's attention, per head, in the blocks a method changes.
 
-``ROWS[variant](q, k, v, ctx, i)`` returns ``[B, H, N]``: the weights with which query token ``i`` mixes the
-values in that variant (the matrix ``A`` of ``A @ v`` in :mod:`surgery_core.model.attention`, row ``i``),
-divided by the row's total, which is a constant of the variant (SCLIP's rows sum to 2, SegEarth-OV's to 3,
-ResCLIP's to tau = 2), so that every row shown sums to one. :data:`ROW_MASS` says what was divided out.
+Each path's ``TokenPath.rows(q, k, v, ctx, i)`` returns ``[B, H, N]``: the weights with which query token ``i``
+mixes the values in that variant (the matrix ``A`` of ``A @ v``, row ``i``), divided by the row's total, which is
+a constant of the variant (SCLIP's rows sum to 2, SegEarth-OV's to 3, ResCLIP's to tau = 2), so that every row
+shown sums to one. ``TokenPath.row_mass`` says what was divided out.
 
 They are computed only when asked for (``tower_forward(..., rows=AttentionRows(i))``), from the same q, k, v
 and context as the forward pass's own attention.
@@ -14,71 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from surgery_core.model.attention import RESCLIP_RCS_WEIGHTS, naclip_omega
-
-
-def _soft(a: torch.Tensor, b: torch.Tensor, i: int, add: torch.Tensor | None = None) -> torch.Tensor:
-    """``softmax(a_i b^T s (+ add))`` per head: ``[B, H, N]``."""
-    logits = (a[:, :, i:i + 1] @ b.transpose(-1, -2))[:, :, 0] * a.shape[-1] ** -0.5
-    if add is not None:
-        logits = logits + add
-    return logits.float().softmax(dim=-1)
+from surgery_core.model.attention import softmax_row
 
 
 def row_vanilla(q, k, v, ctx, i):
-    return _soft(q, k, i)
-
-
-def row_vv(q, k, v, ctx, i):
-    return _soft(v, v, i)
-
-
-def row_identity(q, k, v, ctx, i):
-    out = torch.zeros(q.shape[0], q.shape[1], q.shape[2], dtype=torch.float32, device=q.device)
-    out[:, :, i] = 1.0
-    return out
-
-
-def row_qq_kk(q, k, v, ctx, i):
-    return (_soft(q, q, i) + _soft(k, k, i)) / 2
-
-
-def row_qq(q, k, v, ctx, i):
-    return _soft(q, q, i)
-
-
-def row_qq_kk_vv(q, k, v, ctx, i):
-    return (_soft(q, q, i) + _soft(k, k, i) + _soft(v, v, i)) / 3
-
-
-def row_naclip(q, k, v, ctx, i):
-    return _soft(k, k, i, naclip_omega(ctx.grid, device=q.device, dtype=torch.float32)[i])
-
-
-def row_gem(q, k, v, ctx, i):
-    """GEM: mean over p in (v, k, q) of ``softmax(t p'_i p'^T)``, p' the clustered, renormalised p."""
-    t = (ctx.h.float().norm(dim=-1).mean(dim=-1) * q.shape[-1] ** -0.5)[:, None, None, None]
-    out = 0
-    for p in (v, k, q):
-        p = F.normalize(p.float(), dim=-1)
-        p = F.normalize(F.scaled_dot_product_attention(p * t, p, p, scale=1.0), dim=-1)
-        out = out + ((p[:, :, i:i + 1] * t) @ p.transpose(-1, -2))[:, :, 0].softmax(dim=-1)
-    return out / 3
-
-
-def row_resclip(q, k, v, ctx, i):
-    lam = RESCLIP_RCS_WEIGHTS[1]
-    own = _soft(k, k, i, naclip_omega(ctx.grid, device=q.device, dtype=torch.float32)[i])
-    rcs = sum(_soft(qj, kj, i) for qj, kj in ctx.taps) / len(ctx.taps)
-    return (1 - lam) * own + lam * rcs  # tau divided out
-
-
-ROWS = {"vv": row_vv, "identity": row_identity, "qq_kk": row_qq_kk, "qq": row_qq, "naclip": row_naclip,
-        "gem": row_gem, "qq_kk_vv": row_qq_kk_vv, "resclip": row_resclip}
-#: What each variant's rows sum to before the division (the rows shown sum to one).
-ROW_MASS = {"qq_kk": 2.0, "qq_kk_vv": 3.0, "resclip": RESCLIP_RCS_WEIGHTS[0]}
+    """The vanilla block's row: ``softmax(q_i k^T s)`` per head."""
+    return softmax_row(q, k, i)
 
 
 @dataclass
@@ -122,7 +64,7 @@ def cell_rows(visual, crop: torch.Tensor, methods, cell: tuple[int, int], depth:
     run cut it): one tower pass per positional-embedding rule of ``methods`` (``methods.pass_plan``), each
     filling an :class:`AttentionRows` request from its own q, k, v."""
     from surgery_core.model.forward import patchify, tower_forward
-    from surgery_core.model.heatmaps import resizes
+    from surgery_core.model.encoder import resizes
     from surgery_core.model.methods import get_method, pass_plan, paths_for, probs_rule
 
     ph, pw = visual.patch_size

@@ -1,4 +1,5 @@
-"""A run's boxes as columns on disk, one folder per (method, protocol, percentile) cell, cut when first asked for.
+"""A run's boxes as columns on disk, one folder per :class:`~surgery_core.eval.protocols.Cell` (method, protocol,
+cut), cut when first asked for: :class:`RunBoxes`, the one box container (``boxes[cell]``).
 
 Layout under the run store root::
 
@@ -38,7 +39,8 @@ import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
-from surgery_core.eval.boxes import Cut, as_cut, cut_tag
+from surgery_core.eval.boxes import as_cut
+from surgery_core.eval.protocols import Cell
 from surgery_core.files import shared_mode
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
@@ -58,35 +60,36 @@ def box_key(cfg: RunConfig, gs: GridSet) -> str:
 
 
 class CellStore:
-    """Columnar box cells under one folder (see the module note)."""
+    """Columnar box cells under one folder (see the module note): the disk side of :class:`RunBoxes`."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def path(self, method: str, protocol: str, percentile: Cut) -> Path:
-        """The cell's folder: ``p<percentile>``, or ``otsu`` / ``fixed<value>`` for the other box rules."""
-        return self.root / method / protocol / cut_tag(percentile)
+    def path(self, cell: Cell) -> Path:
+        """The cell's folder: ``<method>/<protocol>/p<percentile>``, or ``otsu`` / ``fixed<value>`` for the other
+        box rules (``Cell.tag``)."""
+        return self.root / cell.tag
 
-    def has(self, method: str, protocol: str, percentile: float) -> bool:
-        d = self.path(method, protocol, percentile)
+    def has(self, cell: Cell) -> bool:
+        d = self.path(cell)
         return all((d / f"{c}.npy").is_file() for c in COLUMNS)
 
-    def read(self, method: str, protocol: str, percentile: float) -> Detections | None:
+    def read(self, cell: Cell) -> Detections | None:
         """The cell's boxes (coordinates and scores memory-mapped), or None when absent or unreadable."""
-        d = self.path(method, protocol, percentile)
+        d = self.path(cell)
         try:
             cols = {c: _load(d / f"{c}.npy") for c in COLUMNS}
             return Detections(cols["xyxy"], cols["score"], cols["class_id"], cols["image"])
         except (OSError, ValueError):  # absent, or damaged: recomputed by the caller, never served
             return None
 
-    def discard(self, method: str, protocol: str, percentile: float) -> None:
+    def discard(self, cell: Cell) -> None:
         """Remove a cell (one that cannot be read back), so that it is cut again."""
-        shutil.rmtree(self.path(method, protocol, percentile), ignore_errors=True)
+        shutil.rmtree(self.path(cell), ignore_errors=True)
 
-    def write(self, method: str, protocol: str, percentile: float, det: Detections, num_classes: int) -> None:
+    def write(self, cell: Cell, det: Detections, num_classes: int) -> None:
         """Store one cell atomically (a whole folder renamed into place)."""
-        d = self.path(method, protocol, percentile)
+        d = self.path(cell)
         d.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))
         try:
@@ -103,7 +106,7 @@ class CellStore:
             try:
                 os.rename(tmp, d)
             except OSError:  # another process stored the cell first (same content)
-                if not self.has(method, protocol, percentile):
+                if not self.has(cell):
                     raise
         finally:
             if tmp.exists():
@@ -118,43 +121,47 @@ def _load(path: Path) -> np.ndarray:
 
 
 class RunBoxes:
-    """The boxes of one run, cell by cell: :meth:`get` cuts a (method, protocol, percentile) cell on first use
-    and stores it; :meth:`ensure` cuts many cells of a method in one pass over its maps (each working map is
-    built once for all percentiles, and once for both protocols when they miss the same ones). The last ``keep`` cells read stay in memory."""
+    """The boxes of one run, cell by cell: ``boxes[cell]`` (or :meth:`get`) cuts a :class:`Cell` on first use and
+    stores it; :meth:`ensure` cuts many cells of a method in one pass over its maps (each working map is built once
+    for all percentiles, and once for both protocols when they miss the same ones). The last ``keep`` cells read
+    stay in memory."""
 
     def __init__(self, cfg: RunConfig, dataset: Dataset, gs: GridSet, root: str | Path, bars: Progress = QUIET,
                  workers: int | None = None, keep: int = 16):
         self.cfg, self.dataset, self.gs, self.bars, self.workers = cfg, dataset, gs, bars, workers
         self.cells = CellStore(root)
         self.keep = keep
-        self._mem: OrderedDict[tuple, Detections] = OrderedDict()
+        self._mem: OrderedDict[Cell, Detections] = OrderedDict()
         self._mem_lock = threading.Lock()
         self._cut_locks: dict[tuple[str, str], threading.Lock] = {}
 
     def missing(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
-                percentiles: Iterable[float] | None = None) -> list[tuple[str, str, float]]:
+                percentiles: Iterable[float] | None = None) -> list[Cell]:
         """Cells not stored yet among the given ones (default: the run's methods, protocols, percentiles)."""
         ms = self.cfg.methods if methods is None else tuple(methods)
         prs = self.cfg.protocols if protocols is None else tuple(protocols)
         ps = all_percentiles(self.cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
-        return [(m, pr, p) for m in ms for pr in prs for p in ps if not self.cells.has(m, pr, p)]
+        cells = (Cell.of(m, pr, p) for m in ms for pr in prs for p in ps)
+        return [c for c in cells if not self.cells.has(c)]
 
-    def get(self, method: str, protocol: str, percentile: float) -> Detections:
+    def __getitem__(self, cell: Cell) -> Detections:
+        return self.get(cell)
+
+    def get(self, cell: Cell) -> Detections:
         """The boxes of one cell, cut and stored first when missing."""
-        key = (method, protocol, as_cut(percentile))
         with self._mem_lock:
-            if key in self._mem:
-                self._mem.move_to_end(key)
-                return self._mem[key]
-        det = self.cells.read(*key)
+            if cell in self._mem:
+                self._mem.move_to_end(cell)
+                return self._mem[cell]
+        det = self.cells.read(cell)
         if det is None:
-            self.cells.discard(*key)  # a damaged cell is cut again
-            self.ensure([method], [protocol], [percentile])
-            det = self.cells.read(*key)
+            self.cells.discard(cell)  # a damaged cell is cut again
+            self.ensure([cell.method], [cell.protocol.name], [cell.cut])
+            det = self.cells.read(cell)
             if det is None:
-                raise OSError(f"box cell {self.cells.path(*key)} could not be read back after it was written")
+                raise OSError(f"box cell {self.cells.path(cell)} could not be read back after it was written")
         with self._mem_lock:
-            self._mem[key] = det
+            self._mem[cell] = det
             while len(self._mem) > self.keep:
                 self._mem.popitem(last=False)
         return det
@@ -165,8 +172,8 @@ class RunBoxes:
         percentiles (protocols missing the same ones share it: cut_boxes cuts the present pairs' maps once, with
         the open ones); returns the number of cells cut."""
         todo: dict[str, dict[str, list[float]]] = {}
-        for m, pr, p in self.missing(methods, protocols, percentiles):
-            todo.setdefault(m, {}).setdefault(pr, []).append(p)
+        for c in self.missing(methods, protocols, percentiles):
+            todo.setdefault(c.method, {}).setdefault(c.protocol.name, []).append(c.cut)
         n = 0
         if not todo:
             return 0
@@ -187,14 +194,13 @@ class RunBoxes:
                     lock.acquire()
                 try:
                     # another thread may have cut some of them meanwhile
-                    left = {pr: [p for p in ps if not self.cells.has(m, pr, p)] for pr in prs}
+                    left = {pr: [p for p in ps if not self.cells.has(Cell.of(m, pr, p))] for pr in prs}
                     for pr_group, ps_left in _same_percentiles(left):
-                        cache = cut_boxes(self.cfg, self.dataset, self.gs, self.workers, self.bars, methods=(m,),
-                                          protocols=pr_group, percentiles=ps_left)
-                        for pr in pr_group:
-                            for p in ps_left:
-                                self.cells.write(m, pr, p, cache.get(m, pr, p), len(self.gs.classes))
-                            n += len(ps_left)
+                        cut = cut_boxes(self.cfg, self.dataset, self.gs, self.workers, self.bars, methods=(m,),
+                                        protocols=pr_group, percentiles=ps_left)
+                        for cell, det in cut.items():
+                            self.cells.write(cell, det, len(self.gs.classes))
+                        n += len(cut)
                 finally:
                     for lock in reversed(locks):
                         lock.release()

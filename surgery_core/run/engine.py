@@ -23,6 +23,7 @@ from surgery_core.data.datasets import Dataset, load_coco, load_dior, load_sampl
 from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.errors import CheckpointError, EmptyRunError, ImageError, InputError, SurgeryError
 from surgery_core.files import content_sha256
+from surgery_core.model.encoder import Resolution
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import LoadedModel, load_model
 from surgery_core.model.local_models import find_model, locate, missing_message
@@ -172,6 +173,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
     size = cfg.input.size or loaded.image_size
     if size % loaded.patch_size:
         raise SurgeryError(f"input size {size} is not a multiple of the patch size {loaded.patch_size}")
+    resolution = Resolution.from_input(cfg.input, loaded.image_size, loaded.patch_size)
     device = loaded.device
     # On a GPU, images are decoded and squashed on the card (device_images); the key says which path made them.
     key = heatmap_key(cfg, loaded.identity, classes, size,
@@ -216,7 +218,7 @@ def compute_grids(cfg: RunConfig, dataset: Dataset, loaded: LoadedModel, store: 
                 skipped.append({"image_id": dataset.images[todo[j]].image_id, "reason": err})
             if batch is not None:
                 out = compute_heatmaps(loaded, batch.to(device, non_blocking=True), classes, need,
-                                       depth=cfg.surgery_depth, window=cfg.input.window, stride=cfg.input.stride,
+                                       depth=cfg.surgery_depth, resolution=resolution,
                                        prompt_set=cfg.prompt_set, posembed=cfg.input.posembed)
                 for b, j in enumerate(local):
                     store.put(key, shas[todo[j]], {stored[m]: g[b] for m, g in out.grids.items()}, out.probs[b])

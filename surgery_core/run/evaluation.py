@@ -10,16 +10,17 @@ Protocols (docs/DESIGN.md section 5), named on every table:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
 from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import AREA_RANGES, COCO_IOUS, SIZES, evaluate, size_counts, size_note, voc_match
-from surgery_core.eval.boxes import (BoxParams, BoxRule, as_cut, cut_label, cut_sort_key, sweep_detections,
-                                     sweep_two_sets)
+from surgery_core.eval.boxes import BoxParams, BoxRule, as_cut, cut_label, cut_sort_key
+from surgery_core.eval.cutting import cell_detections
 from surgery_core.eval.maxdets import cap_detections
+from surgery_core.eval.protocols import PROTOCOLS, Cell, ProtocolLike, protocol
 from surgery_core.eval.corloc import corloc
 from surgery_core.eval.results import (APEntry, APTables, CorLocEntry, CorLocTables, SizeAPTables, Sweep, SweepBest,
                                        SweepCell, nested_none_if_nan)
@@ -27,10 +28,8 @@ from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
 from surgery_core.run.grids import GridSet
 
-PROTOCOL_NOTES = {
-    "present": "present: boxes only for classes annotated in the image (localisation, the seed's setting)",
-    "open": "open: boxes for every class on every image, score x image-level class probability (detection)",
-}
+#: Each protocol's line for tables, by name (the records' notes, :mod:`surgery_core.eval.protocols`).
+PROTOCOL_NOTES = {name: p.note for name, p in PROTOCOLS.items()}
 INTERP_NOTES = {
     "voc07": "VOC2007 11-point interpolation, greedy matching, IoU >= t, continuous coordinates",
     "voc": "VOC2010+ all-point interpolation, greedy matching, IoU >= t, continuous coordinates",
@@ -50,11 +49,10 @@ def view_iou(cfg: RunConfig) -> float:
     return VIEW_IOU if VIEW_IOU in cfg.iou_thresholds else float(cfg.iou_thresholds[0])
 
 
-def box_params_for(cfg: RunConfig, protocol: str) -> BoxParams:
-    """The run's box parameters, with class-probability weighting forced on under ``open``."""
-    if protocol == "open" and not cfg.boxes.class_prob_weight:
-        return cfg.boxes.model_copy(update={"class_prob_weight": True})
-    return cfg.boxes
+def box_params_for(cfg: RunConfig, proto: ProtocolLike) -> BoxParams:
+    """The run's box parameters as ``proto`` cuts with them (``Protocol.box_params``: class-probability weighting
+    forced on under ``open``)."""
+    return protocol(proto).box_params(cfg.boxes)
 
 
 def present_pairs(dataset: Dataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,24 +66,15 @@ def present_pairs(dataset: Dataset, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def maps_per_protocol(dataset: Dataset, rows: np.ndarray, n_classes: int) -> dict[str, int]:
-    """How many (image, class) maps each protocol cuts per method: its progress count."""
-    return {"present": len(present_pairs(dataset, rows)[0]), "open": len(rows) * n_classes}
+    """How many (image, class) maps each protocol cuts per method, by name: its progress count."""
+    n_present = len(present_pairs(dataset, rows)[0])
+    return {name: p.n_pairs(n_present, len(rows), n_classes) for name, p in PROTOCOLS.items()}
 
 
 def ground_truth_for(dataset: Dataset, rows: np.ndarray) -> Detections:
     """Ground truth of the images that have grids (images skipped for bad data are left out of scoring)."""
     gt = dataset.ground_truth()
     return gt[np.isin(gt.image, rows)]
-
-
-@dataclass
-class BoxCache:
-    """Boxes of every (method, protocol, percentile): ``dets[(method, protocol)][percentile]``."""
-
-    dets: dict[tuple[str, str], dict[float, Detections]] = field(default_factory=dict)
-
-    def get(self, method: str, protocol: str, percentile: float) -> Detections:
-        return self.dets[(method, protocol)][as_cut(percentile)]
 
 
 def all_percentiles(cfg: RunConfig) -> tuple:
@@ -100,11 +89,17 @@ def fixed_cuts(cfg: RunConfig) -> tuple[BoxRule, ...]:
     return tuple(BoxRule("fixed", v) for v in sorted({*map(float, cfg.sweep_fixed_values), cfg.boxes.fixed_value}))
 
 
+#: A run's boxes by cell: what :func:`cut_boxes` returns and what the tables read (a dict, or the run's box store,
+#: :class:`surgery_core.run.boxcells.RunBoxes`, which answers ``boxes[cell]`` the same way).
+Boxes = Mapping[Cell, Detections]
+
+
 def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None = None,
               bars: Progress = QUIET, *, methods: tuple[str, ...] | None = None,
-              protocols: tuple[str, ...] | None = None, percentiles: tuple[float, ...] | None = None) -> BoxCache:
+              protocols: tuple[str, ...] | None = None, percentiles: tuple[float, ...] | None = None
+              ) -> dict[Cell, Detections]:
     """Boxes of every method and protocol at every percentile the run needs (one working map per pair), at most
-    ``cfg.boxes.max_dets`` per image of each (method, protocol, percentile) (:mod:`surgery_core.eval.maxdets`).
+    ``cfg.boxes.max_dets`` per image of each cell (:mod:`surgery_core.eval.maxdets`), by :class:`Cell`.
 
     methods / protocols / percentiles: only these (default: the run's, and :func:`all_percentiles`).
     workers: processes; None = one per CPU for DIOR-scale runs (> 20,000 pairs), else this process only
@@ -114,37 +109,30 @@ def cut_boxes(cfg: RunConfig, dataset: Dataset, gs: GridSet, workers: int | None
     sizes = np.asarray([(dataset.images[i].width, dataset.images[i].height) for i in gs.rows], np.int64)
     sizes = sizes.reshape(-1, 2)
     pr, pc = present_pairs(dataset, gs.rows)
-    cache = BoxCache()
+    out: dict[Cell, Detections] = {}
     methods = cfg.methods if methods is None else methods
-    protocols = cfg.protocols if protocols is None else protocols
+    protos = tuple(protocol(p) for p in (cfg.protocols if protocols is None else protocols))
     percentiles = all_percentiles(cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
     cap = cfg.boxes.max_dets
+    n_maps = {p: p.n_pairs(len(pr), len(gs.rows), len(gs.classes)) for p in protos}  # as maps_per_protocol
     if workers is None:
-        n_pairs = len(pr) + (len(gs.rows) * len(gs.classes) if "open" in protocols else 0)
-        workers = 0 if n_pairs > 20_000 else 1
-    n_maps = {"present": len(pr), "open": len(gs.rows) * len(gs.classes)}  # as maps_per_protocol
-    total = len(methods) * sum(n_maps[proto] for proto in protocols)
-    with bars.bar(f"boxes ({len(methods)} methods x {'+'.join(protocols)}, {len(percentiles)} percentiles)",
-                  total, "map") as bar:
+        workers = 0 if sum(n_maps.values()) > 20_000 else 1
+    total = len(methods) * sum(n_maps.values())
+    with bars.bar(f"boxes ({len(methods)} methods x {'+'.join(p.name for p in protos)}, {len(percentiles)} "
+                  "percentiles)", total, "map") as bar:
         for m in methods:
-            if {"present", "open"} <= set(protocols) and cfg.boxes.refine == "none" and cfg.boxes.nms_iou is None:
-                # One cut serves both protocols: the present pairs are among the open ones.
-                cache.dets[(m, "open")], cache.dets[(m, "present")] = sweep_two_sets(
-                    gs.grids[m], sizes, box_params_for(cfg, "open"), box_params_for(cfg, "present"), (pr, pc),
-                    percentiles, class_probs=gs.probs, image_ids=gs.rows, workers=workers, progress=bar.update,
-                    max_dets=cap)
-                continue
-            for proto in protocols:
-                pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
-                if cfg.boxes.refine == "pamr":
+            if cfg.boxes.refine == "pamr":
+                for proto in protos:
+                    pairs = {} if proto.all_classes else dict(pair_image=pr, pair_class=pc)
                     dets = _refined_sweep(cfg, dataset, gs, m, sizes, proto, percentiles, pairs)
-                    cache.dets[(m, proto)] = {p: cap_detections(d, cap) for p, d in dets.items()}
+                    out.update({Cell(m, proto, p): cap_detections(d, cap) for p, d in dets.items()})
                     bar.update(n_maps[proto])
-                    continue
-                cache.dets[(m, proto)] = sweep_detections(
-                    gs.grids[m], sizes, box_params_for(cfg, proto), percentiles, class_probs=gs.probs,
-                    image_ids=gs.rows, workers=workers, progress=bar.update, max_dets=cap, **pairs)
-    return cache
+                continue
+            # one cut of each map serves both protocols (cell_detections)
+            out.update(cell_detections(gs.grids[m], sizes, cfg.boxes, m, protos, percentiles, (pr, pc),
+                                       class_probs=gs.probs, image_ids=gs.rows, workers=workers,
+                                       progress=bar.update, max_dets=cap))
+    return out
 
 
 def _refined_sweep(cfg, dataset, gs, method, sizes, proto, percentiles, pairs):
@@ -159,7 +147,7 @@ def _refined_sweep(cfg, dataset, gs, method, sizes, proto, percentiles, pairs):
                          class_probs=gs.probs, image_ids=gs.rows, **pairs)
 
 
-def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
+def ap_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes, percentile: float | None = None,
               bars: Progress = QUIET) -> APTables:
     """AP per method, protocol and interpolation at one percentile (default: the run's).
 
@@ -181,7 +169,7 @@ def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
                   "method x protocol x interp") as bar:
         for m in cfg.methods:
             for proto in cfg.protocols:
-                det = boxes.get(m, proto, p)
+                det = boxes[Cell.of(m, proto, p)]
                 match = voc_match(gt, det) if len(sizes) > 1 and set(cfg.interps) - {"coco"} else None
                 for size in sizes:
                     for interp in cfg.interps:
@@ -198,7 +186,7 @@ def _ap_tables(cfg, dataset, gs, boxes, percentile, bars, sizes) -> dict:
     return {s: APTables(pct, {pr: PROTOCOL_NOTES[pr] for pr in cfg.protocols}, t, rule) for s, t in out.items()}
 
 
-def ap_by_size(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None,
+def ap_by_size(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes, percentile: float | None = None,
                bars: Progress = QUIET) -> SizeAPTables:
     """AP per method, protocol and interpolation of small, medium and large objects (COCO's buckets and ignore
     rule, :mod:`surgery_core.eval.ap`), with the ground truth's size mix per class."""
@@ -219,19 +207,19 @@ def corloc_ious(cfg: RunConfig) -> tuple[float, ...]:
     return tuple(sorted({*map(float, cfg.iou_thresholds), 0.5}))
 
 
-def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache, percentile: float | None = None
+def corloc_tables(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes, percentile: float | None = None
                   ) -> CorLocTables:
     """CorLoc per method and protocol at the run's box rule (or ``percentile``), at :func:`corloc_ious`."""
     p = as_cut(cfg.boxes.cut if percentile is None else percentile)
     gt = ground_truth_for(dataset, gs.rows)
     ts = corloc_ious(cfg)
-    out = {m: {pr: CorLocEntry.from_result(corloc(gt, boxes.get(m, pr, p), len(gs.classes), ts), gs.classes)
+    out = {m: {pr: CorLocEntry.from_result(corloc(gt, boxes[Cell.of(m, pr, p)], len(gs.classes), ts), gs.classes)
                for pr in cfg.protocols} for m in cfg.methods}
     params = cfg.boxes.with_cut(p)
     return CorLocTables(list(ts), box_note(params), CORLOC_NOTE, out)
 
 
-def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
+def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes,
                 interps: tuple[str, ...] = ("voc07", "voc"), bars: Progress = QUIET, *,
                 methods: tuple[str, ...] | None = None, protocols: tuple[str, ...] | None = None,
                 rule: str = "percentile") -> Sweep:
@@ -253,7 +241,7 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: BoxCache,
             for proto in protocols:
                 results: dict[str, list] = {interp: [] for interp in interps}
                 for p in ps:
-                    det = boxes.get(m, proto, p)
+                    det = boxes[Cell.of(m, proto, p)]
                     # one matching shared by the VOC interps
                     match = voc_match(gt, det) if any(i != "coco" for i in interps) else None
                     for interp in interps:

@@ -11,8 +11,8 @@ The computation is split in two so that a new phrase costs only the cheap half:
   tokens with them (class-set or single-text feature surgery, docs/DESIGN.md section 3), overlapping windows
   averaged: raw grids equal to the engine's for the same image, classes and method.
 
-Each side reaches the methods' code in exactly one call (``tower_forward`` in :func:`image_tokens`,
-``similarity_grids`` in :func:`phrase_maps`): the place to re-point when the method registry changes.
+Each side is one call of the model's encoder as the engine makes it (``model.encoder.image_tokens`` in
+:func:`image_tokens`, ``model.heatmaps.score_tokens`` in :func:`phrase_maps`), so the maps equal the engine's.
 Nothing here writes to disk; uploaded images live only in memory.
 """
 
@@ -35,20 +35,24 @@ from surgery_core.data.classes import prompt_name
 from surgery_core.data.images import decode_image, squash, to_tensor
 from surgery_core.errors import ImageError, InputError
 from surgery_core.eval.maps import normalize
-from surgery_core.model import heatmaps
-from surgery_core.model.forward import TowerTokens, patchify, tower_forward
-from surgery_core.model.heatmaps import PassTokens, class_probabilities, similarity_grids, window_origins
+from surgery_core.model import encoder
+from surgery_core.model.encoder import (  # noqa: F401  (the page's limits, re-exported for the dashboard)
+    MAX_INPUT_SIZE,
+    MAX_PASS_CELLS,
+    MAX_WINDOWS,
+    PassTokens,
+    Resolution,
+    token_needs,
+)
+from surgery_core.model.forward import TowerTokens
+from surgery_core.model.heatmaps import score_tokens
 from surgery_core.model.loading import LoadedModel, autocast_dtype
-from surgery_core.model.methods import METHODS, ORI, pass_plan, paths_for, posembed_words
+from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.model.prompts import DEFAULT_PROMPT_SET
-from surgery_core.model.text import ensemble_text_features
+from surgery_core.model.text import ensemble_text_features, is_cached
 
 MAX_PHRASES = 8
 MAX_PHRASE_CHARS = 80  # CLIP's context is 77 tokens; a prompt template adds about ten words
-MAX_INPUT_SIZE = 2048  # px, the squashed input's side
-MAX_PASS_CELLS = 64  # patches per side of one pass (4096 tokens): beyond it, attention no longer fits a small
-#                      machine's memory and time; larger inputs go through sliding windows
-MAX_WINDOWS = 400  # windows per image: a stride of one patch on a large input would run for minutes
 
 #: Text modes for several phrases; one phrase is always ``independent`` (single-text feature surgery).
 MODES = {
@@ -91,90 +95,6 @@ def prompt_words(phrase: str) -> str:
     """The words the prompt templates receive for a phrase (a DIOR class name or alias is spelled as the
     dataset's class: ``car`` becomes ``vehicle``, ``storagetank`` becomes ``storage tank``)."""
     return prompt_name(phrase)
-
-
-# ------------------------------------------------------------------------------------------ resolution
-def _multiples(value: int, patch: int) -> str:
-    lo = max(patch, value // patch * patch)
-    return f"{lo} or {lo + patch}" if lo != value else str(value)
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """How the image is fed to the tower: squashed to ``size`` x ``size`` px; with ``window`` set, windows of
-    ``window`` px slide with ``stride`` px and overlapping grid cells are averaged (the engine's rule).
-
-    Build with :meth:`check`, which validates against the model's patch and normalises (no window when it
-    covers the input; stride defaults to the window)."""
-
-    size: int
-    window: int | None = None
-    stride: int | None = None
-    patch: int = 32
-
-    @classmethod
-    def check(cls, size: int, window: int | None, stride: int | None, patch: int) -> "Resolution":
-        """A valid resolution, or InputError naming the option and the nearest valid values."""
-        size, patch = int(size), int(patch)
-        window = int(window) if window else None
-        stride = int(stride) if stride else None
-        if size < patch or size % patch:
-            raise InputError(None, f"input size {size} px must be a multiple of the {patch} px patch: try "
-                                   f"{_multiples(max(size, patch), patch)}")
-        if size > MAX_INPUT_SIZE:
-            raise InputError(None, f"input size {size} px is above the page's limit of {MAX_INPUT_SIZE} px")
-        if window is None or window >= size:  # one pass: a stride means nothing
-            if size // patch > MAX_PASS_CELLS:
-                raise InputError(None, f"one pass over {size // patch}x{size // patch} patches is above the page's "
-                                       f"{MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit: set a sliding window")
-            return cls(size, None, None, patch)
-        if window < patch or window % patch:
-            raise InputError(None, f"window {window} px must be a multiple of the {patch} px patch: try "
-                                   f"{_multiples(max(window, patch), patch)}")
-        if window // patch > MAX_PASS_CELLS:
-            raise InputError(None, f"window {window} px spans {window // patch}x{window // patch} patches, above "
-                                   f"the page's {MAX_PASS_CELLS}x{MAX_PASS_CELLS} limit for one pass")
-        stride = stride or window
-        if stride % patch:
-            raise InputError(None, f"stride {stride} px must be a multiple of the {patch} px patch: try "
-                                   f"{_multiples(max(stride, patch), patch)}")
-        if stride > window:
-            raise InputError(None, f"stride {stride} px is larger than the window {window} px: parts of the "
-                                   "image would be skipped")
-        res = cls(size, window, stride, patch)
-        if res.window_count > MAX_WINDOWS:
-            raise InputError(None, f"{res.window_count} windows of {window} px at stride {stride} px on a {size} "
-                                   f"px input: at most {MAX_WINDOWS}; use a larger stride")
-        return res
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """The full image's patch grid (rows, columns)."""
-        return self.size // self.patch, self.size // self.patch
-
-    def origins(self) -> list[tuple[int, int]]:
-        """Top-left corners ``(y, x)`` in input px of every window (one at (0, 0) without windows)."""
-        if self.window is None:
-            return [(0, 0)]
-        along = window_origins(self.size, self.window, self.stride)
-        return [(y, x) for y in along for x in along]
-
-    @property
-    def window_count(self) -> int:
-        return len(self.origins())
-
-    def describe(self) -> str:
-        """One line: input size, grid, windows."""
-        gh, gw = self.grid
-        text = f"input {self.size} px squashed, {gh}x{gw} patches of {self.patch} px"
-        if self.window is None:
-            return text + ", one pass"
-        n = len(window_origins(self.size, self.window, self.stride))
-        return text + (f", windows {self.window} px at stride {self.stride} px ({n}x{n} = {n * n} windows, "
-                       "overlapping cells averaged)")
-
-    def to_dict(self) -> dict:
-        return {"size": self.size, "window": self.window, "stride": self.stride, "patch": self.patch}
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -271,22 +191,11 @@ def model_key(loaded: LoadedModel) -> str:
 
 
 # ------------------------------------------------------------------------------------------ image side
-def token_needs(methods, resize: bool = False, posembed: str = "official") -> tuple[tuple[str, str], ...]:
-    """The ``(positional-embedding rule, token source)`` pairs the chosen methods read: per pass of
-    ``methods.pass_plan``, ``ori`` (always: class probabilities read its CLS) and the registry paths of
-    ``methods.paths_for``. resize: whether the tower's input grid is not the model's own. Unknown method:
-    error."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(None, f"unknown heatmap methods {unknown}; registered: {', '.join(METHODS)}")
-    return tuple((rule, p) for rule, ms in pass_plan(methods, resize, posembed).items() for p in (ORI, *paths_for(ms)))
-
-
 @dataclass(frozen=True)
 class ImageTokens:
     """The image side of one image at one resolution: projected tokens of every window.
 
-    tokens: :class:`~surgery_core.model.heatmaps.PassTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]``
+    tokens: :class:`~surgery_core.model.encoder.PassTokens` on the CPU, float32, ``[windows, 1 + wg*wg, D]``
     per pass and source (CLS first). holds: the ``(rule, source)`` pairs present (:func:`token_needs`).
     posembed: ``"official"`` or ``"shared"``. seconds: wall time of the forward passes."""
 
@@ -310,39 +219,25 @@ class ImageTokens:
 @torch.no_grad()
 def resolution_resizes(loaded: LoadedModel, resolution: Resolution) -> bool:
     """Whether the tower's input at ``resolution`` (a window, or the whole input) is not the model's own size."""
-    crop = resolution.window or resolution.size
-    return heatmaps.resizes(loaded.model.visual, (crop, crop))
+    return encoder.resizes(loaded.model.visual, (resolution.crop, resolution.crop))
 
 
 @torch.no_grad()
 def image_tokens(loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
                  methods=tuple(METHODS), also: tuple[tuple[str, str], ...] = (),
                  posembed: str = "official") -> ImageTokens:
-    """The forward passes of one uint8 RGB image ``[H, W, 3]`` at ``resolution`` (squashed, windows cut from the
-    squashed input exactly as :func:`~surgery_core.model.heatmaps.compute_heatmaps` cuts them; one pass per
-    positional-embedding rule, the patch embedding shared), computing the ``(rule, source)`` pairs ``methods``
-    need plus those named in ``also``."""
+    """The image side of one uint8 RGB image ``[H, W, 3]`` at ``resolution``: squashed as the engine squashes it,
+    then the model's one encoder (:func:`~surgery_core.model.encoder.image_tokens`, as
+    :func:`~surgery_core.model.heatmaps.compute_heatmaps` runs it), computing the ``(rule, source)`` pairs
+    ``methods`` need plus those named in ``also``; kept on the CPU in float32."""
     want = dict.fromkeys((*token_needs(methods, resolution_resizes(loaded, resolution), posembed), *also))
-    by_rule: dict[str, list[str]] = {}
-    for rule, p in want:
-        by_rule.setdefault(rule, [])
-        if p != ORI:
-            by_rule[rule].append(p)
     t0 = time.perf_counter()
-    size, window = resolution.size, resolution.window
-    x = torch.from_numpy(to_tensor(squash(image, size), loaded.mean, loaded.std))[None].to(loaded.device)
-    origins = resolution.origins()
-    crops = x if window is None else torch.cat([x[:, :, y:y + window, c:c + window] for y, c in origins])
-    dtype = autocast_dtype(x.device)
-    visual = loaded.model.visual
-    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-        patches = patchify(visual, crops)
-        passes = {rule: tower_forward(visual, crops, tuple(paths), depth, rule, patches)
-                  for rule, paths in by_rule.items()}
-    passes = {rule: TowerTokens({k: t.float().cpu() for k, t in toks.tokens.items()}, toks.grid)
-              for rule, toks in passes.items()}
-    tokens = PassTokens(passes, resolution_resizes(loaded, resolution), posembed)
-    holds = tuple((rule, k) for rule, toks in passes.items() for k in toks.tokens)
+    x = torch.from_numpy(to_tensor(squash(image, resolution.size), loaded.mean, loaded.std))[None].to(loaded.device)
+    toks = encoder.image_tokens(loaded, x, resolution, tuple(want), depth, posembed)
+    passes = {rule: TowerTokens({k: t.float().cpu() for k, t in p.tokens.items()}, p.grid)
+              for rule, p in toks.passes.items()}
+    tokens = PassTokens(passes, toks.resize, posembed)
+    holds = tuple((rule, k) for rule, p in passes.items() for k in p.tokens)
     return ImageTokens(tokens, resolution, int(depth), holds, time.perf_counter() - t0, posembed)
 
 
@@ -400,15 +295,6 @@ def shared_token_cache() -> TokenCache:
 
 
 # ------------------------------------------------------------------------------------------ text side
-def merge_windows(grids: torch.Tensor, resolution: Resolution) -> torch.Tensor:
-    """Per-window grids ``[windows, K, wg, wg]`` of one image to its full grid ``[K, gh, gw]``, overlapping cells
-    averaged by the engine's own rule (:func:`~surgery_core.model.heatmaps.merge_windows`); without windows the single
-    grid itself."""
-    if resolution.window is None:
-        return grids[0]
-    return heatmaps.merge_windows(grids, resolution.origins(), 1, resolution.grid, resolution.patch)[0]
-
-
 @dataclass(frozen=True)
 class PhraseMaps:
     """The text side for one image: ``grids[method]`` float32 ``[K, gh, gw]`` raw similarity (before min-max),
@@ -435,8 +321,9 @@ def text_features(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT
 
 
 def uncached_phrases(loaded: LoadedModel, phrases, prompt_set: str = DEFAULT_PROMPT_SET) -> list[str]:
-    """The phrases whose text feature :func:`text_features` would compute now (not yet cached on the model)."""
-    return [p for p in phrases if ((p,), prompt_set) not in loaded._text_cache]
+    """The phrases whose text feature :func:`text_features` would compute now (cached neither on the model nor on
+    disk)."""
+    return [p for p in phrases if not is_cached(loaded, p, prompt_set)]
 
 
 @torch.no_grad()
@@ -453,12 +340,9 @@ def phrase_maps(loaded: LoadedModel, tokens: ImageTokens, phrases, methods, mode
         raise InputError(None, f"these image tokens hold {tokens.holds}, the methods need {sorted(need)}")
     text = text_features(loaded, phrases, prompt_set)
     redundant = ensemble_text_features(loaded, [""], prompt_set).float().cpu() if mode == "independent" else None
-    per_window = similarity_grids(tokens.tokens, text, methods, redundant)
-    grids = {m: merge_windows(g, tokens.resolution).numpy().astype(np.float32) for m, g in per_window.items()}
-    probs = None
-    if mode == "set":
-        p = class_probabilities(tokens.tokens, text, loaded.model.logit_scale.detach().cpu())
-        probs = p.mean(dim=0).numpy().astype(np.float32)
+    full, p = score_tokens(loaded, tokens.tokens, text, methods, tokens.resolution, redundant, probs=mode == "set")
+    grids = {m: g[0].numpy().astype(np.float32) for m, g in full.items()}
+    probs = None if p is None else p[0].numpy().astype(np.float32)
     return PhraseMaps(phrases, methods, mode, prompt_set, grids, probs, time.perf_counter() - t0)
 
 
@@ -541,5 +425,5 @@ def describe(loaded: LoadedModel, tokens: ImageTokens, maps: PhraseMaps) -> str:
 __all__ = ["MODES", "SCALES", "MAX_PHRASES", "MAX_INPUT_SIZE", "MAX_PASS_CELLS", "parse_phrases", "effective_mode",
            "prompt_words", "Resolution", "check_image", "Upload", "read_upload", "safe_name", "upload_notes",
            "image_hash", "model_key", "token_needs", "ImageTokens", "image_tokens", "TokenCache", "shared_token_cache",
-           "merge_windows", "PhraseMaps", "text_features", "uncached_phrases", "phrase_maps", "display_range",
+           "PhraseMaps", "text_features", "uncached_phrases", "phrase_maps", "display_range",
            "display_grid", "describe", "PatchRows", "inspect_patch"]

@@ -18,7 +18,8 @@ from surgery_core.data.datasets import Dataset
 from surgery_core.data.detections import Detections
 from surgery_core.data.images import read_image
 from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
-from surgery_core.eval.boxes import BoxParams, boxes_from_grid, cut_sort_key
+from surgery_core.eval.boxes import BoxParams, Cut, boxes_from_grid, cut_sort_key
+from surgery_core.eval.protocols import Cell, ProtocolLike, protocol
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.corloc import CorLocResult, corloc
 from surgery_core.eval.results import (APTables, CorLocTables, MethodQuality, QualityTables, SizeAPTables, Sweep,
@@ -215,9 +216,10 @@ class Run:
         """Ground truth of the images that have grids."""
         return ground_truth_for(self.dataset, self.grids.rows)
 
-    def detections(self, method: str, protocol: str, percentile: float) -> Detections:
-        """Cached boxes of one method and protocol at a percentile of the run's grid of percentiles."""
-        return self.boxes.get(method, protocol, percentile)
+    def detections(self, method: str, protocol: ProtocolLike, percentile: Cut) -> Detections:
+        """Boxes of one method and protocol at a cut (percentile or box rule), the run's :class:`Cell`
+        ``(method, protocol, cut)``: cut and stored on first use, then read from the run store."""
+        return self.boxes[Cell.of(method, protocol, percentile)]
 
     @lru_cache(maxsize=64)
     def match(self, method: str, protocol: str, percentile: float) -> VocMatch:
@@ -350,12 +352,16 @@ class Run:
         """Raw similarity grid ``[gh, gw]`` of one image and class."""
         return self.grids.grids[method][self.row_of(image_index), class_index]
 
-    def boxes_for(self, method: str, image_index: int, class_index: int, percentile: float,
-                  protocol: str = "present") -> tuple[np.ndarray, np.ndarray]:
-        """Boxes of one image and class at any percentile (computed live: one map, microseconds)."""
+    def boxes_for(self, method: str, image_index: int, class_index: int, percentile: Cut,
+                  proto: ProtocolLike = "present") -> Detections:
+        """Boxes of one image and class at any cut, as :class:`Detections` (computed live: one map, microseconds).
+        A protocol that scores only annotated classes cuts none for a class the image lacks."""
         rec = self.dataset.images[image_index]
         row = self.row_of(image_index)
-        params: BoxParams = box_params_for(self.cfg, protocol).with_cut(percentile)
+        pr = protocol(proto)
+        params: BoxParams = pr.box_params(self.cfg.boxes).with_cut(percentile)
+        if not pr.all_classes and class_index not in rec.labels:
+            return Detections.empty()
         grid = self.grids.grids[method][row]
         if params.refine == "pamr":
             from surgery_core.data.images import squash
@@ -363,8 +369,10 @@ class Run:
 
             size = self.grids.input_size
             grid = refine_grid(grid, squash(self.image(image_index), size), size)
-        return boxes_from_grid(grid[class_index], rec.width, rec.height, params,
-                               float(self.grids.probs[row, class_index]))
+        xyxy, score = boxes_from_grid(grid[class_index], rec.width, rec.height, params,
+                                      float(self.grids.probs[row, class_index]))
+        n = len(score)
+        return Detections(xyxy, score, np.full(n, class_index, np.int64), np.full(n, image_index, np.int64))
 
 
 def model_data_note(cfg: RunConfig, identity: dict | None = None) -> str:

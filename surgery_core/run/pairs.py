@@ -94,11 +94,7 @@ def panel(run: "Run", method: str, image: int, cls: int, percentile: float, prot
     grid = run.grid(method, image, cls)
     sel = rec.labels == cls
     m = int(sel.sum())
-    xyxy, score = run.boxes_for(method, image, cls, percentile, protocol)
-    if protocol == "present" and not m:  # the present protocol cuts no box for a class the image lacks
-        xyxy, score = np.zeros((0, 4)), np.zeros(0)
-    n = len(score)
-    det = Detections(xyxy, score, np.full(n, cls), np.full(n, image))
+    det = run.boxes_for(method, image, cls, percentile, protocol)
     gt = Detections(rec.xyxy[sel], np.ones(m), np.full(m, cls), np.full(m, image))
     det = match_detections(gt, det, float(iou))
     wmap = working_map(grid, rec.width, rec.height, params.box_resolution)

@@ -21,7 +21,6 @@ the dataset folder, reproduces a run that skipped images or used ``limit``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +28,7 @@ from surgery_core.data.detections import Detections
 from surgery_core.data.exchange import CocoIds, coco_ground_truth, coco_results, detections_csv
 from surgery_core.eval.ap import COCO_IOUS
 from surgery_core.eval.boxes import BoxRule, Cut, as_cut, cut_label, cut_tag
+from surgery_core.eval.protocols import Cell
 from surgery_core.eval.results import iou_key, none_if_nan
 from surgery_core.files import atomic_write_text
 from surgery_core.run.evaluation import box_note, box_params_for
@@ -38,35 +38,19 @@ GROUND_TRUTH = "ground_truth.json"
 MANIFEST = "manifest.json"
 
 
-@dataclass(frozen=True)
-class BoxCell:
-    """One exported cell: a method and protocol under one box rule, its *cut* (a percentile of the map, or a
-    :class:`~surgery_core.eval.boxes.BoxRule`: Otsu, a fixed value)."""
+def cell_stem(cell: Cell) -> str:
+    """An exported cell's file stem: ``<method>.<protocol>.<rule>`` (rule as in folder names: ``p90``, ``otsu``,
+    ``fixed0.5``)."""
+    return f"{cell.method}.{cell.protocol.name}.{cut_tag(cell.cut)}"
 
-    method: str
-    protocol: str
-    cut: Cut
 
-    @property
-    def rule(self) -> str:
-        """The box rule as a file-name part (``p90``, ``otsu``, ``fixed0.5``)."""
-        return cut_tag(self.cut)
-
-    @property
-    def stem(self) -> str:
-        return f"{self.method}.{self.protocol}.{self.rule}"
-
-    def detections(self, run: Run) -> Detections:
-        """The run's own boxes of this cell (cut and stored first when missing)."""
-        return run.detections(self.method, self.protocol, self.cut)
-
-    def note(self, run: Run) -> str:
-        """``boxes: <rule>``, as every table of the run names it."""
-        return box_note(box_params_for(run.cfg, self.protocol).with_cut(self.cut))
+def cell_note(run: Run, cell: Cell) -> str:
+    """``boxes: <rule>``, as every table of the run names it."""
+    return box_note(box_params_for(run.cfg, cell.protocol).with_cut(cell.cut))
 
 
 def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
-          cut: Cut | None = None) -> list[BoxCell]:
+          cut: Cut | None = None) -> list[Cell]:
     """The cells to export (default: every method and protocol of the run at its own box rule; ``cut``: another
     percentile or rule), checked against the run: a method or protocol it did not compute is a one-line error
     naming what it has."""
@@ -82,7 +66,7 @@ def cells(run: Run, methods: Iterable[str] | None = None, protocols: Iterable[st
     c = run.cfg.boxes.cut if cut is None else as_cut(cut)
     if not isinstance(c, BoxRule) and not 0.0 <= c <= 100.0:
         raise SurgeryError(f"--percentile {c:g}: must be between 0 and 100")
-    return [BoxCell(m, pr, c) for m in methods for pr in protocols]
+    return [Cell.of(m, pr, c) for m in methods for pr in protocols]
 
 
 def _ids(run: Run) -> CocoIds:
@@ -102,7 +86,7 @@ def ground_truth_doc(run: Run) -> dict:
     return coco_ground_truth(run.dataset, run.grids.rows, run.classes, _ids(run), info=run_info(run))
 
 
-def run_map(run: Run, cell: BoxCell) -> dict:
+def run_map(run: Run, cell: Cell) -> dict:
     """The run's own mAP of a cell per interpolation and IoU (COCO also over .50:.95): what scoring the
     exported file reproduces. At the run's own box rule these are its stored AP tables (read, not recomputed:
     COCO's evaluation of a DIOR-sized cell takes seconds); at another rule they are computed."""
@@ -110,7 +94,7 @@ def run_map(run: Run, cell: BoxCell) -> dict:
         tables = run.ap_tables()
         out = {}
         for interp in run.cfg.interps:
-            entry = tables.entry(cell.method, cell.protocol, interp)
+            entry = tables.entry(cell.method, cell.protocol.name, interp)
             out[interp] = dict(entry.map_per_iou) | ({"50:95": entry.map_50_95} if interp == "coco" else {})
         return out
     out = {}
@@ -123,23 +107,24 @@ def run_map(run: Run, cell: BoxCell) -> dict:
     return out
 
 
-def cell_files(run: Run, cell: BoxCell) -> dict[str, str]:
+def cell_files(run: Run, cell: Cell) -> dict[str, str]:
     """``{file name: text}`` of one cell: the COCO results JSON and the CSV."""
-    det = cell.detections(run)
-    return {f"{cell.stem}.json": json.dumps(coco_results(det, _ids(run)), separators=(",", ":")) + "\n",
-            f"{cell.stem}.csv": detections_csv(det, run.dataset, run.classes)}
+    det = run.detections(cell.method, cell.protocol, cell.cut)
+    return {f"{cell_stem(cell)}.json": json.dumps(coco_results(det, _ids(run)), separators=(",", ":")) + "\n",
+            f"{cell_stem(cell)}.csv": detections_csv(det, run.dataset, run.classes)}
 
 
-def manifest(run: Run, exported: list[BoxCell], scores: bool = True) -> dict:
+def manifest(run: Run, exported: list[Cell], scores: bool = True) -> dict:
     """What the export holds and how to check it (``scores``: the run's mAP of every file, computed now when
     the run has not yet)."""
     ids = _ids(run)
     files = []
     for c in exported:
-        det = c.detections(run)
-        entry = {"results": f"{c.stem}.json", "csv": f"{c.stem}.csv", "method": c.method, "protocol": c.protocol,
-                 "box_rule": c.rule, "box_rule_text": cut_label(c.cut),
-                 "percentile": None if isinstance(c.cut, BoxRule) else c.cut, "boxes_note": c.note(run),
+        det = run.detections(c.method, c.protocol, c.cut)
+        entry = {"results": f"{cell_stem(c)}.json", "csv": f"{cell_stem(c)}.csv", "method": c.method,
+                 "protocol": c.protocol.name,
+                 "box_rule": cut_tag(c.cut), "box_rule_text": cut_label(c.cut),
+                 "percentile": None if isinstance(c.cut, BoxRule) else c.cut, "boxes_note": cell_note(run, c),
                  "boxes": int(len(det))}
         if scores:
             entry["run_mAP"] = run_map(run, c)
@@ -160,7 +145,7 @@ def manifest(run: Run, exported: list[BoxCell], scores: bool = True) -> dict:
     }
 
 
-def write_box_export(run: Run, out: str | Path, exported: list[BoxCell], scores: bool = True) -> list[Path]:
+def write_box_export(run: Run, out: str | Path, exported: list[Cell], scores: bool = True) -> list[Path]:
     """Write the ground truth, each cell's results JSON and CSV, and the manifest into folder ``out``; returns
     the paths written."""
     out = Path(out)
@@ -177,14 +162,14 @@ def write_box_export(run: Run, out: str | Path, exported: list[BoxCell], scores:
     return written
 
 
-def ensure_cells(run: Run, exported: list[BoxCell]) -> None:
+def ensure_cells(run: Run, exported: list[Cell]) -> None:
     """Cut the missing cells together (one pass over each method's maps, both protocols sharing it)."""
     for cut in dict.fromkeys(c.cut for c in exported):
         these = [c for c in exported if c.cut == cut]
-        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol for c in these), [cut])
+        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol.name for c in these), [cut])
 
 
-def box_export_zip(run: Run, exported: list[BoxCell]) -> bytes:
+def box_export_zip(run: Run, exported: list[Cell]) -> bytes:
     """The same files as one zip (the dashboard's download)."""
     from surgery_core.share.portable import zip_bytes
 
@@ -196,5 +181,5 @@ def box_export_zip(run: Run, exported: list[BoxCell]) -> bytes:
     return zip_bytes(members)
 
 
-__all__ = ["BoxCell", "cells", "ground_truth_doc", "cell_files", "manifest", "write_box_export", "box_export_zip",
+__all__ = ["cell_stem", "cell_note", "cells", "ground_truth_doc", "cell_files", "manifest", "write_box_export", "box_export_zip",
            "run_info", "run_map", "ensure_cells", "GROUND_TRUTH", "MANIFEST"]

@@ -37,11 +37,12 @@ from typing import Iterable
 import numpy as np
 
 from surgery_core.data.exchange import CocoIds, coco_labels
-from surgery_core.eval.boxes import Cut
+from surgery_core.eval.boxes import Cut, cut_tag
 from surgery_core.eval.maps import working_map
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.facade import Run
-from surgery_core.share.export_boxes import BoxCell, cells, ensure_cells, ground_truth_doc, run_info
+from surgery_core.eval.protocols import Cell
+from surgery_core.share.export_boxes import cell_note, cells, ensure_cells, ground_truth_doc, run_info
 
 HEATMAP_CLASSES = ("present", "all", "none")
 GROUND_TRUTH_FIELD = "ground_truth"
@@ -95,7 +96,7 @@ def write_fiftyone(run: Run, out: str | Path, methods: Iterable[str] | None = No
 
     if heatmaps not in HEATMAP_CLASSES:
         raise SurgeryError(f"--heatmaps {heatmaps}: one of {', '.join(HEATMAP_CLASSES)}")
-    exported: list[BoxCell] = cells(run, methods, [protocol], cut)
+    exported: list[Cell] = cells(run, methods, [protocol], cut)
     out = Path(out)
     ids = CocoIds.of(run.dataset, run.classes)
     folder, names = _image_names(run)
@@ -106,15 +107,15 @@ def write_fiftyone(run: Run, out: str | Path, methods: Iterable[str] | None = No
     ensure_cells(run, exported)
     for c in exported:
         doc = {k: gt[k] for k in ("licenses", "images", "categories")}
-        doc["info"] = run_info(run) | {"method": c.method, "protocol": c.protocol, "boxes": c.note(run)}
-        doc["annotations"] = coco_labels(c.detections(run), ids)
+        doc["info"] = run_info(run) | {"method": c.method, "protocol": c.protocol.name, "boxes": cell_note(run, c)}
+        doc["annotations"] = coco_labels(run.detections(c.method, c.protocol, c.cut), ids)
         atomic_write_text(out / "predictions" / f"{c.method}.json", json.dumps(doc, separators=(",", ":")) + "\n")
     fields = _write_heatmaps(run, out, [c.method for c in exported], heatmaps, names)
     atomic_write_text(out / "heatmaps.json", json.dumps(fields, indent=1) + "\n")
     images = folder or "IMAGE_FOLDER"
     atomic_write_text(out / "load_fiftyone.py", SNIPPET.format(images=str(images), name=f"surgery-{run.run_hash}"))
-    manifest = {"run": run_info(run), "protocol": protocol, "box_rule": exported[0].rule,
-                "boxes_note": exported[0].note(run), "ground_truth_field": GROUND_TRUTH_FIELD,
+    manifest = {"run": run_info(run), "protocol": protocol, "box_rule": cut_tag(exported[0].cut),
+                "boxes_note": cell_note(run, exported[0]), "ground_truth_field": GROUND_TRUTH_FIELD,
                 "prediction_fields": {c.method: f"predictions/{c.method}.json" for c in exported},
                 "heatmaps": heatmaps, "heatmap_fields": sorted(fields),
                 "heatmap_values": "working map of the class: raw grid min-max normalised per image and class, "

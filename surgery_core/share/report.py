@@ -18,6 +18,7 @@ from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 from surgery_core.model.identity import RANDOM_WEIGHTS_LABEL
 from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.run import pairs
+from surgery_core.eval.protocols import headline_protocol
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
@@ -219,7 +220,7 @@ def method_summary(run: Run, tables: APTables, q: QualityTables, ious: tuple[flo
     source."""
     cfg = run.cfg
     interp = cfg.interps[0]
-    proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
+    proto = headline_protocol(cfg.protocols)
     ious = tuple(t for t in ious if t in cfg.iou_thresholds)
     cols = {"pointing game": {m: q.methods[m].pointing_game["overall"] for m in cfg.methods}}
     for t in ious:
@@ -247,7 +248,7 @@ def corloc_section(run: Run, classes: list[str]) -> list[str]:
     for m, by_proto in cl.entries.items():
         for pr, e in by_proto.items():
             lines.append(f"| {m} | {pr} | " + " | ".join(_fmt(e.corloc[k]) for k in keys) + " |")
-    proto = "present" if "present" in run.cfg.protocols else run.cfg.protocols[0]
+    proto = headline_protocol(run.cfg.protocols)
     methods = list(cl.entries)
     first = cl.entry(methods[0], proto)
     lines += ["", f"CorLoc per class at IoU 0.5 ({proto} protocol):", "",
@@ -265,7 +266,7 @@ def size_section(run: Run) -> list[str]:
     by = run.ap_by_size()
     cfg = run.cfg
     interp = cfg.interps[0]
-    proto = "present" if "present" in cfg.protocols else cfg.protocols[0]
+    proto = headline_protocol(cfg.protocols)
     ious = [t for t in dict.fromkeys((cfg.iou_thresholds[0], 0.5)) if t in cfg.iou_thresholds]
     sizes = list(by.tables)
     lines = [f"## AP by object size ({interp}, {proto} protocol; COCO's buckets: small <= 32², medium 32²-96², "

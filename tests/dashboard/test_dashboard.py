@@ -138,7 +138,8 @@ def test_compare_panel_matches_library(dashboard_env, test_run):
     rec = test_run.dataset.images[image]
     cls = int(rec.labels[0])
     info = data.panel(data.run_key(test_run), "vv_mixed", image, cls, 75.0, "present", 0.1, test_run)
-    xyxy, score = test_run.boxes_for("vv_mixed", image, cls, 75.0, "present")
+    live = test_run.boxes_for("vv_mixed", image, cls, 75.0, "present")
+    xyxy, score = live.xyxy, live.score
     np.testing.assert_array_equal(info.det.xyxy, xyxy)
     np.testing.assert_array_equal(info.det.score, score)
     gt = rec.xyxy[rec.labels == cls]

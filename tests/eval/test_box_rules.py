@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from surgery_core.eval.protocols import Cell
 from surgery_core.eval.boxes import (BoxParams, BoxRule, as_cut, boxes_from_grid, cut_label, cut_tag,
-                                     cut_thresholds, otsu_threshold, percentile_thresholds, sweep_detections)
+                                     cut_thresholds, otsu_threshold, percentile_thresholds)
+from surgery_core.eval.cutting import detections_at
 from surgery_core.eval.maps import working_map
 from surgery_core.run.config import RunConfig
 from surgery_core.run.evaluation import all_percentiles, describe_boxes
@@ -94,10 +96,10 @@ def test_a_sweep_over_mixed_cuts_equals_one_call_per_cut():
     sizes = np.array([[800, 800]] * 4 + [[640, 480]])
     params = BoxParams()
     cuts = [90.0, BoxRule("otsu"), BoxRule("fixed", 0.5)]
-    out = sweep_detections(grids, sizes, params, cuts, max_dets=4)
+    out = detections_at(grids, sizes, params, cuts, max_dets=4)
     assert list(out) == cuts
     for c in cuts:
-        alone = sweep_detections(grids, sizes, params.with_cut(c), [c], max_dets=4)[c]
+        alone = detections_at(grids, sizes, params.with_cut(c), [c], max_dets=4)[c]
         np.testing.assert_array_equal(out[c].xyxy, alone.xyxy)
         np.testing.assert_array_equal(out[c].score, alone.score)
 
@@ -149,10 +151,10 @@ def test_a_run_cuts_stores_scores_and_sweeps_the_other_rules(test_run, tmp_path)
     p90 = run.detections(m, pr, 90.0)
     for rule in (otsu, fixed):
         det = run.detections(m, pr, rule)
-        assert run.boxes.cells.path(m, pr, rule).name == cut_tag(rule)
-        assert run.boxes.cells.has(m, pr, rule)
+        assert run.boxes.cells.path(Cell.of(m, pr, rule)).name == cut_tag(rule)
+        assert run.boxes.cells.has(Cell.of(m, pr, rule))
         # what the run stored is what one cut of the run's grids by that rule gives (the cap included)
-        pairs = run.boxes.cells.read(m, pr, rule)
+        pairs = run.boxes.cells.read(Cell.of(m, pr, rule))
         np.testing.assert_array_equal(pairs.xyxy, det.xyxy)
         assert len(det) and not (len(det) == len(p90) and np.array_equal(det.xyxy, p90.xyxy))
         res = run.ap(m, pr, "voc07", rule, run.cfg.iou_thresholds)
@@ -179,12 +181,12 @@ def test_a_run_cuts_stores_scores_and_sweeps_the_other_rules(test_run, tmp_path)
 def test_the_box_export_takes_another_rule(test_run, tmp_path):
     """`surgery export boxes` / the Per-class AP download of an Otsu cell: files named by the rule, the manifest
     naming it (no percentile), and the run's own AP of those boxes."""
-    from surgery_core.share.export_boxes import cells, write_box_export
+    from surgery_core.share.export_boxes import cell_stem, cells, write_box_export
 
     run, otsu = test_run, BoxRule("otsu")
     m, pr = run.cfg.methods[-1], run.cfg.protocols[0]
     exported = cells(run, [m], [pr], otsu)
-    assert [c.stem for c in exported] == [f"{m}.{pr}.otsu"]
+    assert [cell_stem(c) for c in exported] == [f"{m}.{pr}.otsu"]
     write_box_export(run, tmp_path, exported)
     manifest = __import__("json").loads((tmp_path / "manifest.json").read_text())
     (entry,) = manifest["files"]

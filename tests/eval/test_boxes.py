@@ -10,17 +10,16 @@ from pydantic import ValidationError
 
 from surgery_core.eval.boxes import (
     BoxParams,
-    boxes_at_thresholds,
     boxes_from_grid,
-    boxes_from_grid_sweep,
     close_open,
-    extract_detections,
+    cut,
+    cut_thresholds,
     find_components,
     order_statistics,
     percentile_thresholds,
-    sweep_detections,
-    sweep_two_sets,
 )
+from surgery_core.eval.cutting import cell_detections, detections_at
+from surgery_core.eval.protocols import OPEN, PRESENT, Cell
 from surgery_core.eval.maps import box_mask, image_scale, normalize, upsample, working_map
 
 RNG = np.random.default_rng(20251029)
@@ -344,7 +343,8 @@ def test_sweep_equals_one_call_per_percentile():
     ps = [50.0, 60.0, 75.0, 90.0, 95.0, 99.0]
     for _ in range(10):
         grid = RNG.random((7, 7)).astype(np.float32)
-        sweep = boxes_from_grid_sweep(grid, 800, 800, params, ps)
+        wmap = working_map(grid, 800, 800, params.box_resolution)
+        sweep = cut(wmap, cut_thresholds(wmap, ps), 800, 800, params).per_threshold(len(ps))
         for p, got in zip(ps, sweep):
             assert_same_boxes(got, boxes_from_grid(grid, 800, 800, params.model_copy(update={"percentile": p})))
 
@@ -355,7 +355,7 @@ def test_strip_tiles_do_not_interact_through_the_gap():
     wmap[:3] = 1.0
     wmap[-3:] = 1.0
     params = BoxParams(morph_kernel=5, box_resolution=None)
-    out = boxes_at_thresholds(wmap, [0.5, 0.5, 0.5], 30, 30, params)
+    out = cut(wmap, [0.5, 0.5, 0.5], 30, 30, params).per_threshold(3)
     for xyxy, _ in out:
         assert xyxy.tolist() == [[0.0, 0.0, 30.0, 3.0], [0.0, 27.0, 30.0, 30.0]]
 
@@ -407,7 +407,7 @@ def test_all_thresholds_at_once_equal_each_threshold_alone(kernel, connectivity,
             wmap = np.round(wmap * 8) / 8  # plateaus: many pixels equal to a threshold
         ths = np.concatenate([RNG.choice(wmap.ravel(), 5), [0.0, 1.01, -1.0]]).astype(np.float32)
         ths = np.concatenate([ths, ths[:2]])
-        got = boxes_at_thresholds(wmap, ths, int(w), int(h), params)
+        got = cut(wmap, ths, int(w), int(h), params).per_threshold(len(ths))
         for t, (xyxy, sc) in zip(ths, got):
             want = plain_loop_boxes(wmap, t, kernel, connectivity, score)
             assert xyxy.tolist() == [b for b, _ in want]
@@ -418,7 +418,7 @@ def test_more_thresholds_than_one_level_map_holds():
     wmap = upsample(RNG.random((5, 5)).astype(np.float32), 24, 24)
     ths = np.sort(RNG.random(300).astype(np.float32))  # 255 per uint8 level map: two groups
     params = BoxParams(morph_kernel=3, box_resolution=None)
-    got = boxes_at_thresholds(wmap, ths, 24, 24, params)
+    got = cut(wmap, ths, 24, 24, params).per_threshold(len(ths))
     for i in (0, 254, 255, 299):
         want = plain_loop_boxes(wmap, ths[i], 3, 8, "mean")
         assert got[i][0].tolist() == [b for b, _ in want] and got[i][1].tolist() == [s for _, s in want]
@@ -432,13 +432,13 @@ def batch(n_img=6, n_cls=4):
     return grids, sizes
 
 
-def test_sweep_detections_matches_per_pair_calls():
+def test_detections_at_matches_per_pair_calls():
     grids, sizes = batch()
     params = BoxParams(class_prob_weight=True)
     probs = RNG.random((6, 4))
     pair_image, pair_class = np.array([3, 0, 0, 5]), np.array([1, 2, 0, 3])
     ids = np.array([10, 11, 12, 13, 14, 15])
-    out = sweep_detections(grids, sizes, params, [75, 90], pair_image=pair_image, pair_class=pair_class,
+    out = detections_at(grids, sizes, params, [75, 90], pair_image=pair_image, pair_class=pair_class,
                            class_probs=probs, image_ids=ids)
     assert sorted(out) == [75.0, 90.0]
     for p, det in out.items():
@@ -457,56 +457,52 @@ def test_sweep_detections_matches_per_pair_calls():
         np.testing.assert_array_equal(det.score, np.concatenate(want_score))
 
 
-@pytest.mark.parametrize("weights,cap,workers", [((True, False), 0, 1), ((True, False), 3, 2), ((True, True), 2, 1),
-                                                  ((False, True), 0, 1)])
-def test_two_sets_from_one_cut_equal_two_calls(weights, cap, workers):
+@pytest.mark.parametrize("weighted,cap,workers", [(False, 0, 1), (False, 3, 2), (True, 2, 1), (True, 0, 1)])
+def test_both_protocols_from_one_cut_equal_two_calls(weighted, cap, workers):
     # The open and present protocols of one method: the present pairs are cut once, with the open ones.
     grids, sizes = batch(7, 5)
     probs = RNG.random((7, 5))
     probs[2, 1] = 0.0  # a zero probability: every weighted score of that pair is 0
-    params = BoxParams(class_prob_weight=weights[0], morph_kernel=3)
-    also = params.model_copy(update={"class_prob_weight": weights[1]})
+    params = BoxParams(class_prob_weight=weighted, morph_kernel=3)
     pi = np.array([0, 0, 2, 2, 3, 6, 6, 6])
     pc = np.array([1, 4, 0, 1, 2, 0, 3, 4])
     ps = [50, 75, 90]
     ticks = []
-    main, second = sweep_two_sets(grids, sizes, params, also, (pi, pc), ps, class_probs=probs,
-                                  image_ids=np.arange(7) + 100, workers=workers, chunk_pairs=6, max_dets=cap,
-                                  progress=ticks.append)
-    want_main = sweep_detections(grids, sizes, params, ps, class_probs=probs, image_ids=np.arange(7) + 100,
-                                 max_dets=cap)
-    want_second = sweep_detections(grids, sizes, also, ps, pair_image=pi, pair_class=pc, class_probs=probs,
-                                   image_ids=np.arange(7) + 100, max_dets=cap)
-    for got, want in ((main, want_main), (second, want_second)):
-        assert sorted(got) == sorted(want)
+    got = cell_detections(grids, sizes, params, "m", ["present", "open"], ps, (pi, pc), class_probs=probs,
+                          image_ids=np.arange(7) + 100, workers=workers, max_dets=cap, progress=ticks.append)
+    want_open = detections_at(grids, sizes, OPEN.box_params(params), ps, class_probs=probs,
+                              image_ids=np.arange(7) + 100, max_dets=cap)
+    want_present = detections_at(grids, sizes, PRESENT.box_params(params), ps, pair_image=pi, pair_class=pc,
+                                 class_probs=probs, image_ids=np.arange(7) + 100, max_dets=cap)
+    assert sorted(got, key=Cell.sort_key) == [Cell.of("m", pr, p) for pr in ("present", "open") for p in ps]
+    for proto, want in ((OPEN, want_open), (PRESENT, want_present)):
         for p in ps:
             for f in ("xyxy", "score", "class_id", "image"):
-                np.testing.assert_array_equal(getattr(got[p], f), getattr(want[p], f))
+                np.testing.assert_array_equal(getattr(got[Cell("m", proto, float(p))], f), getattr(want[p], f))
     assert sum(ticks) == 7 * 5 + len(pi)
-    with pytest.raises(ValueError, match="only in class_prob_weight"):
-        sweep_two_sets(grids, sizes, params, also.model_copy(update={"morph_kernel": 5}), (pi, pc), ps,
-                       class_probs=probs)
-    with pytest.raises(ValueError, match="NMS off"):
-        nms = params.model_copy(update={"nms_iou": 0.5})
-        sweep_two_sets(grids, sizes, nms, nms, (pi, pc), ps, class_probs=probs)
+    # under NMS each protocol is cut alone, with the same result as cutting it alone
+    nms = params.model_copy(update={"nms_iou": 0.5})
+    apart = cell_detections(grids, sizes, nms, "m", ["present", "open"], ps, (pi, pc), class_probs=probs)
+    alone = detections_at(grids, sizes, OPEN.box_params(nms), ps, class_probs=probs)
+    np.testing.assert_array_equal(apart[Cell.of("m", "open", 75)].score, alone[75.0].score)
     with pytest.raises(ValueError, match="order within each image"):
-        sweep_two_sets(grids, sizes, params, also, (pi, pc[::-1]), ps, class_probs=probs)
+        cell_detections(grids, sizes, params, "m", ["present", "open"], ps, (pi, pc[::-1]), class_probs=probs)
 
 
-def test_extract_detections_open_protocol_covers_every_class():
+def test_detections_of_every_pair_cover_every_class():
     grids, sizes = batch(3, 5)
-    det = extract_detections(grids, sizes, BoxParams())
+    det = detections_at(grids, sizes, BoxParams(), [90.0])[90.0]
     assert set(det.class_id.tolist()) == set(range(5)) and set(det.image.tolist()) == {0, 1, 2}
     assert np.all(det.xyxy[:, 2] <= sizes[det.image, 0]) and np.all(det.xyxy[:, 3] <= sizes[det.image, 1])
     with pytest.raises(ValueError):
-        extract_detections(grids, sizes, BoxParams(class_prob_weight=True))
+        detections_at(grids, sizes, BoxParams(class_prob_weight=True), [90.0])
 
 
 def test_worker_processes_give_identical_results():
     grids, sizes = batch(8, 3)
     params = BoxParams(percentile=75)
-    one = sweep_detections(grids, sizes, params, [75, 90], workers=1, chunk_pairs=5)
-    two = sweep_detections(grids, sizes, params, [75, 90], workers=2, chunk_pairs=5)
+    one = detections_at(grids, sizes, params, [75, 90], workers=1, chunk_pairs=5)
+    two = detections_at(grids, sizes, params, [75, 90], workers=2, chunk_pairs=5)
     for p in one:
         np.testing.assert_array_equal(one[p].xyxy, two[p].xyxy)
         np.testing.assert_array_equal(one[p].score, two[p].score)
@@ -528,7 +524,7 @@ def test_workers_never_rerun_the_callers_main_script(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", fake_main)
     grids, sizes = batch(6, 2)
     params = BoxParams(percentile=80)
-    one = sweep_detections(grids, sizes, params, [80], workers=1, chunk_pairs=3)
-    two = sweep_detections(grids, sizes, params, [80], workers=2, chunk_pairs=3)
+    one = detections_at(grids, sizes, params, [80], workers=1, chunk_pairs=3)
+    two = detections_at(grids, sizes, params, [80], workers=2, chunk_pairs=3)
     np.testing.assert_array_equal(one[80.0].xyxy, two[80.0].xyxy)
     assert sys.modules["__main__"] is fake_main

@@ -112,7 +112,8 @@ def test_a_run_with_pamr_cuts_boxes_from_refined_maps(tmp_path, demo_checkpoint)
         b = refined.detections(m, "present", 90.0)
         assert len(b.score) and not (len(a.score) == len(b.score) and np.allclose(a.xyxy, b.xyxy))
         # The live path (one image) agrees with the cached boxes of the whole run.
-        live_xyxy, live_score = refined.boxes_for(m, i, c, 90.0)
+        live = refined.boxes_for(m, i, c, 90.0)
+        live_xyxy = live.xyxy
         sel = (b.image == i) & (b.class_id == c)
         np.testing.assert_allclose(live_xyxy, b.xyxy[sel])
         # ...and both are the boxes of the refined map, cut as any grid.

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from tests.model.test_methods import DEPTH, _model
 
-import surgery_core.model.attention as A
 from surgery_core.model.forward import tower_forward
 from surgery_core.model.methods import METHODS, PATHS, get_method, paths_for
-from surgery_core.model.rows import ROW_MASS, AttentionRows, cell_rows
+from surgery_core.model.rows import AttentionRows, cell_rows
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +22,15 @@ def b32():
 def _spy_attention(monkeypatch):
     """Record, per path and block call, the values ``v`` and the output ``A @ v`` each variant returned."""
     seen: dict[str, list] = {}
-    for p in PATHS.values():
+    for p in list(PATHS.values()):
         if p.blocks == "tail":
             continue
 
-        def spy(q, k, v, ctx, _f=A.ATTENTION[p.attention], _n=p.name):
+        def spy(q, k, v, ctx, _f=p.attention, _n=p.name):
             out = _f(q, k, v, ctx)
             seen.setdefault(_n, []).append((q, k, v, out))
             return out
-        monkeypatch.setitem(A.ATTENTION, p.attention, spy)
+        monkeypatch.setitem(PATHS, p.name, dataclasses.replace(p, attention=spy))
     return seen
 
 
@@ -56,7 +57,7 @@ def test_rows_sum_to_one_and_are_the_attention_the_forward_used(b32, monkeypatch
         blocks = sorted(req.paths[name])
         assert blocks == list(range(total - spec.n_blocks(DEPTH, total), total))
         calls = seen[name][len(seen[name]) // 2:]  # the second pass's calls (the one with rows), block order
-        mass = ROW_MASS.get(spec.attention, 1.0)
+        mass = spec.row_mass
         for b, (q, k, v, out) in zip(blocks, calls):
             row = req.paths[name][b]
             torch.testing.assert_close(row.sum(-1), torch.ones_like(row.sum(-1)), atol=1e-5, rtol=0)

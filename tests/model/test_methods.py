@@ -9,6 +9,7 @@ dropped, shows up.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from surgery_core.model.attention import score_cosine
+from surgery_core.model.encoder import Resolution
 from surgery_core.model.forward import embed, tower_forward
 from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
 from surgery_core.model.loading import load_model
@@ -193,10 +196,11 @@ def test_new_methods_with_sliding_windows(vit):
     visual = vit.model.visual
     # B/32: nine overlapping windows (cells averaged over up to four crops); B/16: four disjoint crops (cheaper).
     window, stride = vit.image_size, (224 if vit.patch_size == 16 else 128)
-    images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(4))
-    out = compute_heatmaps(vit, images, CLASSES, NEW, depth=DEPTH, window=window, stride=stride, prompt_set=PROMPTS)
-    text = ensemble_text_features(vit, CLASSES, PROMPTS)
     p = vit.patch_size
+    images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(4))
+    out = compute_heatmaps(vit, images, CLASSES, NEW, depth=DEPTH, resolution=Resolution.of(448, window, stride, p),
+                           prompt_set=PROMPTS)
+    text = ensemble_text_features(vit, CLASSES, PROMPTS)
     g = 448 // p
     starts = list(range(0, 448 - window + 1, stride))
     starts += [] if starts[-1] == 448 - window else [448 - window]
@@ -269,17 +273,15 @@ def test_residual_and_ffn_flags_are_the_official_ones(vit_b32, name):
 
 def test_one_pass_computes_only_what_is_asked(vit_b32, monkeypatch):
     """A subset runs only its paths' attention; the seed's four run no new-method kernel."""
-    import surgery_core.model.attention as A
-
     calls = []
-    for p in PATHS.values():
+    for p in list(PATHS.values()):
         if p.blocks == "tail":  # computed after the tower, no per-block attention variant
             continue
 
-        def spy(q, k, v, ctx, _f=A.ATTENTION[p.attention], _n=p.name):
+        def spy(q, k, v, ctx, _f=p.attention, _n=p.name):
             calls.append(_n)
             return _f(q, k, v, ctx)
-        monkeypatch.setitem(A.ATTENTION, p.attention, spy)
+        monkeypatch.setitem(PATHS, p.name, dataclasses.replace(p, attention=spy))
     images = torch.randn(1, 3, 224, 224)
     compute_heatmaps(vit_b32, images, CLASSES, SEED_METHODS, depth=DEPTH, prompt_set=PROMPTS)
     assert set(calls) == {"vv"} and len(calls) == DEPTH
@@ -300,8 +302,8 @@ def test_unknown_method_or_source_is_an_error():
         paths_for(["standard", "nope"])
     src = Source("p", "r", "c")
     with pytest.raises(ValueError, match="unknown token source 'nowhere'"):
-        register_method(Method("x_test", "nowhere", "own", "cosine", "d", src))
-    with pytest.raises(ValueError, match="unknown scoring"):
+        register_method(Method("x_test", "nowhere", "own", score_cosine, "d", src))
+    with pytest.raises(ValueError, match="scoring must be a function"):
         register_method(Method("x_test", "ori", "own", "nope", "d", src))
     with pytest.raises(ValueError, match="unknown token source 'nowhere'"):
         tower_forward(load_model("Demo-ViT-32").model.visual, torch.randn(1, 3, 224, 224), ("nowhere",))

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from tests.model.test_methods import CLASSES, DEPTH, PROMPTS, _model, _reference_all, _reference_grid
 from tests.model.test_surgery import _reference_tokens as _reference_dual
 
-from surgery_core.model import heatmaps as H
+from surgery_core.model import encoder as E
+from surgery_core.model.encoder import Resolution
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.model.text import ensemble_text_features
@@ -167,13 +168,13 @@ def test_every_registered_method_names_a_cited_rule():
 
 def _count_passes(monkeypatch):
     calls = []
-    real = H.tower_forward
+    real = E.tower_forward
 
     def spy(visual, images, paths=(), depth=6, posembed="bicubic_size", patches=None):
         calls.append((posembed, tuple(paths)))
         return real(visual, images, paths, depth, posembed, patches)
 
-    monkeypatch.setattr(H, "tower_forward", spy)
+    monkeypatch.setattr(E, "tower_forward", spy)
     return calls
 
 
@@ -191,8 +192,8 @@ def test_at_the_models_own_size_one_pass_and_byte_identical_grids(b32, monkeypat
     # 448 px in 224 px windows: every window is at the model's own size, so one pass too.
     calls.clear()
     big = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(13))
-    a = compute_heatmaps(b32, big, CLASSES, TEN, window=224, stride=224, posembed="official", **kw)
-    b = compute_heatmaps(b32, big, CLASSES, TEN, window=224, stride=224, posembed="shared", **kw)
+    a = compute_heatmaps(b32, big, CLASSES, TEN, resolution=Resolution.of(448, 224, 224), posembed="official", **kw)
+    b = compute_heatmaps(b32, big, CLASSES, TEN, resolution=Resolution.of(448, 224, 224), posembed="shared", **kw)
     assert len(calls) == 2
     for name in TEN:
         np.testing.assert_array_equal(a.grids[name], b.grids[name])
@@ -201,8 +202,8 @@ def test_at_the_models_own_size_one_pass_and_byte_identical_grids(b32, monkeypat
 def test_one_pass_per_distinct_rule_and_probabilities_whatever_the_selection(b32, monkeypatch):
     calls = _count_passes(monkeypatch)
     patched = []
-    real_patchify = H.patchify
-    monkeypatch.setattr(H, "patchify", lambda v, x: patched.append(1) or real_patchify(v, x))
+    real_patchify = E.patchify
+    monkeypatch.setattr(E, "patchify", lambda v, x: patched.append(1) or real_patchify(v, x))
     images = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(14))
     kw = dict(depth=DEPTH, prompt_set=PROMPTS)
     every = compute_heatmaps(b32, images, CLASSES, TEN, **kw)

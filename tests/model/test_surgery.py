@@ -8,12 +8,20 @@ import torch
 import torch.nn.functional as F
 
 from surgery_core.model.attention import feature_surgery
-from surgery_core.model.forward import embed, surgery_forward
+from surgery_core.model.encoder import Resolution, image_tokens
+from surgery_core.model.forward import embed
 from surgery_core.model.heatmaps import compute_heatmaps, similarity_grids
 from surgery_core.model.loading import load_model
-from surgery_core.model.methods import METHODS
+from surgery_core.model.methods import METHODS, ORI, SHARED_RULE
 
 torch.manual_seed(0)
+
+
+def dual_path(loaded, images, depth):
+    """The vanilla (q-k) and v-v tokens of one pass at the model's own size, through the model's one encoder."""
+    toks = image_tokens(loaded, images, Resolution.of(images.shape[-1], patch=loaded.patch_size),
+                        ((SHARED_RULE, ORI), (SHARED_RULE, "vv")), depth).passes[SHARED_RULE]
+    return toks.tokens[ORI], toks.tokens["vv"], toks
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +73,20 @@ def test_dual_path_matches_plain_loop(demo_random, depth):
     visual = demo_random.model.visual
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        toks = surgery_forward(visual, images, depth)
+        ori, vv, _ = dual_path(demo_random, images, depth)
         ref_ori, ref_vv = _reference_tokens(visual, images, depth)
-    torch.testing.assert_close(toks.ori, ref_ori, atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(toks.vv, ref_vv, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(ori, ref_ori, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(vv, ref_vv, atol=2e-5, rtol=1e-4)
     # The two paths really differ once the v-v path exists.
-    assert (toks.ori[:, 1:] - toks.vv[:, 1:]).abs().max() > 1e-3
+    assert (ori[:, 1:] - vv[:, 1:]).abs().max() > 1e-3
 
 
 def test_ori_cls_equals_encode_image(vit_b32):
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        toks = surgery_forward(vit_b32.model.visual, images, 6)
+        ori, _, _ = dual_path(vit_b32, images, 6)
         ref = vit_b32.model.encode_image(images)
-    torch.testing.assert_close(toks.ori[:, 0], ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ori[:, 0], ref, atol=1e-4, rtol=1e-4)
 
 
 def test_depth_zero_has_no_vv_path(demo_random):
@@ -122,10 +130,10 @@ def test_feature_surgery_closed_form_equals_elementwise():
 def test_standard_is_plain_cosine(demo_random):
     images = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        toks = surgery_forward(demo_random.model.visual, images, 6)
-    text = F.normalize(torch.randn(4, toks.ori.shape[-1]), dim=-1)
+        ori, _, toks = dual_path(demo_random, images, 6)
+    text = F.normalize(torch.randn(4, ori.shape[-1]), dim=-1)
     grids = similarity_grids(toks, text, ["standard"])
-    patch = F.normalize(toks.ori[0, 1 + 7 * 2 + 3], dim=-1)  # row 2, column 3 of the 7x7 grid
+    patch = F.normalize(ori[0, 1 + 7 * 2 + 3], dim=-1)  # row 2, column 3 of the 7x7 grid
     torch.testing.assert_close(grids["standard"][0, :, 2, 3], patch @ text.T, atol=1e-6, rtol=1e-5)
 
 
@@ -141,11 +149,11 @@ def test_grid_shapes(arch, size, grid):
 def test_sliding_windows_average_overlaps(demo_random):
     classes = ["airplane", "ship"]
     images = torch.randn(1, 3, 448, 448)
-    tiled = compute_heatmaps(demo_random, images, classes, window=224, stride=224)
+    tiled = compute_heatmaps(demo_random, images, classes, resolution=Resolution.of(448, 224, 224))
     # With stride = window, each quadrant is exactly its own forward pass.
     top_left = compute_heatmaps(demo_random, images[:, :, :224, :224], classes)
     np.testing.assert_allclose(tiled.grids["vv_mixed"][..., :7, :7], top_left.grids["vv_mixed"], atol=1e-5)
-    overlapped = compute_heatmaps(demo_random, images, classes, window=224, stride=96)
+    overlapped = compute_heatmaps(demo_random, images, classes, resolution=Resolution.of(448, 224, 96))
     assert overlapped.grids["standard"].shape == (1, 2, 14, 14)
     # Windows at x = 0, 96, 192 px: grid column 6 (px 192-224) lies in all three, and is their mean.
     cols = [compute_heatmaps(demo_random, images[:, :, :224, x:x + 224], classes).grids["standard"]

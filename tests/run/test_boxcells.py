@@ -1,7 +1,7 @@
 """Issue 17: the detection cap (maxDets per image), the columnar box cells and their lazy cutting.
 
 The cap is checked against a plain loop that sorts each image's boxes and keeps the top N; with the cap off, the
-stored-and-read-back cells must give exactly the AP of today's path (``sweep_detections`` in memory) on a
+stored-and-read-back cells must give exactly the AP of today's path (``detections_at`` in memory) on a
 DIOR-sized case: real DIOR-test annotations, 800 px images, 20 classes, 25x25 grids, both protocols.
 """
 
@@ -13,8 +13,10 @@ import pytest
 from surgery_core.data.datasets import load_dior
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import evaluate
-from surgery_core.eval.boxes import BoxParams, sweep_detections
+from surgery_core.eval.boxes import BoxParams
+from surgery_core.eval.cutting import detections_at
 from surgery_core.eval.maxdets import cap_detections, cap_indices
+from surgery_core.eval.protocols import Cell
 from surgery_core.run.boxcells import COLUMNS, CellStore, RunBoxes, box_key
 from surgery_core.run.config import DataConfig, RunConfig
 from surgery_core.run.evaluation import box_params_for, describe_boxes, present_pairs
@@ -97,7 +99,7 @@ def todays_path(ds, gs, cfg, proto):
     sizes = np.asarray([(r.width, r.height) for r in ds.images])
     pr, pc = present_pairs(ds, gs.rows)
     pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
-    return sweep_detections(gs.grids["standard"], sizes, box_params_for(cfg, proto), PERCENTILES,
+    return detections_at(gs.grids["standard"], sizes, box_params_for(cfg, proto), PERCENTILES,
                             class_probs=gs.probs, image_ids=gs.rows, **pairs)
 
 
@@ -110,7 +112,7 @@ def test_cap_off_gives_todays_ap_exactly_on_a_dior_sized_case(dior_full, tmp_pat
     for proto in ("present", "open"):
         old = todays_path(ds, gs, cfg, proto)
         for p in PERCENTILES:
-            new = boxes.get("standard", proto, p)
+            new = boxes[Cell.of("standard", proto, p)]
             assert_same(new, old[p])
             for interp in ("voc07", "voc", "coco"):
                 a = evaluate(gt, old[p], 20, (0.1, 0.3, 0.5), interp)
@@ -128,7 +130,7 @@ def test_capped_cells_equal_the_plain_loop_over_uncapped_boxes(dior_full, tmp_pa
     for proto in ("present", "open"):
         old = todays_path(ds, gs, cfg, proto)
         for p in (60.0, 90.0):
-            assert_same(boxes.get("standard", proto, p), plain_cap(old[p], 100))
+            assert_same(boxes[Cell.of("standard", proto, p)], plain_cap(old[p], 100))
 
 
 def test_cap_in_the_workers_equals_the_cap_afterwards_whatever_the_chunks():
@@ -136,9 +138,9 @@ def test_cap_in_the_workers_equals_the_cap_afterwards_whatever_the_chunks():
     grids = rng.normal(0, 1, (7, 5, 12, 12)).astype(np.float32)
     sizes = np.tile([[400, 300]], (7, 1))
     params = BoxParams(box_resolution=64, morph_kernel=1)
-    whole = sweep_detections(grids, sizes, params, (50.0, 80.0))
+    whole = detections_at(grids, sizes, params, (50.0, 80.0))
     for chunk in (1, 3, 40):  # chunks that would split an image are moved to image boundaries
-        capped = sweep_detections(grids, sizes, params, (50.0, 80.0), chunk_pairs=chunk, max_dets=9)
+        capped = detections_at(grids, sizes, params, (50.0, 80.0), chunk_pairs=chunk, max_dets=9)
         for p in (50.0, 80.0):
             assert np.bincount(whole[p].image).max() > 9
             assert_same(capped[p], plain_cap(whole[p], 9))
@@ -150,11 +152,11 @@ def test_cells_are_cut_lazily_and_read_memory_mapped(dior_full, tmp_path):
     root = tmp_path / "cells"
     boxes = RunBoxes(cfg, ds, gs, root)
     assert len(boxes.missing()) == 2 * 3  # both protocols x the run's percentiles (sweep + quality + its own)
-    det = boxes.get("standard", "open", 80.0)
+    det = boxes[Cell.of("standard", "open", 80.0)]
     cells = sorted(str(p.relative_to(root)) for p in root.glob("*/*/p*"))
     assert cells == ["standard/open/p80"]  # asking for one cell cut that cell only
     assert sorted(p.name for p in (root / "standard/open/p80").iterdir()) == [f"{c}.npy" for c in sorted(COLUMNS)]
-    fresh = CellStore(root).read("standard", "open", 80.0)
+    fresh = CellStore(root).read(Cell.of("standard", "open", 80.0))
     assert_same(fresh, det)
 
     def mapped(a):
@@ -173,7 +175,7 @@ def test_cells_are_cut_lazily_and_read_memory_mapped(dior_full, tmp_path):
     bad = root / "standard/open/p80/score.tmp"
     bad.write_bytes(b"not numpy")
     bad.replace(root / "standard/open/p80/score.npy")
-    again = RunBoxes(cfg, ds, gs, root).get("standard", "open", 80.0)
+    again = RunBoxes(cfg, ds, gs, root).get(Cell.of("standard", "open", 80.0))
     assert_same(again, want)
 
 

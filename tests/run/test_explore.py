@@ -18,7 +18,7 @@ from tests.conftest import SAMPLES
 
 from surgery_core.data.images import read_image, squash, to_tensor
 from surgery_core.errors import ImageError, InputError
-from surgery_core.model.forward import surgery_forward
+from surgery_core.model.encoder import image_tokens, merge_windows
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.methods import METHODS
 from surgery_core.model.prompts import prompt_texts
@@ -96,8 +96,7 @@ def dior_image() -> np.ndarray:
 
 def engine(loaded, image, res: explore.Resolution, classes, query_mode=False):
     x = torch.from_numpy(to_tensor(squash(image, res.size), loaded.mean, loaded.std))[None]
-    return compute_heatmaps(loaded, x, classes, tuple(METHODS), window=res.window, stride=res.stride,
-                            query_mode=query_mode)
+    return compute_heatmaps(loaded, x, classes, tuple(METHODS), resolution=res, query_mode=query_mode)
 
 
 # ------------------------------------------------------------------------------------------ numerics
@@ -150,11 +149,12 @@ def test_single_text_mode_is_the_hand_written_formula(loaded, dior_image):
     phrase = "swimming pool"
     t, r = ensemble(phrase), ensemble("")
     x = torch.from_numpy(to_tensor(squash(dior_image, 224), loaded.mean, loaded.std))[None]
-    toks = surgery_forward(loaded.model.visual, x, 6)
+    toks = image_tokens(loaded, x, None, (("bicubic_size", "ori"), ("bicubic_size", "vv")), 6).passes["bicubic_size"]
     got = explore.phrase_maps(loaded, explore.image_tokens(loaded, dior_image, explore.Resolution(224)), [phrase],
                               list(METHODS), mode="set")  # one phrase: single-text whatever is asked
     assert got.mode == "independent"
-    sources = {"standard": toks.ori, "vv_qk": toks.ori, "vv_vv": toks.vv, "vv_mixed": toks.vv}
+    sources = {"standard": toks.tokens["ori"], "vv_qk": toks.tokens["ori"], "vv_vv": toks.tokens["vv"],
+               "vv_mixed": toks.tokens["vv"]}
     for m, src in sources.items():
         patches = F.normalize(src[0, 1:].float(), dim=-1)
         want = patches @ (t if m == "standard" else t - r)
@@ -176,7 +176,7 @@ def test_a_7x7_map_becomes_25x25_on_an_800_px_image(loaded, dior_image):
 def test_window_merge_averages_overlaps():
     res = explore.Resolution.check(128, 64, 32, 32)  # 3x3 windows of 2x2 cells on a 4x4 grid
     per_window = torch.ones(9, 1, 2, 2) * torch.arange(9.0).view(9, 1, 1, 1)
-    merged = explore.merge_windows(per_window, res)[0]
+    merged = merge_windows(per_window, res.origins(), 1, res.grid, res.patch)[0][0]
     # cell (0, 0) is covered by window 0 only; cell (1, 1) by windows 0, 1, 3, 4
     assert merged[0, 0] == 0 and merged[1, 1] == pytest.approx((0 + 1 + 3 + 4) / 4) and merged[3, 3] == 8
 

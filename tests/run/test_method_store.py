@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import surgery_core.model.methods as M
-from surgery_core.model.forward import embed, surgery_forward, tower_forward
+from surgery_core.model.forward import embed, tower_forward
 from surgery_core.model.heatmaps import compute_heatmaps
 from surgery_core.model.loading import load_model
 from surgery_core.run.config import DataConfig, ModelConfig, RunConfig
@@ -29,7 +29,7 @@ def test_a_new_method_is_computed_alone_and_never_breaks_older_entries(tmp_path,
     seed = compute_grids(small_cfg, ds, loaded, store)
     assert seed.computed == 6 and set(seed.grids) == set(M.SEED_METHODS)
     # A method registered after the entries were written: computed (alone) and added to the same entries.
-    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "clearclip", "own", "cosine",
+    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "clearclip", "own", M.score_cosine,
                                                               "test copy", M.METHODS["clearclip"].source))
     cfg2 = small_cfg.model_copy(update={"methods": M.SEED_METHODS + ("clearclip_copy",)})
     calls = []
@@ -45,7 +45,7 @@ def test_a_new_method_is_computed_alone_and_never_breaks_older_entries(tmp_path,
     for m in M.SEED_METHODS:
         np.testing.assert_array_equal(grown.grids[m], seed.grids[m])
     # Redefining a method (new version) never serves the grids of the old definition.
-    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "naclip", "own", "cosine",
+    monkeypatch.setitem(M.METHODS, "clearclip_copy", M.Method("clearclip_copy", "naclip", "own", M.score_cosine,
                                                               "test copy v2", M.METHODS["naclip"].source, 2))
     calls.clear()
     redone = compute_grids(cfg2, ds, loaded, store)
@@ -86,9 +86,9 @@ def test_seed_four_are_bit_for_bit_the_seed_whatever_else_is_computed():
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ori, vv = _seed_dual_path(loaded.model.visual, images, 6)
-        alone = surgery_forward(loaded.model.visual, images, 6)
+        alone = tower_forward(loaded.model.visual, images, ("vv",), 6)
         every = tower_forward(loaded.model.visual, images, tuple(M.PATHS), 6)
-    assert torch.equal(alone.ori, ori) and torch.equal(alone.vv, vv)
+    assert torch.equal(alone.tokens["ori"], ori) and torch.equal(alone.tokens["vv"], vv)
     assert torch.equal(every.tokens["ori"], ori) and torch.equal(every.tokens["vv"], vv)
     four = compute_heatmaps(loaded, images, ["ship", "harbor"], M.SEED_METHODS, prompt_set="single")
     ten = compute_heatmaps(loaded, images, ["ship", "harbor"], M.DEFAULT_METHODS, prompt_set="single")

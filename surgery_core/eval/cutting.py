@@ -1,0 +1,242 @@
+"""Cutting boxes from many maps: chunks of (image, class) pairs, worker processes, both protocols from one cut.
+
+The pure cut of one working map is :func:`surgery_core.eval.boxes.cut`; this module runs it over a run's maps
+(docs/DESIGN.md section 4) and returns :class:`~surgery_core.data.detections.Detections`:
+
+- :func:`detections_at`: the boxes of many pairs at many cuts, one ``Detections`` per cut;
+- :func:`cell_detections`: one method's boxes under several protocols, one ``Detections`` per
+  :class:`~surgery_core.eval.protocols.Cell`; the present pairs are among the open ones, so under both protocols
+  each map is cut once (only the class-probability factor and the cap differ).
+
+Results are identical, box for box and bit for bit, whatever the number of workers or the chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from surgery_core.data.detections import Detections
+from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, as_cut, cut, cut_thresholds
+from surgery_core.eval.maps import working_map
+from surgery_core.eval.protocols import Cell, ProtocolLike, protocol
+from surgery_core.parallel import resolve_workers, spawn_map
+
+
+def detections_at(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams,
+                  cuts: Sequence = DEFAULT_SWEEP_PERCENTILES, *,
+                  pair_image: np.ndarray | None = None, pair_class: np.ndarray | None = None,
+                  class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
+                  workers: int = 1, chunk_pairs: int | None = None,
+                  progress: Callable[[int], None] | None = None, max_dets: int = 0) -> dict:
+    """Boxes for many (image, class) pairs at many cuts (percentiles or box rules), one :class:`Detections` per cut.
+
+    grids: per image a raw ``[num_classes, grid_h, grid_w]`` array (a stacked ``[N, C, gh, gw]`` array works).
+    image_sizes: ``[N, 2]`` original ``(width, height)`` in pixels. pair_image / pair_class: row into
+    ``grids`` and class index of each pair to cut (the present protocol passes the annotated pairs);
+    both None means every class of every image (the open protocol). class_probs: ``[N, C]`` image-level
+    class probabilities, required when ``params.class_prob_weight``. image_ids: ``[N]`` dataset image
+    index stored in ``Detections.image`` (default: the row). workers: processes (1 = in this process,
+    0 = one per CPU); results are identical and in the same order whatever the count. Workers are spawned
+    (about a second to start; see :mod:`surgery_core.parallel`). chunk_pairs: pairs per task (default:
+    about sixteen tasks per worker, so none idles long at the end; 128 to 4096 pairs each).
+    Detections come grouped by image (in row order), then in the callers' pair order, then per box.
+    progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
+    max_dets: at most this many boxes per image and cut, highest scores first (:mod:`surgery_core.eval.maxdets`,
+    ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
+
+    >>> grids = np.zeros((1, 2, 3, 3), np.float32); grids[0, :, 1, 1] = 1.0
+    >>> got = detections_at(grids, np.array([[30, 30]]), BoxParams(morph_kernel=1, box_resolution=3), [90.0])
+    >>> got[90.0].xyxy.tolist(), got[90.0].class_id.tolist()
+    ([[10.0, 10.0, 20.0, 20.0], [10.0, 10.0, 20.0, 20.0]], [0, 1])
+    """
+    return _sweep(grids, image_sizes, params, cuts, pair_image, pair_class, None, class_probs, image_ids,
+                  workers, chunk_pairs, progress, max_dets)[0]
+
+
+def cell_detections(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: BoxParams, method: str,
+                    protocols: Sequence[ProtocolLike], cuts: Sequence, present_pairs: tuple[np.ndarray, np.ndarray],
+                    *, class_probs: np.ndarray | None = None, image_ids: np.ndarray | None = None,
+                    workers: int = 1, progress: Callable[[int], None] | None = None,
+                    max_dets: int = 0) -> dict[Cell, Detections]:
+    """One method's boxes under each protocol at each cut, by :class:`Cell`.
+
+    params: the run's box parameters (each protocol applies its own class-probability rule,
+    ``Protocol.box_params``). present_pairs: ``(pair_image, pair_class)`` of the annotated pairs, ascending by
+    class within each image, for the protocols that cut only those. The other arguments as
+    :func:`detections_at`. A protocol of all pairs and one of the annotated pairs are cut together, each map once
+    (equal, box for box and bit for bit, to cutting them apart), unless NMS is on (torchvision orders equal scores
+    its own way, and weighting by a probability of 0 makes scores equal). progress counts the maps of every
+    protocol.
+    """
+    protos = [protocol(p) for p in protocols]
+    out: dict[Cell, Detections] = {}
+    everything = next((p for p in protos if p.all_classes), None)
+    annotated = next((p for p in protos if not p.all_classes), None)
+    common = dict(class_probs=class_probs, image_ids=image_ids, workers=workers, progress=progress,
+                  max_dets=max_dets)
+    if everything is not None and annotated is not None and params.nms_iou is None:
+        main, second = _sweep(grids, image_sizes, everything.box_params(params), cuts, None, None, present_pairs,
+                              class_probs, image_ids, workers, None, progress, max_dets,
+                              also_weighted=annotated.box_params(params).class_prob_weight)
+        for proto, dets in ((everything, main), (annotated, second)):
+            out.update({Cell(method, proto, c): d for c, d in dets.items()})
+        protos = [p for p in protos if p not in (everything, annotated)]
+    for proto in protos:
+        pairs = {} if proto.all_classes else dict(pair_image=present_pairs[0], pair_class=present_pairs[1])
+        dets = detections_at(grids, image_sizes, proto.box_params(params), cuts, **pairs, **common)
+        out.update({Cell(method, proto, c): d for c, d in dets.items()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the work
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One worker's share: rows of the batch and the (row, class) pairs to cut."""
+
+    grids: list[np.ndarray]
+    sizes: np.ndarray
+    pair_row: np.ndarray
+    pair_class: np.ndarray
+    pair_prob: np.ndarray
+    pair_also: np.ndarray | None = None  # bool per pair: also a pair of the second set (see _sweep)
+
+
+def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...], max_dets: int = 0,
+               also_weighted: bool | None = None) -> list[list[tuple[np.ndarray, ...]]]:
+    """Cut every pair of a chunk at every percentile; per set of pairs, per percentile concatenated
+    (xyxy, score, class, row): ``[main]``, or ``[main, second]`` when the chunk marks a second set.
+
+    Each pair's map is cut once; the second set's scores are the same raw scores, times the class probability
+    when ``also_weighted``. max_dets: cap per image of each set's and percentile's boxes
+    (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must then hold every pair of its images. Capping
+    here, in the worker, keeps uncapped boxes out of the parent."""
+    sets = 1 if chunk.pair_also is None else 2
+    raw = params.model_copy(update={"class_prob_weight": False}) if sets == 2 else params
+    weighted = (params.class_prob_weight, also_weighted)
+    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(sets)]
+    also = chunk.pair_also.tolist() if sets == 2 else [False] * len(chunk.pair_row)
+    for row, cls, prob, second in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
+                                      chunk.pair_prob.tolist(), also):
+        w, h = chunk.sizes[row]
+        wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
+        index, xyxy, score = cut(wmap, cut_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
+        if not len(score):
+            continue
+        ids = (np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64))
+        for k in range(1 + bool(second)) if sets == 2 else (0,):
+            sc = score * float(prob) if sets == 2 and weighted[k] else score  # cut's own product, same bits
+            parts[k].append((index, xyxy, sc, *ids))
+    return [_by_percentile(p, len(percentiles), max_dets) for p in parts]
+
+
+def _by_percentile(parts: list[tuple[np.ndarray, ...]], n_percentiles: int, max_dets: int) -> list[tuple]:
+    """Per-pair ``(index, xyxy, score, class, row)`` parts into per-percentile columns, capped per image."""
+    if parts:
+        index, *cols = (np.concatenate(x) for x in zip(*parts))
+        # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
+        # that order within each percentile.
+        order = np.argsort(index, kind="stable")
+        bounds = np.searchsorted(index[order], np.arange(n_percentiles + 1))
+        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(n_percentiles)]
+    else:
+        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+               for _ in range(n_percentiles)]
+    if max_dets:
+        from surgery_core.eval.maxdets import cap_indices
+
+        for i, cols in enumerate(out):
+            keep = cap_indices(cols[3], cols[1], max_dets)
+            if keep is not None:
+                out[i] = tuple(c[keep] for c in cols)
+    return out
+
+
+def _sweep(grids, image_sizes, params, percentiles, pair_image, pair_class, also_pairs, class_probs, image_ids,
+           workers, chunk_pairs, progress, max_dets, also_weighted: bool | None = None) -> list[dict]:
+    """The body of :func:`detections_at` and :func:`cell_detections`: one dict per set of pairs; a second set
+    (``also_pairs``, a subset of the pairs in their order within each image) is cut with the first, its scores
+    times the class probability when ``also_weighted``."""
+    percentiles = tuple(as_cut(p) for p in percentiles)
+    sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
+    n_img = len(grids)
+    if len(sizes) != n_img:
+        raise ValueError(f"{n_img} grids but {len(sizes)} image sizes")
+    if (pair_image is None) != (pair_class is None):
+        raise ValueError("give both pair_image and pair_class, or neither")
+    if pair_image is None:
+        n_cls = np.array([np.shape(g)[0] for g in grids], np.int64)
+        pair_image = np.repeat(np.arange(n_img), n_cls)
+        pair_class = np.concatenate([np.arange(c) for c in n_cls]) if n_img else np.zeros(0, np.int64)
+    pair_image = np.asarray(pair_image, np.int64).reshape(-1)
+    pair_class = np.asarray(pair_class, np.int64).reshape(-1)
+    if len(pair_image) != len(pair_class):
+        raise ValueError("pair_image and pair_class differ in length")
+    if len(pair_image) and (pair_image.min() < 0 or pair_image.max() >= n_img):
+        raise ValueError("pair_image holds a row outside the grids")
+    if params.class_prob_weight or also_weighted:
+        if class_probs is None:
+            raise ValueError("params.class_prob_weight needs class_probs")
+        pair_prob = np.asarray(class_probs, np.float64)[pair_image, pair_class]
+    else:
+        pair_prob = np.ones(len(pair_image), np.float64)
+    ids = np.arange(n_img, dtype=np.int64) if image_ids is None else np.asarray(image_ids, np.int64)
+    # Pairs run grouped by image so chunks ship few grids; a stable sort keeps the caller's order within.
+    order = np.argsort(pair_image, kind="stable")
+    pair_image, pair_class, pair_prob = pair_image[order], pair_class[order], pair_prob[order]
+    pair_also = None
+    if also_pairs is not None:
+        also_image, also_class = (np.asarray(a, np.int64).reshape(-1) for a in also_pairs)
+        also_order = np.argsort(also_image, kind="stable")
+        width = int(max(pair_class.max(initial=0), also_class.max(initial=0))) + 1
+        pair_also = np.isin(pair_image * width + pair_class, also_image * width + also_class)
+        if not (np.array_equal(pair_image[pair_also], also_image[also_order])
+                and np.array_equal(pair_class[pair_also], also_class[also_order])):
+            raise ValueError("also_pairs must be distinct pairs of the full set, in its order within each image")
+
+    workers = resolve_workers(workers)
+    if chunk_pairs is None:
+        chunk_pairs = int(np.clip(-(-len(pair_image) // (16 * workers)), 128, 4096))
+    chunk_pairs = max(1, chunk_pairs)
+    chunks = []
+    bounds = list(range(0, len(pair_image), chunk_pairs)) + [len(pair_image)]
+    if max_dets:  # the cap is per image: move each chunk start to the first pair of its image
+        bounds = np.unique(np.searchsorted(pair_image, pair_image[bounds[:-1]], side="left").tolist()
+                           + [len(pair_image)]).tolist() if len(pair_image) else [0]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        rows = pair_image[start:stop]
+        uniq, local = np.unique(rows, return_inverse=True)
+        chunks.append((_Chunk([np.asarray(grids[r], np.float32) for r in uniq], sizes[uniq], local,
+                               pair_class[start:stop], pair_prob[start:stop],
+                               None if pair_also is None else pair_also[start:stop]),
+                       uniq))
+
+    def tick(k: int) -> None:
+        if progress is not None:
+            c = chunks[k][0]
+            progress(len(c.pair_class) + (0 if c.pair_also is None else int(c.pair_also.sum())))
+
+    if workers > 1 and len(chunks) > 1:
+        results = spawn_map(_run_chunk, [c for c, _ in chunks], [params] * len(chunks),
+                            [percentiles] * len(chunks), [max_dets] * len(chunks),
+                            [also_weighted] * len(chunks), workers=workers, on_result=tick)
+    else:
+        results = []
+        for k, (c, _) in enumerate(chunks):
+            results.append(_run_chunk(c, params, percentiles, max_dets, also_weighted))
+            tick(k)
+
+    out: list[dict[float, Detections]] = []
+    for si in range(1 if pair_also is None else 2):
+        sweep: dict[float, Detections] = {}
+        for pi, p in enumerate(percentiles):
+            parts = []
+            for (chunk, uniq), res in zip(chunks, results):
+                xyxy, score, cls, local_row = res[si][pi]
+                parts.append(Detections(xyxy, score, cls, ids[uniq[local_row]]))
+            sweep[p] = Detections.concat(parts)
+        out.append(sweep)
+    return out

@@ -1,0 +1,72 @@
+"""The compiled cutter (eval/cutter.py) against an independent loop: OpenCV thresholding, morphology and
+connected components at each threshold alone (``plain_loop_boxes``), on DIOR-sized maps of the benchmark's kind
+and on shapes that stress the one-pass labelling (rings, nested plateaus, one-pixel rows and columns)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surgery_core.eval import cutter
+from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, close_open, cut, percentile_thresholds
+from surgery_core.eval.maps import working_map
+from tests.eval.test_boxes import plain_loop_boxes
+
+RNG = np.random.default_rng(20261207)
+
+
+def dior_like_grid(rng, grid: int = 25) -> np.ndarray:
+    """A ViT-B/32-at-800-px grid as bench_sweep draws them: smooth noise plus Gaussian bumps on a few boxes."""
+    g = rng.normal(0, 0.05, (grid, grid)).astype(np.float32)
+    yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32) + 0.5
+    for _ in range(rng.integers(1, 5)):
+        cx, cy = rng.uniform(0, grid, 2)
+        sx, sy = rng.uniform(0.5, 4, 2)
+        g += 0.3 * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
+    return g
+
+
+def assert_equal_to_plain_loop(wmap, thresholds, params: BoxParams):
+    h, w = wmap.shape
+    got = cut(wmap, thresholds, w, h, params).per_threshold(len(thresholds))
+    for t, (xyxy, score) in zip(thresholds, got):
+        want = plain_loop_boxes(wmap, t, params.morph_kernel, params.connectivity, params.score)
+        assert xyxy.tolist() == [b for b, _ in want]
+        assert score.tolist() == [s for _, s in want]  # bit for bit
+
+
+@pytest.mark.parametrize("connectivity,score", [(8, "mean"), (4, "max")])
+def test_dior_sized_maps_at_the_sweep_percentiles(connectivity, score):
+    # 224 x 224 working maps of 25 x 25 grids at the ten sweep percentiles, the benchmark's case
+    params = BoxParams(morph_kernel=3, connectivity=connectivity, score=score, box_resolution=None)
+    for _ in range(3):
+        wmap = working_map(dior_like_grid(RNG), 224, 224, None)
+        ths = percentile_thresholds(wmap, DEFAULT_SWEEP_PERCENTILES)
+        assert_equal_to_plain_loop(wmap, ths, params)
+
+
+def test_rings_nested_plateaus_and_thin_maps():
+    params = BoxParams(morph_kernel=1, box_resolution=None)
+    yy, xx = np.mgrid[0:41, 0:41]
+    r = np.hypot(yy - 20, xx - 20)
+    rings = (np.round(r) % 6 < 3).astype(np.float32) * (1 + (r < 12)) / 2  # rings, the inner ones higher
+    assert_equal_to_plain_loop(rings, np.float32([0.25, 0.5, 0.75, 1.0]), params)
+    steps = np.kron(RNG.integers(0, 6, (9, 9)), np.ones((3, 3))).astype(np.float32) / 5  # plateaus at every level
+    for conn in (4, 8):
+        assert_equal_to_plain_loop(steps, np.float32([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2]),
+                                   params.model_copy(update={"connectivity": conn}))
+    for shape in ((1, 37), (37, 1), (1, 1)):
+        thin = RNG.random(shape).astype(np.float32)
+        assert_equal_to_plain_loop(thin, np.sort(RNG.random(5)).astype(np.float32), params)
+
+
+def test_levels_above_the_count_are_in_every_mask():
+    # a level map may hold levels above n_levels (a group of thresholds cut alone): they count as the top level
+    levels = np.array([[0, 3, 3, 0, 1]], np.uint8)
+    values = np.ones((1, 5), np.float32)
+    level, rect, _ = cutter.cut_levels(levels, values, 2, True, False)
+    assert level.tolist() == [0, 0, 1] and rect[:, 0].tolist() == [1, 4, 1]
+    # morphology of the level map equals morphology of each mask (threshold decomposition)
+    lv = cutter.level_map(working_map(dior_like_grid(RNG), 64, 64, None), np.float32([0.3, 0.5, 0.7]))
+    for i in range(3):
+        np.testing.assert_array_equal(close_open(lv, 5) > i, close_open((lv > i).astype(np.uint8), 5) > 0)
