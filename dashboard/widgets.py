@@ -287,8 +287,9 @@ def scale_colours(vals: pd.DataFrame, lo: float | None = None, hi: float | None 
     """CSS per cell of the numeric frame ``vals``: white to blue from ``lo`` to ``hi`` (default: its min and max),
     nothing on NaN (:func:`colour_scale`'s colours, for tables that show other text in their cells)."""
     arr = vals.to_numpy(dtype=float)
-    lo = np.nanmin(arr) if lo is None else lo
-    hi = np.nanmax(arr) if hi is None else hi
+    some = np.isfinite(arr).any()  # a table of no value (every AP undefined) has no scale, and no warning
+    lo = (np.nanmin(arr) if some else 0.0) if lo is None else lo
+    hi = (np.nanmax(arr) if some else 1.0) if hi is None else hi
     span = (hi - lo) if np.isfinite(hi - lo) and hi > lo else 1.0
 
     def one(v: float) -> str:
