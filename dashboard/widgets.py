@@ -323,8 +323,10 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
     sty = df.style.apply(lambda _: colours, axis=None, subset=cols).format(text, subset=cols)
     if best is not None:
         sty = sty.apply(lambda _: np.where(best, "font-weight: bold", ""), axis=None, subset=cols)
-        for idx, col in best.stack().loc[lambda s: s].index:
-            sty = sty.format(lambda v: f"{text(v)}★", subset=pd.IndexSlice[[idx], [col]])
+        for col in cols:  # one call per column (a call per starred cell cost ~6 ms each)
+            rows = best.index[best[col].to_numpy()]
+            if len(rows):
+                sty = sty.format(lambda v: f"{text(v)}★", subset=pd.IndexSlice[list(rows), [col]])
     return sty
 
 
