@@ -357,7 +357,7 @@ def walk(b: Browser, repeats: int) -> None:
         b.timed("Explore: phrases (typed, Enter)", lambda: phrases.press("Enter"))
         flip(b, "Explore: colour scale", "xscale", ["min-max per map", "raw, per phrase"])
         b.timed("Explore: opacity", b.press("alpha", arrows(k)))
-        toggle_pill(b, "Explore: method on/off", "xm", "gem")
+        toggle_pill(b, "Explore: method on/off", "methods", "gem")  # one method choice across pages
 
     b.timed("page switch -> Run", b.nav("Run"))
     b.timed("Run: build the HTML report (first build)", b.button("report_build"))

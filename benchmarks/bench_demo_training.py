@@ -7,6 +7,9 @@ default scenes and steps) from the measured rendering time per scene and the ste
 printed before and after.
 
     .venv/bin/python benchmarks/bench_demo_training.py [--steps 60] [--scenes 1024]
+    .venv/bin/python benchmarks/bench_demo_training.py --steps 8 --scenes 256 --skip 2   # the shortest check
+
+``--scenes`` must be at least the batch (128): ``train`` draws each batch from the rendered scenes.
 """
 
 from __future__ import annotations

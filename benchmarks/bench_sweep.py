@@ -50,7 +50,7 @@ from surgery_core.data.datasets import load_dior  # noqa: E402
 from surgery_core.eval.ap import evaluate, voc_match  # noqa: E402
 from surgery_core.eval.boxes import BoxParams  # noqa: E402
 from surgery_core.eval.cutting import detections_at  # noqa: E402
-from surgery_core.eval.protocols import Cell  # noqa: E402
+from surgery_core.eval.protocols import Cell, protocol  # noqa: E402
 from surgery_core.model.methods import METHODS  # noqa: E402
 from surgery_core.run.boxcells import RunBoxes  # noqa: E402
 from surgery_core.run.config import SEED_IOUS, DataConfig, RunConfig  # noqa: E402
@@ -182,10 +182,10 @@ def cap_effect(ds, gs: GridSet, cfg: RunConfig, n_images: int, workers: int) -> 
     pr, pc = present_pairs(ds, rows)
     out = []
     for proto in cfg.protocols:
-        pairs = dict(pair_image=pr, pair_class=pc) if proto == "present" else {}
+        pairs = {} if protocol(proto).all_classes else dict(pair_image=pr, pair_class=pc)
         params = box_params_for(cfg, proto)
         runs = {cap: detections_at(gs.grids[name][rows], sizes, params, cfg.sweep_percentiles,
-                                      class_probs=gs.probs[rows], workers=workers, max_dets=cap, **pairs)
+                                   class_probs=gs.probs[rows], workers=workers, max_dets=cap, **pairs)
                 for cap in (0, cfg.boxes.max_dets)}
         worst, n0, n1 = 0.0, 0, 0
         for p in cfg.sweep_percentiles:

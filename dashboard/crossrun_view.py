@@ -57,7 +57,10 @@ def open_pairs(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> list[
             st.error(f"Run folder {folder} is no longer in the store.")
             return None
         try:
-            run = data.open_run(RunConfig.model_validate(sr.config), st.container())
+            cfg = RunConfig.model_validate(sr.config)
+            if sr.random_weights:  # computed with random weights on purpose (its run.json says so): opened as
+                st.session_state.setdefault(data.RANDOM_OK, set()).add(cfg.run_hash)  # such, and labelled below
+            run = data.open_run(cfg, st.container())
         except (PathNotAllowedError, SurgeryError, OSError, ValueError) as exc:
             st.error(f"**Run {sr.title()} cannot be opened.** {exc}", icon=":material/error:")
             return None
@@ -84,6 +87,11 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
     runs = crossrun.distinct_runs(pairs)
     counts = ", ".join(f"run {r.title()}: {n} images with heatmaps" for r, n in zip(runs, pg.counts))
     snapshot_ui.markdown(f"**{pg.summary().capitalize()}** ({counts}).")
+    random = [r.title() for r in runs if r.random_weights]
+    if random:
+        st.error(f"**Random weights: run {', '.join(random)}.** No checkpoint was loaded: its heatmaps and numbers "
+                 "mean nothing, and no method is marked best.", icon=":material/warning:")
+        snapshot_ui.shown_state(random_weights=random)
     if len(runs) > 1:
         snapshot_ui.markdown(f"**Settings that differ** (run {' / '.join(r.run_hash for r in runs)}): "
                              f"{crossrun.differences_text(runs)}")
@@ -137,14 +145,16 @@ def show(chosen: list[str], by_name: dict[str, stored.StoredRun]) -> None:
         snapshot_ui.caption(how_text(pg, proto, interp, iou))
         tbl = per_class(key, proto, interp, iou, pairs, pg)
         deltas = [c for c in tbl.columns if c.startswith("Δ ")]
-        sty = widgets.colour_scale(tbl, names, lo=0.0, best_per_row=True)
+        mark = not any(r.random_weights for r in runs)  # random weights: no pair is marked best
+        sty = widgets.colour_scale(tbl, names, lo=0.0, best_per_row=mark)
         sty = sty.format(lambda v: "—" if v != v else f"{v:+.3f}", subset=deltas)
         sty = sty.map(lambda v: "" if v != v or v == 0 else ("color: #1b7f35" if v > 0 else "color: #c0392b"),
                       subset=deltas)
         widgets.table(sty, len(tbl), 560, shown="per-class AP across runs",
                       column_config={"class": st.column_config.TextColumn(pinned=True)})
-        snapshot_ui.caption("★ and bold: the best pair of the row (every tie; none when all are 0); Δ green when "
-                            "the pair beats the first, red when it falls behind.")
+        snapshot_ui.caption(("★ and bold: the best pair of the row (every tie; none when all are 0); " if mark else
+                             "No best pair marked: a run has random weights. ")
+                            + "Δ green when the pair beats the first, red when it falls behind.")
         st.download_button("Download CSV", tbl.assign(protocol=proto, interp=interp, iou=iou, shared_images=pg.n)
                            .to_csv(index=False).encode(), file_name="runs_per_class.csv", mime="text/csv",
                            icon=":material/download:", on_click="ignore", key="runs_csv")

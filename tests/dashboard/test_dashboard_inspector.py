@@ -42,7 +42,7 @@ def test_compare_inspector_rows_on_request(dashboard_env, test_run, monkeypatch)
 
 def test_explore_inspector_follows_the_page_resolution(dashboard_env, test_run, monkeypatch):
     calls = _calls(monkeypatch)
-    at = explore_app({"xq": "airplane", "xsize": "448", "xm": "vv_mixed,naclip"})
+    at = explore_app({"xq": "airplane", "xsize": "448", "methods": "vv_mixed,naclip"})
     ok(at)
     at.toggle(key="x_insp_on").set_value(True).run()
     ok(at)

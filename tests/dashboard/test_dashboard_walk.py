@@ -237,8 +237,12 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     open_run(pg, new.run_hash, {"f_limit": "30", "f_pct": "75.00"})  # formatted: committed
     check(pg, "a changed run setting, opened")
     assert new.run_hash in sidebar_text(pg)
+    # issue 21.5: the new run's percentile on every page, not the p85 left on Compare; the reset is said
+    assert "boxes p75" in sidebar_text(pg) and "on this page" not in sidebar_text(pg), sidebar_text(pg)
+    assert "p=85" not in pg.url, pg.url
+    assert one(pg, '.st-key-p input[type="range"]').get_attribute("aria-valuetext") == "p75"
     said = pg.locator('[data-testid="stMain"]').inner_text()
-    assert f"objects-per-image filter cleared (was {bn}-" in said, "the reset of Browse's filter is not said"
+    assert "percentile p75, the run's (was p85)" in said and f"objects-per-image filter cleared (was {bn}-" in said
 
     form(pg)
     choose(pg, '[data-testid="stSidebar"] .st-key-f_kind input', "5 real DIOR samples")

@@ -22,7 +22,7 @@ def map_panels(pg) -> list[str]:
 
 
 def test_upload_type_a_phrase_and_see_every_method(server, page, test_run):  # noqa: F811
-    page.goto(f"{server}/explore?xsrc=upload&xm={','.join(METHODS)}")
+    page.goto(f"{server}/explore?xsrc=upload&methods={','.join(METHODS)}")
     settle(page)
     page.wait_for_url(re.compile(r"[?&]page=explore(&|$)"))
     page.locator('.st-key-x_upload input[type="file"]').set_input_files(

@@ -52,7 +52,7 @@ def test_methods_are_the_registrys_and_phrases_make_one_figure_each(dashboard_en
     at = app({"xq": "swimming pool, roundabout"})
     ok(at)
     assert at.query_params["page"] == "explore"
-    assert at.pills(key="xm").options == list(METHODS)  # what the registry holds, however many
+    assert at.pills(key="methods").options == list(METHODS)  # what the registry holds, however many
     assert len(charts(at)) == 2
     md = markdown(at)
     assert "**swimming pool**" in md and "**roundabout**" in md
@@ -88,7 +88,7 @@ def test_a_new_phrase_recomputes_only_the_text_side(dashboard_env, test_run):
         ok(at)
         assert "image side: reused from the cache" in captions(at)
     assert cache.computed == computed and cache.hits == hits + 3
-    at.pills(key="xm").set_value(["vv_mixed"]).run()  # fewer methods: the same image side
+    at.pills(key="methods").set_value(["vv_mixed"]).run()  # fewer methods: the same image side
     assert cache.computed == computed and len(charts(at)) == 1
     # another resolution: one forward pass (384 px, which no other test opens: the image-side cache is
     # process-wide, and the inspector's test has already computed this sample at 448 px)
@@ -158,12 +158,12 @@ def test_permalink_of_a_sample_with_phrases_reopens_the_same_view(dashboard_env,
     at.selectbox(key="sample").set_value(ids[2]).run()
     at.text_input(key="xq").set_value("airplane, vehicle").run()
     at.segmented_control(key="xmode").set_value("independent").run()
-    at.pills(key="xm").set_value(["standard", "vv_mixed"]).run()
+    at.pills(key="methods").set_value(["standard", "vv_mixed"]).run()
     at.number_input(key="xsize").set_value(256).run()
     ok(at)
     link = {k: at.query_params[k] for k in at.query_params}
     assert link["sample"] == ids[2] and link["xq"] == "airplane, vehicle" and link["xmode"] == "independent"
-    assert link["xm"] == "standard,vv_mixed" and link["xsize"] == "256"
+    assert link["methods"] == "standard,vv_mixed" and link["xsize"] == "256"
     shown = markdown(at), captions(at).split("image side")[0], len(charts(at))
     again = app({k: v for k, v in link.items() if k != "page"})
     ok(again)
@@ -182,7 +182,7 @@ def test_snapshot_keeps_image_phrases_methods_and_maps(dashboard_env):
 
     store = SnapshotStore(Path(dashboard_env["SURGERY_STORE"]) / "snapshots")
     old = {m.id for m in store.list()}
-    at = app({"xsrc": "upload", "xq": "roof, road", "xm": "standard,vv_mixed"})
+    at = app({"xsrc": "upload", "xq": "roof, road", "methods": "standard,vv_mixed"})
     at.file_uploader(key="x_upload").set_value(("mine.jpg", encode(scene(), ".jpg"), "image/jpeg")).run()
     ok(at)
     at.text_input(key="snap_title").set_value("explore roofs")

@@ -129,7 +129,7 @@ def test_downloads_across_pages(small_app, page):
     assert name.endswith("_image.png")
 
     # Explore: the phrase figure keeps its toolbar and its title names the phrase
-    page.goto(f"{url}/explore?xm={methods}&xq=airplane")
+    page.goto(f"{url}/explore?methods={methods}&xq=airplane")
     settle(page)
     page.locator(f"{CHARTS} .js-plotly-plot").first.wait_for()
     shot(page, "3_explore")
