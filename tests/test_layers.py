@@ -2,7 +2,7 @@
 
 Layers, lowest first (a layer may import the ones before it, never the ones after):
 
-* common: ``errors``, ``files``, ``progress``, ``parallel``, ``plugins`` (stdlib and small libraries only);
+* common: ``errors``, ``files``, ``lru``, ``progress``, ``parallel``, ``plugins`` (stdlib and small libraries only);
 * ``data/``: classes, ground truth, dataset readers, images: numpy and OpenCV, never torch;
 * ``eval/``: maps, boxes, matching, AP, quality, scoring: numpy and OpenCV, never torch;
 * ``model/``: loading, prompts, the forward, the method registry: the torch layer;
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "surgery_core"
 
 ORDER = ("common", "data", "eval", "model", "run", "share", "client")
-COMMON = {"errors", "files", "progress", "parallel", "plugins"}
+COMMON = {"errors", "files", "lru", "progress", "parallel", "plugins"}
 CLIENTS = {"cli", "__main__", "__init__"}
 HEAVY = ("torch", "torchvision", "open_clip")
 TORCH_IN_RUN = {"engine", "device_images", "distributed", "explore"}

@@ -18,15 +18,14 @@ import hashlib
 import io
 import json
 import os
-import threading
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from surgery_core.files import atomic_write_bytes, cache_dir
+from surgery_core.lru import LRU
 
 #: Bump when the file layout or what a feature means changes: older files are then never read.
 FORMAT = 1
@@ -34,39 +33,16 @@ DEFAULT_DISK_BYTES = 256 << 20  # ~130K phrases at ViT-B's 512 floats
 DEFAULT_MEMORY_BYTES = 64 << 20
 
 
-class TextMemory:
-    """A loaded model's text features per ``(names, prompt set)``, bounded: LRU beyond ``max_bytes``."""
+class TextMemory(LRU):
+    """A loaded model's text features per ``(names, prompt set)``, bounded: LRU beyond ``max_bytes``
+    (:class:`surgery_core.lru.LRU`)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MEMORY_BYTES):
-        self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._entries
+        super().__init__(max_bytes, size=lambda t: t.numel() * t.element_size())
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._entries.values())
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple, value: torch.Tensor) -> None:
-        with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            total = self.nbytes
-            while total > self.max_bytes and len(self._entries) > 1:
-                _, old = self._entries.popitem(last=False)
-                total -= old.numel() * old.element_size()
+        return self.total
 
 
 def model_text_key(loaded, prompt_set: str) -> str | None:

@@ -24,7 +24,6 @@ import json
 import re
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +33,7 @@ import torch
 from surgery_core.data.classes import prompt_name
 from surgery_core.data.images import decode_image, squash, to_tensor
 from surgery_core.errors import ImageError, InputError
+from surgery_core.lru import LRU
 from surgery_core.eval.maps import normalize
 from surgery_core.model import encoder
 from surgery_core.model.encoder import (  # noqa: F401  (the page's limits, re-exported for the dashboard)
@@ -249,8 +249,8 @@ class TokenCache:
 
     def __init__(self, max_bytes: int = 768 << 20):
         self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[tuple, ImageTokens] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: LRU[tuple, ImageTokens] = LRU(max_bytes, size=lambda e: e.nbytes)
+        self._lock = threading.Lock()  # the counters
         self.computed = 0
         self.hits = 0
 
@@ -259,7 +259,7 @@ class TokenCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(e.nbytes for e in self._entries.values())
+        return self._entries.total
 
     def get(self, loaded: LoadedModel, image: np.ndarray, resolution: Resolution, depth: int = 6,
             methods=tuple(METHODS), image_key: str | None = None,
@@ -268,23 +268,18 @@ class TokenCache:
         came from the cache."""
         need = set(token_needs(methods, resolution_resizes(loaded, resolution), posembed))
         key = (model_key(loaded), image_key or image_hash(image), resolution, int(depth), posembed)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and need <= set(hit.holds):
-                self._entries.move_to_end(key)
+        hit = self._entries.peek(key)
+        if hit is not None and need <= set(hit.holds):
+            self._entries.get(key)  # the most recently used
+            with self._lock:
                 self.hits += 1
-                return hit, True
+            return hit, True
         # a cached entry that lacks a source is replaced by one holding both (no back-and-forth recomputing)
         also = () if hit is None else tuple(hit.holds)
         entry = image_tokens(loaded, image, resolution, depth, methods, also, posembed)
         with self._lock:
             self.computed += 1
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            total = sum(e.nbytes for e in self._entries.values())
-            while total > self.max_bytes and len(self._entries) > 1:
-                _, old = self._entries.popitem(last=False)
-                total -= old.nbytes
+        self._entries.put(key, entry)
         return entry, False
 
 
