@@ -25,14 +25,19 @@ def slider(pg) -> str:
     return one(pg, SLIDER).get_attribute("aria-valuetext")
 
 
+def step_slider(pg, key: str, page_p: str) -> None:
+    """The percentile slider one step with the arrow ``key``, until the URL carries the page value ``page_p``."""
+    s = one(pg, SLIDER)
+    s.focus()
+    s.press(key)
+    pg.wait_for_url(re.compile(rf"[?&]p={page_p}(&|$)"))
+
+
 def test_a_new_runs_percentile_on_every_page(server, page, test_run):  # noqa: F811
     pg = page
     pg.goto(f"{server}/compare")
     check(pg, "Compare")
-    s = one(pg, SLIDER)
-    s.focus()
-    s.press("ArrowLeft")
-    pg.wait_for_url(re.compile(r"[?&]p=85(&|$)"))
+    step_slider(pg, "ArrowLeft", "85")
     check(pg, "Compare at p85")
     assert "page setting p85, not the run's p90" in main_text(pg)
 
@@ -60,10 +65,7 @@ def test_a_new_runs_percentile_on_every_page(server, page, test_run):  # noqa: F
             assert slider(pg) == "p80", f"{title}: slider at {slider(pg)}"
 
     nav(pg, "Per-class AP")
-    s = one(pg, SLIDER)
-    s.focus()
-    s.press("ArrowRight")
-    pg.wait_for_url(re.compile(r"[?&]p=85(&|$)"))
+    step_slider(pg, "ArrowRight", "85")
     check(pg, "Per-class AP, a page percentile")
     for title in ("Per-class AP", "Compare", "Threshold sweep"):
         if title != "Per-class AP":

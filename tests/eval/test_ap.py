@@ -116,6 +116,21 @@ def ref_voc_ap(rec, prec, use_07_metric):
     return ap
 
 
+def best_overlap(gts: list[list[float]], bb: list[float]) -> tuple[float, int]:
+    """voc_eval.py's overlap search: the largest IoU of ``bb`` with one of ``gts`` and its index (-inf, -1 when
+    there is none); the first maximum wins, as np.argmax."""
+    ovmax, jmax = -np.inf, -1
+    for jj, g in enumerate(gts):
+        iw = max(min(g[2], bb[2]) - max(g[0], bb[0]), 0.0)
+        ih = max(min(g[3], bb[3]) - max(g[1], bb[1]), 0.0)
+        inters = iw * ih
+        uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inters
+        ov = inters / uni if uni > 0 else 0.0
+        if ov > ovmax:  # strict
+            ovmax, jmax = ov, jj
+    return ovmax, jmax
+
+
 def ref_voc_eval(gt: Detections, det: Detections, cls: int, ovthresh: float):
     """voc_eval.py for one class as plain loops: returns rec, prec and {detection index: tp}.
 
@@ -142,16 +157,7 @@ def ref_voc_eval(gt: Detections, det: Detections, cls: int, ovthresh: float):
         i = sel[sorted_ind[d]]
         R = class_recs.get(int(det.image[i]))
         bb = [float(v) for v in det.xyxy[i]]
-        ovmax, jmax = -np.inf, -1
-        if R is not None:
-            for jj, g in enumerate(R["bbox"]):
-                iw = max(min(g[2], bb[2]) - max(g[0], bb[0]), 0.0)
-                ih = max(min(g[3], bb[3]) - max(g[1], bb[1]), 0.0)
-                inters = iw * ih
-                uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inters
-                ov = inters / uni if uni > 0 else 0.0
-                if ov > ovmax:   # strict: the first maximum wins, as np.argmax
-                    ovmax, jmax = ov, jj
+        ovmax, jmax = best_overlap(R["bbox"] if R is not None else [], bb)
         if ovmax >= ovthresh:
             if not R["det"][jmax]:
                 tp[d] = 1.0

@@ -11,7 +11,7 @@ import pytest
 from surgery_core.data.detections import Detections
 from surgery_core.eval.ap import AREA_RANGES, SIZES, evaluate, voc_match
 from surgery_core.eval.corloc import corloc
-from tests.eval.test_ap import K, SEED_IOUS, dior_gt, pycocotools_eval, ref_voc_ap, synth_detections  # noqa: F401  (fixture)
+from tests.eval.test_ap import K, SEED_IOUS, best_overlap, dior_gt, pycocotools_eval, ref_voc_ap, synth_detections  # noqa: F401  (fixture)
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -39,16 +39,7 @@ def ref_voc_size(gt: Detections, det: Detections, cls: int, ovthresh: float, lo:
         i = sel[d]
         bb = [float(v) for v in det.xyxy[i]]
         R = recs.get(int(det.image[i]))
-        ovmax, jmax = -np.inf, -1
-        if R is not None:
-            for jj, g in enumerate(R["bbox"]):
-                iw = max(min(g[2], bb[2]) - max(g[0], bb[0]), 0.0)
-                ih = max(min(g[3], bb[3]) - max(g[1], bb[1]), 0.0)
-                inter = iw * ih
-                uni = area(bb) + area(g) - inter
-                ov = inter / uni if uni > 0 else 0.0
-                if ov > ovmax:
-                    ovmax, jmax = ov, jj
+        ovmax, jmax = best_overlap(R["bbox"] if R is not None else [], bb)
         tp = False
         if ovmax >= ovthresh:
             if R["ign"][jmax]:
