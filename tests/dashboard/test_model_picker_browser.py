@@ -66,7 +66,8 @@ def page(hub_and_app):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = serving.new_page(browser, WIDTH, 1000, timeout_ms=90_000)  # the stand-in hub is local; nothing beyond
+        pg = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+        pg.set_default_timeout(90_000)
         yield pg
         browser.close()
 
