@@ -212,6 +212,9 @@ def main():
                     help="images of the cap-vs-no-cap comparison (0 = skip)")
     ap.add_argument("--store", help="scratch run store (default: a temporary folder, removed at the end)")
     args = ap.parse_args()
+    from _machine import load_line, machine_line  # benchmarks/ is sys.path[0] when this file runs
+
+    print(machine_line(), flush=True)
     names = list(METHODS)[:args.methods]
     t_all = time.perf_counter()
     scratch = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="bench_sweep_"))
@@ -282,7 +285,9 @@ def main():
     if not args.store:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"TOTAL methods={len(names)} images={len(ds.images)} wall_s={time.perf_counter() - t_all:.0f} "
-          f"peak_rss_gb={rss.peak / 2**30:.2f} cpu_s={cpu_seconds():.0f} load_avg_1min={os.getloadavg()[0]:.1f}")
+          f"peak_rss_gb={rss.peak / 2**30:.2f} cpu_s={cpu_seconds():.0f} "
+          f"cpu_s_per_method={cpu_seconds() / len(names):.0f} load_avg_1min={os.getloadavg()[0]:.1f}")
+    print(load_line())
 
 
 if __name__ == "__main__":

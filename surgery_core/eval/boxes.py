@@ -118,11 +118,16 @@ def order_statistics(values: np.ndarray, kth: np.ndarray) -> np.ndarray:
     """
     flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
     kth = np.asarray(kth, dtype=np.int64)
-    if flat.size < 8192 or not np.isfinite(flat).all():
+    if flat.size < _COMPILED_SELECTION or not np.isfinite(flat).all():
         return np.partition(flat, kth)[kth]
     from surgery_core.eval import cutter
 
     return cutter.order_stats(flat, kth)
+
+
+#: Maps of at least this many pixels select their order statistics by the compiled histogram; smaller ones by
+#: ``np.partition`` (no faster to compile for).
+_COMPILED_SELECTION = 8192
 
 
 def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -132,14 +137,23 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
     units. One selection pass serves every percentile; the interpolation replays numpy's path for a Python
     float ``q`` (virtual index ``(n - 1) * p / 100``, two-sided lerp in float32), which the tests compare
     against numpy. (A numpy-float64 ``q`` makes numpy lerp in float64, which can differ in the last bit.)
+    Large maps take one compiled call for selection and interpolation (:func:`surgery_core.eval.cutter.percentile_values`).
     """
-    flat = np.asarray(wmap, dtype=np.float32).ravel()
+    flat = np.ascontiguousarray(wmap, dtype=np.float32).ravel()
     if flat.size == 0:
         raise ValueError("cannot take a percentile of an empty map")
-    kth, lo_pos, hi_pos, t, one_minus_t, upper = _percentile_plan(flat.size, tuple(float(p) for p in percentiles))
+    plan = _percentile_plan(flat.size, tuple(map(float, percentiles)))
+    kth, lo_pos, hi_pos, t, one_minus_t, upper = plan
     if not len(kth):
         return np.zeros(0, np.float32)
-    stats = order_statistics(flat, kth)
+    if flat.size >= _COMPILED_SELECTION:
+        from surgery_core.eval import cutter
+
+        out = cutter.percentile_values(flat, *plan)
+        if len(out):
+            return out
+        # a NaN or an infinity: numpy's selection below
+    stats = np.partition(flat, kth)[kth]
     a, b = stats[lo_pos], stats[hi_pos]
     d = b - a
     # numpy's _lerp: a + d*t below t = 0.5, b - d*(1-t) from 0.5 up, in the map's float32.

@@ -27,6 +27,8 @@ processes, spawned workers included, load them from there.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -35,40 +37,61 @@ from numba import njit
 MAX_LEVELS = 255
 
 
+#: Float32 bit patterns (as int32) turned into keys that order like the floats they encode: finite keys lie
+#: strictly between those of -inf and +inf, NaNs outside.
+_KEY_NEG_INF = -2139095041  # key of -inf (bits 0xFF800000)
+_KEY_POS_INF = 0x7F800000  # key of +inf
+
+
 @njit(cache=True, nogil=True)
-def order_stats(flat, kth):  # pragma: no cover - compiled; tested through boxes.order_statistics
-    """The ``kth`` smallest values (sorted unique int64 indices) of a 1-D NaN-free float32 array, exactly.
+def _order_stats(flat, kth):  # pragma: no cover - compiled
+    """``(finite, values)``: the ``kth`` smallest values (sorted unique int64 indices) of a 1-D float32 array,
+    exactly; ``finite`` False (values unset) when the array holds a NaN or an infinity.
 
     A 4096-bucket histogram over the value range locates each order statistic's bucket (bucketing is
-    monotone in value, all that exactness needs); only the values of those buckets are sorted.
+    monotone in value, all that exactness needs); only the values of those buckets are sorted. The range comes
+    from the float bits read as integers that order like the floats (one vectorised pass that also finds
+    NaNs and infinities); the histogram counts into four interleaved tables, so that runs of equal buckets,
+    common in smooth maps, do not wait on each other.
     """
     n = flat.shape[0]
-    lo = flat[0]
-    hi = flat[0]
-    for i in range(n):
-        v = flat[i]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
     out = np.empty(kth.shape[0], np.float32)
+    bits = flat.view(np.int32)
+    kmin = np.int32(0x7FFFFFFF)
+    kmax = np.int32(-0x7FFFFFFF - 1)
+    for i in range(n):
+        b = bits[i]
+        key = b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+        kmin = min(kmin, key)
+        kmax = max(kmax, key)
+    if kmin <= _KEY_NEG_INF or kmax >= _KEY_POS_INF:
+        return False, out
+    ends = np.empty(2, np.int32)
+    ends[0] = kmin ^ ((kmin >> 31) & np.int32(0x7FFFFFFF))  # a key is its own inverse
+    ends[1] = kmax ^ ((kmax >> 31) & np.int32(0x7FFFFFFF))
+    lo, hi = ends.view(np.float32)
     span = np.float64(hi) - np.float64(lo)
     if not span > 0.0:
         out[:] = lo
-        return out
+        return True, out
     n_buckets = 4096
     scale = n_buckets / span
+    lo64 = np.float64(lo)
     bucket = np.empty(n, np.int32)
-    counts = np.zeros(n_buckets, np.int64)
     for i in range(n):
-        b = int((np.float64(flat[i]) - lo) * scale)
-        if b >= n_buckets:
-            b = n_buckets - 1
-        bucket[i] = b
-        counts[b] += 1
+        bucket[i] = min(np.int32((np.float64(flat[i]) - lo64) * scale), n_buckets - 1)
+    counts = np.zeros((4, n_buckets), np.int64)
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        counts[0, bucket[i]] += 1
+        counts[1, bucket[i + 1]] += 1
+        counts[2, bucket[i + 2]] += 1
+        counts[3, bucket[i + 3]] += 1
+    for i in range(n4, n):
+        counts[0, bucket[i]] += 1
     below = np.zeros(n_buckets + 1, np.int64)  # below[b]: values in buckets before b
     for b in range(n_buckets):
-        below[b + 1] = below[b] + counts[b]
+        below[b + 1] = below[b] + counts[0, b] + counts[1, b] + counts[2, b] + counts[3, b]
     need = np.zeros(n_buckets, np.bool_)
     kb = np.empty(kth.shape[0], np.int64)
     for j in range(kth.shape[0]):
@@ -80,7 +103,7 @@ def order_stats(flat, kth):  # pragma: no cover - compiled; tested through boxes
     for b in range(n_buckets):
         start[b] = total
         if need[b]:
-            total += counts[b]
+            total += below[b + 1] - below[b]
     cand = np.empty(total, np.float32)
     fill = start.copy()
     for i in range(n):
@@ -89,11 +112,39 @@ def order_stats(flat, kth):  # pragma: no cover - compiled; tested through boxes
             cand[fill[b]] = flat[i]
             fill[b] += 1
     for b in range(n_buckets):
-        if need[b] and counts[b] > 1:
-            cand[start[b]:start[b] + counts[b]] = np.sort(cand[start[b]:start[b] + counts[b]])
+        c = below[b + 1] - below[b]
+        if need[b] and c > 1:
+            cand[start[b]:start[b] + c] = np.sort(cand[start[b]:start[b] + c])
     for j in range(kth.shape[0]):
         b = kb[j]
         out[j] = cand[start[b] + kth[j] - below[b]]
+    return True, out
+
+
+@njit(cache=True, nogil=True)
+def order_stats(flat, kth):  # pragma: no cover - compiled; tested through boxes.order_statistics
+    """The ``kth`` smallest values (sorted unique int64 indices) of a 1-D NaN-free float32 array, exactly."""
+    return _order_stats(flat, kth)[1]
+
+
+@njit(cache=True, nogil=True)
+def percentile_values(flat, kth, lo_pos, hi_pos, t, one_minus_t, upper):  # pragma: no cover - compiled
+    """float32 percentiles of a 1-D float32 array from a plan (``boxes._percentile_plan``: the order statistics
+    ``kth``, each percentile's two neighbours among them, its float32 weights and which side numpy's lerp
+    starts from), equal bit for bit to ``np.percentile``; empty when the array holds a NaN or an infinity.
+
+    numpy's ``_lerp`` in float32: ``a + d * t`` below ``t = 0.5``, ``b - d * (1 - t)`` from 0.5 up, each
+    operation rounded to float32 (numba keeps float32 arithmetic in float32 and fuses no multiply-add).
+    """
+    finite, stats = _order_stats(flat, kth)
+    if not finite:
+        return np.empty(0, np.float32)
+    out = np.empty(lo_pos.shape[0], np.float32)
+    for j in range(lo_pos.shape[0]):
+        a = stats[lo_pos[j]]
+        b = stats[hi_pos[j]]
+        d = b - a
+        out[j] = b - d * one_minus_t[j] if upper[j] else a + d * t[j]
     return out
 
 
@@ -121,138 +172,238 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
     one past the last column/row and ``(seed_x, top)`` the first pixel, and ``score`` float64; ordered by
     level, then raster order of first pixels.
 
-    One pass over each row finds the runs of every level: at a pixel of level ``L`` the runs of levels below ``L``
-    are open, so a change of level from ``a`` to ``b`` closes (``b < a``) or opens (``b > a``) the runs of the
-    levels between, and each pixel's value is added to the open runs' sums (left to right, in float64, as a run
-    alone would sum it). Each pixel is read once, whatever the number of levels. After each row, each level's runs
-    join the touching runs of the row above (union-find, per level).
+    Means come from exact integer sums when the values allow it (:func:`_sum_unit`), else from float64 sums
+    pixel by pixel in the reference order (each run left to right, the runs in raster order).
+    """
+    if use_max:
+        level, rect, score, _ = _label(levels, values, n_levels, conn8, _MAX, 0)
+        return level, rect, score
+    k = _sum_unit(values)
+    if k != _NO_UNIT:
+        level, rect, score, exact = _label(levels, values, n_levels, conn8, _EXACT, k)
+        if exact:
+            return level, rect, score
+    level, rect, score, _ = _label(levels, values, n_levels, conn8, _SEQUENTIAL, 0)
+    return level, rect, score
+
+
+_EXACT, _SEQUENTIAL, _MAX = 0, 1, 2  # how _label scores components
+_NO_UNIT = -100000
+
+
+@njit(cache=True, nogil=True)
+def _sum_unit(values):  # pragma: no cover - compiled
+    """The ``k`` for exact sums in units of ``2**-k``: every sum of the map's values stays below ``2**52`` units
+    (``k = 52 - ceil-ish(log2(max|v| * pixels))``); ``_NO_UNIT`` when the map holds a NaN or an infinity.
+
+    Whether each summed value is a whole number of units is checked where it is summed (:func:`_label`): then
+    every partial sum, in any order, is exact in float64 as in int64, so the integer sums equal, bit for bit,
+    float64 sums taken pixel by pixel in any order.
+    """
+    bits = values.reshape(-1).view(np.int32)
+    hi = np.int32(0)
+    for i in range(bits.shape[0]):
+        hi = max(hi, bits[i] & np.int32(0x7FFFFFFF))  # |v| orders like its bits
+    if hi >= _KEY_POS_INF:
+        return _NO_UNIT
+    top = np.empty(1, np.int32)
+    top[0] = hi
+    return 52 - math.frexp(np.float64(top.view(np.float32)[0]) * bits.shape[0])[1]
+
+
+@njit(cache=True, nogil=True)
+def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover - compiled
+    """The labelling of :func:`cut_levels`, one pass over the rows; returns ``(level, rect, score, exact)``.
+
+    Per row: the columns where the level changes (a branch-free pass), then at each change the runs of the
+    levels between the old and the new level close (the new one lower) or open (higher): the runs of a level
+    are the maximal stretches above it, and a pixel of level ``L`` lies in the runs of every level below ``L``.
+    A run that closes joins, by union-find (the older run is the root, so roots are first runs in raster
+    order), the runs of its level in the row above that it touches (overlapping columns for 4-connectivity,
+    overlapping or diagonal for 8).
+
+    Scores by ``mode``: ``_EXACT``: a run's sum is the difference of two prefix sums of the row in integer
+    units of ``2**-k_unit`` (each value summed checked to be a whole number of units, else ``exact`` comes
+    back False and the caller sums again ``_SEQUENTIAL``); ``_SEQUENTIAL``: each run summed left to right in
+    float64; ``_MAX``: each run's max, pixel by pixel.
     """
     h, w = levels.shape
     T = n_levels
-    cap_runs = h * ((w + 1) // 2) + 1  # runs of one level at most
-    # runs per level, level-major: run r of level i at [i * cap_runs + r]
-    x0 = np.empty(T * cap_runs, np.int32)
-    x1 = np.empty(T * cap_runs, np.int32)
-    row = np.empty(T * cap_runs, np.int32)
-    run_val = np.empty(T * cap_runs, np.float64)
-    parent = np.empty(T * cap_runs, np.int32)
-    nrun = np.zeros(T, np.int64)
-    prev_start = np.zeros(T, np.int64)  # runs of the row above at this level: [prev_start, cur_start)
-    cur_start = np.zeros(T, np.int64)
-    open_x = np.empty(T, np.int32)
+    use_max = mode == _MAX
+    per_row = (w + 1) // 2 + 1  # runs of one level in one row, at most
+    cap = T * (h * ((w + 1) // 2) + 1)
+    x0 = np.empty(cap, np.int64)
+    x1 = np.empty(cap, np.int64)
+    rrow = np.empty(cap, np.int64)
+    rlev = np.empty(cap, np.int64)
+    parent = np.empty(cap, np.int64)
+    rsum = np.empty(cap if mode == _EXACT else 0, np.int64)
+    rval = np.empty(0 if mode == _EXACT else cap, np.float64)
+    # the runs of the row above and of this row, per level (level i at [i * per_row, ...))
+    prv_x0 = np.empty(T * per_row, np.int64)
+    prv_x1 = np.empty(T * per_row, np.int64)
+    prv_id = np.empty(T * per_row, np.int64)
+    cur_x0 = np.empty(T * per_row, np.int64)
+    cur_x1 = np.empty(T * per_row, np.int64)
+    cur_id = np.empty(T * per_row, np.int64)
+    n_prev = np.zeros(T, np.int64)
+    n_cur = np.zeros(T, np.int64)
+    ptr = np.zeros(T, np.int64)  # first run of the row above that a later run of this row may touch
+    open_x = np.empty(T, np.int64)
     acc_open = np.empty(T, np.float64)
+    chg = np.empty(w + 2, np.int64)
+    lrow = np.empty(w + 1, np.int64)
+    pre = np.empty(w + 1, np.int64)
+    unit = math.ldexp(1.0, k_unit)
+    exact = True
+    n = 0
     for y in range(h):
-        for i in range(T):
-            cur_start[i] = nrun[i]
-        prev = 0  # levels open: 0 .. prev - 1
-        for x in range(w + 1):
-            lev = levels[y, x] if x < w else 0
-            if lev > T:
-                lev = T
-            if lev < prev:  # close runs of levels lev .. prev - 1
-                for i in range(lev, prev):
-                    r = i * cap_runs + nrun[i]
-                    x0[r] = open_x[i]
-                    x1[r] = x
-                    row[r] = y
-                    run_val[r] = acc_open[i]
-                    parent[r] = r
-                    nrun[i] += 1
-            elif lev > prev:  # open runs of levels prev .. lev - 1
-                for i in range(prev, lev):
-                    open_x[i] = x
-                    acc_open[i] = -np.inf if use_max else 0.0
-            if x < w:
-                v = np.float64(values[y, x])
-                if use_max:
-                    for i in range(lev):
-                        if v > acc_open[i] or open_x[i] == x:
-                            acc_open[i] = v
-                else:
-                    for i in range(lev):
-                        acc_open[i] += v
+        prev = 0
+        nc = 0
+        for x in range(w):
+            lev = min(np.int64(levels[y, x]), T)  # levels above the count are in every mask
+            lrow[x] = lev
+            chg[nc] = x
+            nc += lev != prev
             prev = lev
-        # join this row's runs to the row above's, per level
-        for li in range(T):
-            base = li * cap_runs
-            i = base + prev_start[li]
-            last_end = base + cur_start[li]
-            j = last_end
-            end = base + nrun[li]
-            if y > 0:
-                while i < last_end and j < end:
-                    if row[i] == y - 1:
-                        if conn8:
-                            touch = x0[i] <= x1[j] and x0[j] <= x1[i]
+        lrow[w] = 0
+        chg[nc] = w
+        nc += prev != 0
+        if mode == _EXACT:
+            s = np.int64(0)
+            for x in range(w):
+                pre[x] = s
+                if lrow[x] > 0:
+                    f = np.float64(values[y, x]) * unit
+                    iv = np.int64(f)
+                    exact &= np.float64(iv) == f
+                    s += iv
+            pre[w] = s
+        for i in range(T):
+            n_cur[i] = 0
+            ptr[i] = 0
+        prev = 0
+        for c in range(nc):
+            x = chg[c]
+            lev = lrow[x]
+            if mode != _EXACT and prev > 0:  # the pixels since the last change, into the open runs
+                for xx in range(chg[c - 1], x):
+                    v = np.float64(values[y, xx])
+                    for i in range(prev):
+                        if use_max:
+                            if v > acc_open[i] or open_x[i] == xx:
+                                acc_open[i] = v
                         else:
-                            touch = x0[i] < x1[j] and x0[j] < x1[i]
-                        if touch:
-                            ri = i
-                            while parent[ri] != ri:
-                                parent[ri] = parent[parent[ri]]
-                                ri = parent[ri]
-                            rj = j
+                            acc_open[i] += v
+            if lev < prev:  # close the runs of levels lev .. prev - 1
+                for i in range(lev, prev):
+                    a = open_x[i]
+                    x0[n] = a
+                    x1[n] = x
+                    rrow[n] = y
+                    rlev[n] = i
+                    if mode == _EXACT:
+                        rsum[n] = pre[x] - pre[a]
+                    else:
+                        rval[n] = acc_open[i]
+                    base = i * per_row
+                    k = ptr[i]
+                    m = n_prev[i]
+                    root = n
+                    while k < m:
+                        px0 = prv_x0[base + k]
+                        if px0 > x if conn8 else px0 >= x:
+                            break  # this run and every later one of the row above lie past this run
+                        px1 = prv_x1[base + k]
+                        if a <= px1 if conn8 else a < px1:
+                            rj = prv_id[base + k]
                             while parent[rj] != rj:
                                 parent[rj] = parent[parent[rj]]
                                 rj = parent[rj]
-                            if ri < rj:
-                                parent[rj] = ri
-                            elif rj < ri:
-                                parent[ri] = rj
-                        if x1[i] <= x1[j]:
-                            i += 1
+                            if rj < root:
+                                if root != n:
+                                    parent[root] = rj
+                                root = rj
+                            elif root < rj:
+                                parent[rj] = root
+                        if px1 <= x:
+                            k += 1  # ends before the next run of this row can start
                         else:
-                            j += 1
-                    else:
-                        i += 1
-            prev_start[li] = cur_start[li]
-    # components per level, raster order of their first run
-    total = 0
-    for li in range(T):
-        total += nrun[li]
-    c_left = np.empty(T * cap_runs, np.int32)
-    c_right = np.empty(T * cap_runs, np.int32)
-    c_bottom = np.empty(T * cap_runs, np.int32)
-    acc = np.empty(T * cap_runs, np.float64)
-    count = np.empty(T * cap_runs, np.float64)
-    n_comp = 0
-    for li in range(T):
-        base = li * cap_runs
-        for r in range(base, base + nrun[li]):
-            root = parent[r]
-            if parent[root] != root:
-                while parent[root] != root:
-                    root = parent[root]
-                parent[r] = root
-            if root == r:
-                c_left[r] = x0[r]
-                c_right[r] = x1[r]
-                acc[r] = -np.inf if use_max else 0.0
-                count[r] = 0.0
-                n_comp += 1
-            else:
-                c_left[root] = min(c_left[root], x0[r])
-                c_right[root] = max(c_right[root], x1[r])
-            c_bottom[root] = row[r] + 1
-            if use_max:
-                acc[root] = max(acc[root], run_val[r])
-            else:
-                acc[root] += run_val[r]
-            count[root] += x1[r] - x0[r]
+                            break
+                    parent[n] = root
+                    ptr[i] = k
+                    q = base + n_cur[i]
+                    cur_x0[q] = a
+                    cur_x1[q] = x
+                    cur_id[q] = n
+                    n_cur[i] += 1
+                    n += 1
+            else:  # open the runs of levels prev .. lev - 1
+                for i in range(prev, lev):
+                    open_x[i] = x
+                    acc_open[i] = -np.inf if use_max else 0.0
+            prev = lev
+        prv_x0, cur_x0 = cur_x0, prv_x0
+        prv_x1, cur_x1 = cur_x1, prv_x1
+        prv_id, cur_id = cur_id, prv_id
+        n_prev, n_cur = n_cur, n_prev
+    if not exact:
+        return np.empty(0, np.int32), np.empty((0, 5), np.int32), np.empty(0, np.float64), False
+    level, rect, score = _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, 1.0 / unit)
+    return level, rect, score, True
+
+
+@njit(cache=True, nogil=True)
+def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pragma: no cover - compiled
+    """Components from the labelled runs, by level then raster order of their first run: box and score.
+
+    A run's parent is an older run, so one pass in run order resolves every root; within a level, run order is
+    raster order. Sums add the runs in raster order (exactly as integers, ``_EXACT``, or in float64)."""
+    n_by_level = np.zeros(T + 1, np.int64)
+    for r in range(n):
+        p = parent[r]
+        if p != r:
+            parent[r] = parent[p]  # p < r: its root is known already
+        else:
+            n_by_level[rlev[r] + 1] += 1
+    for i in range(T):
+        n_by_level[i + 1] += n_by_level[i]  # first slot of each level
+    n_comp = n_by_level[T]
+    slot = np.empty(n, np.int64)
     o_level = np.empty(n_comp, np.int32)
     o_rect = np.empty((n_comp, 5), np.int32)
     o_score = np.empty(n_comp, np.float64)
-    c = 0
-    for li in range(T):
-        base = li * cap_runs
-        for r in range(base, base + nrun[li]):
-            if parent[r] == r:
-                o_level[c] = li
-                o_rect[c, 0] = c_left[r]
-                o_rect[c, 1] = row[r]
-                o_rect[c, 2] = c_right[r]
-                o_rect[c, 3] = c_bottom[r]
-                o_rect[c, 4] = x0[r]
-                o_score[c] = acc[r] if use_max else acc[r] / count[r]
-                c += 1
+    isum = np.zeros(n_comp, np.int64)
+    count = np.zeros(n_comp, np.float64)
+    for r in range(n):
+        root = parent[r]
+        if root == r:
+            li = rlev[r]
+            c = n_by_level[li]
+            n_by_level[li] = c + 1
+            o_level[c] = li
+            o_rect[c, 0] = x0[r]
+            o_rect[c, 1] = rrow[r]
+            o_rect[c, 2] = x1[r]
+            o_rect[c, 4] = x0[r]
+            o_score[c] = -np.inf if mode == _MAX else 0.0
+        else:
+            c = slot[root]
+            o_rect[c, 0] = min(o_rect[c, 0], x0[r])
+            o_rect[c, 2] = max(o_rect[c, 2], x1[r])
+        slot[r] = c
+        o_rect[c, 3] = rrow[r] + 1
+        if mode == _EXACT:
+            isum[c] += rsum[r]
+        elif mode == _MAX:
+            o_score[c] = max(o_score[c], rval[r])
+        else:
+            o_score[c] += rval[r]
+        count[c] += x1[r] - x0[r]
+    if mode == _EXACT:
+        for c in range(n_comp):
+            o_score[c] = np.float64(isum[c]) * unit / count[c]
+    elif mode == _SEQUENTIAL:
+        for c in range(n_comp):
+            o_score[c] /= count[c]
     return o_level, o_rect, o_score
