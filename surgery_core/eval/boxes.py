@@ -241,11 +241,12 @@ def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray
     return rects, np.stack([r[:, 4], r[:, 1]], axis=1).reshape(-1, 2)
 
 
-def _cut(wmap: np.ndarray, thresholds: np.ndarray, image_w: int, image_h: int, params: BoxParams,
-         class_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes of one 0-1 working map at every threshold, flat: ``(index, xyxy, score)``, where ``index`` is the
-    box's threshold's position in ``thresholds``; grouped by threshold (ascending value), each group in raster
-    order of its components' first pixels, min_area and NMS applied."""
+def cut_rects(wmap: np.ndarray, thresholds: np.ndarray, params: BoxParams
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The components of one 0-1 float32 working map at every float32 threshold, in working pixels:
+    ``(index, rect, score)``, where ``index`` is each component's threshold's position in ``thresholds``, ``rect``
+    int32 ``[n, 5]`` as :func:`surgery_core.eval.cutter.cut_levels` gives them, ``score`` the raw mean or max;
+    grouped by threshold (ascending value), each group in raster order of its components' first pixels."""
     from surgery_core.eval import cutter
 
     order = np.argsort(thresholds, kind="stable")
@@ -257,24 +258,41 @@ def _cut(wmap: np.ndarray, thresholds: np.ndarray, image_w: int, image_h: int, p
         level, rect, score = cutter.cut_levels(levels, wmap, len(group), params.connectivity == 8,
                                                params.score == "max")
         parts.append((order[g0 + level], rect, score))
-    index, rect, score = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
-    sx, sy = image_scale(image_w, image_h, params.box_resolution)
+    if len(parts) > 1:
+        return tuple(np.concatenate(x) for x in zip(*parts))
+    return parts[0]
+
+
+def place_boxes(index: np.ndarray, rect: np.ndarray, score: np.ndarray, sx, sy, params: BoxParams, class_prob
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Components (:func:`cut_rects`) to boxes in original-image pixels: ``(index, xyxy, score, kept)``,
+    ``min_area``, the class-probability factor and NMS applied; ``kept`` the positions of the components kept.
+
+    sx, sy: original pixels per working pixel (:func:`surgery_core.eval.maps.image_scale`), and class_prob: a
+    number for the components of one map, or one value per component for those of many maps (the arithmetic is
+    elementwise, so equal bit for bit); NMS (per threshold) needs the components of one map.
+    """
     xyxy = np.empty((len(rect), 4), np.float64)
     xyxy[:, 0] = rect[:, 0] * sx
     xyxy[:, 1] = rect[:, 1] * sy
     xyxy[:, 2] = rect[:, 2] * sx
     xyxy[:, 3] = rect[:, 3] * sy
+    kept = np.arange(len(score))
     if params.min_area > 0:
         keep = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) >= params.min_area
-        index, xyxy, score = index[keep], xyxy[keep], score[keep]
+        index, xyxy, score, kept = index[keep], xyxy[keep], score[keep], kept[keep]
+        if np.ndim(class_prob):
+            class_prob = class_prob[keep]
     if params.class_prob_weight:
-        score = score * float(class_prob)
+        score = score * (np.asarray(class_prob, np.float64) if np.ndim(class_prob) else float(class_prob))
     if params.nms_iou is not None and len(score) > 1:
+        if np.ndim(sx):
+            raise ValueError("NMS runs on the boxes of one map at a time")
         bounds = np.flatnonzero(np.diff(index)) + 1
         keep = np.concatenate([s + _nms(xyxy[s:e], score[s:e], params.nms_iou)
                                for s, e in zip([0, *bounds], [*bounds, len(score)])])
-        index, xyxy, score = index[keep], xyxy[keep], score[keep]
-    return index, xyxy, score
+        index, xyxy, score, kept = index[keep], xyxy[keep], score[keep], kept[keep]
+    return index, xyxy, score, kept
 
 
 class MapBoxes(NamedTuple):
@@ -316,7 +334,8 @@ def cut(wmap: np.ndarray, thresholds: Sequence[float], image_w: int, image_h: in
     thresholds = np.asarray(thresholds, dtype=np.float32).reshape(-1)
     if not len(thresholds):
         return MapBoxes(np.zeros(0, np.int64), *_empty_boxes())
-    return MapBoxes(*_cut(wmap, thresholds, image_w, image_h, params, class_prob))
+    sx, sy = image_scale(image_w, image_h, params.box_resolution)
+    return MapBoxes(*place_boxes(*cut_rects(wmap, thresholds, params), sx, sy, params, class_prob)[:3])
 
 
 def _nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:

@@ -19,8 +19,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from surgery_core.data.detections import Detections
-from surgery_core.eval.boxes import DEFAULT_SWEEP_PERCENTILES, BoxParams, as_cut, cut, cut_thresholds
-from surgery_core.eval.maps import working_map
+from surgery_core.eval.boxes import (DEFAULT_SWEEP_PERCENTILES, BoxParams, as_cut, cut_rects, cut_thresholds,
+                                     place_boxes)
+from surgery_core.eval.maps import image_scale, normalize, working_map, working_size
 from surgery_core.eval.protocols import Cell, ProtocolLike, protocol
 from surgery_core.parallel import resolve_workers, spawn_map
 
@@ -113,45 +114,66 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
     Each pair's map is cut once; the second set's scores are the same raw scores, times the class probability
     when ``also_weighted``. max_dets: cap per image of each set's and percentile's boxes
     (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must then hold every pair of its images. Capping
-    here, in the worker, keeps uncapped boxes out of the parent."""
+    here, in the worker, keeps uncapped boxes out of the parent. Each image's grid is normalised once for all
+    its classes; without NMS the components of the whole chunk become boxes in one vectorised step
+    (:func:`~surgery_core.eval.boxes.place_boxes`, elementwise: the same bits as map by map)."""
     sets = 1 if chunk.pair_also is None else 2
     raw = params.model_copy(update={"class_prob_weight": False}) if sets == 2 else params
     weighted = (params.class_prob_weight, also_weighted)
-    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(sets)]
-    also = chunk.pair_also.tolist() if sets == 2 else [False] * len(chunk.pair_row)
-    for row, cls, prob, second in zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
-                                      chunk.pair_prob.tolist(), also):
-        w, h = chunk.sizes[row]
-        wmap = working_map(chunk.grids[row][cls], int(w), int(h), params.box_resolution)
-        index, xyxy, score = cut(wmap, cut_thresholds(wmap, percentiles), int(w), int(h), raw, prob)
-        if not len(score):
-            continue
-        ids = (np.full(len(score), cls, np.int64), np.full(len(score), row, np.int64))
-        for k in range(1 + bool(second)) if sets == 2 else (0,):
-            sc = score * float(prob) if sets == 2 and weighted[k] else score  # cut's own product, same bits
-            parts[k].append((index, xyxy, sc, *ids))
-    return [_by_percentile(p, len(percentiles), max_dets) for p in parts]
-
-
-def _by_percentile(parts: list[tuple[np.ndarray, ...]], n_percentiles: int, max_dets: int) -> list[tuple]:
-    """Per-pair ``(index, xyxy, score, class, row)`` parts into per-percentile columns, capped per image."""
+    res = params.box_resolution
+    whole_chunk = params.nms_iou is None  # NMS works map by map
+    parts: list[tuple[np.ndarray, ...]] = []  # per pair with boxes: (index, rect or xyxy, score)
+    pair_of: list[int] = []
+    norm_row, norm = -1, None
+    for j, (row, cls, prob) in enumerate(zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
+                                             chunk.pair_prob.tolist())):
+        if row != norm_row:  # pairs come grouped by image
+            norm_row, norm = row, normalize(chunk.grids[row])
+        w, h = (int(v) for v in chunk.sizes[row])
+        wmap = working_map(norm[cls], w, h, res, normalized=True)
+        found = cut_rects(wmap, cut_thresholds(wmap, percentiles), raw)
+        if not whole_chunk:
+            found = place_boxes(*found, *image_scale(w, h, res), raw, prob)[:3]
+        if len(found[2]):
+            parts.append(found)
+            pair_of.append(j)
     if parts:
-        index, *cols = (np.concatenate(x) for x in zip(*parts))
-        # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
-        # that order within each percentile.
-        order = np.argsort(index, kind="stable")
-        bounds = np.searchsorted(index[order], np.arange(n_percentiles + 1))
-        out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(n_percentiles)]
+        index, boxes, score = (np.concatenate(x) for x in zip(*parts))
+        pair = np.repeat(np.asarray(pair_of, np.int64), [len(p[2]) for p in parts])
     else:
-        out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
-               for _ in range(n_percentiles)]
+        index, boxes, score, pair = (np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    if whole_chunk:  # image_scale of each box's image, elementwise
+        w, h = chunk.sizes[chunk.pair_row[pair]].astype(np.int64).T
+        ww, wh = (w, h) if res is None else working_size(1, 1, res)
+        index, boxes, score, kept = place_boxes(index, boxes, score, w / ww, h / wh, raw, chunk.pair_prob[pair])
+        pair = pair[kept]
+    cls_of, row_of, prob_of = chunk.pair_class[pair], chunk.pair_row[pair], chunk.pair_prob[pair]
+    out = []
+    for k in range(sets):
+        sel = slice(None) if k == 0 else chunk.pair_also[pair]
+        sc = score[sel]
+        if sets == 2 and weighted[k]:
+            sc = sc * prob_of[sel]  # the factor cut() applies, the same bits
+        cols = (index[sel], boxes[sel], sc, cls_of[sel].astype(np.int64), row_of[sel].astype(np.int64))
+        out.append(_by_percentile(cols, len(percentiles), max_dets))
+    return out
+
+
+def _by_percentile(cols: tuple[np.ndarray, ...], n_percentiles: int, max_dets: int) -> list[tuple]:
+    """Boxes ``(index, xyxy, score, class, row)`` in pair order into per-percentile columns, capped per image."""
+    index, *cols = cols
+    # Pairs in chunk order, each pair's boxes grouped by percentile: a stable sort by percentile keeps
+    # that order within each percentile.
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(n_percentiles + 1))
+    out = [tuple(c[order[bounds[i]:bounds[i + 1]]] for c in cols) for i in range(n_percentiles)]
     if max_dets:
         from surgery_core.eval.maxdets import cap_indices
 
-        for i, cols in enumerate(out):
-            keep = cap_indices(cols[3], cols[1], max_dets)
+        for i, c in enumerate(out):
+            keep = cap_indices(c[3], c[1], max_dets)
             if keep is not None:
-                out[i] = tuple(c[keep] for c in cols)
+                out[i] = tuple(x[keep] for x in c)
     return out
 
 

@@ -83,13 +83,15 @@ def image_scale(image_w: int, image_h: int, box_resolution: int | None = DEFAULT
 
 
 def working_map(grid: np.ndarray, image_w: int, image_h: int,
-                box_resolution: int | None = DEFAULT_BOX_RESOLUTION) -> np.ndarray:
+                box_resolution: int | None = DEFAULT_BOX_RESOLUTION, *, normalized: bool = False) -> np.ndarray:
     """The normalised (0-1) map boxes are cut from: :func:`normalize` then :func:`upsample` to the working size.
 
     grid: raw ``[grid_h, grid_w]`` (or ``[num_classes, grid_h, grid_w]``); image_w, image_h: the original
     image's size in pixels. Returns float32 ``[working_h, working_w]`` (or with a leading class axis).
+    normalized: ``grid`` is :func:`normalize`'s output already (normalising every class of an image at once
+    gives each class the same values as normalising it alone).
     """
-    return upsample(normalize(grid), *working_size(image_w, image_h, box_resolution))
+    return upsample(grid if normalized else normalize(grid), *working_size(image_w, image_h, box_resolution))
 
 
 def raw_working_map(grid: np.ndarray, image_w: int, image_h: int,
