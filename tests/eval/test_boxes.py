@@ -457,6 +457,35 @@ def test_detections_at_matches_per_pair_calls():
         np.testing.assert_array_equal(det.score, np.concatenate(want_score))
 
 
+@pytest.mark.parametrize("update", [dict(min_area=2500.0, class_prob_weight=True), dict(box_resolution=None),
+                                    dict(min_area=900.0, nms_iou=0.3, class_prob_weight=True),
+                                    dict(score="max", connectivity=4, min_area=100.0)])
+def test_a_chunk_placed_at_once_equals_each_map_cut_alone(update):
+    # A chunk's components become boxes in one vectorised step (NMS off) or map by map (NMS on): the same boxes,
+    # scores and order as cut() of each map, whatever the image sizes, the minimum area or the box resolution.
+    grids, sizes = batch(5, 3)
+    sizes[1], sizes[3] = (333, 517), (96, 1200)
+    params = BoxParams(**update)
+    probs = RNG.random((5, 3))
+    ps = [50.0, 75.0, 90.0]
+    got = detections_at(grids, sizes, params, ps, class_probs=probs, chunk_pairs=4)
+    for i, p in enumerate(ps):
+        want_xyxy, want_score, want_cls, want_img = [], [], [], []
+        for r in range(5):
+            for c in range(3):
+                w, h = (int(v) for v in sizes[r])
+                wmap = working_map(grids[r, c], w, h, params.box_resolution)
+                xyxy, score = cut(wmap, cut_thresholds(wmap, ps), w, h, params, probs[r, c]).at(i)
+                want_xyxy.append(xyxy)
+                want_score.append(score)
+                want_cls += [c] * len(score)
+                want_img += [r] * len(score)
+        np.testing.assert_array_equal(got[p].xyxy, np.concatenate(want_xyxy).reshape(-1, 4))
+        np.testing.assert_array_equal(got[p].score, np.concatenate(want_score))
+        np.testing.assert_array_equal(got[p].class_id, want_cls)
+        np.testing.assert_array_equal(got[p].image, want_img)
+
+
 @pytest.mark.parametrize("weighted,cap,workers", [(False, 0, 1), (False, 3, 2), (True, 2, 1), (True, 0, 1)])
 def test_both_protocols_from_one_cut_equal_two_calls(weighted, cap, workers):
     # The open and present protocols of one method: the present pairs are cut once, with the open ones.

@@ -70,3 +70,73 @@ def test_levels_above_the_count_are_in_every_mask():
     lv = cutter.level_map(working_map(dior_like_grid(RNG), 64, 64, None), np.float32([0.3, 0.5, 0.7]))
     for i in range(3):
         np.testing.assert_array_equal(close_open(lv, 5) > i, close_open((lv > i).astype(np.uint8), 5) > 0)
+
+
+# ------------------------------------------------------------------ exact integer sums and their fallback
+
+def all_params():
+    for conn in (8, 4):
+        for score in ("mean", "max"):
+            for kernel in (1, 3):
+                yield BoxParams(morph_kernel=kernel, connectivity=conn, score=score, box_resolution=None)
+
+
+def test_smooth_flat_tied_tiny_and_large_maps_equal_the_plain_loop():
+    # The labelling from level changes (integer prefix sums for means) against OpenCV at each threshold alone:
+    # smooth maps, a flat map, an all-zero map, plateaus (ties with the thresholds), one-pixel and 800 px maps.
+    maps = {
+        "smooth": working_map(dior_like_grid(RNG), 97, 61, None),
+        "flat": np.full((23, 31), 0.375, np.float32),
+        "zeros": np.zeros((17, 19), np.float32),
+        "plateaus": np.kron(RNG.integers(0, 4, (7, 9)), np.ones((4, 3))).astype(np.float32) / 3,
+        "pixel": np.float32([[0.5]]),
+        "row": RNG.random((1, 57)).astype(np.float32),
+        "column": RNG.random((57, 1)).astype(np.float32),
+        "negative": working_map(dior_like_grid(RNG), 40, 40, None) - np.float32(0.5),
+    }
+    for name, wmap in maps.items():
+        ths = np.unique(np.concatenate([percentile_thresholds(wmap, DEFAULT_SWEEP_PERCENTILES),
+                                        RNG.choice(wmap.ravel(), 3)])).astype(np.float32)
+        for params in all_params():
+            assert_equal_to_plain_loop(wmap, ths, params)
+    big = working_map(dior_like_grid(RNG), 800, 800, None)  # DIOR's own image size
+    assert_equal_to_plain_loop(big, percentile_thresholds(big, (50.0, 90.0)), BoxParams(box_resolution=None))
+
+
+def test_maps_without_exact_integer_sums_fall_back_to_float_sums():
+    # A value far smaller than the map's largest is not a whole number of the units that keep every sum below
+    # 2**52: those maps are summed pixel by pixel in float64 (the reference order), with the same result.
+    wmap = working_map(dior_like_grid(RNG), 64, 64, None)
+    wmap[10:20, 10:20] = np.float32(1e-30) + wmap[10:20, 10:20] * np.float32(1e-28)  # tiny, inside a component
+    wmap[30:40, 30:40] = 1.0
+    ths = np.float32([0.0, 1e-31, 0.3, 0.9])
+    levels = cutter.level_map(wmap, ths)
+    k = cutter._sum_unit(wmap)
+    assert not cutter._label(levels, wmap, len(ths), True, cutter._EXACT, k)[3]  # the fallback is taken
+    for params in all_params():
+        assert_equal_to_plain_loop(wmap, ths, params)
+    # and a map whose sums fit whole units takes the integer sums, with the same result as the float sums
+    smooth = working_map(dior_like_grid(RNG), 224, 224, None)
+    ths = percentile_thresholds(smooth, DEFAULT_SWEEP_PERCENTILES)
+    levels = close_open(cutter.level_map(smooth, np.sort(ths)), 3)
+    fast = cutter._label(levels, smooth, len(ths), True, cutter._EXACT, cutter._sum_unit(smooth))
+    slow = cutter._label(levels, smooth, len(ths), True, cutter._SEQUENTIAL, 0)
+    assert fast[3] and len(fast[0]) > 10
+    for a, b in zip(fast[:3], slow[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_maps_with_an_infinity_cut_like_before():
+    # No exact unit exists: float sums; percentiles fall back to numpy's selection (maps are NaN-free by
+    # contract: np.percentile's NaN propagation is not replayed)
+    wmap = working_map(dior_like_grid(RNG), 128, 128, None)
+    wmap[5, 5] = np.inf
+    assert cutter._sum_unit(wmap) == cutter._NO_UNIT
+    ths = np.float32([0.2, 0.6])
+    assert_equal_to_plain_loop(wmap, ths, BoxParams(morph_kernel=1, box_resolution=None))
+    for bad in (np.inf, -np.inf):
+        m = working_map(dior_like_grid(RNG), 128, 128, None)
+        m[3, 7] = bad
+        with np.errstate(invalid="ignore"):
+            want = np.array([np.percentile(m, p) for p in (10.0, 50.0, 90.0)], np.float32)
+        np.testing.assert_array_equal(percentile_thresholds(m, (10.0, 50.0, 90.0)), want)
