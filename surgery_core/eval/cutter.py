@@ -175,10 +175,10 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
     Means come from exact integer sums when the values allow it (:func:`_sum_unit`), else from float64 sums
     pixel by pixel in the reference order (each run left to right, the runs in raster order).
     """
-    if use_max:
-        level, rect, score, _ = _label(levels, values, n_levels, conn8, _MAX, 0)
-        return level, rect, score
     k = _sum_unit(values)
+    if use_max:  # a max is the same in any order: by segments when the map is finite (NaN-free)
+        level, rect, score, _ = _label(levels, values, n_levels, conn8, _MAX if k != _NO_UNIT else _MAX_PIXELS, 0)
+        return level, rect, score
     if k != _NO_UNIT:
         level, rect, score, exact = _label(levels, values, n_levels, conn8, _EXACT, k)
         if exact:
@@ -187,7 +187,7 @@ def cut_levels(levels, values, n_levels, conn8, use_max):  # pragma: no cover - 
     return level, rect, score
 
 
-_EXACT, _SEQUENTIAL, _MAX = 0, 1, 2  # how _label scores components
+_EXACT, _SEQUENTIAL, _MAX, _MAX_PIXELS = 0, 1, 2, 3  # how _label scores components
 _NO_UNIT = -100000
 
 
@@ -225,11 +225,13 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
     Scores by ``mode``: ``_EXACT``: a run's sum is the difference of two prefix sums of the row in integer
     units of ``2**-k_unit`` (each value summed checked to be a whole number of units, else ``exact`` comes
     back False and the caller sums again ``_SEQUENTIAL``); ``_SEQUENTIAL``: each run summed left to right in
-    float64; ``_MAX``: each run's max, pixel by pixel.
+    float64; ``_MAX``: each run's max, from the max of each stretch of constant level (finite maps: a max of
+    maxes is the max); ``_MAX_PIXELS``: each run's max pixel by pixel, the first pixel taken as it is (a NaN
+    stays, as in the reference).
     """
     h, w = levels.shape
     T = n_levels
-    use_max = mode == _MAX
+    use_max = mode == _MAX or mode == _MAX_PIXELS
     per_row = (w + 1) // 2 + 1  # runs of one level in one row, at most
     cap = T * (h * ((w + 1) // 2) + 1)
     x0 = np.empty(cap, np.int64)
@@ -286,7 +288,16 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
         for c in range(nc):
             x = chg[c]
             lev = lrow[x]
-            if mode != _EXACT and prev > 0:  # the pixels since the last change, into the open runs
+            if mode == _MAX and prev > 0:  # the max of the stretch since the last change, into the open runs
+                top = -np.inf
+                for xx in range(chg[c - 1], x):
+                    v = np.float64(values[y, xx])
+                    if v > top:  # strictly: the first of equal values stays (0.0 and -0.0), as pixel by pixel
+                        top = v
+                for i in range(prev):
+                    if top > acc_open[i]:
+                        acc_open[i] = top
+            elif mode != _EXACT and prev > 0:  # the pixels since the last change, into the open runs
                 for xx in range(chg[c - 1], x):
                     v = np.float64(values[y, xx])
                     for i in range(prev):
@@ -386,7 +397,7 @@ def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pr
             o_rect[c, 1] = rrow[r]
             o_rect[c, 2] = x1[r]
             o_rect[c, 4] = x0[r]
-            o_score[c] = -np.inf if mode == _MAX else 0.0
+            o_score[c] = -np.inf if mode == _MAX or mode == _MAX_PIXELS else 0.0
         else:
             c = slot[root]
             o_rect[c, 0] = min(o_rect[c, 0], x0[r])
@@ -395,7 +406,7 @@ def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pr
         o_rect[c, 3] = rrow[r] + 1
         if mode == _EXACT:
             isum[c] += rsum[r]
-        elif mode == _MAX:
+        elif mode == _MAX or mode == _MAX_PIXELS:
             o_score[c] = max(o_score[c], rval[r])
         else:
             o_score[c] += rval[r]

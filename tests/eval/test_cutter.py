@@ -99,6 +99,16 @@ def test_smooth_flat_tied_tiny_and_large_maps_equal_the_plain_loop():
                                         RNG.choice(wmap.ravel(), 3)])).astype(np.float32)
         for params in all_params():
             assert_equal_to_plain_loop(wmap, ths, params)
+    # signed zeros: a max keeps the first of equal values, pixel by pixel as by stretches of one level
+    zeros = np.where(RNG.random((30, 30)) < 0.5, np.float32(-0.0), np.float32(0.0))
+    zeros[10:20, 5:25] += working_map(dior_like_grid(RNG), 20, 10, None)
+    for conn in (4, 8):
+        params = BoxParams(morph_kernel=1, connectivity=conn, score="max", box_resolution=None)
+        ths = np.float32([-1.0, 0.0, 0.5])
+        got = cut(zeros, ths, 30, 30, params).per_threshold(3)
+        for t, (_, score) in zip(ths, got):
+            want = [sc for _, sc in plain_loop_boxes(zeros, t, 1, conn, "max")]
+            assert score.tolist() == want and np.signbit(score).tolist() == np.signbit(want).tolist()
     big = working_map(dior_like_grid(RNG), 800, 800, None)  # DIOR's own image size
     assert_equal_to_plain_loop(big, percentile_thresholds(big, (50.0, 90.0)), BoxParams(box_resolution=None))
 
@@ -123,6 +133,11 @@ def test_maps_without_exact_integer_sums_fall_back_to_float_sums():
     slow = cutter._label(levels, smooth, len(ths), True, cutter._SEQUENTIAL, 0)
     assert fast[3] and len(fast[0]) > 10
     for a, b in zip(fast[:3], slow[:3]):
+        np.testing.assert_array_equal(a, b)
+    # a max by stretches of one level (finite maps) equals the max pixel by pixel (any map)
+    by_stretch = cutter._label(levels, smooth, len(ths), False, cutter._MAX, 0)
+    by_pixel = cutter._label(levels, smooth, len(ths), False, cutter._MAX_PIXELS, 0)
+    for a, b in zip(by_stretch[:3], by_pixel[:3]):
         np.testing.assert_array_equal(a, b)
 
 
