@@ -1,7 +1,7 @@
 """Compiled kernels of the box cutter (numba): order statistics, level maps, components at nested thresholds.
 
 Cutting boxes at ten percentiles of every (image, class) map is the hot loop of a DIOR-scale run (about 2.3 M
-maps for ten methods on DIOR-test). Three ideas make it one pass per map instead of ten, with results equal,
+maps for ten methods on DIOR-test). These ideas make it one pass per map instead of ten, with results equal,
 box for box and bit for bit, to thresholding, OpenCV morphology and OpenCV labelling done once per threshold:
 
 * **Level map.** With thresholds sorted ascending ``s_0 <= ... <= s_{T-1}``, a pixel's level is the number of
@@ -12,14 +12,19 @@ box for box and bit for bit, to thresholding, OpenCV morphology and OpenCV label
   and then taking ``level > i`` gives the closed-then-opened mask of every threshold, with OpenCV's borders
   (a max ignores the outside, a min counts it as foreground: the uint8 border values 0 and 255).
 * **Every level in one pass.** Morphology is increasing, so the masks are nested: a pixel of level ``L`` is in
-  the masks of the thresholds below ``L``. One pass over each row opens and closes the runs of every level at
-  the changes of level, each pixel read once (:func:`cut_levels`; it used to scan the runs of each level
-  inside those of the level below, reading a pixel once per level it lies in: 20% slower on DIOR-sized maps).
+  the masks of the thresholds below ``L``. One pass over each row finds the columns where the level changes; at
+  each change the runs of the levels in between close or open (:func:`_label`), and a run that closes joins the
+  touching runs of its level in the row above (union-find), so the work follows the runs, not levels x pixels.
+* **Exact sums in any order.** A component's mean is the sum of its runs' sums, each run summed left to right in
+  float64 and the runs added in raster order, over its pixel count. When every value summed is a whole number of
+  units ``2**-k`` and no sum can reach ``2**52`` units (:func:`_sum_unit`), every such float64 sum is exact, so
+  the same bits come from integer prefix sums of each row (a run's sum is a difference of two); the few maps where
+  a summed value is not a whole number of units (a value far below the map's largest) are summed pixel by pixel
+  in that order instead. A max is order-free: one max per stretch of constant level serves every open run.
 
 Components are labelled on horizontal runs with union-find (a run joins the runs of the row above that it
 touches: overlapping columns for 4-connectivity, overlapping or diagonal for 8) and numbered in raster order
-of their first pixel, as the run-based labelling before it did. A component's mean is the sum of its runs'
-sums, each run summed left to right in float64 and the runs added in raster order, over its pixel count.
+of their first pixel, as the run-based labelling before it did.
 
 The kernels compile on first use (a few seconds) into numba's on-disk cache next to this file; later
 processes, spawned workers included, load them from there.
