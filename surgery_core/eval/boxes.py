@@ -220,9 +220,17 @@ def close_open(mask: np.ndarray, kernel: int) -> np.ndarray:
     """
     if kernel <= 1:
         return mask
-    k = np.ones((kernel, kernel), np.uint8)
-    k2 = np.ones((2 * kernel - 1, 2 * kernel - 1), np.uint8)
+    k, k2 = _rectangles(kernel)
     return cv2.dilate(cv2.erode(cv2.dilate(mask, k), k2), k)
+
+
+@functools.lru_cache(maxsize=8)
+def _rectangles(kernel: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``kernel`` and ``2 * kernel - 1`` square structuring elements of :func:`close_open` (read-only)."""
+    out = np.ones((kernel, kernel), np.uint8), np.ones((2 * kernel - 1, 2 * kernel - 1), np.uint8)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def find_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:

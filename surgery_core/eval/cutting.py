@@ -125,11 +125,12 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
     parts: list[tuple[np.ndarray, ...]] = []  # per pair with boxes: (index, rect or xyxy, score)
     pair_of: list[int] = []
     norm_row, norm = -1, None
+    sizes = chunk.sizes.tolist()
     for j, (row, cls, prob) in enumerate(zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
                                              chunk.pair_prob.tolist())):
         if row != norm_row:  # pairs come grouped by image
             norm_row, norm = row, normalize(chunk.grids[row])
-        w, h = (int(v) for v in chunk.sizes[row])
+        w, h = sizes[row]
         wmap = working_map(norm[cls], w, h, res, normalized=True)
         found = cut_rects(wmap, cut_thresholds(wmap, percentiles), raw)
         if not whole_chunk:
