@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
 from surgery_core.eval.boxes import RULES, BoxRule, cut_short
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
                                          fixed_cuts)
 from surgery_core.run.facade import Run
@@ -233,7 +234,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if iou is not None:
         parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
     if percentile is not None:
-        params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
+        params = box_params_for(run.cfg, protocol or PRESENT).with_cut(percentile)
         parts.append(box_note(params))
         if note := override_note(run, percentile):
             parts.append(f"**{note}**")

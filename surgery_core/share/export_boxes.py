@@ -164,9 +164,7 @@ def write_box_export(run: Run, out: str | Path, exported: list[Cell], scores: bo
 
 def ensure_cells(run: Run, exported: list[Cell]) -> None:
     """Cut the missing cells together (one pass over each method's maps, both protocols sharing it)."""
-    for cut in dict.fromkeys(c.cut for c in exported):
-        these = [c for c in exported if c.cut == cut]
-        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol.name for c in these), [cut])
+    run.boxes.ensure_cells(exported)
 
 
 def box_export_zip(run: Run, exported: list[Cell]) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from surgery_core.errors import SurgeryError
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS, APTables, QualityTables, Sweep, iou_key
 from surgery_core.share.portable import plotly_config, scrub_paths, slug
 from surgery_core.share.report_charts import deferred, iou_chart, percentile_chart, plotly_library
@@ -369,7 +370,7 @@ def _section_quality(p: Parts, cfg) -> str:
     q = p.quality
     tol = q.to_dict()["tolerance_px_at_224"]  # as the files write it
     out = ["<section id=\"quality\"><h2>Heatmap quality and pointing game</h2>",
-           f"<p class=\"note\">Over the (image, class) pairs with ground truth (present protocol). Pointing game: the "
+           f"<p class=\"note\">Over the (image, class) pairs with ground truth ({PRESENT} protocol). Pointing game: the "
            f"map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
            f"share of the map's energy inside the class's GT boxes. Best-box IoU: the best IoU of any box cut at the "
            f"percentile with a GT box of the pair. GT response: {_esc(q.gt_response_units)}.</p>"]
@@ -423,7 +424,7 @@ def _section_samples(p: Parts, cfg) -> str:
     out = ["<section id=\"samples\"><h2>Every method on chosen samples</h2>",
            f"<p class=\"note\">Per sample its image with the GT boxes of the class (green, solid), then per method "
            f"two columns: heatmap overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, "
-           f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol). Pictures: "
+           f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; {PRESENT} protocol). Pictures: "
            f"WebP, quality {WEBP_QUALITY}, panels {PANEL_PX} px.</p>"]
     if not p.samples:
         out.append("<p>No sample selected.</p>")
