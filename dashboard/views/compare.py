@@ -123,10 +123,10 @@ def view() -> None:
     present = bool((rec.labels == cls).any())
     legend = (f"image · GT {cls_name} green, other classes white" if present else
               f"image · no GT box of {cls_name} here; other classes white")
-    cells = [None, *methods]
+    slots = [None, *methods]  # the image, then one picture per method
     panels = {}
-    for r0 in range(0, len(cells), per_row):
-        for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
+    for r0 in range(0, len(slots), per_row):
+        for col, m in zip(st.columns(per_row), slots[r0:r0 + per_row]):
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
                                   per_row=per_row, width="stretch", caption=legend)
