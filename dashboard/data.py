@@ -18,6 +18,7 @@ import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
+from surgery_core.eval.boxes import cut_short
 from surgery_core.eval.corloc import CorLocResult
 from surgery_core.eval.protocols import Cell
 from surgery_core.run import pairs
@@ -174,8 +175,11 @@ def ensure_cells(run: Run, cells: Iterable[Cell]) -> None:
     todo = run.boxes.missing_cells(cells)
     if not todo:
         return
-    with st.spinner(f"Cutting boxes of {'; '.join(c.label for c in todo)} (once, then kept in the run store)…",
-                    show_time=True):
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in todo:
+        groups.setdefault((c.protocol.name, cut_short(c.cut)), []).append(c.method)
+    names = "; ".join(f"{', '.join(ms)} ({pr}, {cut})" for (pr, cut), ms in groups.items())
+    with st.spinner(f"Cutting boxes of {names} (once, then kept in the run store)…", show_time=True):
         run.boxes.ensure_cells(todo)
 
 
