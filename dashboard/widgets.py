@@ -141,11 +141,20 @@ def method_one(run: Run, key: str, where=st, label: str = "Method", width="stret
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
+def _fragment_only() -> bool:
+    """True in a script run of page fragments alone (the frame and the sidebar are not redrawn in it)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
     """The page's box rule and its parameter: a percentile (a float, the seed's rule) or a
     :class:`~surgery_core.eval.boxes.BoxRule` (Otsu, a fixed value), among ``rules``. The sidebar names it
-    ("boxes p75"): when the sidebar drawn last names another value (the control moved inside a page fragment, or
-    the page opened), the whole app reruns once."""
+    ("boxes p75"): a full script run rewrites that caption after the page (``sidebar.name_page_boxes``); when the
+    control moved in a page fragment that reruns alone (which cannot write to the sidebar), the whole app reruns
+    once."""
     rule = state.coerce("rule", list(rules), "percentile" if "percentile" in rules else rules[0])
     rule = where.segmented_control("Box rule", list(rules), key="rule", persist_state=SESSION, required=True,
                                    selection_mode="single", format_func=RULE_LABELS.get, help=RULE_HELP) or rule
@@ -174,7 +183,7 @@ def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
                                        f"{cut_short(own)}: click to draw them at the run's.")
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
-    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
+    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn and _fragment_only():
         st.rerun(scope="app")
     return v
 
