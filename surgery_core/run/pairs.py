@@ -66,7 +66,8 @@ def pair_outcomes(run: "Run", cell: "Cell", iou: float, quality: pd.DataFrame | 
         "image": images, "image_id": [run.dataset.images[i].image_id for i in images], "class_id": classes,
         "class": [run.classes[c] for c in classes], "n_gt": n_gt, "n_det": n_det, "n_tp": n_tp, "best_iou": best,
     })
-    q = (pair_quality(run, cell.method) if quality is None else quality)[["image", "class_id", "pointing_hit", "energy"]]
+    q = pair_quality(run, cell.method) if quality is None else quality
+    q = q[["image", "class_id", "pointing_hit", "energy"]]
     return df.merge(q, on=["image", "class_id"], how="left")
 
 

@@ -370,8 +370,8 @@ def _section_quality(p: Parts, cfg) -> str:
     q = p.quality
     tol = q.to_dict()["tolerance_px_at_224"]  # as the files write it
     out = ["<section id=\"quality\"><h2>Heatmap quality and pointing game</h2>",
-           f"<p class=\"note\">Over the (image, class) pairs with ground truth ({PRESENT} protocol). Pointing game: the "
-           f"map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
+           f"<p class=\"note\">Over the (image, class) pairs with ground truth ({PRESENT} protocol). Pointing game: "
+           f"the map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
            f"share of the map's energy inside the class's GT boxes. Best-box IoU: the best IoU of any box cut at the "
            f"percentile with a GT box of the pair. GT response: {_esc(q.gt_response_units)}.</p>"]
     rows = []
