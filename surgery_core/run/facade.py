@@ -32,7 +32,7 @@ from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
 from surgery_core.run.engine import (ProgressFn, compute_grids, load_dataset, require_images,
                                      resolve_model)
-from surgery_core.run.evaluation import (ap_by_size, ap_tables, box_params_for, corloc_tables, ground_truth_for,
+from surgery_core.run.evaluation import (ap_by_size, ap_tables, corloc_tables, ground_truth_for,
                                          sweep_cuts, sweep_of, sweep_table)
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store

@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from surgery_core.data.detections import Detections
 from surgery_core.data.exchange import CocoIds, coco_ground_truth, coco_results, detections_csv
 from surgery_core.eval.ap import COCO_IOUS
 from surgery_core.eval.boxes import BoxRule, Cut, as_cut, cut_label, cut_tag

@@ -279,7 +279,6 @@ def _section_config(p: Parts, run) -> str:
 
 
 def _section_map(p: Parts, cfg) -> str:
-    pct = p.tables.percentile
     out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
            f"<p class=\"note\">Boxes at {p.tables.cut_text} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
            "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. "
@@ -309,7 +308,6 @@ def _section_map(p: Parts, cfg) -> str:
 
 
 def _section_per_class(p: Parts, cfg) -> str:
-    pct = p.tables.percentile
     out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
            f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
            f"columns: methods; {p.marked('best method per row marked (ties all marked; no mark when all are equal)')}. Boxes at "
@@ -420,7 +418,6 @@ def _section_quality(p: Parts, cfg) -> str:
 def _section_samples(p: Parts, cfg) -> str:
     from surgery_core.model.methods import METHODS
 
-    pct = p.tables.percentile
     out = ["<section id=\"samples\"><h2>Every method on chosen samples</h2>",
            f"<p class=\"note\">Per sample its image with the GT boxes of the class (green, solid), then per method "
            f"two columns: heatmap overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, "
