@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--full-scenes", type=int, default=recipe["scenes"].default)
     ap.add_argument("--full-steps", type=int, default=recipe["steps"].default)
     args = ap.parse_args()
+    if args.scenes < recipe["batch"].default:
+        ap.error(f"--scenes {args.scenes}: the recipe's batch is {recipe['batch'].default} scenes; give at least that")
 
     stamps: list[float] = []
     real_print = print

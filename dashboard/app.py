@@ -56,5 +56,6 @@ st.session_state.pop("_pct_this_run", None)
 widgets.guarded(page.run)
 if not st.session_state.pop("_pct_this_run", False):  # this page has no percentile: the sidebar shows the run's
     st.session_state.pop("_pct_drawn", None)
+sidebar.name_page_boxes(run.cfg)  # the box rule the page drew, in the sidebar drawn before it
 permalink.sync_url(name)
 snapshot_ui.save_control(run)

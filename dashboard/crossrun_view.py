@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard import charts, data, render, snapshot_ui, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
 from surgery_core.eval.boxes import cut_short
+from surgery_core.eval.protocols import Cell
 from surgery_core.run import evaluation, stored
 from surgery_core.run.config import RunConfig
 from surgery_core.share import crossrun
@@ -186,10 +187,11 @@ def _pictures(pairs, names, pg, j: int, cls_name: str, proto: str, iou: float) -
             run = p.run
             i = int(pg.index[runs.index(run)][j])
             c = run.classes.index(cls_name)
-            pct = run.cfg.boxes.cut
+            cell = Cell.of(p.method, proto, run.cfg.boxes.cut)  # each pair at its run's own box rule
+            pct = cell.cut
             rkey = data.run_key(run)
-            info = data.panel(rkey, p.method, i, c, pct, proto, iou, run)
-            snapshot_ui.image(n, render.overlay_jpg(rkey, i, c, p.method, pct, proto, iou, 0.5, SIDE, run, info),
+            info = data.panel(rkey, cell, i, c, iou, run)
+            snapshot_ui.image(n, render.overlay_jpg(rkey, cell, i, c, iou, 0.5, SIDE, run, info),
                               None, col, per_row=per_row, width="stretch")  # named in the line under it
             d = info.det
             hit = (":gray-badge[no GT]" if info.pointing_hit is None else

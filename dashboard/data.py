@@ -11,17 +11,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import operator_settings
 from surgery_core.eval.ap import COCO_IOUS, APResult
-from surgery_core.eval.boxes import as_cut, cut_short
+from surgery_core.eval.boxes import cut_short
 from surgery_core.eval.corloc import CorLocResult
+from surgery_core.eval.protocols import Cell
 from surgery_core.run import pairs
 from surgery_core.run.config import ModelConfig, RunConfig
 from surgery_core.run.engine import resolve_model
+from surgery_core.run.evaluation import sweep_rule
 from surgery_core.run.facade import Run
 from surgery_core.run.store import require_within
 
@@ -166,17 +169,18 @@ def ensure(run: Run, what: str) -> None:
         getattr(run, what)()
 
 
-def ensure_cells(run: Run, methods: list[str], protocol: str, percentile: float) -> None:
-    """Cut the box cells a view needs (these methods, one protocol and percentile) under a spinner naming them,
-    only where the run store lacks them: nothing else of the sweep is cut before the view is drawn."""
-    todo = run.boxes.missing(methods, [protocol], [percentile])
+def ensure_cells(run: Run, cells: Iterable[Cell]) -> None:
+    """Cut the box cells a view needs under a spinner naming them, only where the run store lacks them: nothing
+    else of the sweep is cut before the view is drawn."""
+    todo = run.boxes.missing_cells(cells)
     if not todo:
         return
-    names = ", ".join(c.method for c in todo)
-    with st.spinner(f"Cutting boxes of {names} ({protocol}, {cut_short(percentile)}; once, then kept in the run "
-                    "store)…",
-                    show_time=True):
-        run.boxes.ensure([c.method for c in todo], [protocol], [percentile])
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in todo:
+        groups.setdefault((c.protocol.name, cut_short(c.cut)), []).append(c.method)
+    names = "; ".join(f"{', '.join(ms)} ({pr}, {cut})" for (pr, cut), ms in groups.items())
+    with st.spinner(f"Cutting boxes of {names} (once, then kept in the run store)…", show_time=True):
+        run.boxes.ensure_cells(todo)
 
 
 @dataclass
@@ -215,45 +219,51 @@ def _fill(run: Run, f: _Filler) -> None:
             f.done.add(part)
 
 
-def sweep_parts(run: Run, methods: list[str], protocol: str, start: bool = True, rule: str = "percentile"
-                ) -> tuple[dict[str, dict], list[str], dict[str, str]]:
-    """The sweep of each method under ``protocol`` (and box ``rule``: percentile or fixed) that is computed already
-    (``run.sweep_part``, read from the run folder), the methods still missing (with ``start``, queued to the run's
-    background thread, started here when idle), and errors by method. Never blocks on a computation."""
+def _sweep_part(cell: Cell) -> tuple[str, str, str]:
+    """The sweep part a cell lies on: ``run.sweep_part``'s (method, protocol, rule)."""
+    return cell.method, cell.protocol.name, sweep_rule(cell.cut)
+
+
+def sweep_parts(run: Run, cells: Iterable[Cell], start: bool = True
+                ) -> tuple[dict[str, dict], list[Cell], dict[str, str]]:
+    """For each cell, the sweep it lies on (its method and protocol, along its box rule: percentile or fixed value)
+    when computed already (``run.sweep_part``, read from the run folder), by method; the cells whose sweep is still
+    missing (with ``start``, queued to the run's background thread, started here when idle); and errors by method.
+    Never blocks on a computation."""
     f = _filler(run_key(run))
     have, missing, errors = {}, [], {}
-    for m in methods:
-        part = (m, protocol, rule)
+    for c in cells:
+        part = _sweep_part(c)
         if part in f.errors:
-            errors[m] = f.errors[part]
-        elif run.has_sweep_part(m, protocol, rule):
-            have[m] = run.sweep_part(m, protocol, rule)
+            errors[c.method] = f.errors[part]
+        elif run.has_sweep_part(*part):
+            have[c.method] = run.sweep_part(*part)
         else:
-            missing.append(m)
+            missing.append(c)
     if missing and start:
         with f.lock:
-            for m in missing:
-                if (m, protocol, rule) not in f.queue and f.running != (m, protocol, rule):
-                    f.queue.append((m, protocol, rule))
+            for c in missing:
+                part = _sweep_part(c)
+                if part not in f.queue and f.running != part:
+                    f.queue.append(part)
             if f.thread is None:
                 f.thread = threading.Thread(target=_fill, args=(run, f), name=f"sweep-{run.run_hash}", daemon=True)
                 f.thread.start()
     return have, missing, errors
 
 
-def ap_result(run: Run, method: str, protocol: str, interp: str, percentile: float, iou: float,
-              coco95: bool = False, size: str = "all") -> APResult:
-    """``run.ap`` with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco) and object
-    size (``all`` or a COCO bucket)."""
-    ensure_cells(run, [method], protocol, percentile)
+def ap_result(run: Run, cell: Cell, interp: str, iou: float, coco95: bool = False, size: str = "all") -> APResult:
+    """``run.ap`` of a cell with the dashboard's IoU choice (COCO's .50:.95 when ``coco95`` and interp is coco) and
+    object size (``all`` or a COCO bucket)."""
+    ensure_cells(run, [cell])
     thr = COCO_IOUS if (coco95 and interp == "coco") else float(iou)
-    return run.ap(method, protocol, interp, as_cut(percentile), thr, None if size == "all" else size)
+    return run.ap(cell.method, cell.protocol.name, interp, cell.cut, thr, None if size == "all" else size)
 
 
-def corloc_result(run: Run, method: str, protocol: str, percentile: float, iou: float) -> CorLocResult:
-    """``run.corloc_at`` (boxes cut under a spinner first)."""
-    ensure_cells(run, [method], protocol, percentile)
-    return run.corloc_at(method, protocol, as_cut(percentile), float(iou))
+def corloc_result(run: Run, cell: Cell, iou: float) -> CorLocResult:
+    """``run.corloc_at`` of a cell (boxes cut under a spinner first)."""
+    ensure_cells(run, [cell])
+    return run.corloc_at(cell.method, cell.protocol.name, cell.cut, float(iou))
 
 
 # ------------------------------------------------------------------------------------------ per-pair tables
@@ -264,27 +274,26 @@ def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
     return pairs.pair_quality(_run, method)
 
 
+# A Cell is a frozen dataclass: Streamlit's cache hashes it by value (its fields), so equal cells share an entry.
 @st.cache_data(max_entries=64, show_spinner=False)
-def pair_outcomes(key: str, method: str, protocol: str, percentile: float, iou: float, _run: Run) -> pd.DataFrame:
-    """:func:`surgery_core.run.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key and
-    settings, with the cached :func:`pair_quality`."""
-    ensure_cells(_run, [method], protocol, percentile)
-    return pairs.pair_outcomes(_run, method, protocol, percentile, iou, quality=pair_quality(key, method, _run))
+def pair_outcomes(key: str, cell: Cell, iou: float, _run: Run) -> pd.DataFrame:
+    """:func:`surgery_core.run.pairs.pair_outcomes` (boxes cut under a spinner first), cached per run key, cell and
+    IoU, with the cached :func:`pair_quality`."""
+    ensure_cells(_run, [cell])
+    return pairs.pair_outcomes(_run, cell, iou, quality=pair_quality(key, cell.method, _run))
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
-def panel(key: str, method: str, image: int, cls: int, percentile: float, protocol: str, iou: float,
-          _run: Run) -> pairs.Panel:
-    """:func:`surgery_core.run.pairs.panel`, cached per run key and settings (read-only: callers must not modify
-    it)."""
-    return pairs.panel(_run, method, image, cls, percentile, protocol, iou)
+def panel(key: str, cell: Cell, image: int, cls: int, iou: float, _run: Run) -> pairs.Panel:
+    """:func:`surgery_core.run.pairs.panel`, cached per run key, cell, image, class and IoU (read-only: callers must
+    not modify it)."""
+    return pairs.panel(_run, cell, image, cls, iou)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def boxes_zip(key: str, methods: tuple[str, ...], protocol: str, percentile: float, _run: Run) -> bytes:
+def boxes_zip(key: str, cells: tuple[Cell, ...], _run: Run) -> bytes:
     """The Per-class AP page's boxes download: the files of ``surgery export boxes`` (COCO results and CSV per
-    method, the ground truth, the manifest) for the methods, protocol and percentile shown, as one zip. Built
-    when the button is clicked."""
-    from surgery_core.share.export_boxes import box_export_zip, cells
+    cell, the ground truth, the manifest) for the cells shown, as one zip. Built when the button is clicked."""
+    from surgery_core.share.export_boxes import box_export_zip
 
-    return box_export_zip(_run, cells(_run, methods, [protocol], percentile))
+    return box_export_zip(_run, list(cells))

@@ -1,8 +1,8 @@
 """The dashboard's pictures, drawn by :mod:`surgery_core.share.drawing` (the report's drawing) and encoded once:
 Streamlit caching glue only.
 
-Each picture is JPEG bytes cached with ``st.cache_data`` on everything it shows (run key, image, class, method,
-settings, display size); the run and the panel are passed unhashed (``_run``, ``_panel``) since the run key and
+Each picture is JPEG bytes cached with ``st.cache_data`` on everything it shows (run key, the boxes' cell, image,
+class, settings, display size); the run and the panel are passed unhashed (``_run``, ``_panel``) since the run key and
 the settings already name them. JPEG is a tenth of the PNG's bytes and many times faster to encode, which keeps
 redraws quick.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from surgery_core.eval.protocols import Cell
 from surgery_core.share import drawing
 
 
@@ -32,9 +33,10 @@ def thumbnail(key: str, image: int, side: int, classes: tuple[int, ...], _run, m
 
 
 @st.cache_data(max_entries=1024, show_spinner=False)
-def overlay_jpg(key: str, image: int, cls: int, method: str, percentile: float, protocol: str, iou: float,
-                alpha: float, side: int, _run, _panel) -> bytes:
-    """The seed's view of one method: heatmap overlay, GT (green), predictions (red dashed, labelled), point."""
+def overlay_jpg(key: str, cell: Cell, image: int, cls: int, iou: float, alpha: float, side: int, _run,
+                _panel) -> bytes:
+    """The seed's view of one cell (method, protocol, cut): heatmap overlay, GT (green), predictions (red dashed,
+    labelled), point (``_panel``: the cell's :func:`dashboard.data.panel` at ``iou``)."""
     rec = _run.dataset.images[image]
     d = _panel.det
     return drawing.encode_jpg(drawing.method_view(
@@ -61,8 +63,8 @@ def colour_bar(width: int) -> bytes:
 # ------------------------------------------------------------------------------------------ downloads (PNG)
 # Built only when a download button is clicked (Streamlit calls the button's ``data`` then), and cached.
 @st.cache_data(max_entries=64, show_spinner=False)
-def method_panel_png(key: str, image: int, cls: int, method: str, percentile: float, protocol: str, iou: float,
-                     alpha: float, side: int, title: str, note: str, _run, _panel) -> bytes:
+def method_panel_png(key: str, cell: Cell, image: int, cls: int, iou: float, alpha: float, side: int, title: str,
+                     note: str, _run, _panel) -> bytes:
     """One Compare panel as drawn (heatmap, GT, boxes with labels, pointing point), with its title, its settings
     and, when a heatmap is drawn, the colour bar, as one PNG."""
     rec = _run.dataset.images[image]
@@ -85,11 +87,15 @@ def image_panel_png(key: str, image: int, cls: int, side: int, title: str, note:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def comparison_png(key: str, image: int, cls: int, methods: tuple[str, ...], percentile: float, protocol: str,
-                   iou: float, alpha: float, _run) -> bytes:
-    """The cross-method sample figure (the report's: image, then every method, one colour bar, a heading that
-    says how the boxes were cut and matched), as one PNG."""
+def comparison_png(key: str, cells: tuple[Cell, ...], image: int, cls: int, iou: float, alpha: float, _run) -> bytes:
+    """The cross-method sample figure (the report's: image, then the method of every cell, one colour bar, a
+    heading that says how the boxes were cut and matched), as one PNG. The cells share one protocol and cut (one
+    Compare view)."""
     from surgery_core.share.report import comparison_figure
 
-    return drawing.encode_png(comparison_figure(_run, image, cls, iou, percentile, methods, protocol, alpha),
-                              level=6)
+    settings = {(c.protocol, c.cut) for c in cells}
+    if len(settings) != 1:
+        raise ValueError(f"one comparison figure draws cells of one protocol and cut, not {[c.tag for c in cells]}")
+    (proto, cut), = settings
+    return drawing.encode_png(comparison_figure(_run, image, cls, iou, cut, tuple(c.method for c in cells), proto,
+                                                alpha), level=6)

@@ -325,6 +325,21 @@ def box_caption(cfg: RunConfig) -> str:
     return f"boxes {cut_short(page_p)}" + ("" if page_p == run_p else f" on this page (run: {cut_short(run_p)})")
 
 
+_HEAD = "_sidebar_head"  # this script run's (placeholder, run words, box words) of the sidebar's first caption
+
+
+def name_page_boxes(cfg: RunConfig) -> None:
+    """After the page ran: the sidebar's caption names the box rule the page drew (its percentile control runs
+    after the sidebar). Rewritten in place, in this same script run: no second run of the whole app."""
+    head = st.session_state.pop(_HEAD, None)
+    if head is None:
+        return
+    where, words, said = head
+    now = box_caption(cfg)
+    if now != said:
+        where.caption(f"{words} · {now}")
+
+
 def run_selection(area) -> Run:
     """Draw the sidebar and return the open run (``area``: where the progress bar goes); stops on failure."""
     cfg = state.current_config()
@@ -369,8 +384,10 @@ def run_selection(area) -> Run:
     # a newly opened run: its own percentile and no filter of the previous run, before the sidebar names the
     # page's percentile (else it names the previous run's page value until the next rerun)
     state.adopt_run(run.cfg)
-    head.caption(f"{run.dataset.name} / {run.dataset.split} · {model}"
-                 + (" · RANDOM WEIGHTS" if run.random_weights else "") + f" · {box_caption(cfg)}")
+    words = (f"{run.dataset.name} / {run.dataset.split} · {model}"
+             + (" · RANDOM WEIGHTS" if run.random_weights else ""))
+    head.caption(f"{words} · {box_caption(cfg)}")
+    st.session_state[_HEAD] = (head, words, box_caption(cfg))
     g = run.grids
     sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "
                f"{g.grids[run.cfg.methods[0]].shape[-2]}x{g.grids[run.cfg.methods[0]].shape[-1]} · "

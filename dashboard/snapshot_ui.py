@@ -37,14 +37,14 @@ import streamlit as st
 
 from dashboard.operator_settings import snapshot_store
 from dashboard.state import PAGE_TITLES
-from surgery_core.share.snapshots import Snapshot, SnapshotError, view_state
+from surgery_core.share.snapshots import Snapshot, SnapshotError, separate_fields, view_state
 
 REG = "_snap_shown"
 COLOUR_SCALE = "colour scale"  # the image name of a heatmap colour bar: drawn on its own row, at its own width
 POPOVER = "snap_pop"  # the "Save snapshot" popover's key: its open state, closed after a save
 IMAGES_PER_ROW = 8
 # view_state's own arguments; every other shown_state value is kept as an extra key
-_STATE_ARGS = ("image_index", "class_index", "methods", "percentile", "iou", "protocol", "interp")
+_STATE_ARGS = ("image_index", "class_index", "cells", "methods", "percentile", "iou", "protocol", "interp")
 
 
 def permalink(snapshot_id: str) -> str:
@@ -82,8 +82,10 @@ def _add(kind: str, **block) -> None:
 
 
 def shown_state(**values) -> None:
-    """The view's state as the view used it (after coercion): ``image_index``, ``class_index``, ``methods``,
-    ``percentile``, ``iou``, ``protocol``, ``interp`` and any other JSON value (kept as an extra key)."""
+    """The view's state as the view used it (after coercion): ``image_index``, ``class_index``, the boxes shown
+    (``cells``: a :class:`~surgery_core.eval.protocols.Cell` per method; a view that shows no cell gives
+    ``methods`` and/or ``percentile`` instead), ``iou``, ``interp`` and any other JSON value (kept as an extra
+    key)."""
     _reg()["state"].update(values)
 
 
@@ -377,7 +379,9 @@ STATE_LABELS = {"page_title": "page", "run_hash": "run", "run_label": "run label
 
 
 def state_values(state: dict) -> dict:
-    """The state as {what: value} for display (only what the view used)."""
+    """The state as {what: value} for display (only what the view used), the same for a state that keeps its cells
+    under one key and one from before cells (:func:`~surgery_core.share.snapshots.separate_fields`)."""
+    state = separate_fields(state)
     out = {label: state[k] for k, label in STATE_LABELS.items() if state.get(k) not in (None, "", [])}
     if state.get("model"):
         out["model"] = state["model"]

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.operator_settings import app_default_config
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.run.config import RunConfig
 
 #: The app's pages (``?page=`` names) and their titles, in navigation order.
@@ -78,7 +79,7 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("rule", "str", lambda c: c.boxes.rule, "box rule: percentile, otsu or fixed"),
     Param("fv", "float", lambda c: float(c.boxes.fixed_value), "fixed threshold of the 0-1 map (box rule fixed)"),
     Param("iou", "float", _default_iou, "IoU threshold for TP/AP"),
-    Param("proto", "str", "present", "evaluation protocol"),
+    Param("proto", "str", PRESENT.name, "evaluation protocol"),
     Param("interp", "str", "voc07", "AP interpolation"),
     Param("alpha", "float", 0.5, "heatmap opacity"),
     Param("raw", "bool", False, "show the raw patch grid"),

@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import snapshot_ui, state
 from surgery_core.model.methods import METHODS
 from surgery_core.eval.boxes import RULES, BoxRule, cut_short
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.run.evaluation import (INTERP_NOTES, PROTOCOL_NOTES, all_percentiles, box_note, box_params_for,
                                          fixed_cuts)
 from surgery_core.run.facade import Run
@@ -140,11 +141,20 @@ def method_one(run: Run, key: str, where=st, label: str = "Method", width="stret
                            help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in opts))
 
 
+def _fragment_only() -> bool:
+    """True in a script run of page fragments alone (the frame and the sidebar are not redrawn in it)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
     """The page's box rule and its parameter: a percentile (a float, the seed's rule) or a
     :class:`~surgery_core.eval.boxes.BoxRule` (Otsu, a fixed value), among ``rules``. The sidebar names it
-    ("boxes p75"): when the sidebar drawn last names another value (the control moved inside a page fragment, or
-    the page opened), the whole app reruns once."""
+    ("boxes p75"): a full script run rewrites that caption after the page (``sidebar.name_page_boxes``); when the
+    control moved in a page fragment that reruns alone (which cannot write to the sidebar), the whole app reruns
+    once."""
     rule = state.coerce("rule", list(rules), "percentile" if "percentile" in rules else rules[0])
     rule = where.segmented_control("Box rule", list(rules), key="rule", persist_state=SESSION, required=True,
                                    selection_mode="single", format_func=RULE_LABELS.get, help=RULE_HELP) or rule
@@ -173,7 +183,7 @@ def percentile(run: Run, where=st, width=190, rules: tuple[str, ...] = RULES):
                                        f"{cut_short(own)}: click to draw them at the run's.")
     drawn = (ss.get("_page"), v)
     ss["_pct_drawn"], ss["_pct_this_run"] = drawn, True
-    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn:
+    if "_sidebar_p" in ss and ss["_sidebar_p"] != drawn and _fragment_only():
         st.rerun(scope="app")
     return v
 
@@ -233,7 +243,7 @@ def how(run: Run, *, what: str = "", method: str | None = None, protocol: str | 
     if iou is not None:
         parts.append("IoU .50:.05:.95 averaged (COCO)" if coco95 and interp == "coco" else f"TP at IoU >= {iou:g}")
     if percentile is not None:
-        params = box_params_for(run.cfg, protocol or "present").with_cut(percentile)
+        params = box_params_for(run.cfg, protocol or PRESENT).with_cut(percentile)
         parts.append(box_note(params))
         if note := override_note(run, percentile):
             parts.append(f"**{note}**")

@@ -1,6 +1,7 @@
 """A bounded, thread-safe mapping that keeps its most recently used entries: the in-memory caches' one eviction
 rule (a loaded model's text features, :class:`surgery_core.model.text_cache.TextMemory`; Explore's image sides,
-:class:`surgery_core.run.explore.TokenCache`).
+:class:`surgery_core.run.explore.TokenCache`; the last box cells a run read,
+:class:`surgery_core.run.boxcells.RunBoxes`).
 
 >>> c = LRU(2)
 >>> c.put("a", 1); c.put("b", 2); _ = c.get("a"); c.put("c", 3)

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.ap import SIZES, size_note
 from surgery_core.eval.boxes import BoxRule, cut_label, cut_short, cut_tag
+from surgery_core.eval.protocols import Cell
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
@@ -38,13 +39,13 @@ def view() -> None:
                                       "large >= 96². GT of other sizes is ignored, and so are detections matched "
                                       "to it and unmatched detections of other sizes (COCOeval's rule)") or "all"
     methods = widgets.methods(run)
-    snapshot_ui.shown_state(methods=methods, percentile=p, iou=iou, protocol=proto, interp=interp, coco95=coco95,
-                            size=size)
+    cells = tuple(Cell.of(m, proto, p) for m in methods)  # the boxes this page shows, one cell per method
+    snapshot_ui.shown_state(cells=cells, iou=iou, interp=interp, coco95=coco95, size=size)
     widgets.how(run, what="AP per class (0-1); mAP = mean over classes with GT"
                 + ("" if size == "all" else f"; {size_note(size)}"), protocol=proto, interp=interp,
                 iou=iou, coco95=coco95, percentile=p)
 
-    results = {m: data.ap_result(run, m, proto, interp, p, iou, coco95, size) for m in methods}
+    results = {c.method: data.ap_result(run, c, interp, iou, coco95, size) for c in cells}
     table = pairs.ap_table(results, run.classes)
     maps = {m: results[m].mAP for m in methods}
     mark = not run.random_weights  # random weights: no method is marked best
@@ -73,31 +74,32 @@ def view() -> None:
                             file_name=f"ap_{run.run_hash}_{proto}_{interp}_iou{iou_txt}_{cut_tag(p)}"
                                       + ("" if size == "all" else f"_{size}") + ".csv", mime="text/csv")
     buttons.download_button(
-        "Download the boxes (COCO + CSV, zip)", functools.partial(data.boxes_zip, data.run_key(run), tuple(methods),
-                                                                   proto, p, run),
+        "Download the boxes (COCO + CSV, zip)", functools.partial(data.boxes_zip, data.run_key(run), cells, run),
         icon=":material/download:", file_name=f"boxes_{run.run_hash}_{proto}_{cut_tag(p)}.zip",
         mime="application/zip",
         help=f"every image's predicted boxes of {', '.join(methods)} ({proto} protocol, {cut_short(p)}) as COCO "
              "results JSON and the CSV 'surgery score' reads, with the COCO ground truth: scoring them gives these "
              "AP values for all object sizes (surgery score --coco ground_truth.json --detections FILE)")
 
-    corloc_view(methods, proto, p, 0.5 if coco95 and interp == "coco" else iou)
+    corloc_view(cells, 0.5 if coco95 and interp == "coco" else iou)
 
     snapshot_ui.markdown("#### Precision-recall per class")
     widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
                 "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
                 interp=interp, iou=iou, protocol=proto, percentile=p)
     widgets.chart(lambda: charts.pr_curves(results, run.classes), "pr",
-                  memo=(data.run_key(run), tuple(methods), proto, interp, cut_tag(p), iou, coco95, size))
+                  memo=(data.run_key(run), cells, interp, iou, coco95, size))
     permalink.sync_url()
 
 
-def corloc_view(methods: list[str], proto: str, p: float, iou: float) -> None:
-    """CorLoc per class and method at the page's IoU (0.5 under COCO's .50:.95), protocol and percentile."""
+def corloc_view(cells: tuple[Cell, ...], iou: float) -> None:
+    """CorLoc per class and method of the page's cells (one per method, the page's protocol and cut) at the page's
+    IoU (0.5 under COCO's .50:.95)."""
+    methods, proto, p = [c.method for c in cells], cells[0].protocol.name, cells[0].cut
     snapshot_ui.markdown(f"#### CorLoc at IoU {iou:g}")
     widgets.how(run, what=CORLOC_NOTE + " (all object sizes; the interpolation does not apply)", protocol=proto,
                 iou=iou, percentile=p)
-    res = {m: data.corloc_result(run, m, proto, p, iou) for m in methods}
+    res = {c.method: data.corloc_result(run, c, iou) for c in cells}
     snapshot_ui.shown_numbers("CorLoc", {f"CorLoc {m}": float(res[m].mean[0]) for m in methods})
     widgets.metrics({f"CorLoc {m}": "—" if res[m].mean[0] != res[m].mean[0] else f"{res[m].mean[0]:.4f}"
                      for m in methods}, helps=[widgets.METHODS[m].description for m in methods])

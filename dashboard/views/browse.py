@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import data, permalink, render, snapshot_ui, state, widgets
+from surgery_core.eval.protocols import Cell
 
 permalink.declare(
     state.Param("q", "str", "", "Browse: image id search"),
@@ -60,10 +61,9 @@ def filtered_images(q: str, classes: list[str], n_range) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
-def outcome_order(images: np.ndarray, kind: str, method: str, proto: str, p: float, iou: float,
-                  classes: list[str]):
-    """Images with a failed (class) pair, worst best-IoU first, and a caption per image."""
-    df = data.pair_outcomes(key, method, proto, p, iou, run)
+def outcome_order(images: np.ndarray, kind: str, cell: Cell, iou: float, classes: list[str]):
+    """Images with a failed (class) pair of the cell's boxes, worst best-IoU first, and a caption per image."""
+    df = data.pair_outcomes(key, cell, iou, run)
     df = df[df["image"].isin(images)]
     if classes:
         df = df[df["class"].isin(classes)]
@@ -145,15 +145,17 @@ def view() -> None:
     method = widgets.method_one(run, "bm", c[4], width=150)
     images = filtered_images(q, classes, n_range)
     captions, first_class = {}, {}
-    snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind,
-                            methods=[method])
-    if kind != "all":
+    snapshot_ui.shown_state(query=q, classes=classes, objects=list(n_range) if n_range else None, outcome=kind)
+    if kind == "all":
+        snapshot_ui.shown_state(methods=[method])
+    else:
         k = widgets.control_row()
         p, iou, proto = widgets.percentile(run, k), widgets.iou(run, k), widgets.protocol(run, k)
-        snapshot_ui.shown_state(percentile=p, iou=iou, protocol=proto)
+        cell = Cell.of(method, proto, p)  # the boxes the outcomes are counted on
+        snapshot_ui.shown_state(cells=(cell,), iou=iou)
         widgets.how(run, what="outcome per (sample, GT class); IoU = best IoU of any predicted box",
                     method=method, protocol=proto, iou=iou, percentile=p)
-        images, captions, first_class = outcome_order(images, kind, method, proto, p, iou, classes)
+        images, captions, first_class = outcome_order(images, kind, cell, iou, classes)
 
     state.coerce("bsize", list(SIZES))
     per_row, side = SIZES[st.session_state["bsize"]]

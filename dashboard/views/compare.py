@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import charts, data, inspector, permalink, render, snapshot_ui, state, widgets
 from surgery_core.errors import InputError
 from surgery_core.eval.boxes import cut_short, cut_tag
-from surgery_core.eval.protocols import protocol
+from surgery_core.eval.protocols import Cell
 from surgery_core.run import explore
 
 permalink.declare(state.Param("cols", "int", 3, "Compare: pictures per row"))
@@ -102,8 +102,8 @@ def view() -> None:
     alpha = ctl.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="alpha", persist_state="session", width=180)
     state.keep("raw")
     raw = ctl.toggle("Patch grid", key="raw", persist_state="session", help="the raw similarity per patch")
-    snapshot_ui.shown_state(image_index=image, class_index=cls, methods=methods, percentile=p, iou=iou, protocol=proto,
-                            alpha=alpha)
+    cells = {m: Cell.of(m, proto, p) for m in methods}  # the boxes each panel shows
+    snapshot_ui.shown_state(image_index=image, class_index=cls, cells=tuple(cells.values()), iou=iou, alpha=alpha)
 
     row = run.row_of(image)
     probs = run.grids.probs[row]
@@ -123,10 +123,10 @@ def view() -> None:
     present = bool((rec.labels == cls).any())
     legend = (f"image · GT {cls_name} green, other classes white" if present else
               f"image · no GT box of {cls_name} here; other classes white")
-    cells = [None, *methods]
+    slots = [None, *methods]  # the image, then one picture per method
     panels = {}
-    for r0 in range(0, len(cells), per_row):
-        for col, m in zip(st.columns(per_row), cells[r0:r0 + per_row]):
+    for r0 in range(0, len(slots), per_row):
+        for col, m in zip(st.columns(per_row), slots[r0:r0 + per_row]):
             if m is None:
                 snapshot_ui.image("image", render.image_with_gt(key, image, cls, side, run), legend, col,
                                   per_row=per_row, width="stretch", caption=legend)
@@ -136,13 +136,13 @@ def view() -> None:
                     file_name=f"{rec.image_id}_{cls_name}_image.png", mime="image/png", key="png_image",
                     icon=":material/download:", help="this panel as drawn, with its title, as one PNG")
                 continue
-            panels[m] = info = data.panel(key, m, image, cls, p, proto, iou, run)
-            snapshot_ui.image(m, render.overlay_jpg(key, image, cls, m, p, proto, iou, alpha, side, run, info),
+            panels[m] = info = data.panel(key, cells[m], image, cls, iou, run)
+            snapshot_ui.image(m, render.overlay_jpg(key, cells[m], image, cls, iou, alpha, side, run, info),
                               None, col, per_row=per_row, width="stretch")  # its words follow, as on screen
             d = info.det
             hit = (":gray-badge[no GT: no pointing game]" if info.pointing_hit is None else
                    (":green-badge[pointing hit]" if info.pointing_hit else ":red-badge[pointing miss]"))
-            absent = " · class absent" + ("" if protocol(proto).all_classes else f" ({proto} protocol: no boxes)")
+            absent = " · class absent" + ("" if cells[m].protocol.all_classes else f" ({proto} protocol: no boxes)")
             snapshot_ui.markdown(
                 f"**{m}** {hit}  \n{len(d)} box{'es' if len(d) != 1 else ''}, {int(d.extra['tp'].sum())} TP"
                 + (f" · best IoU {info.best_iou:.2f} · energy {info.energy:.2f}" if info.energy is not None
@@ -156,7 +156,7 @@ def view() -> None:
                     f"{cut_short(p)} of the map, TP at IoU >= {iou:g}; labels: score, IoU, TP/FP; heatmap opacity "
                     f"{alpha:g}")
             col.download_button(
-                "PNG", functools.partial(render.method_panel_png, key, image, cls, m, p, proto, iou, alpha, side,
+                "PNG", functools.partial(render.method_panel_png, key, cells[m], image, cls, iou, alpha, side,
                                          title, note, run, info),
                 file_name=f"{rec.image_id}_{cls_name}_{m}_{proto}_{cut_tag(p)}.png", mime="image/png", key=f"png_{m}",
                 icon=":material/download:", help="this panel as drawn (heatmap, boxes, colour scale, title), "
@@ -166,8 +166,8 @@ def view() -> None:
     if alpha > 0:
         snapshot_ui.image(snapshot_ui.COLOUR_SCALE, render.colour_bar(640), width=640)
     st.download_button(
-        "Download the figure (PNG)", functools.partial(render.comparison_png, key, image, cls, tuple(methods), p,
-                                                       proto, iou, alpha, run),
+        "Download the figure (PNG)", functools.partial(render.comparison_png, key, tuple(cells.values()), image, cls,
+                                                       iou, alpha, run),
         file_name=f"{rec.image_id}_{cls_name}_{proto}_{cut_tag(p)}_compare.png", mime="image/png", key="png_compare",
         icon=":material/download:", help="the image and every method shown, one colour bar and a heading that "
                                          "says how boxes were cut and matched, as one PNG (the report's figure)")

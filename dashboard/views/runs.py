@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import crossrun_view, data, operator_settings, permalink, snapshot_ui, state, widgets
 from surgery_core.errors import PathNotAllowedError, SurgeryError
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.run import stored
 from surgery_core.run.config import RunConfig
 
@@ -21,7 +22,7 @@ permalink.declare(
     state.Param("rmeth", "list", [], "Runs: methods shown (empty = all)"),
     state.Param("rsample", "str", "", "Runs: shared image shown"),
     state.Param("rcls", "str", "", "Runs: class shown"),
-    state.Param("rproto", "str", "present", "Runs: protocol of the comparison"),
+    state.Param("rproto", "str", PRESENT.name, "Runs: protocol of the comparison"),
     state.Param("rinterp", "str", "voc07", "Runs: interpolation of the comparison"),
     state.Param("riou", "float", 0.5, "Runs: IoU threshold of the comparison table"),
 )

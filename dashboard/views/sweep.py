@@ -12,7 +12,8 @@ import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
 from surgery_core.eval.boxes import BoxRule
-from surgery_core.run.evaluation import SWEEP_RULES, box_note, sweep_rows
+from surgery_core.eval.protocols import Cell
+from surgery_core.run.evaluation import SWEEP_RULES, box_note, sweep_rows, sweep_rule
 
 permalink.declare(state.Param("sc", "str", "", "Sweep: class of the per-class view ('' = mAP)"))
 
@@ -42,11 +43,11 @@ def best_cell(part: dict, interp: str, cls: str, ps: list[float]) -> tuple:
 
 
 @st.fragment(run_every=1.0)
-def filling(n_total: int, rule: str) -> None:
-    """Progress of the background sweep; reruns the page whenever another method's sweep has landed."""
-    proto = st.session_state.get("proto", run.cfg.protocols[0])
-    methods = st.session_state.get("methods") or list(run.cfg.methods)
-    _, missing, _ = data.sweep_parts(run, [m for m in run.cfg.methods if m in methods], proto, rule=rule)
+def filling(cells: tuple[Cell, ...], rule: str) -> None:
+    """Progress of the background sweep of the page's cells (their methods' sweeps under their protocol, along
+    ``rule``); reruns the page whenever another method's sweep has landed."""
+    n_total, proto = len(cells), cells[0].protocol.name
+    _, missing, _ = data.sweep_parts(run, cells)
     done = n_total - len(missing)
     n = len(ROWS[rule])
     what = "percentiles" if rule == "percentile" else "fixed values"
@@ -65,22 +66,23 @@ def view() -> None:
     proto = widgets.protocol(run, row)
     interp = widgets.interp(run, row, options=SWEEP_INTERPS)
     cut = widgets.percentile(run, row, rules=SWEEP_RULES)  # Otsu has no parameter to sweep
-    rule = "fixed" if isinstance(cut, BoxRule) else "percentile"
+    rule = sweep_rule(cut)
     ps, p, ylabel = ROWS[rule], (cut.value if rule == "fixed" else cut), ROW_LABEL[rule]
     iou = widgets.iou(run, row)
     methods = widgets.methods(run)
+    cells = tuple(Cell.of(m, proto, cut) for m in methods)  # the cell asked for, per method; its sweep around it
     state.coerce("sc", [""] + WITH_GT, "")
     cls = row.selectbox("Per-class view", [""] + WITH_GT, key="sc", persist_state="session", width=220,
                         format_func=lambda n: "all classes (mAP)" if not n else n)
     what = "mAP" if not cls else f"AP of {cls}"
-    snapshot_ui.shown_state(methods=methods, percentile=cut, iou=iou, protocol=proto, interp=interp, sweep_class=cls)
+    snapshot_ui.shown_state(cells=cells, iou=iou, interp=interp, sweep_class=cls)
     # the box rule of the heading's cell (not the run's own value); the curves vary only that value
     widgets.how(run, what=f"{what} over the sweep grid; {box_note(run.cfg.boxes.with_cut(cut))}; along the curves "
                           f"only the {'percentile' if rule == 'percentile' else 'fixed value'} varies"
                           + (f" · **{note}**" if (note := widgets.override_note(run, cut)) else ""),
                 protocol=proto, interp=interp)
 
-    parts, missing, errors = data.sweep_parts(run, methods, proto, start=False, rule=rule)
+    parts, missing, errors = data.sweep_parts(run, cells, start=False)
     st.session_state["_sweep_missing"] = len(missing)
     k = run.classes.index(cls) if cls else None
 
@@ -89,7 +91,7 @@ def view() -> None:
         sweep's grid, else scored from that cell's own boxes (cut first when the run store lacks them)."""
         if m in parts and v in ps and t in TS:
             return values(parts[m], interp, cls)[ps.index(v)][TS.index(t)]
-        res = data.ap_result(run, m, proto, interp, v if rule == "percentile" else BoxRule("fixed", v), t)
+        res = data.ap_result(run, Cell.of(m, proto, v if rule == "percentile" else BoxRule("fixed", v)), interp, t)
         out = res.mAP if k is None else float(res.ap[0, k])
         return None if out != out else out
 
@@ -111,8 +113,8 @@ def view() -> None:
     for m, err in errors.items():
         st.error(f"The sweep of {m} ({proto}) failed: {err}", icon=":material/error:")
     if missing:  # queued only now, so that the cell above did not wait behind whole sweeps
-        data.sweep_parts(run, missing, proto, rule=rule)
-        filling(len(methods), rule)
+        data.sweep_parts(run, missing)
+        filling(cells, rule)
     shown = [m for m in methods if m in parts]
     if not shown:
         permalink.sync_url()

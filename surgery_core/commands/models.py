@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from surgery_core.errors import SurgeryError
 
 
 def add_parser(sub) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from surgery_core.demo import DEMO_DATA_COUNT, DEMO_DATA_SEED
 from surgery_core.demo.model import CONFIG_DIR, DEMO_ARCH, DEMO_WEIGHTS, WEIGHTS_DIR
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.run.config import RunConfig
 
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"
@@ -64,7 +65,7 @@ def measure_run(run) -> dict:
         "pointing_game_per_class": {m: {c: v["accuracy"] for c, v in q[m].pointing_game["per_class"].items()}
                                     for m in q},
         "energy_pointing_game": {m: q[m].energy_pointing_game["overall"] for m in q},
-        "map_voc07_present": {m: tables.entry(m, "present", "voc07").map_per_iou for m in tables.methods},
+        "map_voc07_present": {m: tables.entry(m, PRESENT.name, "voc07").map_per_iou for m in tables.methods},
     }
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from surgery_core.data.images import squash
 from surgery_core.demo.model import DEMO_ARCH, register_demo_models, weights_file_name
 from surgery_core.demo.scenes import GENERATOR_VERSION, render_chunk
+from surgery_core.errors import InputError
 from surgery_core.parallel import spawn_map
 
 
@@ -74,6 +75,9 @@ def train(out: Path, seed: int = 0, scenes: int = 12000, steps: int = 2400, batc
     """Train and save the demo model. Returns the training log (also written to ``training_log.json``).
 
     Scenes are rendered at ``size`` px and squashed to the model's own input side when that differs."""
+    if not 1 <= batch <= scenes:  # each step draws one batch of distinct scenes (contrastive labels 0..batch-1)
+        raise InputError(None, f"demo training: a batch of {batch} needs at least {batch} scenes, got {scenes} "
+                         f"(give more scenes or a smaller batch)")
     register_demo_models()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

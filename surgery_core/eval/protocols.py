@@ -25,7 +25,7 @@ from typing import Literal, Union
 
 from surgery_core.errors import InputError
 from surgery_core.eval.boxes import BoxParams
-from surgery_core.eval.rules import Cut, as_cut, cut_label, cut_sort_key, cut_tag
+from surgery_core.eval.rules import BoxRule, Cut, as_cut, cut_label, cut_sort_key, cut_tag
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,26 @@ class Cell:
 
     def sort_key(self) -> tuple:
         return (self.method, list(PROTOCOLS).index(self.protocol.name), cut_sort_key(self.cut))
+
+    def to_json(self) -> dict:
+        """The cell as JSON values, exactly (files and snapshots): the protocol by name, a percentile as a number,
+        another rule as its fields.
+
+        >>> Cell.of("gem", "open", BoxRule("fixed", 0.5)).to_json()
+        {'method': 'gem', 'protocol': 'open', 'cut': {'kind': 'fixed', 'value': 0.5}}
+        >>> Cell.from_json(Cell.of("gem", "present", 75).to_json()) == Cell.of("gem", "present", 75.0)
+        True
+        """
+        cut = {"kind": self.cut.kind, "value": self.cut.value} if isinstance(self.cut, BoxRule) else self.cut
+        return {"method": self.method, "protocol": self.protocol.name, "cut": cut}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Cell":
+        """The cell :meth:`to_json` wrote (an unknown protocol or rule is an :class:`~surgery_core.errors.InputError`
+        or ValueError naming it)."""
+        cut = doc["cut"]
+        return cls.of(doc["method"], doc["protocol"], BoxRule(cut["kind"], cut.get("value", 0.0))
+                      if isinstance(cut, dict) else cut)
 
 
 def headline_protocol(names) -> str:

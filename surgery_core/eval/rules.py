@@ -81,6 +81,27 @@ def cut_label(c: Cut) -> str:
     return _cut_words(c, "label")
 
 
+def cut_from_label(text: str) -> Cut:
+    """The cut a :func:`cut_label` text names (``percentile 90``, ``Otsu``, ``fixed value 0.5``): how older files
+    that stored a cut in words are read back. ValueError for any other text.
+
+    >>> cut_from_label("percentile 75"), cut_from_label("Otsu"), cut_from_label("fixed value 0.5")
+    (75.0, BoxRule(kind='otsu', value=0.0), BoxRule(kind='fixed', value=0.5))
+    """
+    percentile, otsu, fixed = _CUT_WORDS["label"]
+    text = str(text).strip()
+    if text == otsu:
+        return BoxRule("otsu")
+    for words, make in ((percentile, float), (fixed, lambda v: BoxRule("fixed", float(v)))):
+        head = words.split("{")[0]
+        if text.startswith(head):
+            try:
+                return make(text[len(head):])
+            except ValueError:
+                break
+    raise ValueError(f"not a box rule: {text!r} (percentile P, Otsu, or fixed value V)")
+
+
 def cut_sort_key(c: Cut) -> tuple:
     """Percentiles first (ascending), then Otsu, then fixed values (ascending)."""
     c = as_cut(c)

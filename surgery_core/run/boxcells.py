@@ -31,7 +31,6 @@ import os
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
@@ -42,6 +41,7 @@ from surgery_core.data.detections import Detections
 from surgery_core.eval.boxes import as_cut
 from surgery_core.eval.protocols import Cell
 from surgery_core.files import shared_mode
+from surgery_core.lru import LRU
 from surgery_core.progress import QUIET, Progress
 from surgery_core.run.config import RunConfig
 from surgery_core.run.evaluation import all_percentiles, cut_boxes, maps_per_protocol
@@ -131,8 +131,7 @@ class RunBoxes:
         self.cfg, self.dataset, self.gs, self.bars, self.workers = cfg, dataset, gs, bars, workers
         self.cells = CellStore(root)
         self.keep = keep
-        self._mem: OrderedDict[Cell, Detections] = OrderedDict()
-        self._mem_lock = threading.Lock()
+        self._mem: LRU[Cell, Detections] = LRU(keep)  # the last ``keep`` cells read
         self._cut_locks: dict[tuple[str, str], threading.Lock] = {}
 
     def missing(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
@@ -141,7 +140,10 @@ class RunBoxes:
         ms = self.cfg.methods if methods is None else tuple(methods)
         prs = self.cfg.protocols if protocols is None else tuple(protocols)
         ps = all_percentiles(self.cfg) if percentiles is None else tuple(as_cut(p) for p in percentiles)
-        cells = (Cell.of(m, pr, p) for m in ms for pr in prs for p in ps)
+        return self.missing_cells(Cell.of(m, pr, p) for m in ms for pr in prs for p in ps)
+
+    def missing_cells(self, cells: Iterable[Cell]) -> list[Cell]:
+        """The given cells not stored yet, in their order."""
         return [c for c in cells if not self.cells.has(c)]
 
     def __getitem__(self, cell: Cell) -> Detections:
@@ -149,21 +151,17 @@ class RunBoxes:
 
     def get(self, cell: Cell) -> Detections:
         """The boxes of one cell, cut and stored first when missing."""
-        with self._mem_lock:
-            if cell in self._mem:
-                self._mem.move_to_end(cell)
-                return self._mem[cell]
+        hit = self._mem.get(cell)
+        if hit is not None:
+            return hit
         det = self.cells.read(cell)
         if det is None:
             self.cells.discard(cell)  # a damaged cell is cut again
-            self.ensure([cell.method], [cell.protocol.name], [cell.cut])
+            self.ensure_cells([cell])
             det = self.cells.read(cell)
             if det is None:
                 raise OSError(f"box cell {self.cells.path(cell)} could not be read back after it was written")
-        with self._mem_lock:
-            self._mem[cell] = det
-            while len(self._mem) > self.keep:
-                self._mem.popitem(last=False)
+        self._mem.put(cell, det)
         return det
 
     def ensure(self, methods: Iterable[str] | None = None, protocols: Iterable[str] | None = None,
@@ -171,8 +169,13 @@ class RunBoxes:
         """Cut and store every missing cell among the given ones, one pass per method and set of missing
         percentiles (protocols missing the same ones share it: cut_boxes cuts the present pairs' maps once, with
         the open ones); returns the number of cells cut."""
+        return self.ensure_cells(self.missing(methods, protocols, percentiles))
+
+    def ensure_cells(self, cells: Iterable[Cell]) -> int:
+        """Cut and store every missing cell among ``cells``, as :meth:`ensure` does (one pass per method and set of
+        missing cuts); returns the number of cells cut."""
         todo: dict[str, dict[str, list[float]]] = {}
-        for c in self.missing(methods, protocols, percentiles):
+        for c in dict.fromkeys(self.missing_cells(cells)):  # each cell once
             todo.setdefault(c.method, {}).setdefault(c.protocol.name, []).append(c.cut)
         n = 0
         if not todo:

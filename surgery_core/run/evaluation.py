@@ -273,6 +273,17 @@ def sweep_of(cfg: RunConfig, table: dict, interps: tuple[str, ...] = ("voc07", "
 SWEEP_RULES = ("percentile", "fixed")
 
 
+def sweep_rule(cut) -> str:
+    """The sweep a cut lies on (one of :data:`SWEEP_RULES`): ``percentile`` for a percentile, ``fixed`` for a fixed
+    value; Otsu's rule has no parameter to sweep (an error)."""
+    cut = as_cut(cut)
+    if not isinstance(cut, BoxRule):
+        return "percentile"
+    if cut.kind == "fixed":
+        return "fixed"
+    raise ValueError(f"the sweep sweeps {' or '.join(SWEEP_RULES)} (Otsu has no parameter), not {cut_label(cut)}")
+
+
 def sweep_cuts(cfg: RunConfig, rule: str = "percentile") -> tuple:
     """The cuts of the sweep's rows: the sweep percentiles, or the fixed-value cuts (:func:`fixed_cuts`)."""
     if rule not in SWEEP_RULES:

@@ -19,7 +19,7 @@ from surgery_core.data.detections import Detections
 from surgery_core.data.images import read_image
 from surgery_core.eval.ap import APResult, VocMatch, evaluate, voc_match
 from surgery_core.eval.boxes import BoxParams, Cut, boxes_from_grid, cut_sort_key
-from surgery_core.eval.protocols import Cell, ProtocolLike, protocol
+from surgery_core.eval.protocols import PRESENT, Cell, ProtocolLike, protocol
 from surgery_core.eval.quality import aggregate_quality, quality_records
 from surgery_core.eval.corloc import CorLocResult, corloc
 from surgery_core.eval.results import (APTables, CorLocTables, MethodQuality, QualityTables, SizeAPTables, Sweep,
@@ -32,7 +32,7 @@ from surgery_core.run.boxcells import RunBoxes, box_key
 from surgery_core.run.config import RunConfig
 from surgery_core.run.engine import (ProgressFn, compute_grids, load_dataset, require_images,
                                      resolve_model)
-from surgery_core.run.evaluation import (ap_by_size, ap_tables, box_params_for, corloc_tables, ground_truth_for,
+from surgery_core.run.evaluation import (ap_by_size, ap_tables, corloc_tables, ground_truth_for,
                                          sweep_cuts, sweep_of, sweep_table)
 from surgery_core.run.grids import GridSet
 from surgery_core.run.store import RunStore, default_store
@@ -353,7 +353,7 @@ class Run:
         return self.grids.grids[method][self.row_of(image_index), class_index]
 
     def boxes_for(self, method: str, image_index: int, class_index: int, percentile: Cut,
-                  proto: ProtocolLike = "present") -> Detections:
+                  proto: ProtocolLike = PRESENT) -> Detections:
         """Boxes of one image and class at any cut, as :class:`Detections` (computed live: one map, microseconds).
         A protocol that scores only annotated classes cuts none for a class the image lacks."""
         rec = self.dataset.images[image_index]

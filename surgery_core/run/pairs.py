@@ -21,6 +21,7 @@ from surgery_core.run.evaluation import box_params_for
 
 if TYPE_CHECKING:
     from surgery_core.eval.ap import APResult
+    from surgery_core.eval.protocols import Cell
     from surgery_core.run.facade import Run
 
 
@@ -40,19 +41,18 @@ def pair_quality(run: "Run", method: str) -> pd.DataFrame:
     })
 
 
-def pair_outcomes(run: "Run", method: str, protocol: str, percentile: float, iou: float,
-                  quality: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per (image, class) pair with ground truth, for one method: GT count, detections, true positives at ``iou``
-    (greedy matching over the whole run, as AP scores them), best IoU of any detection of the class in the image
-    (0 without one), and the pair's pointing-game hit and energy (``quality``: :func:`pair_quality` of the same
-    run and method, computed when not given).
+def pair_outcomes(run: "Run", cell: "Cell", iou: float, quality: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (image, class) pair with ground truth, for the boxes of one cell (method, protocol, cut): GT count,
+    detections, true positives at ``iou`` (greedy matching over the whole run, as AP scores them), best IoU of any
+    detection of the class in the image (0 without one), and the pair's pointing-game hit and energy (``quality``:
+    :func:`pair_quality` of the same run and method, computed when not given).
 
     Columns: image (dataset index), image_id, class_id, class, n_gt, n_det, n_tp, best_iou, pointing_hit, energy.
     Detections in images or classes without ground truth are not counted (such pairs have no row).
     """
     gt = run.gt
     k = len(run.classes)
-    det = match_detections(gt, run.detections(method, protocol, percentile), float(iou))
+    det = match_detections(gt, run.boxes[cell], float(iou))
     gpair, n_gt = np.unique(gt.image * k + gt.class_id, return_counts=True)
     dpair = det.image * k + det.class_id
     pos = np.searchsorted(gpair, dpair)
@@ -66,7 +66,8 @@ def pair_outcomes(run: "Run", method: str, protocol: str, percentile: float, iou
         "image": images, "image_id": [run.dataset.images[i].image_id for i in images], "class_id": classes,
         "class": [run.classes[c] for c in classes], "n_gt": n_gt, "n_det": n_det, "n_tp": n_tp, "best_iou": best,
     })
-    q = (pair_quality(run, method) if quality is None else quality)[["image", "class_id", "pointing_hit", "energy"]]
+    q = pair_quality(run, cell.method) if quality is None else quality
+    q = q[["image", "class_id", "pointing_hit", "energy"]]
     return df.merge(q, on=["image", "class_id"], how="left")
 
 
@@ -84,17 +85,19 @@ class Panel:
     best_iou: float | None
 
 
-def panel(run: "Run", method: str, image: int, cls: int, percentile: float, protocol: str, iou: float) -> Panel:
-    """Everything a single-sample view shows for one method: the boxes of ``run.boxes_for`` at ``percentile``
-    (any percentile, cut live as the library cuts them) matched greedily at ``iou`` against the image's GT of the
-    class; the pointing-game point of the working map; pointing hit, energy share and best-box IoU from
-    :func:`surgery_core.eval.quality.heatmap_quality` (None when the class has no GT in the image)."""
+def panel(run: "Run", cell: "Cell", image: int, cls: int, iou: float) -> Panel:
+    """Everything a single-sample view shows for one cell (method, protocol, cut) on one image and class: the
+    boxes of ``run.boxes_for`` at the cell's cut (any cut, cut live as the library cuts them) matched greedily at
+    ``iou`` against the image's GT of the class; the pointing-game point of the working map; pointing hit, energy
+    share and best-box IoU from :func:`surgery_core.eval.quality.heatmap_quality` (None when the class has no GT in
+    the image)."""
     rec = run.dataset.images[image]
-    params = box_params_for(run.cfg, protocol).with_cut(percentile)
+    method, percentile = cell.method, cell.cut
+    params = box_params_for(run.cfg, cell.protocol).with_cut(percentile)
     grid = run.grid(method, image, cls)
     sel = rec.labels == cls
     m = int(sel.sum())
-    det = run.boxes_for(method, image, cls, percentile, protocol)
+    det = run.boxes_for(method, image, cls, percentile, cell.protocol)
     gt = Detections(rec.xyxy[sel], np.ones(m), np.full(m, cls), np.full(m, image))
     det = match_detections(gt, det, float(iou))
     wmap = working_map(grid, rec.width, rec.height, params.box_resolution)

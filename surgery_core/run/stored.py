@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from surgery_core.errors import SurgeryError
+from surgery_core.eval.protocols import OPEN, PRESENT
 from surgery_core.files import write_json
 from surgery_core.run.store import RunStore
 
@@ -48,19 +49,19 @@ class Headline:
 
 
 HEADLINES: tuple[Headline, ...] = (
-    Headline("VOC07@0.5 present", "ap_tables", "present", "voc07", "0.5",
+    Headline("VOC07@0.5 present", "ap_tables", PRESENT.name, "voc07", "0.5",
              doc="mAP, VOC2007 11-point, IoU >= 0.5, present protocol, boxes at the run's percentile"),
-    Headline("VOC07@0.1 present", "ap_tables", "present", "voc07", "0.1",
+    Headline("VOC07@0.1 present", "ap_tables", PRESENT.name, "voc07", "0.1",
              doc="mAP, VOC2007 11-point, IoU >= 0.1, present protocol, boxes at the run's percentile"),
-    Headline("VOC07@0.5 open", "ap_tables", "open", "voc07", "0.5",
+    Headline("VOC07@0.5 open", "ap_tables", OPEN.name, "voc07", "0.5",
              doc="mAP, VOC2007 11-point, IoU >= 0.5, open protocol, boxes at the run's percentile"),
-    Headline("VOC07@0.1 open", "ap_tables", "open", "voc07", "0.1",
+    Headline("VOC07@0.1 open", "ap_tables", OPEN.name, "voc07", "0.1",
              doc="mAP, VOC2007 11-point, IoU >= 0.1, open protocol, boxes at the run's percentile"),
-    Headline("COCO .50:.95 present", "ap_tables", "present", "coco", None,
+    Headline("COCO .50:.95 present", "ap_tables", PRESENT.name, "coco", None,
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), present protocol"),
-    Headline("COCO .50:.95 open", "ap_tables", "open", "coco", None,
+    Headline("COCO .50:.95 open", "ap_tables", OPEN.name, "coco", None,
              doc="COCO AP@[.50:.95] (faster-coco-eval, 101-point), open protocol"),
-    Headline("CorLoc@0.5 present", "corloc", "present", iou="0.5",
+    Headline("CorLoc@0.5 present", "corloc", PRESENT.name, iou="0.5",
              doc="CorLoc at IoU >= 0.5, present protocol: share of the images of a class whose top-scored box of "
                  "the class hits a GT box, mean over classes (the run's box rule)"),
     Headline("pointing game", "quality", game="pointing_game",

@@ -23,6 +23,7 @@ import numpy as np
 from surgery_core.errors import SurgeryError
 from surgery_core.eval.ap import evaluate
 from surgery_core.eval.boxes import cut_short
+from surgery_core.eval.protocols import PRESENT, Cell, ProtocolLike
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -264,7 +265,7 @@ def sweep_series(pair: Pair, idx: np.ndarray, classes: tuple[str, ...], protocol
 
 # ------------------------------------------------------------------------------------------ pictures
 def cross_figure(pairs: list[Pair], pairing: Pairing, image_id: str, class_name: str, iou: float,
-                 protocol: str = "present") -> np.ndarray:
+                 protocol: ProtocolLike = PRESENT) -> np.ndarray:
     """One shared image with each pair's heatmap, boxes and pointing point side by side (as Compare draws one
     run's methods), each pair at its run's own box rule; one colour scale."""
     from surgery_core.run import pairs as run_pairs
@@ -283,7 +284,7 @@ def cross_figure(pairs: list[Pair], pairing: Pairing, image_id: str, class_name:
         i = int(pairing.index[runs.index(r)][j])
         c = r.classes.index(class_name)
         cut = r.cfg.boxes.cut
-        pn = run_pairs.panel(r, p.method, i, c, cut, protocol, iou)
+        pn = run_pairs.panel(r, Cell.of(p.method, protocol, cut), i, c, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
         panels.append({"title": f"{n} ({cut_short(cut)}): {len(d)} box{'es' if len(d) != 1 else ''}, "

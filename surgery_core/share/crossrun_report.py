@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from surgery_core.errors import SurgeryError
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes
 from surgery_core.share.crossrun import (Pair, Pairing, compare_table, cross_figure, differences_text, distinct_runs,
@@ -89,7 +90,7 @@ def write_comparison(pairs: list[Pair], pairing: Pairing, out: str | Path, proto
     fiou = view_iou(pairs[0].run.cfg) if figure_iou is None else figure_iou
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
-        lines += ["## Samples", "", f"Boxes at each run's box rule (percentile, Otsu or fixed value), present "
+        lines += ["## Samples", "", f"Boxes at each run's box rule (percentile, Otsu or fixed value), {PRESENT} "
                   f"protocol, TP/FP at IoU >= {fiou:g}.", ""]
     for image_id, cls in picks:
         name = f"figures/{slug(image_id, 60, 'image')}_{slug(cls, 40, 'class')}.png"
@@ -220,7 +221,7 @@ def build_runs_html(pairs: list[Pair], pairing: Pairing, protocol: str, interp: 
     picks = sample_ids(pairing, pairs[0].run, samples)
     if picks:
         body.append(f"<h2>Samples</h2><p class=note>Boxes at each run's box rule (percentile, Otsu or fixed value), "
-                    f"present protocol, TP/FP at IoU "
+                    f"{PRESENT} protocol, TP/FP at IoU "
                     f"&gt;= {fiou:g}; ring: pointing-game point.</p>")
     for image_id, cls in picks:
         png = encode_png(cross_figure(pairs, pairing, image_id, cls, fiou), level=6)

@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from surgery_core.data.detections import Detections
 from surgery_core.data.exchange import CocoIds, coco_ground_truth, coco_results, detections_csv
 from surgery_core.eval.ap import COCO_IOUS
 from surgery_core.eval.boxes import BoxRule, Cut, as_cut, cut_label, cut_tag
@@ -164,9 +163,7 @@ def write_box_export(run: Run, out: str | Path, exported: list[Cell], scores: bo
 
 def ensure_cells(run: Run, exported: list[Cell]) -> None:
     """Cut the missing cells together (one pass over each method's maps, both protocols sharing it)."""
-    for cut in dict.fromkeys(c.cut for c in exported):
-        these = [c for c in exported if c.cut == cut]
-        run.boxes.ensure(dict.fromkeys(c.method for c in these), dict.fromkeys(c.protocol.name for c in these), [cut])
+    run.boxes.ensure_cells(exported)
 
 
 def box_export_zip(run: Run, exported: list[Cell]) -> bytes:

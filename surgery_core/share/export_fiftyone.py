@@ -41,7 +41,7 @@ from surgery_core.eval.boxes import Cut, cut_tag
 from surgery_core.eval.maps import working_map
 from surgery_core.files import atomic_write_bytes, atomic_write_text
 from surgery_core.run.facade import Run
-from surgery_core.eval.protocols import Cell
+from surgery_core.eval.protocols import Cell, PRESENT
 from surgery_core.share.export_boxes import cell_note, cells, ensure_cells, ground_truth_doc, run_info
 
 HEATMAP_CLASSES = ("present", "all", "none")
@@ -88,7 +88,7 @@ def heatmap_field(method: str, class_name: str) -> str:
     return f"heatmap_{method}_{safe}"
 
 
-def write_fiftyone(run: Run, out: str | Path, methods: Iterable[str] | None = None, protocol: str = "present",
+def write_fiftyone(run: Run, out: str | Path, methods: Iterable[str] | None = None, protocol: str = PRESENT.name,
                    cut: Cut | None = None, heatmaps: str = "present") -> dict:
     """Write the folder of the module note, the boxes cut by ``cut`` (default: the run's box rule); returns the
     manifest (also written as ``manifest.json``)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from surgery_core.errors import SurgeryError
+from surgery_core.eval.protocols import PRESENT
 from surgery_core.eval.results import COCO_50_95, MEAN_OVER_IOUS, APTables, QualityTables, Sweep, iou_key
 from surgery_core.share.portable import plotly_config, scrub_paths, slug
 from surgery_core.share.report_charts import deferred, iou_chart, percentile_chart, plotly_library
@@ -278,7 +279,6 @@ def _section_config(p: Parts, run) -> str:
 
 
 def _section_map(p: Parts, cfg) -> str:
-    pct = p.tables.percentile
     out = ["<section id=\"map\"><h2>mAP per method and protocol</h2>",
            f"<p class=\"note\">Boxes at {p.tables.cut_text} ({_esc(p.head['box_rule'])}). mAP is the mean AP over "
            "the classes with ground truth; \"mean over IoUs\" averages the thresholds shown. "
@@ -308,7 +308,6 @@ def _section_map(p: Parts, cfg) -> str:
 
 
 def _section_per_class(p: Parts, cfg) -> str:
-    pct = p.tables.percentile
     out = ["<section id=\"per-class\"><h2>Per-class AP</h2>",
            f"<p class=\"note\">Rows: classes (GT = ground-truth boxes of the class in the images with heatmaps); "
            f"columns: methods; {p.marked('best method per row marked (ties all marked; no mark when all are equal)')}. Boxes at "
@@ -369,8 +368,8 @@ def _section_quality(p: Parts, cfg) -> str:
     q = p.quality
     tol = q.to_dict()["tolerance_px_at_224"]  # as the files write it
     out = ["<section id=\"quality\"><h2>Heatmap quality and pointing game</h2>",
-           f"<p class=\"note\">Over the (image, class) pairs with ground truth (present protocol). Pointing game: the "
-           f"map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
+           f"<p class=\"note\">Over the (image, class) pairs with ground truth ({PRESENT} protocol). Pointing game: "
+           f"the map's maximum lies in a GT box of the class (tolerance {tol} px at 224 scale); energy pointing game: "
            f"share of the map's energy inside the class's GT boxes. Best-box IoU: the best IoU of any box cut at the "
            f"percentile with a GT box of the pair. GT response: {_esc(q.gt_response_units)}.</p>"]
     rows = []
@@ -419,11 +418,10 @@ def _section_quality(p: Parts, cfg) -> str:
 def _section_samples(p: Parts, cfg) -> str:
     from surgery_core.model.methods import METHODS
 
-    pct = p.tables.percentile
     out = ["<section id=\"samples\"><h2>Every method on chosen samples</h2>",
            f"<p class=\"note\">Per sample its image with the GT boxes of the class (green, solid), then per method "
            f"two columns: heatmap overlay (jet, min-max normalised) | GT vs boxes cut at {p.tables.cut_text} (red, "
-           f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; present protocol). Pictures: "
+           f"dashed; score, IoU with the best GT, TP/FP at IoU ≥ {p.figure_iou:g}; {PRESENT} protocol). Pictures: "
            f"WebP, quality {WEBP_QUALITY}, panels {PANEL_PX} px.</p>"]
     if not p.samples:
         out.append("<p>No sample selected.</p>")

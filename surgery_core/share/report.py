@@ -18,7 +18,8 @@ from surgery_core.files import atomic_write_bytes, atomic_write_text, write_json
 from surgery_core.model.identity import RANDOM_WEIGHTS_LABEL
 from surgery_core.model.methods import METHODS, posembed_words
 from surgery_core.run import pairs
-from surgery_core.eval.protocols import headline_protocol
+from surgery_core.eval.protocols import PRESENT, Cell, ProtocolLike, headline_protocol
+from surgery_core.eval.protocols import protocol as as_protocol
 from surgery_core.run.evaluation import INTERP_NOTES, PROTOCOL_NOTES, describe_boxes, view_iou
 from surgery_core.run.facade import Run
 from surgery_core.share.drawing import comparison, det_labels, encode_png, three_column
@@ -62,7 +63,7 @@ def _scale_ticks(grid: np.ndarray) -> list[tuple[float, str]]:
 
 def figure(run: Run, method: str, image_index: int, class_index: int, iou: float | None = None,
            percentile: float | None = None, image_column: bool = True, side: int | None = None) -> np.ndarray:
-    """The seed's three-column figure of one sample, class and method (``present`` protocol): the boxes and
+    """The seed's three-column figure of one sample, class and method (:data:`PRESENT` protocol): the boxes and
     their matches of :func:`surgery_core.run.pairs.panel`, as the dashboard's Compare page shows them.
 
     iou: TP/FP threshold (default :func:`~surgery_core.run.evaluation.view_iou`, the dashboard's);
@@ -70,7 +71,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
     rec = run.dataset.images[image_index]
     p = run.cfg.boxes.cut if percentile is None else percentile
     iou = view_iou(run.cfg) if iou is None else iou
-    panel = pairs.panel(run, method, image_index, class_index, p, "present", iou)
+    panel = pairs.panel(run, Cell.of(method, PRESENT, p), image_index, class_index, iou)
     d = panel.det
     labels = det_labels(d.score, d.extra["iou"], d.extra["tp"], compact=False)
     cls = run.classes[class_index]
@@ -87,7 +88,7 @@ def figure(run: Run, method: str, image_index: int, class_index: int, iou: float
 
 def comparison_figure(run: Run, image_index: int, class_index: int, iou: float | None = None,
                       percentile: float | None = None, methods: tuple[str, ...] | None = None,
-                      protocol: str = "present", alpha: float = 0.5) -> np.ndarray:
+                      protocol: ProtocolLike = PRESENT, alpha: float = 0.5) -> np.ndarray:
     """One sample with every method of the run side by side, as on the dashboard's Compare page: the image with
     its GT boxes, then per method the heatmap (opacity ``alpha``) with GT, boxes (of ``protocol``) and
     pointing-game point."""
@@ -96,9 +97,10 @@ def comparison_figure(run: Run, image_index: int, class_index: int, iou: float |
     iou = view_iou(run.cfg) if iou is None else iou
     cls = run.classes[class_index]
     sel = rec.labels == class_index
+    protocol = as_protocol(protocol)
     panels = []
     for m in methods or run.cfg.methods:
-        pn = pairs.panel(run, m, image_index, class_index, p, protocol, iou)
+        pn = pairs.panel(run, Cell.of(m, protocol, p), image_index, class_index, iou)
         d = pn.det
         hit = "" if pn.pointing_hit is None else (", pointing hit" if pn.pointing_hit else ", pointing miss")
         best = "" if pn.best_iou is None else f", best IoU {pn.best_iou:.2f}"
@@ -323,9 +325,10 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         lines.append("")
     first = cfg.interps[0]
     t0 = cfg.iou_thresholds[0]
-    lines += [f"## Per-class AP at IoU {t0:g} ({first}, present protocol)", "",
+    proto = headline_protocol(cfg.protocols)
+    lines += [f"## Per-class AP at IoU {t0:g} ({first}, {proto} protocol)", "",
               "| class | GT | " + " | ".join(cfg.methods) + " |", "|---|---|" + "---|" * len(cfg.methods)]
-    for c, n_gt, vals in tables.per_class("present", first, iou_key(t0), list(cfg.methods), list(run.classes)):
+    for c, n_gt, vals in tables.per_class(proto, first, iou_key(t0), list(cfg.methods), list(run.classes)):
         if n_gt:
             lines.append(f"| {c} | {n_gt} | " + " | ".join(_fmt(v) for v in vals) + " |")
     lines += corloc_section(run, list(run.classes)) + size_section(run)
@@ -346,7 +349,7 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
                       f"{_fmt(mq.energy_pointing_game['overall'])}.", ""]
     if figures or compared:
         iou = view_iou(cfg) if figure_iou is None else figure_iou
-        lines += ["## Figures", "", f"Boxes at {cut_label(cfg.boxes.cut)}, present protocol, TP/FP at IoU >= "
+        lines += ["## Figures", "", f"Boxes at {cut_label(cfg.boxes.cut)}, {PRESENT} protocol, TP/FP at IoU >= "
                   f"{iou:g} (the dashboard's default). Heatmaps in jet, min-max normalised per image and class "
                   "(the colour bar gives the raw similarity at 0 and 1).", ""]
     if compared:

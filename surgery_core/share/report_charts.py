@@ -25,7 +25,6 @@ def iou_chart(p: "Parts", cfg) -> "Any":
     fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=0.16)
     ious = [float(t) for t in cfg.iou_thresholds]
-    pct = p.tables.percentile
     for r, pr in enumerate(protos):
         for c, it in enumerate(interps):
             for k, m in enumerate(p.methods):

@@ -17,9 +17,11 @@ import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from surgery_core.eval.boxes import BoxRule, cut_label
+from surgery_core.eval.protocols import Cell
+from surgery_core.eval.rules import cut_from_label
 from surgery_core.errors import SurgeryError
 from surgery_core.files import atomic_write_bytes
 from surgery_core.share.portable import clean_text, jsonable, slug, zip_bytes
@@ -86,11 +88,17 @@ class Snapshot:
 
 
 def view_state(run: "Run | None" = None, page: str = "", *, image_index: int | None = None,
-               class_index: int | None = None, methods: list[str] | tuple[str, ...] | None = None,
-               percentile: float | None = None, iou: float | None = None, protocol: str | None = None,
-               interp: str | None = None, **extra) -> dict:
-    """A snapshot state dict: page, run configuration and hash, sample (index and id), class (index and
-    name), methods and thresholds; ``extra`` keys are kept as they are (JSON values)."""
+               class_index: int | None = None, cells: Sequence[Cell] | None = None,
+               methods: list[str] | tuple[str, ...] | None = None, percentile: float | None = None,
+               iou: float | None = None, protocol: str | None = None, interp: str | None = None, **extra) -> dict:
+    """A snapshot state dict: page, run configuration and hash, sample (index and id), class (index and name), the
+    boxes shown and thresholds; ``extra`` keys are kept as they are (JSON values).
+
+    The boxes shown: ``cells`` (a view's :class:`~surgery_core.eval.protocols.Cell` per method) are kept under one
+    key, ``"cells"`` (``Cell.to_json`` each); a view that shows no cell (only methods, or only the run's box rule)
+    passes ``methods`` and ``percentile`` (a cut) instead, kept as separate keys as every snapshot before cells
+    was (``methods``, ``percentile``, ``protocol``, and ``box_rule`` in words for a rule other than the
+    percentile). :func:`shown_cells` and :func:`separate_fields` read both layouts."""
     state: dict = {"page": page}
     if run is not None:
         state |= {"run_hash": run.run_hash, "run_label": run.label, "config": run.cfg.to_file_dict(),
@@ -99,13 +107,54 @@ def view_state(run: "Run | None" = None, page: str = "", *, image_index: int | N
             state["image_id"] = str(run.dataset.images[image_index].image_id)
         if class_index is not None:
             state["class"] = run.classes[class_index]
-    state |= {"image_index": image_index, "class_index": class_index,
-              "methods": list(methods) if methods is not None else (list(run.cfg.methods) if run else None),
-              "percentile": percentile if percentile is not None else (run.cfg.boxes.cut if run else None),
-              "iou": iou, "protocol": protocol, "interp": interp}
-    if isinstance(state["percentile"], BoxRule):  # another box rule: named, no percentile
+    state |= {"image_index": image_index, "class_index": class_index}
+    if cells is not None:
+        if methods is not None or percentile is not None or protocol is not None:
+            raise ValueError("a snapshot state names its boxes by cells or by methods/percentile/protocol, not both")
+        state["cells"] = [c.to_json() for c in cells]
+    else:
+        state |= {"methods": list(methods) if methods is not None else (list(run.cfg.methods) if run else None),
+                  "percentile": percentile if percentile is not None else (run.cfg.boxes.cut if run else None)}
+    state |= {"iou": iou}
+    if cells is None:
+        state["protocol"] = protocol
+    state["interp"] = interp
+    if isinstance(state.get("percentile"), BoxRule):  # another box rule: named, no percentile
         state["box_rule"], state["percentile"] = cut_label(state["percentile"]), None
     return jsonable(state | extra)
+
+
+def shown_cells(state: dict) -> list[Cell]:
+    """The cells a snapshot state shows, from either layout (:func:`view_state`): its ``cells``, or, in a state with
+    separate keys, each of its ``methods`` under its ``protocol`` at its ``percentile`` (or ``box_rule``); none
+    when the state names no protocol or no cut."""
+    if state.get("cells") is not None:
+        return [Cell.from_json(d) for d in state["cells"]]
+    cut = state.get("percentile")
+    if cut is None and state.get("box_rule"):
+        cut = cut_from_label(state["box_rule"])
+    if not state.get("protocol") or cut is None:
+        return []
+    return [Cell.of(m, state["protocol"], cut) for m in state.get("methods") or ()]
+
+
+def separate_fields(state: dict) -> dict:
+    """The state with its cells written as the separate keys of snapshots before cells (``methods``, ``protocol``,
+    ``percentile``, ``box_rule`` for another rule): what a snapshot's settings table shows, the same for either
+    layout. A state without ``cells`` is returned as it is."""
+    if state.get("cells") is None:
+        return dict(state)
+    cells = shown_cells(state)
+    out = {k: v for k, v in state.items() if k != "cells"}
+    cuts = list(dict.fromkeys(c.cut for c in cells))
+    out |= {"methods": list(dict.fromkeys(c.method for c in cells)),
+            "protocol": ", ".join(dict.fromkeys(c.protocol.name for c in cells)) or None}
+    if len(cuts) == 1 and not isinstance(cuts[0], BoxRule):
+        out["percentile"] = cuts[0]
+    else:
+        out["percentile"] = None
+        out["box_rule"] = ", ".join(cut_label(c) for c in cuts) or None
+    return out
 
 
 def _now_utc() -> _dt.datetime:

@@ -407,3 +407,12 @@ def test_every_option_with_a_bad_value_is_one_line_and_exit_2(env, capfd, comman
             .replace("{run}", two_runs["run"]) for a in base + args]
     line = assert_one_line_refusal(*run_main(capfd, argv), needle.replace("{tmp}", str(env)))
     assert line.startswith(f"surgery {command}: error: "), line
+
+
+def test_demo_training_refuses_fewer_scenes_than_one_batch(env, capfd):
+    """Each step draws one batch of distinct scenes: fewer scenes than the batch used to end in a shape error
+    deep in the loss; it is refused before anything is rendered or written."""
+    out = env / "tiny"
+    assert_one_line_refusal(*run_main(capfd, ["demo", "train", "--out", str(out), "--scenes", "4", "--batch", "8",
+                                              "--steps", "1"]), "a batch of 8 needs at least 8 scenes, got 4")
+    assert not out.exists()

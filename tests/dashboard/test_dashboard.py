@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from surgery_core.eval.protocols import Cell
 from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ def test_compare_panel_matches_library(dashboard_env, test_run):
     image = int(test_run.grids.rows[0])
     rec = test_run.dataset.images[image]
     cls = int(rec.labels[0])
-    info = data.panel(data.run_key(test_run), "vv_mixed", image, cls, 75.0, "present", 0.1, test_run)
+    info = data.panel(data.run_key(test_run), Cell.of("vv_mixed", "present", 75.0), image, cls, 0.1, test_run)
     live = test_run.boxes_for("vv_mixed", image, cls, 75.0, "present")
     xyxy, score = live.xyxy, live.score
     np.testing.assert_array_equal(info.det.xyxy, xyxy)
@@ -146,6 +147,42 @@ def test_compare_panel_matches_library(dashboard_env, test_run):
     if len(xyxy):
         np.testing.assert_allclose(info.det.extra["iou"], box_iou(xyxy, gt).max(axis=1))
         assert info.det.extra["tp"].sum() <= len(gt)
+
+
+def test_cached_views_are_keyed_by_cell_value(dashboard_env, test_run, monkeypatch):
+    """A Cell is the dashboard caches' key, hashed by value: two equal cells built apart (a protocol by name or by
+    record, a percentile as int or float) hit one entry; another method, protocol or cut (a percentile, a fixed
+    value, Otsu) is another entry."""
+    from dashboard import data
+    from surgery_core.eval.boxes import BoxRule
+    from surgery_core.eval.protocols import PRESENT
+    from surgery_core.run import pairs
+
+    key = data.run_key(test_run)
+    image = int(test_run.grids.rows[0])
+    cls = int(test_run.dataset.images[image].labels[0])
+    a, b = Cell.of("vv_mixed", "present", 75), Cell.of("vv_mixed", PRESENT, 75.0)
+    assert a == b and a is not b and hash(a) == hash(b)
+    first = data.panel(key, a, image, cls, 0.1, test_run)
+    assert data.panel(key, b, image, cls, 0.1, test_run) is first  # cache_resource: the very object, not recomputed
+    others = [Cell.of("standard", "present", 75.0), Cell.of("vv_mixed", "open", 75.0),
+              Cell.of("vv_mixed", "present", 80.0), Cell.of("vv_mixed", "present", BoxRule("fixed", 0.5)),
+              Cell.of("vv_mixed", "present", BoxRule("fixed", 0.6)), Cell.of("vv_mixed", "present", BoxRule("otsu"))]
+    drawn = [data.panel(key, c, image, cls, 0.1, test_run) for c in others]
+    assert all(d is not first for d in drawn) and len({id(d) for d in drawn}) == len(others)
+    assert [d.method for d in drawn] == [c.method for c in others]
+
+    calls = []
+    real = pairs.pair_outcomes
+    monkeypatch.setattr(pairs, "pair_outcomes", lambda run, cell, iou, quality=None: calls.append(cell) or
+                        real(run, cell, iou, quality))
+    data.pair_outcomes.clear()
+    data.pair_outcomes(key, a, 0.1, test_run)
+    data.pair_outcomes(key, b, 0.1, test_run)  # equal cell: served from the cache
+    assert calls == [a]
+    data.pair_outcomes(key, Cell.of("vv_mixed", "open", 75.0), 0.1, test_run)
+    data.pair_outcomes(key, Cell.of("vv_mixed", "present", BoxRule("fixed", 0.5)), 0.1, test_run)
+    assert calls == [a, Cell.of("vv_mixed", "open", 75.0), Cell.of("vv_mixed", "present", BoxRule("fixed", 0.5))]
 
 
 # ------------------------------------------------------------------------------------------ browse
@@ -181,7 +218,7 @@ def test_browse_outcomes_match_matching(dashboard_env, test_run):
     from dashboard import data
     from surgery_core.eval.matching import match_detections
 
-    df = data.pair_outcomes(data.run_key(test_run), "standard", "present", 90.0, 0.1, test_run)
+    df = data.pair_outcomes(data.run_key(test_run), Cell.of("standard", "present", 90.0), 0.1, test_run)
     det = match_detections(test_run.gt, test_run.detections("standard", "present", 90.0), 0.1)
     assert int(df["n_tp"].sum()) == int(det.extra["tp"].sum())
     assert int(df["n_gt"].sum()) == len(test_run.gt)
@@ -232,7 +269,7 @@ def test_ap_csv_content(dashboard_env, test_run):
     from dashboard import data
     from surgery_core.run import pairs
 
-    results = {m: data.ap_result(test_run, m, "open", "voc07", 75.0, 0.05) for m in test_run.cfg.methods}
+    results = {m: data.ap_result(test_run, Cell.of(m, "open", 75.0), "voc07", 0.05) for m in test_run.cfg.methods}
     table = pairs.ap_table(results, test_run.classes)
     rows = list(csv.DictReader(io.StringIO(table.to_csv(index=False))))
     assert rows[-1]["class"] == "mAP"

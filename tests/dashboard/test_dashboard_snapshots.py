@@ -9,14 +9,18 @@ The run, environment and helpers are those of ``test_dashboard.py``.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import zipfile
+from urllib.parse import urlencode
 
 import pytest
 from tests.dashboard.test_dashboard import app, goto, markdown, ok
 
+from surgery_core.eval.protocols import Cell
 from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
+from surgery_core.share.snapshots import shown_cells
 
 ID_RE = r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-f]{8}"
 
@@ -72,8 +76,10 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
     snap = store().load(meta.id)
     s = snap.state
     assert (s["image_id"], s["class"], s["image_index"]) == (sample, cls, image)
-    assert s["percentile"] == 75.0 and s["iou"] == 0.3 and s["protocol"] == "present"
-    assert s["methods"] == list(SEED_METHODS) and s["run_hash"] == test_run.run_hash
+    # the boxes shown: one cell per method under one key, not method, protocol and percentile apart
+    cells = [Cell.of(m, "present", 75.0) for m in SEED_METHODS]
+    assert s["cells"] == [c.to_json() for c in cells] and shown_cells(s) == cells and s["iou"] == 0.3
+    assert not {"methods", "percentile", "protocol", "box_rule"} & set(s) and s["run_hash"] == test_run.run_hash
     assert s["config"]["data"]["limit"] == test_run.cfg.data.limit and s["link"]["sample"] == sample
     assert snap.note == "why this sample\nsecond line"
 
@@ -87,7 +93,59 @@ def test_snapshot_of_compare_reopens_by_permalink(dashboard_env, test_run):
     assert how and all(c in captions(again) for c in how)  # the captions that say how it was computed
     assert image_urls(again) == live_images  # the same bytes, in the same order
     assert f"| **sample** | {sample} |" in text  # the state table
+    assert all(row in text for row in compare_rows(75, 0.3))  # the cells shown as the separate settings
     assert live_md  # the live page drew something to compare with
+
+
+def compare_rows(p, iou) -> list[str]:
+    """The settings table's rows of Compare's boxes at percentile ``p`` and IoU ``iou``, the seed's methods and the
+    present protocol: what a snapshot shows, whichever layout its file has."""
+    return [f"| **methods** | {', '.join(SEED_METHODS)} |", f"| **heatmap percentile** | {p:g} |",
+            f"| **IoU threshold** | {iou:g} |", "| **protocol** | present |"]
+
+
+def test_a_snapshot_file_of_the_layout_before_cells_opens_unchanged(dashboard_env, test_run):
+    """A snapshot written before cells (methods, percentile and protocol as separate state keys; its link's query
+    parameters as they were) opens with the same settings, numbers and live-view link, and reads as its cells."""
+    image = int(test_run.grids.rows[3])
+    rec = test_run.dataset.images[image]
+    sample, cls = rec.image_id, test_run.classes[int(rec.labels[0])]
+    link = {"page": "compare", "sample": sample, "cls": cls, "p": "75", "iou": "0.3", "proto": "present",
+            "methods": ",".join(SEED_METHODS)}
+    state = {"page": "compare", "run_hash": test_run.run_hash, "run_label": "", "config": test_run.cfg.to_file_dict(),
+             "model": test_run.model_info, "dataset": test_run.dataset.name, "split": test_run.dataset.split,
+             "image_id": sample, "class": cls, "image_index": image, "class_index": test_run.classes.index(cls),
+             "methods": list(SEED_METHODS), "percentile": 75.0, "iou": 0.3, "protocol": "present",
+             "interp": None, "alpha": 0.5, "page_title": "Compare", "link": link}
+    numbers = {"blocks": [{"kind": "markdown", "text": "**an old view**", "name": None},
+                          {"kind": "numbers", "name": "mAP", "values": {"mAP vv_mixed": 0.25}, "caption": None,
+                           "style": "metrics"}]}
+    sid = "20250102T030405Z-before-cells-0123abcd"
+    doc = {"schema": 1, "kind": "surgery-snapshot", "id": sid, "title": "Before cells", "note": "kept as it was",
+           "created": "2025-01-02T03:04:05Z", "run_hash": test_run.run_hash, "page": "compare", "state": state,
+           "numbers": numbers, "images": []}
+    path = store().root / f"{sid}.snapshot.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("snapshot.json", json.dumps(doc, indent=1))
+    try:
+        snap = store().load(sid)
+        assert snap.state == state and snap.numbers == numbers  # read as written
+        assert shown_cells(snap.state) == [Cell.of(m, "present", 75.0) for m in SEED_METHODS]
+        at = open_link(sid)
+        ok(at)
+        text = markdown(at)
+        assert "Before cells" in text and "kept as it was" in text and "**an old view**" in text
+        assert all(row in text for row in compare_rows(75, 0.3)), text
+        assert f"| **sample** | {sample} |" in text and f"| **class** | {cls} |" in text
+        assert f"(?{urlencode(link)})" in text  # the live view of these settings: the old permalink, unchanged
+        assert [m.value for m in at.metric] == ["0.2500"]
+        live = app(link)  # and the old permalink itself still opens that view
+        ok(live)
+        assert live.selectbox(key="sample").value == sample and live.selectbox(key="cls").value == cls
+        assert live.session_state["p"] == 75.0 and live.session_state["iou"] == 0.3
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_snapshot_opens_with_run_store_and_dataset_gone(dashboard_env, test_run, monkeypatch, tmp_path):

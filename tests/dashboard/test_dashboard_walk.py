@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from urllib.parse import urlparse
 
 import pytest
 from tests.dashboard.test_dashboard_browser import count, one, server, settle  # noqa: F401 - ``server``: the module's app process
@@ -127,8 +128,26 @@ def check(pg, step: str) -> None:
 
 
 def nav(pg, title: str) -> None:
-    pg.get_by_role("link", name=title, exact=True).click()
-    settle(pg)
+    """Click the page link ``title`` and wait until the browser is on that page (its URL path).
+
+    A rerun the app had still queued when the link was clicked (a closing popover reports its new state, e.g.
+    right after "Save snapshot") can be answered after the click, on the page it came from: the path then stays
+    and the page's own content never comes. The link is then clicked once more, with a note; it must arrive."""
+    from dashboard.state import PAGE_TITLES
+
+    name = next(n for n, t in PAGE_TITLES.items() if t == title)
+    wanted = "/" if name == "browse" else f"/{name}"
+    for attempt in range(2):
+        pg.get_by_role("link", name=title, exact=True).click()
+        settle(pg)
+        deadline = time.monotonic() + 10
+        while urlparse(pg.url).path.rstrip("/") != wanted.rstrip("/") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if urlparse(pg.url).path.rstrip("/") == wanted.rstrip("/"):
+            settle(pg)
+            return
+        warnings.warn(f"nav: {title!r} not reached after a click ({pg.url}); clicking again", stacklevel=2)
+    raise AssertionError(f"the link {title!r} did not open its page: still at {pg.url}")
 
 
 def choose(pg, selector: str, option: str) -> None:

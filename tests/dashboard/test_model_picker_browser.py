@@ -66,8 +66,7 @@ def page(hub_and_app):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": WIDTH, "height": 1000})
-        pg.set_default_timeout(90_000)
+        pg = serving.new_page(browser, WIDTH, 1000, timeout_ms=90_000)  # the stand-in hub is local; nothing beyond
         yield pg
         browser.close()
 

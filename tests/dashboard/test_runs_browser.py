@@ -57,7 +57,9 @@ def test_runs_page_compare_snapshot_and_reopen(server, page, test_run, second_ru
     # the table is drawn on a canvas: its "not computed" cells show in the button that computes them
     # second_run's three products (AP tables, quality, CorLoc); runs other tests of the session left in the store
     # (the walk's) may add theirs
-    assert re.search(r"Compute the missing numbers \(\d+ products of \d+ runs?\)", main.inner_text())
+    button = one(pg, ".st-key-runs_compute button")  # drawn after the leaderboard: wait for it, and for one
+    assert button.count() == 1, f"no 'Compute the missing numbers' button; the page said: {main.inner_text()}"
+    assert re.search(r"Compute the missing numbers \(\d+ products? of \d+ runs?\)", button.inner_text())
     if "2 runs in" in main.inner_text():
         assert "Compute the missing numbers (3 products of 1 run)" in main.inner_text()
     pg.screenshot(path=str(tmp_path / "runs.png"))

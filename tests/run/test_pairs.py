@@ -8,11 +8,13 @@ import pytest
 
 from surgery_core.eval.maps import working_map
 from surgery_core.eval.matching import box_iou, match_detections
+from surgery_core.eval.protocols import Cell
 from surgery_core.eval.quality import heatmap_quality, quality_records
 from surgery_core.run import pairs
 from surgery_core.run.evaluation import box_params_for
 
 METHOD, PROTO, PCT, IOU = "vv_mixed", "present", 75.0, 0.1
+CELL = Cell.of(METHOD, PROTO, PCT)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def run(tmp_path_factory, demo_checkpoint):
 
 
 def test_pair_outcomes_match_a_direct_count(run):
-    df = pairs.pair_outcomes(run, METHOD, PROTO, PCT, IOU)
+    df = pairs.pair_outcomes(run, CELL, IOU)
     gt = run.gt
     det = match_detections(gt, run.detections(METHOD, PROTO, PCT), IOU)
     expected = {}
@@ -55,7 +57,7 @@ def test_pair_quality_and_outcomes_carry_the_library_quality(run):
     for r in q.itertuples():
         d = direct[(r.image, r.class_id)]
         assert (r.pointing_hit, r.energy, r.gt_mean, r.gt_max) == (d.pointing_hit, d.energy, d.gt_mean, d.gt_max)
-    df = pairs.pair_outcomes(run, METHOD, PROTO, PCT, IOU, quality=q)
+    df = pairs.pair_outcomes(run, CELL, IOU, quality=q)
     for r in df.itertuples():
         assert r.pointing_hit == direct[(r.image, r.class_id)].pointing_hit
         assert r.energy == direct[(r.image, r.class_id)].energy
@@ -67,7 +69,7 @@ def test_panel_matches_boxes_matching_and_quality(run):
         rec = run.dataset.images[image]
         for cls in sorted(set(rec.labels.tolist())) + [next(c for c in range(len(run.classes))
                                                             if c not in rec.labels)]:
-            p = pairs.panel(run, METHOD, image, cls, PCT, PROTO, IOU)
+            p = pairs.panel(run, CELL, image, cls, IOU)
             live = run.boxes_for(METHOD, image, cls, PCT, PROTO)
             xyxy, score = live.xyxy, live.score
             if PROTO == "present" and cls not in rec.labels:  # the present protocol cuts no box for it

@@ -429,6 +429,44 @@ def _zip(path: Path, doc, extra=()):
     path.write_bytes(buf.getvalue())
 
 
+def test_snapshot_state_keeps_cells_under_one_key_and_reads_the_layout_before_cells(tmp_path):
+    """A view's cells are stored under ``cells`` exactly (a percentile of any digits, a rule's value) and shown as
+    the separate keys; a state of the layout before cells (methods, percentile or box rule in words, protocol)
+    loads as written and reads as the same cells."""
+    from surgery_core.eval.boxes import BoxRule
+    from surgery_core.eval.protocols import Cell
+    from surgery_core.share.snapshots import separate_fields, shown_cells
+
+    cells = [Cell.of("standard", "open", 99.9), Cell.of("vv_mixed", "open", 99.9)]
+    new = view_state(None, "ap", cells=cells, iou=0.3, interp="voc07", size="all")
+    assert new["cells"] == [{"method": "standard", "protocol": "open", "cut": 99.9},
+                            {"method": "vv_mixed", "protocol": "open", "cut": 99.9}]
+    assert not {"methods", "percentile", "protocol", "box_rule"} & set(new)
+    fixed = [Cell.of("gem", "present", BoxRule("fixed", 0.123456789))]
+    store = SnapshotStore(tmp_path / "snaps")
+    for state, want in ((new, cells), (view_state(None, "sweep", cells=fixed), fixed)):
+        assert shown_cells(store.load(store.save(state, "cells")).state) == want  # exactly, through the file
+    assert {k: separate_fields(new)[k] for k in ("methods", "percentile", "protocol")} == {
+        "methods": ["standard", "vv_mixed"], "percentile": 99.9, "protocol": "open"}
+    assert separate_fields(view_state(None, "ap", cells=[Cell.of("gem", "open", BoxRule("otsu"))]))["box_rule"] \
+        == "Otsu"
+    with pytest.raises(ValueError, match="not both"):
+        view_state(None, "ap", cells=cells, methods=["gem"])
+
+    # the layout before cells, written by hand as view_state wrote it then (separate keys; another rule in words)
+    old = {"page": "ap", "image_index": None, "class_index": None, "methods": ["standard", "gem"], "percentile": 75.0,
+           "iou": 0.5, "protocol": "present", "interp": "voc07", "coco95": False, "size": "all"}
+    old_rule = old | {"percentile": None, "protocol": "open", "box_rule": "fixed value 0.5"}
+    for state, cut in ((old, 75.0), (old_rule, BoxRule("fixed", 0.5))):
+        _zip(tmp_path / "snaps" / f"20200101T000000Z-old-{len(state):08d}{SNAPSHOT_SUFFIX}",
+             {"schema": 1, "kind": "surgery-snapshot", "id": "x", "title": "old", "note": "", "created":
+              "2020-01-01T00:00:00Z", "run_hash": None, "page": "ap", "state": state, "numbers": {}, "images": []})
+        loaded = store.load(f"20200101T000000Z-old-{len(state):08d}").state
+        assert loaded == state and separate_fields(loaded) == state  # opens, and shows, as written
+        assert shown_cells(loaded) == [Cell.of(m, state["protocol"], cut) for m in ("standard", "gem")]
+    assert shown_cells({"page": "quality", "methods": ["gem"], "percentile": 90.0, "protocol": None}) == []
+
+
 def test_damaged_and_other_version_snapshots_are_listed_with_an_error(tmp_path):
     root = tmp_path / "snaps"
     store = SnapshotStore(root)
