@@ -18,7 +18,8 @@ box for box and bit for bit, to thresholding, OpenCV morphology and OpenCV label
 * **Exact sums in any order.** A component's mean is the sum of its runs' sums, each run summed left to right in
   float64 and the runs added in raster order, over its pixel count. When every value summed is a whole number of
   units ``2**-k`` and no sum can reach ``2**52`` units (:func:`_sum_unit`), every such float64 sum is exact, so
-  the same bits come from integer prefix sums of each row (a run's sum is a difference of two); the few maps where
+  the same bits come from integer prefix sums of each row (a run's sum is a difference of two), and components
+  gather their boxes and sums as runs join them instead of in a last pass over every run; the few maps where
   a summed value is not a whole number of units (a value far below the map's largest) are summed pixel by pixel
   in that order instead. A max is order-free: one max per stretch of constant level serves every open run.
 
@@ -223,13 +224,15 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
     Per row: the columns where the level changes (a branch-free pass), then at each change the runs of the
     levels between the old and the new level close (the new one lower) or open (higher): the runs of a level
     are the maximal stretches above it, and a pixel of level ``L`` lies in the runs of every level below ``L``.
-    A run that closes joins, by union-find (the older run is the root, so roots are first runs in raster
+    A run that closes joins, by union-find (the older node is the root, so roots are first runs in raster
     order), the runs of its level in the row above that it touches (overlapping columns for 4-connectivity,
     overlapping or diagonal for 8).
 
     Scores by ``mode``: ``_EXACT``: a run's sum is the difference of two prefix sums of the row in integer
     units of ``2**-k_unit`` (each value summed checked to be a whole number of units, else ``exact`` comes
-    back False and the caller sums again ``_SEQUENTIAL``); ``_SEQUENTIAL``: each run summed left to right in
+    back False and the caller sums again ``_SEQUENTIAL``); integer sums are the same in any order, so the nodes
+    are components that gather their box, sum and count as runs join them (a run that touches none starts one),
+    not runs kept for a last pass (:func:`_components`); ``_SEQUENTIAL``: each run summed left to right in
     float64; ``_MAX``: each run's max, from the max of each stretch of constant level (finite maps: a max of
     maxes is the max); ``_MAX_PIXELS``: each run's max pixel by pixel, the first pixel taken as it is (a NaN
     stays, as in the reference).
@@ -244,8 +247,13 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
     rrow = np.empty(cap, np.int64)
     rlev = np.empty(cap, np.int64)
     parent = np.empty(cap, np.int64)
-    rsum = np.empty(cap if mode == _EXACT else 0, np.int64)
     rval = np.empty(0 if mode == _EXACT else cap, np.float64)
+    # _EXACT: nodes are components (x0, x1, rrow, rlev: left, right, top, level), with these
+    e_cap = cap if mode == _EXACT else 0
+    rsum = np.empty(e_cap, np.int64)
+    bottom = np.empty(e_cap, np.int64)
+    seed = np.empty(e_cap, np.int64)
+    count = np.empty(e_cap, np.int64)
     # the runs of the row above and of this row, per level (level i at [i * per_row, ...))
     prv_x0 = np.empty(T * per_row, np.int64)
     prv_x1 = np.empty(T * per_row, np.int64)
@@ -314,18 +322,18 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
             if lev < prev:  # close the runs of levels lev .. prev - 1
                 for i in range(lev, prev):
                     a = open_x[i]
-                    x0[n] = a
-                    x1[n] = x
-                    rrow[n] = y
-                    rlev[n] = i
                     if mode == _EXACT:
-                        rsum[n] = pre[x] - pre[a]
+                        root = -1  # no component yet
                     else:
+                        x0[n] = a
+                        x1[n] = x
+                        rrow[n] = y
+                        rlev[n] = i
                         rval[n] = acc_open[i]
+                        root = n
                     base = i * per_row
                     k = ptr[i]
                     m = n_prev[i]
-                    root = n
                     while k < m:
                         px0 = prv_x0[base + k]
                         if px0 > x if conn8 else px0 >= x:
@@ -336,7 +344,19 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
                             while parent[rj] != rj:
                                 parent[rj] = parent[parent[rj]]
                                 rj = parent[rj]
-                            if rj < root:
+                            if mode == _EXACT:
+                                if root < 0:
+                                    root = rj
+                                elif rj != root:  # two components meet: the younger joins the older
+                                    old, young = (rj, root) if rj < root else (root, rj)
+                                    parent[young] = old
+                                    x0[old] = min(x0[old], x0[young])
+                                    x1[old] = max(x1[old], x1[young])
+                                    bottom[old] = max(bottom[old], bottom[young])
+                                    rsum[old] += rsum[young]
+                                    count[old] += count[young]
+                                    root = old
+                            elif rj < root:
                                 if root != n:
                                     parent[root] = rj
                                 root = rj
@@ -346,14 +366,35 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
                             k += 1  # ends before the next run of this row can start
                         else:
                             break
-                    parent[n] = root
+                    if mode != _EXACT:
+                        parent[n] = root
+                        node = n
+                        n += 1
+                    elif root < 0:  # a new component, from this run
+                        node = n
+                        n += 1
+                        parent[node] = node
+                        x0[node] = a
+                        x1[node] = x
+                        rrow[node] = y
+                        rlev[node] = i
+                        seed[node] = a
+                        rsum[node] = pre[x] - pre[a]
+                        count[node] = x - a
+                        bottom[node] = y + 1
+                    else:  # this run into its component
+                        node = root
+                        x0[node] = min(x0[node], a)
+                        x1[node] = max(x1[node], x)
+                        rsum[node] += pre[x] - pre[a]
+                        count[node] += x - a
+                        bottom[node] = y + 1
                     ptr[i] = k
                     q = base + n_cur[i]
                     cur_x0[q] = a
                     cur_x1[q] = x
-                    cur_id[q] = n
+                    cur_id[q] = node
                     n_cur[i] += 1
-                    n += 1
             else:  # open the runs of levels prev .. lev - 1
                 for i in range(prev, lev):
                     open_x[i] = x
@@ -365,16 +406,41 @@ def _label(levels, values, n_levels, conn8, mode, k_unit):  # pragma: no cover -
         n_prev, n_cur = n_cur, n_prev
     if not exact:
         return np.empty(0, np.int32), np.empty((0, 5), np.int32), np.empty(0, np.float64), False
-    level, rect, score = _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, 1.0 / unit)
-    return level, rect, score, True
+    if mode != _EXACT:
+        level, rect, score = _components(x0, x1, rrow, rlev, parent, rval, n, T, mode)
+        return level, rect, score, True
+    # the components, by level then raster order of their first run (the order nodes were made in, per level)
+    first = np.zeros(T + 1, np.int64)
+    for r in range(n):
+        if parent[r] == r:
+            first[rlev[r] + 1] += 1
+    for i in range(T):
+        first[i + 1] += first[i]
+    o_level = np.empty(first[T], np.int32)
+    o_rect = np.empty((first[T], 5), np.int32)
+    o_score = np.empty(first[T], np.float64)
+    per_unit = 1.0 / unit
+    for r in range(n):
+        if parent[r] == r:
+            c = first[rlev[r]]
+            first[rlev[r]] = c + 1
+            o_level[c] = rlev[r]
+            o_rect[c, 0] = x0[r]
+            o_rect[c, 1] = rrow[r]
+            o_rect[c, 2] = x1[r]
+            o_rect[c, 3] = bottom[r]
+            o_rect[c, 4] = seed[r]
+            o_score[c] = np.float64(rsum[r]) * per_unit / np.float64(count[r])
+    return o_level, o_rect, o_score, True
 
 
 @njit(cache=True, nogil=True)
-def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pragma: no cover - compiled
-    """Components from the labelled runs, by level then raster order of their first run: box and score.
+def _components(x0, x1, rrow, rlev, parent, rval, n, T, mode):  # pragma: no cover - compiled
+    """Components from the labelled runs (modes other than ``_EXACT``), by level then raster order of their
+    first run: box and score.
 
     A run's parent is an older run, so one pass in run order resolves every root; within a level, run order is
-    raster order. Sums add the runs in raster order (exactly as integers, ``_EXACT``, or in float64)."""
+    raster order. Sums add the runs in raster order in float64, as the reference does."""
     n_by_level = np.zeros(T + 1, np.int64)
     for r in range(n):
         p = parent[r]
@@ -389,7 +455,6 @@ def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pr
     o_level = np.empty(n_comp, np.int32)
     o_rect = np.empty((n_comp, 5), np.int32)
     o_score = np.empty(n_comp, np.float64)
-    isum = np.zeros(n_comp, np.int64)
     count = np.zeros(n_comp, np.float64)
     for r in range(n):
         root = parent[r]
@@ -409,17 +474,12 @@ def _components(x0, x1, rrow, rlev, parent, rsum, rval, n, T, mode, unit):  # pr
             o_rect[c, 2] = max(o_rect[c, 2], x1[r])
         slot[r] = c
         o_rect[c, 3] = rrow[r] + 1
-        if mode == _EXACT:
-            isum[c] += rsum[r]
-        elif mode == _MAX or mode == _MAX_PIXELS:
+        if mode == _MAX or mode == _MAX_PIXELS:
             o_score[c] = max(o_score[c], rval[r])
         else:
             o_score[c] += rval[r]
         count[c] += x1[r] - x0[r]
-    if mode == _EXACT:
-        for c in range(n_comp):
-            o_score[c] = np.float64(isum[c]) * unit / count[c]
-    elif mode == _SEQUENTIAL:
+    if mode == _SEQUENTIAL:
         for c in range(n_comp):
             o_score[c] /= count[c]
     return o_level, o_rect, o_score
