@@ -137,7 +137,8 @@ def percentile_thresholds(wmap: np.ndarray, percentiles: Sequence[float]) -> np.
     units. One selection pass serves every percentile; the interpolation replays numpy's path for a Python
     float ``q`` (virtual index ``(n - 1) * p / 100``, two-sided lerp in float32), which the tests compare
     against numpy. (A numpy-float64 ``q`` makes numpy lerp in float64, which can differ in the last bit.)
-    Large maps take one compiled call for selection and interpolation (:func:`surgery_core.eval.cutter.percentile_values`).
+    Large maps take one compiled call for selection and interpolation
+    (:func:`surgery_core.eval.cutter.percentile_values`).
     """
     flat = np.ascontiguousarray(wmap, dtype=np.float32).ravel()
     if flat.size == 0:

@@ -27,8 +27,8 @@ Components are labelled on horizontal runs with union-find (a run joins the runs
 touches: overlapping columns for 4-connectivity, overlapping or diagonal for 8) and numbered in raster order
 of their first pixel, as the run-based labelling before it did.
 
-The kernels compile on first use (a few seconds) into numba's on-disk cache next to this file; later
-processes, spawned workers included, load them from there.
+The kernels compile on first use (about 20 s on a 2-core machine) into numba's on-disk cache next to this file;
+later processes, spawned workers included, load them from there.
 """
 
 from __future__ import annotations
