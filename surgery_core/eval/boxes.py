@@ -110,21 +110,6 @@ def _empty_boxes() -> BoxList:
 
 # --------------------------------------------------------------------------------------------- thresholds
 
-def order_statistics(values: np.ndarray, kth: np.ndarray) -> np.ndarray:
-    """The ``kth`` smallest elements (0-based, sorted unique indices) of a 1-D float32 array, exactly.
-
-    Same values as ``np.partition(values, kth)[kth]``, found faster on large maps by a compiled histogram
-    selection (:func:`surgery_core.eval.cutter.order_stats`).
-    """
-    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
-    kth = np.asarray(kth, dtype=np.int64)
-    if flat.size < _COMPILED_SELECTION or not np.isfinite(flat).all():
-        return np.partition(flat, kth)[kth]
-    from surgery_core.eval import cutter
-
-    return cutter.order_stats(flat, kth)
-
-
 #: Maps of at least this many pixels select their order statistics by the compiled histogram; smaller ones by
 #: ``np.partition`` (no faster to compile for).
 _COMPILED_SELECTION = 8192

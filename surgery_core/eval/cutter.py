@@ -128,12 +128,6 @@ def _order_stats(flat, kth):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def order_stats(flat, kth):  # pragma: no cover - compiled; tested through boxes.order_statistics
-    """The ``kth`` smallest values (sorted unique int64 indices) of a 1-D NaN-free float32 array, exactly."""
-    return _order_stats(flat, kth)[1]
-
-
-@njit(cache=True, nogil=True)
 def percentile_values(flat, kth, lo_pos, hi_pos, t, one_minus_t, upper):  # pragma: no cover - compiled
     """float32 percentiles of a 1-D float32 array from a plan (``boxes._percentile_plan``: the order statistics
     ``kth``, each percentile's two neighbours among them, its float32 weights and which side numpy's lerp

@@ -15,7 +15,6 @@ from surgery_core.eval.boxes import (
     cut,
     cut_thresholds,
     find_components,
-    order_statistics,
     percentile_thresholds,
 )
 from surgery_core.eval.cutting import cell_detections, detections_at
@@ -143,13 +142,16 @@ def test_percentile_thresholds_equal_numpy_bit_for_bit():
         np.testing.assert_array_equal(got, want)
 
 
-def test_order_statistics_equal_partition():
+def test_compiled_selection_equals_numpy_on_large_maps_with_many_ties():
+    """Maps large enough for the compiled histogram selection (``cutter.percentile_values``), half of them with
+    one bucket holding 20,000 equal values: every percentile equals ``np.percentile`` bit for bit."""
     for trial in range(40):
-        flat = upsample(RNG.random((7, 7)).astype(np.float32), 300, 300).ravel()
+        wmap = upsample(RNG.random((7, 7)).astype(np.float32), 300, 300)
         if trial % 2:
-            flat[: 20000] = 0.25  # one bucket holding many ties
-        kth = np.unique(RNG.integers(0, flat.size, 25))
-        np.testing.assert_array_equal(order_statistics(flat, kth), np.partition(flat, kth)[kth])
+            wmap.ravel()[: 20000] = 0.25  # one bucket holding many ties
+        ps = [float(p) for p in RNG.uniform(0, 100, 25)] + [0.0, 100.0]
+        got = percentile_thresholds(wmap, ps)
+        np.testing.assert_array_equal(got, np.array([np.percentile(wmap, p) for p in ps], np.float32))
 
 
 def test_threshold_keeps_pixels_equal_to_the_percentile():
