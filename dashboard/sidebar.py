@@ -386,8 +386,9 @@ def run_selection(area) -> Run:
     state.adopt_run(run.cfg)
     words = (f"{run.dataset.name} / {run.dataset.split} · {model}"
              + (" · RANDOM WEIGHTS" if run.random_weights else ""))
-    head.caption(f"{words} · {box_caption(cfg)}")
-    st.session_state[_HEAD] = (head, words, box_caption(cfg))
+    said = box_caption(cfg)
+    head.caption(f"{words} · {said}")
+    st.session_state[_HEAD] = (head, words, said)
     g = run.grids
     sb.caption(f"{len(g.rows)} images · {len(run.classes)} classes · grid "
                f"{g.grids[run.cfg.methods[0]].shape[-2]}x{g.grids[run.cfg.methods[0]].shape[-1]} · "

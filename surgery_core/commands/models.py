@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 
-
 def add_parser(sub) -> None:
     from surgery_core.cli import _Parser
 

@@ -21,7 +21,7 @@ import numpy as np
 from surgery_core.data.detections import Detections
 from surgery_core.eval.boxes import (DEFAULT_SWEEP_PERCENTILES, BoxParams, as_cut, cut_rects, cut_thresholds,
                                      place_boxes)
-from surgery_core.eval.maps import image_scale, normalize, working_map, working_size
+from surgery_core.eval.maps import image_scale, normalize, working_map
 from surgery_core.eval.protocols import Cell, ProtocolLike, protocol
 from surgery_core.parallel import resolve_workers, spawn_map
 
@@ -143,10 +143,10 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
         pair = np.repeat(np.asarray(pair_of, np.int64), [len(p[2]) for p in parts])
     else:
         index, boxes, score, pair = (np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
-    if whole_chunk:  # image_scale of each box's image, elementwise
+    if whole_chunk:  # each box's image's scale, elementwise
         w, h = chunk.sizes[chunk.pair_row[pair]].astype(np.int64).T
-        ww, wh = (w, h) if res is None else working_size(1, 1, res)
-        index, boxes, score, kept = place_boxes(index, boxes, score, w / ww, h / wh, raw, chunk.pair_prob[pair])
+        index, boxes, score, kept = place_boxes(index, boxes, score, *image_scale(w, h, res), raw,
+                                                chunk.pair_prob[pair])
         pair = pair[kept]
     cls_of, row_of, prob_of = chunk.pair_class[pair], chunk.pair_row[pair], chunk.pair_prob[pair]
     out = []

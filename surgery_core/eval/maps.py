@@ -77,8 +77,12 @@ def working_size(image_w: int, image_h: int, box_resolution: int | None = DEFAUL
 
 def image_scale(image_w: int, image_h: int, box_resolution: int | None = DEFAULT_BOX_RESOLUTION
                 ) -> tuple[float, float]:
-    """Original-image pixels per working-map pixel, ``(sx, sy)``."""
-    ww, wh = working_size(image_w, image_h, box_resolution)
+    """Original-image pixels per working-map pixel, ``(sx, sy)``; elementwise when the sizes are arrays (the images
+    of a chunk of maps)."""
+    if np.ndim(image_w) or np.ndim(image_h):  # working_size's int() takes one size
+        ww, wh = (image_w, image_h) if box_resolution is None else (int(box_resolution),) * 2
+    else:
+        ww, wh = working_size(image_w, image_h, box_resolution)
     return image_w / ww, image_h / wh
 
 
