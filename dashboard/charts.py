@@ -40,13 +40,37 @@ def patch_grid(grid: np.ndarray, rec, cls: int, method: str) -> go.Figure:
     return fig
 
 
-def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: int = 4) -> go.Figure:
-    """Precision-recall curves, one panel per class with ground truth (its AP per method in the hover), one line
-    per method; a curve of one or two points (e.g. AP 1.000 from a single true positive) is drawn with markers
-    so that it shows."""
+def step_corners(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points of a curve drawn as a step function (plotly ``shape="hv"``: from each point across at
+    its y to the next point's x, then up or down to it; x never decreasing) that the drawing needs: the same
+    lines through every corner, without the points that lie inside a flat stretch (the previous point's y) or
+    inside a vertical stretch (the next point's x, y between its neighbours'). A VOC precision-recall curve holds
+    one point per detection, most of them false positives stacked at one recall: these go."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    if n <= 2:
+        return np.arange(n)
+    keep = np.ones(n, bool)
+    keep[1:-1] = y[1:-1] != y[:-2]  # flat: the line at the previous y runs on through it
+    i = np.flatnonzero(keep)
+    xs, ys = x[i], y[i]
+    inner = np.ones(len(i), bool)  # vertical: the next point sits straight above or below, and so does this one
+    if len(i) > 2:
+        lo, hi = np.minimum(ys[:-2], ys[2:]), np.maximum(ys[:-2], ys[2:])
+        inner[1:-1] = ~((xs[1:-1] == xs[2:]) & (lo <= ys[1:-1]) & (ys[1:-1] <= hi))
+    return i[inner]
+
+
+def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: int = 4,
+              only: tuple[int, ...] | None = None) -> go.Figure:
+    """Precision-recall curves, one panel per class with ground truth (``only``: of these classes; its AP per
+    method in the hover), one line per method through every corner of its step curve (:func:`step_corners`); a
+    curve of one or two points (e.g. AP 1.000 from a single true positive) is drawn with markers so that it
+    shows."""
     methods = list(results)
     first = results[methods[0]]
-    ks = [k for k in range(len(classes)) if first.n_gt[k] > 0]
+    ks = [k for k in (range(len(classes)) if only is None else only) if first.n_gt[k] > 0]
+    cols = max(1, min(cols, len(ks)))
     rows = max(1, math.ceil(len(ks) / cols))
     titles = [f"{classes[k]} (GT {int(first.n_gt[k])})" for k in ks]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
@@ -57,8 +81,10 @@ def pr_curves(results: dict, classes: tuple[str, ...], t_index: int = 0, cols: i
             res = results[m]
             rec, prec = res.recall[t_index][k], res.precision[t_index][k]
             if len(rec):
+                few, at = len(rec) <= 2, step_corners(rec, prec)
+                rec, prec = np.asarray(rec)[at], np.asarray(prec)[at]
                 ap = res.per_class_ap[k]
-                fig.add_trace(go.Scatter(x=rec, y=prec, mode="lines+markers" if len(rec) <= 2 else "lines", name=m,
+                fig.add_trace(go.Scatter(x=rec, y=prec, mode="lines+markers" if few else "lines", name=m,
                                          legendgroup=m, showlegend=j == 0, marker=dict(size=7),
                                          line=dict(color=method_color(m), width=1.6, shape="hv"),
                                          hovertemplate=f"{m} (AP {ap:.3f})<br>recall %{{x:.3f}}<br>precision "

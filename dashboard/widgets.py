@@ -388,12 +388,24 @@ def settings_markdown(doc: dict) -> str:
 
 
 ROW_PX = 32  # row height of every table
+#: Tables of up to this many rows, without column settings, are drawn as plain HTML (``st.table``): the
+#: interactive grid (``st.dataframe``, a canvas) cost about 0.25 s of the browser's time per table on each page
+#: visit (Chrome profile of the Per-class AP page on the 2-core test machine), plain HTML a few ms
+STATIC_ROWS = 100
 
 
-def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None, **kw) -> None:
-    """``st.dataframe`` exactly as tall as its rows (scrolling beyond ``cap`` px), index hidden; registered for
-    snapshots under the name ``shown`` when given."""
-    where.dataframe(data, hide_index=True, height=min(ROW_PX * (n_rows + 1) + 2, cap), row_height=ROW_PX, **kw)
+def table(data, n_rows: int, cap: int = 900, where=st, shown: str | None = None, grid: bool | None = None,
+          **kw) -> None:
+    """A table, index hidden, registered for snapshots under the name ``shown`` when given: plain HTML with every
+    row (``st.table``) when it is small (:data:`STATIC_ROWS`) and has no column settings (``kw``); else, or with
+    ``grid``, ``st.dataframe`` (sort by a header click, pinned and sized columns, header hover texts) exactly as
+    tall as its rows, scrolling beyond ``cap`` px."""
+    if grid is None:
+        grid = n_rows > STATIC_ROWS or bool(kw)
+    if grid:
+        where.dataframe(data, hide_index=True, height=min(ROW_PX * (n_rows + 1) + 2, cap), row_height=ROW_PX, **kw)
+    else:
+        where.table(data, hide_index=True, border="horizontal")
     if shown is not None:
         snapshot_ui.register_table(shown, data)
 

@@ -13,8 +13,11 @@ from surgery_core.run import pairs
 from surgery_core.run.evaluation import CORLOC_NOTE
 
 SIZE_OPTIONS = ["all", *SIZES]
+ALL_CLASSES = "*"  # the PR curves of every class with GT, a panel each
 permalink.declare(state.Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"),
-                  state.Param("size", "str", "all", "Per-class AP: object size (all, small, medium, large)"))
+                  state.Param("size", "str", "all", "Per-class AP: object size (all, small, medium, large)"),
+                  state.Param("prc", "str", "", "Per-class AP: class of the precision-recall curves ('*' = every "
+                                                "class, a panel each; '' = the first class with GT)"))
 
 run = data.current_run()
 
@@ -83,13 +86,35 @@ def view() -> None:
 
     corloc_view(cells, 0.5 if coco95 and interp == "coco" else iou)
 
-    snapshot_ui.markdown("#### Precision-recall per class")
-    widgets.how(run, what="curves after each detection in descending score order" if interp != "coco" else
-                "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""),
-                interp=interp, iou=iou, protocol=proto, percentile=p)
-    widgets.chart(lambda: charts.pr_curves(results, run.classes), "pr",
-                  memo=(data.run_key(run), cells, interp, iou, coco95, size))
+    pr_view(results, cells, interp, iou, coco95, size)
     permalink.sync_url()
+
+
+def pr_view(results: dict, cells: tuple[Cell, ...], interp: str, iou: float, coco95: bool, size: str) -> None:
+    """The precision-recall curves of one class, or of every class with GT (a panel each: twenty panels of a
+    line per method took most of this page's drawing time in the browser, so they are drawn when asked for)."""
+    proto, p = cells[0].protocol.name, cells[0].cut
+    n_gt = results[cells[0].method].n_gt
+    with_gt = [run.classes[k] for k in range(len(run.classes)) if n_gt[k] > 0]
+    snapshot_ui.markdown("#### Precision-recall")
+    if not with_gt:
+        snapshot_ui.caption("No class has ground truth of this object size: no curve to draw.")
+        return
+    opts = [*with_gt, ALL_CLASSES]
+    state.coerce("prc", opts, with_gt[0])
+    which = st.selectbox("Curves of", opts, key="prc", persist_state="session", width=260,
+                           format_func=lambda n: f"all {len(with_gt)} classes, a panel each" if n == ALL_CLASSES
+                           else f"{n} (GT {int(n_gt[run.classes.index(n)])})",
+                           help="one class (quick to draw), or every class with ground truth in small multiples")
+    snapshot_ui.shown_state(pr_class=which)
+    widgets.how(run, what=("curves after each detection in descending score order, drawn through every corner of "
+                           "the step curve" if interp != "coco" else
+                           "COCO interpolated precision at 101 recall levels" + (" (IoU .50 shown)" if coco95 else ""))
+                + ("" if which == ALL_CLASSES else f"; class {which}"),
+                interp=interp, iou=iou, protocol=proto, percentile=p)
+    only = None if which == ALL_CLASSES else (run.classes.index(which),)
+    widgets.chart(lambda: charts.pr_curves(results, run.classes, only=only), "pr",
+                  memo=(data.run_key(run), cells, interp, iou, coco95, size, which))
 
 
 def corloc_view(cells: tuple[Cell, ...], iou: float) -> None:
@@ -105,9 +130,7 @@ def corloc_view(cells: tuple[Cell, ...], iou: float) -> None:
                      for m in methods}, helps=[widgets.METHODS[m].description for m in methods])
     table = pairs.corloc_table(res, run.classes)
     sty = widgets.colour_scale(table, methods, lo=0.0, hi=1.0, best_per_row=True)
-    widgets.table(sty, len(table), 820, shown="CorLoc per class",
-                  column_config={"class": st.column_config.TextColumn(pinned=True),
-                                 "images": st.column_config.NumberColumn(help="images that contain the class")})
+    widgets.table(sty, len(table), 820, shown="CorLoc per class")
 
 
 view()

@@ -34,6 +34,12 @@ def goto(at, page: str):
     return at.switch_page(f"views/{page}.py").run()
 
 
+def tables(at) -> list:
+    """Every table of the main area in page order: ``widgets.table`` draws a small one as plain HTML (``st.table``)
+    and a large one, or one with column settings, as the interactive grid (``st.dataframe``)."""
+    return [e for e in at.main if e.type in ("dataframe", "table")]
+
+
 def ok(at) -> None:
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -59,11 +65,12 @@ def test_every_page_renders(dashboard_env, test_run):
     assert len(at.image) == 2 + len(SEED_METHODS)  # the image, one per method shown (the seed's four), the colour bar
     goto(at, "ap")
     # AP per class and CorLoc per class; mAP and CorLoc of each method
-    assert len(at.dataframe) == 2 and len(at.metric) == 2 * len(SEED_METHODS)
+    assert len(tables(at)) == 2 and len(at.metric) == 2 * len(SEED_METHODS)
+    assert len(at.dataframe) == 1  # AP per class: the sortable grid; CorLoc per class: plain HTML (small)
     goto(at, "sweep")
-    assert len(at.dataframe) == 1
+    assert len(tables(at)) == 1
     goto(at, "quality")
-    assert len(at.dataframe) == 5  # the seed's three, CorLoc, the object-size mix
+    assert len(tables(at)) == 5  # the seed's three, CorLoc, the object-size mix
     goto(at, "run")
     assert test_run.run_hash in markdown(at)
 
@@ -279,7 +286,7 @@ def test_ap_csv_content(dashboard_env, test_run):
 def test_sweep_per_class_view(dashboard_env, test_run):
     at = goto(app(), "sweep")
     ok(at)
-    seed = at.dataframe[0].value
+    seed = tables(at)[0].value
     sweep = test_run.sweep()
     pi = sweep.percentiles.index(90.0)
     assert list(seed["method"]) == list(SEED_METHODS)  # the methods shown by default
@@ -297,7 +304,7 @@ def test_quality_tables(dashboard_env, test_run):
     at = goto(app(), "quality")
     ok(at)
     q = test_run.quality()
-    table = at.dataframe[0].value
+    table = tables(at)[0].value
     first = q.methods["standard"].by_percentile[0]
     row = table[(table["method"] == "standard") & (table["percentile"] == first["percentile"])].iloc[0]
     assert row["mean best IoU"] == pytest.approx(first["mean_best_iou"])
@@ -530,9 +537,9 @@ def test_a_class_the_new_run_cannot_show_falls_back_and_says_so(dashboard_env, t
 def test_run_page_tables_and_link(dashboard_env, test_run):
     at = goto(app({"sample": test_run.dataset.images[test_run.grids.rows[2]].image_id, "bout": "miss"}), "run")
     ok(at)
-    headline = at.dataframe[0].value
+    headline = tables(at)[0].value
     assert "AP .50:.95" not in headline.columns and not headline.isna().any().any()
-    coco = next(d.value for d in at.dataframe if any(c.startswith("AP .50:.95") for c in d.value.columns))
+    coco = next(d.value for d in tables(at) if any(c.startswith("AP .50:.95") for c in d.value.columns))
     entry = test_run.ap_tables().entry("vv_mixed", "present", "coco").map_50_95
     assert coco.set_index("method").loc["vv_mixed", "AP .50:.95 present"] == pytest.approx(entry)
     text = markdown(at)

@@ -7,7 +7,7 @@ number checked here equals the library's own ``Run.ap`` at that cell."""
 from __future__ import annotations
 
 import pytest
-from tests.dashboard.test_dashboard import app, goto, ok
+from tests.dashboard.test_dashboard import app, goto, ok, tables
 
 from surgery_core.model.methods import METHODS
 
@@ -50,7 +50,7 @@ def test_the_sweep_computes_a_cell_off_its_stored_grid(dashboard_env, test_run):
     assert "p99.9 and IoU 0.95 are outside the stored sweep" in captions(at)
     heading = "\n".join(m.value for m in at.markdown)
     assert "mAP at percentile 99.9, IoU 0.95" in heading and "vs IoU threshold** at percentile 99.9" in heading
-    seed = at.dataframe[0].value  # the seed's table gains the IoU asked for, computed
+    seed = tables(at)[0].value  # the seed's table gains the IoU asked for, computed
     assert "IoU 0.95" in seed.columns
     for _, row in seed.iterrows():
         assert row["IoU 0.95"] == pytest.approx(test_run.ap(row["method"], "present", "voc07", 99.9, 0.95).mAP,

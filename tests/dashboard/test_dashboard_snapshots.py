@@ -16,7 +16,7 @@ import zipfile
 from urllib.parse import urlencode
 
 import pytest
-from tests.dashboard.test_dashboard import app, goto, markdown, ok
+from tests.dashboard.test_dashboard import app, goto, markdown, ok, tables
 
 from surgery_core.eval.protocols import Cell
 from surgery_core.model.methods import SEED_METHODS  # what Compare shows by default
@@ -252,7 +252,7 @@ def test_every_page_can_be_snapshotted(dashboard_env, test_run):
     at = app()
     for page in ("browse", "ap", "quality", "run"):
         goto(at, page)
-        n_tables, n_charts = len(at.dataframe), len(at.get("plotly_chart"))
+        n_tables, n_charts = len(tables(at)), len(at.get("plotly_chart"))
         meta = save(at, f"every page {page}")
         snap = store().load(meta.id)
         assert snap.state["page"] == page
