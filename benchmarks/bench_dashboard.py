@@ -14,7 +14,7 @@ interaction at p95, 2 s per first visit, 3 s to open the samples and to build th
 Without ``--browser`` (also run before it): ``streamlit.testing.v1.AppTest`` reruns of the whole Compare script
 per control (Python time only, an upper bound of what the server spends; no drawing).
 
-The run's products (grids, boxes, AP tables, sweep, quality, CorLoc) are computed before timing starts, in
+The run's products (grids, boxes, AP tables, sweep, quality, CorLoc, per-pair quality) are computed before timing starts, in
 ``$SURGERY_CACHE`` (default ``~/.cache/surgery``; set it to a temporary folder: the first preparation takes a few
 minutes). Prints the machine and the load average before and after: figures on a shared machine are noisy.
 
@@ -385,6 +385,8 @@ def prepare(limit: int | None):
     t0 = time.perf_counter()
     run = Run.open(cfg)
     run.boxes, run.ap_tables(), run.sweep(), run.quality(), run.corloc(), run.ap_by_size()
+    for m in cfg.methods:  # the per-pair quality the Heatmap quality and Browse pages read (kept in the run folder)
+        run.pair_quality(m)
     print(f"run {cfg.run_hash}: {len(run.grids.rows)} demo images, {len(cfg.methods)} methods, {weights}; its "
           f"products computed or read in {time.perf_counter() - t0:.1f} s (before timing)")
     return cfg

@@ -270,8 +270,8 @@ def corloc_result(run: Run, cell: Cell, iou: float) -> CorLocResult:
 # The numbers are :mod:`surgery_core.run.pairs`; here they are only cached per run key and settings.
 @st.cache_data(max_entries=32, show_spinner="Pointing game per sample and class (once per run and method)…")
 def pair_quality(key: str, method: str, _run: Run) -> pd.DataFrame:
-    """:func:`surgery_core.run.pairs.pair_quality`, cached per run key and method."""
-    return pairs.pair_quality(_run, method)
+    """:meth:`Run.pair_quality` (kept in the run folder), cached per run key and method in this process."""
+    return _run.pair_quality(method)
 
 
 # A Cell is a frozen dataclass: Streamlit's cache hashes it by value (its fields), so equal cells share an entry.

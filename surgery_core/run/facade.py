@@ -42,6 +42,7 @@ SWEEP_PARTS = "sweep"  # run-folder subfolder: one JSON per (method, protocol) o
 #: kept cell by cell in the run store, see :mod:`surgery_core.run.boxcells`.)
 PRODUCT_FILES = {"ap_tables": "ap_tables.json", "sweep": "sweep.json", "quality": "quality.json",
                  "corloc": "corloc.json", "ap_by_size": "ap_by_size.json"}
+PAIR_FLOATS = ("energy", "gt_mean", "gt_max")  # the columns of Run.pair_quality a null may stand in (NaN)
 #: Every product :meth:`Run.is_cached` knows.
 PRODUCTS = ("boxes", *PRODUCT_FILES)
 
@@ -331,6 +332,20 @@ class Run:
             return QualityTables(list(self.cfg.quality_percentiles), tolerance,
                                  "raw similarity (before min-max), upsampled map", out).to_dict()
         return QualityTables.from_dict(self._cached_json("quality.json", compute))
+
+    def pair_quality(self, method: str):
+        """:func:`surgery_core.run.pairs.pair_quality` of ``method`` (a DataFrame per (image, class) pair), kept in
+        the run folder (``pair_quality/<method>.json``): a third of a second per method of the demo run to compute,
+        which the dashboard's Heatmap quality page paid on its first visit in every new process."""
+        import pandas as pd
+
+        from surgery_core.run.pairs import pair_quality
+
+        def compute():
+            df = pair_quality(self, method)
+            return {c: [None if isinstance(v, float) and v != v else v for v in df[c].tolist()] for c in df.columns}
+        doc = self._cached_json(f"pair_quality/{method}.json", compute)
+        return pd.DataFrame({c: pd.Series(v, dtype=float if c in PAIR_FLOATS else None) for c, v in doc.items()})
 
     # ------------------------------------------------------------------------------------------ one image
     def image_sizes(self) -> np.ndarray:

@@ -111,3 +111,16 @@ def test_ap_table_rows_and_mAP(run):
         assert table[m].iloc[-1] == pytest.approx(res.mAP, nan_ok=True)
         assert table[f"det {m}"].iloc[-1] == int(res.n_det.sum())
     assert table["GT"].iloc[-1] == len(run.gt)
+
+
+def test_run_pair_quality_is_kept_in_the_run_folder(run, monkeypatch):
+    want = pairs.pair_quality(run, METHOD)
+    got = run.pair_quality(METHOD)
+    assert (run.run_dir / "pair_quality" / f"{METHOD}.json").is_file()
+    assert list(got.dtypes) == list(want.dtypes) and got.equals(want)
+    # a NaN (e.g. no map mass) goes through the file as null and comes back NaN
+    doc = (run.run_dir / "pair_quality" / f"{METHOD}.json").read_text()
+    assert "NaN" not in doc
+    monkeypatch.setattr(pairs, "pair_quality", lambda *a: (_ for _ in ()).throw(AssertionError("computed again")))
+    again = run.pair_quality(METHOD)  # read from the file, not computed
+    assert again.equals(want)
