@@ -340,13 +340,6 @@ def colour_scale(df: pd.DataFrame, cols: list[str], lo: float | None = None, hi:
     return sty
 
 
-def number_column_px(n: int) -> int:
-    """Width of each of ``n`` number columns of :func:`colour_scale` beside a 120 px class and a 48 px GT column:
-    66 px (fits "0.123★" and "<0.001" in bold at 14 px) while they fit the main area at 1280 px (about 890 px
-    with the sidebar open), narrower for more than ten methods, so that the table never scrolls sideways."""
-    return max(52, min(66, 720 // max(n, 1)))
-
-
 def metrics(values: dict, helps: list[str] | None = None, per_row: int = 5, where=st) -> None:
     """``st.metric`` per value, ``per_row`` to a row (ten methods stay readable at 1280 px)."""
     items = list(values.items())

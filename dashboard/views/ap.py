@@ -3,6 +3,7 @@ class and method; PR curves; CSV; the boxes."""
 
 import functools
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, permalink, snapshot_ui, state, widgets
@@ -17,7 +18,8 @@ ALL_CLASSES = "*"  # the PR curves of every class with GT, a panel each
 permalink.declare(state.Param("coco95", "bool", False, "COCO AP@[.50:.95] instead of the chosen IoU"),
                   state.Param("size", "str", "all", "Per-class AP: object size (all, small, medium, large)"),
                   state.Param("prc", "str", "", "Per-class AP: class of the precision-recall curves ('*' = every "
-                                                "class, a panel each; '' = the first class with GT)"))
+                                                "class, a panel each; '' = the first class with GT)"),
+                  state.Param("ap_sort", "str", "class", "Per-class AP: order of the rows (class, GT or a method)"))
 
 run = data.current_run()
 
@@ -58,17 +60,13 @@ def view() -> None:
                      for m in methods}, helps=[widgets.METHODS[m].description for m in methods])
 
     hi = max(0.05, float(table[methods].max(numeric_only=True).max() or 0))
-    shown = table[["class", "GT", *methods]]  # the boxes per method go to the CSV: ten methods fit at 1280 px
+    shown = sorted_rows(table[["class", "GT", *methods]], methods)  # the boxes per method: in the CSV
     sty = widgets.colour_scale(shown, methods, lo=0.0, hi=hi, best_per_row=mark)
-    widgets.table(sty, len(shown), 820, shown="AP per class",
-                  column_config={"class": st.column_config.TextColumn(pinned=True, width=120),
-                                 "GT": st.column_config.NumberColumn(help="ground-truth boxes", width=48)}
-                  | {m: st.column_config.Column(help=f"AP of {m} (exact value in the CSV)",
-                                                width=widgets.number_column_px(len(methods))) for m in methods})
+    widgets.table(sty, len(shown), shown="AP per class")  # plain HTML: every row, no canvas grid to draw
     snapshot_ui.caption(("★ and bold: the best method of the row (every tie; none when all are 0). " if mark else
                          "No method is marked best: random weights. ")
-                        + "Three decimals, <0.001 below that; the CSV has the exact values and the boxes each "
-                          "method predicted per class. Click a header to sort.")
+                        + "GT: ground-truth boxes of the class. Three decimals, <0.001 below that; the CSV has the "
+                          "exact values and the boxes each method predicted per class.")
     iou_txt = "50-95" if coco95 and interp == "coco" else f"{iou:g}"
     csv = table.assign(protocol=proto, interp=interp, iou=iou_txt, percentile=None if isinstance(p, BoxRule) else p,
                        box_rule=cut_label(p), size=size, run=run.run_hash)
@@ -115,6 +113,22 @@ def pr_view(results: dict, cells: tuple[Cell, ...], interp: str, iou: float, coc
     only = None if which == ALL_CLASSES else (run.classes.index(which),)
     widgets.chart(lambda: charts.pr_curves(results, run.classes, only=only), "pr",
                   memo=(data.run_key(run), cells, interp, iou, coco95, size, which))
+
+
+SORTS = {"class": "class (DIOR order)", "GT": "GT boxes, most first"}
+
+
+def sorted_rows(shown, methods: list[str]):
+    """The AP table's class rows in the order the user picks (class order, most GT first, or a method's AP, best
+    first; undefined AP last), its mAP row last."""
+    opts = [*SORTS, *methods]
+    state.coerce("ap_sort", opts, "class")
+    by = st.selectbox("Rows in order of", opts, key="ap_sort", persist_state="session", width=240,
+                      format_func=lambda c: SORTS.get(c) or f"AP of {c}, best first")
+    if by == "class":
+        return shown
+    body = shown.iloc[:-1].sort_values(by, ascending=False, kind="stable", na_position="last")
+    return pd.concat([body, shown.iloc[-1:]])
 
 
 def corloc_view(cells: tuple[Cell, ...], iou: float) -> None:

@@ -66,7 +66,7 @@ def test_every_page_renders(dashboard_env, test_run):
     goto(at, "ap")
     # AP per class and CorLoc per class; mAP and CorLoc of each method
     assert len(tables(at)) == 2 and len(at.metric) == 2 * len(SEED_METHODS)
-    assert len(at.dataframe) == 1  # AP per class: the sortable grid; CorLoc per class: plain HTML (small)
+    assert not at.dataframe  # both small: plain HTML (widgets.table)
     goto(at, "sweep")
     assert len(tables(at)) == 1
     goto(at, "quality")
@@ -252,7 +252,7 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
     at.segmented_control(key="interp").set_value("voc").run()
     at.select_slider(key="iou").set_value(0.3).run()
     ok(at)
-    table = at.dataframe[0].value
+    table = tables(at)[0].value
     res = test_run.ap("vv_mixed", "present", "voc", 90.0, 0.3)
     assert table["class"].iloc[-1] == "mAP"
     assert table["vv_mixed"].iloc[-1] == pytest.approx(res.mAP, nan_ok=True)
@@ -268,7 +268,7 @@ def test_ap_table_numbers_and_csv(dashboard_env, test_run):
     at.toggle(key="coco95").set_value(True).run()
     ok(at)
     head = test_run.ap("vv_mixed", "present", "coco", 90.0, tuple(np.linspace(0.5, 0.95, 10)))
-    assert at.dataframe[0].value["vv_mixed"].iloc[-1] == pytest.approx(head.mAP, nan_ok=True)
+    assert tables(at)[0].value["vv_mixed"].iloc[-1] == pytest.approx(head.mAP, nan_ok=True)
     assert at.query_params["coco95"] == "1"
 
 

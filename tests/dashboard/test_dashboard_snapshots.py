@@ -157,7 +157,7 @@ def test_snapshot_opens_with_run_store_and_dataset_gone(dashboard_env, test_run,
     monkeypatch.setenv("SURGERY_STORE", str(tmp_path / "store"))
     at = goto(app(), "ap")
     ok(at)
-    live = at.dataframe[0].value
+    live = tables(at)[0].value
     live_caps = captions(at)
     meta = save(at, "AP before the store went")
     assert (tmp_path / "store" / "snapshots" / f"{meta.id}.snapshot.zip").is_file()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from tests.dashboard.test_dashboard import app, goto, ok
+from tests.dashboard.test_dashboard import app, goto, ok, tables
 
 from dashboard import serving
 
@@ -96,11 +96,10 @@ def test_per_class_ap_has_one_number_format_and_fits_every_method(dashboard_env,
     assert "e-0" not in html  # no scientific notation beside three decimals
     at = goto(app({"methods": ",".join(test_run.cfg.methods)}), "ap")
     ok(at)
-    shown = at.dataframe[0].value
+    shown = tables(at)[0].value
     shown = shown.data if hasattr(shown, "data") else shown
     assert list(shown.columns) == ["class", "GT", *test_run.cfg.methods]  # the boxes per method: in the CSV
-    n = len(test_run.cfg.methods)
-    assert widgets.number_column_px(10) == 66 and n * widgets.number_column_px(n) + 120 + 48 < 900  # at 1280 px
+    # that every method's column fits at 1280 px is checked in the browser (test_dashboard_walk, issue 21.8)
 
 
 def test_browse_thumbnails_say_which_class_their_heatmap_shows(dashboard_env, test_run):

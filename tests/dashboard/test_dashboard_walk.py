@@ -299,10 +299,13 @@ def test_a_researchers_session_at_1280(server, page, test_run):  # noqa: F811
     if all_methods.count():
         all_methods.click()
     check(pg, "Per-class AP, every method")
-    frame = one(pg, '[data-testid="stMain"] [data-testid="stDataFrame"]')
+    frame = pg.locator('[data-testid="stMain"] [data-testid="stTable"]').first  # AP per class (plain HTML)
     box = frame.bounding_box()
     assert box["x"] + box["width"] <= WIDTH, box
-    overflow = frame.evaluate("f => [...f.querySelectorAll('.dvn-scroller')].map(s => s.scrollWidth - s.clientWidth)")
+    right = frame.evaluate("f => f.querySelector('table').getBoundingClientRect().right")
+    assert right <= WIDTH, f"the per-class table ends at {right} px"
+    overflow = frame.evaluate("f => [f, ...f.querySelectorAll('*')].filter(e => ['auto', 'scroll']"
+                              ".includes(getComputedStyle(e).overflowX)).map(e => e.scrollWidth - e.clientWidth)")
     assert all(o <= 1 for o in overflow), f"the per-class table scrolls sideways by {overflow} px"
 
     pg.get_by_role("button", name="Back to the default run").click()

@@ -109,3 +109,20 @@ def test_small_tables_are_plain_html_with_the_values(dashboard_env, test_run):
     for _, row in corloc.iterrows():
         want = test_run.corloc().entry(row["method"], row["protocol"]).corloc["0.5"]
         assert row["IoU 0.5"] == pytest.approx(want, nan_ok=True)
+
+
+def test_per_class_ap_rows_sort_by_a_method_mAP_row_last(dashboard_env, test_run):
+    at = goto(app(), "ap")
+    ok(at)
+    before = tables(at)[0].value
+    assert not at.dataframe and at.selectbox(key="ap_sort").value == "class"
+    assert list(before["class"][:-1]) == [c for c in test_run.classes if c in set(before["class"])]  # DIOR order
+    at.selectbox(key="ap_sort").set_value("vv_mixed").run()
+    ok(at)
+    after = tables(at)[0].value
+    assert after["class"].iloc[-1] == "mAP" and sorted(after["class"]) == sorted(before["class"])
+    ap = after["vv_mixed"].iloc[:-1].to_numpy(float)
+    defined = ap[~np.isnan(ap)]
+    assert np.all(np.diff(defined) <= 0) and not np.isnan(ap[: len(defined)]).any()  # best first, undefined last
+    assert after.set_index("class").loc[before["class"]].reset_index().equals(before)  # the same rows
+    assert at.query_params["ap_sort"] == "vv_mixed"
