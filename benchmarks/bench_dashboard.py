@@ -163,6 +163,7 @@ WATCH_JS = r"""(() => {
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 QUIET_S = 0.5  # the app counts as settled once it is idle, every image is loaded and nothing changed for this long
+START_S = 15.0  # how long a step waits for its script run to start before it may count as "did not change"
 
 
 class Browser:
@@ -174,16 +175,27 @@ class Browser:
         self.idle: dict[str, list[float]] = {}
         self.problems: list[str] = []
 
-    def settled(self, since_ms: float) -> bool:
-        return self.pg.evaluate("""(since) => {
+    def settled(self, since_ms: float, before: int | None = None) -> int | None:
+        """The main area's signature once the app is settled (else None), read in the same task as the check: a
+        change landing between the check and a later read would otherwise be missing from the log; a signature
+        the log does not end with is logged, and not settled. With ``before`` (the signature before an action
+        that reruns the script): not settled while the main area still shows ``before`` and no script run has
+        started since the action, for up to :data:`START_S` (a page switch's script may start more than
+        :data:`QUIET_S` after the click on a busy machine: the old page was then taken for the result, and the
+        step reported as "did not change")."""
+        return self.pg.evaluate("""([since, before]) => {
           const app = document.querySelector('[data-testid="stApp"]');
-          if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-          if (!document.querySelector('[data-testid="stMain"] [data-testid="stElementContainer"]')) return false;
-          if (![...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete)) return false;
-          if (document.querySelector('[data-testid="stMain"] [data-testid="stSpinner"]')) return false;
-          const last = Math.max(since, ...window.__log.map(e => e[0]), ...window.__state.map(e => e[0]));
-          return performance.now() - last > %d;
-        }""" % (QUIET_S * 1e3), since_ms)
+          if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return null;
+          if (!document.querySelector('[data-testid="stMain"] [data-testid="stElementContainer"]')) return null;
+          if (![...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete)) return null;
+          if (document.querySelector('[data-testid="stMain"] [data-testid="stSpinner"]')) return null;
+          const h = window.__sig(), log = window.__log;
+          if (!log.length || log[log.length - 1][1] !== h) { log.push([performance.now(), h]); return null; }
+          if (before !== null && h === before && !window.__state.some(e => e[1] === 'running')
+              && performance.now() - since < %d) return null;
+          const last = Math.max(since, ...log.map(e => e[0]), ...window.__state.map(e => e[0]));
+          return performance.now() - last > %d ? h : null;
+        }""" % (START_S * 1e3, QUIET_S * 1e3), [since_ms, before])
 
     def timed(self, name: str, act, expect_change: bool = True) -> float | None:
         """Run ``act`` (a click, a key press), wait until the app is settled, and record the time from the action to
@@ -196,11 +208,11 @@ class Browser:
         act()
         deadline = time.monotonic() + self.timeout_s
         time.sleep(0.05)
-        while not self.settled(p0):
+        while (final := self.settled(p0, before if expect_change else None)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name}: the app did not settle within {self.timeout_s:g} s")
             time.sleep(0.05)
-        final, log, states = pg.evaluate("[window.__sig(), window.__log, window.__state]")
+        log, states = pg.evaluate("[window.__log, window.__state]")
         t_final = None
         for t, h in reversed(log):
             if h != final:
@@ -223,7 +235,7 @@ class Browser:
         t0 = time.perf_counter()
         self.pg.goto(url)
         deadline = time.monotonic() + self.timeout_s
-        while not self.settled(0.0):
+        while self.settled(0.0) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name}: the app did not settle within {self.timeout_s:g} s")
             time.sleep(0.05)
