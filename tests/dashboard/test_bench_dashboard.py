@@ -1,6 +1,7 @@
 """``benchmarks/bench_dashboard.py --browser`` runs (issue 27.1): once, in its short mode (one move per control, the
 dashboard tests' 40-image run), as its docstring says to run it. It once stopped on its own assertion and measured
-nothing; this keeps it running. Only that it ran and printed its table, every step seen to change the page, is asserted, never a timing."""
+nothing; this keeps it running. Only that it ran and printed its table, every step seen to change the page, is
+asserted, never a timing."""
 
 from __future__ import annotations
 
