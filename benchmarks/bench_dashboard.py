@@ -14,9 +14,9 @@ interaction at p95, 2 s per first visit, 3 s to open the samples and to build th
 Without ``--browser`` (also run before it): ``streamlit.testing.v1.AppTest`` reruns of the whole Compare script
 per control (Python time only, an upper bound of what the server spends; no drawing).
 
-The run's products (grids, boxes, AP tables, sweep, quality, CorLoc, per-pair quality) are computed before timing starts, in
-``$SURGERY_CACHE`` (default ``~/.cache/surgery``; set it to a temporary folder: the first preparation takes a few
-minutes). Prints the machine and the load average before and after: figures on a shared machine are noisy.
+The run's products (grids, boxes, AP tables, sweep, quality, CorLoc, per-pair quality) are computed before timing
+starts, in ``$SURGERY_CACHE`` (default ``~/.cache/surgery``; set it to a temporary folder: the first preparation takes
+a few minutes). Prints the machine and the load average before and after: figures on a shared machine are noisy.
 
     .venv/bin/python benchmarks/bench_dashboard.py --browser                 # the full walk, 5 repetitions
     .venv/bin/python benchmarks/bench_dashboard.py --browser --short         # 1 repetition, 40 images (a check)

@@ -85,7 +85,8 @@ def test_pr_curves_of_one_class_by_default_every_class_on_demand(dashboard_env, 
     assert [a["text"] for a in fig["layout"]["annotations"]] == [box.options[0]]  # one panel
     captions = "\n".join(c.value for c in at.caption)
     assert f"class {name}" in captions and "every corner of the step curve" in captions
-    k, p, iou = test_run.classes.index(name), float(at.select_slider(key="p").value), float(at.select_slider(key="iou").value)
+    k = test_run.classes.index(name)
+    p, iou = float(at.select_slider(key="p").value), float(at.select_slider(key="iou").value)
     assert fig["data"]
     for t in fig["data"]:  # the corners of the library's curve, nothing else
         res = test_run.ap(t["name"], "present", "voc07", p, iou)
