@@ -478,3 +478,39 @@ def _components(x0, x1, rrow, rlev, parent, rval, n, T, mode):  # pragma: no cov
         for c in range(n_comp):
             o_score[c] /= count[c]
     return o_level, o_rect, o_score
+
+
+@njit(cache=True, nogil=True)
+def cap_keep(image, score, max_dets):  # pragma: no cover - compiled
+    """bool ``[n]``: the boxes kept by a cap of ``max_dets`` (>= 1) per image (:mod:`surgery_core.eval.maxdets`),
+    the boxes of each image adjacent and in their order, the scores NaN-free.
+
+    Per image over the cap: the ``max_dets``-th highest score ``c`` by selection (``np.partition``), then every
+    box above ``c`` and the earliest boxes equal to ``c`` up to the cap: the same boxes as a stable sort by
+    descending score keeping the first ``max_dets``, in linear time.
+    """
+    n = image.shape[0]
+    keep = np.ones(n, np.bool_)
+    s = 0
+    while s < n:
+        e = s + 1
+        while e < n and image[e] == image[s]:
+            e += 1
+        if e - s > max_dets:
+            neg = np.empty(e - s, np.float64)
+            for i in range(s, e):
+                neg[i - s] = -score[i]
+            c = -np.partition(neg, max_dets - 1)[max_dets - 1]
+            ties = max_dets  # places left for boxes equal to c, once those above it are in
+            for i in range(s, e):
+                ties -= score[i] > c
+            for i in range(s, e):
+                v = score[i]
+                if v > c:
+                    continue
+                if v == c and ties > 0:
+                    ties -= 1
+                else:
+                    keep[i] = False
+        s = e
+    return keep
