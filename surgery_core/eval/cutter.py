@@ -27,6 +27,12 @@ Components are labelled on horizontal runs with union-find (a run joins the runs
 touches: overlapping columns for 4-connectivity, overlapping or diagonal for 8) and numbered in raster order
 of their first pixel, as the run-based labelling before it did.
 
+Where the time goes (#27, a 224 px map of the benchmark at ten levels, one process, 2-core EPYC): about 9,700
+runs over all levels, 13,600 level changes and 430 components per map; the labelling takes about 355 us, of
+which about 95 us are the two passes over the pixels and the rest, about 27 ns per run, the opening, closing
+and joining of runs (branchy: the union-find search of the row above). Its node arrays are sized for the worst
+case (every other pixel a run, at every level) and kept per thread between calls (:func:`_run_label`).
+
 The kernels compile on first use (about 20 s on a 2-core machine) into numba's on-disk cache next to this file;
 later processes, spawned workers included, load them from there.
 """
