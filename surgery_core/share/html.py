@@ -470,10 +470,12 @@ def _section_localisation(p: Parts, run) -> str:
 def render_html(p: Parts, run) -> str:
     cfg = run.cfg
     figs = [("surgery-iou-sweep", iou_chart(p, cfg)), ("surgery-percentile-sweep", percentile_chart(p, cfg))]
-    plots = [deferred(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                   config={"responsive": True, "showSendToCloud": False,
-                                           **plotly_config(f"{div_id}-{run.run_hash}")},
-                                   default_height=f"{fig.layout.height}px", default_width="100%"))
+    import plotly.io as pio
+
+    plots = [deferred(pio.to_html(fig, validate=False, full_html=False, include_plotlyjs=False, div_id=div_id,
+                                  config={"responsive": True, "showSendToCloud": False,
+                                          **plotly_config(f"{div_id}-{run.run_hash}")},
+                                  default_height=f"{fig['layout']['height']}px", default_width="100%"))
              for div_id, fig in figs]
     plots[0] = plotly_library() + plots[0]
     from surgery_core import __version__

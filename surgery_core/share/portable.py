@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same content gives the same bytes
+#: Members already compressed, stored as they are (deflating them again spends time and saves nothing).
+_PACKED = (".png", ".webp", ".jpg", ".jpeg", ".gz", ".zip")
 
 
 def jsonable(obj: Any) -> Any:
@@ -100,12 +102,14 @@ def scrub_paths(doc: Any, known: list[str] | tuple[str, ...] = ()) -> Any:
 
 
 def zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
+    """A deterministic zip of ``(name, bytes)`` members: fixed times and modes; already compressed formats stored,
+    the rest deflated."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
             info.external_attr = 0o644 << 16
-            png = name.endswith(".png")
-            info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
+            packed = name.lower().endswith(_PACKED)
+            info.compress_type = zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED
             z.writestr(info, data)
     return buf.getvalue()

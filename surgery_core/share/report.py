@@ -308,7 +308,7 @@ def markdown_report(run: Run, head: dict, tables: APTables, figures: list[Path],
         f"- Surgery depth {cfg.surgery_depth}, {input_size(run)}"
         + (f", windows {cfg.input.window}/{cfg.input.stride or cfg.input.window} px" if cfg.input.window else ""),
         f"- Boxes: {head['box_rule']}",
-        f"- Protocols: " + "; ".join(PROTOCOL_NOTES[p] for p in cfg.protocols), "",
+        "- Protocols: " + "; ".join(PROTOCOL_NOTES[p] for p in cfg.protocols), "",
     ]
     lines += method_summary(run, tables, q)
     for interp in cfg.interps:

@@ -5,6 +5,7 @@ IoU) and the plotly.js library, inlined once and gzip-compressed, that draws the
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -14,60 +15,81 @@ if TYPE_CHECKING:
     from surgery_core.share.html import Parts
 
 
-def iou_chart(p: "Parts", cfg) -> "Any":
-    import plotly.graph_objects as go
+def _grid(protos: list, interps: list, titles: list[str], **spacing) -> tuple["Any", list[list[tuple[str, str]]]]:
+    """The subplot grid (one row per protocol, one column per interpolation, shared y axes) and each cell's
+    ``(xaxis, yaxis)`` names, as plotly's ``make_subplots`` lays them out (row-major: ``x``, ``x2``, ...)."""
     from plotly.subplots import make_subplots
 
+    fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True, **spacing)
+    n = len(interps)
+    refs = [[("x" + (str(k) if k > 1 else ""), "y" + (str(k) if k > 1 else ""))
+             for k in range(r * n + 1, r * n + n + 1)] for r in range(len(protos))]
+    return fig, refs
+
+
+def _line(x: list, y: list, m: str, axes: tuple[str, str], showlegend: bool, hovertemplate: str,
+          visible: bool | None = None) -> dict:
+    """One method's line as a plain plotly trace: what ``go.Scatter`` then ``add_trace(row, col)`` write, key for
+    key (plotly's validation of hundreds of traces took most of a report's chart time; a test checks the two
+    agree)."""
     from surgery_core.model.methods import method_color  # one colour per method, the dashboard's too
 
+    trace = {"hovertemplate": hovertemplate, "legendgroup": m, "line": {"color": method_color(m), "width": 2},
+             "mode": "lines+markers", "name": m, "showlegend": showlegend}
+    if visible is not None:
+        trace["visible"] = visible
+    return trace | {"x": x, "y": y, "type": "scatter", "xaxis": axes[0], "yaxis": axes[1]}
+
+
+def _figure(fig, traces: list[dict]) -> dict:
+    """A figure dict: the grid's layout (validated by plotly: a few objects) and the plain traces."""
+    out = fig.to_plotly_json()
+    out["data"] = traces
+    return out
+
+
+def iou_chart(p: "Parts", cfg) -> dict:
+    """mAP vs IoU threshold, a panel per protocol and interpolation, a line per method; a plotly figure dict
+    (draw it with ``plotly.io.to_html(..., validate=False)``)."""
     protos, interps = list(cfg.protocols), list(cfg.interps)
     titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
-    fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
-                        horizontal_spacing=0.04, vertical_spacing=0.16)
+    fig, refs = _grid(protos, interps, titles, horizontal_spacing=0.04, vertical_spacing=0.16)
     ious = [float(t) for t in cfg.iou_thresholds]
+    traces = []
     for r, pr in enumerate(protos):
         for c, it in enumerate(interps):
-            for k, m in enumerate(p.methods):
+            for m in p.methods:
                 vals = list(p.tables.entry(m, pr, it).map_per_iou.values())
-                fig.add_trace(go.Scatter(
-                    x=ious, y=vals, mode="lines+markers", name=m, legendgroup=m, showlegend=(r == 0 and c == 0),
-                    line=dict(color=method_color(m), width=2),
-                    hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>{p.tables.cut_text}<br>"
-                                   "IoU ≥ %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
+                traces.append(_line(ious, vals, m, refs[r][c], r == 0 and c == 0,
+                                    f"{m}<br>protocol {pr}, {it}<br>{p.tables.cut_text}<br>"
+                                    "IoU ≥ %{x:g}: mAP %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title_text="IoU threshold", title_font_size=11)
     fig.update_yaxes(title_text="mAP", title_font_size=11, col=1)
     fig.update_annotations(font_size=12)
     fig.update_layout(height=300 * len(protos) + 80, margin=dict(l=50, r=20, t=60, b=50),
                       title=dict(text=f"mAP vs IoU threshold, boxes at {p.tables.cut_text}", font_size=14),
                       legend=dict(orientation="h", y=-0.12))
-    return fig
+    return _figure(fig, traces)
 
 
-def percentile_chart(p: "Parts", cfg) -> "Any":
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from surgery_core.model.methods import method_color
-
+def percentile_chart(p: "Parts", cfg) -> dict:
+    """mAP vs threshold percentile, a panel per protocol and interpolation, a line per method, one button per IoU
+    threshold; a plotly figure dict, as :func:`iou_chart`."""
     sw = p.sweep
     protos, interps = list(cfg.protocols), list(sw.interps)
     ious, pcts = [float(t) for t in sw.ious], [float(x) for x in sw.percentiles]
     default_t = ious.index(0.5) if 0.5 in ious else 0
     titles = [f"{pr} protocol, {it}" for pr in protos for it in interps]
-    fig = make_subplots(rows=len(protos), cols=len(interps), subplot_titles=titles, shared_yaxes=True,
-                        horizontal_spacing=0.05, vertical_spacing=0.16)
-    owner = []  # IoU index of each trace
+    fig, refs = _grid(protos, interps, titles, horizontal_spacing=0.05, vertical_spacing=0.16)
+    traces, owner = [], []  # owner: IoU index of each trace
     for t, iou in enumerate(ious):
         for r, pr in enumerate(protos):
             for c, it in enumerate(interps):
-                for k, m in enumerate(p.methods):
+                for m in p.methods:
                     grid = sw.cell(m, pr, it).map
-                    fig.add_trace(go.Scatter(
-                        x=pcts, y=[row[t] for row in grid], mode="lines+markers", name=m, legendgroup=m,
-                        showlegend=(r == 0 and c == 0), visible=(t == default_t),
-                        line=dict(color=method_color(m), width=2),
-                        hovertemplate=(f"{m}<br>protocol {pr}, {it}<br>IoU ≥ {iou:g}<br>"
-                                       "percentile %{x:g}: mAP %{y:.4f}<extra></extra>")), row=r + 1, col=c + 1)
+                    traces.append(_line(pcts, [row[t] for row in grid], m, refs[r][c], r == 0 and c == 0,
+                                        f"{m}<br>protocol {pr}, {it}<br>IoU ≥ {iou:g}<br>"
+                                        "percentile %{x:g}: mAP %{y:.4f}<extra></extra>", visible=t == default_t))
                     owner.append(t)
     buttons = [dict(label=f"IoU ≥ {iou:g}", method="update",
                     args=[{"visible": [o == t for o in owner]},
@@ -81,7 +103,7 @@ def percentile_chart(p: "Parts", cfg) -> "Any":
                       legend=dict(orientation="h", y=-0.12),
                       updatemenus=[dict(type="buttons", direction="right", buttons=buttons, active=default_t,
                                         x=0, xanchor="left", y=1.16, yanchor="bottom", showactive=True)])
-    return fig
+    return _figure(fig, traces)
 
 
 _CHART_SCRIPT = "text/plotly-chart"
@@ -95,6 +117,7 @@ def deferred(chart_html: str) -> str:
     return out
 
 
+@functools.cache
 def plotly_library() -> str:
     """plotly.js once, gzip-compressed (level 9, no timestamp: the same bytes every time) and base64-encoded, with
     the few lines that unpack it in the browser (``DecompressionStream``, no network) and then draw the charts:

@@ -238,6 +238,30 @@ def test_report_is_deterministic_and_zip_too(run, report, samples):
     assert not [x for x in [" ".join(doc.text), *charts] if re.search(r"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d", x)]
 
 
+def test_report_charts_are_valid_plotly_with_each_line_in_its_panel(run):
+    """The charts are plain figure dicts (plotly's validation of each of hundreds of traces was most of their time):
+    plotly's own objects accept them unchanged (an unknown or badly typed property would raise or be coerced),
+    and each method's line sits in the panel titled with its protocol and interpolation (the axis domains of its
+    trace against the subplot title's position)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from surgery_core.share.report_charts import iou_chart, percentile_chart
+
+    p = report_html.collect(run, [], False)
+    for chart in (iou_chart(p, run.cfg), percentile_chart(p, run.cfg)):
+        assert json.loads(pio.to_json(go.Figure(chart))) == json.loads(pio.to_json(chart, validate=False))
+        lay = chart["layout"]
+        titles = {a["text"]: (a["x"], a["y"]) for a in lay["annotations"]}
+        assert len(titles) == len({t["xaxis"] for t in chart["data"]}) >= 2 * len(run.cfg.protocols)  # a title each
+        for t in chart["data"]:
+            pr, it = re.search(r"protocol (\w+), (\w+)", t["hovertemplate"]).groups()
+            xd = lay["xaxis" + t["xaxis"][1:]]["domain"]
+            yd = lay["yaxis" + t["yaxis"][1:]]["domain"]
+            assert titles[f"{pr} protocol, {it}"] == pytest.approx(((xd[0] + xd[1]) / 2, yd[1]))
+        assert len(chart["data"]) % len(run.cfg.methods) == 0
+
+
 def test_report_cuts_absolute_paths_unless_asked(run, report, samples, rand_checkpoint):
     secret = str(rand_checkpoint.parent)
     for needle in (secret, str(run.store.root), os.environ["SURGERY_CACHE"], str(Path.home()) + "/"):
@@ -285,6 +309,9 @@ def test_report_zip_holds_the_numbers_images_and_html(run, report, samples):
                           * len(cfg.iou_thresholds))
     pngs = sorted(n for n in names if n.endswith(".webp"))
     assert len(pngs) == len(samples) * (len(cfg.methods) + 1)
+    # WebP is compressed already: stored as it is; the text members deflated
+    assert {z.getinfo(n).compress_type for n in pngs} == {zipfile.ZIP_STORED}
+    assert {z.getinfo(n).compress_type for n in names if n not in pngs} == {zipfile.ZIP_DEFLATED}
     uris = [a["src"].split(",", 1)[1] for tag, a in _Doc(report).tags if tag == "img"]
     assert sorted(base64.b64decode(u) for u in uris) == sorted(z.read(n) for n in pngs)
     listed = json.loads(z.read("numbers/samples.json"))["samples"]
