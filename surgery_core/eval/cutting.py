@@ -114,30 +114,51 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
     Each pair's map is cut once; the second set's scores are the same raw scores, times the class probability
     when ``also_weighted``. max_dets: cap per image of each set's and percentile's boxes
     (:mod:`surgery_core.eval.maxdets`; 0 = none); the chunk must then hold every pair of its images. Capping
-    here, in the worker, keeps uncapped boxes out of the parent. Each image's grid is normalised once for all
-    its classes; without NMS the components of the whole chunk become boxes in one vectorised step
-    (:func:`~surgery_core.eval.boxes.place_boxes`, elementwise: the same bits as map by map)."""
+    here, in the worker, keeps uncapped boxes out of the parent; and under a cap, a map of the main set only is
+    not cut at the percentiles where none of its boxes could pass it (:class:`_CapFloor`). Each image's grid is
+    normalised once for all its classes; without NMS the components of the whole chunk become boxes in one
+    vectorised step (:func:`~surgery_core.eval.boxes.place_boxes`, elementwise: the same bits as map by map)."""
     sets = 1 if chunk.pair_also is None else 2
     raw = params.model_copy(update={"class_prob_weight": False}) if sets == 2 else params
     weighted = (params.class_prob_weight, also_weighted)
     res = params.box_resolution
     whole_chunk = params.nms_iou is None  # NMS works map by map
-    parts: list[tuple[np.ndarray, ...]] = []  # per pair with boxes: (index, rect or xyxy, score)
-    pair_of: list[int] = []
-    norm_row, norm = -1, None
-    sizes = chunk.sizes.tolist()
-    for j, (row, cls, prob) in enumerate(zip(chunk.pair_row.tolist(), chunk.pair_class.tolist(),
-                                             chunk.pair_prob.tolist())):
+    floor = _CapFloor(len(percentiles), max_dets) if max_dets and whole_chunk else None
+    found_of: dict[int, tuple[np.ndarray, ...]] = {}  # per pair with boxes: (index, rect or xyxy, score)
+    norm_row, norm, peak = -1, None, None
+    sizes, rows = chunk.sizes.tolist(), chunk.pair_row.tolist()
+    classes, probs = chunk.pair_class.tolist(), chunk.pair_prob.tolist()
+    also = [False] * len(rows) if chunk.pair_also is None else chunk.pair_also.tolist()
+    for j in (_likely_first(chunk.pair_row, chunk.pair_prob) if floor is not None else range(len(rows))):
+        row, cls, prob = rows[j], classes[j], probs[j]
         if row != norm_row:  # pairs come grouped by image
             norm_row, norm = row, normalize(chunk.grids[row])
+            peak = norm.reshape(len(norm), -1).max(axis=1).tolist()
+            if floor is not None:
+                floor.new_image()
+        need = None
+        if floor is not None and not also[j]:
+            # every box's score is a mean (or max) of working-map values, at most the map's peak: the normalised
+            # grid's, up to the bilinear upsampling's rounding (a few float32 ulps; the margin is 1e-5)
+            factor = prob if weighted[0] else 1.0  # scores are >= 0: times a negative factor, at most 0
+            need = floor.needed(peak[cls] * (1 + 1e-5) * max(factor, 0.0) if factor == factor else factor)
+            if need is not None and not len(need):
+                continue
         w, h = sizes[row]
         wmap = working_map(norm[cls], w, h, res, normalized=True)
-        found = cut_rects(wmap, cut_thresholds(wmap, percentiles), raw)
+        cuts = percentiles if need is None else tuple(percentiles[i] for i in need)
+        found = cut_rects(wmap, cut_thresholds(wmap, cuts), raw)
+        if need is not None:
+            found = (need[found[0]], *found[1:])
         if not whole_chunk:
             found = place_boxes(*found, *image_scale(w, h, res), raw, prob)[:3]
+        if floor is not None:
+            index, _, score, _ = place_boxes(*found, *image_scale(w, h, res), raw, prob)
+            floor.add(index, score * prob if sets == 2 and weighted[0] else score)
         if len(found[2]):
-            parts.append(found)
-            pair_of.append(j)
+            found_of[j] = found
+    pair_of = sorted(found_of)  # back in the chunk's pair order
+    parts = [found_of[j] for j in pair_of]
     if parts:
         index, boxes, score = (np.concatenate(x) for x in zip(*parts))
         pair = np.repeat(np.asarray(pair_of, np.int64), [len(p[2]) for p in parts])
@@ -158,6 +179,48 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
         cols = (index[sel], boxes[sel], sc, cls_of[sel].astype(np.int64), row_of[sel].astype(np.int64))
         out.append(_by_percentile(cols, len(percentiles), max_dets))
     return out
+
+
+def _likely_first(pair_row: np.ndarray, pair_prob: np.ndarray) -> list[int]:
+    """The pairs of a chunk image by image (in the chunk's order of images), each image's pairs by descending class
+    probability (stable): the maps likely to score highest first, so that the cap's floor rises early."""
+    return np.lexsort((-pair_prob, np.cumsum(np.r_[0, np.diff(pair_row) != 0]))).tolist()
+
+
+class _CapFloor:
+    """Under a cap of ``max_dets`` boxes per image and cut: the ``max_dets``-th highest score at each cut among the
+    boxes of the image cut so far (``-inf`` while fewer). The cap keeps no box scoring below the final such score,
+    which is at least this one; so a map whose boxes all score below the floor at a cut would add nothing kept
+    there: it is not cut at that cut (:meth:`needed`), and nothing the cap keeps changes, bit for bit (ties at the
+    cap's edge need a score equal to the floor: such a map is cut). NaN scores switch the floor off for the image."""
+
+    def __init__(self, n_cuts: int, max_dets: int):
+        self.n, self.k = n_cuts, max_dets
+
+    def new_image(self) -> None:
+        self.top = [np.zeros(0)] * self.n  # the k highest scores so far, per cut
+        self.floor = np.full(self.n, -np.inf)
+        self.off = False
+
+    def needed(self, bound: float) -> np.ndarray | None:
+        """Positions of the cuts at which a map whose scores are at most ``bound`` may add a kept box; None when
+        every cut."""
+        if self.off:
+            return None
+        need = np.flatnonzero(~(bound < self.floor))  # a NaN bound needs every cut
+        return None if len(need) == self.n else need
+
+    def add(self, index: np.ndarray, score: np.ndarray) -> None:
+        """A map's boxes: ``index`` (the cut of each) and its score as the cap ranks it."""
+        if np.isnan(score).any():
+            self.off = True
+            return
+        for i in np.unique(index).tolist():
+            s = np.concatenate([self.top[i], score[index == i]])
+            if len(s) >= self.k:
+                s = np.partition(s, len(s) - self.k)[len(s) - self.k:]
+                self.floor[i] = s.min()
+            self.top[i] = s
 
 
 def _by_percentile(cols: tuple[np.ndarray, ...], n_percentiles: int, max_dets: int) -> list[tuple]:
