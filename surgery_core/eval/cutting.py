@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from numba import njit
 
 from surgery_core.data.detections import Detections
 from surgery_core.eval.boxes import (DEFAULT_SWEEP_PERCENTILES, BoxParams, as_cut, cut_rects, cut_thresholds,
@@ -152,8 +153,9 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
             found = (need[found[0]], *found[1:])
         if not whole_chunk:
             found = place_boxes(*found, *image_scale(w, h, res), raw, prob)[:3]
-        if floor is not None:
-            index, _, score, _ = place_boxes(*found, *image_scale(w, h, res), raw, prob)
+        if floor is not None:  # the scores the cap ranks: min_area applied, times the probability if weighted
+            index, _, score, _ = (place_boxes(*found, *image_scale(w, h, res), raw, prob) if params.min_area > 0
+                                  else (found[0], None, found[2] * prob if raw.class_prob_weight else found[2], None))
             floor.add(index, score * prob if sets == 2 and weighted[0] else score)
         if len(found[2]):
             found_of[j] = found
@@ -196,10 +198,13 @@ class _CapFloor:
 
     def __init__(self, n_cuts: int, max_dets: int):
         self.n, self.k = n_cuts, max_dets
+        self.heap = np.empty((n_cuts, max_dets), np.float64)  # per cut, a min-heap of the highest scores so far
+        self.count = np.zeros(n_cuts, np.int64)
+        self.floor = np.full(n_cuts, -np.inf)
 
     def new_image(self) -> None:
-        self.top = [np.zeros(0)] * self.n  # the k highest scores so far, per cut
-        self.floor = np.full(self.n, -np.inf)
+        self.count[:] = 0
+        self.floor[:] = -np.inf
         self.off = False
 
     def needed(self, bound: float) -> np.ndarray | None:
@@ -214,13 +219,42 @@ class _CapFloor:
         """A map's boxes: ``index`` (the cut of each) and its score as the cap ranks it."""
         if np.isnan(score).any():
             self.off = True
-            return
-        for i in np.unique(index).tolist():
-            s = np.concatenate([self.top[i], score[index == i]])
-            if len(s) >= self.k:
-                s = np.partition(s, len(s) - self.k)[len(s) - self.k:]
-                self.floor[i] = s.min()
-            self.top[i] = s
+        elif len(score):
+            _heaps_add(self.heap, self.count, self.floor, np.asarray(index, np.int64),
+                       np.asarray(score, np.float64))
+
+
+@njit(cache=True, nogil=True)
+def _heaps_add(heap, count, floor, index, score):  # pragma: no cover - compiled
+    """Push each score into its cut's min-heap of at most ``heap.shape[1]`` (the highest so far); a full heap's root
+    is the cut's floor."""
+    k = heap.shape[1]
+    for j in range(index.shape[0]):
+        i, s = index[j], score[j]
+        n = count[i]
+        if n < k:  # sift up
+            c = n
+            while c > 0 and heap[i, (c - 1) // 2] > s:
+                heap[i, c] = heap[i, (c - 1) // 2]
+                c = (c - 1) // 2
+            heap[i, c] = s
+            count[i] = n + 1
+            if n + 1 == k:
+                floor[i] = heap[i, 0]
+        elif s > heap[i, 0]:  # replace the root, sift down
+            c = 0
+            while True:
+                a = 2 * c + 1
+                if a >= k:
+                    break
+                if a + 1 < k and heap[i, a + 1] < heap[i, a]:
+                    a += 1
+                if heap[i, a] >= s:
+                    break
+                heap[i, c] = heap[i, a]
+                c = a
+            heap[i, c] = s
+            floor[i] = heap[i, 0]
 
 
 def _by_percentile(cols: tuple[np.ndarray, ...], n_percentiles: int, max_dets: int) -> list[tuple]:

@@ -115,3 +115,20 @@ def test_cap_floor_is_the_kth_highest_score_per_cut():
     assert f.needed(0.3).tolist() == [] and f.needed(np.nan) is None
     f.add(np.array([2]), np.array([np.nan]))
     assert f.needed(0.0) is None  # NaN scores: the floor is off for this image
+
+
+def test_cap_floor_heaps_equal_sorting_everything_so_far():
+    rng = np.random.default_rng(5)
+    for k in (1, 3, 16):
+        f = cutting._CapFloor(4, k)
+        f.new_image()
+        seen: list[list[float]] = [[], [], [], []]
+        for _ in range(30):
+            n = int(rng.integers(0, 12))
+            index = rng.integers(0, 4, n)
+            score = np.round(rng.random(n) * 8) / 8  # many equal scores
+            f.add(index, score)
+            for i, s in zip(index.tolist(), score.tolist()):
+                seen[i].append(s)
+            want = [sorted(v, reverse=True)[k - 1] if len(v) >= k else -np.inf for v in seen]
+            assert f.floor.tolist() == want
