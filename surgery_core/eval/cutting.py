@@ -47,7 +47,8 @@ def detections_at(grids: Sequence[np.ndarray], image_sizes: np.ndarray, params: 
     Detections come grouped by image (in row order), then in the callers' pair order, then per box.
     progress: called with the number of pairs of each chunk once it is cut (a progress bar's ``update``).
     max_dets: at most this many boxes per image and cut, highest scores first (:mod:`surgery_core.eval.maxdets`,
-    ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries.
+    ties keep the earlier box; 0 = no cap); applied in the workers, chunks then end on image boundaries, and a map
+    is not cut at the cuts where the cap would drop all its boxes (:class:`_CapFloor`: the same boxes).
 
     >>> grids = np.zeros((1, 2, 3, 3), np.float32); grids[0, :, 1, 1] = 1.0
     >>> got = detections_at(grids, np.array([[30, 30]]), BoxParams(morph_kernel=1, box_resolution=3), [90.0])
