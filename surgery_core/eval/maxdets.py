@@ -6,7 +6,7 @@ the one earlier in the cell's order is kept, the cell's order being the order bo
 class, then the raster order of each component's first pixel). The kept boxes keep that order, so a cell in
 which no image exceeds N is returned unchanged, bit for bit.
 
-Pure numpy (no torch): a metric-layer helper.
+Numpy and a compiled selection (:func:`surgery_core.eval.cutter.cap_keep`; no torch): a metric-layer helper.
 """
 
 from __future__ import annotations
@@ -30,8 +30,14 @@ def cap_indices(image: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarr
     uniq, counts = np.unique(image, return_counts=True)
     if counts.max() <= max_dets:
         return None
-    # Descending score, stable (earlier box first on ties), then stable by image: within each image the boxes
-    # are in the order the cap ranks them.
+    if not np.isnan(score).any():  # ordered scores: a linear-time selection per image, compiled
+        from surgery_core.eval import cutter
+
+        order = np.argsort(image, kind="stable")  # boxes of one image together, in their order
+        keep = cutter.cap_keep(np.ascontiguousarray(image[order]), np.ascontiguousarray(score[order]), max_dets)
+        return np.sort(order[keep])
+    # NaN scores (ranked last, as numpy sorts them): descending score, stable (earlier box first on ties), then
+    # stable by image: within each image the boxes are in the order the cap ranks them.
     by_score = np.argsort(-score, kind="stable")
     order = by_score[np.argsort(image[by_score], kind="stable")]
     starts = np.repeat(np.cumsum(counts) - counts, counts)  # first position of each box's image in ``order``

@@ -122,21 +122,21 @@ def test_maps_without_exact_integer_sums_fall_back_to_float_sums():
     ths = np.float32([0.0, 1e-31, 0.3, 0.9])
     levels = cutter.level_map(wmap, ths)
     k = cutter._sum_unit(wmap)
-    assert not cutter._label(levels, wmap, len(ths), True, cutter._EXACT, k)[3]  # the fallback is taken
+    assert not cutter._run_label(levels, wmap, len(ths), True, cutter._EXACT, k)[3]  # the fallback is taken
     for params in all_params():
         assert_equal_to_plain_loop(wmap, ths, params)
     # and a map whose sums fit whole units takes the integer sums, with the same result as the float sums
     smooth = working_map(dior_like_grid(RNG), 224, 224, None)
     ths = percentile_thresholds(smooth, DEFAULT_SWEEP_PERCENTILES)
     levels = close_open(cutter.level_map(smooth, np.sort(ths)), 3)
-    fast = cutter._label(levels, smooth, len(ths), True, cutter._EXACT, cutter._sum_unit(smooth))
-    slow = cutter._label(levels, smooth, len(ths), True, cutter._SEQUENTIAL, 0)
+    fast = cutter._run_label(levels, smooth, len(ths), True, cutter._EXACT, cutter._sum_unit(smooth))
+    slow = cutter._run_label(levels, smooth, len(ths), True, cutter._SEQUENTIAL, 0)
     assert fast[3] and len(fast[0]) > 10
     for a, b in zip(fast[:3], slow[:3]):
         np.testing.assert_array_equal(a, b)
     # a max by stretches of one level (finite maps) equals the max pixel by pixel (any map)
-    by_stretch = cutter._label(levels, smooth, len(ths), False, cutter._MAX, 0)
-    by_pixel = cutter._label(levels, smooth, len(ths), False, cutter._MAX_PIXELS, 0)
+    by_stretch = cutter._run_label(levels, smooth, len(ths), False, cutter._MAX, 0)
+    by_pixel = cutter._run_label(levels, smooth, len(ths), False, cutter._MAX_PIXELS, 0)
     for a, b in zip(by_stretch[:3], by_pixel[:3]):
         np.testing.assert_array_equal(a, b)
 
@@ -155,3 +155,42 @@ def test_maps_with_an_infinity_cut_like_before():
         with np.errstate(invalid="ignore"):
             want = np.array([np.percentile(m, p) for p in (10.0, 50.0, 90.0)], np.float32)
         np.testing.assert_array_equal(percentile_thresholds(m, (10.0, 50.0, 90.0)), want)
+
+
+def test_reused_node_buffers_across_sizes_modes_and_threads():
+    # The labelling's node buffers are kept per thread and reused: maps of growing and shrinking sizes, every
+    # scoring mode, results kept from earlier calls, and two threads at once must all give what each map gives
+    # alone in a fresh buffer (and earlier results must not change when the buffers are written again).
+    import threading
+
+    def fresh(levels, values, n, conn8, mode, k):
+        h, w = levels.shape
+        cap = n * (h * ((w + 1) // 2) + 1)
+        return cutter._label(levels, values, n, conn8, mode, k, np.empty((9, cap), np.int64), np.empty(cap))
+
+    cases = []
+    for side in (224, 31, 800, 1, 96):
+        wmap = working_map(dior_like_grid(RNG), side, side, None)
+        ths = np.sort(percentile_thresholds(wmap, DEFAULT_SWEEP_PERCENTILES))
+        levels = close_open(cutter.level_map(wmap, ths), 3)
+        for mode, k in ((cutter._EXACT, cutter._sum_unit(wmap)), (cutter._SEQUENTIAL, 0), (cutter._MAX, 0)):
+            cases.append((levels, wmap, len(ths), side % 2 == 0, mode, k))
+    want = [fresh(*c) for c in cases]
+    kept = [cutter._run_label(*c) for c in cases]
+    again = [cutter._run_label(*c) for c in reversed(cases)][::-1]
+    threaded: dict[int, list] = {}
+
+    def work(t):
+        threaded[t] = [cutter._run_label(*c) for c in (cases if t else cases[::-1])]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for got_all in (kept, again, threaded[1], threaded[0][::-1]):
+        for w_, g in zip(want, got_all):
+            assert w_[3] == g[3]
+            for a, b in zip(w_[:3], g[:3]):
+                np.testing.assert_array_equal(a, b)
+    assert sum(len(w_[0]) for w_ in want) > 1000  # real work: components at every level
