@@ -10,6 +10,9 @@ Protocols (docs/DESIGN.md section 5), named on every table:
 
 from __future__ import annotations
 
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import numpy as np
@@ -235,20 +238,38 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes,
     k = len(gs.classes)
     ps = sweep_cuts(cfg, rule)
     out: dict = {}
+
+    def scores(det: Detections) -> dict[str, tuple]:
+        """One cell's ``(map_per_iou [T], ap [T, K])`` per interpolation (not the PR curves)."""
+        match = voc_match(gt, det) if any(i != "coco" for i in interps) else None  # shared by the VOC interps
+        out = {}
+        for interp in interps:
+            res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match)
+            out[interp] = (res.map_per_iou, res.ap)
+        return out
+
+    # The cells of a method and protocol are scored on every core: matching and AP are numpy over whole arrays,
+    # which runs without the GIL; each cell's numbers are what it gives alone, in the same order.
+    threads = min(4, os.cpu_count() or 1)
     with bars.bar(f"sweep {len(ps)} percentiles x {len(cfg.iou_thresholds)} IoUs",
-                  len(methods) * len(protocols) * len(ps), "method x protocol x percentile") as bar:
+                  len(methods) * len(protocols) * len(ps), "method x protocol x percentile") as bar, \
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sweep") as pool:
         for m in methods:
             for proto in protocols:
                 results: dict[str, list] = {interp: [] for interp in interps}
-                for p in ps:
-                    det = boxes[Cell.of(m, proto, p)]
-                    # one matching shared by the VOC interps
-                    match = voc_match(gt, det) if any(i != "coco" for i in interps) else None
-                    for interp in interps:
-                        res = evaluate(gt, det, k, cfg.iou_thresholds, interp,
-                                       match=None if interp == "coco" else match)
-                        results[interp].append((res.map_per_iou, res.ap))  # not the PR curves: [T] and [T, K]
+
+                def collect(job) -> None:
+                    for interp, r in job.result().items():
+                        results[interp].append(r)
                     bar.update(1)
+
+                jobs: deque = deque()  # in percentile order; a few cells ahead, not every cell's boxes at once
+                for p in ps:
+                    jobs.append(pool.submit(scores, boxes[Cell.of(m, proto, p)]))
+                    if len(jobs) > threads:
+                        collect(jobs.popleft())
+                while jobs:
+                    collect(jobs.popleft())
                 for interp in interps:
                     maps_a = np.asarray([r[0] for r in results[interp]])  # [P, T]
                     pc = np.asarray([r[1] for r in results[interp]])  # [P, T, K]
