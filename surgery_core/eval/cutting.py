@@ -135,8 +135,8 @@ def _run_chunk(chunk: _Chunk, params: BoxParams, percentiles: tuple[float, ...],
         row, cls, prob = rows[j], classes[j], probs[j]
         if row != norm_row:  # pairs come grouped by image
             norm_row, norm = row, normalize(chunk.grids[row])
-            peak = norm.reshape(len(norm), -1).max(axis=1).tolist()
             if floor is not None:
+                peak = norm.reshape(len(norm), -1).max(axis=1).tolist()
                 floor.new_image()
         need = None
         if floor is not None and not also[j]:

@@ -242,11 +242,11 @@ def sweep_table(cfg: RunConfig, dataset: Dataset, gs: GridSet, boxes: Boxes,
     def scores(det: Detections) -> dict[str, tuple]:
         """One cell's ``(map_per_iou [T], ap [T, K])`` per interpolation (not the PR curves)."""
         match = voc_match(gt, det) if any(i != "coco" for i in interps) else None  # shared by the VOC interps
-        out = {}
+        got = {}
         for interp in interps:
             res = evaluate(gt, det, k, cfg.iou_thresholds, interp, match=None if interp == "coco" else match)
-            out[interp] = (res.map_per_iou, res.ap)
-        return out
+            got[interp] = (res.map_per_iou, res.ap)
+        return got
 
     # The cells of a method and protocol are scored on every core: matching and AP are numpy over whole arrays,
     # which runs without the GIL; each cell's numbers are what it gives alone, in the same order.

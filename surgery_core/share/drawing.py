@@ -456,8 +456,7 @@ def encode_webp(image_rgb: np.ndarray, quality: int = 80) -> bytes:
 
     buf = io.BytesIO()
     try:
-        Image.fromarray(np.ascontiguousarray(image_rgb)).save(buf, "WEBP", quality=quality,
-                                                                       method=WEBP_METHOD)
+        Image.fromarray(np.ascontiguousarray(image_rgb)).save(buf, "WEBP", quality=quality, method=WEBP_METHOD)
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"WebP encoding failed: {exc}") from None
     return buf.getvalue()
